@@ -1,0 +1,97 @@
+//! The error of the vault API. Each variant is something a caller can act on; none carries a
+//! secret, a message body or a file name chosen by the user.
+
+use crate::crypto::kdf::KdfError;
+use crate::keys::wrapper::WrapperError;
+
+/// Errors of the vault API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Wrong passphrase or key, or a damaged or tampered key-slot file. Deliberately one case:
+    /// the vault never tells which.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// Stored data failed authentication or an integrity check (tampered, corrupt, rolled back).
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// A file or database is of a format version this build does not support.
+    #[error("unsupported {what} version {found}")]
+    UnsupportedVersion {
+        /// What has the unknown version.
+        what: &'static str,
+        /// The version found.
+        found: u64,
+    },
+    /// The platform key wrapper failed (cancelled, key invalidated, unavailable).
+    #[error("key wrapper: {0}")]
+    KeyWrapper(WrapperError),
+    /// The caller passed an invalid argument.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The target already exists (for example, creating a vault in a non-empty directory).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Removing this slot would leave the vault with no way to unlock.
+    #[error("refusing to remove the last key slot")]
+    LastSlot,
+    /// Another process holds the vault's lock.
+    #[error("the vault is in use by another process")]
+    Busy,
+    /// An operating-system I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the vault was doing.
+        context: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An unexpected database error (not corruption, which is [`Error::Integrity`]).
+    #[error("database error: {0}")]
+    Database(String),
+    /// A bug or an impossible state; the message names it without any data.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl Error {
+    pub(crate) fn internal(what: &'static str) -> Self {
+        Error::Internal(what)
+    }
+
+    pub(crate) fn from_rng(_: getrandom::Error) -> Self {
+        Error::Internal("the operating system's random number generator failed")
+    }
+
+    pub(crate) fn from_kdf(e: KdfError) -> Self {
+        match e {
+            KdfError::Params(p) => Error::InvalidInput(p.to_string()),
+            KdfError::Argon2(_) => Error::Internal("argon2 refused its parameters"),
+        }
+    }
+
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => {
+                Error::Integrity("the database does not match the key slots or is damaged".to_owned())
+            }
+            Some(ErrorCode::DatabaseCorrupt) => Error::Integrity("the database is damaged".to_owned()),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
+            // SQLite's messages name constraints and columns, never row values.
+            _ => Error::Database(e.to_string()),
+        }
+    }
+}
+
+/// Shorthand for results of the vault API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

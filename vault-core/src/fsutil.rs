@@ -1,0 +1,58 @@
+//! Durable file operations: atomic replace (temp file, fsync, rename, directory fsync).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Writes `contents` to `path` atomically: a reader sees the old file or the new one, never a
+/// mix, and after return the new file survives a crash or power loss.
+pub(crate) fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?
+        .to_string_lossy();
+    let suffix: [u8; 8] = crate::crypto::random_array().map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Flushes a directory's entries (a rename or a new file in it) to stable storage.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Flushes the directory that holds `path`.
+pub(crate) fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("f");
+        assert!(atomic_write(&path, b"one", 0o600).is_ok());
+        assert!(atomic_write(&path, b"two", 0o600).is_ok());
+        assert_eq!(fs::read(&path).ok(), Some(b"two".to_vec()));
+        let entries = fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(entries, 1);
+    }
+}

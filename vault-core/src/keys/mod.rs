@@ -1,0 +1,222 @@
+//! Key slots: the vault root key (VRK) sealed under each unlock method, like LUKS key slots.
+//! Adding, removing or changing a slot rewrites only the small slot file, never the data.
+
+pub(crate) mod slot_file;
+pub mod wrapper;
+
+use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::{aead, random_array};
+use crate::error::Error;
+use crate::secret::{Passphrase, SecretKey};
+use slot_file::{SEALED_KEY_LEN, SALT_LEN, Slot, SlotFile, SlotId, SlotKind};
+use wrapper::{KeyWrapper, WrapperError};
+
+/// What kind of unlock method a slot is, as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotMethod {
+    /// A passphrase stretched with Argon2id.
+    Passphrase {
+        /// The Argon2id cost parameters of this slot.
+        kdf: KdfParams,
+    },
+    /// A key wrapper (platform keystore, or the software key file).
+    KeyWrapper {
+        /// The wrapper's label.
+        label: String,
+        /// Whether the wrapper reported itself hardware-backed when the slot was made.
+        hardware_backed: bool,
+    },
+}
+
+/// A description of one key slot, without any key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// The slot's stable number.
+    pub id: SlotId,
+    /// When the slot was created (seconds since the Unix epoch).
+    pub created_at: u64,
+    /// The unlock method.
+    pub method: SlotMethod,
+}
+
+impl SlotInfo {
+    pub(crate) fn of(slot: &Slot) -> Self {
+        let method = match &slot.kind {
+            SlotKind::Passphrase { params, .. } => SlotMethod::Passphrase { kdf: *params },
+            SlotKind::Wrapper { hardware_backed, label, .. } => SlotMethod::KeyWrapper {
+                label: label.clone(),
+                hardware_backed: *hardware_backed,
+            },
+        };
+        Self { id: slot.id, created_at: slot.created_at, method }
+    }
+}
+
+fn seal_root_key(slot: &Slot, vault_id: &[u8; 16], kek: &SecretKey, root: &SecretKey) -> Result<[u8; SEALED_KEY_LEN], Error> {
+    let sealed = aead::seal(kek, &slot.aad(vault_id), root.expose_secret());
+    <[u8; SEALED_KEY_LEN]>::try_from(sealed.as_slice()).map_err(|_| Error::internal("sealed key length"))
+}
+
+fn open_root_key(slot: &Slot, vault_id: &[u8; 16], kek: &SecretKey) -> Result<SecretKey, Error> {
+    let opened = aead::open(kek, &slot.aad(vault_id), &slot.sealed_root_key)
+        .map_err(|_| Error::AuthenticationFailed)?;
+    SecretKey::try_from_slice(opened.expose_secret()).ok_or(Error::AuthenticationFailed)
+}
+
+/// Builds a passphrase slot holding `root`.
+pub(crate) fn passphrase_slot(
+    id: SlotId,
+    created_at: u64,
+    vault_id: &[u8; 16],
+    root: &SecretKey,
+    passphrase: &Passphrase,
+    params: KdfParams,
+) -> Result<Slot, Error> {
+    params.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
+    if passphrase.is_empty() {
+        return Err(Error::InvalidInput("the passphrase is empty".to_owned()));
+    }
+    let salt: [u8; SALT_LEN] = random_array().map_err(Error::from_rng)?;
+    let kek = kdf::derive_from_passphrase(passphrase, &salt, &params).map_err(Error::from_kdf)?;
+    let mut slot = Slot {
+        id,
+        created_at,
+        kind: SlotKind::Passphrase { params, salt },
+        sealed_root_key: [0; SEALED_KEY_LEN],
+    };
+    slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
+    Ok(slot)
+}
+
+/// Builds a key-wrapper slot holding `root`: a random KEK seals the root key, and the wrapper
+/// wraps the KEK, so the root key itself never crosses into the platform keystore.
+pub(crate) fn wrapper_slot(
+    id: SlotId,
+    created_at: u64,
+    vault_id: &[u8; 16],
+    root: &SecretKey,
+    wrapper: &dyn KeyWrapper,
+) -> Result<Slot, Error> {
+    let descriptor = wrapper.descriptor();
+    if descriptor.label.len() > slot_file::MAX_LABEL_LEN || descriptor.label.is_empty() {
+        return Err(Error::InvalidInput("key wrapper label must be 1 to 64 bytes".to_owned()));
+    }
+    let kek = SecretKey::generate().map_err(Error::from_rng)?;
+    let wrapped_kek = wrapper.wrap(kek.expose_secret()).map_err(Error::KeyWrapper)?;
+    if wrapped_kek.is_empty() || wrapped_kek.len() > slot_file::MAX_WRAPPED_LEN {
+        return Err(Error::InvalidInput("key wrapper returned an empty or oversized blob".to_owned()));
+    }
+    let mut slot = Slot {
+        id,
+        created_at,
+        kind: SlotKind::Wrapper {
+            hardware_backed: descriptor.hardware_backed,
+            label: descriptor.label,
+            wrapped_kek,
+        },
+        sealed_root_key: [0; SEALED_KEY_LEN],
+    };
+    slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
+    Ok(slot)
+}
+
+/// Tries every passphrase slot. Any failure is [`Error::AuthenticationFailed`].
+pub(crate) fn open_with_passphrase(file: &SlotFile, passphrase: &Passphrase) -> Result<(SecretKey, SlotId), Error> {
+    for slot in &file.slots {
+        if let SlotKind::Passphrase { params, salt } = &slot.kind {
+            let kek = kdf::derive_from_passphrase(passphrase, salt, params).map_err(Error::from_kdf)?;
+            if let Ok(root) = open_root_key(slot, &file.vault_id, &kek) {
+                return Ok((root, slot.id));
+            }
+        }
+    }
+    Err(Error::AuthenticationFailed)
+}
+
+/// Tries every slot made by a wrapper with the same label. Keystore failures other than a
+/// refused blob (cancelled, invalidated, unavailable) are returned as they are.
+pub(crate) fn open_with_wrapper(file: &SlotFile, wrapper: &dyn KeyWrapper) -> Result<(SecretKey, SlotId), Error> {
+    let wanted = wrapper.descriptor().label;
+    for slot in &file.slots {
+        if let SlotKind::Wrapper { label, wrapped_kek, .. } = &slot.kind {
+            if *label != wanted {
+                continue;
+            }
+            let kek = match wrapper.unwrap(wrapped_kek) {
+                Ok(bytes) => SecretKey::try_from_slice(bytes.expose_secret()),
+                Err(WrapperError::Rejected) => None,
+                Err(other) => return Err(Error::KeyWrapper(other)),
+            };
+            if let Some(kek) = kek {
+                if let Ok(root) = open_root_key(slot, &file.vault_id, &kek) {
+                    return Ok((root, slot.id));
+                }
+            }
+        }
+    }
+    Err(Error::AuthenticationFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretBytes;
+
+    const FAST: KdfParams = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
+
+    fn file_with(slot: Slot) -> SlotFile {
+        SlotFile { vault_id: [5; 16], next_slot_id: slot.id.0 + 1, slots: vec![slot] }
+    }
+
+    #[test]
+    fn passphrase_slot_opens_only_with_its_passphrase() {
+        let root = SecretKey::from_bytes([3; 32]);
+        let pass = Passphrase::new("right".to_owned());
+        let slot = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
+        let file = file_with(slot);
+        let opened = open_with_passphrase(&file, &pass).map(|(k, id)| (*k.expose_secret(), id));
+        assert_eq!(opened.ok(), Some(([3; 32], SlotId(0))));
+        let wrong = open_with_passphrase(&file, &Passphrase::new("wrong".to_owned()));
+        assert!(matches!(wrong, Err(Error::AuthenticationFailed)));
+    }
+
+    #[test]
+    fn a_slot_moved_to_another_vault_or_id_does_not_open() {
+        let root = SecretKey::from_bytes([3; 32]);
+        let pass = Passphrase::new("right".to_owned());
+        let slot = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
+        let mut other_vault = file_with(slot.clone());
+        other_vault.vault_id = [6; 16];
+        assert!(matches!(open_with_passphrase(&other_vault, &pass), Err(Error::AuthenticationFailed)));
+        let mut renumbered = slot;
+        renumbered.id = SlotId(1);
+        assert!(matches!(open_with_passphrase(&file_with(renumbered), &pass), Err(Error::AuthenticationFailed)));
+    }
+
+    struct Failing(WrapperError);
+    impl KeyWrapper for Failing {
+        fn wrap(&self, _: &[u8]) -> Result<Vec<u8>, WrapperError> {
+            Ok(vec![1; 48])
+        }
+        fn unwrap(&self, _: &[u8]) -> Result<SecretBytes, WrapperError> {
+            Err(self.0.clone())
+        }
+        fn descriptor(&self) -> wrapper::WrapperDescriptor {
+            wrapper::WrapperDescriptor { label: "test".to_owned(), hardware_backed: true }
+        }
+    }
+
+    #[test]
+    fn keystore_failures_are_reported_as_such() {
+        let root = SecretKey::from_bytes([3; 32]);
+        let failing = Failing(WrapperError::KeyInvalidated);
+        let slot = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &failing).unwrap_or_else(|e| panic!("{e}"));
+        let file = file_with(slot);
+        assert!(matches!(
+            open_with_wrapper(&file, &failing),
+            Err(Error::KeyWrapper(WrapperError::KeyInvalidated))
+        ));
+        let rejecting = Failing(WrapperError::Rejected);
+        assert!(matches!(open_with_wrapper(&file, &rejecting), Err(Error::AuthenticationFailed)));
+    }
+}

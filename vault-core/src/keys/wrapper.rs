@@ -1,0 +1,191 @@
+//! The hardware key wrapper: a trait the app implements over its platform keystore (Android
+//! Keystore / StrongBox, iOS Secure Enclave, a TPM), and a software default for desktops and
+//! the CLI that says plainly that it is not hardware-backed.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::crypto::aead;
+use crate::secret::{SecretBytes, SecretKey};
+
+/// Why a key wrapper could not wrap or unwrap. Each case is something the app can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WrapperError {
+    /// The user dismissed the biometric or device-credential prompt.
+    #[error("the user cancelled the key unlock")]
+    Cancelled,
+    /// The keystore key is gone for good (for example, biometrics were re-enrolled); unlock
+    /// with another slot and add a new wrapper slot.
+    #[error("the keystore key was permanently invalidated")]
+    KeyInvalidated,
+    /// The keystore cannot be used right now (locked device, busy secure element).
+    #[error("the keystore is unavailable")]
+    Unavailable,
+    /// The wrapped bytes were refused (wrong key or tampered); reported as authentication failure.
+    #[error("the wrapped key was refused")]
+    Rejected,
+    /// Any other failure, described without secrets.
+    #[error("key wrapper failed: {0}")]
+    Other(String),
+}
+
+/// What a key wrapper says about itself; shown in the privacy dashboard and stored in the slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrapperDescriptor {
+    /// A short, non-secret label such as `android-strongbox` or `software-key-file`.
+    pub label: String,
+    /// Whether the wrapping key lives in hardware the OS cannot read out.
+    pub hardware_backed: bool,
+}
+
+/// Wraps and unwraps small secrets with a key the embedding platform holds.
+///
+/// `wrap` receives a random per-slot key-encryption key, never the vault root key. Both calls
+/// may block to ask the user for biometrics.
+pub trait KeyWrapper: Send + Sync {
+    /// Encrypts `plaintext` under the platform key.
+    fn wrap(&self, plaintext: &[u8]) -> Result<Vec<u8>, WrapperError>;
+    /// Decrypts bytes produced by [`KeyWrapper::wrap`].
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretBytes, WrapperError>;
+    /// A description of this wrapper.
+    fn descriptor(&self) -> WrapperDescriptor;
+}
+
+/// The label stored for slots of [`SoftwareKeyWrapper`].
+pub const SOFTWARE_WRAPPER_LABEL: &str = "software-key-file";
+const KEY_FILE_MAGIC: &[u8; 8] = b"VLTDEVK1";
+const WRAPPED_VERSION: u8 = 1;
+const WRAP_AAD: &[u8] = b"vault-core software key wrapper v1";
+
+/// A key wrapper whose key is a file on disk (mode 0600). Software, not hardware-backed: anyone
+/// who can read the file can unwrap. For desktops, servers and tests.
+pub struct SoftwareKeyWrapper {
+    key: SecretKey,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SoftwareKeyWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKeyWrapper").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SoftwareKeyWrapper {
+    /// Opens the key file at `path`, creating it with a new random key (mode 0600) if absent.
+    /// Refuses a key file that other users can read or that is malformed.
+    pub fn open_or_create(path: &Path) -> Result<Self, WrapperError> {
+        match fs::symlink_metadata(path) {
+            Ok(_) => Self::open(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(e) => Err(WrapperError::Other(format!("cannot read device key file: {}", e.kind()))),
+        }
+    }
+
+    /// Opens an existing key file.
+    pub fn open(path: &Path) -> Result<Self, WrapperError> {
+        let meta = fs::symlink_metadata(path)
+            .map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?;
+        if !meta.is_file() {
+            return Err(WrapperError::Other("device key path is not a regular file".to_owned()));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(WrapperError::Other(
+                "device key file is readable by other users (chmod 600 it)".to_owned(),
+            ));
+        }
+        let bytes = SecretBytes::new(
+            fs::read(path)
+                .map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?,
+        );
+        let bytes = bytes.expose_secret();
+        let key = bytes
+            .strip_prefix(KEY_FILE_MAGIC.as_slice())
+            .and_then(SecretKey::try_from_slice)
+            .ok_or_else(|| WrapperError::Other("device key file is malformed".to_owned()))?;
+        Ok(Self { key, path: path.to_owned() })
+    }
+
+    fn create(path: &Path) -> Result<Self, WrapperError> {
+        let key = SecretKey::generate()
+            .map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
+        let mut contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
+        let io_err = |e: std::io::Error| WrapperError::Other(format!("cannot create device key file: {}", e.kind()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err)?;
+        file.write_all(contents.expose_secret()).map_err(io_err)?;
+        file.sync_all().map_err(io_err)?;
+        contents = SecretBytes::new(Vec::new());
+        drop(contents);
+        crate::fsutil::sync_parent_dir(path).map_err(io_err)?;
+        Ok(Self { key, path: path.to_owned() })
+    }
+}
+
+impl KeyWrapper for SoftwareKeyWrapper {
+    fn wrap(&self, plaintext: &[u8]) -> Result<Vec<u8>, WrapperError> {
+        let mut out = vec![WRAPPED_VERSION];
+        out.extend_from_slice(&aead::seal(&self.key, WRAP_AAD, plaintext));
+        Ok(out)
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretBytes, WrapperError> {
+        match wrapped.split_first() {
+            Some((&WRAPPED_VERSION, sealed)) => {
+                aead::open(&self.key, WRAP_AAD, sealed).map_err(|_| WrapperError::Rejected)
+            }
+            _ => Err(WrapperError::Rejected),
+        }
+    }
+
+    fn descriptor(&self) -> WrapperDescriptor {
+        WrapperDescriptor { label: SOFTWARE_WRAPPER_LABEL.to_owned(), hardware_backed: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_private_key_file_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("device.key");
+        let wrapper = SoftwareKeyWrapper::open_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mode = fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        let wrapped = wrapper.wrap(b"kek").unwrap_or_default();
+        let reopened = SoftwareKeyWrapper::open_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let unwrapped = reopened.unwrap(&wrapped).map(|s| s.expose_secret().to_vec());
+        assert_eq!(unwrapped, Ok(b"kek".to_vec()));
+        assert!(!reopened.descriptor().hardware_backed);
+    }
+
+    #[test]
+    fn refuses_world_readable_and_malformed_key_files() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("device.key");
+        assert!(SoftwareKeyWrapper::open_or_create(&path).is_ok());
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o644));
+        assert!(matches!(SoftwareKeyWrapper::open(&path), Err(WrapperError::Other(_))));
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        let _ = fs::write(&path, b"VLTDEVK1short");
+        assert!(matches!(SoftwareKeyWrapper::open(&path), Err(WrapperError::Other(_))));
+    }
+
+    #[test]
+    fn another_key_rejects_wrapped_bytes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = SoftwareKeyWrapper::open_or_create(&dir.path().join("a")).unwrap_or_else(|e| panic!("{e}"));
+        let b = SoftwareKeyWrapper::open_or_create(&dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        let wrapped = a.wrap(b"kek").unwrap_or_default();
+        assert!(matches!(b.unwrap(&wrapped), Err(WrapperError::Rejected)));
+        assert!(matches!(a.unwrap(&[]), Err(WrapperError::Rejected)));
+    }
+}

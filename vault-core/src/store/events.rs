@@ -1,0 +1,100 @@
+//! The security-event log: unlocks, failed unlocks, key-slot changes. Details name slots and
+//! counts, never secrets or content.
+
+use rusqlite::{Connection, params};
+
+use crate::error::Result;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SecurityEventKind {
+    /// The vault was created.
+    VaultCreated,
+    /// The vault was unlocked.
+    UnlockSucceeded,
+    /// An unlock attempt failed (recorded at the next successful unlock).
+    UnlockFailed,
+    /// A key slot was added.
+    SlotAdded,
+    /// A key slot was removed.
+    SlotRemoved,
+    /// A key slot's secret was changed (new passphrase).
+    SlotChanged,
+}
+
+impl SecurityEventKind {
+    /// Stored name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityEventKind::VaultCreated => "vault_created",
+            SecurityEventKind::UnlockSucceeded => "unlock_succeeded",
+            SecurityEventKind::UnlockFailed => "unlock_failed",
+            SecurityEventKind::SlotAdded => "slot_added",
+            SecurityEventKind::SlotRemoved => "slot_removed",
+            SecurityEventKind::SlotChanged => "slot_changed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "vault_created" => SecurityEventKind::VaultCreated,
+            "unlock_succeeded" => SecurityEventKind::UnlockSucceeded,
+            "unlock_failed" => SecurityEventKind::UnlockFailed,
+            "slot_added" => SecurityEventKind::SlotAdded,
+            "slot_removed" => SecurityEventKind::SlotRemoved,
+            "slot_changed" => SecurityEventKind::SlotChanged,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the security-event log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecurityEvent {
+    /// Sequence number.
+    pub id: i64,
+    /// When it happened (ms since the epoch).
+    pub at: i64,
+    /// What happened.
+    pub kind: SecurityEventKind,
+    /// Non-secret detail, such as the slot number.
+    pub detail: String,
+}
+
+/// Appends an event.
+pub(crate) fn record(conn: &Connection, at: i64, kind: SecurityEventKind, detail: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO security_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+        params![at, kind.as_str(), detail],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` events, newest first. Rows of an unknown kind (written by a newer build)
+/// are skipped.
+pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<SecurityEvent>> {
+    let limit = super::messages::check_limit(limit)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, kind, detail FROM security_events ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        let kind: String = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, kind, r.get(3)?))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (id, at, kind, detail) = row?;
+        if let Some(kind) = SecurityEventKind::parse(&kind) {
+            events.push(SecurityEvent { id, at, kind, detail });
+        }
+    }
+    Ok(events)
+}
+
+/// Number of events in the log.
+pub(crate) fn count(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM security_events", [], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

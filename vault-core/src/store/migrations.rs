@@ -1,0 +1,97 @@
+//! Numbered schema migrations. Migration `i` takes a database from `user_version = i` to `i + 1`
+//! in one transaction. Never edit a shipped migration: add a new one.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// The schema migrations, in order.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: conversations, messages, app secrets, and the vault identifier.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY NOT NULL,
+         value BLOB NOT NULL
+     ) STRICT;
+     CREATE TABLE conversations (
+         id                  INTEGER PRIMARY KEY,
+         name                TEXT NOT NULL UNIQUE,
+         created_at          INTEGER NOT NULL,
+         default_expiry_secs INTEGER
+     ) STRICT;
+     CREATE TABLE messages (
+         id              INTEGER PRIMARY KEY,
+         conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+         sender          TEXT NOT NULL,
+         sent_at         INTEGER NOT NULL,
+         received_at     INTEGER NOT NULL,
+         body            TEXT NOT NULL,
+         status          TEXT NOT NULL,
+         expires_at      INTEGER
+     ) STRICT;
+     CREATE INDEX messages_by_conversation ON messages (conversation_id, sent_at, id);
+     CREATE INDEX messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+     CREATE TABLE app_secrets (
+         name       TEXT PRIMARY KEY NOT NULL,
+         value      BLOB NOT NULL,
+         updated_at INTEGER NOT NULL
+     ) STRICT;",
+    // 2: full-text search over message bodies, kept in step by triggers, filled from old rows.
+    "CREATE VIRTUAL TABLE messages_fts USING fts5 (
+         body,
+         content = 'messages',
+         content_rowid = 'id',
+         tokenize = 'unicode61 remove_diacritics 2'
+     );
+     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+         INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+     END;
+     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+         INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+     END;
+     CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+         INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+         INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+     END;
+     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
+    // 3: the security-event log.
+    "CREATE TABLE security_events (
+         id     INTEGER PRIMARY KEY,
+         at     INTEGER NOT NULL,
+         kind   TEXT NOT NULL,
+         detail TEXT NOT NULL
+     ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub(crate) fn latest_version() -> u32 {
+    u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
+}
+
+/// The database's current schema version.
+pub(crate) fn current_version(conn: &Connection) -> Result<u32> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    u32::try_from(v).map_err(|_| Error::Integrity("negative schema version".to_owned()))
+}
+
+/// Brings the database up to the latest schema; refuses one newer than this build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, latest_version())
+}
+
+/// Applies migrations up to `target` (tests use it to build every past schema).
+pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
+    let current = current_version(conn)?;
+    if current > latest_version() {
+        return Err(Error::UnsupportedVersion { what: "database schema", found: u64::from(current) });
+    }
+    for version in current..target.min(latest_version()) {
+        let sql = MIGRATIONS
+            .get(version as usize)
+            .ok_or(Error::internal("migration index"))?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The encrypted database: SQLCipher 4 opened with a raw 256-bit key, schema migrations, and the
+//! tables of the vault (messages, app secrets, security events). This module never sees the root
+//! key or a passphrase, only the derived database key.
+
+pub(crate) mod events;
+pub(crate) mod messages;
+pub(crate) mod migrations;
+pub(crate) mod secrets;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::SecretKey;
+
+/// The SQLCipher compatibility level the vault pins (SQLCipher 4 defaults: AES-256-CBC pages,
+/// HMAC-SHA512 per page, 4096-byte pages).
+pub const CIPHER_COMPATIBILITY: u32 = 4;
+
+/// What SQLCipher reports about an open database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherInfo {
+    /// `PRAGMA cipher_version`, e.g. `4.6.1 community`.
+    pub cipher_version: String,
+    /// `PRAGMA cipher_provider`, e.g. `openssl`.
+    pub cipher_provider: String,
+    /// The pinned compatibility level.
+    pub compatibility: u32,
+}
+
+/// An open, keyed, migrated vault database.
+pub(crate) struct Store {
+    pub(crate) conn: Connection,
+}
+
+/// Applies the raw key and the session pragmas, and proves the key by reading the schema.
+/// A build without SQLCipher (plain SQLite linked by mistake) is refused: fail closed.
+pub(crate) fn open_keyed(path: &Path, key: &SecretKey, create: bool) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    apply_key(&conn, key)?;
+    check_cipher(&conn)?;
+    conn.execute_batch(&format!("PRAGMA cipher_compatibility = {CIPHER_COMPATIBILITY};"))?;
+    // The first read decrypts page 1: a wrong key or a damaged header fails here.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// `PRAGMA key = "x'…'"`: the raw-key form, so SQLCipher skips its own PBKDF2.
+pub(crate) fn apply_key(conn: &Connection, key: &SecretKey) -> Result<()> {
+    let mut sql = Zeroizing::new(String::with_capacity(84));
+    sql.push_str("PRAGMA key = \"x'");
+    sql.push_str(&Zeroizing::new(hex::encode(key.expose_secret())));
+    sql.push_str("'\";");
+    conn.execute_batch(&sql)?;
+    Ok(())
+}
+
+/// Refuses to run on a plain SQLite build.
+fn check_cipher(conn: &Connection) -> Result<()> {
+    let version: Option<String> = conn
+        .query_row("PRAGMA cipher_version", [], |r| r.get(0))
+        .ok();
+    match version {
+        Some(v) if !v.trim().is_empty() => Ok(()),
+        _ => Err(Error::Internal("this build is not linked against SQLCipher; refusing to open")),
+    }
+}
+
+impl Store {
+    /// Creates a new database at `path` (which must not exist) and migrates it.
+    pub(crate) fn create(path: &Path, key: &SecretKey, vault_id: &[u8; 16]) -> Result<Store> {
+        let mut conn = open_keyed(path, key, true)?;
+        migrations::migrate(&mut conn)?;
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('vault_id', ?1)",
+            [vault_id.as_slice()],
+        )?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing database, checks it belongs to `vault_id`, and migrates it.
+    pub(crate) fn open(path: &Path, key: &SecretKey, vault_id: &[u8; 16]) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::Integrity("the vault database is missing".to_owned()));
+        }
+        let mut conn = open_keyed(path, key, false)?;
+        migrations::migrate(&mut conn)?;
+        let stored: Vec<u8> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'vault_id'", [], |r| r.get(0))
+            .map_err(|_| Error::Integrity("the database has no vault identifier".to_owned()))?;
+        if stored.as_slice() != vault_id.as_slice() {
+            return Err(Error::Integrity("the database belongs to a different vault".to_owned()));
+        }
+        Ok(Store { conn })
+    }
+
+    /// What SQLCipher reports about this database.
+    pub(crate) fn cipher_info(&self) -> Result<CipherInfo> {
+        let text = |pragma: &str| -> Result<String> {
+            Ok(self
+                .conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, String>(0))?)
+        };
+        Ok(CipherInfo {
+            cipher_version: text("cipher_version")?,
+            cipher_provider: text("cipher_provider")?,
+            compatibility: CIPHER_COMPATIBILITY,
+        })
+    }
+
+    /// Runs SQLCipher's page authentication over every page, SQLite's integrity check and the
+    /// FTS index check. Returns a description of each problem (no row contents).
+    pub(crate) fn verify(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let mut stmt = self.conn.prepare("PRAGMA cipher_integrity_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            problems.push(format!("page authentication: {}", row?));
+        }
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            let row = row?;
+            if row != "ok" {
+                problems.push(format!("sqlite integrity: {row}"));
+            }
+        }
+        if let Err(e) = self
+            .conn
+            .execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')", [])
+        {
+            problems.push(format!("search index: {e}"));
+        }
+        Ok(problems)
+    }
+}
+
+/// Current time in milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
