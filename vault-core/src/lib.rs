@@ -29,6 +29,8 @@ pub use store::messages::{
 };
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
+#[doc(hidden)]
+pub use store::bench_support;
 pub use vault::{
     CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport,
 };

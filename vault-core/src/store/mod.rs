@@ -7,6 +7,7 @@ pub(crate) mod messages;
 pub(crate) mod migrations;
 pub(crate) mod secrets;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
@@ -38,14 +39,23 @@ pub(crate) struct Store {
 /// Applies the raw key and the session pragmas, and proves the key by reading the schema.
 /// A build without SQLCipher (plain SQLite linked by mistake) is refused: fail closed.
 pub(crate) fn open_keyed(path: &Path, key: &SecretKey, create: bool) -> Result<Connection> {
+    open_with(path, create, |conn| {
+        apply_key(conn, key)?;
+        check_cipher(conn)?;
+        conn.execute_batch(&format!("PRAGMA cipher_compatibility = {CIPHER_COMPATIBILITY};"))?;
+        Ok(())
+    })
+}
+
+/// Opens `path`, runs `keying` (which must key the connection, or not for the plain baseline
+/// of the benchmarks), forces a first read, then applies the session pragmas.
+fn open_with(path: &Path, create: bool, keying: impl FnOnce(&Connection) -> Result<()>) -> Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
-    apply_key(&conn, key)?;
-    check_cipher(&conn)?;
-    conn.execute_batch(&format!("PRAGMA cipher_compatibility = {CIPHER_COMPATIBILITY};"))?;
+    keying(&conn)?;
     // The first read decrypts page 1: a wrong key or a damaged header fails here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
     conn.execute_batch(
@@ -83,6 +93,14 @@ fn check_cipher(conn: &Connection) -> Result<()> {
 impl Store {
     /// Creates a new database at `path` (which must not exist) and migrates it.
     pub(crate) fn create(path: &Path, key: &SecretKey, vault_id: &[u8; 16]) -> Result<Store> {
+        // Created empty with owner-only permissions first; SQLite gives its -wal and -shm files
+        // the same mode.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::io("creating the database file"))?;
         let mut conn = open_keyed(path, key, true)?;
         migrations::migrate(&mut conn)?;
         conn.execute(
@@ -155,4 +173,53 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The store's code paths with the key made optional, for the side-by-side benchmarks against
+/// plain SQLite and SQLCipher's own passphrase KDF. Not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+use std::path::Path;
+
+    pub use rusqlite::Connection;
+
+    use super::messages::{self, MessageId, NewMessage, SearchHit};
+    use crate::error::Result;
+    use crate::secret::SecretKey;
+
+    /// The vault's own open: raw 256-bit key, pinned compatibility, cipher check, migrations.
+    pub fn open_raw_key(path: &Path, key: &[u8; 32]) -> Result<Connection> {
+        let mut conn = super::open_keyed(path, &SecretKey::from_bytes(*key), true)?;
+        super::migrations::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// The same database code with no cipher at all (the plain SQLite baseline).
+    pub fn open_plain(path: &Path) -> Result<Connection> {
+        let mut conn = super::open_with(path, true, |_| Ok(()))?;
+        super::migrations::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// SQLCipher keyed with a passphrase, so SQLCipher runs its own PBKDF2-HMAC-SHA512
+    /// (256,000 iterations in compatibility 4) on every open: what the vault avoids.
+    pub fn open_sqlcipher_passphrase(path: &Path, passphrase: &str) -> Result<Connection> {
+        let mut conn = super::open_with(path, true, |conn| {
+            conn.pragma_update(None, "key", passphrase)?;
+            conn.execute_batch("PRAGMA cipher_compatibility = 4;")?;
+            Ok(())
+        })?;
+        super::migrations::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Inserts messages in one transaction, as [`crate::Vault::add_messages`] does.
+    pub fn insert_messages(conn: &mut Connection, batch: &[NewMessage]) -> Result<Vec<MessageId>> {
+        messages::insert(conn, batch)
+    }
+
+    /// Full-text search, as [`crate::Vault::search`] does.
+    pub fn search(conn: &Connection, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        messages::search(conn, query, limit)
+    }
 }

@@ -1,0 +1,142 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// An encrypted on-device vault: messages, search and app secrets in SQLCipher, unlocked by a
+/// passphrase or a device key.
+#[derive(Debug, Parser)]
+#[command(name = "vault", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The vault directory.
+    #[arg(long = "vault", env = "VAULT_DIR", global = true, value_name = "DIR")]
+    pub vault: Option<PathBuf>,
+
+    /// Read the passphrase from the first line of standard input (and, where a new passphrase
+    /// is needed, the new one from the second line) instead of VAULT_PASSPHRASE and
+    /// VAULT_NEW_PASSPHRASE.
+    #[arg(long, global = true)]
+    pub passphrase_stdin: bool,
+
+    /// Unlock with the software device key in FILE (not hardware-backed) instead of the
+    /// passphrase; with `init`, also add a device-key slot (the file is created if absent).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub device_key: Option<PathBuf>,
+
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a vault (a passphrase slot, plus a device-key slot with --device-key).
+    Init(KdfArgs),
+    /// Add and list messages.
+    #[command(subcommand)]
+    Msg(MsgCommand),
+    /// Full-text search over message bodies (every word must match; `word*` matches a prefix).
+    Search {
+        /// The words to search for.
+        query: String,
+        /// Most results to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The privacy dashboard: encryption, key slots, counts, recent security events.
+    Status,
+    /// Manage key slots.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check the whole vault (key slots, every database page, integrity, search index).
+    Verify,
+}
+
+/// `vault msg …`
+#[derive(Debug, Subcommand)]
+pub enum MsgCommand {
+    /// Add a message (or, with --stdin, one message per input line).
+    Add {
+        /// Conversation name (created on first use).
+        #[arg(long)]
+        conversation: String,
+        /// Sender name.
+        #[arg(long)]
+        sender: String,
+        /// Message text.
+        #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+        body: Option<String>,
+        /// Read message bodies from standard input, one per line, stored in batches of one
+        /// transaction each.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// List the newest messages of a conversation, oldest first.
+    List {
+        /// Conversation name.
+        #[arg(long)]
+        conversation: String,
+        /// Most messages to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// `vault key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the key slots (no unlock needed: the slot file holds no secret in the clear).
+    List,
+    /// Add a passphrase slot (new passphrase from VAULT_NEW_PASSPHRASE or stdin line 2).
+    AddPassphrase(KdfArgs),
+    /// Add a software device-key slot; FILE is created (mode 0600) if absent.
+    AddDeviceKey {
+        /// The key file.
+        file: PathBuf,
+    },
+    /// Change the passphrase of the slot that unlocks (or of --slot).
+    ChangePassphrase {
+        /// The slot to change (default: the one the current passphrase opens).
+        #[arg(long)]
+        slot: Option<u32>,
+        /// Argon2id cost of the new passphrase.
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Remove a key slot (the last one cannot be removed).
+    RemoveSlot {
+        /// Slot number, as shown by `vault key list`.
+        id: u32,
+    },
+}
+
+/// Argon2id cost of a new passphrase slot.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB (8..=2048).
+    #[arg(long, default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes (1..=32).
+    #[arg(long, default_value_t = 3)]
+    pub kdf_iterations: u32,
+    /// Argon2id lanes (1..=16).
+    #[arg(long, default_value_t = 4)]
+    pub kdf_parallelism: u32,
+}
+
+impl KdfArgs {
+    /// The library parameters; bounds are checked by the library.
+    pub fn params(&self) -> vault_core::KdfParams {
+        vault_core::KdfParams {
+            memory_kib: self.kdf_memory_mib.saturating_mul(1024),
+            iterations: self.kdf_iterations,
+            parallelism: self.kdf_parallelism,
+        }
+    }
+}

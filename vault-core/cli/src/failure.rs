@@ -1,0 +1,57 @@
+//! How a command fails: a one-line message for stderr and a documented exit code.
+
+use vault_core::{Error, WrapperError};
+
+/// Documented exit codes (see the README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other error.
+    pub const OTHER: u8 = 1;
+    /// Bad usage or invalid input.
+    pub const USAGE: u8 = 2;
+    /// Wrong passphrase or key, or a damaged key-slot file.
+    pub const AUTHENTICATION: u8 = 3;
+    /// Tampered, corrupt or rolled-back data.
+    pub const INTEGRITY: u8 = 4;
+    /// Locked out after too many attempts.
+    #[allow(dead_code)]
+    pub const LOCKED_OUT: u8 = 5;
+    /// A backup server could not be reached.
+    #[allow(dead_code)]
+    pub const SERVER_UNREACHABLE: u8 = 6;
+}
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// One line, no secrets, no message content.
+    pub message: String,
+}
+
+impl Failure {
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { code: exit::USAGE, message: message.into() }
+    }
+
+    /// An integrity failure (exit 4).
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self { code: exit::INTEGRITY, message: message.into() }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::AuthenticationFailed => exit::AUTHENTICATION,
+            Error::KeyWrapper(WrapperError::Rejected) => exit::AUTHENTICATION,
+            Error::Integrity(_) => exit::INTEGRITY,
+            Error::InvalidInput(_) | Error::LastSlot => exit::USAGE,
+            _ => exit::OTHER,
+        };
+        Self { code, message: e.to_string() }
+    }
+}

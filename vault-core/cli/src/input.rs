@@ -1,0 +1,56 @@
+//! Where secrets and bulk input come from: environment variables or standard input. Secrets are
+//! read into zeroized buffers and never echoed.
+
+use std::io::{BufRead, StdinLock};
+
+use vault_core::Passphrase;
+use zeroize::Zeroizing;
+
+use crate::failure::Failure;
+
+/// Reads the passphrase(s) and, for bulk commands, message lines from one stdin stream.
+pub struct Input {
+    passphrase_stdin: bool,
+    stdin: StdinLock<'static>,
+}
+
+impl Input {
+    /// Input per the `--passphrase-stdin` flag.
+    pub fn new(passphrase_stdin: bool) -> Self {
+        Self { passphrase_stdin, stdin: std::io::stdin().lock() }
+    }
+
+    /// The current passphrase: first stdin line, or VAULT_PASSPHRASE.
+    pub fn passphrase(&mut self) -> Result<Passphrase, Failure> {
+        self.secret("VAULT_PASSPHRASE", "passphrase")
+    }
+
+    /// A new passphrase: next stdin line, or VAULT_NEW_PASSPHRASE.
+    pub fn new_passphrase(&mut self) -> Result<Passphrase, Failure> {
+        self.secret("VAULT_NEW_PASSPHRASE", "new passphrase")
+    }
+
+    fn secret(&mut self, var: &str, what: &str) -> Result<Passphrase, Failure> {
+        if self.passphrase_stdin {
+            let mut line = Zeroizing::new(String::new());
+            let n = self
+                .stdin
+                .read_line(&mut line)
+                .map_err(|e| Failure::usage(format!("cannot read the {what} from stdin: {}", e.kind())))?;
+            if n == 0 {
+                return Err(Failure::usage(format!("standard input ended before the {what}")));
+            }
+            let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
+            return Ok(Passphrase::new(trimmed));
+        }
+        match std::env::var(var) {
+            Ok(value) => Ok(Passphrase::new(value)),
+            Err(_) => Err(Failure::usage(format!("no {what}: set {var} or use --passphrase-stdin"))),
+        }
+    }
+
+    /// The remaining stdin lines, for `msg add --stdin`.
+    pub fn lines(&mut self) -> impl Iterator<Item = std::io::Result<String>> + '_ {
+        (&mut self.stdin).lines()
+    }
+}

@@ -1,0 +1,40 @@
+//! No plaintext on disk: a unique marker written into messages and secrets, and the passphrase,
+//! never appear in any byte under the vault directory — while open (WAL present) and after close.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::{all_files, contains, new_vault, pass};
+use vault_core::{NewMessage, Vault};
+
+#[test]
+fn no_canary_or_passphrase_in_any_stored_byte() {
+    let canary = format!("CANARY-{:016x}", (u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let passphrase = "PASS-correct-horse-battery-staple-7731";
+    let (tv, mut vault) = new_vault(passphrase);
+    let batch: Vec<_> = (0..2000)
+        .map(|i| NewMessage::new(format!("chat-{}", i % 7), "alice", format!("msg {i} {canary} tail")))
+        .collect();
+    vault.add_messages(&batch).unwrap();
+    vault.put_secret("token", canary.as_bytes()).unwrap();
+    vault.add_passphrase_slot(&pass("PASS-second-slot-4491"), common::FAST_KDF).unwrap();
+    assert_eq!(vault.search(&canary.to_lowercase(), 5).unwrap().len(), 5, "canary is searchable");
+
+    let scan = |when: &str| {
+        let files = all_files(&tv.dir);
+        assert!(files.iter().any(|(p, _)| p.ends_with("vault.db")));
+        for (path, bytes) in &files {
+            for needle in [canary.as_bytes(), canary.to_lowercase().as_bytes(), passphrase.as_bytes(), b"PASS-second-slot-4491", b"alice", b"chat-3"] {
+                assert!(!contains(bytes, needle), "{when}: {} contains a plaintext marker", path.display());
+            }
+        }
+        files.len()
+    };
+    let open_files = scan("while open");
+    assert!(open_files >= 3, "the WAL is present while open");
+    vault.lock();
+    scan("after close");
+
+    let vault = Vault::unlock_with_passphrase(&tv.dir, &pass(passphrase)).unwrap();
+    assert_eq!(vault.secret("token").unwrap().unwrap().expose_secret(), canary.as_bytes());
+}
