@@ -9,10 +9,7 @@ use std::path::Path;
 /// mix, and after return the new file survives a crash or power loss.
 pub(crate) fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?
-        .to_string_lossy();
+    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_string_lossy();
     let suffix: [u8; 8] = crate::crypto::random_array().map_err(io::Error::other)?;
     let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
     let result = (|| {

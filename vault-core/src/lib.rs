@@ -22,6 +22,8 @@ pub use keys::slot_file::{SlotFileError, SlotId};
 pub use keys::wrapper::{KeyWrapper, SOFTWARE_WRAPPER_LABEL, SoftwareKeyWrapper, WrapperDescriptor, WrapperError};
 pub use keys::{SlotInfo, SlotMethod};
 pub use secret::{KEY_LEN, Passphrase, SecretBytes, SecretKey};
+#[doc(hidden)]
+pub use store::bench_support;
 pub use store::events::{SecurityEvent, SecurityEventKind};
 pub use store::messages::{
     ConversationSummary, MAX_BODY_LEN, MAX_LIMIT, MAX_NAME_LEN, Message, MessageId, MessageStatus, NewMessage,
@@ -29,8 +31,6 @@ pub use store::messages::{
 };
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
-#[doc(hidden)]
-pub use store::bench_support;
 pub use vault::{
     CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport,
 };

@@ -117,10 +117,7 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault")
-            .field("dir", &self.dir)
-            .field("unlocked_by", &self.unlocked_by)
-            .finish_non_exhaustive()
+        f.debug_struct("Vault").field("dir", &self.dir).field("unlocked_by", &self.unlocked_by).finish_non_exhaustive()
     }
 }
 
@@ -139,7 +136,9 @@ fn read_slot_file(dir: &Path) -> Result<SlotFile> {
         Err(e) => return Err(Error::io("reading the key-slot file")(e)),
     };
     SlotFile::decode(&bytes).map_err(|e| match e {
-        SlotFileError::UnsupportedVersion(v) => Error::UnsupportedVersion { what: "key-slot file", found: u64::from(v) },
+        SlotFileError::UnsupportedVersion(v) => {
+            Error::UnsupportedVersion { what: "key-slot file", found: u64::from(v) }
+        }
         _ => Error::AuthenticationFailed,
     })
 }
@@ -182,10 +181,10 @@ impl Vault {
     /// Creates a vault in `dir`, which must not exist or be empty. The vault is built in a
     /// sibling temporary directory and renamed into place, so a crash leaves no half vault.
     pub fn create(dir: &Path, passphrase: &Passphrase, options: CreateOptions<'_>) -> Result<Vault> {
-        if let Ok(mut entries) = fs::read_dir(dir) {
-            if entries.next().is_some() {
-                return Err(Error::AlreadyExists("the vault directory is not empty".to_owned()));
-            }
+        if let Ok(mut entries) = fs::read_dir(dir)
+            && entries.next().is_some()
+        {
+            return Err(Error::AlreadyExists("the vault directory is not empty".to_owned()));
         }
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -193,10 +192,7 @@ impl Vault {
         };
         let suffix: [u8; 8] = random_array().map_err(Error::from_rng)?;
         let staging = parent.join(format!(".vault-creating-{}", hex::encode(suffix)));
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
-            .map_err(Error::io("creating the vault directory"))?;
+        fs::DirBuilder::new().mode(0o700).create(&staging).map_err(Error::io("creating the vault directory"))?;
         let built = Self::build(&staging, passphrase, &options);
         let placed = built.and_then(|()| {
             fsutil::sync_dir(&staging).map_err(Error::io("syncing the vault directory"))?;
@@ -355,11 +351,8 @@ impl Vault {
     pub fn change_passphrase(&mut self, id: SlotId, new: &Passphrase, kdf: KdfParams) -> Result<()> {
         self.change_slots(|file, root| {
             let vault_id = file.vault_id;
-            let slot = file
-                .slots
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
+            let slot =
+                file.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
             if !matches!(SlotInfo::of(slot).method, SlotMethod::Passphrase { .. }) {
                 return Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot")));
             }
@@ -372,11 +365,8 @@ impl Vault {
     /// Removes slot `id`. Refuses to remove the last slot.
     pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
         self.change_slots(|file, _| {
-            let position = file
-                .slots
-                .iter()
-                .position(|s| s.id == id)
-                .ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
+            let position =
+                file.slots.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
             if file.slots.len() == 1 {
                 return Err(Error::LastSlot);
             }
@@ -387,12 +377,8 @@ impl Vault {
     }
 
     fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId) -> Result<()> {
-        let detail = self
-            .slots()
-            .iter()
-            .find(|s| s.id == id)
-            .map(describe_slot)
-            .unwrap_or_else(|| format!("slot {id}"));
+        let detail =
+            self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
         self.record(kind, &detail)
     }
 

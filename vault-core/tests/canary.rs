@@ -24,7 +24,14 @@ fn no_canary_or_passphrase_in_any_stored_byte() {
         let files = all_files(&tv.dir);
         assert!(files.iter().any(|(p, _)| p.ends_with("vault.db")));
         for (path, bytes) in &files {
-            for needle in [canary.as_bytes(), canary.to_lowercase().as_bytes(), passphrase.as_bytes(), b"PASS-second-slot-4491", b"alice", b"chat-3"] {
+            for needle in [
+                canary.as_bytes(),
+                canary.to_lowercase().as_bytes(),
+                passphrase.as_bytes(),
+                b"PASS-second-slot-4491",
+                b"alice",
+                b"chat-3",
+            ] {
                 assert!(!contains(bytes, needle), "{when}: {} contains a plaintext marker", path.display());
             }
         }

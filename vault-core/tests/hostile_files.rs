@@ -12,8 +12,10 @@ use vault_core::{DATABASE_FILE, Error, KEYSLOTS_FILE, NewMessage, Vault};
 
 fn filled_vault(passphrase: &str) -> (common::TestVault, Vec<String>) {
     let (tv, mut vault) = new_vault(passphrase);
-    let bodies: Vec<String> = (0..300).map(|i| format!("message number {i} with some padding text {}", "z".repeat(i % 50))).collect();
-    let batch: Vec<_> = bodies.iter().map(|b| NewMessage { sent_at: 1, ..NewMessage::new("c", "s", b.clone()) }).collect();
+    let bodies: Vec<String> =
+        (0..300).map(|i| format!("message number {i} with some padding text {}", "z".repeat(i % 50))).collect();
+    let batch: Vec<_> =
+        bodies.iter().map(|b| NewMessage { sent_at: 1, ..NewMessage::new("c", "s", b.clone()) }).collect();
     vault.add_messages(&batch).unwrap();
     vault.lock();
     (tv, bodies)
@@ -122,10 +124,7 @@ fn truncated_or_missing_databases_are_integrity_errors() {
             let report = v.verify()?;
             Ok(report.is_ok())
         });
-        assert!(
-            matches!(outcome, Err(Error::Integrity(_)) | Ok(false)),
-            "length {len}: {outcome:?}"
-        );
+        assert!(matches!(outcome, Err(Error::Integrity(_)) | Ok(false)), "length {len}: {outcome:?}");
     }
     fs::remove_file(&db).unwrap();
     assert!(matches!(Vault::unlock_with_passphrase(&tv.dir, &pass("pw")), Err(Error::Integrity(_))));

@@ -38,9 +38,8 @@ fn messages_survive_lock_and_unlock() {
 #[test]
 fn listing_returns_the_newest_in_order() {
     let (_tv, mut vault) = new_vault("pw");
-    let batch: Vec<_> = (0..10)
-        .map(|i| NewMessage { sent_at: i * 10, ..NewMessage::new("c", "s", format!("m{i}")) })
-        .collect();
+    let batch: Vec<_> =
+        (0..10).map(|i| NewMessage { sent_at: i * 10, ..NewMessage::new("c", "s", format!("m{i}")) }).collect();
     vault.add_messages(&batch).unwrap();
     let bodies: Vec<_> = vault.messages("c", 3).unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, ["m7", "m8", "m9"]);
@@ -120,10 +119,7 @@ fn wrong_passphrase_is_refused_and_logged_at_next_unlock() {
     let (tv, vault) = new_vault("right");
     vault.lock();
     for _ in 0..2 {
-        assert!(matches!(
-            Vault::unlock_with_passphrase(&tv.dir, &pass("wrong")),
-            Err(Error::AuthenticationFailed)
-        ));
+        assert!(matches!(Vault::unlock_with_passphrase(&tv.dir, &pass("wrong")), Err(Error::AuthenticationFailed)));
     }
     let vault = Vault::unlock_with_passphrase(&tv.dir, &pass("right")).unwrap();
     let events = vault.security_events(50).unwrap();

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::json;
-use vault_core::{
-    CreateOptions, KdfParams, NewMessage, SlotId, SlotMethod, SoftwareKeyWrapper, Vault,
-};
+use vault_core::{CreateOptions, KdfParams, NewMessage, SlotId, SlotMethod, SoftwareKeyWrapper, Vault};
 
 use crate::cli::{Cli, Command, KdfArgs, KeyCommand, MsgCommand};
 use crate::failure::{Failure, exit};
@@ -40,10 +38,8 @@ impl Context<'_> {
     }
 
     fn print(&mut self, text: impl std::fmt::Display) -> Result<(), Failure> {
-        writeln!(self.out, "{text}").map_err(|e| Failure {
-            code: exit::OTHER,
-            message: format!("cannot write output: {}", e.kind()),
-        })
+        writeln!(self.out, "{text}")
+            .map_err(|e| Failure { code: exit::OTHER, message: format!("cannot write output: {}", e.kind()) })
     }
 
     fn print_json(&mut self, value: &serde_json::Value) -> Result<(), Failure> {
@@ -53,16 +49,9 @@ impl Context<'_> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
-    let dir = cli
-        .vault
-        .ok_or_else(|| Failure::usage("no vault directory: pass --vault DIR or set VAULT_DIR"))?;
-    let mut ctx = Context {
-        dir,
-        device_key: cli.device_key,
-        json: cli.json,
-        input: Input::new(cli.passphrase_stdin),
-        out,
-    };
+    let dir = cli.vault.ok_or_else(|| Failure::usage("no vault directory: pass --vault DIR or set VAULT_DIR"))?;
+    let mut ctx =
+        Context { dir, device_key: cli.device_key, json: cli.json, input: Input::new(cli.passphrase_stdin), out };
     match cli.command {
         Command::Init(kdf) => init(&mut ctx, kdf),
         Command::Msg(MsgCommand::Add { conversation, sender, body, stdin }) => {
@@ -82,10 +71,8 @@ fn init(ctx: &mut Context<'_>, kdf: KdfArgs) -> Result<(), Failure> {
         Some(path) => Some(SoftwareKeyWrapper::open_or_create(path).map_err(vault_core::Error::KeyWrapper)?),
         None => None,
     };
-    let options = CreateOptions {
-        kdf: kdf.params(),
-        wrapper: wrapper.as_ref().map(|w| w as &dyn vault_core::KeyWrapper),
-    };
+    let options =
+        CreateOptions { kdf: kdf.params(), wrapper: wrapper.as_ref().map(|w| w as &dyn vault_core::KeyWrapper) };
     let vault = Vault::create(&ctx.dir, &passphrase, options)?;
     let slots = vault.slots();
     if ctx.json {
@@ -276,4 +263,3 @@ fn verify(ctx: &mut Context<'_>) -> Result<(), Failure> {
     }
     if report.is_ok() { Ok(()) } else { Err(Failure::integrity("the vault failed verification")) }
 }
-

@@ -34,11 +34,9 @@ pub fn slot_line(slot: &SlotInfo) -> String {
             kdf.iterations,
             kdf.parallelism
         ),
-        SlotMethod::KeyWrapper { label, hardware_backed } => format!(
-            "slot {:<3} key wrapper  {label}: {}",
-            slot.id,
-            hardware_label(*hardware_backed)
-        ),
+        SlotMethod::KeyWrapper { label, hardware_backed } => {
+            format!("slot {:<3} key wrapper  {label}: {}", slot.id, hardware_label(*hardware_backed))
+        }
     }
 }
 

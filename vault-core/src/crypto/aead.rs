@@ -31,9 +31,7 @@ fn seal_with_nonce(key: &SecretKey, nonce: &XNonce, aad: &[u8], plaintext: &[u8]
     out.extend_from_slice(nonce.as_slice());
     // Encryption with a valid key and an in-memory buffer cannot fail; an empty result would
     // only ever fail to open, never leak.
-    let ciphertext = cipher(key)
-        .encrypt(nonce, Payload { msg: plaintext, aad })
-        .unwrap_or_default();
+    let ciphertext = cipher(key).encrypt(nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
     out.extend_from_slice(&ciphertext);
     out
 }
@@ -45,10 +43,7 @@ pub(crate) fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<SecretB
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = XNonce::try_from(nonce).map_err(|_| OpenError)?;
-    cipher(key)
-        .decrypt(&nonce, Payload { msg: ciphertext, aad })
-        .map(SecretBytes::new)
-        .map_err(|_| OpenError)
+    cipher(key).decrypt(&nonce, Payload { msg: ciphertext, aad }).map(SecretBytes::new).map_err(|_| OpenError)
 }
 
 #[cfg(test)]

@@ -34,11 +34,7 @@ pub enum KdfParamsError {
 
 impl KdfParams {
     /// The default for new passphrase slots: 64 MiB, 3 passes, 4 lanes.
-    pub const DEFAULT: KdfParams = KdfParams {
-        memory_kib: 64 * 1024,
-        iterations: 3,
-        parallelism: 4,
-    };
+    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 4 };
     /// Smallest memory cost accepted (8 MiB), from a caller or from a file.
     pub const MIN_MEMORY_KIB: u32 = 8 * 1024;
     /// Largest memory cost accepted (2 GiB): a hostile file cannot make unlock allocate more.
@@ -58,11 +54,7 @@ impl KdfParams {
 }
 
 fn check(name: &'static str, value: u32, min: u32, max: u32) -> Result<(), KdfParamsError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(KdfParamsError::OutOfRange { name, value, min, max })
-    }
+    if (min..=max).contains(&value) { Ok(()) } else { Err(KdfParamsError::OutOfRange { name, value, min, max }) }
 }
 
 impl Default for KdfParams {
@@ -87,14 +79,7 @@ pub(crate) fn derive_from_passphrase(
     params: &KdfParams,
 ) -> Result<SecretKey, KdfError> {
     let mut out = [0u8; KEY_LEN];
-    argon2id(
-        passphrase.expose_secret().as_bytes(),
-        salt,
-        &[],
-        &[],
-        params,
-        &mut out,
-    )?;
+    argon2id(passphrase.expose_secret().as_bytes(), salt, &[], &[], params, &mut out)?;
     Ok(SecretKey::from_bytes(out))
 }
 
@@ -121,11 +106,7 @@ fn argon2id_unchecked(
     out: &mut [u8],
 ) -> Result<(), KdfError> {
     let mut builder = argon2::ParamsBuilder::new();
-    builder
-        .m_cost(params.memory_kib)
-        .t_cost(params.iterations)
-        .p_cost(params.parallelism)
-        .output_len(out.len());
+    builder.m_cost(params.memory_kib).t_cost(params.iterations).p_cost(params.parallelism).output_len(out.len());
     if !associated_data.is_empty() {
         let data = argon2::AssociatedData::new(associated_data).map_err(KdfError::Argon2)?;
         builder.data(data);
@@ -134,12 +115,9 @@ fn argon2id_unchecked(
     let hasher = if secret.is_empty() {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)
     } else {
-        Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, argon_params)
-            .map_err(KdfError::Argon2)?
+        Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, argon_params).map_err(KdfError::Argon2)?
     };
-    hasher
-        .hash_password_into(password, salt, out)
-        .map_err(KdfError::Argon2)
+    hasher.hash_password_into(password, salt, out).map_err(KdfError::Argon2)
 }
 
 #[cfg(test)]
@@ -170,11 +148,7 @@ mod tests {
         let vectors = vectors();
         assert!(vectors.len() >= 2, "vector file must parse");
         for v in vectors {
-            let params = KdfParams {
-                memory_kib: v.memory_kib,
-                iterations: v.iterations,
-                parallelism: v.parallelism,
-            };
+            let params = KdfParams { memory_kib: v.memory_kib, iterations: v.iterations, parallelism: v.parallelism };
             let tag = hex::decode(&v.tag_hex).unwrap_or_default();
             let mut out = vec![0u8; tag.len()];
             let result = argon2id_unchecked(
@@ -210,9 +184,7 @@ mod tests {
     fn derivation_depends_on_passphrase_and_salt() {
         let params = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
         let derive = |p: &str, salt: &[u8]| {
-            derive_from_passphrase(&Passphrase::new(p.to_owned()), salt, &params)
-                .map(|k| *k.expose_secret())
-                .ok()
+            derive_from_passphrase(&Passphrase::new(p.to_owned()), salt, &params).map(|k| *k.expose_secret()).ok()
         };
         let base = derive("a", &[1; 16]);
         assert!(base.is_some());

@@ -8,7 +8,7 @@ use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::{aead, random_array};
 use crate::error::Error;
 use crate::secret::{Passphrase, SecretKey};
-use slot_file::{SEALED_KEY_LEN, SALT_LEN, Slot, SlotFile, SlotId, SlotKind};
+use slot_file::{SALT_LEN, SEALED_KEY_LEN, Slot, SlotFile, SlotId, SlotKind};
 use wrapper::{KeyWrapper, WrapperError};
 
 /// What kind of unlock method a slot is, as shown to users.
@@ -43,23 +43,27 @@ impl SlotInfo {
     pub(crate) fn of(slot: &Slot) -> Self {
         let method = match &slot.kind {
             SlotKind::Passphrase { params, .. } => SlotMethod::Passphrase { kdf: *params },
-            SlotKind::Wrapper { hardware_backed, label, .. } => SlotMethod::KeyWrapper {
-                label: label.clone(),
-                hardware_backed: *hardware_backed,
-            },
+            SlotKind::Wrapper { hardware_backed, label, .. } => {
+                SlotMethod::KeyWrapper { label: label.clone(), hardware_backed: *hardware_backed }
+            }
         };
         Self { id: slot.id, created_at: slot.created_at, method }
     }
 }
 
-fn seal_root_key(slot: &Slot, vault_id: &[u8; 16], kek: &SecretKey, root: &SecretKey) -> Result<[u8; SEALED_KEY_LEN], Error> {
+fn seal_root_key(
+    slot: &Slot,
+    vault_id: &[u8; 16],
+    kek: &SecretKey,
+    root: &SecretKey,
+) -> Result<[u8; SEALED_KEY_LEN], Error> {
     let sealed = aead::seal(kek, &slot.aad(vault_id), root.expose_secret());
     <[u8; SEALED_KEY_LEN]>::try_from(sealed.as_slice()).map_err(|_| Error::internal("sealed key length"))
 }
 
 fn open_root_key(slot: &Slot, vault_id: &[u8; 16], kek: &SecretKey) -> Result<SecretKey, Error> {
-    let opened = aead::open(kek, &slot.aad(vault_id), &slot.sealed_root_key)
-        .map_err(|_| Error::AuthenticationFailed)?;
+    let opened =
+        aead::open(kek, &slot.aad(vault_id), &slot.sealed_root_key).map_err(|_| Error::AuthenticationFailed)?;
     SecretKey::try_from_slice(opened.expose_secret()).ok_or(Error::AuthenticationFailed)
 }
 
@@ -78,12 +82,8 @@ pub(crate) fn passphrase_slot(
     }
     let salt: [u8; SALT_LEN] = random_array().map_err(Error::from_rng)?;
     let kek = kdf::derive_from_passphrase(passphrase, &salt, &params).map_err(Error::from_kdf)?;
-    let mut slot = Slot {
-        id,
-        created_at,
-        kind: SlotKind::Passphrase { params, salt },
-        sealed_root_key: [0; SEALED_KEY_LEN],
-    };
+    let mut slot =
+        Slot { id, created_at, kind: SlotKind::Passphrase { params, salt }, sealed_root_key: [0; SEALED_KEY_LEN] };
     slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
     Ok(slot)
 }
@@ -109,11 +109,7 @@ pub(crate) fn wrapper_slot(
     let mut slot = Slot {
         id,
         created_at,
-        kind: SlotKind::Wrapper {
-            hardware_backed: descriptor.hardware_backed,
-            label: descriptor.label,
-            wrapped_kek,
-        },
+        kind: SlotKind::Wrapper { hardware_backed: descriptor.hardware_backed, label: descriptor.label, wrapped_kek },
         sealed_root_key: [0; SEALED_KEY_LEN],
     };
     slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
@@ -147,10 +143,10 @@ pub(crate) fn open_with_wrapper(file: &SlotFile, wrapper: &dyn KeyWrapper) -> Re
                 Err(WrapperError::Rejected) => None,
                 Err(other) => return Err(Error::KeyWrapper(other)),
             };
-            if let Some(kek) = kek {
-                if let Ok(root) = open_root_key(slot, &file.vault_id, &kek) {
-                    return Ok((root, slot.id));
-                }
+            if let Some(kek) = kek
+                && let Ok(root) = open_root_key(slot, &file.vault_id, &kek)
+            {
+                return Ok((root, slot.id));
             }
         }
     }
@@ -212,10 +208,7 @@ mod tests {
         let failing = Failing(WrapperError::KeyInvalidated);
         let slot = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &failing).unwrap_or_else(|e| panic!("{e}"));
         let file = file_with(slot);
-        assert!(matches!(
-            open_with_wrapper(&file, &failing),
-            Err(Error::KeyWrapper(WrapperError::KeyInvalidated))
-        ));
+        assert!(matches!(open_with_wrapper(&file, &failing), Err(Error::KeyWrapper(WrapperError::KeyInvalidated))));
         let rejecting = Failing(WrapperError::Rejected);
         assert!(matches!(open_with_wrapper(&file, &rejecting), Err(Error::AuthenticationFailed)));
     }

@@ -42,16 +42,9 @@ impl std::fmt::Display for SlotId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SlotKind {
     /// The KEK is Argon2id(passphrase, salt, params).
-    Passphrase {
-        params: KdfParams,
-        salt: [u8; SALT_LEN],
-    },
+    Passphrase { params: KdfParams, salt: [u8; SALT_LEN] },
     /// The KEK is random and stored wrapped by a [`crate::KeyWrapper`].
-    Wrapper {
-        hardware_backed: bool,
-        label: String,
-        wrapped_kek: Vec<u8>,
-    },
+    Wrapper { hardware_backed: bool, label: String, wrapped_kek: Vec<u8> },
 }
 
 impl SlotKind {
@@ -201,14 +194,8 @@ fn decode_passphrase(body: &mut Reader<'_>) -> Result<SlotKind, SlotFileError> {
     if body.u8()? != KDF_ARGON2ID_V13 {
         return Err(SlotFileError::InvalidField("kdf algorithm"));
     }
-    let params = KdfParams {
-        memory_kib: body.u32()?,
-        iterations: body.u32()?,
-        parallelism: body.u32()?,
-    };
-    params
-        .validate()
-        .map_err(|_| SlotFileError::InvalidField("kdf parameters"))?;
+    let params = KdfParams { memory_kib: body.u32()?, iterations: body.u32()?, parallelism: body.u32()? };
+    params.validate().map_err(|_| SlotFileError::InvalidField("kdf parameters"))?;
     let salt = body.array::<SALT_LEN>()?;
     Ok(SlotKind::Passphrase { params, salt })
 }
@@ -230,11 +217,7 @@ fn decode_wrapper(body: &mut Reader<'_>) -> Result<SlotKind, SlotFileError> {
         return Err(SlotFileError::InvalidField("wrapped key length"));
     }
     let wrapped_kek = body.take(wrapped_len)?.to_vec();
-    Ok(SlotKind::Wrapper {
-        hardware_backed: flags & WRAPPER_FLAG_HARDWARE != 0,
-        label,
-        wrapped_kek,
-    })
+    Ok(SlotKind::Wrapper { hardware_backed: flags & WRAPPER_FLAG_HARDWARE != 0, label, wrapped_kek })
 }
 
 /// A bounds-checked cursor over untrusted bytes.
@@ -347,10 +330,7 @@ mod tests {
             params: KdfParams { memory_kib: u32::MAX, iterations: 3, parallelism: 4 },
             salt: [1; SALT_LEN],
         };
-        assert_eq!(
-            SlotFile::decode(&file.encode()),
-            Err(SlotFileError::InvalidField("kdf parameters"))
-        );
+        assert_eq!(SlotFile::decode(&file.encode()), Err(SlotFileError::InvalidField("kdf parameters")));
     }
 
     #[test]

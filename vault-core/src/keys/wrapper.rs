@@ -92,13 +92,10 @@ impl SoftwareKeyWrapper {
             return Err(WrapperError::Other("device key path is not a regular file".to_owned()));
         }
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(WrapperError::Other(
-                "device key file is readable by other users (chmod 600 it)".to_owned(),
-            ));
+            return Err(WrapperError::Other("device key file is readable by other users (chmod 600 it)".to_owned()));
         }
         let bytes = SecretBytes::new(
-            fs::read(path)
-                .map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?,
+            fs::read(path).map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?,
         );
         let bytes = bytes.expose_secret();
         let key = bytes
@@ -109,16 +106,10 @@ impl SoftwareKeyWrapper {
     }
 
     fn create(path: &Path) -> Result<Self, WrapperError> {
-        let key = SecretKey::generate()
-            .map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
+        let key = SecretKey::generate().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
         let mut contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
         let io_err = |e: std::io::Error| WrapperError::Other(format!("cannot create device key file: {}", e.kind()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
         file.write_all(contents.expose_secret()).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
         contents = SecretBytes::new(Vec::new());

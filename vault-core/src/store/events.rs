@@ -76,9 +76,7 @@ pub(crate) fn record(conn: &Connection, at: i64, kind: SecurityEventKind, detail
 /// are skipped.
 pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<SecurityEvent>> {
     let limit = super::messages::check_limit(limit)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, at, kind, detail FROM security_events ORDER BY id DESC LIMIT ?1",
-    )?;
+    let mut stmt = conn.prepare_cached("SELECT id, at, kind, detail FROM security_events ORDER BY id DESC LIMIT ?1")?;
     let rows = stmt.query_map([limit], |r| {
         let kind: String = r.get(2)?;
         Ok((r.get(0)?, r.get(1)?, kind, r.get(3)?))

@@ -160,8 +160,7 @@ pub struct ConversationSummary {
     pub last_message_at: Option<i64>,
 }
 
-const MESSAGE_COLUMNS: &str =
-    "m.id, c.name, m.sender, m.sent_at, m.received_at, m.body, m.status, m.expires_at";
+const MESSAGE_COLUMNS: &str = "m.id, c.name, m.sender, m.sent_at, m.received_at, m.body, m.status, m.expires_at";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let status: String = row.get(6)?;
@@ -197,9 +196,7 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
             let (conversation_id, default_expiry) = match conversation_ids.get(m.conversation.as_str()) {
                 Some(found) => *found,
                 None => {
-                    let found = find
-                        .query_row([&m.conversation], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
+                    let found = find.query_row([&m.conversation], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
                     let found = match found {
                         Some(found) => found,
                         None => {
@@ -211,9 +208,9 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
                     found
                 }
             };
-            let expires_at = m.expires_at.or_else(|| {
-                default_expiry.map(|secs: i64| m.sent_at.saturating_add(secs.saturating_mul(1000)))
-            });
+            let expires_at = m
+                .expires_at
+                .or_else(|| default_expiry.map(|secs: i64| m.sent_at.saturating_add(secs.saturating_mul(1000))));
             insert.execute(params![
                 conversation_id,
                 m.sender,
@@ -319,9 +316,8 @@ pub(crate) fn search(conn: &Connection, text: &str, limit: usize) -> Result<Vec<
          WHERE messages_fts MATCH ?1
          ORDER BY rank, m.id LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![query, limit], |r| {
-        Ok(SearchHit { message: message_from_row(r)?, rank: r.get(8)? })
-    })?;
+    let rows =
+        stmt.query_map(params![query, limit], |r| Ok(SearchHit { message: message_from_row(r)?, rank: r.get(8)? }))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

@@ -85,9 +85,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
         return Err(Error::UnsupportedVersion { what: "database schema", found: u64::from(current) });
     }
     for version in current..target.min(latest_version()) {
-        let sql = MIGRATIONS
-            .get(version as usize)
-            .ok_or(Error::internal("migration index"))?;
+        let sql = MIGRATIONS.get(version as usize).ok_or(Error::internal("migration index"))?;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version + 1)?;
@@ -150,8 +148,7 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut conn = open(dir.path(), "future.db");
-        conn.pragma_update(None, "user_version", latest_version() + 1)
-            .unwrap_or_else(|e| panic!("{e}"));
+        conn.pragma_update(None, "user_version", latest_version() + 1).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(migrate(&mut conn), Err(Error::UnsupportedVersion { .. })));
     }
 }

@@ -55,6 +55,9 @@ fn open_with(path: &Path, create: bool, keying: impl FnOnce(&Connection) -> Resu
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
+    // SQLCipher would otherwise print page-level diagnostics to the app's stderr; failures
+    // reach the caller as errors instead.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
     keying(&conn)?;
     // The first read decrypts page 1: a wrong key or a damaged header fails here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
@@ -81,9 +84,7 @@ pub(crate) fn apply_key(conn: &Connection, key: &SecretKey) -> Result<()> {
 
 /// Refuses to run on a plain SQLite build.
 fn check_cipher(conn: &Connection) -> Result<()> {
-    let version: Option<String> = conn
-        .query_row("PRAGMA cipher_version", [], |r| r.get(0))
-        .ok();
+    let version: Option<String> = conn.query_row("PRAGMA cipher_version", [], |r| r.get(0)).ok();
     match version {
         Some(v) if !v.trim().is_empty() => Ok(()),
         _ => Err(Error::Internal("this build is not linked against SQLCipher; refusing to open")),
@@ -103,10 +104,7 @@ impl Store {
             .map_err(Error::io("creating the database file"))?;
         let mut conn = open_keyed(path, key, true)?;
         migrations::migrate(&mut conn)?;
-        conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('vault_id', ?1)",
-            [vault_id.as_slice()],
-        )?;
+        conn.execute("INSERT INTO meta (name, value) VALUES ('vault_id', ?1)", [vault_id.as_slice()])?;
         Ok(Store { conn })
     }
 
@@ -129,9 +127,7 @@ impl Store {
     /// What SQLCipher reports about this database.
     pub(crate) fn cipher_info(&self) -> Result<CipherInfo> {
         let text = |pragma: &str| -> Result<String> {
-            Ok(self
-                .conn
-                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, String>(0))?)
+            Ok(self.conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, String>(0))?)
         };
         Ok(CipherInfo {
             cipher_version: text("cipher_version")?,
@@ -157,10 +153,7 @@ impl Store {
                 problems.push(format!("sqlite integrity: {row}"));
             }
         }
-        if let Err(e) = self
-            .conn
-            .execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')", [])
-        {
+        if let Err(e) = self.conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')", []) {
             problems.push(format!("search index: {e}"));
         }
         Ok(problems)
@@ -179,7 +172,7 @@ pub(crate) fn now_millis() -> i64 {
 /// plain SQLite and SQLCipher's own passphrase KDF. Not part of the API.
 #[doc(hidden)]
 pub mod bench_support {
-use std::path::Path;
+    use std::path::Path;
 
     pub use rusqlite::Connection;
 

@@ -35,9 +35,8 @@ pub(crate) fn put(conn: &Connection, name: &str, value: &[u8], now: i64) -> Resu
 /// Reads a secret.
 pub(crate) fn get(conn: &Connection, name: &str) -> Result<Option<SecretBytes>> {
     check_name(name)?;
-    let value: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM app_secrets WHERE name = ?1", [name], |r| r.get(0))
-        .optional()?;
+    let value: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM app_secrets WHERE name = ?1", [name], |r| r.get(0)).optional()?;
     Ok(value.map(SecretBytes::new))
 }
 

@@ -1,0 +1,242 @@
+//! The `vault` binary driven as a user would: commands, JSON output, exit codes, and error
+//! lines that carry no secret or message content.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const PASS: &str = "PASS-cli-test-5512";
+const FAST: [&str; 6] = ["--kdf-memory-mib", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"];
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_owned();
+    Env { dir: root.join("vault"), root, _tmp: tmp }
+}
+
+fn vault(env: &Env, passphrase: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    cmd.arg("--vault").arg(&env.dir).args(args).env_remove("VAULT_PASSPHRASE").env_remove("VAULT_DIR");
+    cmd.env_remove("VAULT_NEW_PASSPHRASE");
+    if let Some(p) = passphrase {
+        cmd.env("VAULT_PASSPHRASE", p);
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn init(env: &Env) {
+    let mut args = vec!["init"];
+    args.extend(FAST);
+    ok(&vault(env, Some(PASS), &args, None));
+}
+
+/// Asserts the exit code and that stderr is one line free of the given secrets.
+fn fails_with(out: &Output, code: i32, secrets: &[&str]) -> String {
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    for secret in secrets {
+        assert!(!stderr.contains(secret), "stderr leaks {secret:?}: {stderr}");
+    }
+    stderr
+}
+
+#[test]
+fn walkthrough_with_json_output() {
+    let env = env();
+    init(&env);
+    let id = json(&vault(
+        &env,
+        Some(PASS),
+        &["--json", "msg", "add", "--conversation", "family", "--sender", "alice", "--body", "dinner at eight"],
+        None,
+    ));
+    assert!(id["id"].as_i64().unwrap() > 0);
+    let bulk = json(&vault(
+        &env,
+        Some(PASS),
+        &["--json", "msg", "add", "--conversation", "family", "--sender", "bob", "--stdin"],
+        Some("on my way\nrunning late\n"),
+    ));
+    assert_eq!(bulk["added"], 2);
+
+    let list =
+        json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "family", "--limit", "2"], None));
+    let bodies: Vec<_> =
+        list["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(bodies, ["on my way", "running late"]);
+
+    let hits = json(&vault(&env, Some(PASS), &["--json", "search", "dinner"], None));
+    assert_eq!(hits["hits"][0]["message"]["sender"], "alice");
+
+    let status = json(&vault(&env, Some(PASS), &["--json", "status"], None));
+    assert_eq!(status["counts"]["messages"], 3);
+    assert_eq!(status["encryption"]["database"], "sqlcipher");
+    assert!(!status["encryption"]["cipher_version"].as_str().unwrap().is_empty());
+    assert_eq!(status["slots"][0]["kind"], "passphrase");
+    assert_eq!(status["slots"][0]["kdf"]["memory_kib"], 8192);
+    assert_eq!(status["hardware_backed_slots"], 0);
+
+    let human = ok(&vault(&env, Some(PASS), &["status"], None));
+    assert!(human.contains("SQLCipher") && human.contains("unlock_succeeded"), "{human}");
+
+    let report = json(&vault(&env, Some(PASS), &["--json", "verify"], None));
+    assert_eq!(report["ok"], true);
+}
+
+#[test]
+fn passphrases_from_stdin_and_slot_management() {
+    let env = env();
+    init(&env);
+    let add = vault(
+        &env,
+        None,
+        &[
+            "--passphrase-stdin",
+            "key",
+            "add-passphrase",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        Some(&format!("{PASS}\nsecond-pass\n")),
+    );
+    assert_eq!(ok(&add).trim(), "added slot 1");
+    let list = json(&vault(&env, None, &["--json", "key", "list"], None));
+    assert_eq!(list["slots"].as_array().unwrap().len(), 2);
+
+    // Change slot 1's passphrase, unlocking with it.
+    let mut change = vec!["key", "change-passphrase"];
+    change.extend(FAST);
+    let changed = vault(&env, Some("second-pass"), &change, None);
+    assert_eq!(changed.status.code(), Some(2), "no new passphrase given is a usage error");
+    let mut cmd_args = vec!["--passphrase-stdin"];
+    cmd_args.extend(&change);
+    ok(&vault(&env, None, &cmd_args, Some("second-pass\nthird-pass\n")));
+    fails_with(&vault(&env, Some("second-pass"), &["status"], None), 3, &["second-pass"]);
+    ok(&vault(&env, Some("third-pass"), &["status"], None));
+
+    ok(&vault(&env, Some("third-pass"), &["key", "remove-slot", "0"], None));
+    fails_with(&vault(&env, Some(PASS), &["status"], None), 3, &[PASS]);
+    let last = vault(&env, Some("third-pass"), &["key", "remove-slot", "1"], None);
+    fails_with(&last, 2, &["third-pass"]);
+}
+
+#[test]
+fn device_key_slot_unlocks_without_the_passphrase() {
+    let env = env();
+    let key = env.root.join("device.key");
+    let key_arg = key.to_str().unwrap();
+    let mut args = vec!["--device-key", key_arg, "init"];
+    args.extend(FAST);
+    ok(&vault(&env, Some(PASS), &args, None));
+    ok(&vault(
+        &env,
+        None,
+        &["--device-key", key_arg, "msg", "add", "--conversation", "c", "--sender", "s", "--body", "hi"],
+        None,
+    ));
+    let status = json(&vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
+    assert_eq!(status["slots"][1]["protection"], "software, not hardware-backed");
+    assert_eq!(status["unlocked_by"], 1);
+    let other = env.root.join("other.key");
+    let make_other = vault(&env, Some(PASS), &["key", "add-device-key", other.to_str().unwrap()], None);
+    assert_eq!(ok(&make_other).trim(), "added slot 2");
+    std::fs::remove_file(&other).unwrap();
+    std::fs::copy(env.root.join("device.key"), &other).unwrap();
+    let wrong_file = env.root.join("wrong.key");
+    ok(&vault(
+        &Env { _tmp: tempfile::tempdir().unwrap(), dir: env.root.join("elsewhere"), root: env.root.clone() },
+        Some(PASS),
+        &[
+            "--device-key",
+            wrong_file.to_str().unwrap(),
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+    ));
+    fails_with(&vault(&env, None, &["--device-key", wrong_file.to_str().unwrap(), "status"], None), 3, &[]);
+}
+
+#[test]
+fn exit_codes_and_error_lines() {
+    let env = env();
+    // No passphrase source at all: usage.
+    let mut args = vec!["init"];
+    args.extend(FAST);
+    fails_with(&vault(&env, None, &args, None), 2, &[]);
+    init(&env);
+    // Bad arguments: clap's usage code.
+    assert_eq!(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c"], None).status.code(), Some(2));
+    // Wrong passphrase.
+    fails_with(&vault(&env, Some("not-it-9931"), &["msg", "list", "--conversation", "c"], None), 3, &["not-it-9931"]);
+    // Re-init over an existing vault.
+    fails_with(&vault(&env, Some(PASS), &args, None), 1, &[PASS]);
+    // Invalid input.
+    fails_with(&vault(&env, Some(PASS), &["search", "   "], None), 2, &[PASS]);
+    // Messages with content never leak into errors.
+    let body = "SECRET-BODY-4411";
+    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", body], None));
+    fails_with(
+        &vault(&env, Some(PASS), &["msg", "list", "--conversation", "c", "--limit", "0"], None),
+        2,
+        &[PASS, body],
+    );
+    // No vault here.
+    let missing = Env { _tmp: tempfile::tempdir().unwrap(), dir: env.root.join("missing"), root: env.root.clone() };
+    fails_with(&vault(&missing, Some(PASS), &["status"], None), 1, &[PASS]);
+}
+
+#[test]
+fn damaged_database_exits_with_integrity_code() {
+    let env = env();
+    init(&env);
+    let batch: String = (0..500).map(|i| format!("message {i} {}\n", "x".repeat(i % 90))).collect();
+    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], Some(&batch)));
+    let db = env.dir.join("vault.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 8 * 4096);
+    // Damage a page in the middle (a message page), not page 1.
+    bytes[5 * 4096 + 300] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+    let verify = vault(&env, Some(PASS), &["verify"], None);
+    let stderr = fails_with(&verify, 4, &[PASS, "message 1"]);
+    assert!(stderr.contains("integrity") || stderr.contains("verification"), "{stderr}");
+    // Damage page 1: the database cannot even be opened.
+    bytes[100] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+    fails_with(&vault(&env, Some(PASS), &["status"], None), 4, &[PASS]);
+    assert!(Path::new(&db).exists());
+}
