@@ -10,8 +10,10 @@
 
 mod crypto;
 mod error;
+mod failpoint;
 mod fsutil;
 mod keys;
+mod media;
 mod secret;
 mod store;
 mod vault;
@@ -20,7 +22,12 @@ pub use crypto::kdf::{KdfParams, KdfParamsError};
 pub use error::{Error, Result};
 pub use keys::slot_file::{SlotFileError, SlotId};
 pub use keys::wrapper::{KeyWrapper, SOFTWARE_WRAPPER_LABEL, SoftwareKeyWrapper, WrapperDescriptor, WrapperError};
-pub use keys::{SlotInfo, SlotMethod};
+pub use keys::{SlotInfo, SlotMethod, SlotSecret};
+pub use media::io::MediaReader;
+pub use media::stream::{MediaFormatError, SEGMENT_LEN as MEDIA_SEGMENT_LEN};
+pub use media::{MEDIA_DIR, MediaId};
+pub use store::media_rows::MediaInfo;
+pub use store::retention::{PurgeReport, RetentionPolicy};
 pub use secret::{KEY_LEN, Passphrase, SecretBytes, SecretKey};
 #[doc(hidden)]
 pub use store::bench_support;
@@ -32,5 +39,6 @@ pub use store::messages::{
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
 pub use vault::{
-    CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport,
+    CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, KEYSLOTS_NEXT_FILE, MediaImport, OpenReport, UNLOCK_FAILURES_FILE,
+    Vault, VaultStatus, VerifyCheck, VerifyReport,
 };

@@ -23,6 +23,16 @@ impl SecretKey {
         Self(boxed)
     }
 
+    /// An all-zero key to be filled in place (so no copy of the key is left on the stack).
+    pub(crate) fn zeroed() -> Self {
+        Self(Box::new([0u8; KEY_LEN]))
+    }
+
+    /// The key bytes, for filling a [`SecretKey::zeroed`] key in place.
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8; KEY_LEN] {
+        &mut self.0
+    }
+
     /// Takes a key out of a slice of exactly [`KEY_LEN`] bytes.
     pub(crate) fn try_from_slice(bytes: &[u8]) -> Option<Self> {
         let mut boxed = Box::new([0u8; KEY_LEN]);

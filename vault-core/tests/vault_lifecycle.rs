@@ -14,7 +14,7 @@ fn messages_survive_lock_and_unlock() {
     let mut m = NewMessage::new("family", "alice", "dinner at eight");
     m.sent_at = 1_000;
     m.status = MessageStatus::Sent;
-    m.expires_at = Some(99_000);
+    m.expires_at = Some(i64::MAX - 1);
     let id = vault.add_message(&m).unwrap();
     vault.add_messages(&[NewMessage { sent_at: 2_000, ..NewMessage::new("family", "bob", "ok") }]).unwrap();
     vault.lock();
@@ -27,7 +27,7 @@ fn messages_survive_lock_and_unlock() {
     assert_eq!(listed[0].sender, "alice");
     assert_eq!(listed[0].sent_at, 1_000);
     assert_eq!(listed[0].status, MessageStatus::Sent);
-    assert_eq!(listed[0].expires_at, Some(99_000));
+    assert_eq!(listed[0].expires_at, Some(i64::MAX - 1));
     assert_eq!(listed[1].body, "ok");
     assert_eq!(vault.message(id).unwrap().unwrap().body, "dinner at eight");
     let conversations = vault.conversations().unwrap();

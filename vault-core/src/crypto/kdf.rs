@@ -2,7 +2,7 @@
 
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::secret::{KEY_LEN, Passphrase, SecretKey};
+use crate::secret::{Passphrase, SecretKey};
 
 /// Argon2id cost parameters, stored next to the salt of every passphrase slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,7 @@ pub struct KdfParams {
 
 /// Why a set of KDF parameters was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KdfParamsError {
     /// A parameter is outside the accepted range.
     #[error("{name} = {value} is outside the accepted range {min}..={max}")]
@@ -78,9 +79,9 @@ pub(crate) fn derive_from_passphrase(
     salt: &[u8],
     params: &KdfParams,
 ) -> Result<SecretKey, KdfError> {
-    let mut out = [0u8; KEY_LEN];
-    argon2id(passphrase.expose_secret().as_bytes(), salt, &[], &[], params, &mut out)?;
-    Ok(SecretKey::from_bytes(out))
+    let mut key = SecretKey::zeroed();
+    argon2id(passphrase.expose_secret().as_bytes(), salt, &[], &[], params, key.expose_secret_mut())?;
+    Ok(key)
 }
 
 /// Raw Argon2id with the optional secret and associated data of RFC 9106.

@@ -67,7 +67,7 @@ fn open_root_key(slot: &Slot, vault_id: &[u8; 16], kek: &SecretKey) -> Result<Se
     SecretKey::try_from_slice(opened.expose_secret()).ok_or(Error::AuthenticationFailed)
 }
 
-/// Builds a passphrase slot holding `root`.
+/// Builds a passphrase slot holding `root`; returns it with its KEK.
 pub(crate) fn passphrase_slot(
     id: SlotId,
     created_at: u64,
@@ -75,7 +75,7 @@ pub(crate) fn passphrase_slot(
     root: &SecretKey,
     passphrase: &Passphrase,
     params: KdfParams,
-) -> Result<Slot, Error> {
+) -> Result<(Slot, SecretKey), Error> {
     params.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
     if passphrase.is_empty() {
         return Err(Error::InvalidInput("the passphrase is empty".to_owned()));
@@ -85,7 +85,7 @@ pub(crate) fn passphrase_slot(
     let mut slot =
         Slot { id, created_at, kind: SlotKind::Passphrase { params, salt }, sealed_root_key: [0; SEALED_KEY_LEN] };
     slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
-    Ok(slot)
+    Ok((slot, kek))
 }
 
 /// Builds a key-wrapper slot holding `root`: a random KEK seals the root key, and the wrapper
@@ -96,7 +96,7 @@ pub(crate) fn wrapper_slot(
     vault_id: &[u8; 16],
     root: &SecretKey,
     wrapper: &dyn KeyWrapper,
-) -> Result<Slot, Error> {
+) -> Result<(Slot, SecretKey), Error> {
     let descriptor = wrapper.descriptor();
     if descriptor.label.len() > slot_file::MAX_LABEL_LEN || descriptor.label.is_empty() {
         return Err(Error::InvalidInput("key wrapper label must be 1 to 64 bytes".to_owned()));
@@ -113,44 +113,88 @@ pub(crate) fn wrapper_slot(
         sealed_root_key: [0; SEALED_KEY_LEN],
     };
     slot.sealed_root_key = seal_root_key(&slot, vault_id, &kek, root)?;
-    Ok(slot)
+    Ok((slot, kek))
 }
 
-/// Tries every passphrase slot. Any failure is [`Error::AuthenticationFailed`].
-pub(crate) fn open_with_passphrase(file: &SlotFile, passphrase: &Passphrase) -> Result<(SecretKey, SlotId), Error> {
-    for slot in &file.slots {
-        if let SlotKind::Passphrase { params, salt } = &slot.kind {
-            let kek = kdf::derive_from_passphrase(passphrase, salt, params).map_err(Error::from_kdf)?;
-            if let Ok(root) = open_root_key(slot, &file.vault_id, &kek) {
-                return Ok((root, slot.id));
+/// A slot opened by its secret: the root key, the slot, and the slot's KEK (kept so the slot
+/// can be re-sealed when the root key rotates).
+pub(crate) struct Opened {
+    pub(crate) root: SecretKey,
+    pub(crate) slot: SlotId,
+    pub(crate) kek: SecretKey,
+}
+
+/// Most passphrase slots a file may hold: bounds the Argon2id work one unlock attempt can be
+/// made to do by a hostile slot file.
+pub(crate) const MAX_PASSPHRASE_SLOTS: usize = 8;
+
+/// The KEK of passphrase slot `slot` for `passphrase` (not yet checked).
+fn passphrase_kek(slot: &Slot, passphrase: &Passphrase) -> Result<Option<SecretKey>, Error> {
+    match &slot.kind {
+        SlotKind::Passphrase { params, salt } => {
+            Ok(Some(kdf::derive_from_passphrase(passphrase, salt, params).map_err(Error::from_kdf)?))
+        }
+        SlotKind::Wrapper { .. } => Ok(None),
+    }
+}
+
+/// The KEK of wrapper slot `slot` as unwrapped by `wrapper` (not yet checked).
+fn wrapper_kek(slot: &Slot, wrapper: &dyn KeyWrapper) -> Result<Option<SecretKey>, Error> {
+    match &slot.kind {
+        SlotKind::Wrapper { label, wrapped_kek, .. } if *label == wrapper.descriptor().label => {
+            match wrapper.unwrap(wrapped_kek) {
+                Ok(bytes) => Ok(SecretKey::try_from_slice(bytes.expose_secret())),
+                Err(WrapperError::Rejected) => Ok(None),
+                Err(other) => Err(Error::KeyWrapper(other)),
             }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A secret that can open a slot: what unlock and root-key rotation are given.
+#[derive(Clone, Copy)]
+pub enum SlotSecret<'a> {
+    /// A passphrase, for passphrase slots.
+    Passphrase(&'a Passphrase),
+    /// A key wrapper, for wrapper slots with its label.
+    Wrapper(&'a dyn KeyWrapper),
+}
+
+impl std::fmt::Debug for SlotSecret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotSecret::Passphrase(_) => f.write_str("SlotSecret::Passphrase([REDACTED])"),
+            SlotSecret::Wrapper(w) => write!(f, "SlotSecret::Wrapper({})", w.descriptor().label),
+        }
+    }
+}
+
+/// The KEK `secret` yields for `slot`, if it opens that slot's sealed root key.
+pub(crate) fn kek_for(file: &SlotFile, slot: &Slot, secret: SlotSecret<'_>) -> Result<Option<(SecretKey, SecretKey)>, Error> {
+    let kek = match secret {
+        SlotSecret::Passphrase(p) => passphrase_kek(slot, p)?,
+        SlotSecret::Wrapper(w) => wrapper_kek(slot, w)?,
+    };
+    Ok(kek.and_then(|kek| open_root_key(slot, &file.vault_id, &kek).ok().map(|root| (root, kek))))
+}
+
+/// Tries every slot `secret` applies to. Keystore failures other than a refused blob
+/// (cancelled, invalidated, unavailable) are returned as they are; everything else is
+/// [`Error::AuthenticationFailed`].
+pub(crate) fn open(file: &SlotFile, secret: SlotSecret<'_>) -> Result<Opened, Error> {
+    for slot in &file.slots {
+        if let Some((root, kek)) = kek_for(file, slot, secret)? {
+            return Ok(Opened { root, slot: slot.id, kek });
         }
     }
     Err(Error::AuthenticationFailed)
 }
 
-/// Tries every slot made by a wrapper with the same label. Keystore failures other than a
-/// refused blob (cancelled, invalidated, unavailable) are returned as they are.
-pub(crate) fn open_with_wrapper(file: &SlotFile, wrapper: &dyn KeyWrapper) -> Result<(SecretKey, SlotId), Error> {
-    let wanted = wrapper.descriptor().label;
-    for slot in &file.slots {
-        if let SlotKind::Wrapper { label, wrapped_kek, .. } = &slot.kind {
-            if *label != wanted {
-                continue;
-            }
-            let kek = match wrapper.unwrap(wrapped_kek) {
-                Ok(bytes) => SecretKey::try_from_slice(bytes.expose_secret()),
-                Err(WrapperError::Rejected) => None,
-                Err(other) => return Err(Error::KeyWrapper(other)),
-            };
-            if let Some(kek) = kek
-                && let Ok(root) = open_root_key(slot, &file.vault_id, &kek)
-            {
-                return Ok((root, slot.id));
-            }
-        }
-    }
-    Err(Error::AuthenticationFailed)
+/// Re-seals `root` in `slot` under the slot's existing `kek` (root-key rotation).
+pub(crate) fn reseal(slot: &mut Slot, vault_id: &[u8; 16], kek: &SecretKey, root: &SecretKey) -> Result<(), Error> {
+    slot.sealed_root_key = seal_root_key(slot, vault_id, kek, root)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,11 +212,11 @@ mod tests {
     fn passphrase_slot_opens_only_with_its_passphrase() {
         let root = SecretKey::from_bytes([3; 32]);
         let pass = Passphrase::new("right".to_owned());
-        let slot = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
+        let (slot, _) = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
         let file = file_with(slot);
-        let opened = open_with_passphrase(&file, &pass).map(|(k, id)| (*k.expose_secret(), id));
+        let opened = open(&file, SlotSecret::Passphrase(&pass)).map(|o| (*o.root.expose_secret(), o.slot));
         assert_eq!(opened.ok(), Some(([3; 32], SlotId(0))));
-        let wrong = open_with_passphrase(&file, &Passphrase::new("wrong".to_owned()));
+        let wrong = open(&file, SlotSecret::Passphrase(&Passphrase::new("wrong".to_owned())));
         assert!(matches!(wrong, Err(Error::AuthenticationFailed)));
     }
 
@@ -180,13 +224,13 @@ mod tests {
     fn a_slot_moved_to_another_vault_or_id_does_not_open() {
         let root = SecretKey::from_bytes([3; 32]);
         let pass = Passphrase::new("right".to_owned());
-        let slot = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
+        let (slot, _) = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
         let mut other_vault = file_with(slot.clone());
         other_vault.vault_id = [6; 16];
-        assert!(matches!(open_with_passphrase(&other_vault, &pass), Err(Error::AuthenticationFailed)));
+        assert!(matches!(open(&other_vault, SlotSecret::Passphrase(&pass)).map(|_| ()), Err(Error::AuthenticationFailed)));
         let mut renumbered = slot;
         renumbered.id = SlotId(1);
-        assert!(matches!(open_with_passphrase(&file_with(renumbered), &pass), Err(Error::AuthenticationFailed)));
+        assert!(matches!(open(&file_with(renumbered), SlotSecret::Passphrase(&pass)).map(|_| ()), Err(Error::AuthenticationFailed)));
     }
 
     struct Failing(WrapperError);
@@ -206,10 +250,10 @@ mod tests {
     fn keystore_failures_are_reported_as_such() {
         let root = SecretKey::from_bytes([3; 32]);
         let failing = Failing(WrapperError::KeyInvalidated);
-        let slot = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &failing).unwrap_or_else(|e| panic!("{e}"));
+        let (slot, _) = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &failing).unwrap_or_else(|e| panic!("{e}"));
         let file = file_with(slot);
-        assert!(matches!(open_with_wrapper(&file, &failing), Err(Error::KeyWrapper(WrapperError::KeyInvalidated))));
+        assert!(matches!(open(&file, SlotSecret::Wrapper(&failing)).map(|_| ()), Err(Error::KeyWrapper(WrapperError::KeyInvalidated))));
         let rejecting = Failing(WrapperError::Rejected);
-        assert!(matches!(open_with_wrapper(&file, &rejecting), Err(Error::AuthenticationFailed)));
+        assert!(matches!(open(&file, SlotSecret::Wrapper(&rejecting)).map(|_| ()), Err(Error::AuthenticationFailed)));
     }
 }

@@ -75,6 +75,7 @@ pub(crate) struct SlotFile {
 
 /// Why a key-slot file could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SlotFileError {
     /// The file does not start with the key-slot magic.
     #[error("not a key-slot file (bad magic)")]
@@ -186,6 +187,10 @@ impl SlotFile {
             slots.push(Slot { id, created_at, kind, sealed_root_key });
         }
         r.finish()?;
+        let passphrase_slots = slots.iter().filter(|s| matches!(s.kind, SlotKind::Passphrase { .. })).count();
+        if passphrase_slots > super::MAX_PASSPHRASE_SLOTS {
+            return Err(SlotFileError::InvalidField("too many passphrase slots"));
+        }
         Ok(SlotFile { vault_id, next_slot_id, slots })
     }
 }
@@ -206,7 +211,7 @@ fn decode_wrapper(body: &mut Reader<'_>) -> Result<SlotKind, SlotFileError> {
         return Err(SlotFileError::InvalidField("wrapper flags"));
     }
     let label_len = usize::from(body.u8()?);
-    if label_len > MAX_LABEL_LEN {
+    if label_len == 0 || label_len > MAX_LABEL_LEN {
         return Err(SlotFileError::InvalidField("wrapper label"));
     }
     let label = std::str::from_utf8(body.take(label_len)?)

@@ -6,6 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::crypto::aead;
 use crate::secret::{SecretBytes, SecretKey};
@@ -62,8 +63,15 @@ const WRAP_AAD: &[u8] = b"vault-core software key wrapper v1";
 
 /// A key wrapper whose key is a file on disk (mode 0600). Software, not hardware-backed: anyone
 /// who can read the file can unwrap. For desktops, servers and tests.
+///
+/// Rotation is crash-safe: [`SoftwareKeyWrapper::prepare_rotation`] creates the next key at
+/// `PATH.next`, the vault re-wraps its slot with it, and
+/// [`SoftwareKeyWrapper::complete_rotation`] renames it over `PATH`. Until then, opening `PATH`
+/// also loads `PATH.next`, so a crash at any point leaves the slot openable.
 pub struct SoftwareKeyWrapper {
     key: SecretKey,
+    pending: Option<SecretKey>,
+    used_pending: AtomicBool,
     path: PathBuf,
 }
 
@@ -73,49 +81,114 @@ impl std::fmt::Debug for SoftwareKeyWrapper {
     }
 }
 
+fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> WrapperError {
+    move |e| WrapperError::Other(format!("{what}: {}", e.kind()))
+}
+
+/// The path of the next key during a rotation.
+fn next_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+fn read_key_file(path: &Path) -> Result<SecretKey, WrapperError> {
+    let meta = fs::symlink_metadata(path).map_err(io_error("cannot read device key file"))?;
+    if !meta.is_file() {
+        return Err(WrapperError::Other("device key path is not a regular file".to_owned()));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(WrapperError::Other("device key file is readable by other users (chmod 600 it)".to_owned()));
+    }
+    let bytes = SecretBytes::new(fs::read(path).map_err(io_error("cannot read device key file"))?);
+    bytes
+        .expose_secret()
+        .strip_prefix(KEY_FILE_MAGIC.as_slice())
+        .and_then(SecretKey::try_from_slice)
+        .ok_or_else(|| WrapperError::Other("device key file is malformed".to_owned()))
+}
+
+/// Creates a key file atomically: it appears complete, or not at all, and an existing file is
+/// never replaced. Returns `Ok(None)` if the file already exists.
+fn create_key_file(path: &Path) -> Result<Option<SecretKey>, WrapperError> {
+    let key = SecretKey::generate().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
+    let contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
+    let suffix: [u8; 8] = crate::crypto::random_array().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
+    let tmp = next_path(path).with_extension(format!("tmp-{}", hex::encode(suffix)));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_error("cannot create device key file"))?;
+        file.write_all(contents.expose_secret()).map_err(io_error("cannot write device key file"))?;
+        file.sync_all().map_err(io_error("cannot write device key file"))?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(io_error("cannot create device key file")(e)),
+        }
+        crate::fsutil::sync_parent_dir(path).map_err(io_error("cannot create device key file"))?;
+        Ok(Some(()))
+    })();
+    let _ = fs::remove_file(&tmp);
+    Ok(result?.map(|()| key))
+}
+
 impl SoftwareKeyWrapper {
     /// Opens the key file at `path`, creating it with a new random key (mode 0600) if absent.
     /// Refuses a key file that other users can read or that is malformed.
     pub fn open_or_create(path: &Path) -> Result<Self, WrapperError> {
         match fs::symlink_metadata(path) {
             Ok(_) => Self::open(path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
-            Err(e) => Err(WrapperError::Other(format!("cannot read device key file: {}", e.kind()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create_key_file(path)? {
+                Some(key) => Ok(Self { key, pending: None, used_pending: AtomicBool::new(false), path: path.to_owned() }),
+                None => Self::open(path),
+            },
+            Err(e) => Err(io_error("cannot read device key file")(e)),
         }
     }
 
-    /// Opens an existing key file.
+    /// Opens an existing key file (and the next key of an unfinished rotation, if any).
     pub fn open(path: &Path) -> Result<Self, WrapperError> {
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?;
-        if !meta.is_file() {
-            return Err(WrapperError::Other("device key path is not a regular file".to_owned()));
-        }
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(WrapperError::Other("device key file is readable by other users (chmod 600 it)".to_owned()));
-        }
-        let bytes = SecretBytes::new(
-            fs::read(path).map_err(|e| WrapperError::Other(format!("cannot read device key file: {}", e.kind())))?,
-        );
-        let bytes = bytes.expose_secret();
-        let key = bytes
-            .strip_prefix(KEY_FILE_MAGIC.as_slice())
-            .and_then(SecretKey::try_from_slice)
-            .ok_or_else(|| WrapperError::Other("device key file is malformed".to_owned()))?;
-        Ok(Self { key, path: path.to_owned() })
+        let key = read_key_file(path)?;
+        let pending = match fs::symlink_metadata(next_path(path)) {
+            Ok(_) => Some(read_key_file(&next_path(path))?),
+            Err(_) => None,
+        };
+        Ok(Self { key, pending, used_pending: AtomicBool::new(false), path: path.to_owned() })
     }
 
-    fn create(path: &Path) -> Result<Self, WrapperError> {
-        let key = SecretKey::generate().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
-        let mut contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
-        let io_err = |e: std::io::Error| WrapperError::Other(format!("cannot create device key file: {}", e.kind()));
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
-        file.write_all(contents.expose_secret()).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        contents = SecretBytes::new(Vec::new());
-        drop(contents);
-        crate::fsutil::sync_parent_dir(path).map_err(io_err)?;
-        Ok(Self { key, path: path.to_owned() })
+    /// Starts a rotation of the key at `path`: creates (or, after a crash, reuses) the next key
+    /// at `PATH.next` and returns a wrapper that wraps with it.
+    pub fn prepare_rotation(path: &Path) -> Result<Self, WrapperError> {
+        let next = next_path(path);
+        let key = match create_key_file(&next)? {
+            Some(key) => key,
+            None => read_key_file(&next)?,
+        };
+        Ok(Self { key, pending: None, used_pending: AtomicBool::new(false), path: next })
+    }
+
+    /// Finishes a rotation: the next key replaces the key at `path`. Call it only after every
+    /// slot of the old key has been re-wrapped.
+    pub fn complete_rotation(path: &Path) -> Result<(), WrapperError> {
+        fs::rename(next_path(path), path).map_err(io_error("cannot install the rotated device key"))?;
+        crate::fsutil::sync_parent_dir(path).map_err(io_error("cannot install the rotated device key"))
+    }
+
+    /// Whether an unwrap needed the next key of an unfinished rotation (the vault's slot was
+    /// already re-wrapped): the caller should then [`SoftwareKeyWrapper::complete_rotation`].
+    pub fn unwrapped_with_pending_key(&self) -> bool {
+        self.used_pending.load(Ordering::Relaxed)
+    }
+}
+
+fn unwrap_with(key: &SecretKey, wrapped: &[u8]) -> Result<SecretBytes, WrapperError> {
+    match wrapped.split_first() {
+        Some((&WRAPPED_VERSION, sealed)) => aead::open(key, WRAP_AAD, sealed).map_err(|_| WrapperError::Rejected),
+        _ => Err(WrapperError::Rejected),
     }
 }
 
@@ -127,11 +200,15 @@ impl KeyWrapper for SoftwareKeyWrapper {
     }
 
     fn unwrap(&self, wrapped: &[u8]) -> Result<SecretBytes, WrapperError> {
-        match wrapped.split_first() {
-            Some((&WRAPPED_VERSION, sealed)) => {
-                aead::open(&self.key, WRAP_AAD, sealed).map_err(|_| WrapperError::Rejected)
+        match (unwrap_with(&self.key, wrapped), &self.pending) {
+            (Err(WrapperError::Rejected), Some(pending)) => {
+                let result = unwrap_with(pending, wrapped);
+                if result.is_ok() {
+                    self.used_pending.store(true, Ordering::Relaxed);
+                }
+                result
             }
-            _ => Err(WrapperError::Rejected),
+            (result, _) => result,
         }
     }
 
@@ -168,6 +245,30 @@ mod tests {
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
         let _ = fs::write(&path, b"VLTDEVK1short");
         assert!(matches!(SoftwareKeyWrapper::open(&path), Err(WrapperError::Other(_))));
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_and_new_blobs_openable_until_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        let old = SoftwareKeyWrapper::open_or_create(&path).unwrap();
+        let old_blob = old.wrap(b"old").unwrap();
+        let next = SoftwareKeyWrapper::prepare_rotation(&path).unwrap();
+        let new_blob = next.wrap(b"new").unwrap();
+        // Crash here: opening the old path unwraps both, and says the new one needed the next key.
+        let during = SoftwareKeyWrapper::open(&path).unwrap();
+        assert_eq!(during.unwrap(&old_blob).unwrap().expose_secret(), b"old");
+        assert!(!during.unwrapped_with_pending_key());
+        assert_eq!(during.unwrap(&new_blob).unwrap().expose_secret(), b"new");
+        assert!(during.unwrapped_with_pending_key());
+        // Preparing again after a crash reuses the same next key.
+        let again = SoftwareKeyWrapper::prepare_rotation(&path).unwrap();
+        assert_eq!(again.unwrap(&new_blob).unwrap().expose_secret(), b"new");
+        SoftwareKeyWrapper::complete_rotation(&path).unwrap();
+        let after = SoftwareKeyWrapper::open(&path).unwrap();
+        assert_eq!(after.unwrap(&new_blob).unwrap().expose_secret(), b"new");
+        assert!(matches!(after.unwrap(&old_blob), Err(WrapperError::Rejected)));
+        assert!(!dir.path().join("device.key.next").exists());
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub enum SecurityEventKind {
     SlotRemoved,
     /// A key slot's secret was changed (new passphrase).
     SlotChanged,
+    /// The vault root key was rotated (database re-keyed, every slot re-sealed).
+    RootKeyRotated,
+    /// A key-wrapper slot was re-wrapped with a rotated platform key.
+    WrapperKeyRotated,
 }
 
 impl SecurityEventKind {
@@ -34,6 +38,8 @@ impl SecurityEventKind {
             SecurityEventKind::SlotAdded => "slot_added",
             SecurityEventKind::SlotRemoved => "slot_removed",
             SecurityEventKind::SlotChanged => "slot_changed",
+            SecurityEventKind::RootKeyRotated => "root_key_rotated",
+            SecurityEventKind::WrapperKeyRotated => "wrapper_key_rotated",
         }
     }
 
@@ -45,6 +51,8 @@ impl SecurityEventKind {
             "slot_added" => SecurityEventKind::SlotAdded,
             "slot_removed" => SecurityEventKind::SlotRemoved,
             "slot_changed" => SecurityEventKind::SlotChanged,
+            "root_key_rotated" => SecurityEventKind::RootKeyRotated,
+            "wrapper_key_rotated" => SecurityEventKind::WrapperKeyRotated,
             _ => return None,
         })
     }

@@ -60,6 +60,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          kind   TEXT NOT NULL,
          detail TEXT NOT NULL
      ) STRICT;",
+    // 4: media items (with their per-file keys), attachments, and vault-wide settings.
+    "CREATE TABLE media (
+         id              BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+         file_key        BLOB NOT NULL CHECK (length(file_key) = 32),
+         length          INTEGER NOT NULL CHECK (length >= 0),
+         created_at      INTEGER NOT NULL,
+         conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL
+     ) STRICT;
+     CREATE TABLE attachments (
+         message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+         media_id   BLOB NOT NULL REFERENCES media(id) ON DELETE CASCADE,
+         PRIMARY KEY (message_id, media_id)
+     ) STRICT;
+     CREATE INDEX attachments_by_media ON attachments (media_id);
+     CREATE TABLE settings (
+         name  TEXT PRIMARY KEY NOT NULL,
+         value INTEGER
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -3,8 +3,10 @@
 //! key or a passphrase, only the derived database key.
 
 pub(crate) mod events;
+pub(crate) mod media_rows;
 pub(crate) mod messages;
 pub(crate) mod migrations;
+pub(crate) mod retention;
 pub(crate) mod secrets;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -122,6 +124,28 @@ impl Store {
             return Err(Error::Integrity("the database belongs to a different vault".to_owned()));
         }
         Ok(Store { conn })
+    }
+
+    /// Re-keys the database with `key` (`PRAGMA rekey`, one transaction), then checkpoints so
+    /// no page under the old key stays in the write-ahead log.
+    pub(crate) fn rekey(&self, key: &SecretKey) -> Result<()> {
+        let mut sql = Zeroizing::new(String::with_capacity(86));
+        sql.push_str("PRAGMA rekey = \"x'");
+        sql.push_str(&Zeroizing::new(hex::encode(key.expose_secret())));
+        sql.push_str("'\";");
+        self.conn.execute_batch(&sql)?;
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// After deletions: merges the search index (dropping deleted terms from its segments) and
+    /// checkpoints the write-ahead log, so deleted content survives nowhere in the files.
+    pub(crate) fn scrub(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('optimize');
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
+        Ok(())
     }
 
     /// What SQLCipher reports about this database.

@@ -13,11 +13,17 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::keys::slot_file::{SlotFile, SlotFileError, SlotId, VAULT_ID_LEN};
 use crate::keys::wrapper::KeyWrapper;
-use crate::keys::{self, SlotInfo, SlotMethod};
-use crate::secret::{Passphrase, SecretBytes, SecretKey};
+use crate::keys::{self, Opened, SlotInfo, SlotMethod, SlotSecret};
+use crate::media::MediaFiles;
+use crate::secret::{Passphrase, SecretKey};
 use crate::store::events::{self, SecurityEvent, SecurityEventKind};
-use crate::store::messages::{self, ConversationSummary, Message, MessageId, MessageStatus, NewMessage, SearchHit};
-use crate::store::{self, CipherInfo, Store, migrations, secrets};
+use crate::store::retention::PurgeReport;
+use crate::store::{self, CipherInfo, Store, media_rows, messages, migrations, secrets};
+
+mod content;
+mod slots;
+
+pub use content::MediaImport;
 
 /// Name of the key-slot file inside a vault directory.
 pub const KEYSLOTS_FILE: &str = "keyslots";
@@ -25,7 +31,10 @@ pub const KEYSLOTS_FILE: &str = "keyslots";
 pub const DATABASE_FILE: &str = "vault.db";
 /// Name of the file that records failed unlock times until the next successful unlock.
 pub const UNLOCK_FAILURES_FILE: &str = "unlock-failures";
+/// Name of the new key-slot file while the root key rotates (see `docs/formats.md`).
+pub const KEYSLOTS_NEXT_FILE: &str = "keyslots.next";
 const SLOTS_LOCK_FILE: &str = "keyslots.lock";
+const MEDIA_LOCK_FILE: &str = "media.lock";
 const MAX_PENDING_FAILURES_BYTES: u64 = 64 * 1024;
 
 /// How to create a vault.
@@ -57,8 +66,14 @@ pub struct VaultStatus {
     pub conversations: u64,
     /// Number of messages.
     pub messages: u64,
+    /// Number of media items.
+    pub media_items: u64,
+    /// Total plaintext bytes of media.
+    pub media_bytes: u64,
     /// Number of app secrets.
     pub app_secrets: u64,
+    /// The vault-wide retention limit.
+    pub retention: crate::store::retention::RetentionPolicy,
     /// Number of security events.
     pub security_events: u64,
     /// The newest security events, newest first.
@@ -88,6 +103,17 @@ impl VerifyReport {
     }
 }
 
+/// What a vault unlock or create did beyond opening.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Messages and media purged by retention rules.
+    pub purged: PurgeReport,
+    /// Temp and orphan media files removed (left by an interrupted import or delete).
+    pub orphans_removed: usize,
+    /// Whether an interrupted root-key rotation was completed or rolled back.
+    pub rotation_recovered: bool,
+}
+
 /// An unlocked vault. Dropping it (or calling [`Vault::lock`]) closes the database and zeroizes
 /// the keys.
 ///
@@ -113,6 +139,10 @@ pub struct Vault {
     root: SecretKey,
     slots: SlotFile,
     unlocked_by: SlotId,
+    /// The KEK of the slot that unlocked, kept to re-seal it when the root key rotates.
+    unlock_kek: SecretKey,
+    media: MediaFiles,
+    open_report: OpenReport,
 }
 
 impl std::fmt::Debug for Vault {
@@ -164,6 +194,28 @@ fn lock_slots(dir: &Path) -> Result<File> {
     }
 }
 
+/// Takes the media lock: shared while importing (so a concurrent orphan clean-up cannot take a
+/// file whose row is not committed yet), exclusive for the clean-up. `None` if an exclusive
+/// lock is wanted and another process holds it.
+fn lock_media(dir: &Path, exclusive: bool) -> Result<Option<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(MEDIA_LOCK_FILE))
+        .map_err(Error::io("opening the media lock"))?;
+    if exclusive {
+        return match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking media")(e)),
+        };
+    }
+    file.lock_shared().map_err(Error::io("locking media"))?;
+    Ok(Some(file))
+}
+
 /// Records a failed unlock for the security log (times only, no secrets).
 fn note_failed_unlock(dir: &Path) {
     let path = dir.join(UNLOCK_FAILURES_FILE);
@@ -210,9 +262,9 @@ impl Vault {
         let vault_id: [u8; VAULT_ID_LEN] = random_array().map_err(Error::from_rng)?;
         let root = SecretKey::generate().map_err(Error::from_rng)?;
         let now = now_secs();
-        let mut slots = vec![keys::passphrase_slot(SlotId(0), now, &vault_id, &root, passphrase, options.kdf)?];
+        let mut slots = vec![keys::passphrase_slot(SlotId(0), now, &vault_id, &root, passphrase, options.kdf)?.0];
         if let Some(wrapper) = options.wrapper {
-            slots.push(keys::wrapper_slot(SlotId(1), now, &vault_id, &root, wrapper)?);
+            slots.push(keys::wrapper_slot(SlotId(1), now, &vault_id, &root, wrapper)?.0);
         }
         let file = SlotFile { vault_id, next_slot_id: u32::try_from(slots.len()).unwrap_or(2), slots };
         let store = Store::create(&staging.join(DATABASE_FILE), &derive_subkey(&root, Subkey::Database), &vault_id)?;
@@ -223,50 +275,114 @@ impl Vault {
         }
         store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         drop(store);
+        MediaFiles::new(staging).ensure_dir()?;
         write_slot_file(staging, &file)
     }
 
     /// Unlocks with a passphrase. A wrong passphrase, a damaged slot file or a slot file from
     /// another vault all give [`Error::AuthenticationFailed`].
     pub fn unlock_with_passphrase(dir: &Path, passphrase: &Passphrase) -> Result<Vault> {
-        Self::unlock(dir, |file| keys::open_with_passphrase(file, passphrase))
+        Self::unlock(dir, SlotSecret::Passphrase(passphrase))
     }
 
     /// Unlocks with a key wrapper (platform keystore or the software key file).
     pub fn unlock_with_wrapper(dir: &Path, wrapper: &dyn KeyWrapper) -> Result<Vault> {
-        Self::unlock(dir, |file| keys::open_with_wrapper(file, wrapper))
+        Self::unlock(dir, SlotSecret::Wrapper(wrapper))
     }
 
-    fn unlock(dir: &Path, open: impl FnOnce(&SlotFile) -> Result<(SecretKey, SlotId)>) -> Result<Vault> {
-        let opened = read_slot_file(dir).and_then(|file| open(&file).map(|(root, id)| (file, root, id)));
-        let (slots, root, unlocked_by) = match opened {
-            Ok(opened) => opened,
+    /// Unlocks with any slot secret. On success, the vault has also finished or rolled back an
+    /// interrupted root-key rotation, removed orphan media files and purged what retention
+    /// rules made due (see [`Vault::open_report`]).
+    pub fn unlock(dir: &Path, secret: SlotSecret<'_>) -> Result<Vault> {
+        let opened = read_slot_file(dir).and_then(|file| keys::open(&file, secret).map(|o| (file, o)));
+        let (slots, opened) = match opened {
+            Ok(found) => found,
             Err(Error::AuthenticationFailed) => {
                 note_failed_unlock(dir);
                 return Err(Error::AuthenticationFailed);
             }
             Err(e) => return Err(e),
         };
-        let store = Store::open(&dir.join(DATABASE_FILE), &derive_subkey(&root, Subkey::Database), &slots.vault_id)?;
-        let vault = Vault { dir: dir.to_owned(), store, root, slots, unlocked_by };
+        let (slots, opened, store, rotation_recovered) = Self::open_store(dir, slots, opened, secret)?;
+        let mut vault = Vault {
+            dir: dir.to_owned(),
+            store,
+            root: opened.root,
+            slots,
+            unlocked_by: opened.slot,
+            unlock_kek: opened.kek,
+            media: MediaFiles::new(dir),
+            open_report: OpenReport { rotation_recovered, ..OpenReport::default() },
+        };
         vault.record_pending_failures()?;
-        vault.record(SecurityEventKind::UnlockSucceeded, &format!("slot {unlocked_by}"))?;
+        vault.record(SecurityEventKind::UnlockSucceeded, &format!("slot {}", vault.unlocked_by))?;
+        if rotation_recovered {
+            vault.record(SecurityEventKind::RootKeyRotated, "completed after an interruption")?;
+        }
+        vault.open_report.orphans_removed = vault.remove_orphan_media()?;
+        vault.open_report.purged = vault.purge_expired()?;
         Ok(vault)
     }
 
-    /// Moves failed-unlock times noted while locked into the encrypted log.
+    /// Opens the database with the unlocked root key, resolving an interrupted root-key
+    /// rotation: if `keyslots.next` exists, the rotation either never re-keyed the database (the
+    /// current slots open it: the next file is discarded) or did (the next slots open it: they
+    /// are installed).
+    fn open_store(
+        dir: &Path,
+        slots: SlotFile,
+        opened: Opened,
+        secret: SlotSecret<'_>,
+    ) -> Result<(SlotFile, Opened, Store, bool)> {
+        let db = dir.join(DATABASE_FILE);
+        let next_path = dir.join(KEYSLOTS_NEXT_FILE);
+        let first = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &slots.vault_id);
+        let next_exists = next_path.exists();
+        match first {
+            Ok(store) => {
+                if next_exists {
+                    fs::remove_file(&next_path).map_err(Error::io("discarding an unfinished rotation"))?;
+                    fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
+                }
+                Ok((slots, opened, store, next_exists))
+            }
+            Err(Error::Integrity(first_error)) if next_exists => {
+                let bytes = fs::read(&next_path).map_err(Error::io("reading the rotated key slots"))?;
+                let next = SlotFile::decode(&bytes)
+                    .map_err(|_| Error::Integrity("the rotated key-slot file is damaged".to_owned()))?;
+                if next.vault_id != slots.vault_id {
+                    return Err(Error::Integrity(first_error));
+                }
+                let opened = keys::open(&next, secret).map_err(|_| Error::Integrity(first_error.clone()))?;
+                let store = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &next.vault_id)?;
+                fs::rename(&next_path, dir.join(KEYSLOTS_FILE)).map_err(Error::io("installing the rotated key slots"))?;
+                fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
+                Ok((next, opened, store, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves failed-unlock times noted while locked into the encrypted log. The pending file is
+    /// always cleared, whatever it holds, so a damaged one cannot silence later failures.
     fn record_pending_failures(&self) -> Result<()> {
         let path = self.dir.join(UNLOCK_FAILURES_FILE);
-        let Ok(text) = fs::read_to_string(&path) else {
-            return Ok(());
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("reading the failed-unlock record")(e)),
         };
-        let times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        fs::remove_file(&path).map_err(Error::io("clearing the failed-unlock record"))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let mut times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let unreadable = text.lines().count() - times.len();
+        times.extend(std::iter::repeat_n(store::now_millis(), unreadable));
         let tx = self.store.conn.unchecked_transaction()?;
         for at in &times {
             events::record(&tx, *at, SecurityEventKind::UnlockFailed, "")?;
         }
         tx.commit()?;
-        fs::remove_file(&path).map_err(Error::io("clearing the failed-unlock record"))
+        Ok(())
     }
 
     fn record(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
@@ -288,164 +404,9 @@ impl Vault {
         self.unlocked_by
     }
 
-    // ---- key slots -------------------------------------------------------------------------
-
-    /// Lists the key slots of the vault in `dir` without unlocking it (the slot file holds no
-    /// secret in the clear).
-    pub fn inspect_slots(dir: &Path) -> Result<Vec<SlotInfo>> {
-        Ok(read_slot_file(dir)?.slots.iter().map(SlotInfo::of).collect())
-    }
-
-    /// The key slots.
-    pub fn slots(&self) -> Vec<SlotInfo> {
-        self.slots.slots.iter().map(SlotInfo::of).collect()
-    }
-
-    /// Re-reads the slot file under the slot lock, applies `change`, writes it atomically.
-    fn change_slots<T>(&mut self, change: impl FnOnce(&mut SlotFile, &SecretKey) -> Result<T>) -> Result<T> {
-        let _lock = lock_slots(&self.dir)?;
-        let mut file = read_slot_file(&self.dir)?;
-        if file.vault_id != self.slots.vault_id {
-            return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
-        }
-        let out = change(&mut file, &self.root)?;
-        write_slot_file(&self.dir, &file)?;
-        self.slots = file;
-        Ok(out)
-    }
-
-    fn allocate_slot_id(file: &mut SlotFile) -> Result<SlotId> {
-        if file.slots.len() >= crate::keys::slot_file::MAX_SLOTS {
-            return Err(Error::InvalidInput("the vault already has the maximum number of key slots".to_owned()));
-        }
-        let id = SlotId(file.next_slot_id);
-        file.next_slot_id = file.next_slot_id.checked_add(1).ok_or(Error::internal("slot ids exhausted"))?;
-        Ok(id)
-    }
-
-    /// Adds a passphrase slot.
-    pub fn add_passphrase_slot(&mut self, passphrase: &Passphrase, kdf: KdfParams) -> Result<SlotId> {
-        let id = self.change_slots(|file, root| {
-            let id = Self::allocate_slot_id(file)?;
-            let vault_id = file.vault_id;
-            file.slots.push(keys::passphrase_slot(id, now_secs(), &vault_id, root, passphrase, kdf)?);
-            Ok(id)
-        })?;
-        self.record_slot_event(SecurityEventKind::SlotAdded, id)?;
-        Ok(id)
-    }
-
-    /// Adds a key-wrapper slot.
-    pub fn add_wrapper_slot(&mut self, wrapper: &dyn KeyWrapper) -> Result<SlotId> {
-        let id = self.change_slots(|file, root| {
-            let id = Self::allocate_slot_id(file)?;
-            let vault_id = file.vault_id;
-            file.slots.push(keys::wrapper_slot(id, now_secs(), &vault_id, root, wrapper)?);
-            Ok(id)
-        })?;
-        self.record_slot_event(SecurityEventKind::SlotAdded, id)?;
-        Ok(id)
-    }
-
-    /// Replaces the passphrase of passphrase slot `id` (new salt, same slot number).
-    pub fn change_passphrase(&mut self, id: SlotId, new: &Passphrase, kdf: KdfParams) -> Result<()> {
-        self.change_slots(|file, root| {
-            let vault_id = file.vault_id;
-            let slot =
-                file.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
-            if !matches!(SlotInfo::of(slot).method, SlotMethod::Passphrase { .. }) {
-                return Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot")));
-            }
-            *slot = keys::passphrase_slot(id, now_secs(), &vault_id, root, new, kdf)?;
-            Ok(())
-        })?;
-        self.record_slot_event(SecurityEventKind::SlotChanged, id)
-    }
-
-    /// Removes slot `id`. Refuses to remove the last slot.
-    pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
-        self.change_slots(|file, _| {
-            let position =
-                file.slots.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
-            if file.slots.len() == 1 {
-                return Err(Error::LastSlot);
-            }
-            file.slots.remove(position);
-            Ok(())
-        })?;
-        self.record(SecurityEventKind::SlotRemoved, &format!("slot {id}"))
-    }
-
-    fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId) -> Result<()> {
-        let detail =
-            self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
-        self.record(kind, &detail)
-    }
-
-    // ---- messages --------------------------------------------------------------------------
-
-    /// Stores one message.
-    pub fn add_message(&mut self, message: &NewMessage) -> Result<MessageId> {
-        let ids = messages::insert(&mut self.store.conn, std::slice::from_ref(message))?;
-        ids.first().copied().ok_or(Error::internal("insert returned no id"))
-    }
-
-    /// Stores many messages in one transaction (all or nothing).
-    pub fn add_messages(&mut self, batch: &[NewMessage]) -> Result<Vec<MessageId>> {
-        messages::insert(&mut self.store.conn, batch)
-    }
-
-    /// The newest `limit` messages of a conversation, oldest first.
-    pub fn messages(&self, conversation: &str, limit: usize) -> Result<Vec<Message>> {
-        messages::list(&self.store.conn, conversation, limit)
-    }
-
-    /// One message.
-    pub fn message(&self, id: MessageId) -> Result<Option<Message>> {
-        messages::get(&self.store.conn, id)
-    }
-
-    /// Deletes a message and its search entry; returns whether it existed.
-    pub fn delete_message(&mut self, id: MessageId) -> Result<bool> {
-        messages::delete(&self.store.conn, id)
-    }
-
-    /// Updates a message's delivery status; returns whether it existed.
-    pub fn set_message_status(&mut self, id: MessageId, status: MessageStatus) -> Result<bool> {
-        messages::set_status(&self.store.conn, id, status)
-    }
-
-    /// All conversations.
-    pub fn conversations(&self) -> Result<Vec<ConversationSummary>> {
-        messages::conversations(&self.store.conn)
-    }
-
-    /// Full-text search over message bodies, best match first. Every word must match; a word
-    /// ending in `*` matches as a prefix.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        messages::search(&self.store.conn, query, limit)
-    }
-
-    // ---- app secrets -----------------------------------------------------------------------
-
-    /// Stores or replaces a small app secret.
-    pub fn put_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        secrets::put(&self.store.conn, name, value, store::now_millis())
-    }
-
-    /// Reads an app secret.
-    pub fn secret(&self, name: &str) -> Result<Option<SecretBytes>> {
-        secrets::get(&self.store.conn, name)
-    }
-
-    /// Deletes an app secret; returns whether it existed.
-    pub fn delete_secret(&mut self, name: &str) -> Result<bool> {
-        secrets::delete(&self.store.conn, name)
-    }
-
-    /// Names of all app secrets.
-    pub fn secret_names(&self) -> Result<Vec<String>> {
-        secrets::names(&self.store.conn)
+    /// What this unlock did beyond opening: purges, orphan clean-up, rotation recovery.
+    pub fn open_report(&self) -> OpenReport {
+        self.open_report
     }
 
     // ---- dashboard and checks ---------------------------------------------------------------
@@ -458,6 +419,7 @@ impl Vault {
     /// The privacy dashboard.
     pub fn status(&self) -> Result<VaultStatus> {
         let conversations = u64::try_from(self.conversations()?.len()).unwrap_or(0);
+        let media = self.media()?;
         Ok(VaultStatus {
             cipher: self.store.cipher_info()?,
             schema_version: migrations::current_version(&self.store.conn)?,
@@ -465,14 +427,17 @@ impl Vault {
             unlocked_by: self.unlocked_by,
             conversations,
             messages: messages::count(&self.store.conn)?,
-            app_secrets: u64::try_from(self.secret_names()?.len()).unwrap_or(0),
+            media_items: u64::try_from(media.len()).unwrap_or(0),
+            media_bytes: media.iter().map(|m| m.length).sum(),
+            app_secrets: u64::try_from(secrets::names(&self.store.conn)?.len()).unwrap_or(0),
+            retention: self.retention_policy()?,
             security_events: events::count(&self.store.conn)?,
             recent_events: self.security_events(10)?,
         })
     }
 
     /// Checks the whole vault: the key-slot file, SQLCipher's per-page authentication, SQLite's
-    /// integrity check and the search index.
+    /// integrity check, the search index, and every media file (each segment authenticated).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut checks = Vec::new();
         let slot_problems = match fs::read(self.dir.join(KEYSLOTS_FILE)) {
@@ -488,7 +453,16 @@ impl Vault {
         };
         checks.push(VerifyCheck { name: "key slots", problems: slot_problems });
         checks.push(VerifyCheck { name: "database", problems: self.store.verify()? });
+        checks.push(VerifyCheck { name: "media", problems: self.verify_media()? });
         Ok(VerifyReport { checks })
+    }
+
+    /// Checks the key-slot file of `dir` without unlocking (it holds no secret in the clear):
+    /// the parse error of a damaged file, which unlock deliberately reports only as
+    /// "authentication failed".
+    pub fn check_slot_file(dir: &Path) -> Result<(), SlotFileError> {
+        let bytes = fs::read(dir.join(KEYSLOTS_FILE)).map_err(|_| SlotFileError::BadLength)?;
+        SlotFile::decode(&bytes).map(|_| ())
     }
 
     /// Returns the raw SQLCipher key of the database.

@@ -1,0 +1,275 @@
+//! What the vault holds: messages, app secrets, media, and the retention rules that purge them.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::{Error, Result, Vault, fsutil, lock_media, media_rows, messages, secrets};
+use crate::media::MediaId;
+use crate::media::io::MediaReader;
+use crate::secret::{SecretBytes, SecretKey};
+use crate::store::media_rows::MediaInfo;
+use crate::store::messages::{ConversationSummary, Message, MessageId, MessageStatus, NewMessage, SearchHit};
+use crate::store::retention::{self, PurgeReport, RetentionPolicy};
+use crate::store::{self};
+
+/// Where an imported media item belongs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaImport<'a> {
+    /// The conversation it belongs to (must exist).
+    pub conversation: Option<&'a str>,
+    /// A message to attach it to (must exist).
+    pub message: Option<MessageId>,
+}
+
+impl Vault {
+    // ---- messages --------------------------------------------------------------------------
+
+    /// Stores one message.
+    pub fn add_message(&mut self, message: &NewMessage) -> Result<MessageId> {
+        let ids = messages::insert(&mut self.store.conn, std::slice::from_ref(message))?;
+        ids.first().copied().ok_or(Error::internal("insert returned no id"))
+    }
+
+    /// Stores many messages in one transaction (all or nothing).
+    pub fn add_messages(&mut self, batch: &[NewMessage]) -> Result<Vec<MessageId>> {
+        messages::insert(&mut self.store.conn, batch)
+    }
+
+    /// The newest `limit` messages of a conversation, oldest first.
+    pub fn messages(&self, conversation: &str, limit: usize) -> Result<Vec<Message>> {
+        messages::list(&self.store.conn, conversation, limit)
+    }
+
+    /// One message.
+    pub fn message(&self, id: MessageId) -> Result<Option<Message>> {
+        messages::get(&self.store.conn, id)
+    }
+
+    /// Deletes a message, its search entry, and media attached only to it. Returns whether the
+    /// message existed.
+    pub fn delete_message(&mut self, id: MessageId) -> Result<bool> {
+        let report = self.delete_messages(&[id])?;
+        Ok(report.messages == 1)
+    }
+
+    /// Updates a message's delivery status; returns whether it existed.
+    pub fn set_message_status(&mut self, id: MessageId, status: MessageStatus) -> Result<bool> {
+        messages::set_status(&self.store.conn, id, status)
+    }
+
+    /// All conversations.
+    pub fn conversations(&self) -> Result<Vec<ConversationSummary>> {
+        messages::conversations(&self.store.conn)
+    }
+
+    /// Full-text search over message bodies, best match first. Every word must match; a word
+    /// ending in `*` matches as a prefix.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        messages::search(&self.store.conn, query, limit)
+    }
+
+    // ---- app secrets -----------------------------------------------------------------------
+
+    /// Stores or replaces a small app secret.
+    pub fn put_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        secrets::put(&self.store.conn, name, value, store::now_millis())
+    }
+
+    /// Reads an app secret.
+    pub fn secret(&self, name: &str) -> Result<Option<SecretBytes>> {
+        secrets::get(&self.store.conn, name)
+    }
+
+    /// Deletes an app secret; returns whether it existed.
+    pub fn delete_secret(&mut self, name: &str) -> Result<bool> {
+        secrets::delete(&self.store.conn, name)
+    }
+
+    /// Names of all app secrets.
+    pub fn secret_names(&self) -> Result<Vec<String>> {
+        secrets::names(&self.store.conn)
+    }
+
+    // ---- media -----------------------------------------------------------------------------
+
+    /// Imports media from a reader, streaming (constant memory), under a fresh random key.
+    /// The item becomes visible only once its file is complete and durable and its row is
+    /// committed; an interrupted import leaves nothing visible, and its temp file is removed
+    /// at the next unlock.
+    pub fn import_media(&mut self, input: &mut dyn Read, place: MediaImport<'_>) -> Result<MediaId> {
+        if let Some(name) = place.conversation {
+            media_rows::conversation_id(&self.store.conn, name)?;
+        }
+        let _lock = lock_media(&self.dir, false)?;
+        let id = MediaId::generate()?;
+        let key = SecretKey::generate().map_err(Error::from_rng)?;
+        let length = self.media.write(&id, &key, input)?;
+        let inserted =
+            media_rows::insert(&mut self.store.conn, &id, &key, length, place.conversation, place.message, store::now_millis());
+        if let Err(e) = inserted {
+            let _ = self.media.remove(&id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Imports the file at `path` (see [`Vault::import_media`]).
+    pub fn import_media_file(&mut self, path: &Path, place: MediaImport<'_>) -> Result<MediaId> {
+        let mut file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
+        self.import_media(&mut file, place)
+    }
+
+    /// Opens a media item for reading: `Read + Seek`, random access, only authenticated bytes.
+    pub fn open_media(&self, id: &MediaId) -> Result<MediaReader> {
+        let row = media_rows::row(&self.store.conn, id)?;
+        self.media.open(id, &row.key, row.length)
+    }
+
+    /// Decrypts `length` bytes from `offset` (all by default) of a media item into a new file
+    /// at `path` (refused if it exists). The output is written to a temp file and renamed, so a
+    /// failed export (a tampered segment, say) leaves no partial file. Returns the bytes written.
+    pub fn export_media(&self, id: &MediaId, path: &Path, offset: u64, length: Option<u64>) -> Result<u64> {
+        use std::io::Seek;
+        let mut reader = self.open_media(id)?;
+        if offset > reader.len() {
+            return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
+        }
+        reader.seek(std::io::SeekFrom::Start(offset)).map_err(Error::io("seeking media"))?;
+        let wanted = length.unwrap_or(u64::MAX).min(reader.len() - offset);
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        if path.exists() {
+            return Err(Error::AlreadyExists("the export target exists".to_owned()));
+        }
+        let suffix: [u8; 8] = crate::crypto::random_array().map_err(Error::from_rng)?;
+        let tmp = dir.join(format!(".vault-export-{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(Error::io("creating the export file"))?;
+            let copied = std::io::copy(&mut (&mut reader).take(wanted), &mut out).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Error::Integrity(format!("media {id} failed authentication"))
+                } else {
+                    Error::io("exporting media")(e)
+                }
+            })?;
+            out.flush().map_err(Error::io("exporting media"))?;
+            out.sync_all().map_err(Error::io("exporting media"))?;
+            fs::hard_link(&tmp, path).map_err(Error::io("placing the export file"))?;
+            fsutil::sync_dir(&dir).map_err(Error::io("syncing the export directory"))?;
+            Ok(copied)
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    /// Deletes a media item: its row and key go first (crypto-shredding the file), then the
+    /// file. Returns whether it existed.
+    pub fn delete_media(&mut self, id: &MediaId) -> Result<bool> {
+        let existed = media_rows::delete(&self.store.conn, id)?;
+        if existed {
+            self.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+            self.media.remove(id)?;
+        }
+        Ok(existed)
+    }
+
+    /// Links a media item to a message.
+    pub fn attach_media(&mut self, id: &MediaId, message: MessageId) -> Result<()> {
+        media_rows::attach(&self.store.conn, id, message)
+    }
+
+    /// Every media item.
+    pub fn media(&self) -> Result<Vec<MediaInfo>> {
+        media_rows::list(&self.store.conn)
+    }
+
+    /// Removes temp files and files without a row, unless another process is importing.
+    pub(super) fn remove_orphan_media(&self) -> Result<usize> {
+        let Some(_lock) = lock_media(&self.dir, true)? else {
+            return Ok(0);
+        };
+        let known = media_rows::ids(&self.store.conn)?;
+        self.media.remove_orphans(&known)
+    }
+
+    /// Authenticates every segment of every media file, and reports missing and unknown files.
+    pub(super) fn verify_media(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for item in self.media()? {
+            let check = self.open_media(&item.id).and_then(|mut reader| {
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map_err(|_| Error::Integrity("a segment failed authentication".to_owned()))
+            });
+            if let Err(e) = check {
+                problems.push(format!("media {}: {e}", item.id));
+            }
+        }
+        let known = media_rows::ids(&self.store.conn)?;
+        let (ids, _) = self.media.entries()?;
+        for id in ids.iter().filter(|id| !known.contains(id)) {
+            problems.push(format!("media file {id} has no database row"));
+        }
+        Ok(problems)
+    }
+
+    // ---- retention -------------------------------------------------------------------------
+
+    /// The vault-wide retention limit.
+    pub fn retention_policy(&self) -> Result<RetentionPolicy> {
+        retention::policy(&self.store.conn)
+    }
+
+    /// Sets the vault-wide retention limit (applied at the next purge).
+    pub fn set_retention_policy(&mut self, policy: &RetentionPolicy) -> Result<()> {
+        retention::set_policy(&self.store.conn, policy)
+    }
+
+    /// Sets (or clears) the default expiry of new messages in a conversation (disappearing
+    /// messages).
+    pub fn set_conversation_expiry(&mut self, conversation: &str, secs: Option<u64>) -> Result<()> {
+        retention::set_conversation_expiry(&self.store.conn, conversation, secs)
+    }
+
+    /// Purges messages whose expiry has passed or that fall outside the retention limit, with
+    /// their search entries and the media attached only to them. Deleted content is
+    /// overwritten in the database (`secure_delete`), merged out of the search index, and
+    /// flushed from the write-ahead log. The app calls this on its own schedule; unlock calls
+    /// it too.
+    pub fn purge_expired(&mut self) -> Result<PurgeReport> {
+        let policy = retention::policy(&self.store.conn)?;
+        let due = retention::due(&self.store.conn, store::now_millis(), &policy)?;
+        self.delete_messages(&due)
+    }
+
+    fn delete_messages(&mut self, ids: &[MessageId]) -> Result<PurgeReport> {
+        if ids.is_empty() {
+            return Ok(PurgeReport::default());
+        }
+        let tx = self.store.conn.transaction()?;
+        let media = media_rows::only_attached_to(&tx, ids)?;
+        let mut deleted = 0u64;
+        for id in ids {
+            if messages::delete(&tx, *id)? {
+                deleted += 1;
+            }
+        }
+        for id in &media {
+            media_rows::delete(&tx, id)?;
+        }
+        tx.commit()?;
+        for id in &media {
+            self.media.remove(id)?;
+        }
+        self.store.scrub()?;
+        Ok(PurgeReport { messages: deleted, media: u64::try_from(media.len()).unwrap_or(0) })
+    }
+}

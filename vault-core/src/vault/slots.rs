@@ -1,0 +1,200 @@
+//! Key-slot management and key rotation.
+
+use std::fs;
+
+use super::{
+    Error, KEYSLOTS_NEXT_FILE, Result, SecurityEventKind, SlotFile, SlotId, SlotInfo, SlotMethod, SlotSecret, Vault,
+    describe_slot, fsutil, lock_slots, now_secs, read_slot_file, write_slot_file,
+};
+use crate::crypto::derive::{Subkey, derive_subkey};
+use crate::crypto::kdf::KdfParams;
+use crate::keys::slot_file::Slot;
+use crate::keys::{self, wrapper::KeyWrapper};
+use crate::secret::{Passphrase, SecretKey};
+use crate::store;
+
+impl Vault {
+    /// Lists the key slots of the vault in `dir` without unlocking it (the slot file holds no
+    /// secret in the clear).
+    pub fn inspect_slots(dir: &std::path::Path) -> Result<Vec<SlotInfo>> {
+        Ok(read_slot_file(dir)?.slots.iter().map(SlotInfo::of).collect())
+    }
+
+    /// The key slots.
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        self.slots.slots.iter().map(SlotInfo::of).collect()
+    }
+
+    /// Re-reads the slot file under the slot lock, applies `change`, writes it atomically.
+    fn change_slots<T>(&mut self, change: impl FnOnce(&mut SlotFile, &SecretKey) -> Result<T>) -> Result<T> {
+        let _lock = lock_slots(&self.dir)?;
+        let mut file = read_slot_file(&self.dir)?;
+        if file.vault_id != self.slots.vault_id {
+            return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
+        }
+        let out = change(&mut file, &self.root)?;
+        write_slot_file(&self.dir, &file)?;
+        self.slots = file;
+        Ok(out)
+    }
+
+    fn allocate_slot_id(file: &mut SlotFile) -> Result<SlotId> {
+        if file.slots.len() >= crate::keys::slot_file::MAX_SLOTS {
+            return Err(Error::InvalidInput("the vault already has the maximum number of key slots".to_owned()));
+        }
+        let id = SlotId(file.next_slot_id);
+        file.next_slot_id = file.next_slot_id.checked_add(1).ok_or(Error::internal("slot ids exhausted"))?;
+        Ok(id)
+    }
+
+    /// Adds a passphrase slot.
+    pub fn add_passphrase_slot(&mut self, passphrase: &Passphrase, kdf: KdfParams) -> Result<SlotId> {
+        let id = self.change_slots(|file, root| {
+            let passphrase_slots =
+                file.slots.iter().filter(|s| matches!(SlotInfo::of(s).method, SlotMethod::Passphrase { .. })).count();
+            if passphrase_slots >= keys::MAX_PASSPHRASE_SLOTS {
+                return Err(Error::InvalidInput("the vault already has the maximum number of passphrase slots".to_owned()));
+            }
+            let id = Self::allocate_slot_id(file)?;
+            let vault_id = file.vault_id;
+            file.slots.push(keys::passphrase_slot(id, now_secs(), &vault_id, root, passphrase, kdf)?.0);
+            Ok(id)
+        })?;
+        self.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
+        Ok(id)
+    }
+
+    /// Adds a key-wrapper slot.
+    pub fn add_wrapper_slot(&mut self, wrapper: &dyn KeyWrapper) -> Result<SlotId> {
+        let id = self.change_slots(|file, root| {
+            let id = Self::allocate_slot_id(file)?;
+            let vault_id = file.vault_id;
+            file.slots.push(keys::wrapper_slot(id, now_secs(), &vault_id, root, wrapper)?.0);
+            Ok(id)
+        })?;
+        self.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
+        Ok(id)
+    }
+
+    /// Replaces the passphrase of passphrase slot `id` (new salt, same slot number).
+    pub fn change_passphrase(&mut self, id: SlotId, new: &Passphrase, kdf: KdfParams) -> Result<()> {
+        self.replace_slot(id, |slot_id, vault_id, root, info| match info {
+            SlotMethod::Passphrase { .. } => keys::passphrase_slot(slot_id, now_secs(), vault_id, root, new, kdf),
+            SlotMethod::KeyWrapper { .. } => Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot"))),
+        })?;
+        self.record_slot_event(SecurityEventKind::SlotChanged, id, "new passphrase")
+    }
+
+    /// Re-wraps key-wrapper slot `id` with `new_wrapper` (a rotated platform key): the slot
+    /// gets a fresh KEK wrapped by the new key; the root key and all data stay as they are.
+    /// The app deletes the old platform key only after this returns.
+    pub fn rewrap_slot(&mut self, id: SlotId, new_wrapper: &dyn KeyWrapper) -> Result<()> {
+        self.replace_slot(id, |slot_id, vault_id, root, info| match info {
+            SlotMethod::KeyWrapper { .. } => keys::wrapper_slot(slot_id, now_secs(), vault_id, root, new_wrapper),
+            SlotMethod::Passphrase { .. } => Err(Error::InvalidInput(format!("key slot {id} is not a key-wrapper slot"))),
+        })?;
+        self.record_slot_event(SecurityEventKind::WrapperKeyRotated, id, "")
+    }
+
+    /// Replaces slot `id` with the slot `make` builds (same number). If it is the slot that
+    /// unlocked, its new KEK is kept for a later root-key rotation.
+    fn replace_slot(
+        &mut self,
+        id: SlotId,
+        make: impl FnOnce(SlotId, &[u8; 16], &SecretKey, &SlotMethod) -> Result<(Slot, SecretKey)>,
+    ) -> Result<()> {
+        let kek = self.change_slots(|file, root| {
+            let vault_id = file.vault_id;
+            let slot =
+                file.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
+            let (new_slot, kek) = make(id, &vault_id, root, &SlotInfo::of(slot).method)?;
+            *slot = new_slot;
+            Ok(kek)
+        })?;
+        if id == self.unlocked_by {
+            self.unlock_kek = kek;
+        }
+        Ok(())
+    }
+
+    /// Removes slot `id`. Refuses to remove the last slot.
+    pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
+        self.change_slots(|file, _| {
+            let position =
+                file.slots.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
+            if file.slots.len() == 1 {
+                return Err(Error::LastSlot);
+            }
+            file.slots.remove(position);
+            Ok(())
+        })?;
+        self.record(SecurityEventKind::SlotRemoved, &format!("slot {id}"))
+    }
+
+    fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId, note: &str) -> Result<()> {
+        let detail = self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
+        let detail = if note.is_empty() { detail } else { format!("{detail}: {note}") };
+        self.record(kind, &detail)
+    }
+
+    /// Rotates the vault root key: a new random root key, the database re-keyed with the new
+    /// derived key (`PRAGMA rekey`), and every slot re-sealed under its own KEK. Media files are
+    /// untouched (their keys live in the re-keyed database).
+    ///
+    /// Every slot must be re-sealed, so the secret of every slot other than the one that
+    /// unlocked must be in `others`; otherwise nothing changes and the error names the slots
+    /// (remove them first if their secrets are lost).
+    ///
+    /// Crash safety: the re-sealed slots are written to `keyslots.next` first, then the database
+    /// is re-keyed (one transaction), then `keyslots.next` replaces `keyslots`. An unlock after a
+    /// crash at any point finishes or rolls back (see [`Vault::unlock`]).
+    pub fn rotate_root_key(&mut self, others: &[SlotSecret<'_>]) -> Result<()> {
+        let _lock = lock_slots(&self.dir)?;
+        let mut file = read_slot_file(&self.dir)?;
+        if file.vault_id != self.slots.vault_id {
+            return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
+        }
+        let mut keks = Vec::with_capacity(file.slots.len());
+        let mut missing = Vec::new();
+        for slot in &file.slots {
+            let mut kek = None;
+            if slot.id == self.unlocked_by {
+                kek = SecretKey::try_from_slice(self.unlock_kek.expose_secret());
+            }
+            for secret in others {
+                if kek.is_some() {
+                    break;
+                }
+                kek = keys::kek_for(&file, slot, *secret)?.map(|(_, kek)| kek);
+            }
+            match kek {
+                Some(kek) => keks.push(kek),
+                None => missing.push(slot.id.to_string()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "key slot(s) {} cannot be re-sealed without their secret: supply it, or remove the slot first",
+                missing.join(", ")
+            )));
+        }
+        let new_root = SecretKey::generate().map_err(Error::from_rng)?;
+        let vault_id = file.vault_id;
+        for (slot, kek) in file.slots.iter_mut().zip(&keks) {
+            keys::reseal(slot, &vault_id, kek, &new_root)?;
+        }
+        let next_path = self.dir.join(KEYSLOTS_NEXT_FILE);
+        fsutil::atomic_write(&next_path, &file.encode(), 0o600).map_err(Error::io("writing the rotated key slots"))?;
+        crate::failpoint::hit("rotate:after-next-written");
+        self.store.rekey(&derive_subkey(&new_root, Subkey::Database))?;
+        crate::failpoint::hit("rotate:after-rekey");
+        fs::rename(&next_path, self.dir.join(super::KEYSLOTS_FILE))
+            .map_err(Error::io("installing the rotated key slots"))?;
+        fsutil::sync_dir(&self.dir).map_err(Error::io("syncing the vault directory"))?;
+        crate::failpoint::hit("rotate:after-install");
+        self.root = new_root;
+        self.slots = file;
+        let at = store::now_millis();
+        crate::store::events::record(&self.store.conn, at, SecurityEventKind::RootKeyRotated, &format!("{} slots re-sealed", keks.len()))
+    }
+}
