@@ -26,16 +26,16 @@ pub use keys::{SlotInfo, SlotMethod, SlotSecret};
 pub use media::io::MediaReader;
 pub use media::stream::{MediaFormatError, SEGMENT_LEN as MEDIA_SEGMENT_LEN};
 pub use media::{MEDIA_DIR, MediaId};
-pub use store::media_rows::MediaInfo;
-pub use store::retention::{PurgeReport, RetentionPolicy};
 pub use secret::{KEY_LEN, Passphrase, SecretBytes, SecretKey};
 #[doc(hidden)]
 pub use store::bench_support;
 pub use store::events::{SecurityEvent, SecurityEventKind};
+pub use store::media_rows::MediaInfo;
 pub use store::messages::{
     ConversationSummary, MAX_BODY_LEN, MAX_LIMIT, MAX_NAME_LEN, Message, MessageId, MessageStatus, NewMessage,
     SearchHit,
 };
+pub use store::retention::{PurgeReport, RetentionPolicy};
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
 pub use vault::{

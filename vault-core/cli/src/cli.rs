@@ -54,8 +54,76 @@ pub enum Command {
     /// Manage key slots.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Check the whole vault (key slots, every database page, integrity, search index).
+    /// Check the whole vault (key slots, every database page, integrity, search index, every
+    /// media segment).
     Verify,
+    /// Encrypted media: photos, voice notes, videos.
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// Disappearing messages and retention limits.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `vault media …`
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Encrypt FILE into the vault (streaming); prints the media id.
+    Add {
+        /// The file to import.
+        file: PathBuf,
+        /// The conversation it belongs to.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// A message to attach it to.
+        #[arg(long)]
+        message: Option<i64>,
+    },
+    /// Decrypt a media item (or a byte range of it) into OUT, which must not exist.
+    Get {
+        /// The media id.
+        id: String,
+        /// The output file.
+        out: PathBuf,
+        /// First byte to export.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Bytes to export (default: to the end).
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Delete a media item (its key is destroyed with its row).
+    Rm {
+        /// The media id.
+        id: String,
+    },
+    /// List media items.
+    List,
+}
+
+/// `vault retention …`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Show the retention limits.
+    Show,
+    /// Set the vault-wide limits (0 clears a limit); applied now and at every unlock.
+    Set {
+        /// Purge messages older than this many days.
+        #[arg(long)]
+        max_age_days: Option<u64>,
+        /// Keep only this many newest messages.
+        #[arg(long)]
+        max_messages: Option<u64>,
+    },
+    /// Make new messages in a conversation disappear after SECONDS (0 turns it off).
+    Expiry {
+        /// Conversation name.
+        conversation: String,
+        /// Lifetime of new messages in seconds.
+        seconds: u64,
+    },
+    /// Purge everything that is due now.
+    Purge,
 }
 
 /// `vault msg …`
@@ -76,6 +144,9 @@ pub enum MsgCommand {
         /// transaction each.
         #[arg(long)]
         stdin: bool,
+        /// Make the message disappear after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        expires_in: Option<u64>,
     },
     /// List the newest messages of a conversation, oldest first.
     List {
@@ -113,6 +184,15 @@ pub enum KeyCommand {
     RemoveSlot {
         /// Slot number, as shown by `vault key list`.
         id: u32,
+    },
+    /// Rotate a key. Without --root: rotate the device key given with --device-key (re-wraps
+    /// its slots; data untouched). With --root: rotate the vault root key (re-keys the database
+    /// and re-seals every slot; give the passphrase and, if the vault has a device-key slot,
+    /// --device-key, so every slot can be re-sealed).
+    Rotate {
+        /// Rotate the vault root key.
+        #[arg(long)]
+        root: bool,
     },
 }
 

@@ -4,9 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::json;
-use vault_core::{CreateOptions, KdfParams, NewMessage, SlotId, SlotMethod, SoftwareKeyWrapper, Vault};
+use vault_core::{
+    CreateOptions, KdfParams, MediaId, MediaImport, MessageId, NewMessage, RetentionPolicy, SlotId, SlotMethod,
+    SlotSecret, SoftwareKeyWrapper, Vault,
+};
 
-use crate::cli::{Cli, Command, KdfArgs, KeyCommand, MsgCommand};
+use crate::cli::{Cli, Command, KdfArgs, KeyCommand, MediaCommand, MsgCommand, RetentionCommand};
 use crate::failure::{Failure, exit};
 use crate::input::Input;
 use crate::render;
@@ -28,7 +31,13 @@ impl Context<'_> {
         match &self.device_key {
             Some(path) => {
                 let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
-                Ok(Vault::unlock_with_wrapper(&self.dir, &wrapper)?)
+                let vault = Vault::unlock_with_wrapper(&self.dir, &wrapper)?;
+                if wrapper.unwrapped_with_pending_key() {
+                    // An earlier device-key rotation re-wrapped the slot but stopped before
+                    // installing the new key file: finish it.
+                    SoftwareKeyWrapper::complete_rotation(path).map_err(vault_core::Error::KeyWrapper)?;
+                }
+                Ok(vault)
             }
             None => {
                 let passphrase = self.input.passphrase()?;
@@ -54,14 +63,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Context { dir, device_key: cli.device_key, json: cli.json, input: Input::new(cli.passphrase_stdin), out };
     match cli.command {
         Command::Init(kdf) => init(&mut ctx, kdf),
-        Command::Msg(MsgCommand::Add { conversation, sender, body, stdin }) => {
-            msg_add(&mut ctx, &conversation, &sender, body, stdin)
+        Command::Msg(MsgCommand::Add { conversation, sender, body, stdin, expires_in }) => {
+            msg_add(&mut ctx, &conversation, &sender, body, stdin, expires_in)
         }
         Command::Msg(MsgCommand::List { conversation, limit }) => msg_list(&mut ctx, &conversation, limit),
         Command::Search { query, limit } => search(&mut ctx, &query, limit),
         Command::Status => status(&mut ctx),
         Command::Key(command) => key(&mut ctx, command),
         Command::Verify => verify(&mut ctx),
+        Command::Media(command) => media(&mut ctx, command),
+        Command::Retention(command) => retention(&mut ctx, command),
     }
 }
 
@@ -95,11 +106,20 @@ fn msg_add(
     sender: &str,
     body: Option<String>,
     from_stdin: bool,
+    expires_in: Option<u64>,
 ) -> Result<(), Failure> {
     let mut vault = ctx.unlock()?;
+    let make = |body: String| {
+        let mut message = NewMessage::new(conversation, sender, body);
+        if let Some(secs) = expires_in {
+            let ms = i64::try_from(secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+            message.expires_at = Some(message.sent_at.saturating_add(ms));
+        }
+        message
+    };
     if !from_stdin {
         let body = body.ok_or_else(|| Failure::usage("--body or --stdin is required"))?;
-        let id = vault.add_message(&NewMessage::new(conversation, sender, body))?;
+        let id = vault.add_message(&make(body))?;
         return if ctx.json { ctx.print_json(&json!({ "id": id.0 })) } else { ctx.print(id.0) };
     }
     let mut added = 0usize;
@@ -110,7 +130,7 @@ fn msg_add(
         let end = line.is_none();
         if let Some(line) = line {
             let line = line.map_err(|e| Failure::usage(format!("cannot read stdin: {}", e.kind())))?;
-            batch.push(NewMessage::new(conversation, sender, line));
+            batch.push(make(line));
         }
         if batch.len() == BULK_BATCH || (end && !batch.is_empty()) {
             added += vault.add_messages(&batch)?.len();
@@ -227,7 +247,138 @@ fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {
             vault.remove_slot(SlotId(id))?;
             report_slot(ctx, "removed", SlotId(id))
         }
+        KeyCommand::Rotate { root: true } => rotate_root(ctx),
+        KeyCommand::Rotate { root: false } => rotate_device_key(ctx),
     }
+}
+
+fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let (mut vault, passphrase, wrapper) = match ctx.device_key.clone() {
+        Some(path) => {
+            let wrapper = SoftwareKeyWrapper::open(&path).map_err(vault_core::Error::KeyWrapper)?;
+            let vault = Vault::unlock_with_wrapper(&ctx.dir, &wrapper)?;
+            // The passphrase is optional here: needed only if the vault has a passphrase slot.
+            let has_source = ctx.input.has_passphrase_source();
+            let passphrase = if has_source { Some(ctx.input.passphrase()?) } else { None };
+            (vault, passphrase, Some(wrapper))
+        }
+        None => {
+            let passphrase = ctx.input.passphrase()?;
+            let vault = Vault::unlock_with_passphrase(&ctx.dir, &passphrase)?;
+            (vault, Some(passphrase), None)
+        }
+    };
+    let mut others = Vec::new();
+    if let Some(p) = &passphrase {
+        others.push(SlotSecret::Passphrase(p));
+    }
+    if let Some(w) = &wrapper {
+        others.push(SlotSecret::Wrapper(w));
+    }
+    vault.rotate_root_key(&others)?;
+    let slots = vault.slots().len();
+    if ctx.json {
+        ctx.print_json(&json!({ "rotated": "root", "slots_resealed": slots }))
+    } else {
+        ctx.print(format!("rotated the vault root key; re-keyed the database and re-sealed {slots} key slots"))
+    }
+}
+
+fn rotate_device_key(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let path = ctx
+        .device_key
+        .clone()
+        .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key (or use --root)"))?;
+    let old = SoftwareKeyWrapper::open(&path).map_err(vault_core::Error::KeyWrapper)?;
+    let mut vault = Vault::unlock_with_wrapper(&ctx.dir, &old)?;
+    let next = SoftwareKeyWrapper::prepare_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
+    let ids = vault.rotate_wrapper_key(&old, &next)?;
+    SoftwareKeyWrapper::complete_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
+    let ids: Vec<u32> = ids.iter().map(|id| id.0).collect();
+    if ctx.json {
+        ctx.print_json(&json!({ "rotated": "device_key", "slots": ids }))
+    } else {
+        ctx.print(format!("rotated the device key; re-wrapped slot(s) {ids:?}"))
+    }
+}
+
+fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
+    match command {
+        MediaCommand::Add { file, conversation, message } => {
+            let mut vault = ctx.unlock()?;
+            let place = MediaImport { conversation: conversation.as_deref(), message: message.map(MessageId) };
+            let id = vault.import_media_file(&file, place)?;
+            if ctx.json { ctx.print_json(&json!({ "id": id })) } else { ctx.print(id) }
+        }
+        MediaCommand::Get { id, out, offset, length } => {
+            let vault = ctx.unlock()?;
+            let written = vault.export_media(&MediaId::parse(&id)?, &out, offset, length)?;
+            if ctx.json {
+                ctx.print_json(&json!({ "bytes": written }))
+            } else {
+                ctx.print(format!("wrote {written} bytes to {}", out.display()))
+            }
+        }
+        MediaCommand::Rm { id } => {
+            let mut vault = ctx.unlock()?;
+            if !vault.delete_media(&MediaId::parse(&id)?)? {
+                return Err(vault_core::Error::NotFound(format!("media {id}")).into());
+            }
+            if ctx.json { ctx.print_json(&json!({ "deleted": id })) } else { ctx.print(format!("deleted media {id}")) }
+        }
+        MediaCommand::List => {
+            let vault = ctx.unlock()?;
+            let items = vault.media()?;
+            if ctx.json {
+                return ctx.print_json(&json!({ "media": items }));
+            }
+            for item in &items {
+                let messages: Vec<String> = item.messages.iter().map(|m| m.0.to_string()).collect();
+                ctx.print(format!(
+                    "{}  {:>12} bytes  [{}]  {}  messages: {}",
+                    item.id,
+                    item.length,
+                    render::utc(item.created_at),
+                    item.conversation.as_deref().unwrap_or("-"),
+                    if messages.is_empty() { "-".to_owned() } else { messages.join(",") }
+                ))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    match command {
+        RetentionCommand::Show => {}
+        RetentionCommand::Set { max_age_days, max_messages } => {
+            let mut policy = vault.retention_policy()?;
+            if let Some(days) = max_age_days {
+                policy.max_age_secs = (days > 0).then(|| days.saturating_mul(86_400));
+            }
+            if let Some(count) = max_messages {
+                policy.max_messages = (count > 0).then_some(count);
+            }
+            vault.set_retention_policy(&policy)?;
+        }
+        RetentionCommand::Expiry { conversation, seconds } => {
+            vault.set_conversation_expiry(&conversation, (seconds > 0).then_some(seconds))?;
+        }
+        RetentionCommand::Purge => {}
+    }
+    let purged = vault.purge_expired()?;
+    let at_unlock = vault.open_report().purged;
+    let policy: RetentionPolicy = vault.retention_policy()?;
+    let messages = purged.messages + at_unlock.messages;
+    let media = purged.media + at_unlock.media;
+    if ctx.json {
+        return ctx.print_json(&json!({ "policy": policy, "purged": { "messages": messages, "media": media } }));
+    }
+    let age = policy.max_age_secs.map_or("none".to_owned(), |s| format!("{} days", s / 86_400));
+    let count = policy.max_messages.map_or("none".to_owned(), |n| n.to_string());
+    ctx.print(format!("retention: max age {age}, max messages {count}"))?;
+    ctx.print(format!("purged {messages} messages and {media} media items"))
 }
 
 fn change_passphrase(ctx: &mut Context<'_>, slot: Option<u32>, kdf: KdfParams) -> Result<(), Failure> {
@@ -247,6 +398,16 @@ fn report_slot(ctx: &mut Context<'_>, verb: &str, id: SlotId) -> Result<(), Fail
 }
 
 fn verify(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    // A damaged slot file makes unlock fail with the uniform "authentication failed"; the
+    // file holds no secret in the clear, so verify can say what is wrong with it first.
+    if let Err(e) = Vault::check_slot_file(&ctx.dir) {
+        if ctx.json {
+            ctx.print_json(&json!({ "ok": false, "checks": [{ "name": "key slots", "problems": [e.to_string()] }] }))?;
+        } else {
+            ctx.print(format!("DAMAGED  key slots: {e}"))?;
+        }
+        return Err(Failure::integrity("the key-slot file is damaged"));
+    }
     let vault = ctx.unlock()?;
     let report = vault.verify()?;
     if ctx.json {

@@ -20,6 +20,11 @@ impl Input {
         Self { passphrase_stdin, stdin: std::io::stdin().lock() }
     }
 
+    /// Whether a passphrase was supplied at all (stdin flag or VAULT_PASSPHRASE).
+    pub fn has_passphrase_source(&self) -> bool {
+        self.passphrase_stdin || std::env::var_os("VAULT_PASSPHRASE").is_some()
+    }
+
     /// The current passphrase: first stdin line, or VAULT_PASSPHRASE.
     pub fn passphrase(&mut self) -> Result<Passphrase, Failure> {
         self.secret("VAULT_PASSPHRASE", "passphrase")

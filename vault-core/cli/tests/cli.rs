@@ -240,3 +240,124 @@ fn damaged_database_exits_with_integrity_code() {
     fails_with(&vault(&env, Some(PASS), &["status"], None), 4, &[PASS]);
     assert!(Path::new(&db).exists());
 }
+
+#[test]
+fn media_commands_round_trip_and_range_export() {
+    let env = env();
+    init(&env);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = env.root.join("photo.bin");
+    std::fs::write(&src, &data).unwrap();
+    let msg = json(&vault(
+        &env,
+        Some(PASS),
+        &["--json", "msg", "add", "--conversation", "c", "--sender", "s", "--body", "see photo"],
+        None,
+    ));
+    let msg_id = msg["id"].to_string();
+    let added = json(&vault(
+        &env,
+        Some(PASS),
+        &["--json", "media", "add", src.to_str().unwrap(), "--conversation", "c", "--message", &msg_id],
+        None,
+    ));
+    let id = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    let out = env.root.join("out.bin");
+    ok(&vault(&env, Some(PASS), &["media", "get", &id, out.to_str().unwrap()], None));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let part = env.root.join("part.bin");
+    ok(&vault(
+        &env,
+        Some(PASS),
+        &["media", "get", &id, part.to_str().unwrap(), "--offset", "65530", "--length", "20"],
+        None,
+    ));
+    assert_eq!(std::fs::read(&part).unwrap(), &data[65530..65550]);
+    let list = json(&vault(&env, Some(PASS), &["--json", "media", "list"], None));
+    assert_eq!(list["media"][0]["length"], 300_000);
+    assert_eq!(list["media"][0]["messages"][0].to_string(), msg_id);
+    fails_with(&vault(&env, Some(PASS), &["media", "get", "zz", "x"], None), 2, &[PASS]);
+    // Tamper with the file: get fails with the integrity code and writes nothing.
+    let file = env.dir.join("media").join(&id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100_000] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let again = env.root.join("again.bin");
+    fails_with(&vault(&env, Some(PASS), &["media", "get", &id, again.to_str().unwrap()], None), 4, &[PASS]);
+    assert!(!again.exists());
+    fails_with(&vault(&env, Some(PASS), &["verify"], None), 4, &[PASS]);
+    ok(&vault(&env, Some(PASS), &["media", "rm", &id], None));
+    assert!(!file.exists());
+    ok(&vault(&env, Some(PASS), &["verify"], None));
+}
+
+#[test]
+fn retention_commands_purge() {
+    let env = env();
+    init(&env);
+    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "stays"], None));
+    ok(&vault(
+        &env,
+        Some(PASS),
+        &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "goes", "--expires-in", "1"],
+        None,
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let report = json(&vault(&env, Some(PASS), &["--json", "retention", "purge"], None));
+    assert_eq!(report["purged"]["messages"], 1, "{report}");
+    let set = json(&vault(
+        &env,
+        Some(PASS),
+        &["--json", "retention", "set", "--max-messages", "5", "--max-age-days", "30"],
+        None,
+    ));
+    assert_eq!(set["policy"]["max_messages"], 5);
+    assert_eq!(set["policy"]["max_age_secs"], 30 * 86_400);
+    ok(&vault(&env, Some(PASS), &["retention", "expiry", "c", "3600"], None));
+    let list = json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn key_rotation_commands() {
+    let env = env();
+    let key = env.root.join("device.key");
+    let key_arg = key.to_str().unwrap();
+    let mut args = vec!["--device-key", key_arg, "init"];
+    args.extend(FAST);
+    ok(&vault(&env, Some(PASS), &args, None));
+    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "kept"], None));
+    // Without the device key, a root rotation cannot re-seal slot 1 and changes nothing.
+    let refused = vault(&env, Some(PASS), &["key", "rotate", "--root"], None);
+    assert!(fails_with(&refused, 2, &[PASS]).contains("slot(s) 1"));
+    let root = json(&vault(&env, Some(PASS), &["--device-key", key_arg, "--json", "key", "rotate", "--root"], None));
+    assert_eq!(root["slots_resealed"], 2);
+    let old_key = std::fs::read(&key).unwrap();
+    let device = json(&vault(&env, None, &["--device-key", key_arg, "--json", "key", "rotate"], None));
+    assert_eq!(device["slots"][0], 1);
+    assert_ne!(std::fs::read(&key).unwrap(), old_key);
+    let status = json(&vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
+    let kinds: Vec<_> =
+        status["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        kinds.contains(&"root_key_rotated".to_owned()) && kinds.contains(&"wrapper_key_rotated".to_owned()),
+        "{kinds:?}"
+    );
+    let list = json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
+    assert_eq!(list["messages"][0]["body"], "kept");
+}
+
+#[test]
+fn verify_names_slot_file_damage_without_unlocking() {
+    let env = env();
+    init(&env);
+    let path = env.dir.join("keyslots");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&path, &bytes).unwrap();
+    fails_with(&vault(&env, Some(PASS), &["status"], None), 3, &[PASS]);
+    let out = vault(&env, Some(PASS), &["verify"], None);
+    fails_with(&out, 4, &[PASS]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED  key slots"));
+}

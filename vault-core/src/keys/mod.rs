@@ -171,7 +171,11 @@ impl std::fmt::Debug for SlotSecret<'_> {
 }
 
 /// The KEK `secret` yields for `slot`, if it opens that slot's sealed root key.
-pub(crate) fn kek_for(file: &SlotFile, slot: &Slot, secret: SlotSecret<'_>) -> Result<Option<(SecretKey, SecretKey)>, Error> {
+pub(crate) fn kek_for(
+    file: &SlotFile,
+    slot: &Slot,
+    secret: SlotSecret<'_>,
+) -> Result<Option<(SecretKey, SecretKey)>, Error> {
     let kek = match secret {
         SlotSecret::Passphrase(p) => passphrase_kek(slot, p)?,
         SlotSecret::Wrapper(w) => wrapper_kek(slot, w)?,
@@ -227,10 +231,16 @@ mod tests {
         let (slot, _) = passphrase_slot(SlotId(0), 1, &[5; 16], &root, &pass, FAST).unwrap_or_else(|e| panic!("{e}"));
         let mut other_vault = file_with(slot.clone());
         other_vault.vault_id = [6; 16];
-        assert!(matches!(open(&other_vault, SlotSecret::Passphrase(&pass)).map(|_| ()), Err(Error::AuthenticationFailed)));
+        assert!(matches!(
+            open(&other_vault, SlotSecret::Passphrase(&pass)).map(|_| ()),
+            Err(Error::AuthenticationFailed)
+        ));
         let mut renumbered = slot;
         renumbered.id = SlotId(1);
-        assert!(matches!(open(&file_with(renumbered), SlotSecret::Passphrase(&pass)).map(|_| ()), Err(Error::AuthenticationFailed)));
+        assert!(matches!(
+            open(&file_with(renumbered), SlotSecret::Passphrase(&pass)).map(|_| ()),
+            Err(Error::AuthenticationFailed)
+        ));
     }
 
     struct Failing(WrapperError);
@@ -252,7 +262,10 @@ mod tests {
         let failing = Failing(WrapperError::KeyInvalidated);
         let (slot, _) = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &failing).unwrap_or_else(|e| panic!("{e}"));
         let file = file_with(slot);
-        assert!(matches!(open(&file, SlotSecret::Wrapper(&failing)).map(|_| ()), Err(Error::KeyWrapper(WrapperError::KeyInvalidated))));
+        assert!(matches!(
+            open(&file, SlotSecret::Wrapper(&failing)).map(|_| ()),
+            Err(Error::KeyWrapper(WrapperError::KeyInvalidated))
+        ));
         let rejecting = Failing(WrapperError::Rejected);
         assert!(matches!(open(&file, SlotSecret::Wrapper(&rejecting)).map(|_| ()), Err(Error::AuthenticationFailed)));
     }

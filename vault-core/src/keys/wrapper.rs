@@ -113,7 +113,8 @@ fn read_key_file(path: &Path) -> Result<SecretKey, WrapperError> {
 fn create_key_file(path: &Path) -> Result<Option<SecretKey>, WrapperError> {
     let key = SecretKey::generate().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
     let contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
-    let suffix: [u8; 8] = crate::crypto::random_array().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
+    let suffix: [u8; 8] =
+        crate::crypto::random_array().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
     let tmp = next_path(path).with_extension(format!("tmp-{}", hex::encode(suffix)));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -143,7 +144,9 @@ impl SoftwareKeyWrapper {
         match fs::symlink_metadata(path) {
             Ok(_) => Self::open(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create_key_file(path)? {
-                Some(key) => Ok(Self { key, pending: None, used_pending: AtomicBool::new(false), path: path.to_owned() }),
+                Some(key) => {
+                    Ok(Self { key, pending: None, used_pending: AtomicBool::new(false), path: path.to_owned() })
+                }
                 None => Self::open(path),
             },
             Err(e) => Err(io_error("cannot read device key file")(e)),

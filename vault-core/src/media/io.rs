@@ -33,7 +33,11 @@ pub(crate) enum StreamError {
 }
 
 /// Encrypts everything `input` yields into `output` (header first). Returns the plaintext length.
-pub(crate) fn encrypt(cipher: &SegmentCipher, input: &mut dyn Read, output: &mut dyn Write) -> Result<u64, StreamError> {
+pub(crate) fn encrypt(
+    cipher: &SegmentCipher,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+) -> Result<u64, StreamError> {
     output.write_all(&cipher.header().encode())?;
     let mut current = vec![0u8; SEALED_SEGMENT_LEN];
     let mut next = vec![0u8; SEALED_SEGMENT_LEN];
@@ -217,8 +221,17 @@ mod tests {
         MediaReader::open(tmp.reopen().unwrap(), |h| SegmentCipher::new(&key(), h), &[5; MEDIA_ID_LEN], len).unwrap()
     }
 
-    const BOUNDARY_SIZES: [usize; 9] =
-        [0, 1, SEGMENT_LEN - 1, SEGMENT_LEN, SEGMENT_LEN + 1, 2 * SEGMENT_LEN, 2 * SEGMENT_LEN + 7, 3 * SEGMENT_LEN - 1, 5 * SEGMENT_LEN];
+    const BOUNDARY_SIZES: [usize; 9] = [
+        0,
+        1,
+        SEGMENT_LEN - 1,
+        SEGMENT_LEN,
+        SEGMENT_LEN + 1,
+        2 * SEGMENT_LEN,
+        2 * SEGMENT_LEN + 7,
+        3 * SEGMENT_LEN - 1,
+        5 * SEGMENT_LEN,
+    ];
 
     #[test]
     fn round_trip_at_every_size_around_segment_boundaries() {
@@ -310,14 +323,14 @@ mod tests {
             bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
             std::fs::write(tmp.path(), &bytes).unwrap();
             prop_assert!(read_all(&tmp, size as u64).is_err());
-            if let Ok(file) = tmp.reopen() {
-                if let Ok(mut r) = MediaReader::open(file, |h| SegmentCipher::new(&key(), h), &[5; MEDIA_ID_LEN], size as u64) {
-                    let start = if size == 0 { 0 } else { offset % size as u64 };
-                    r.seek(SeekFrom::Start(start)).unwrap();
-                    let mut buf = vec![0u8; 1000];
-                    if let Ok(n) = r.read(&mut buf) {
-                        prop_assert_eq!(&buf[..n], &data[start as usize..start as usize + n]);
-                    }
+            if let Ok(file) = tmp.reopen()
+                && let Ok(mut r) = MediaReader::open(file, |h| SegmentCipher::new(&key(), h), &[5; MEDIA_ID_LEN], size as u64)
+            {
+                let start = if size == 0 { 0 } else { offset % size as u64 };
+                r.seek(SeekFrom::Start(start)).unwrap();
+                let mut buf = vec![0u8; 1000];
+                if let Ok(n) = r.read(&mut buf) {
+                    prop_assert_eq!(&buf[..n], &data[start as usize..start as usize + n]);
                 }
             }
         }

@@ -142,10 +142,8 @@ impl SegmentCipher {
     /// Encrypts `buf` (≤ one segment) in place and returns the tag to append.
     pub(crate) fn seal(&self, index: u64, last: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], MediaFormatError> {
         let nonce = self.header.nonce(index, last)?;
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&nonce, &self.aad, buf.into())
-            .map_err(|_| MediaFormatError::TooLong)?;
+        let tag =
+            self.cipher.encrypt_inout_detached(&nonce, &self.aad, buf.into()).map_err(|_| MediaFormatError::TooLong)?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_slice());
         Ok(out)
@@ -212,7 +210,10 @@ mod tests {
         let c = cipher();
         let mut buf = vec![9u8; 100];
         let tag = c.seal(0, true, &mut buf).unwrap();
-        let other_id = SegmentCipher::new(&SecretKey::from_bytes([1; 32]), MediaHeader { media_id: [8; MEDIA_ID_LEN], ..c.header().clone() });
+        let other_id = SegmentCipher::new(
+            &SecretKey::from_bytes([1; 32]),
+            MediaHeader { media_id: [8; MEDIA_ID_LEN], ..c.header().clone() },
+        );
         assert!(other_id.open(0, true, &mut buf.clone(), &tag).is_err());
         let other_key = SegmentCipher::new(&SecretKey::from_bytes([2; 32]), c.header().clone());
         assert!(other_key.open(0, true, &mut buf.clone(), &tag).is_err());

@@ -63,7 +63,10 @@ pub(crate) fn insert(
         params![id.0.as_slice(), key.expose_secret().as_slice(), length, now, conversation_id],
     )?;
     if let Some(message) = message {
-        tx.execute("INSERT INTO attachments (message_id, media_id) VALUES (?1, ?2)", params![message.0, id.0.as_slice()])?;
+        tx.execute(
+            "INSERT INTO attachments (message_id, media_id) VALUES (?1, ?2)",
+            params![message.0, id.0.as_slice()],
+        )?;
     }
     crate::failpoint::hit("media-import:before-commit");
     tx.commit()?;
@@ -73,10 +76,13 @@ pub(crate) fn insert(
 /// The key and length of a media item.
 pub(crate) fn row(conn: &Connection, id: &MediaId) -> Result<MediaRow> {
     let found: Option<(Vec<u8>, i64)> = conn
-        .query_row("SELECT file_key, length FROM media WHERE id = ?1", [id.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT file_key, length FROM media WHERE id = ?1", [id.0.as_slice()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let (key_bytes, length) = found.ok_or_else(|| Error::NotFound(format!("media {id}")))?;
-    let key = SecretKey::try_from_slice(&key_bytes).ok_or_else(|| Error::Integrity("a media key is malformed".to_owned()));
+    let key =
+        SecretKey::try_from_slice(&key_bytes).ok_or_else(|| Error::Integrity("a media key is malformed".to_owned()));
     let mut key_bytes = key_bytes;
     zeroize::Zeroize::zeroize(&mut key_bytes);
     Ok(MediaRow {

@@ -48,7 +48,10 @@ fn set_setting(conn: &Connection, name: &str, value: Option<u64>) -> Result<()> 
 
 /// The current policy.
 pub(crate) fn policy(conn: &Connection) -> Result<RetentionPolicy> {
-    Ok(RetentionPolicy { max_age_secs: setting(conn, MAX_AGE_SETTING)?, max_messages: setting(conn, MAX_MESSAGES_SETTING)? })
+    Ok(RetentionPolicy {
+        max_age_secs: setting(conn, MAX_AGE_SETTING)?,
+        max_messages: setting(conn, MAX_MESSAGES_SETTING)?,
+    })
 }
 
 /// Replaces the policy.
@@ -59,10 +62,8 @@ pub(crate) fn set_policy(conn: &Connection, policy: &RetentionPolicy) -> Result<
 
 /// Sets (or clears) a conversation's default expiry for new messages.
 pub(crate) fn set_conversation_expiry(conn: &Connection, conversation: &str, secs: Option<u64>) -> Result<()> {
-    let secs = secs
-        .map(i64::try_from)
-        .transpose()
-        .map_err(|_| Error::InvalidInput("expiry is too large".to_owned()))?;
+    let secs =
+        secs.map(i64::try_from).transpose().map_err(|_| Error::InvalidInput("expiry is too large".to_owned()))?;
     let changed =
         conn.execute("UPDATE conversations SET default_expiry_secs = ?2 WHERE name = ?1", params![conversation, secs])?;
     if changed == 0 {

@@ -106,8 +106,15 @@ impl Vault {
         let id = MediaId::generate()?;
         let key = SecretKey::generate().map_err(Error::from_rng)?;
         let length = self.media.write(&id, &key, input)?;
-        let inserted =
-            media_rows::insert(&mut self.store.conn, &id, &key, length, place.conversation, place.message, store::now_millis());
+        let inserted = media_rows::insert(
+            &mut self.store.conn,
+            &id,
+            &key,
+            length,
+            place.conversation,
+            place.message,
+            store::now_millis(),
+        );
         if let Err(e) = inserted {
             let _ = self.media.remove(&id);
             return Err(e);

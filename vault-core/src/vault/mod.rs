@@ -355,7 +355,8 @@ impl Vault {
                 }
                 let opened = keys::open(&next, secret).map_err(|_| Error::Integrity(first_error.clone()))?;
                 let store = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &next.vault_id)?;
-                fs::rename(&next_path, dir.join(KEYSLOTS_FILE)).map_err(Error::io("installing the rotated key slots"))?;
+                fs::rename(&next_path, dir.join(KEYSLOTS_FILE))
+                    .map_err(Error::io("installing the rotated key slots"))?;
                 fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
                 Ok((next, opened, store, true))
             }

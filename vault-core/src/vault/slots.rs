@@ -53,7 +53,9 @@ impl Vault {
             let passphrase_slots =
                 file.slots.iter().filter(|s| matches!(SlotInfo::of(s).method, SlotMethod::Passphrase { .. })).count();
             if passphrase_slots >= keys::MAX_PASSPHRASE_SLOTS {
-                return Err(Error::InvalidInput("the vault already has the maximum number of passphrase slots".to_owned()));
+                return Err(Error::InvalidInput(
+                    "the vault already has the maximum number of passphrase slots".to_owned(),
+                ));
             }
             let id = Self::allocate_slot_id(file)?;
             let vault_id = file.vault_id;
@@ -80,7 +82,9 @@ impl Vault {
     pub fn change_passphrase(&mut self, id: SlotId, new: &Passphrase, kdf: KdfParams) -> Result<()> {
         self.replace_slot(id, |slot_id, vault_id, root, info| match info {
             SlotMethod::Passphrase { .. } => keys::passphrase_slot(slot_id, now_secs(), vault_id, root, new, kdf),
-            SlotMethod::KeyWrapper { .. } => Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot"))),
+            SlotMethod::KeyWrapper { .. } => {
+                Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot")))
+            }
         })?;
         self.record_slot_event(SecurityEventKind::SlotChanged, id, "new passphrase")
     }
@@ -91,9 +95,47 @@ impl Vault {
     pub fn rewrap_slot(&mut self, id: SlotId, new_wrapper: &dyn KeyWrapper) -> Result<()> {
         self.replace_slot(id, |slot_id, vault_id, root, info| match info {
             SlotMethod::KeyWrapper { .. } => keys::wrapper_slot(slot_id, now_secs(), vault_id, root, new_wrapper),
-            SlotMethod::Passphrase { .. } => Err(Error::InvalidInput(format!("key slot {id} is not a key-wrapper slot"))),
+            SlotMethod::Passphrase { .. } => {
+                Err(Error::InvalidInput(format!("key slot {id} is not a key-wrapper slot")))
+            }
         })?;
         self.record_slot_event(SecurityEventKind::WrapperKeyRotated, id, "")
+    }
+
+    /// Re-wraps every slot that `old` opens with `new` (a rotated platform key), in one write of
+    /// the slot file. Returns the slots re-wrapped; none is an authentication failure.
+    pub fn rotate_wrapper_key(&mut self, old: &dyn KeyWrapper, new: &dyn KeyWrapper) -> Result<Vec<SlotId>> {
+        crate::failpoint::hit("wrapper-rotate:before-slots-written");
+        let unlocked_by = self.unlocked_by;
+        let (ids, unlocking_kek) = self.change_slots(|file, root| {
+            let vault_id = file.vault_id;
+            let mut ids = Vec::new();
+            let mut unlocking_kek = None;
+            for i in 0..file.slots.len() {
+                if keys::kek_for(file, &file.slots[i], SlotSecret::Wrapper(old))?.is_none() {
+                    continue;
+                }
+                let id = file.slots[i].id;
+                let (slot, kek) = keys::wrapper_slot(id, now_secs(), &vault_id, root, new)?;
+                file.slots[i] = slot;
+                if id == unlocked_by {
+                    unlocking_kek = Some(kek);
+                }
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                return Err(Error::AuthenticationFailed);
+            }
+            Ok((ids, unlocking_kek))
+        })?;
+        crate::failpoint::hit("wrapper-rotate:after-slots-written");
+        if let Some(kek) = unlocking_kek {
+            self.unlock_kek = kek;
+        }
+        for id in &ids {
+            self.record_slot_event(SecurityEventKind::WrapperKeyRotated, *id, "")?;
+        }
+        Ok(ids)
     }
 
     /// Replaces slot `id` with the slot `make` builds (same number). If it is the slot that
@@ -132,7 +174,8 @@ impl Vault {
     }
 
     fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId, note: &str) -> Result<()> {
-        let detail = self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
+        let detail =
+            self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
         let detail = if note.is_empty() { detail } else { format!("{detail}: {note}") };
         self.record(kind, &detail)
     }
@@ -195,6 +238,11 @@ impl Vault {
         self.root = new_root;
         self.slots = file;
         let at = store::now_millis();
-        crate::store::events::record(&self.store.conn, at, SecurityEventKind::RootKeyRotated, &format!("{} slots re-sealed", keks.len()))
+        crate::store::events::record(
+            &self.store.conn,
+            at,
+            SecurityEventKind::RootKeyRotated,
+            &format!("{} slots re-sealed", keks.len()),
+        )
     }
 }

@@ -1,0 +1,108 @@
+//! Root-key rotation (database re-keyed, every slot re-sealed) and key-wrapper rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::io::Read;
+
+use common::{FAST_KDF, pass};
+use vault_core::{
+    CreateOptions, Error, KEYSLOTS_FILE, MediaImport, NewMessage, SecurityEventKind, SlotId, SlotSecret,
+    SoftwareKeyWrapper, Vault,
+};
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let key = tmp.path().join("device.key");
+    let wrapper = SoftwareKeyWrapper::open_or_create(&key).unwrap();
+    let mut vault = Vault::create(&dir, &pass("pw"), CreateOptions { kdf: FAST_KDF, wrapper: Some(&wrapper) }).unwrap();
+    vault.add_message(&NewMessage::new("c", "s", "before rotation")).unwrap();
+    vault.import_media(&mut &b"photo bytes"[..], MediaImport::default()).unwrap();
+    (tmp, dir, key)
+}
+
+#[test]
+fn rotation_needs_every_slot_secret_and_changes_nothing_without_them() {
+    let (_tmp, dir, _key) = setup();
+    let before = std::fs::read(dir.join(KEYSLOTS_FILE)).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    match vault.rotate_root_key(&[]) {
+        Err(Error::InvalidInput(message)) => assert!(message.contains("slot(s) 1"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(dir.join(KEYSLOTS_FILE)).unwrap(), before);
+    vault.lock();
+    assert!(Vault::unlock_with_passphrase(&dir, &pass("pw")).is_ok());
+}
+
+#[test]
+fn rotation_keeps_data_and_every_slot_and_retires_the_old_root_key() {
+    let (_tmp, dir, key) = setup();
+    let old_slots = std::fs::read(dir.join(KEYSLOTS_FILE)).unwrap();
+    let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    let old_db_key = *vault.dangerous_export_database_key().expose_secret();
+    vault.rotate_root_key(&[SlotSecret::Wrapper(&wrapper)]).unwrap();
+    assert_ne!(vault.dangerous_export_database_key().expose_secret(), &old_db_key);
+    // The same session keeps working, and can rotate again without other secrets being stale.
+    vault.add_message(&NewMessage::new("c", "s", "after rotation")).unwrap();
+    vault.rotate_root_key(&[SlotSecret::Wrapper(&wrapper)]).unwrap();
+    vault.lock();
+
+    for vault in
+        [Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap(), Vault::unlock_with_wrapper(&dir, &wrapper).unwrap()]
+    {
+        let bodies: Vec<_> = vault.messages("c", 10).unwrap().into_iter().map(|m| m.body).collect();
+        assert_eq!(bodies, ["before rotation", "after rotation"]);
+        let media = vault.media().unwrap();
+        let mut data = Vec::new();
+        vault.open_media(&media[0].id).unwrap().read_to_end(&mut data).unwrap();
+        assert_eq!(data, b"photo bytes");
+        assert!(vault.verify().unwrap().is_ok());
+        let rotations =
+            vault.security_events(100).unwrap().iter().filter(|e| e.kind == SecurityEventKind::RootKeyRotated).count();
+        assert_eq!(rotations, 2);
+    }
+    // The old slot file still opens the old root key, which no longer opens the database.
+    std::fs::write(dir.join(KEYSLOTS_FILE), &old_slots).unwrap();
+    assert!(matches!(Vault::unlock_with_passphrase(&dir, &pass("pw")), Err(Error::Integrity(_))));
+}
+
+#[test]
+fn rotation_after_changing_the_unlocking_passphrase_uses_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let mut vault = Vault::create(&dir, &pass("one"), CreateOptions { kdf: FAST_KDF, wrapper: None }).unwrap();
+    vault.change_passphrase(SlotId(0), &pass("two"), FAST_KDF).unwrap();
+    vault.rotate_root_key(&[]).unwrap();
+    vault.lock();
+    assert!(Vault::unlock_with_passphrase(&dir, &pass("two")).is_ok());
+    assert!(Vault::unlock_with_passphrase(&dir, &pass("one")).is_err());
+}
+
+#[test]
+fn device_key_rotation_rewraps_only_its_slot() {
+    let (_tmp, dir, key) = setup();
+    let old_key_copy = std::fs::read(&key).unwrap();
+    let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
+    let mut vault = Vault::unlock_with_wrapper(&dir, &wrapper).unwrap();
+    let db_key = *vault.dangerous_export_database_key().expose_secret();
+    let next = SoftwareKeyWrapper::prepare_rotation(&key).unwrap();
+    vault.rewrap_slot(vault.unlocked_by(), &next).unwrap();
+    SoftwareKeyWrapper::complete_rotation(&key).unwrap();
+    assert_eq!(vault.dangerous_export_database_key().expose_secret(), &db_key, "root key unchanged");
+    assert!(vault.security_events(5).unwrap().iter().any(|e| e.kind == SecurityEventKind::WrapperKeyRotated));
+    vault.lock();
+    assert!(Vault::unlock_with_wrapper(&dir, &SoftwareKeyWrapper::open(&key).unwrap()).is_ok());
+    let old = tempfile::tempdir().unwrap();
+    let old_path = old.path().join("old.key");
+    std::fs::write(&old_path, &old_key_copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(matches!(
+        Vault::unlock_with_wrapper(&dir, &SoftwareKeyWrapper::open(&old_path).unwrap()),
+        Err(Error::AuthenticationFailed)
+    ));
+    assert!(Vault::unlock_with_passphrase(&dir, &pass("pw")).is_ok());
+}
