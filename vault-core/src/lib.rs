@@ -42,3 +42,34 @@ pub use vault::{
     CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, KEYSLOTS_NEXT_FILE, MediaImport, OpenReport, UNLOCK_FAILURES_FILE,
     Vault, VaultStatus, VerifyCheck, VerifyReport,
 };
+
+/// Entry points for the fuzz targets in `fuzz/`: every parser of untrusted bytes. Not part of
+/// the API.
+#[doc(hidden)]
+pub mod fuzz_support {
+    use std::io::Read;
+
+    /// Parses a key-slot file; true if it parsed.
+    pub fn parse_slot_file(bytes: &[u8]) -> bool {
+        crate::keys::slot_file::SlotFile::decode(bytes).is_ok()
+    }
+
+    /// Parses a media header; true if it parsed.
+    pub fn parse_media_header(bytes: &[u8]) -> bool {
+        crate::media::stream::MediaHeader::decode(bytes).is_ok()
+    }
+
+    /// Opens `file` as a media file of plaintext length `len` under a fixed key and id, and reads
+    /// it all; returns the bytes read before the first error.
+    pub fn read_media_file(file: &[u8], len: u64) -> usize {
+        let key = crate::secret::SecretKey::from_bytes([7; 32]);
+        let cipher_for = |h| crate::media::stream::SegmentCipher::new(&key, h);
+        let Ok(mut reader) = crate::media::io::MediaReader::open(std::io::Cursor::new(file), cipher_for, &[0; 16], len)
+        else {
+            return 0;
+        };
+        let mut out = Vec::new();
+        let _ = reader.read_to_end(&mut out);
+        out.len()
+    }
+}

@@ -188,7 +188,8 @@ pub enum KeyCommand {
     /// Rotate a key. Without --root: rotate the device key given with --device-key (re-wraps
     /// its slots; data untouched). With --root: rotate the vault root key (re-keys the database
     /// and re-seals every slot; give the passphrase and, if the vault has a device-key slot,
-    /// --device-key, so every slot can be re-sealed).
+    /// --device-key, so every slot can be re-sealed; with --passphrase-stdin, further lines are
+    /// the passphrases of other passphrase slots).
     Rotate {
         /// Rotate the vault root key.
         #[arg(long)]

@@ -27,18 +27,22 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Unlocks with the device key; finishes an interrupted device-key rotation (the slot was
+    /// re-wrapped with the next key, but the next key file was not yet installed).
+    fn unlock_with_device_key(&self, path: &std::path::Path) -> Result<(Vault, SoftwareKeyWrapper), Failure> {
+        let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
+        let vault = Vault::unlock_with_wrapper(&self.dir, &wrapper)?;
+        if wrapper.unwrapped_with_pending_key() {
+            SoftwareKeyWrapper::complete_rotation(path).map_err(vault_core::Error::KeyWrapper)?;
+            let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
+            return Ok((vault, wrapper));
+        }
+        Ok((vault, wrapper))
+    }
+
     fn unlock(&mut self) -> Result<Vault, Failure> {
-        match &self.device_key {
-            Some(path) => {
-                let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
-                let vault = Vault::unlock_with_wrapper(&self.dir, &wrapper)?;
-                if wrapper.unwrapped_with_pending_key() {
-                    // An earlier device-key rotation re-wrapped the slot but stopped before
-                    // installing the new key file: finish it.
-                    SoftwareKeyWrapper::complete_rotation(path).map_err(vault_core::Error::KeyWrapper)?;
-                }
-                Ok(vault)
-            }
+        match self.device_key.clone() {
+            Some(path) => Ok(self.unlock_with_device_key(&path)?.0),
             None => {
                 let passphrase = self.input.passphrase()?;
                 Ok(Vault::unlock_with_passphrase(&self.dir, &passphrase)?)
@@ -189,9 +193,13 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
             "counts": {
                 "conversations": s.conversations,
                 "messages": s.messages,
+                "media_items": s.media_items,
+                "media_bytes": s.media_bytes,
                 "app_secrets": s.app_secrets,
                 "security_events": s.security_events,
             },
+            "retention": s.retention,
+            "media_encryption": "XChaCha20-Poly1305, 64 KiB segments, one random key per item",
             "recent_events": s.recent_events,
         });
         return ctx.print_json(&value);
@@ -207,9 +215,13 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
     }
     ctx.print(format!("Unlocked by  slot {}", s.unlocked_by))?;
     ctx.print(format!(
-        "Contents     {} conversations, {} messages, {} app secrets",
-        s.conversations, s.messages, s.app_secrets
+        "Contents     {} conversations, {} messages, {} media items ({} bytes), {} app secrets",
+        s.conversations, s.messages, s.media_items, s.media_bytes, s.app_secrets
     ))?;
+    ctx.print("Media        XChaCha20-Poly1305, 64 KiB segments, one random key per item")?;
+    let age = s.retention.max_age_secs.map_or("none".to_owned(), |secs| format!("{} days", secs / 86_400));
+    let count = s.retention.max_messages.map_or("none".to_owned(), |n| n.to_string());
+    ctx.print(format!("Retention    max age {age}, max messages {count}"))?;
     ctx.print(format!("Security events ({} in total, newest first)", s.security_events))?;
     for event in &s.recent_events {
         ctx.print(format!("  {}  {:<17} {}", render::utc(event.at), event.kind.as_str(), event.detail))?;
@@ -255,8 +267,7 @@ fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {
 fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let (mut vault, passphrase, wrapper) = match ctx.device_key.clone() {
         Some(path) => {
-            let wrapper = SoftwareKeyWrapper::open(&path).map_err(vault_core::Error::KeyWrapper)?;
-            let vault = Vault::unlock_with_wrapper(&ctx.dir, &wrapper)?;
+            let (vault, wrapper) = ctx.unlock_with_device_key(&path)?;
             // The passphrase is optional here: needed only if the vault has a passphrase slot.
             let has_source = ctx.input.has_passphrase_source();
             let passphrase = if has_source { Some(ctx.input.passphrase()?) } else { None };
@@ -268,10 +279,13 @@ fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
             (vault, Some(passphrase), None)
         }
     };
+    // With --passphrase-stdin, further lines are the passphrases of other passphrase slots.
+    let extra = ctx.input.remaining_passphrases()?;
     let mut others = Vec::new();
     if let Some(p) = &passphrase {
         others.push(SlotSecret::Passphrase(p));
     }
+    others.extend(extra.iter().map(SlotSecret::Passphrase));
     if let Some(w) = &wrapper {
         others.push(SlotSecret::Wrapper(w));
     }
@@ -289,8 +303,7 @@ fn rotate_device_key(ctx: &mut Context<'_>) -> Result<(), Failure> {
         .device_key
         .clone()
         .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key (or use --root)"))?;
-    let old = SoftwareKeyWrapper::open(&path).map_err(vault_core::Error::KeyWrapper)?;
-    let mut vault = Vault::unlock_with_wrapper(&ctx.dir, &old)?;
+    let (mut vault, old) = ctx.unlock_with_device_key(&path)?;
     let next = SoftwareKeyWrapper::prepare_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
     let ids = vault.rotate_wrapper_key(&old, &next)?;
     SoftwareKeyWrapper::complete_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
@@ -400,13 +413,17 @@ fn report_slot(ctx: &mut Context<'_>, verb: &str, id: SlotId) -> Result<(), Fail
 fn verify(ctx: &mut Context<'_>) -> Result<(), Failure> {
     // A damaged slot file makes unlock fail with the uniform "authentication failed"; the
     // file holds no secret in the clear, so verify can say what is wrong with it first.
-    if let Err(e) = Vault::check_slot_file(&ctx.dir) {
-        if ctx.json {
-            ctx.print_json(&json!({ "ok": false, "checks": [{ "name": "key slots", "problems": [e.to_string()] }] }))?;
-        } else {
-            ctx.print(format!("DAMAGED  key slots: {e}"))?;
+    match Vault::check_slot_file(&ctx.dir) {
+        Ok(()) => {}
+        Err(vault_core::Error::Integrity(problem)) => {
+            if ctx.json {
+                ctx.print_json(&json!({ "ok": false, "checks": [{ "name": "key slots", "problems": [problem] }] }))?;
+            } else {
+                ctx.print(format!("DAMAGED  key slots: {problem}"))?;
+            }
+            return Err(Failure::integrity("the key-slot file is damaged"));
         }
-        return Err(Failure::integrity("the key-slot file is damaged"));
+        Err(other) => return Err(other.into()),
     }
     let vault = ctx.unlock()?;
     let report = vault.verify()?;

@@ -54,6 +54,29 @@ impl Input {
         }
     }
 
+    /// With --passphrase-stdin, every further non-empty stdin line as a passphrase (for
+    /// commands that need the secrets of several slots); nothing otherwise.
+    pub fn remaining_passphrases(&mut self) -> Result<Vec<Passphrase>, Failure> {
+        let mut out = Vec::new();
+        if !self.passphrase_stdin {
+            return Ok(out);
+        }
+        loop {
+            let mut line = Zeroizing::new(String::new());
+            let n = self
+                .stdin
+                .read_line(&mut line)
+                .map_err(|e| Failure::usage(format!("cannot read a passphrase from stdin: {}", e.kind())))?;
+            if n == 0 {
+                return Ok(out);
+            }
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            if !trimmed.is_empty() {
+                out.push(Passphrase::new(trimmed.to_owned()));
+            }
+        }
+    }
+
     /// The remaining stdin lines, for `msg add --stdin`.
     pub fn lines(&mut self) -> impl Iterator<Item = std::io::Result<String>> + '_ {
         (&mut self.stdin).lines()

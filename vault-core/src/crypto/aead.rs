@@ -3,8 +3,8 @@
 //! Nonces are random (192 bits, so random nonces are safe for any realistic number of messages
 //! under one key). The caller always supplies associated data that names what is sealed.
 
-use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, AeadInOut, Generate, KeyInit, Payload};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use super::OpenError;
 use crate::secret::{SecretBytes, SecretKey};
@@ -44,6 +44,43 @@ pub(crate) fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<SecretB
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = XNonce::try_from(nonce).map_err(|_| OpenError)?;
     cipher(key).decrypt(&nonce, Payload { msg: ciphertext, aad }).map(SecretBytes::new).map_err(|_| OpenError)
+}
+
+/// XChaCha20-Poly1305 with nonces built by the caller and detached tags, for formats whose
+/// nonces carry structure (the media STREAM construction: prefix, counter, last flag).
+pub(crate) struct DetachedAead(XChaCha20Poly1305);
+
+impl DetachedAead {
+    pub(crate) fn new(key: &SecretKey) -> Self {
+        Self(XChaCha20Poly1305::new(key.expose_secret().into()))
+    }
+
+    /// Encrypts `buf` in place; returns the tag, or `None` if the buffer is too long for the
+    /// cipher (more than 256 GiB, never the case for a segment).
+    pub(crate) fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+        let tag = self.0.encrypt_inout_detached(&XNonce::from(*nonce), aad, buf.into()).ok()?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_slice());
+        Some(out)
+    }
+
+    /// Authenticates and decrypts `buf` in place. On failure `buf` is zeroed, so no
+    /// unauthenticated byte can reach a caller.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), OpenError> {
+        let result = Tag::try_from(tag).map_err(|_| OpenError).and_then(|tag| {
+            self.0.decrypt_inout_detached(&XNonce::from(*nonce), aad, buf.into(), &tag).map_err(|_| OpenError)
+        });
+        if result.is_err() {
+            buf.fill(0);
+        }
+        result
+    }
 }
 
 #[cfg(test)]

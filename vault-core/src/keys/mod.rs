@@ -195,6 +195,11 @@ pub(crate) fn open(file: &SlotFile, secret: SlotSecret<'_>) -> Result<Opened, Er
     Err(Error::AuthenticationFailed)
 }
 
+/// Whether `kek` opens `slot` of `file` and yields exactly `root`.
+pub(crate) fn opens_to(file: &SlotFile, slot: &Slot, kek: &SecretKey, root: &SecretKey) -> bool {
+    open_root_key(slot, &file.vault_id, kek).is_ok_and(|opened| opened.expose_secret() == root.expose_secret())
+}
+
 /// Re-seals `root` in `slot` under the slot's existing `kek` (root-key rotation).
 pub(crate) fn reseal(slot: &mut Slot, vault_id: &[u8; 16], kek: &SecretKey, root: &SecretKey) -> Result<(), Error> {
     slot.sealed_root_key = seal_root_key(slot, vault_id, kek, root)?;

@@ -29,7 +29,14 @@ impl MediaId {
         Ok(Self(random_array().map_err(Error::from_rng)?))
     }
 
-    /// Parses 32 hex digits.
+    /// The id a media file is named after: exactly 32 lowercase hex digits, as written.
+    pub(crate) fn from_file_name(name: &str) -> Option<Self> {
+        let lowercase_hex =
+            name.len() == 2 * MEDIA_ID_LEN && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if lowercase_hex { Self::parse(name).ok() } else { None }
+    }
+
+    /// Parses 32 hex digits (either case).
     pub fn parse(text: &str) -> Result<Self> {
         let bytes = hex::decode(text).map_err(|_| Error::InvalidInput("a media id is 32 hex digits".to_owned()))?;
         let bytes = <[u8; MEDIA_ID_LEN]>::try_from(bytes.as_slice())
@@ -156,9 +163,9 @@ impl MediaFiles {
         for entry in entries {
             let entry = entry.map_err(Error::io("listing media files"))?;
             let name = entry.file_name();
-            match name.to_str().map(MediaId::parse) {
-                Some(Ok(id)) => ids.push(id),
-                _ => others.push(entry.path()),
+            match name.to_str().and_then(MediaId::from_file_name) {
+                Some(id) => ids.push(id),
+                None => others.push(entry.path()),
             }
         }
         Ok((ids, others))

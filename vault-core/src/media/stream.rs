@@ -10,12 +10,10 @@
 //! Every segment but the last holds exactly 64 KiB of plaintext; the last holds 0..=64 KiB (an
 //! empty file is one empty final segment). The counter and last flag in the nonce detect
 //! reordering and truncation; the header (with the media id) in the AAD detects swapping
-//! segments or files between items. This module does no I/O beyond the `Read`/`Write` it is
-//! given and never returns unauthenticated bytes.
+//! segments or files between items. This module frames bytes in memory (no I/O) over the
+//! crypto module's [`DetachedAead`] and never returns unauthenticated bytes.
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
-
+use crate::crypto::aead::DetachedAead;
 use crate::crypto::random_array;
 use crate::secret::SecretKey;
 
@@ -102,13 +100,13 @@ impl MediaHeader {
         Ok(Self { media_id, nonce_prefix })
     }
 
-    fn nonce(&self, index: u64, last: bool) -> Result<XNonce, MediaFormatError> {
+    fn nonce(&self, index: u64, last: bool) -> Result<[u8; 24], MediaFormatError> {
         let counter = u32::try_from(index).map_err(|_| MediaFormatError::TooLong)?;
         let mut nonce = [0u8; 24];
         nonce[..NONCE_PREFIX_LEN].copy_from_slice(&self.nonce_prefix);
         nonce[NONCE_PREFIX_LEN..23].copy_from_slice(&counter.to_be_bytes());
         nonce[23] = u8::from(last);
-        Ok(XNonce::from(nonce))
+        Ok(nonce)
     }
 }
 
@@ -124,7 +122,7 @@ pub(crate) fn file_len(len: u64) -> u64 {
 
 /// Seals and opens the segments of one media file.
 pub(crate) struct SegmentCipher {
-    cipher: XChaCha20Poly1305,
+    cipher: DetachedAead,
     header: MediaHeader,
     aad: [u8; HEADER_LEN],
 }
@@ -132,7 +130,7 @@ pub(crate) struct SegmentCipher {
 impl SegmentCipher {
     pub(crate) fn new(key: &SecretKey, header: MediaHeader) -> Self {
         let aad = header.encode();
-        Self { cipher: XChaCha20Poly1305::new(key.expose_secret().into()), header, aad }
+        Self { cipher: DetachedAead::new(key), header, aad }
     }
 
     pub(crate) fn header(&self) -> &MediaHeader {
@@ -142,24 +140,14 @@ impl SegmentCipher {
     /// Encrypts `buf` (≤ one segment) in place and returns the tag to append.
     pub(crate) fn seal(&self, index: u64, last: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], MediaFormatError> {
         let nonce = self.header.nonce(index, last)?;
-        let tag =
-            self.cipher.encrypt_inout_detached(&nonce, &self.aad, buf.into()).map_err(|_| MediaFormatError::TooLong)?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_slice());
-        Ok(out)
+        self.cipher.seal_in_place(&nonce, &self.aad, buf).ok_or(MediaFormatError::TooLong)
     }
 
     /// Authenticates and decrypts `buf` in place. On failure `buf` is zeroed, so no
     /// unauthenticated byte can leak to a caller.
     pub(crate) fn open(&self, index: u64, last: bool, buf: &mut [u8], tag: &[u8]) -> Result<(), MediaFormatError> {
         let nonce = self.header.nonce(index, last)?;
-        let tag = Tag::try_from(tag).map_err(|_| MediaFormatError::Authentication(index))?;
-        let result = self.cipher.decrypt_inout_detached(&nonce, &self.aad, buf.into(), &tag);
-        if result.is_err() {
-            buf.fill(0);
-            return Err(MediaFormatError::Authentication(index));
-        }
-        Ok(())
+        self.cipher.open_in_place(&nonce, &self.aad, buf, tag).map_err(|_| MediaFormatError::Authentication(index))
     }
 }
 

@@ -26,6 +26,8 @@ pub enum SecurityEventKind {
     RootKeyRotated,
     /// A key-wrapper slot was re-wrapped with a rotated platform key.
     WrapperKeyRotated,
+    /// An interrupted root-key rotation was rolled back (the old root key stays).
+    RootKeyRotationRolledBack,
 }
 
 impl SecurityEventKind {
@@ -40,6 +42,7 @@ impl SecurityEventKind {
             SecurityEventKind::SlotChanged => "slot_changed",
             SecurityEventKind::RootKeyRotated => "root_key_rotated",
             SecurityEventKind::WrapperKeyRotated => "wrapper_key_rotated",
+            SecurityEventKind::RootKeyRotationRolledBack => "root_key_rotation_rolled_back",
         }
     }
 
@@ -53,6 +56,7 @@ impl SecurityEventKind {
             "slot_changed" => SecurityEventKind::SlotChanged,
             "root_key_rotated" => SecurityEventKind::RootKeyRotated,
             "wrapper_key_rotated" => SecurityEventKind::WrapperKeyRotated,
+            "root_key_rotation_rolled_back" => SecurityEventKind::RootKeyRotationRolledBack,
             _ => return None,
         })
     }

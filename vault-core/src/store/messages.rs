@@ -308,13 +308,15 @@ pub(crate) fn fts_query(text: &str) -> Result<String> {
 pub(crate) fn search(conn: &Connection, text: &str, limit: usize) -> Result<Vec<SearchHit>> {
     let limit = check_limit(limit)?;
     let query = fts_query(text)?;
+    // Rank inside the index and join only the top hits: joining every match first would read
+    // (and, encrypted, decrypt) every matching row for a common word.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS}, bm25(messages_fts) AS rank
-         FROM messages_fts f
+        "SELECT {MESSAGE_COLUMNS}, f.rank
+         FROM (SELECT rowid, bm25(messages_fts) AS rank FROM messages_fts
+               WHERE messages_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?2) f
          JOIN messages m ON m.id = f.rowid
          JOIN conversations c ON c.id = m.conversation_id
-         WHERE messages_fts MATCH ?1
-         ORDER BY rank, m.id LIMIT ?2"
+         ORDER BY f.rank, m.id"
     ))?;
     let rows =
         stmt.query_map(params![query, limit], |r| Ok(SearchHit { message: message_from_row(r)?, rank: r.get(8)? }))?;

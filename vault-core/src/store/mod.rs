@@ -68,7 +68,8 @@ fn open_with(path: &Path, create: bool, keying: impl FnOnce(&Connection) -> Resu
          PRAGMA synchronous = FULL;
          PRAGMA secure_delete = ON;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -8192;",
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
@@ -126,26 +127,34 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Re-keys the database with `key` (`PRAGMA rekey`, one transaction), then checkpoints so
-    /// no page under the old key stays in the write-ahead log.
+    /// Re-keys the database with `key` (`PRAGMA rekey`, one transaction). Checkpoint afterwards
+    /// so no page under the old key stays in the write-ahead log.
     pub(crate) fn rekey(&self, key: &SecretKey) -> Result<()> {
         let mut sql = Zeroizing::new(String::with_capacity(86));
         sql.push_str("PRAGMA rekey = \"x'");
         sql.push_str(&Zeroizing::new(hex::encode(key.expose_secret())));
         sql.push_str("'\";");
         self.conn.execute_batch(&sql)?;
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// Copies the write-ahead log into the database and truncates it, so no old page version
+    /// (deleted content, pages under a retired key) stays in it. Waits for readers up to the
+    /// busy timeout; [`Error::Busy`] if another connection still holds it back.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let (busy, _log, _done): (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if busy != 0 {
+            return Err(Error::Busy);
+        }
         Ok(())
     }
 
     /// After deletions: merges the search index (dropping deleted terms from its segments) and
     /// checkpoints the write-ahead log, so deleted content survives nowhere in the files.
     pub(crate) fn scrub(&self) -> Result<()> {
-        self.conn.execute_batch(
-            "INSERT INTO messages_fts (messages_fts) VALUES ('optimize');
-             PRAGMA wal_checkpoint(TRUNCATE);",
-        )?;
-        Ok(())
+        self.conn.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('optimize');")?;
+        self.checkpoint()
     }
 
     /// What SQLCipher reports about this database.

@@ -183,8 +183,8 @@ impl Vault {
     pub fn delete_media(&mut self, id: &MediaId) -> Result<bool> {
         let existed = media_rows::delete(&self.store.conn, id)?;
         if existed {
-            self.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
             self.media.remove(id)?;
+            self.store.checkpoint()?;
         }
         Ok(existed)
     }

@@ -105,13 +105,14 @@ impl VerifyReport {
 
 /// What a vault unlock or create did beyond opening.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenReport {
     /// Messages and media purged by retention rules.
     pub purged: PurgeReport,
     /// Temp and orphan media files removed (left by an interrupted import or delete).
     pub orphans_removed: usize,
-    /// Whether an interrupted root-key rotation was completed or rolled back.
-    pub rotation_recovered: bool,
+    /// How an interrupted root-key rotation was resolved, if there was one.
+    pub rotation_recovered: Option<RotationRecovery>,
 }
 
 /// An unlocked vault. Dropping it (or calling [`Vault::lock`]) closes the database and zeroizes
@@ -176,6 +177,44 @@ fn read_slot_file(dir: &Path) -> Result<SlotFile> {
 fn write_slot_file(dir: &Path, file: &SlotFile) -> Result<()> {
     fsutil::atomic_write(&dir.join(KEYSLOTS_FILE), &file.encode(), 0o600)
         .map_err(Error::io("writing the key-slot file"))
+}
+
+/// How an unlock resolved an interrupted root-key rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationRecovery {
+    /// The database had been re-keyed: the rotated slots were installed.
+    Completed,
+    /// The database had not been re-keyed: the rotated slots were discarded.
+    RolledBack,
+}
+
+/// Waits for the key-slot lock (used by unlock when a rotation may be in progress, so it never
+/// resolves `keyslots.next` under a running rotation).
+fn lock_slots_blocking(dir: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(SLOTS_LOCK_FILE))
+        .map_err(Error::io("opening the key-slot lock"))?;
+    file.lock().map_err(Error::io("locking the key slots"))?;
+    Ok(file)
+}
+
+/// Removes temp files a crash left beside the key-slot files (`.keyslots.tmp-*`,
+/// `.keyslots.next.tmp-*`). Called with the slot lock held.
+fn remove_slot_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".keyslots.tmp-") || name.starts_with(".keyslots.next.tmp-") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// An exclusive lock serialising key-slot changes between processes.
@@ -273,7 +312,7 @@ impl Vault {
         for slot in &file.slots {
             events::record(&store.conn, at, SecurityEventKind::SlotAdded, &describe_slot(&SlotInfo::of(slot)))?;
         }
-        store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        store.checkpoint()?;
         drop(store);
         MediaFiles::new(staging).ensure_dir()?;
         write_slot_file(staging, &file)
@@ -294,6 +333,9 @@ impl Vault {
     /// interrupted root-key rotation, removed orphan media files and purged what retention
     /// rules made due (see [`Vault::open_report`]).
     pub fn unlock(dir: &Path, secret: SlotSecret<'_>) -> Result<Vault> {
+        // A rotation journal means a rotation is running or was interrupted: wait for the slot
+        // lock so it is resolved only when no rotation is running, and by one process.
+        let rotation_lock = if dir.join(KEYSLOTS_NEXT_FILE).exists() { Some(lock_slots_blocking(dir)?) } else { None };
         let opened = read_slot_file(dir).and_then(|file| keys::open(&file, secret).map(|o| (file, o)));
         let (slots, opened) = match opened {
             Ok(found) => found,
@@ -303,7 +345,11 @@ impl Vault {
             }
             Err(e) => return Err(e),
         };
-        let (slots, opened, store, rotation_recovered) = Self::open_store(dir, slots, opened, secret)?;
+        let (slots, opened, store, rotation) = Self::open_store(dir, slots, opened, secret)?;
+        if rotation_lock.is_some() {
+            remove_slot_temp_files(dir);
+        }
+        drop(rotation_lock);
         let mut vault = Vault {
             dir: dir.to_owned(),
             store,
@@ -312,12 +358,17 @@ impl Vault {
             unlocked_by: opened.slot,
             unlock_kek: opened.kek,
             media: MediaFiles::new(dir),
-            open_report: OpenReport { rotation_recovered, ..OpenReport::default() },
+            open_report: OpenReport { rotation_recovered: rotation, ..OpenReport::default() },
         };
         vault.record_pending_failures()?;
         vault.record(SecurityEventKind::UnlockSucceeded, &format!("slot {}", vault.unlocked_by))?;
-        if rotation_recovered {
-            vault.record(SecurityEventKind::RootKeyRotated, "completed after an interruption")?;
+        match rotation {
+            Some(RotationRecovery::Completed) => {
+                vault.record(SecurityEventKind::RootKeyRotated, "completed after an interruption")?
+            }
+            Some(RotationRecovery::RolledBack) => vault
+                .record(SecurityEventKind::RootKeyRotationRolledBack, "interrupted before the database was re-keyed")?,
+            None => {}
         }
         vault.open_report.orphans_removed = vault.remove_orphan_media()?;
         vault.open_report.purged = vault.purge_expired()?;
@@ -327,24 +378,25 @@ impl Vault {
     /// Opens the database with the unlocked root key, resolving an interrupted root-key
     /// rotation: if `keyslots.next` exists, the rotation either never re-keyed the database (the
     /// current slots open it: the next file is discarded) or did (the next slots open it: they
-    /// are installed).
+    /// are installed). Called with the slot lock held whenever `keyslots.next` exists.
     fn open_store(
         dir: &Path,
         slots: SlotFile,
         opened: Opened,
         secret: SlotSecret<'_>,
-    ) -> Result<(SlotFile, Opened, Store, bool)> {
+    ) -> Result<(SlotFile, Opened, Store, Option<RotationRecovery>)> {
         let db = dir.join(DATABASE_FILE);
         let next_path = dir.join(KEYSLOTS_NEXT_FILE);
         let first = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &slots.vault_id);
         let next_exists = next_path.exists();
         match first {
             Ok(store) => {
-                if next_exists {
-                    fs::remove_file(&next_path).map_err(Error::io("discarding an unfinished rotation"))?;
-                    fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
+                if !next_exists {
+                    return Ok((slots, opened, store, None));
                 }
-                Ok((slots, opened, store, next_exists))
+                fs::remove_file(&next_path).map_err(Error::io("discarding an unfinished rotation"))?;
+                fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
+                Ok((slots, opened, store, Some(RotationRecovery::RolledBack)))
             }
             Err(Error::Integrity(first_error)) if next_exists => {
                 let bytes = fs::read(&next_path).map_err(Error::io("reading the rotated key slots"))?;
@@ -358,32 +410,38 @@ impl Vault {
                 fs::rename(&next_path, dir.join(KEYSLOTS_FILE))
                     .map_err(Error::io("installing the rotated key slots"))?;
                 fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
-                Ok((next, opened, store, true))
+                store.checkpoint()?;
+                Ok((next, opened, store, Some(RotationRecovery::Completed)))
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Moves failed-unlock times noted while locked into the encrypted log. The pending file is
-    /// always cleared, whatever it holds, so a damaged one cannot silence later failures.
+    /// Moves failed-unlock times noted while locked into the encrypted log: the events are
+    /// committed first, then the pending file is removed. Whatever the file holds (even bytes
+    /// that do not parse) counts, so a damaged file cannot silence failures.
     fn record_pending_failures(&self) -> Result<()> {
         let path = self.dir.join(UNLOCK_FAILURES_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let (times, unreadable) = match fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                let unreadable = text.lines().count() - times.len();
+                (times, unreadable)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("reading the failed-unlock record")(e)),
+            Err(_) => (Vec::new(), 1),
         };
-        fs::remove_file(&path).map_err(Error::io("clearing the failed-unlock record"))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let mut times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        let unreadable = text.lines().count() - times.len();
-        times.extend(std::iter::repeat_n(store::now_millis(), unreadable));
         let tx = self.store.conn.unchecked_transaction()?;
         for at in &times {
             events::record(&tx, *at, SecurityEventKind::UnlockFailed, "")?;
         }
+        for _ in 0..unreadable {
+            events::record(&tx, store::now_millis(), SecurityEventKind::UnlockFailed, "time not recorded")?;
+        }
         tx.commit()?;
-        Ok(())
+        fs::remove_file(&path).map_err(Error::io("clearing the failed-unlock record"))?;
+        fsutil::sync_dir(&self.dir).map_err(Error::io("syncing the vault directory"))
     }
 
     fn record(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
@@ -458,12 +516,25 @@ impl Vault {
         Ok(VerifyReport { checks })
     }
 
-    /// Checks the key-slot file of `dir` without unlocking (it holds no secret in the clear):
-    /// the parse error of a damaged file, which unlock deliberately reports only as
-    /// "authentication failed".
-    pub fn check_slot_file(dir: &Path) -> Result<(), SlotFileError> {
-        let bytes = fs::read(dir.join(KEYSLOTS_FILE)).map_err(|_| SlotFileError::BadLength)?;
-        SlotFile::decode(&bytes).map(|_| ())
+    /// Checks the key-slot file of `dir` without unlocking (it holds no secret in the clear) and
+    /// says what is wrong with a damaged one, which unlock deliberately reports only as
+    /// "authentication failed": [`Error::NotFound`] without a vault, [`Error::UnsupportedVersion`]
+    /// for a newer format, [`Error::Integrity`] naming the parse error otherwise.
+    pub fn check_slot_file(dir: &Path) -> Result<()> {
+        let bytes = match fs::read(dir.join(KEYSLOTS_FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
+            }
+            Err(e) => return Err(Error::io("reading the key-slot file")(e)),
+        };
+        match SlotFile::decode(&bytes) {
+            Ok(_) => Ok(()),
+            Err(SlotFileError::UnsupportedVersion(v)) => {
+                Err(Error::UnsupportedVersion { what: "key-slot file", found: u64::from(v) })
+            }
+            Err(e) => Err(Error::Integrity(format!("key-slot file: {e}"))),
+        }
     }
 
     /// Returns the raw SQLCipher key of the database.

@@ -197,18 +197,26 @@ impl Vault {
         if file.vault_id != self.slots.vault_id {
             return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
         }
+        // Each slot's KEK must open that slot, in the file as it is now, to this session's root
+        // key: a KEK made stale by another process (a changed passphrase, a re-wrapped slot, a
+        // rotation) would re-seal a slot nobody can open.
         let mut keks = Vec::with_capacity(file.slots.len());
         let mut missing = Vec::new();
         for slot in &file.slots {
             let mut kek = None;
-            if slot.id == self.unlocked_by {
-                kek = SecretKey::try_from_slice(self.unlock_kek.expose_secret());
+            if slot.id == self.unlocked_by
+                && let Some(candidate) = SecretKey::try_from_slice(self.unlock_kek.expose_secret())
+                && keys::opens_to(&file, slot, &candidate, &self.root)
+            {
+                kek = Some(candidate);
             }
             for secret in others {
                 if kek.is_some() {
                     break;
                 }
-                kek = keys::kek_for(&file, slot, *secret)?.map(|(_, kek)| kek);
+                kek = keys::kek_for(&file, slot, *secret)?
+                    .filter(|(root, _)| root.expose_secret() == self.root.expose_secret())
+                    .map(|(_, kek)| kek);
             }
             match kek {
                 Some(kek) => keks.push(kek),
@@ -237,6 +245,7 @@ impl Vault {
         crate::failpoint::hit("rotate:after-install");
         self.root = new_root;
         self.slots = file;
+        self.store.checkpoint()?;
         let at = store::now_millis();
         crate::store::events::record(
             &self.store.conn,
