@@ -32,35 +32,133 @@ pub(crate) enum StreamError {
     Format(#[from] MediaFormatError),
 }
 
-/// Encrypts everything `input` yields into `output` (header first). Returns the plaintext length.
+/// Segments sealed or opened together, in parallel (1 MiB of plaintext per batch).
+const BATCH_SEGMENTS: usize = 16;
+const BATCH_LEN: usize = BATCH_SEGMENTS * SEGMENT_LEN;
+
+/// Runs `f(index, chunk)` over the `chunk_len`-sized chunks of `buf` in parallel (rayon's
+/// pool), and returns the error of the lowest-indexed chunk that failed, if any: every chunk
+/// before it succeeded.
+fn for_each_chunk_parallel<E: Send>(
+    buf: &mut [u8],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [u8]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    use rayon::prelude::*;
+
+    let results: Vec<Result<(), E>> = buf.par_chunks_mut(chunk_len).enumerate().map(|(j, c)| f(j, c)).collect();
+    results.into_iter().collect()
+}
+
+/// Batch buffers an import may hold at once: one being filled and sealed, one read ahead, and
+/// up to two queued for or being written (about 4 MiB).
+const MAX_BATCH_BUFFERS: usize = 4;
+
+/// Encrypts everything `input` yields into `output` (header first). Returns the plaintext
+/// length. Works in batches of [`BATCH_SEGMENTS`] segments sealed in parallel, reading one batch
+/// ahead so the final segment is known, while a writer thread writes the previous batch; memory
+/// stays at [`MAX_BATCH_BUFFERS`] batch buffers.
 pub(crate) fn encrypt(
     cipher: &SegmentCipher,
     input: &mut dyn Read,
-    output: &mut dyn Write,
+    output: &mut (dyn Write + Send),
 ) -> Result<u64, StreamError> {
+    use std::sync::mpsc::{channel, sync_channel};
+
     output.write_all(&cipher.header().encode())?;
-    let mut current = vec![0u8; SEALED_SEGMENT_LEN];
-    let mut next = vec![0u8; SEALED_SEGMENT_LEN];
-    let mut current_len = read_full(input, &mut current[..SEGMENT_LEN])?;
-    let mut index = 0u64;
+    std::thread::scope(|scope| {
+        let (to_writer, queued) = sync_channel::<(Vec<u8>, usize)>(1);
+        let (to_pool, pool) = channel::<Vec<u8>>();
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (buf, n) in queued {
+                output.write_all(&buf[..n])?;
+                let _ = to_pool.send(buf);
+            }
+            Ok(())
+        });
+        let sealing = seal_batches(cipher, input, &to_writer, &pool);
+        drop(to_writer);
+        let written = writer.join().map_err(|_| io::Error::other("the media writer thread panicked"))?;
+        // A write error stops the writer, which makes sealing fail too: report the write error.
+        written?;
+        let (total, mut buffers) = sealing?;
+        buffers.extend(pool.try_iter());
+        for buf in &mut buffers {
+            buf.fill(0);
+        }
+        Ok(total)
+    })
+}
+
+/// The sealing side of [`encrypt`]: reads, seals in parallel, hands batches to the writer.
+/// Returns the plaintext length and the buffers it still holds (for zeroing).
+fn seal_batches(
+    cipher: &SegmentCipher,
+    input: &mut dyn Read,
+    to_writer: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
+    pool: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(u64, Vec<Vec<u8>>), StreamError> {
+    let mut allocated = 2;
+    let next_buffer = |allocated: &mut usize| -> Result<Vec<u8>, StreamError> {
+        if let Ok(buf) = pool.try_recv() {
+            return Ok(buf);
+        }
+        if *allocated < MAX_BATCH_BUFFERS {
+            *allocated += 1;
+            return Ok(vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN]);
+        }
+        pool.recv().map_err(|_| StreamError::Io(io::Error::other("the media writer stopped")))
+    };
+    // Plaintext is read straight into its place in the sealed layout (one segment per
+    // SEALED_SEGMENT_LEN stride) and encrypted in place: no copy between read and write.
+    let mut current = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
+    let mut ahead = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
+    let mut plain_len = read_batch(input, &mut current)?;
+    let mut first_index = 0u64;
     let mut total = 0u64;
     loop {
-        // A short segment means the input ended; a full one needs a look ahead.
-        let next_len = if current_len == SEGMENT_LEN { read_full(input, &mut next[..SEGMENT_LEN])? } else { 0 };
-        let last = next_len == 0;
-        let tag = cipher.seal(index, last, &mut current[..current_len])?;
-        current[current_len..current_len + TAG_LEN].copy_from_slice(&tag);
-        output.write_all(&current[..current_len + TAG_LEN])?;
-        total += current_len as u64;
-        if last {
+        let ahead_len = if plain_len == BATCH_LEN { read_batch(input, &mut ahead)? } else { 0 };
+        let final_batch = ahead_len == 0;
+        // An empty input is still one (empty, final) segment.
+        let segments = plain_len.div_ceil(SEGMENT_LEN).max(1);
+        for_each_chunk_parallel(&mut current[..segments * SEALED_SEGMENT_LEN], SEALED_SEGMENT_LEN, |j, chunk| {
+            let len = plain_len.saturating_sub(j * SEGMENT_LEN).min(SEGMENT_LEN);
+            let last = final_batch && j + 1 == segments;
+            let tag = cipher.seal(first_index + j as u64, last, &mut chunk[..len])?;
+            chunk[len..len + TAG_LEN].copy_from_slice(&tag);
+            Ok::<(), MediaFormatError>(())
+        })?;
+        // Full segments fill their stride exactly and only the last can be short, so the
+        // sealed batch is contiguous.
+        let sealed_len = plain_len + segments * TAG_LEN;
+        total += plain_len as u64;
+        if final_batch {
+            to_writer
+                .send((current, sealed_len))
+                .map_err(|_| StreamError::Io(io::Error::other("the media writer stopped")))?;
+            return Ok((total, vec![ahead]));
+        }
+        let spare = next_buffer(&mut allocated)?;
+        let sealed = std::mem::replace(&mut current, std::mem::replace(&mut ahead, spare));
+        to_writer
+            .send((sealed, sealed_len))
+            .map_err(|_| StreamError::Io(io::Error::other("the media writer stopped")))?;
+        plain_len = ahead_len;
+        first_index += segments as u64;
+    }
+}
+
+/// Reads up to one batch of plaintext into the segment slots of `buf`; returns the bytes read
+/// (less than a batch only when the input ended).
+fn read_batch(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut total = 0;
+    for slot in buf.chunks_mut(SEALED_SEGMENT_LEN) {
+        let n = read_full(input, &mut slot[..SEGMENT_LEN])?;
+        total += n;
+        if n < SEGMENT_LEN {
             break;
         }
-        std::mem::swap(&mut current, &mut next);
-        current_len = next_len;
-        index += 1;
     }
-    current.fill(0);
-    next.fill(0);
     Ok(total)
 }
 
@@ -130,6 +228,72 @@ impl<R: Read + Seek> MediaReader<R> {
     /// How many segments this reader has decrypted so far (to check random access cost).
     pub fn segments_decrypted(&self) -> u64 {
         self.segments_decrypted
+    }
+
+    /// Decrypts `len` plaintext bytes from `offset` into `out`, a batch of segments at a time
+    /// in parallel (sequential export and verification). Stops at the first segment that fails
+    /// authentication, before writing any of its bytes. Returns the bytes written.
+    pub fn copy_range_to(&mut self, offset: u64, len: u64, out: &mut dyn Write) -> io::Result<u64> {
+        let end = offset
+            .checked_add(len)
+            .filter(|end| *end <= self.len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the range is past the end of the media"))?;
+        if len == 0 {
+            return Ok(0);
+        }
+        let seg = SEGMENT_LEN as u64;
+        let last_index = segment_count(self.len) - 1;
+        let mut batch = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
+        let mut index = offset / seg;
+        let end_index = (end - 1) / seg;
+        let mut written = 0u64;
+        while index <= end_index {
+            let count = (end_index - index + 1).min(BATCH_SEGMENTS as u64) as usize;
+            let batch_end = index + count as u64 - 1;
+            let plain_in_batch = if batch_end == last_index {
+                (count as u64 - 1) * seg + (self.len - last_index * seg)
+            } else {
+                count as u64 * seg
+            };
+            let bytes = usize::try_from(plain_in_batch).map_err(io::Error::other)? + count * TAG_LEN;
+            self.file.seek(SeekFrom::Start(HEADER_LEN as u64 + index * SEALED_SEGMENT_LEN as u64))?;
+            self.file.read_exact(&mut batch[..bytes])?;
+            self.segments_decrypted += count as u64;
+            let cipher = &self.cipher;
+            // Groups are contiguous and their results are taken in order, so the error (if any)
+            // names the earliest failing segment: everything before it is authenticated.
+            let opened = for_each_chunk_parallel(&mut batch[..bytes], SEALED_SEGMENT_LEN, |j, chunk| {
+                let i = index + j as u64;
+                let (body, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
+                cipher.open(i, i == last_index, body, tag)
+            });
+            let good = match &opened {
+                Ok(()) => count,
+                Err(MediaFormatError::Authentication(i)) => {
+                    usize::try_from(i.saturating_sub(index)).unwrap_or(0).min(count)
+                }
+                Err(_) => 0,
+            };
+            for j in 0..good {
+                let i = index + j as u64;
+                let seg_start = i * seg;
+                let seg_len = if i == last_index { self.len - seg_start } else { seg };
+                let from = offset.max(seg_start) - seg_start;
+                let to = end.min(seg_start + seg_len) - seg_start;
+                let base = j * SEALED_SEGMENT_LEN;
+                out.write_all(&batch[base + from as usize..base + to as usize])?;
+                written += to - from;
+            }
+            if let Err(e) = opened {
+                batch.fill(0);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            index += count as u64;
+        }
+        batch.fill(0);
+        self.segment_index = None;
+        self.position = end;
+        Ok(written)
     }
 
     fn load_segment(&mut self, index: u64) -> io::Result<()> {
@@ -245,6 +409,36 @@ mod tests {
             reader.read_to_end(&mut out).unwrap();
             assert_eq!(out, data, "size {size}");
         }
+    }
+
+    #[test]
+    fn parallel_range_copy_matches_at_every_boundary() {
+        for size in BOUNDARY_SIZES.iter().copied().chain([17 * SEGMENT_LEN + 5, 33 * SEGMENT_LEN]) {
+            let data = plaintext(size);
+            let (tmp, _) = sealed_file(&data);
+            for (offset, len) in [(0, size), (size / 3, size / 2), (size.saturating_sub(1), size.min(1)), (0, 0)] {
+                let mut r = reopen(&tmp, size as u64);
+                let mut out = Vec::new();
+                let n = r.copy_range_to(offset as u64, len as u64, &mut out).unwrap();
+                assert_eq!(n as usize, len);
+                assert_eq!(out, &data[offset..offset + len], "size {size} offset {offset} len {len}");
+            }
+            let mut r = reopen(&tmp, size as u64);
+            assert!(r.copy_range_to(0, size as u64 + 1, &mut Vec::new()).is_err());
+        }
+    }
+
+    #[test]
+    fn parallel_range_copy_stops_before_a_damaged_segment() {
+        let data = plaintext(20 * SEGMENT_LEN);
+        let (tmp, _) = sealed_file(&data);
+        let mut bytes = std::fs::read(tmp.path()).unwrap();
+        bytes[HEADER_LEN + 18 * SEALED_SEGMENT_LEN + 9] ^= 1;
+        std::fs::write(tmp.path(), &bytes).unwrap();
+        let mut r = reopen(&tmp, data.len() as u64);
+        let mut out = Vec::new();
+        assert!(r.copy_range_to(0, data.len() as u64, &mut out).is_err());
+        assert!(out == data[..18 * SEGMENT_LEN], "every authenticated segment before the damaged one, nothing after");
     }
 
     #[test]

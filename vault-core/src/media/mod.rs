@@ -112,13 +112,12 @@ impl MediaFiles {
                 .map_err(Error::io("creating a media file"))?;
             let header = MediaHeader::generate(id.0).map_err(Error::from_rng)?;
             let cipher = SegmentCipher::new(key, header);
-            let mut writer = std::io::BufWriter::with_capacity(4 * stream::SEALED_SEGMENT_LEN, file);
-            let len = io::encrypt(&cipher, input, &mut writer).map_err(|e| match e {
+            let mut file = file;
+            let len = io::encrypt(&cipher, input, &mut file).map_err(|e| match e {
                 StreamError::Io(source) => Error::Io { context: "importing media", source },
                 other => stream_error(other),
             })?;
             crate::failpoint::hit("media-import:before-sync");
-            let file = writer.into_inner().map_err(|e| Error::io("writing a media file")(e.into_error()))?;
             file.sync_all().map_err(Error::io("syncing a media file"))?;
             fs::rename(&tmp, self.path(id)).map_err(Error::io("placing a media file"))?;
             fsutil::sync_dir(&self.dir).map_err(Error::io("syncing the media directory"))?;

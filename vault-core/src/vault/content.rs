@@ -138,12 +138,10 @@ impl Vault {
     /// at `path` (refused if it exists). The output is written to a temp file and renamed, so a
     /// failed export (a tampered segment, say) leaves no partial file. Returns the bytes written.
     pub fn export_media(&self, id: &MediaId, path: &Path, offset: u64, length: Option<u64>) -> Result<u64> {
-        use std::io::Seek;
         let mut reader = self.open_media(id)?;
         if offset > reader.len() {
             return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
         }
-        reader.seek(std::io::SeekFrom::Start(offset)).map_err(Error::io("seeking media"))?;
         let wanted = length.unwrap_or(u64::MAX).min(reader.len() - offset);
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -161,7 +159,7 @@ impl Vault {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(Error::io("creating the export file"))?;
-            let copied = std::io::copy(&mut (&mut reader).take(wanted), &mut out).map_err(|e| {
+            let copied = reader.copy_range_to(offset, wanted, &mut out).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::InvalidData {
                     Error::Integrity(format!("media {id} failed authentication"))
                 } else {
@@ -213,7 +211,9 @@ impl Vault {
         let mut problems = Vec::new();
         for item in self.media()? {
             let check = self.open_media(&item.id).and_then(|mut reader| {
-                std::io::copy(&mut reader, &mut std::io::sink())
+                let len = reader.len();
+                reader
+                    .copy_range_to(0, len, &mut std::io::sink())
                     .map_err(|_| Error::Integrity("a segment failed authentication".to_owned()))
             });
             if let Err(e) = check {
