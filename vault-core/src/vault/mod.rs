@@ -191,13 +191,7 @@ pub enum RotationRecovery {
 /// Waits for the key-slot lock (used by unlock when a rotation may be in progress, so it never
 /// resolves `keyslots.next` under a running rotation).
 fn lock_slots_blocking(dir: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(SLOTS_LOCK_FILE))
-        .map_err(Error::io("opening the key-slot lock"))?;
+    let file = open_lock_file(dir, SLOTS_LOCK_FILE, "opening the key-slot lock")?;
     file.lock().map_err(Error::io("locking the key slots"))?;
     Ok(file)
 }
@@ -219,13 +213,7 @@ fn remove_slot_temp_files(dir: &Path) {
 
 /// An exclusive lock serialising key-slot changes between processes.
 fn lock_slots(dir: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(SLOTS_LOCK_FILE))
-        .map_err(Error::io("opening the key-slot lock"))?;
+    let file = open_lock_file(dir, SLOTS_LOCK_FILE, "opening the key-slot lock")?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy),
@@ -237,13 +225,7 @@ fn lock_slots(dir: &Path) -> Result<File> {
 /// file whose row is not committed yet), exclusive for the clean-up. `None` if an exclusive
 /// lock is wanted and another process holds it.
 fn lock_media(dir: &Path, exclusive: bool) -> Result<Option<File>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(MEDIA_LOCK_FILE))
-        .map_err(Error::io("opening the media lock"))?;
+    let file = open_lock_file(dir, MEDIA_LOCK_FILE, "opening the media lock")?;
     if exclusive {
         return match file.try_lock() {
             Ok(()) => Ok(Some(file)),
@@ -253,6 +235,17 @@ fn lock_media(dir: &Path, exclusive: bool) -> Result<Option<File>> {
     }
     file.lock_shared().map_err(Error::io("locking media"))?;
     Ok(Some(file))
+}
+
+/// Opens (creating if needed, mode 0600) one of the vault's lock files.
+fn open_lock_file(dir: &Path, name: &str, context: &'static str) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(name))
+        .map_err(Error::io(context))
 }
 
 /// Records a failed unlock for the security log (times only, no secrets).
