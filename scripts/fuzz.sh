@@ -10,8 +10,14 @@ export RUSTC_BOOTSTRAP=1
 for target in $(cargo fuzz list); do
     echo "==> fuzzing $target for ${SECONDS_PER_TARGET}s"
     mkdir -p "fuzz/corpus/$target"
-    cargo fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$SECONDS_PER_TARGET" -max_len=70000 2>&1 \
-        | grep -E '^(#[0-9]+\s+DONE|Done [0-9]+ runs|==[0-9]+==|SUMMARY|thread .* panicked)' || true
+    status=0
+    cargo fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$SECONDS_PER_TARGET" -max_len=70000 \
+        > "fuzz/last-$target.log" 2>&1 || status=$?
+    grep -E '^(#[0-9]+\s+DONE|Done [0-9]+ runs|==[0-9]+==|SUMMARY|thread .* panicked)' "fuzz/last-$target.log" || true
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz target $target failed (exit $status): see fuzz/last-$target.log" >&2
+        exit 1
+    fi
     if [ -n "$(ls -A "fuzz/artifacts/$target" 2>/dev/null)" ]; then
         echo "fuzz target $target found a crash: see fuzz/artifacts/$target" >&2
         exit 1

@@ -22,5 +22,9 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "cargo deny: licenses, bans, sources (advisories need the RustSec database, unreachable here)"
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+cargo deny check licenses bans sources
+
 log "cargo test"
 cargo test --workspace --locked

@@ -41,6 +41,10 @@ pub enum Error {
     /// Another process holds the vault's lock.
     #[error("the vault is in use by another process")]
     Busy,
+    /// Another process changed the vault's keys (rotated, re-wrapped or removed the slot this
+    /// session unlocked with) or left a rotation to resolve: lock and unlock again.
+    #[error("the vault's keys were changed by another process: unlock again")]
+    KeysChanged,
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {

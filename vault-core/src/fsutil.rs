@@ -25,6 +25,22 @@ pub(crate) fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Resul
     result
 }
 
+/// Reads a whole file of at most `max` bytes; a larger file is refused (`InvalidData`) before
+/// anything is read, so a hostile file cannot make the vault allocate much.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path)?;
+    if file.metadata()?.len() > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "file is larger than allowed"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "file is larger than allowed"));
+    }
+    Ok(bytes)
+}
+
 /// Flushes a directory's entries (a rename or a new file in it) to stable storage.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -39,8 +39,8 @@ pub use store::retention::{PurgeReport, RetentionPolicy};
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
 pub use vault::{
-    CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, KEYSLOTS_NEXT_FILE, MediaImport, OpenReport, UNLOCK_FAILURES_FILE,
-    Vault, VaultStatus, VerifyCheck, VerifyReport,
+    CreateOptions, DATABASE_FILE, KEYSLOTS_FILE, KEYSLOTS_NEXT_FILE, MediaImport, OpenReport, RotationRecovery,
+    UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport,
 };
 
 /// Entry points for the fuzz targets in `fuzz/`: every parser of untrusted bytes. Not part of

@@ -91,3 +91,27 @@ fn retention_limits_by_age_and_count() {
     assert_eq!(left, ["m8", "m9"]);
     assert_eq!(vault.retention_policy().unwrap().max_messages, Some(2));
 }
+
+#[test]
+fn a_future_dated_message_neither_outlives_its_timer_nor_crowds_out_newer_ones() {
+    let (_tv, mut vault) = new_vault("pw");
+    let ten_years = 10 * 365 * 86_400_000;
+    vault.add_message(&at("chat", "from the future", now_ms() + ten_years, None)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for i in 0..3 {
+        vault.add_message(&at("chat", &format!("real {i}"), now_ms(), None)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    vault.set_retention_policy(&RetentionPolicy { max_age_secs: None, max_messages: Some(3) }).unwrap();
+    vault.purge_expired().unwrap();
+    let left: Vec<_> = vault.messages("chat", 10).unwrap().into_iter().map(|m| m.body).collect();
+    assert_eq!(left, ["real 0", "real 1", "real 2"], "the future date does not keep it among the newest");
+
+    vault.set_retention_policy(&RetentionPolicy::default()).unwrap();
+    vault.set_conversation_expiry("chat", Some(1)).unwrap();
+    let id = vault.add_message(&at("chat", "future, disappearing", now_ms() + ten_years, None)).unwrap();
+    let expires = vault.message(id).unwrap().unwrap().expires_at.unwrap();
+    assert!(expires <= now_ms() + 1_000, "the timer runs from receipt, not from the sender's clock");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(vault.purge_expired().unwrap().messages, 1);
+}

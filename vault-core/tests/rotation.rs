@@ -106,3 +106,43 @@ fn device_key_rotation_rewraps_only_its_slot() {
     ));
     assert!(Vault::unlock_with_passphrase(&dir, &pass("pw")).is_ok());
 }
+
+#[test]
+fn a_failed_rekey_leaves_the_session_and_the_vault_working() {
+    let (_tmp, dir, key) = setup();
+    let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    let db_key = hex::encode(vault.dangerous_export_database_key().expose_secret());
+    // Another connection holds the write lock past the busy timeout: the re-key fails.
+    let blocker = vault_core::bench_support::Connection::open(dir.join(vault_core::DATABASE_FILE)).unwrap();
+    blocker.execute_batch(&format!("PRAGMA key = \"x'{db_key}'\"; BEGIN IMMEDIATE;")).unwrap();
+    assert!(vault.rotate_root_key(&[SlotSecret::Wrapper(&wrapper)]).is_err());
+    blocker.execute_batch("ROLLBACK;").unwrap();
+    drop(blocker);
+    assert!(!dir.join(vault_core::KEYSLOTS_NEXT_FILE).exists(), "journal discarded");
+    // The same session still reads and writes under the old key, and a new unlock agrees.
+    vault.add_message(&NewMessage::new("c", "s", "after the failed rotation")).unwrap();
+    assert_eq!(vault.messages("c", 10).unwrap().len(), 2);
+    vault.lock();
+    let vault = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    assert_eq!(vault.messages("c", 10).unwrap().len(), 2);
+    assert!(vault.verify().unwrap().is_ok());
+    assert_eq!(hex::encode(vault.dangerous_export_database_key().expose_secret()), db_key);
+}
+
+#[test]
+fn a_session_whose_keys_changed_elsewhere_cannot_reseal_anything() {
+    let (_tmp, dir, key) = setup();
+    let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
+    let mut first = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    let mut second = Vault::unlock_with_wrapper(&dir, &wrapper).unwrap();
+    first.rotate_root_key(&[SlotSecret::Wrapper(&wrapper)]).unwrap();
+    let before = std::fs::read(dir.join(KEYSLOTS_FILE)).unwrap();
+    assert!(matches!(second.add_passphrase_slot(&pass("other"), FAST_KDF), Err(Error::KeysChanged)));
+    assert!(matches!(second.rotate_root_key(&[SlotSecret::Passphrase(&pass("pw"))]), Err(Error::KeysChanged)));
+    assert!(matches!(second.remove_slot(SlotId(0)), Err(Error::KeysChanged)));
+    assert_eq!(std::fs::read(dir.join(KEYSLOTS_FILE)).unwrap(), before, "nothing re-sealed under a stale key");
+    drop(second);
+    first.lock();
+    assert!(Vault::unlock_with_wrapper(&dir, &wrapper).unwrap().verify().unwrap().is_ok());
+}

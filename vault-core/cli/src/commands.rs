@@ -363,6 +363,7 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
 
 fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Failure> {
     let mut vault = ctx.unlock()?;
+    let only_show = matches!(command, RetentionCommand::Show);
     match command {
         RetentionCommand::Show => {}
         RetentionCommand::Set { max_age_days, max_messages } => {
@@ -380,7 +381,8 @@ fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Fai
         }
         RetentionCommand::Purge => {}
     }
-    let purged = vault.purge_expired()?;
+    // Unlock already purged what was due; `show` only reports, the others apply the new rules.
+    let purged = if only_show { Default::default() } else { vault.purge_expired()? };
     let at_unlock = vault.open_report().purged;
     let policy: RetentionPolicy = vault.retention_policy()?;
     let messages = purged.messages + at_unlock.messages;

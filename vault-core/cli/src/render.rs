@@ -37,6 +37,7 @@ pub fn slot_line(slot: &SlotInfo) -> String {
         SlotMethod::KeyWrapper { label, hardware_backed } => {
             format!("slot {:<3} key wrapper  {label}: {}", slot.id, hardware_label(*hardware_backed))
         }
+        _ => format!("slot {:<3} (a kind this tool does not know)", slot.id),
     }
 }
 
@@ -68,6 +69,7 @@ pub fn slot_json(slot: &SlotInfo) -> serde_json::Value {
             "hardware_backed": hardware_backed,
             "protection": hardware_label(*hardware_backed),
         }),
+        _ => serde_json::json!({ "id": slot.id.0, "kind": "unknown", "created_at": slot.created_at }),
     }
 }
 

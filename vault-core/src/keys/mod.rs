@@ -13,6 +13,7 @@ use wrapper::{KeyWrapper, WrapperError};
 
 /// What kind of unlock method a slot is, as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SlotMethod {
     /// A passphrase stretched with Argon2id.
     Passphrase {

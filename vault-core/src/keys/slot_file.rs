@@ -25,6 +25,12 @@ pub(crate) const MAX_LABEL_LEN: usize = 64;
 pub(crate) const SEALED_KEY_LEN: usize = 32 + aead::OVERHEAD;
 /// Largest slot body (bounded so a hostile length cannot make us allocate much).
 const MAX_BODY_LEN: usize = 8192;
+/// Largest possible key-slot file: the header and `MAX_SLOTS` records of the largest body.
+pub(crate) const MAX_FILE_LEN: u64 = 31 + MAX_SLOTS as u64 * (15 + MAX_BODY_LEN as u64);
+/// Most Argon2id work (memory in KiB × passes, summed over passphrase slots) one file may ask an
+/// unlock attempt to do: 4 GiB-passes, about twenty times the default slot. Bounds what a
+/// hostile slot file can cost; each slot is also bounded on its own.
+pub(crate) const MAX_TOTAL_KDF_COST: u64 = 4 * 1024 * 1024;
 const KDF_ARGON2ID_V13: u8 = 1;
 const WRAPPER_FLAG_HARDWARE: u8 = 0b0000_0001;
 
@@ -191,8 +197,22 @@ impl SlotFile {
         if passphrase_slots > super::MAX_PASSPHRASE_SLOTS {
             return Err(SlotFileError::InvalidField("too many passphrase slots"));
         }
+        if total_kdf_cost(&slots) > MAX_TOTAL_KDF_COST {
+            return Err(SlotFileError::InvalidField("total kdf cost"));
+        }
         Ok(SlotFile { vault_id, next_slot_id, slots })
     }
+}
+
+/// Argon2id work of every passphrase slot, summed (memory in KiB × passes).
+pub(crate) fn total_kdf_cost(slots: &[Slot]) -> u64 {
+    slots
+        .iter()
+        .map(|s| match &s.kind {
+            SlotKind::Passphrase { params, .. } => u64::from(params.memory_kib) * u64::from(params.iterations),
+            SlotKind::Wrapper { .. } => 0,
+        })
+        .sum()
 }
 
 fn decode_passphrase(body: &mut Reader<'_>) -> Result<SlotKind, SlotFileError> {
@@ -336,6 +356,20 @@ mod tests {
             salt: [1; SALT_LEN],
         };
         assert_eq!(SlotFile::decode(&file.encode()), Err(SlotFileError::InvalidField("kdf parameters")));
+    }
+
+    #[test]
+    fn the_total_argon2_work_of_a_file_is_bounded() {
+        let big = KdfParams { memory_kib: KdfParams::MAX_MEMORY_KIB, iterations: 2, parallelism: 4 };
+        let mut file = sample();
+        file.slots[1] = Slot {
+            id: SlotId(2),
+            created_at: 1,
+            kind: SlotKind::Passphrase { params: big, salt: [1; SALT_LEN] },
+            sealed_root_key: [4; SEALED_KEY_LEN],
+        };
+        file.slots[0].kind = SlotKind::Passphrase { params: big, salt: [1; SALT_LEN] };
+        assert_eq!(SlotFile::decode(&file.encode()), Err(SlotFileError::InvalidField("total kdf cost")));
     }
 
     #[test]

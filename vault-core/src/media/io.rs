@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use zeroize::Zeroizing;
+
 use super::stream::{
     HEADER_LEN, MediaFormatError, MediaHeader, SEALED_SEGMENT_LEN, SEGMENT_LEN, SegmentCipher, TAG_LEN, file_len,
     segment_count,
@@ -50,6 +52,14 @@ fn for_each_chunk_parallel<E: Send>(
     results.into_iter().collect()
 }
 
+/// A batch buffer: holds plaintext while it is read and sealed, so it is zeroed when dropped,
+/// whichever way the import ends.
+type Batch = Zeroizing<Vec<u8>>;
+
+fn new_batch() -> Batch {
+    Zeroizing::new(vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN])
+}
+
 /// Batch buffers an import may hold at once: one being filled and sealed, one read ahead, and
 /// up to two queued for or being written (about 4 MiB).
 const MAX_BATCH_BUFFERS: usize = 4;
@@ -67,8 +77,8 @@ pub(crate) fn encrypt(
 
     output.write_all(&cipher.header().encode())?;
     std::thread::scope(|scope| {
-        let (to_writer, queued) = sync_channel::<(Vec<u8>, usize)>(1);
-        let (to_pool, pool) = channel::<Vec<u8>>();
+        let (to_writer, queued) = sync_channel::<(Batch, usize)>(1);
+        let (to_pool, pool) = channel::<Batch>();
         let writer = scope.spawn(move || -> io::Result<()> {
             for (buf, n) in queued {
                 output.write_all(&buf[..n])?;
@@ -81,11 +91,8 @@ pub(crate) fn encrypt(
         let written = writer.join().map_err(|_| io::Error::other("the media writer thread panicked"))?;
         // A write error stops the writer, which makes sealing fail too: report the write error.
         written?;
-        let (total, mut buffers) = sealing?;
-        buffers.extend(pool.try_iter());
-        for buf in &mut buffers {
-            buf.fill(0);
-        }
+        // Every buffer is zeroed when dropped (`Batch`), on success and on error alike.
+        let (total, _buffers) = sealing?;
         Ok(total)
     })
 }
@@ -95,24 +102,24 @@ pub(crate) fn encrypt(
 fn seal_batches(
     cipher: &SegmentCipher,
     input: &mut dyn Read,
-    to_writer: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
-    pool: &std::sync::mpsc::Receiver<Vec<u8>>,
-) -> Result<(u64, Vec<Vec<u8>>), StreamError> {
+    to_writer: &std::sync::mpsc::SyncSender<(Batch, usize)>,
+    pool: &std::sync::mpsc::Receiver<Batch>,
+) -> Result<(u64, Vec<Batch>), StreamError> {
     let mut allocated = 2;
-    let next_buffer = |allocated: &mut usize| -> Result<Vec<u8>, StreamError> {
+    let next_buffer = |allocated: &mut usize| -> Result<Batch, StreamError> {
         if let Ok(buf) = pool.try_recv() {
             return Ok(buf);
         }
         if *allocated < MAX_BATCH_BUFFERS {
             *allocated += 1;
-            return Ok(vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN]);
+            return Ok(new_batch());
         }
         pool.recv().map_err(|_| StreamError::Io(io::Error::other("the media writer stopped")))
     };
     // Plaintext is read straight into its place in the sealed layout (one segment per
     // SEALED_SEGMENT_LEN stride) and encrypted in place: no copy between read and write.
-    let mut current = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
-    let mut ahead = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
+    let mut current = new_batch();
+    let mut ahead = new_batch();
     let mut plain_len = read_batch(input, &mut current)?;
     let mut first_index = 0u64;
     let mut total = 0u64;
@@ -203,9 +210,16 @@ impl<R: Read + Seek> MediaReader<R> {
         if &header.media_id != expected_id {
             return Err(MediaFormatError::Malformed("the file belongs to another media item").into());
         }
+        let cipher = cipher_for(header);
+        if len == 0 {
+            // No read would ever touch the single empty final segment: authenticate it here.
+            let mut tag = [0u8; TAG_LEN];
+            file.read_exact(&mut tag)?;
+            cipher.open(0, true, &mut [], &tag)?;
+        }
         Ok(Self {
             file,
-            cipher: cipher_for(header),
+            cipher,
             len,
             position: 0,
             segment: vec![0u8; SEALED_SEGMENT_LEN],
@@ -243,7 +257,7 @@ impl<R: Read + Seek> MediaReader<R> {
         }
         let seg = SEGMENT_LEN as u64;
         let last_index = segment_count(self.len) - 1;
-        let mut batch = vec![0u8; BATCH_SEGMENTS * SEALED_SEGMENT_LEN];
+        let mut batch = new_batch();
         let mut index = offset / seg;
         let end_index = (end - 1) / seg;
         let mut written = 0u64;
@@ -285,12 +299,10 @@ impl<R: Read + Seek> MediaReader<R> {
                 written += to - from;
             }
             if let Err(e) = opened {
-                batch.fill(0);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
             index += count as u64;
         }
-        batch.fill(0);
         self.segment_index = None;
         self.position = end;
         Ok(written)
@@ -496,6 +508,20 @@ mod tests {
         assert!(read_all(&tmp, len).is_err());
         std::fs::write(tmp.path(), &original).unwrap();
         assert_eq!(read_all(&tmp, len).unwrap(), data);
+    }
+
+    #[test]
+    fn an_empty_items_tag_is_authenticated_at_open() {
+        let (tmp, _) = sealed_file(&[]);
+        let original = std::fs::read(tmp.path()).unwrap();
+        for byte in HEADER_LEN..original.len() {
+            let mut tampered = original.clone();
+            tampered[byte] ^= 0x20;
+            std::fs::write(tmp.path(), &tampered).unwrap();
+            let opened =
+                MediaReader::open(tmp.reopen().unwrap(), |h| SegmentCipher::new(&key(), h), &[5; MEDIA_ID_LEN], 0);
+            assert!(opened.is_err(), "tag byte {byte} flipped");
+        }
     }
 
     #[test]

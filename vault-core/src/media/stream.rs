@@ -36,6 +36,7 @@ pub(crate) const HEADER_LEN: usize = 8 + 2 + 1 + MEDIA_ID_LEN + NONCE_PREFIX_LEN
 
 /// Why a media header or segment was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MediaFormatError {
     /// Not a media file.
     #[error("not a media file (bad magic)")]

@@ -46,7 +46,7 @@ pub(crate) fn insert(
     now: i64,
 ) -> Result<()> {
     let length = i64::try_from(length).map_err(|_| Error::InvalidInput("the media is too large".to_owned()))?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let conversation_id = match conversation {
         Some(name) => Some(conversation_id(&tx, name)?),
         None => None,

@@ -20,6 +20,7 @@ pub struct MessageId(pub i64);
 /// Delivery status of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MessageStatus {
     /// Composed here, not yet sent.
     Pending,
@@ -181,7 +182,7 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
     for m in messages {
         m.validate()?;
     }
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut ids = Vec::with_capacity(messages.len());
     {
         let mut conversation_ids: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
@@ -208,9 +209,11 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
                     found
                 }
             };
-            let expires_at = m
-                .expires_at
-                .or_else(|| default_expiry.map(|secs: i64| m.sent_at.saturating_add(secs.saturating_mul(1000))));
+            // A conversation's disappearing timer runs from the earlier of send and receipt, so a
+            // future-dated message cannot outlive it.
+            let expires_at = m.expires_at.or_else(|| {
+                default_expiry.map(|secs: i64| m.sent_at.min(now).saturating_add(secs.saturating_mul(1000)))
+            });
             insert.execute(params![
                 conversation_id,
                 m.sender,

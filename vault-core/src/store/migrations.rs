@@ -104,7 +104,12 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
     }
     for version in current..target.min(latest_version()) {
         let sql = MIGRATIONS.get(version as usize).ok_or(Error::internal("migration index"))?;
-        let tx = conn.transaction()?;
+        // Immediate, and the version re-read inside: a second process upgrading at the same
+        // moment waits, then finds the step done.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if current_version(&tx)? != version {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;

@@ -21,11 +21,16 @@ pub struct RetentionPolicy {
 
 /// What a purge removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PurgeReport {
     /// Messages deleted.
     pub messages: u64,
     /// Media items deleted (crypto-shredded).
     pub media: u64,
+    /// Whether the write-ahead-log checkpoint after the deletion was held back by another
+    /// connection's read: the deleted pages then stay in the (encrypted) log until the next
+    /// checkpoint, which the next purge or unlock attempts.
+    pub checkpoint_deferred: bool,
 }
 
 fn setting(conn: &Connection, name: &str) -> Result<Option<u64>> {
@@ -73,6 +78,10 @@ pub(crate) fn set_conversation_expiry(conn: &Connection, conversation: &str, sec
 }
 
 /// Messages due for deletion at `now` (ms since the epoch) under `policy` and their own expiry.
+///
+/// Age and "newest N" use `min(sent_at, received_at)`: a sender's clock can make its message
+/// look older (it then goes sooner), never younger, so a future-dated message cannot escape the
+/// age limit or crowd real messages out of the newest N.
 pub(crate) fn due(conn: &Connection, now: i64, policy: &RetentionPolicy) -> Result<Vec<MessageId>> {
     let mut ids = std::collections::BTreeSet::new();
     let mut collect = |sql: &str, param: i64| -> Result<()> {
@@ -85,11 +94,11 @@ pub(crate) fn due(conn: &Connection, now: i64, policy: &RetentionPolicy) -> Resu
     collect("SELECT id FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1", now)?;
     if let Some(age) = policy.max_age_secs {
         let age_ms = i64::try_from(age).unwrap_or(i64::MAX).saturating_mul(1000);
-        collect("SELECT id FROM messages WHERE sent_at < ?1", now.saturating_sub(age_ms))?;
+        collect("SELECT id FROM messages WHERE min(sent_at, received_at) < ?1", now.saturating_sub(age_ms))?;
     }
     if let Some(max) = policy.max_messages {
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
-        collect("SELECT id FROM messages ORDER BY sent_at DESC, id DESC LIMIT -1 OFFSET ?1", keep)?;
+        collect("SELECT id FROM messages ORDER BY min(sent_at, received_at) DESC, id DESC LIMIT -1 OFFSET ?1", keep)?;
     }
     Ok(ids.into_iter().map(MessageId).collect())
 }

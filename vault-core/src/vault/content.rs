@@ -181,8 +181,10 @@ impl Vault {
     pub fn delete_media(&mut self, id: &MediaId) -> Result<bool> {
         let existed = media_rows::delete(&self.store.conn, id)?;
         if existed {
+            // The key leaves the database file (secure_delete) when the log is checkpointed;
+            // the file goes after. A deferred checkpoint finishes at a later one.
+            let _complete = self.store.checkpoint()?;
             self.media.remove(id)?;
-            self.store.checkpoint()?;
         }
         Ok(existed)
     }
@@ -261,7 +263,7 @@ impl Vault {
         if ids.is_empty() {
             return Ok(PurgeReport::default());
         }
-        let tx = self.store.conn.transaction()?;
+        let tx = self.store.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let media = media_rows::only_attached_to(&tx, ids)?;
         let mut deleted = 0u64;
         for id in ids {
@@ -276,7 +278,11 @@ impl Vault {
         for id in &media {
             self.media.remove(id)?;
         }
-        self.store.scrub()?;
-        Ok(PurgeReport { messages: deleted, media: u64::try_from(media.len()).unwrap_or(0) })
+        let complete = self.store.scrub()?;
+        Ok(PurgeReport {
+            messages: deleted,
+            media: u64::try_from(media.len()).unwrap_or(0),
+            checkpoint_deferred: !complete,
+        })
     }
 }

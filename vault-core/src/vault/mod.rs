@@ -159,11 +159,12 @@ fn now_secs() -> u64 {
 /// Reads and parses the slot file of `dir`. Damage is reported as authentication failure (one
 /// uniform error), an unknown version as such.
 fn read_slot_file(dir: &Path) -> Result<SlotFile> {
-    let bytes = match fs::read(dir.join(KEYSLOTS_FILE)) {
+    let bytes = match fsutil::read_bounded(&dir.join(KEYSLOTS_FILE), crate::keys::slot_file::MAX_FILE_LEN) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
         }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(Error::AuthenticationFailed),
         Err(e) => return Err(Error::io("reading the key-slot file")(e)),
     };
     SlotFile::decode(&bytes).map_err(|e| match e {
@@ -181,6 +182,7 @@ fn write_slot_file(dir: &Path, file: &SlotFile) -> Result<()> {
 
 /// How an unlock resolved an interrupted root-key rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RotationRecovery {
     /// The database had been re-keyed: the rotated slots were installed.
     Completed,
@@ -188,8 +190,15 @@ pub enum RotationRecovery {
     RolledBack,
 }
 
-/// Waits for the key-slot lock (used by unlock when a rotation may be in progress, so it never
-/// resolves `keyslots.next` under a running rotation).
+/// Waits for the key-slot lock, shared: held by unlock while it reads the slots and opens the
+/// database, so no slot change or rotation runs in between.
+fn lock_slots_shared(dir: &Path) -> Result<File> {
+    let file = open_lock_file(dir, SLOTS_LOCK_FILE, "opening the key-slot lock")?;
+    file.lock_shared().map_err(Error::io("locking the key slots"))?;
+    Ok(file)
+}
+
+/// Waits for the key-slot lock, exclusive (used by unlock to resolve a rotation journal).
 fn lock_slots_blocking(dir: &Path) -> Result<File> {
     let file = open_lock_file(dir, SLOTS_LOCK_FILE, "opening the key-slot lock")?;
     file.lock().map_err(Error::io("locking the key slots"))?;
@@ -326,9 +335,17 @@ impl Vault {
     /// interrupted root-key rotation, removed orphan media files and purged what retention
     /// rules made due (see [`Vault::open_report`]).
     pub fn unlock(dir: &Path, secret: SlotSecret<'_>) -> Result<Vault> {
-        // A rotation journal means a rotation is running or was interrupted: wait for the slot
-        // lock so it is resolved only when no rotation is running, and by one process.
-        let rotation_lock = if dir.join(KEYSLOTS_NEXT_FILE).exists() { Some(lock_slots_blocking(dir)?) } else { None };
+        if !dir.join(KEYSLOTS_FILE).exists() {
+            return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
+        }
+        // Unlock holds the slot lock shared (slot changes and rotations take it exclusively, so
+        // none runs while a slot file is read and the database opened), and exclusively when a
+        // rotation journal has to be resolved. A journal cannot appear while the lock is held.
+        let mut slot_lock = lock_slots_shared(dir)?;
+        if dir.join(KEYSLOTS_NEXT_FILE).exists() {
+            drop(slot_lock);
+            slot_lock = lock_slots_blocking(dir)?;
+        }
         let opened = read_slot_file(dir).and_then(|file| keys::open(&file, secret).map(|o| (file, o)));
         let (slots, opened) = match opened {
             Ok(found) => found,
@@ -339,10 +356,10 @@ impl Vault {
             Err(e) => return Err(e),
         };
         let (slots, opened, store, rotation) = Self::open_store(dir, slots, opened, secret)?;
-        if rotation_lock.is_some() {
+        if rotation.is_some() {
             remove_slot_temp_files(dir);
         }
-        drop(rotation_lock);
+        drop(slot_lock);
         let mut vault = Vault {
             dir: dir.to_owned(),
             store,
@@ -392,7 +409,8 @@ impl Vault {
                 Ok((slots, opened, store, Some(RotationRecovery::RolledBack)))
             }
             Err(Error::Integrity(first_error)) if next_exists => {
-                let bytes = fs::read(&next_path).map_err(Error::io("reading the rotated key slots"))?;
+                let bytes = fsutil::read_bounded(&next_path, crate::keys::slot_file::MAX_FILE_LEN)
+                    .map_err(Error::io("reading the rotated key slots"))?;
                 let next = SlotFile::decode(&bytes)
                     .map_err(|_| Error::Integrity("the rotated key-slot file is damaged".to_owned()))?;
                 if next.vault_id != slots.vault_id {
@@ -415,7 +433,7 @@ impl Vault {
     /// that do not parse) counts, so a damaged file cannot silence failures.
     fn record_pending_failures(&self) -> Result<()> {
         let path = self.dir.join(UNLOCK_FAILURES_FILE);
-        let (times, unreadable) = match fs::read(&path) {
+        let (times, unreadable) = match fsutil::read_bounded(&path, 2 * MAX_PENDING_FAILURES_BYTES) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -514,10 +532,13 @@ impl Vault {
     /// "authentication failed": [`Error::NotFound`] without a vault, [`Error::UnsupportedVersion`]
     /// for a newer format, [`Error::Integrity`] naming the parse error otherwise.
     pub fn check_slot_file(dir: &Path) -> Result<()> {
-        let bytes = match fs::read(dir.join(KEYSLOTS_FILE)) {
+        let bytes = match fsutil::read_bounded(&dir.join(KEYSLOTS_FILE), crate::keys::slot_file::MAX_FILE_LEN) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Error::Integrity("key-slot file: larger than any valid key-slot file".to_owned()));
             }
             Err(e) => return Err(Error::io("reading the key-slot file")(e)),
         };

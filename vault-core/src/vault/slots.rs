@@ -3,15 +3,16 @@
 use std::fs;
 
 use super::{
-    Error, KEYSLOTS_NEXT_FILE, Result, SecurityEventKind, SlotFile, SlotId, SlotInfo, SlotMethod, SlotSecret, Vault,
-    describe_slot, fsutil, lock_slots, now_secs, read_slot_file, write_slot_file,
+    DATABASE_FILE, Error, KEYSLOTS_NEXT_FILE, Result, SecurityEventKind, SlotFile, SlotId, SlotInfo, SlotMethod,
+    SlotSecret, Vault, describe_slot, fsutil, lock_slots, now_secs, read_slot_file, write_slot_file,
 };
 use crate::crypto::derive::{Subkey, derive_subkey};
 use crate::crypto::kdf::KdfParams;
-use crate::keys::slot_file::Slot;
+use crate::keys::slot_file::{MAX_TOTAL_KDF_COST, Slot, total_kdf_cost};
 use crate::keys::{self, wrapper::KeyWrapper};
 use crate::secret::{Passphrase, SecretKey};
 use crate::store;
+use crate::store::Store;
 
 impl Vault {
     /// Lists the key slots of the vault in `dir` without unlocking it (the slot file holds no
@@ -28,14 +29,36 @@ impl Vault {
     /// Re-reads the slot file under the slot lock, applies `change`, writes it atomically.
     fn change_slots<T>(&mut self, change: impl FnOnce(&mut SlotFile, &SecretKey) -> Result<T>) -> Result<T> {
         let _lock = lock_slots(&self.dir)?;
-        let mut file = read_slot_file(&self.dir)?;
-        if file.vault_id != self.slots.vault_id {
-            return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
-        }
+        let mut file = self.read_current_slots()?;
         let out = change(&mut file, &self.root)?;
+        if total_kdf_cost(&file.slots) > MAX_TOTAL_KDF_COST {
+            return Err(Error::InvalidInput(
+                "the passphrase slots together would exceed the Argon2id work budget".to_owned(),
+            ));
+        }
         write_slot_file(&self.dir, &file)?;
         self.slots = file;
         Ok(out)
+    }
+
+    /// Re-reads the slot file (under the slot lock) and checks this session is still current:
+    /// the slot that unlocked must still open, with this session's KEK, to this session's root
+    /// key. Otherwise another process changed the keys, and anything sealed now would seal a
+    /// stale root key.
+    fn read_current_slots(&self) -> Result<SlotFile> {
+        let file = read_slot_file(&self.dir)?;
+        let current = file.vault_id == self.slots.vault_id
+            && file
+                .slots
+                .iter()
+                .any(|s| s.id == self.unlocked_by && keys::opens_to(&file, s, &self.unlock_kek, &self.root));
+        if !current {
+            return Err(Error::KeysChanged);
+        }
+        if self.dir.join(KEYSLOTS_NEXT_FILE).exists() {
+            return Err(Error::KeysChanged);
+        }
+        Ok(file)
     }
 
     fn allocate_slot_id(file: &mut SlotFile) -> Result<SlotId> {
@@ -112,7 +135,8 @@ impl Vault {
             let mut ids = Vec::new();
             let mut unlocking_kek = None;
             for i in 0..file.slots.len() {
-                if keys::kek_for(file, &file.slots[i], SlotSecret::Wrapper(old))?.is_none() {
+                let opened = keys::kek_for(file, &file.slots[i], SlotSecret::Wrapper(old))?;
+                if opened.is_none_or(|(slot_root, _)| slot_root.expose_secret() != root.expose_secret()) {
                     continue;
                 }
                 let id = file.slots[i].id;
@@ -193,10 +217,7 @@ impl Vault {
     /// crash at any point finishes or rolls back (see [`Vault::unlock`]).
     pub fn rotate_root_key(&mut self, others: &[SlotSecret<'_>]) -> Result<()> {
         let _lock = lock_slots(&self.dir)?;
-        let mut file = read_slot_file(&self.dir)?;
-        if file.vault_id != self.slots.vault_id {
-            return Err(Error::Integrity("the key-slot file was replaced by another vault's".to_owned()));
-        }
+        let mut file = self.read_current_slots()?;
         // Each slot's KEK must open that slot, in the file as it is now, to this session's root
         // key: a KEK made stale by another process (a changed passphrase, a re-wrapped slot, a
         // rotation) would re-seal a slot nobody can open.
@@ -237,21 +258,48 @@ impl Vault {
         let next_path = self.dir.join(KEYSLOTS_NEXT_FILE);
         fsutil::atomic_write(&next_path, &file.encode(), 0o600).map_err(Error::io("writing the rotated key slots"))?;
         crate::failpoint::hit("rotate:after-next-written");
-        self.store.rekey(&derive_subkey(&new_root, Subkey::Database))?;
+        let new_key = derive_subkey(&new_root, Subkey::Database);
+        // A failed rekey can leave SQLCipher's connection half switched (and a failed commit is
+        // not always reported), so the new key is proven on a fresh connection before anything
+        // depends on it; on any doubt the old key is proven instead and the journal discarded.
+        let rekeyed =
+            self.store.rekey(&new_key).and_then(|()| Store::open(&self.dir.join(DATABASE_FILE), &new_key, &vault_id));
+        let fresh = match rekeyed {
+            Ok(fresh) => fresh,
+            Err(error) => return Err(self.recover_from_failed_rekey(error)),
+        };
         crate::failpoint::hit("rotate:after-rekey");
         fs::rename(&next_path, self.dir.join(super::KEYSLOTS_FILE))
             .map_err(Error::io("installing the rotated key slots"))?;
         fsutil::sync_dir(&self.dir).map_err(Error::io("syncing the vault directory"))?;
         crate::failpoint::hit("rotate:after-install");
+        self.store = fresh;
         self.root = new_root;
         self.slots = file;
-        self.store.checkpoint()?;
-        let at = store::now_millis();
+        let _complete = self.store.checkpoint()?;
         crate::store::events::record(
             &self.store.conn,
-            at,
+            store::now_millis(),
             SecurityEventKind::RootKeyRotated,
             &format!("{} slots re-sealed", keks.len()),
         )
+    }
+
+    /// After a failed re-key: reopens the database under the old key on a fresh connection (the
+    /// failed one may be half switched) and discards the journal. If the old key no longer opens
+    /// it either, the journal stays for the next unlock to resolve.
+    fn recover_from_failed_rekey(&mut self, error: Error) -> Error {
+        let old_key = derive_subkey(&self.root, Subkey::Database);
+        match Store::open(&self.dir.join(DATABASE_FILE), &old_key, &self.slots.vault_id) {
+            Ok(store) => {
+                self.store = store;
+                let _ = fs::remove_file(self.dir.join(KEYSLOTS_NEXT_FILE));
+                let _ = fsutil::sync_dir(&self.dir);
+                error
+            }
+            Err(_) => Error::Integrity(
+                "the database could not be re-keyed and did not reopen: lock the vault and unlock it again".to_owned(),
+            ),
+        }
     }
 }
