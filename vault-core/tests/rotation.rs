@@ -146,3 +146,20 @@ fn a_session_whose_keys_changed_elsewhere_cannot_reseal_anything() {
     first.lock();
     assert!(Vault::unlock_with_wrapper(&dir, &wrapper).unwrap().verify().unwrap().is_ok());
 }
+
+#[test]
+fn a_session_left_open_across_a_rotation_elsewhere_cannot_write_or_read_stale_data() {
+    let (_tmp, dir, key) = setup();
+    let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
+    let mut stale = Vault::unlock_with_passphrase(&dir, &pass("pw")).unwrap();
+    let mut rotating = Vault::unlock_with_wrapper(&dir, &wrapper).unwrap();
+    rotating.rotate_root_key(&[SlotSecret::Passphrase(&pass("pw"))]).unwrap();
+    rotating.add_message(&NewMessage::new("c", "s", "written after the rotation")).unwrap();
+    // The stale connection holds the old key: its writes and reads fail instead of mixing keys.
+    assert!(stale.add_message(&NewMessage::new("c", "s", "from the stale session")).is_err());
+    assert!(stale.messages("c", 10).is_err());
+    drop(stale);
+    let bodies: Vec<_> = rotating.messages("c", 10).unwrap().into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies, ["before rotation", "written after the rotation"]);
+    assert!(rotating.verify().unwrap().is_ok());
+}

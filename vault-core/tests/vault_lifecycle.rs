@@ -221,3 +221,14 @@ fn files_are_private_to_the_owner() {
         assert_eq!(mode(&path) & 0o077, 0, "{} is private", path.display());
     }
 }
+
+#[test]
+fn a_passphrase_slot_over_the_work_budget_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let heavy = vault_core::KdfParams { memory_kib: 2 * 1024 * 1024, iterations: 3, parallelism: 4 };
+    let result = Vault::create(&dir, &pass("pw"), CreateOptions { kdf: heavy, wrapper: None });
+    assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    assert!(!dir.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no staging directory left");
+}

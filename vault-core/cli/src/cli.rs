@@ -200,7 +200,7 @@ pub enum KeyCommand {
 /// Argon2id cost of a new passphrase slot.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct KdfArgs {
-    /// Argon2id memory in MiB (8..=2048).
+    /// Argon2id memory in MiB (8..=2048; memory × iterations at most 4 GiB).
     #[arg(long, default_value_t = 64)]
     pub kdf_memory_mib: u32,
     /// Argon2id passes (1..=32).

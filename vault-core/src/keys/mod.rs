@@ -78,6 +78,11 @@ pub(crate) fn passphrase_slot(
     params: KdfParams,
 ) -> Result<(Slot, SecretKey), Error> {
     params.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
+    if u64::from(params.memory_kib) * u64::from(params.iterations) > slot_file::MAX_TOTAL_KDF_COST {
+        return Err(Error::InvalidInput(
+            "memory × iterations exceeds the Argon2id work budget of a key-slot file (4 GiB-passes)".to_owned(),
+        ));
+    }
     if passphrase.is_empty() {
         return Err(Error::InvalidInput("the passphrase is empty".to_owned()));
     }

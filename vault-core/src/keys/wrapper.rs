@@ -100,7 +100,8 @@ fn read_key_file(path: &Path) -> Result<SecretKey, WrapperError> {
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(WrapperError::Other("device key file is readable by other users (chmod 600 it)".to_owned()));
     }
-    let bytes = SecretBytes::new(fs::read(path).map_err(io_error("cannot read device key file"))?);
+    let bytes =
+        SecretBytes::new(crate::fsutil::read_bounded(path, 4096).map_err(io_error("cannot read device key file"))?);
     bytes
         .expose_secret()
         .strip_prefix(KEY_FILE_MAGIC.as_slice())

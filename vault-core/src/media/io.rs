@@ -1,5 +1,6 @@
 //! Streaming encryption into, and random-access decryption out of, one media file, in constant
-//! memory (two segment buffers).
+//! memory: imports and sequential reads work in batches of 16 segments sealed or opened in
+//! parallel (at most four zeroizing 1 MiB batch buffers), random reads one segment at a time.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -169,8 +170,8 @@ fn read_batch(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(total)
 }
 
-/// A decrypting, seekable view of one media file. Only authenticated bytes are ever returned;
-/// at most one segment of plaintext is held in memory.
+/// A decrypting, seekable view of one media file. Only authenticated bytes are ever returned.
+/// `Read` holds at most one segment of plaintext; [`MediaReader::copy_range_to`] one batch.
 pub struct MediaReader<R = File> {
     file: R,
     cipher: SegmentCipher,

@@ -13,7 +13,7 @@ const MAX_MESSAGES_SETTING: &str = "retention_max_messages";
 /// the app calls [`crate::Vault::purge_expired`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionPolicy {
-    /// Messages sent longer ago than this many seconds are purged.
+    /// Messages older than this many seconds (by the earlier of send and receipt) are purged.
     pub max_age_secs: Option<u64>,
     /// Only the newest this many messages are kept.
     pub max_messages: Option<u64>,

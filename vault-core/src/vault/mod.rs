@@ -356,9 +356,8 @@ impl Vault {
             Err(e) => return Err(e),
         };
         let (slots, opened, store, rotation) = Self::open_store(dir, slots, opened, secret)?;
-        if rotation.is_some() {
-            remove_slot_temp_files(dir);
-        }
+        // Under the slot lock no slot file is being written, so any temp file is a crash's leftover.
+        remove_slot_temp_files(dir);
         drop(slot_lock);
         let mut vault = Vault {
             dir: dir.to_owned(),
@@ -409,8 +408,13 @@ impl Vault {
                 Ok((slots, opened, store, Some(RotationRecovery::RolledBack)))
             }
             Err(Error::Integrity(first_error)) if next_exists => {
-                let bytes = fsutil::read_bounded(&next_path, crate::keys::slot_file::MAX_FILE_LEN)
-                    .map_err(Error::io("reading the rotated key slots"))?;
+                let bytes = fsutil::read_bounded(&next_path, crate::keys::slot_file::MAX_FILE_LEN).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        Error::Integrity("the rotated key-slot file is damaged".to_owned())
+                    } else {
+                        Error::io("reading the rotated key slots")(e)
+                    }
+                })?;
                 let next = SlotFile::decode(&bytes)
                     .map_err(|_| Error::Integrity("the rotated key-slot file is damaged".to_owned()))?;
                 if next.vault_id != slots.vault_id {
@@ -421,7 +425,7 @@ impl Vault {
                 fs::rename(&next_path, dir.join(KEYSLOTS_FILE))
                     .map_err(Error::io("installing the rotated key slots"))?;
                 fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
-                store.checkpoint()?;
+                let _ = store.checkpoint();
                 Ok((next, opened, store, Some(RotationRecovery::Completed)))
             }
             Err(e) => Err(e),
@@ -510,17 +514,18 @@ impl Vault {
     /// integrity check, the search index, and every media file (each segment authenticated).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut checks = Vec::new();
-        let slot_problems = match fs::read(self.dir.join(KEYSLOTS_FILE)) {
-            Ok(bytes) => match SlotFile::decode(&bytes) {
-                Ok(file) if file.vault_id != self.slots.vault_id => vec!["belongs to another vault".to_owned()],
-                Ok(file) if !file.slots.iter().any(|s| s.id == self.unlocked_by) => {
-                    vec!["the slot used to unlock is gone".to_owned()]
-                }
-                Ok(_) => Vec::new(),
-                Err(e) => vec![e.to_string()],
-            },
-            Err(e) => vec![format!("unreadable: {}", e.kind())],
-        };
+        let slot_problems =
+            match fsutil::read_bounded(&self.dir.join(KEYSLOTS_FILE), crate::keys::slot_file::MAX_FILE_LEN) {
+                Ok(bytes) => match SlotFile::decode(&bytes) {
+                    Ok(file) if file.vault_id != self.slots.vault_id => vec!["belongs to another vault".to_owned()],
+                    Ok(file) if !file.slots.iter().any(|s| s.id == self.unlocked_by) => {
+                        vec!["the slot used to unlock is gone".to_owned()]
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => vec![e.to_string()],
+                },
+                Err(e) => vec![format!("unreadable: {}", e.kind())],
+            };
         checks.push(VerifyCheck { name: "key slots", problems: slot_problems });
         checks.push(VerifyCheck { name: "database", problems: self.store.verify()? });
         checks.push(VerifyCheck { name: "media", problems: self.verify_media()? });

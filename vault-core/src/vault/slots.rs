@@ -269,14 +269,18 @@ impl Vault {
             Err(error) => return Err(self.recover_from_failed_rekey(error)),
         };
         crate::failpoint::hit("rotate:after-rekey");
-        fs::rename(&next_path, self.dir.join(super::KEYSLOTS_FILE))
-            .map_err(Error::io("installing the rotated key slots"))?;
-        fsutil::sync_dir(&self.dir).map_err(Error::io("syncing the vault directory"))?;
-        crate::failpoint::hit("rotate:after-install");
+        // From here the database is under the new key: the session follows it whatever happens
+        // to the rename (if that fails, the journal stays and the next unlock installs it).
         self.store = fresh;
         self.root = new_root;
+        let installed = fs::rename(&next_path, self.dir.join(super::KEYSLOTS_FILE))
+            .and_then(|()| fsutil::sync_dir(&self.dir))
+            .map_err(Error::io("installing the rotated key slots"));
         self.slots = file;
-        let _complete = self.store.checkpoint()?;
+        installed?;
+        crate::failpoint::hit("rotate:after-install");
+        // Best effort: pages under the old key leave the log at this or a later checkpoint.
+        let _ = self.store.checkpoint();
         crate::store::events::record(
             &self.store.conn,
             store::now_millis(),
