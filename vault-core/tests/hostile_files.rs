@@ -142,3 +142,20 @@ fn a_database_from_a_newer_build_is_refused() {
     let result = Vault::unlock_with_passphrase(&tv.dir, &pass("pw"));
     assert!(matches!(result, Err(Error::UnsupportedVersion { what: "database schema", found: 99 })), "{result:?}");
 }
+
+#[test]
+fn a_flooded_failure_record_is_bounded_and_cleared() {
+    let (tv, _) = filled_vault("pw");
+    let flood = "\n".repeat(60_000) + &"1700000000000\n".repeat(5_000);
+    fs::write(tv.dir.join(vault_core::UNLOCK_FAILURES_FILE), flood).unwrap();
+    let vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).unwrap();
+    let failed: Vec<_> = vault
+        .security_events(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == vault_core::SecurityEventKind::UnlockFailed)
+        .collect();
+    assert_eq!(failed.len(), 1001, "1000 listed and one summary");
+    assert!(failed.iter().any(|e| e.detail == "4000 more failed unlocks not listed"), "{:?}", failed.first());
+    assert!(!tv.dir.join(vault_core::UNLOCK_FAILURES_FILE).exists());
+}

@@ -36,6 +36,8 @@ pub const KEYSLOTS_NEXT_FILE: &str = "keyslots.next";
 const SLOTS_LOCK_FILE: &str = "keyslots.lock";
 const MEDIA_LOCK_FILE: &str = "media.lock";
 const MAX_PENDING_FAILURES_BYTES: u64 = 64 * 1024;
+/// Most failed-unlock events one unlock records individually (see `record_pending_failures`).
+const MAX_FAILURE_EVENTS_PER_UNLOCK: usize = 1000;
 
 /// How to create a vault.
 pub struct CreateOptions<'a> {
@@ -440,19 +442,27 @@ impl Vault {
         let (times, unreadable) = match fsutil::read_bounded(&path, 2 * MAX_PENDING_FAILURES_BYTES) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                let times: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-                let unreadable = text.lines().count() - times.len();
+                let records: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                let times: Vec<i64> = records.iter().filter_map(|l| l.parse().ok()).collect();
+                let unreadable = records.len() - times.len();
                 (times, unreadable)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(_) => (Vec::new(), 1),
         };
+        // The file is outside the encryption, so its size is bounded when read and the events it
+        // becomes are capped; the rest are counted in one summary event.
+        let now = store::now_millis();
+        let mut entries: Vec<(i64, &str)> = times.iter().map(|at| (*at, "")).collect();
+        entries.extend(std::iter::repeat_n((now, "time not recorded"), unreadable));
+        let listed = entries.len().min(MAX_FAILURE_EVENTS_PER_UNLOCK);
         let tx = self.store.conn.unchecked_transaction()?;
-        for at in &times {
-            events::record(&tx, *at, SecurityEventKind::UnlockFailed, "")?;
+        for (at, detail) in &entries[..listed] {
+            events::record(&tx, *at, SecurityEventKind::UnlockFailed, detail)?;
         }
-        for _ in 0..unreadable {
-            events::record(&tx, store::now_millis(), SecurityEventKind::UnlockFailed, "time not recorded")?;
+        if entries.len() > listed {
+            let detail = format!("{} more failed unlocks not listed", entries.len() - listed);
+            events::record(&tx, now, SecurityEventKind::UnlockFailed, &detail)?;
         }
         tx.commit()?;
         fs::remove_file(&path).map_err(Error::io("clearing the failed-unlock record"))?;
