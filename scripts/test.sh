@@ -28,3 +28,8 @@ cargo deny check licenses bans sources
 
 log "cargo test"
 cargo test --workspace --locked
+
+log "bindings: generate Python, Kotlin and Swift from the built library; run the Python tests"
+cargo build --workspace --locked
+scripts/gen-bindings.sh
+PYTHONPATH=target/bindings/python .venv/bin/python -m pytest -q mobile-bindings/tests/python

@@ -1,4 +1,20 @@
-//! `mobile-bindings`: the thin uniffi adapter that will expose `vault-core` to Kotlin, Swift and
-//! Python. It holds no logic of its own; see `docs/ARCHITECTURE.md`.
+//! `mobile-bindings`: the thin uniffi adapter exposing `vault-core` to Kotlin, Swift and Python.
+//!
+//! One wrapper object per concept ([`Vault`], [`MediaReader`], [`MediaImport`]), one-line
+//! methods that delegate and convert errors, records for plain data. No logic lives here: it
+//! belongs in `vault-core`. Key material crosses the boundary only as wrapped bytes.
 
-pub use vault_core;
+mod blocking;
+mod error;
+mod media;
+mod records;
+mod vault;
+mod wrapper;
+
+pub use error::{KeyWrapperError, VaultError};
+pub use media::{MediaImport, MediaReader};
+pub use records::{Message, RetentionPolicy, SearchHit, SecurityEvent, Slot, VaultStatus, VerifyCheck};
+pub use vault::Vault;
+pub use wrapper::PlatformKeyWrapper;
+
+uniffi::setup_scaffolding!();
