@@ -32,8 +32,9 @@ pub enum VaultError {
     /// with another slot and add a new key-wrapper slot.
     #[error("the platform key was invalidated")]
     KeyInvalidated,
-    /// The user cancelled the biometric or device-credential prompt.
-    #[error("cancelled by the user")]
+    /// The user cancelled (a biometric prompt, or a long operation through its `CancelToken`);
+    /// nothing was changed.
+    #[error("cancelled")]
     Cancelled,
     /// A file or database of a newer format: update the app.
     #[error("unsupported version: {detail}")]
@@ -79,6 +80,7 @@ impl From<vault_core::Error> for VaultError {
             E::NotFound(detail) => VaultError::NotFound { detail },
             E::Busy => VaultError::RetryLater { detail: e.to_string() },
             E::KeysChanged => VaultError::Reauthenticate,
+            E::Cancelled => VaultError::Cancelled,
             other => VaultError::Other { detail: other.to_string() },
         }
     }

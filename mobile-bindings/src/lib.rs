@@ -7,12 +7,14 @@
 mod blocking;
 mod error;
 mod media;
+mod progress;
 mod records;
 mod vault;
 mod wrapper;
 
 pub use error::{KeyWrapperError, VaultError};
 pub use media::{MediaImport, MediaReader};
+pub use progress::{CancelToken, ProgressListener};
 pub use records::{Message, RetentionPolicy, SearchHit, SecurityEvent, Slot, VaultStatus, VerifyCheck};
 pub use vault::Vault;
 pub use wrapper::PlatformKeyWrapper;

@@ -10,6 +10,7 @@ use vault_core::{
 use crate::blocking;
 use crate::error::VaultError;
 use crate::media::{ImportResult, MediaImport, MediaReader, shared};
+use crate::progress::{Adapter, CancelToken, ProgressListener};
 use crate::records::{Message, RetentionPolicy, SearchHit, SecurityEvent, Slot, VaultStatus, VerifyCheck};
 use crate::wrapper::{ForeignWrapper, PlatformKeyWrapper};
 
@@ -113,17 +114,21 @@ impl Vault {
         self.with(|v| v.secret(&name)).map(|s| s.map(|s| s.expose_secret().to_vec()))
     }
 
-    /// Imports the file at `path` (streaming); returns the media id.
+    /// Imports the file at `path` (streaming); returns the media id. `listener` hears progress;
+    /// cancelling `cancel` stops the import and stores nothing.
     pub async fn import_media_file(
         self: Arc<Self>,
         path: String,
         conversation: Option<String>,
         message: Option<i64>,
+        listener: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<String, VaultError> {
         blocking::run(move || {
+            let progress = Adapter { listener, cancel };
             self.with(|v| {
                 let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
-                v.import_media_file(&PathBuf::from(path), place).map(|id| id.to_string())
+                v.import_media_file_with_progress(&PathBuf::from(path), place, &progress).map(|id| id.to_string())
             })
         })
         .await
@@ -140,15 +145,23 @@ impl Vault {
     }
 
     /// Decrypts a media item (or a range) into a new file at `path`; returns the bytes written.
+    /// `listener` hears progress; cancelling `cancel` stops the export and leaves no file.
     pub async fn export_media(
         self: Arc<Self>,
         id: String,
         path: String,
         offset: u64,
         length: Option<u64>,
+        listener: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<u64, VaultError> {
-        blocking::run(move || self.with(|v| v.export_media(&media_id(&id)?, &PathBuf::from(path), offset, length)))
-            .await
+        blocking::run(move || {
+            let progress = Adapter { listener, cancel };
+            self.with(|v| {
+                v.export_media_with_progress(&media_id(&id)?, &PathBuf::from(path), offset, length, &progress)
+            })
+        })
+        .await
     }
 
     /// Opens a media item for random-access reads.

@@ -38,6 +38,9 @@ pub enum Error {
     /// Removing this slot would leave the vault with no way to unlock.
     #[error("refusing to remove the last key slot")]
     LastSlot,
+    /// The caller cancelled the operation through its [`crate::Progress`]; nothing was kept.
+    #[error("cancelled")]
+    Cancelled,
     /// Another process holds the vault's lock.
     #[error("the vault is in use by another process")]
     Busy,

@@ -14,6 +14,7 @@ mod failpoint;
 mod fsutil;
 mod keys;
 mod media;
+mod progress;
 mod secret;
 mod store;
 mod vault;
@@ -26,6 +27,7 @@ pub use keys::{SlotInfo, SlotMethod, SlotSecret};
 pub use media::io::MediaReader;
 pub use media::stream::{MediaFormatError, SEGMENT_LEN as MEDIA_SEGMENT_LEN};
 pub use media::{MEDIA_DIR, MediaId};
+pub use progress::Progress;
 pub use secret::{KEY_LEN, Passphrase, SecretBytes, SecretKey};
 #[doc(hidden)]
 pub use store::bench_support;

@@ -172,3 +172,47 @@ fn media_plaintext_never_reaches_the_disk() {
     }
     assert_eq!(read_all(&vault, &id).unwrap(), data);
 }
+
+struct Recorder {
+    calls: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
+    stop_after: u64,
+}
+
+impl vault_core::Progress for Recorder {
+    fn advance(&self, done: u64, total: Option<u64>) -> bool {
+        self.calls.lock().unwrap().push((done, total));
+        done < self.stop_after
+    }
+}
+
+#[test]
+fn progress_is_reported_and_cancelling_keeps_nothing() {
+    let (tv, mut vault) = new_vault("pw");
+    let data = content(5_000_000, 3);
+    let source = tv.tmp.path().join("big.bin");
+    std::fs::write(&source, &data).unwrap();
+
+    let all = Recorder { calls: Default::default(), stop_after: u64::MAX };
+    let id = vault.import_media_file_with_progress(&source, MediaImport::default(), &all).unwrap();
+    let calls = all.calls.lock().unwrap().clone();
+    assert!(calls.len() >= 4, "about once per MiB: {calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic");
+    assert_eq!(calls.last().map(|c| c.0), Some(5_000_000));
+    assert!(calls.iter().all(|c| c.1 == Some(5_000_000)));
+
+    let stop = Recorder { calls: Default::default(), stop_after: 2_000_000 };
+    let cancelled = vault.import_media_file_with_progress(&source, MediaImport::default(), &stop);
+    assert!(matches!(cancelled, Err(Error::Cancelled)), "{cancelled:?}");
+    assert_eq!(vault.media().unwrap().len(), 1, "the cancelled import stored nothing");
+    assert_eq!(std::fs::read_dir(tv.dir.join(MEDIA_DIR)).unwrap().count(), 1, "and left no file");
+
+    let out = tv.tmp.path().join("out.bin");
+    let stop = Recorder { calls: Default::default(), stop_after: 1_000_000 };
+    assert!(matches!(vault.export_media_with_progress(&id, &out, 0, None, &stop), Err(Error::Cancelled)));
+    assert!(!out.exists(), "a cancelled export leaves no file");
+    let leftovers = std::fs::read_dir(tv.tmp.path())
+        .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".vault-export-")));
+    assert_eq!(leftovers.count(), 0, "nor a temp file");
+    assert_eq!(vault.export_media(&id, &out, 0, None).unwrap(), 5_000_000);
+}

@@ -102,13 +102,13 @@ def test_media_by_path_and_by_chunks_with_ranges(vault_dir, tmp_path):
     data = os.urandom(300_000)
     source = tmp_path / "photo.bin"
     source.write_bytes(data)
-    by_path = asyncio.run(vault.import_media_file(str(source), "c", message))
+    by_path = asyncio.run(vault.import_media_file(str(source), "c", message, None, None))
     reader = vault.open_media(by_path)
     assert reader.length() == len(data)
     assert reader.read(65_530, 20) == data[65_530:65_550]
     assert reader.read(len(data) - 5, 100) == data[-5:]
     out = tmp_path / "out.bin"
-    assert asyncio.run(vault.export_media(by_path, str(out), 0, None)) == len(data)
+    assert asyncio.run(vault.export_media(by_path, str(out), 0, None, None, None)) == len(data)
     assert out.read_bytes() == data
 
     importer = vault.begin_media_import(None, None)
@@ -135,7 +135,7 @@ def test_tampered_media_raises_corrupt_or_tampered(vault_dir, tmp_path):
     vault = vm.Vault.create(vault_dir, "pw", None)
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(200_000))
-    media_id = asyncio.run(vault.import_media_file(str(source), None, None))
+    media_id = asyncio.run(vault.import_media_file(str(source), None, None, None, None))
     path = os.path.join(vault_dir, "media", media_id)
     raw = bytearray(open(path, "rb").read())
     raw[100_000] ^= 1
@@ -143,7 +143,7 @@ def test_tampered_media_raises_corrupt_or_tampered(vault_dir, tmp_path):
     with pytest.raises(vm.VaultError.CorruptOrTampered):
         vault.open_media(media_id).read(99_000, 5_000)
     with pytest.raises(vm.VaultError.CorruptOrTampered):
-        asyncio.run(vault.export_media(media_id, str(tmp_path / "x"), 0, None))
+        asyncio.run(vault.export_media(media_id, str(tmp_path / "x"), 0, None, None, None))
     assert not (tmp_path / "x").exists()
 
 
@@ -204,3 +204,42 @@ def test_every_error_case_maps_to_its_exception(vault_dir, tmp_path):
     open(db, "wb").write(bytes(pages))
     with pytest.raises(vm.VaultError.CorruptOrTampered):
         vm.Vault.unlock_with_passphrase(vault_dir, "right")
+
+
+class Recorder(vm.ProgressListener):
+    def __init__(self, cancel_at=None, token=None):
+        self.seen = []
+        self._cancel_at = cancel_at
+        self._token = token
+
+    def on_progress(self, done, total):
+        self.seen.append((done, total))
+        if self._cancel_at is not None and done >= self._cancel_at:
+            self._token.cancel()
+
+
+def test_progress_callbacks_and_cancellation(vault_dir, tmp_path):
+    vault = vm.Vault.create(vault_dir, "pw", None)
+    data = os.urandom(4_000_000)
+    source = tmp_path / "video.bin"
+    source.write_bytes(data)
+    listener = Recorder()
+    media_id = asyncio.run(vault.import_media_file(str(source), None, None, listener, None))
+    assert listener.seen[-1] == (len(data), len(data))
+    assert len(listener.seen) >= 3
+
+    token = vm.CancelToken()
+    stopper = Recorder(cancel_at=1_000_000, token=token)
+    with pytest.raises(vm.VaultError.Cancelled):
+        asyncio.run(vault.import_media_file(str(source), None, None, stopper, token))
+    assert token.is_cancelled()
+    assert vault.status().media_items == 1
+
+    out = tmp_path / "out.bin"
+    token = vm.CancelToken()
+    token.cancel()
+    with pytest.raises(vm.VaultError.Cancelled):
+        asyncio.run(vault.export_media(media_id, str(out), 0, None, None, token))
+    assert not out.exists()
+    assert asyncio.run(vault.export_media(media_id, str(out), 0, None, Recorder(), None)) == len(data)
+    assert out.read_bytes() == data

@@ -114,6 +114,7 @@ impl MediaFiles {
             let cipher = SegmentCipher::new(key, header);
             let mut file = file;
             let len = io::encrypt(&cipher, input, &mut file).map_err(|e| match e {
+                StreamError::Io(source) if crate::progress::is_cancelled(&source) => Error::Cancelled,
                 StreamError::Io(source) => Error::Io { context: "importing media", source },
                 other => stream_error(other),
             })?;

@@ -14,6 +14,15 @@ use crate::store::messages::{ConversationSummary, Message, MessageId, MessageSta
 use crate::store::retention::{self, PurgeReport, RetentionPolicy};
 use crate::store::{self};
 
+/// A progress that never cancels.
+struct NoProgress;
+
+impl crate::Progress for NoProgress {
+    fn advance(&self, _: u64, _: Option<u64>) -> bool {
+        true
+    }
+}
+
 /// Where an imported media item belongs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MediaImport<'a> {
@@ -128,6 +137,20 @@ impl Vault {
         self.import_media(&mut file, place)
     }
 
+    /// Imports the file at `path`, reporting progress; `progress` returning `false` cancels the
+    /// import ([`Error::Cancelled`], nothing stored).
+    pub fn import_media_file_with_progress(
+        &mut self,
+        path: &Path,
+        place: MediaImport<'_>,
+        progress: &dyn crate::Progress,
+    ) -> Result<MediaId> {
+        let file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
+        let total = file.metadata().ok().map(|m| m.len());
+        let mut tracked = crate::progress::Tracked::new(file, progress, total);
+        self.import_media(&mut tracked, place)
+    }
+
     /// Opens a media item for reading: `Read + Seek`, random access, only authenticated bytes.
     pub fn open_media(&self, id: &MediaId) -> Result<MediaReader> {
         let row = media_rows::row(&self.store.conn, id)?;
@@ -138,6 +161,19 @@ impl Vault {
     /// at `path` (refused if it exists). The output is written to a temp file and renamed, so a
     /// failed export (a tampered segment, say) leaves no partial file. Returns the bytes written.
     pub fn export_media(&self, id: &MediaId, path: &Path, offset: u64, length: Option<u64>) -> Result<u64> {
+        self.export_media_with_progress(id, path, offset, length, &NoProgress)
+    }
+
+    /// [`Vault::export_media`], reporting progress; `progress` returning `false` cancels the
+    /// export ([`Error::Cancelled`], no file left).
+    pub fn export_media_with_progress(
+        &self,
+        id: &MediaId,
+        path: &Path,
+        offset: u64,
+        length: Option<u64>,
+        progress: &dyn crate::Progress,
+    ) -> Result<u64> {
         let mut reader = self.open_media(id)?;
         if offset > reader.len() {
             return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
@@ -159,8 +195,11 @@ impl Vault {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(Error::io("creating the export file"))?;
-            let copied = reader.copy_range_to(offset, wanted, &mut out).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::InvalidData {
+            let mut tracked = crate::progress::Tracked::new(&mut out, progress, Some(wanted));
+            let copied = reader.copy_range_to(offset, wanted, &mut tracked).map_err(|e| {
+                if crate::progress::is_cancelled(&e) {
+                    Error::Cancelled
+                } else if e.kind() == std::io::ErrorKind::InvalidData {
                     Error::Integrity(format!("media {id} failed authentication"))
                 } else {
                     Error::io("exporting media")(e)
