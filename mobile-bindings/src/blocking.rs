@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use crate::error::VaultError;
+
 struct Shared<T> {
     result: Option<T>,
     waker: Option<Waker>,
@@ -16,12 +18,18 @@ pub(crate) struct Blocking<T> {
     shared: Arc<Mutex<Shared<T>>>,
 }
 
-/// Starts `work` on a new thread; the returned future completes with its result.
-pub(crate) fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Blocking<T> {
+/// Starts `work` on a new thread; the returned future completes with its result. A panic in
+/// the work (an app callback that threw, say) completes it with an error instead of leaving the
+/// caller waiting forever.
+pub(crate) fn run<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Blocking<Result<T, VaultError>> {
     let shared = Arc::new(Mutex::new(Shared { result: None, waker: None }));
     let for_thread = Arc::clone(&shared);
     std::thread::spawn(move || {
-        let result = work();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+            Err(VaultError::Other { detail: "the operation failed unexpectedly (an app callback threw)".into() })
+        });
         if let Ok(mut state) = for_thread.lock() {
             state.result = Some(result);
             if let Some(waker) = state.waker.take() {

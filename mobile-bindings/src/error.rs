@@ -111,8 +111,9 @@ pub enum KeyWrapperError {
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for KeyWrapperError {
-    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        KeyWrapperError::Other { detail: format!("the key wrapper failed unexpectedly: {}", e.reason) }
+    /// The app's exception text is not kept: it is app code's and could carry anything.
+    fn from(_: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        KeyWrapperError::Other { detail: "the key wrapper threw an unexpected exception".into() }
     }
 }
 

@@ -139,6 +139,17 @@ impl MediaImport {
     }
 }
 
+impl Drop for MediaImport {
+    /// Released without `finish`: cancelled, so a half-written item is never stored.
+    fn drop(&mut self) {
+        if let Ok(mut sender) = self.sender.lock()
+            && let Some(sender) = sender.take()
+        {
+            let _ = sender.send(Chunk::Cancel);
+        }
+    }
+}
+
 impl MediaImport {
     fn wait(&self) -> Result<String, VaultError> {
         let result = self.result.lock().ok().and_then(|mut r| r.take());

@@ -27,7 +27,9 @@ impl Vault {
 
     /// Runs `f` on the open vault.
     fn with<T>(&self, f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>) -> Result<T, VaultError> {
-        let mut guard = self.inner.lock().map_err(|_| VaultError::Other { detail: "vault poisoned".into() })?;
+        // A panic in an app callback poisons the lock; the vault's own state is transactional,
+        // so the session carries on.
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let vault = guard.as_mut().ok_or(VaultError::InvalidInput { detail: "the vault is locked".into() })?;
         f(vault).map_err(Into::into)
     }
@@ -209,6 +211,12 @@ impl Vault {
             self.with(|v| v.rotate_root_key(&secrets))
         })
         .await
+    }
+
+    /// Re-wraps slot `id` with a new platform key (after `KeyInvalidated`, unlock another way and
+    /// call this); the old key can then be deleted.
+    pub fn rewrap_slot(&self, id: u32, wrapper: Arc<dyn PlatformKeyWrapper>) -> Result<(), VaultError> {
+        self.with(|v| v.rewrap_slot(SlotId(id), &ForeignWrapper(wrapper)))
     }
 
     /// Re-wraps the slots of a rotated platform key; returns the slots re-wrapped.

@@ -243,3 +243,34 @@ def test_progress_callbacks_and_cancellation(vault_dir, tmp_path):
     assert not out.exists()
     assert asyncio.run(vault.export_media(media_id, str(out), 0, None, Recorder(), None)) == len(data)
     assert out.read_bytes() == data
+
+
+class ThrowingListener(vm.ProgressListener):
+    def on_progress(self, done, total):
+        raise RuntimeError("app bug")
+
+
+def test_a_throwing_callback_fails_the_call_instead_of_hanging(vault_dir, tmp_path):
+    vault = vm.Vault.create(vault_dir, "pw", None)
+    source = tmp_path / "a.bin"
+    source.write_bytes(os.urandom(100_000))
+    with pytest.raises((vm.VaultError.Other, vm.InternalError)):
+        asyncio.run(asyncio.wait_for(vault.import_media_file(str(source), None, None, ThrowingListener(), None), 30))
+
+
+def test_a_dropped_chunked_import_stores_nothing_and_rewrap_after_invalidation(vault_dir):
+    old = SoftKeystore()
+    vault = vm.Vault.create(vault_dir, "pw", old)
+    importer = vault.begin_media_import(None, None)
+    importer.write(b"half of a photo")
+    del importer
+    import gc
+    gc.collect()
+    # The import thread has the vault until it ends; the next call waits for it.
+    assert vault.status().media_items == 0
+    new = SoftKeystore()
+    vault.rewrap_slot(1, new)
+    vault.lock()
+    with pytest.raises(vm.VaultError.WrongPassword):
+        vm.Vault.unlock_with_wrapper(vault_dir, old)
+    assert vm.Vault.unlock_with_wrapper(vault_dir, new).status().unlocked_by == 1
