@@ -2,8 +2,8 @@
 //! (no whole file crosses the FFI).
 
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 
 use crate::error::VaultError;
 
@@ -160,12 +160,4 @@ impl MediaImport {
             None => Err(VaultError::InvalidInput { detail: "the import already finished".into() }),
         }
     }
-}
-
-/// Shares a `MediaImport` result type with the vault module.
-pub(crate) type ImportResult = Result<String, VaultError>;
-
-/// Keeps `Arc` in scope for callers that hand readers out.
-pub(crate) fn shared(reader: vault_core::MediaReader) -> Arc<MediaReader> {
-    Arc::new(MediaReader::new(reader))
 }

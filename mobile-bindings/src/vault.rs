@@ -9,7 +9,7 @@ use vault_core::{
 
 use crate::blocking;
 use crate::error::VaultError;
-use crate::media::{ImportResult, MediaImport, MediaReader, shared};
+use crate::media::{MediaImport, MediaReader};
 use crate::progress::{Adapter, CancelToken, ProgressListener};
 use crate::records::{Message, RetentionPolicy, SearchHit, SecurityEvent, Slot, VaultStatus, VerifyCheck};
 use crate::wrapper::{ForeignWrapper, PlatformKeyWrapper};
@@ -138,7 +138,7 @@ impl Vault {
 
     /// Starts a chunked import: `write` chunks to the returned object, then `finish`.
     pub fn begin_media_import(self: Arc<Self>, conversation: Option<String>, message: Option<i64>) -> Arc<MediaImport> {
-        Arc::new(MediaImport::start(move |reader| -> ImportResult {
+        Arc::new(MediaImport::start(move |reader| {
             self.with(|v| {
                 let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
                 v.import_media(reader, place).map(|id| id.to_string())
@@ -168,7 +168,7 @@ impl Vault {
 
     /// Opens a media item for random-access reads.
     pub fn open_media(&self, id: String) -> Result<Arc<MediaReader>, VaultError> {
-        self.with(|v| v.open_media(&media_id(&id)?)).map(shared)
+        self.with(|v| v.open_media(&media_id(&id)?)).map(|reader| Arc::new(MediaReader::new(reader)))
     }
 
     /// Deletes a media item (crypto-shredded).

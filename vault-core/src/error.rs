@@ -80,7 +80,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(context: &'static str) -> impl Fn(std::io::Error) -> Error {
         move |source| Error::Io { context, source }
     }
 }

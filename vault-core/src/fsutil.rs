@@ -25,6 +25,34 @@ pub(crate) fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Resul
     result
 }
 
+/// Creates `path` atomically and never over an existing file: `fill` writes a temp file (mode
+/// `mode`) in the same directory, which is fsynced and hard-linked into place (failing with
+/// `AlreadyExists` if `path` exists), then the directory is fsynced. The temp file is removed
+/// whatever happens, so a failure leaves nothing behind.
+pub(crate) fn write_new<T, E>(
+    path: &Path,
+    mode: u32,
+    io_error: impl Fn(io::Error) -> E,
+    fill: impl FnOnce(&mut File) -> Result<T, E>,
+) -> Result<T, E> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let suffix: [u8; 8] = crate::crypto::random_array().map_err(|e| io_error(io::Error::other(e)))?;
+    let tmp = dir.join(format!(".vault-new-{}", hex::encode(suffix)));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(&io_error)?;
+        let out = fill(&mut file)?;
+        file.sync_all().map_err(&io_error)?;
+        fs::hard_link(&tmp, path).map_err(&io_error)?;
+        sync_dir(dir).map_err(&io_error)?;
+        Ok(out)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
 /// Reads a whole file of at most `max` bytes; a larger file is refused (`InvalidData`) before
 /// anything is read, so a hostile file cannot make the vault allocate much.
 pub(crate) fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {

@@ -212,7 +212,7 @@ fn progress_is_reported_and_cancelling_keeps_nothing() {
     assert!(!out.exists(), "a cancelled export leaves no file");
     let leftovers = std::fs::read_dir(tv.tmp.path())
         .unwrap()
-        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".vault-export-")));
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".vault-new-")));
     assert_eq!(leftovers.count(), 0, "nor a temp file");
     assert_eq!(vault.export_media(&id, &out, 0, None).unwrap(), 5_000_000);
 }

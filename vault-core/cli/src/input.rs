@@ -37,16 +37,9 @@ impl Input {
 
     fn secret(&mut self, var: &str, what: &str) -> Result<Passphrase, Failure> {
         if self.passphrase_stdin {
-            let mut line = Zeroizing::new(String::new());
-            let n = self
-                .stdin
-                .read_line(&mut line)
-                .map_err(|e| Failure::usage(format!("cannot read the {what} from stdin: {}", e.kind())))?;
-            if n == 0 {
-                return Err(Failure::usage(format!("standard input ended before the {what}")));
-            }
-            let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
-            return Ok(Passphrase::new(trimmed));
+            return self
+                .stdin_line(what)?
+                .ok_or_else(|| Failure::usage(format!("standard input ended before the {what}")));
         }
         match std::env::var(var) {
             Ok(value) => Ok(Passphrase::new(value)),
@@ -58,23 +51,24 @@ impl Input {
     /// commands that need the secrets of several slots); nothing otherwise.
     pub fn remaining_passphrases(&mut self) -> Result<Vec<Passphrase>, Failure> {
         let mut out = Vec::new();
-        if !self.passphrase_stdin {
-            return Ok(out);
-        }
-        loop {
-            let mut line = Zeroizing::new(String::new());
-            let n = self
-                .stdin
-                .read_line(&mut line)
-                .map_err(|e| Failure::usage(format!("cannot read a passphrase from stdin: {}", e.kind())))?;
-            if n == 0 {
-                return Ok(out);
-            }
-            let trimmed = line.trim_end_matches(['\n', '\r']);
-            if !trimmed.is_empty() {
-                out.push(Passphrase::new(trimmed.to_owned()));
+        while self.passphrase_stdin {
+            match self.stdin_line("passphrase")? {
+                Some(p) if !p.is_empty() => out.push(p),
+                Some(_) => {}
+                None => break,
             }
         }
+        Ok(out)
+    }
+
+    /// The next stdin line, without its line ending, read into zeroized memory; `None` at the end.
+    fn stdin_line(&mut self, what: &str) -> Result<Option<Passphrase>, Failure> {
+        let mut line = Zeroizing::new(String::new());
+        let n = self
+            .stdin
+            .read_line(&mut line)
+            .map_err(|e| Failure::usage(format!("cannot read the {what} from stdin: {}", e.kind())))?;
+        Ok((n > 0).then(|| Passphrase::new(line.trim_end_matches(['\n', '\r']).to_owned())))
     }
 
     /// The remaining stdin lines, for `msg add --stdin`.

@@ -17,6 +17,16 @@ fn vault(dir: &Path, failpoint: Option<&str>, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// A fresh vault (fast KDF) with a passphrase slot and a device-key slot: (tempdir, vault, key).
+fn new_vault_with_device_key() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let key = tmp.path().join("device.key");
+    let init = ["--device-key", key.to_str().unwrap(), "init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
+    ok(&vault(&dir, None, &[&init[..], &["--kdf-parallelism", "1"]].concat()));
+    (tmp, dir, key)
+}
+
 fn ok(out: &Output) -> String {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
@@ -26,25 +36,8 @@ fn ok(out: &Output) -> String {
 fn a_crash_at_any_step_of_a_root_rotation_leaves_a_working_vault() {
     let points = ["rotate:after-next-written", "rotate:after-rekey", "rotate:after-install"];
     for point in points {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("v");
-        let key = tmp.path().join("device.key");
+        let (tmp, dir, key) = new_vault_with_device_key();
         let key_arg = key.to_str().unwrap();
-        ok(&vault(
-            &dir,
-            None,
-            &[
-                "--device-key",
-                key_arg,
-                "init",
-                "--kdf-memory-mib",
-                "8",
-                "--kdf-iterations",
-                "1",
-                "--kdf-parallelism",
-                "1",
-            ],
-        ));
         ok(&vault(&dir, None, &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "survives the crash"]));
         let photo = tmp.path().join("photo");
         std::fs::write(&photo, vec![7u8; 200_000]).unwrap();
@@ -75,25 +68,8 @@ fn a_crash_at_any_step_of_a_root_rotation_leaves_a_working_vault() {
 #[test]
 fn a_crash_during_device_key_rotation_keeps_the_device_key_working() {
     for point in ["wrapper-rotate:before-slots-written", "wrapper-rotate:after-slots-written"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("v");
-        let key = tmp.path().join("device.key");
+        let (tmp, dir, key) = new_vault_with_device_key();
         let key_arg = key.to_str().unwrap();
-        ok(&vault(
-            &dir,
-            None,
-            &[
-                "--device-key",
-                key_arg,
-                "init",
-                "--kdf-memory-mib",
-                "8",
-                "--kdf-iterations",
-                "1",
-                "--kdf-parallelism",
-                "1",
-            ],
-        ));
         let old_key = std::fs::read(&key).unwrap();
         let crashed = vault(&dir, Some(point), &["--device-key", key_arg, "key", "rotate"]);
         assert_eq!(crashed.status.code(), None, "{point}: died");

@@ -2,9 +2,9 @@
 //! Keystore / StrongBox, iOS Secure Enclave, a TPM), and a software default for desktops and
 //! the CLI that says plainly that it is not hardware-backed.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -114,28 +114,12 @@ fn read_key_file(path: &Path) -> Result<SecretKey, WrapperError> {
 fn create_key_file(path: &Path) -> Result<Option<SecretKey>, WrapperError> {
     let key = SecretKey::generate().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
     let contents = SecretBytes::new([KEY_FILE_MAGIC.as_slice(), key.expose_secret()].concat());
-    let suffix: [u8; 8] =
-        crate::crypto::random_array().map_err(|_| WrapperError::Other("no system randomness".to_owned()))?;
-    let tmp = next_path(path).with_extension(format!("tmp-{}", hex::encode(suffix)));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_error("cannot create device key file"))?;
-        file.write_all(contents.expose_secret()).map_err(io_error("cannot write device key file"))?;
-        file.sync_all().map_err(io_error("cannot write device key file"))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(io_error("cannot create device key file")(e)),
-        }
-        crate::fsutil::sync_parent_dir(path).map_err(io_error("cannot create device key file"))?;
-        Ok(Some(()))
-    })();
-    let _ = fs::remove_file(&tmp);
-    Ok(result?.map(|()| key))
+    let created = crate::fsutil::write_new(path, 0o600, |e| e, |file| file.write_all(contents.expose_secret()));
+    match created {
+        Ok(()) => Ok(Some(key)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io_error("cannot create device key file")(e)),
+    }
 }
 
 impl SoftwareKeyWrapper {

@@ -136,6 +136,13 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<MediaInfo>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Number of media items and their total plaintext bytes.
+pub(crate) fn totals(conn: &Connection) -> Result<(u64, u64)> {
+    let (n, bytes): (i64, i64) =
+        conn.query_row("SELECT count(*), coalesce(sum(length), 0) FROM media", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
+}
+
 /// Every media id.
 pub(crate) fn ids(conn: &Connection) -> Result<std::collections::HashSet<MediaId>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM media")?;

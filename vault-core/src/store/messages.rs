@@ -277,6 +277,12 @@ pub(crate) fn conversations(conn: &Connection) -> Result<Vec<ConversationSummary
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Number of conversations.
+pub(crate) fn conversation_count(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Number of stored messages.
 pub(crate) fn count(conn: &Connection) -> Result<u64> {
     let n: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;

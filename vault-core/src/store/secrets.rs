@@ -46,6 +46,12 @@ pub(crate) fn delete(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn.execute("DELETE FROM app_secrets WHERE name = ?1", [name])? == 1)
 }
 
+/// Number of secrets.
+pub(crate) fn count(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM app_secrets", [], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// The names of all secrets, sorted.
 pub(crate) fn names(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT name FROM app_secrets ORDER BY name")?;

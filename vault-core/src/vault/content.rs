@@ -1,8 +1,7 @@
 //! What the vault holds: messages, app secrets, media, and the retention rules that purge them.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use super::{Error, Result, Vault, fsutil, lock_media, media_rows, messages, secrets};
@@ -179,24 +178,12 @@ impl Vault {
             return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
         }
         let wanted = length.unwrap_or(u64::MAX).min(reader.len() - offset);
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => std::path::PathBuf::from("."),
-        };
         if path.exists() {
             return Err(Error::AlreadyExists("the export target exists".to_owned()));
         }
-        let suffix: [u8; 8] = crate::crypto::random_array().map_err(Error::from_rng)?;
-        let tmp = dir.join(format!(".vault-export-{}", hex::encode(suffix)));
-        let result = (|| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(Error::io("creating the export file"))?;
-            let mut tracked = crate::progress::Tracked::new(&mut out, progress, Some(wanted));
-            let copied = reader.copy_range_to(offset, wanted, &mut tracked).map_err(|e| {
+        fsutil::write_new(path, 0o600, Error::io("writing the export file"), |out| {
+            let mut tracked = crate::progress::Tracked::new(out, progress, Some(wanted));
+            reader.copy_range_to(offset, wanted, &mut tracked).map_err(|e| {
                 if crate::progress::is_cancelled(&e) {
                     Error::Cancelled
                 } else if e.kind() == std::io::ErrorKind::InvalidData {
@@ -204,15 +191,8 @@ impl Vault {
                 } else {
                     Error::io("exporting media")(e)
                 }
-            })?;
-            out.flush().map_err(Error::io("exporting media"))?;
-            out.sync_all().map_err(Error::io("exporting media"))?;
-            fs::hard_link(&tmp, path).map_err(Error::io("placing the export file"))?;
-            fsutil::sync_dir(&dir).map_err(Error::io("syncing the export directory"))?;
-            Ok(copied)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
+            })
+        })
     }
 
     /// Deletes a media item: its row and key go first (crypto-shredding the file), then the

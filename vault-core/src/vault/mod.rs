@@ -502,18 +502,17 @@ impl Vault {
 
     /// The privacy dashboard.
     pub fn status(&self) -> Result<VaultStatus> {
-        let conversations = u64::try_from(self.conversations()?.len()).unwrap_or(0);
-        let media = self.media()?;
+        let (media_items, media_bytes) = media_rows::totals(&self.store.conn)?;
         Ok(VaultStatus {
             cipher: self.store.cipher_info()?,
             schema_version: migrations::current_version(&self.store.conn)?,
             slots: self.slots(),
             unlocked_by: self.unlocked_by,
-            conversations,
+            conversations: messages::conversation_count(&self.store.conn)?,
             messages: messages::count(&self.store.conn)?,
-            media_items: u64::try_from(media.len()).unwrap_or(0),
-            media_bytes: media.iter().map(|m| m.length).sum(),
-            app_secrets: u64::try_from(secrets::names(&self.store.conn)?.len()).unwrap_or(0),
+            media_items,
+            media_bytes,
+            app_secrets: secrets::count(&self.store.conn)?,
             retention: self.retention_policy()?,
             security_events: events::count(&self.store.conn)?,
             recent_events: self.security_events(10)?,
