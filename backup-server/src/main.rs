@@ -1,8 +1,105 @@
-//! `backup-server`: the zero-knowledge blob server (under construction; see
-//! `docs/ARCHITECTURE.md`). It will store only opaque, client-encrypted bytes and must never
-//! depend on SQLCipher or see plaintext.
+//! `backup-server`: serve, or run a maintenance command.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("backup-server: not built yet in this version");
-    std::process::ExitCode::from(1)
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backup_server::config::{Cli, Command, Settings};
+use backup_server::records::{self, AccountRecord};
+use backup_server::server::{self, StartError};
+use backup_server::storage::{Change, StorageError};
+use backup_server::{AppState, ServerSecrets, Storage};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.settings.with_config_file() {
+        Ok(settings) => settings,
+        Err(message) => return fail(&message),
+    };
+    init_logging(settings.log_format.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let outcome = match cli.command {
+        None => runtime.block_on(run(settings)),
+        Some(Command::UnlockAccount { account }) => runtime.block_on(unlock_account(settings, &account)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError(message)) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("backup-server: {message}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == Some("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open(settings: &Settings) -> Result<(ServerSecrets, Storage, Option<server::DirLock>), StartError> {
+    let (storage, lock) = server::open_store(settings)?;
+    let (secrets, created) = server::load_secrets(settings)?;
+    if let Some(path) = created {
+        println!("created a new OPAQUE server setup at {} (secret; back it up, keep it 0600)", path.display());
+    }
+    Ok((secrets, storage, lock))
+}
+
+async fn run(settings: Settings) -> Result<(), StartError> {
+    let addr = settings.listen();
+    let tls = settings.tls_cert.is_some();
+    server::check_plain_http(addr, tls, settings.insecure_http.unwrap_or(false))?;
+    let (secrets, storage, _lock) = open(&settings)?;
+    let tls_config = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| StartError(format!("cannot load the TLS certificate or key: {e}")))?,
+        ),
+        _ => None,
+    };
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let scheme = if tls { "https" } else { "http" };
+    println!("backup-server listening on {scheme}://{bound}");
+    println!("store: {}", storage.description());
+    println!("OPAQUE server key fingerprint: {}", server::key_fingerprint(&secrets));
+    let state = Arc::new(AppState::new(secrets, storage, settings.limits()));
+    server::serve(state, listener, tls_config, server::termination_signal(), settings.shutdown_grace())
+        .await
+        .map_err(|e| StartError(format!("server failed: {e}")))?;
+    println!("backup-server stopped");
+    Ok(())
+}
+
+async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartError> {
+    let (secrets, storage, _lock) = open(&settings)?;
+    let hash = secrets.account_hash(account);
+    let path = records::record_path(&hash);
+    let found = storage
+        .update::<_, StorageError>(&path, |current| {
+            let Some(bytes) = current else { return Ok(Change::Keep(false)) };
+            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            record.failed_logins = 0;
+            Ok(Change::Write(records::encode(&record), true))
+        })
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+    if !found {
+        return Err(StartError("no such account".into()));
+    }
+    println!("account {} unlocked: failed-login counter reset", hash.tag());
+    Ok(())
 }

@@ -1,0 +1,625 @@
+//! A blocking client for the whole `/v1` API (feature `client`).
+//!
+//! HTTPS through rustls with the platform's certificate verifier (or given roots); plain `http://`
+//! only to loopback addresses unless explicitly allowed. Every error response becomes a
+//! [`ClientError::Api`] with the server's [`ErrorCode`]; idempotent requests (GET, HEAD, DELETE,
+//! and conditional PUTs) are retried with backoff on transport errors and transient codes.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration, ClientRegistrationFinishParameters,
+    CredentialResponse, RegistrationResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::wire::{
+    AccountStatus, CreateDeviceRequest, DeviceList, DeviceTokenResponse, ErrorBody, LoginFinishRequest,
+    LoginStartRequest, LoginStartResponse, ObjectList, RegisterFinishRequest, RegisterStartRequest,
+    RegisterStartResponse, SessionResponse,
+};
+use crate::{ErrorCode, KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
+
+/// Largest JSON or record response read into memory.
+const MAX_SMALL_RESPONSE: u64 = 1 << 20;
+const ATTEMPTS: u32 = 4;
+
+/// What went wrong talking to the server. Never contains passwords, tokens or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("server refused the request ({status} {code}): {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach the backup server: {0}")]
+    Transport(String),
+    /// The OPAQUE exchange failed on this side: wrong password, unknown or locked account, or a
+    /// server that does not hold the account's registration.
+    #[error("login failed: wrong password, or no usable account on this server")]
+    LoginFailed,
+    /// The server's answer does not follow the API.
+    #[error("the server's answer does not follow the API: {0}")]
+    Protocol(String),
+    /// A caller-supplied value is not acceptable.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Api { code, .. } => code.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// A bearer token (session or device); zeroized on drop, never printed.
+#[derive(Clone)]
+pub struct BearerToken(Zeroizing<String>);
+
+impl BearerToken {
+    /// Wraps a token string.
+    pub fn new(token: String) -> Self {
+        Self(Zeroizing::new(token))
+    }
+
+    /// The token text, for storing it in the platform keystore.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+/// The result of a successful password login.
+pub struct Session {
+    /// The session token (short-lived).
+    pub token: BearerToken,
+    /// Seconds until the token expires.
+    pub expires_in_secs: u64,
+    /// OPAQUE's export key: a secret only this password and this registration reproduce.
+    pub export_key: Zeroizing<Vec<u8>>,
+    /// The server's static OPAQUE public key (for pinning).
+    pub server_public_key: Vec<u8>,
+}
+
+/// How the client connects.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Extra trusted root certificates (DER), used instead of the platform verifier when present.
+    pub root_certificates: Vec<Vec<u8>>,
+    /// Allow plain `http://` to a non-loopback host (only for a TLS-terminating proxy on a trusted
+    /// network; never the default).
+    pub allow_insecure_http: bool,
+    /// Connect and response timeout [default: 30 s].
+    pub timeout: Option<Duration>,
+}
+
+/// A blocking client for one backup server.
+pub struct BackupClient {
+    agent: ureq::Agent,
+    base: String,
+}
+
+/// An object body to upload: its exact length and a reader producing it.
+pub struct Upload<R> {
+    /// Exact number of bytes `reader` yields.
+    pub len: u64,
+    /// The bytes.
+    pub reader: R,
+}
+
+impl BackupClient {
+    /// A client for `base_url` (`https://host[:port]`, or `http://` on loopback).
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        Self::with_options(base_url, ClientOptions::default())
+    }
+
+    /// A client with explicit options.
+    pub fn with_options(base_url: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let host = if let Some(rest) = base.strip_prefix("https://") {
+            rest
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            if !options.allow_insecure_http && !is_loopback_authority(rest) {
+                return Err(ClientError::InvalidInput(
+                    "plain http:// is allowed only to a loopback address; use https://".into(),
+                ));
+            }
+            rest
+        } else {
+            return Err(ClientError::InvalidInput("the server URL must start with https:// or http://".into()));
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(ClientError::InvalidInput("the server URL must be scheme://host[:port] with no path".into()));
+        }
+        let roots = if options.root_certificates.is_empty() {
+            ureq::tls::RootCerts::PlatformVerifier
+        } else {
+            let certs =
+                options.root_certificates.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
+            ureq::tls::RootCerts::Specific(Arc::new(certs))
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .root_certs(roots)
+            .build();
+        let timeout = options.timeout.unwrap_or(Duration::from_secs(30));
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .tls_config(tls)
+            .build()
+            .new_agent();
+        Ok(Self { agent, base })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.base, crate::API_PREFIX)
+    }
+
+    // ---- OPAQUE ----
+
+    /// Registers a new account with `password`, stretched with `ksf` on this device.
+    pub fn register(&self, account: &str, password: &[u8], ksf: KsfParams) -> Result<(), ClientError> {
+        self.register_inner(account, password, ksf, None)
+    }
+
+    /// Changes the password of the account a session belongs to. Other sessions keep working until
+    /// they expire; logins in progress with the old password fail.
+    pub fn change_password(
+        &self,
+        session: &BearerToken,
+        account: &str,
+        new_password: &[u8],
+        ksf: KsfParams,
+    ) -> Result<(), ClientError> {
+        self.register_inner(account, new_password, ksf, Some(session))
+    }
+
+    fn register_inner(
+        &self,
+        account: &str,
+        password: &[u8],
+        ksf: KsfParams,
+        session: Option<&BearerToken>,
+    ) -> Result<(), ClientError> {
+        if !crate::names::is_valid_account(account) {
+            return Err(ClientError::InvalidInput(
+                "the account identifier is empty, too long or has control characters".into(),
+            ));
+        }
+        let argon2 = ksf.argon2().map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let mut rng = rand_08::rngs::OsRng;
+        let start = ClientRegistration::<OpaqueSuite>::start(&mut rng, password)
+            .map_err(|_| ClientError::InvalidInput("the password cannot be used".into()))?;
+        let body =
+            RegisterStartRequest { account: account.to_owned(), request: start.message.serialize().to_vec(), ksf };
+        let answer: RegisterStartResponse = self.post_json("/register/start", &body, session)?;
+        let response = RegistrationResponse::<OpaqueSuite>::deserialize(&answer.response)
+            .map_err(|_| ClientError::Protocol("malformed registration response".into()))?;
+        let finish = start
+            .state
+            .finish(
+                &mut rng,
+                password,
+                response,
+                ClientRegistrationFinishParameters::new(Default::default(), Some(&argon2)),
+            )
+            .map_err(|_| ClientError::Protocol("registration response rejected".into()))?;
+        let body = RegisterFinishRequest { state: answer.state, upload: finish.message.serialize().to_vec() };
+        self.send_expect_empty("POST", "/register/finish", Some(json_bytes(&body)?), session, &[])
+    }
+
+    /// Logs in with `password`; on success the server resets the account's failed-login counter.
+    pub fn login(&self, account: &str, password: &[u8]) -> Result<Session, ClientError> {
+        let mut rng = rand_08::rngs::OsRng;
+        let start = ClientLogin::<OpaqueSuite>::start(&mut rng, password)
+            .map_err(|_| ClientError::InvalidInput("the password cannot be used".into()))?;
+        let answer = self.login_start_raw(account, &start.message.serialize())?;
+        let argon2 =
+            answer.ksf.argon2().map_err(|_| ClientError::Protocol("unusable key-stretching parameters".into()))?;
+        let response = CredentialResponse::<OpaqueSuite>::deserialize(&answer.response)
+            .map_err(|_| ClientError::Protocol("malformed credential response".into()))?;
+        let finish = start
+            .state
+            .finish(
+                &mut rng,
+                password,
+                response,
+                ClientLoginFinishParameters::new(Some(OPAQUE_CONTEXT), Default::default(), Some(&argon2)),
+            )
+            .map_err(|_| ClientError::LoginFailed)?;
+        let body = LoginFinishRequest { state: answer.state, finalization: finish.message.serialize().to_vec() };
+        let session: SessionResponse = self.post_json("/login/finish", &body, None)?;
+        Ok(Session {
+            token: BearerToken::new(session.session_token),
+            expires_in_secs: session.expires_in_secs,
+            export_key: Zeroizing::new(finish.export_key.to_vec()),
+            server_public_key: finish.server_s_pk.serialize().to_vec(),
+        })
+    }
+
+    /// The first login round trip alone, with a caller-built OPAQUE credential request (for tests
+    /// and tools that drive OPAQUE themselves).
+    pub fn login_start_raw(&self, account: &str, request: &[u8]) -> Result<LoginStartResponse, ClientError> {
+        let body = LoginStartRequest { account: account.to_owned(), request: request.to_vec() };
+        self.post_json("/login/start", &body, None)
+    }
+
+    // ---- account and devices ----
+
+    /// The caller's account status.
+    pub fn account_status(&self, auth: &BearerToken) -> Result<AccountStatus, ClientError> {
+        self.get_json("/account", auth)
+    }
+
+    /// Enrols a device (needs a session token); the returned token is shown only once.
+    pub fn enrol_device(&self, session: &BearerToken, name: &str) -> Result<(String, BearerToken), ClientError> {
+        let body = CreateDeviceRequest { name: name.to_owned() };
+        let answer: DeviceTokenResponse = self.post_json("/devices", &body, Some(session))?;
+        Ok((answer.device_id, BearerToken::new(answer.token)))
+    }
+
+    /// Every enrolled device.
+    pub fn list_devices(&self, auth: &BearerToken) -> Result<DeviceList, ClientError> {
+        self.get_json("/devices", auth)
+    }
+
+    /// Revokes a device (a session may revoke any, a device only itself).
+    pub fn revoke_device(&self, auth: &BearerToken, device_id: &str) -> Result<(), ClientError> {
+        if !crate::names::is_valid_device_id(device_id) {
+            return Err(ClientError::InvalidInput("a device identifier is 32 lowercase hex characters".into()));
+        }
+        self.send_expect_empty("DELETE", &format!("/devices/{device_id}"), None, Some(auth), &[])
+    }
+
+    // ---- escrow and head records ----
+
+    /// The escrow record and its ETag, `None` if none is stored (needs a session token).
+    pub fn get_escrow(&self, session: &BearerToken) -> Result<Option<(Vec<u8>, String)>, ClientError> {
+        self.get_record("/escrow", session)
+    }
+
+    /// Stores the escrow record: create if `expected_etag` is `None`, else replace only that
+    /// version. Returns the new ETag.
+    pub fn put_escrow(
+        &self,
+        session: &BearerToken,
+        bytes: &[u8],
+        expected_etag: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.put_record("/escrow", session, bytes, expected_etag)
+    }
+
+    /// The head record and its ETag, `None` if none is stored.
+    pub fn get_head(&self, auth: &BearerToken) -> Result<Option<(Vec<u8>, String)>, ClientError> {
+        self.get_record("/head", auth)
+    }
+
+    /// Stores the head record with compare-and-swap, like [`Self::put_escrow`].
+    pub fn put_head(
+        &self,
+        auth: &BearerToken,
+        bytes: &[u8],
+        expected_etag: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.put_record("/head", auth, bytes, expected_etag)
+    }
+
+    fn get_record(&self, path: &str, auth: &BearerToken) -> Result<Option<(Vec<u8>, String)>, ClientError> {
+        self.retrying(|| {
+            let mut response = self.request("GET", path, Some(auth)).send_empty().map_err(transport)?;
+            if response.status().as_u16() == 404 {
+                return Ok(None);
+            }
+            let response = check(&mut response).map(|()| response)?;
+            let etag = header(&response, "etag").ok_or_else(|| ClientError::Protocol("no ETag".into()))?;
+            Ok(Some((read_small(response)?, etag)))
+        })
+    }
+
+    fn put_record(
+        &self,
+        path: &str,
+        auth: &BearerToken,
+        bytes: &[u8],
+        expected: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let (name, value) = match expected {
+            None => ("If-None-Match", "*"),
+            Some(etag) => ("If-Match", etag),
+        };
+        self.retrying(|| {
+            let mut response =
+                self.request("PUT", path, Some(auth)).header(name, value).send(bytes).map_err(transport)?;
+            check(&mut response)?;
+            header(&response, "etag").ok_or_else(|| ClientError::Protocol("no ETag".into()))
+        })
+    }
+
+    // ---- objects ----
+
+    /// Stores a write-once object from memory. `ObjectExists` if the id is taken.
+    pub fn put_object(&self, auth: &BearerToken, id: &str, bytes: &[u8]) -> Result<(), ClientError> {
+        check_object_id(id)?;
+        self.retrying(|| {
+            let mut response =
+                self.request("PUT", &format!("/objects/{id}"), Some(auth)).send(bytes).map_err(transport)?;
+            check(&mut response)
+        })
+    }
+
+    /// Stores a write-once object streamed from a reader (not retried: the reader is consumed).
+    pub fn put_object_stream<R: Read + Send + 'static>(
+        &self,
+        auth: &BearerToken,
+        id: &str,
+        upload: Upload<R>,
+    ) -> Result<(), ClientError> {
+        check_object_id(id)?;
+        let mut response = self
+            .request("PUT", &format!("/objects/{id}"), Some(auth))
+            .header("Content-Length", &upload.len.to_string())
+            // The server refuses (exists, quota, size) before reading the body.
+            .header("Expect", "100-continue")
+            .send(ureq::SendBody::from_owned_reader(upload.reader))
+            .map_err(transport)?;
+        check(&mut response)
+    }
+
+    /// Reads a whole object into memory (at most `max_len` bytes).
+    pub fn get_object(&self, auth: &BearerToken, id: &str, max_len: u64) -> Result<Vec<u8>, ClientError> {
+        check_object_id(id)?;
+        self.retrying(|| {
+            let mut response =
+                self.request("GET", &format!("/objects/{id}"), Some(auth)).send_empty().map_err(transport)?;
+            check(&mut response)?;
+            response.body_mut().with_config().limit(max_len).read_to_vec().map_err(transport)
+        })
+    }
+
+    /// Reads `len` bytes of an object from `offset`.
+    pub fn get_object_range(
+        &self,
+        auth: &BearerToken,
+        id: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        check_object_id(id)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
+        self.retrying(|| {
+            let mut response = self
+                .request("GET", &format!("/objects/{id}"), Some(auth))
+                .header("Range", &range)
+                .send_empty()
+                .map_err(transport)?;
+            check(&mut response)?;
+            response.body_mut().with_config().limit(len).read_to_vec().map_err(transport)
+        })
+    }
+
+    /// An object's size, `None` if absent.
+    pub fn head_object(&self, auth: &BearerToken, id: &str) -> Result<Option<u64>, ClientError> {
+        check_object_id(id)?;
+        self.retrying(|| {
+            let mut response =
+                self.request("HEAD", &format!("/objects/{id}"), Some(auth)).send_empty().map_err(transport)?;
+            if response.status().as_u16() == 404 {
+                return Ok(None);
+            }
+            check(&mut response)?;
+            header(&response, "content-length")
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| ClientError::Protocol("no Content-Length".into()))
+        })
+    }
+
+    /// One page of the object listing.
+    pub fn list_objects(
+        &self,
+        auth: &BearerToken,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ObjectList, ClientError> {
+        let mut query = Vec::new();
+        if let Some(after) = after {
+            check_object_id(after)?;
+            query.push(format!("after={after}"));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        let path = if query.is_empty() { "/objects".to_owned() } else { format!("/objects?{}", query.join("&")) };
+        self.get_json(&path, auth)
+    }
+
+    /// Deletes an object (`NotFound` if absent).
+    pub fn delete_object(&self, auth: &BearerToken, id: &str) -> Result<(), ClientError> {
+        check_object_id(id)?;
+        self.send_expect_empty("DELETE", &format!("/objects/{id}"), None, Some(auth), &[])
+    }
+
+    // ---- plumbing ----
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&BearerToken>,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let url = self.url(path);
+        let builder = match method {
+            "GET" => self.agent.get(&url).force_send_body(),
+            "HEAD" => self.agent.head(&url).force_send_body(),
+            "DELETE" => self.agent.delete(&url).force_send_body(),
+            "PUT" => self.agent.put(&url),
+            _ => self.agent.post(&url),
+        };
+        match auth {
+            Some(token) => builder.header("Authorization", &format!("Bearer {}", token.expose())),
+            None => builder,
+        }
+    }
+
+    fn retrying<T>(&self, mut attempt: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+        let mut tries = 0;
+        loop {
+            match attempt() {
+                Err(e) if e.is_transient() && tries + 1 < ATTEMPTS => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200 * 2u64.pow(tries)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        auth: Option<&BearerToken>,
+    ) -> Result<T, ClientError> {
+        let bytes = json_bytes(body)?;
+        let mut response = self
+            .request("POST", path, auth)
+            .header("Content-Type", "application/json")
+            .send(&bytes[..])
+            .map_err(transport)?;
+        check(&mut response)?;
+        parse_json(response)
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str, auth: &BearerToken) -> Result<T, ClientError> {
+        self.retrying(|| {
+            let mut response = self.request("GET", path, Some(auth)).send_empty().map_err(transport)?;
+            check(&mut response)?;
+            parse_json(response)
+        })
+    }
+
+    fn send_expect_empty(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        auth: Option<&BearerToken>,
+        headers: &[(&str, &str)],
+    ) -> Result<(), ClientError> {
+        let mut builder = self.request(method, path, auth);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut response = match body {
+            Some(bytes) => builder.header("Content-Type", "application/json").send(&bytes[..]),
+            None => builder.send_empty(),
+        }
+        .map_err(transport)?;
+        check(&mut response)
+    }
+}
+
+fn json_bytes<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(|_| ClientError::InvalidInput("cannot encode the request".into()))
+}
+
+fn check_object_id(id: &str) -> Result<(), ClientError> {
+    if crate::names::is_valid_object_id(id) {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidInput("an object identifier has 1 to 128 characters from A-Z a-z 0-9 _ - .".into()))
+    }
+}
+
+fn transport(error: ureq::Error) -> ClientError {
+    ClientError::Transport(error.to_string())
+}
+
+fn header(response: &http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response.headers().get(name)?.to_str().ok().map(str::to_owned)
+}
+
+/// Turns an error status into [`ClientError::Api`].
+fn check(response: &mut http::Response<ureq::Body>) -> Result<(), ClientError> {
+    let status = response.status().as_u16();
+    if status < 400 {
+        return Ok(());
+    }
+    let body = response.body_mut().with_config().limit(MAX_SMALL_RESPONSE).read_to_vec().unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(error) => Err(ClientError::Api { status, code: error.error, message: error.message }),
+        Err(_) => Err(ClientError::Protocol(format!("HTTP {status} without an error body"))),
+    }
+}
+
+fn read_small(mut response: http::Response<ureq::Body>) -> Result<Vec<u8>, ClientError> {
+    response.body_mut().with_config().limit(MAX_SMALL_RESPONSE).read_to_vec().map_err(transport)
+}
+
+fn parse_json<T: DeserializeOwned>(response: http::Response<ureq::Body>) -> Result<T, ClientError> {
+    let bytes = read_small(response)?;
+    serde_json::from_slice(&bytes).map_err(|_| ClientError::Protocol("malformed JSON answer".into()))
+}
+
+/// Whether `authority` (`host[:port]`) names a loopback address.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(BackupClient::new("http://127.0.0.1:8371").is_ok());
+        assert!(BackupClient::new("http://localhost:8371").is_ok());
+        assert!(BackupClient::new("http://[::1]:8371").is_ok());
+        assert!(BackupClient::new("https://backup.example.org").is_ok());
+        assert!(matches!(BackupClient::new("http://backup.example.org"), Err(ClientError::InvalidInput(_))));
+        assert!(matches!(BackupClient::new("http://10.0.0.1:80"), Err(ClientError::InvalidInput(_))));
+        assert!(matches!(BackupClient::new("ftp://x"), Err(ClientError::InvalidInput(_))));
+        assert!(matches!(BackupClient::new("https://x/path"), Err(ClientError::InvalidInput(_))));
+        let options = ClientOptions { allow_insecure_http: true, ..Default::default() };
+        assert!(BackupClient::with_options("http://10.0.0.1:80", options).is_ok());
+    }
+}

@@ -1,0 +1,36 @@
+//! Types shared by the backup server and its clients.
+//!
+//! - [`suite`]: the OPAQUE (RFC 9807) cipher suite and the versioned key-stretching parameters.
+//! - [`wire`]: the JSON request and response bodies of the `/v1` HTTP API, with binary fields in
+//!   unpadded base64url.
+//! - [`error`]: the machine-readable error codes every error response carries.
+//! - [`names`]: what account and object identifiers may look like, checked identically on both sides.
+//! - `client` (feature `client`): a blocking HTTPS client for the whole API.
+//!
+//! The API is specified in `docs/server-api.md`.
+
+pub mod error;
+pub mod names;
+pub mod suite;
+pub mod wire;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use error::ErrorCode;
+pub use suite::{KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
+
+/// The version prefix of every API route.
+pub const API_PREFIX: &str = "/v1";
+
+/// Largest escrow record the server accepts, in bytes.
+pub const MAX_ESCROW_LEN: usize = 16 * 1024;
+
+/// Largest head record the server accepts, in bytes.
+pub const MAX_HEAD_LEN: usize = 16 * 1024;
+
+/// Largest JSON request body the server accepts on the authentication and device routes, in bytes.
+pub const MAX_JSON_BODY_LEN: usize = 16 * 1024;
+
+/// Most objects one page of `GET /v1/objects` returns.
+pub const MAX_LIST_PAGE: usize = 1000;

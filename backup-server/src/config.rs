@@ -1,0 +1,225 @@
+//! Command line and configuration file. Every setting can come from a flag or from the TOML file
+//! named by `--config` (same names, with underscores); a flag wins over the file, the file over the
+//! default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::state::Limits;
+
+/// The port the server listens on by default (on 127.0.0.1).
+pub const DEFAULT_PORT: u16 = 8371;
+
+/// Zero-knowledge backup server: OPAQUE logins and opaque blobs on a local directory or S3.
+#[derive(Debug, Parser)]
+#[command(name = "backup-server", version)]
+pub struct Cli {
+    /// Server settings.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// A maintenance command instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Maintenance commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resets the failed-login counter of a locked account (run with the same store and setup as
+    /// the server; on a local directory, stop the server first).
+    UnlockAccount {
+        /// The account identifier as the app registered it.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+/// Every server setting; `None` means "not given here".
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of these settings.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8371].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the default local store, the setup file and the lock [default: ./backup-server-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL: file:///path, s3://bucket/prefix or memory:// [default: file://DATA_DIR/objects].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The OPAQUE server setup (secret; created 0600 if missing) [default: DATA_DIR/opaque-setup.key].
+    /// The BACKUP_SERVER_SETUP environment variable, if set, is used instead.
+    #[arg(long, value_name = "PATH")]
+    pub setup_file: Option<PathBuf>,
+    /// PEM certificate chain for built-in TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for built-in TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_http: Option<bool>,
+    /// S3 endpoint for S3-compatible servers (else AWS_ENDPOINT or AWS's own).
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (else AWS_REGION).
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: Option<bool>,
+    /// Failed logins after which an account locks [default: 10].
+    #[arg(long)]
+    pub login_attempt_limit: Option<u32>,
+    /// Session token lifetime in seconds [default: 900].
+    #[arg(long)]
+    pub session_ttl_secs: Option<u64>,
+    /// Largest object in bytes [default: 4 GiB].
+    #[arg(long)]
+    pub max_object_bytes: Option<u64>,
+    /// Storage quota per account in bytes [default: 50 GiB].
+    #[arg(long)]
+    pub quota_bytes: Option<u64>,
+    /// Requests per second per client address, 0 for no limit [default: 100, burst 2x].
+    #[arg(long)]
+    pub rate_limit_per_ip: Option<u32>,
+    /// Requests per second per account, 0 for no limit [default: 100, burst 2x].
+    #[arg(long)]
+    pub rate_limit_per_account: Option<u32>,
+    /// Time limit in seconds for requests other than object transfers [default: 30].
+    #[arg(long)]
+    pub request_timeout_secs: Option<u64>,
+    /// Time limit in seconds for object uploads and downloads [default: 3600].
+    #[arg(long)]
+    pub transfer_timeout_secs: Option<u64>,
+    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
+    #[arg(long)]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log format: text or json [default: text].
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+macro_rules! overlay {
+    ($self:ident, $file:ident, $($field:ident),*) => {
+        $( if $self.$field.is_none() { $self.$field = $file.$field.take(); } )*
+    };
+}
+
+impl Settings {
+    /// Fills every setting not given on the command line from the `--config` file, if any.
+    pub fn with_config_file(mut self) -> Result<Self, String> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut file: Settings = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        overlay!(
+            self,
+            file,
+            listen,
+            data_dir,
+            store,
+            setup_file,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            s3_endpoint,
+            s3_region,
+            s3_allow_http,
+            login_attempt_limit,
+            session_ttl_secs,
+            max_object_bytes,
+            quota_bytes,
+            rate_limit_per_ip,
+            rate_limit_per_account,
+            request_timeout_secs,
+            transfer_timeout_secs,
+            shutdown_grace_secs,
+            log_format
+        );
+        Ok(self)
+    }
+
+    /// The listen address.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("backup-server-data"))
+    }
+
+    /// The setup file path.
+    pub fn setup_file(&self) -> PathBuf {
+        self.setup_file.clone().unwrap_or_else(|| self.data_dir().join("opaque-setup.key"))
+    }
+
+    /// The grace period for in-flight requests at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs.unwrap_or(30))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let rate = |given: Option<u32>, default: (u32, u32)| given.map_or(default, |r| (r, r.saturating_mul(2)));
+        Limits {
+            login_attempt_limit: self.login_attempt_limit.unwrap_or(defaults.login_attempt_limit).max(1),
+            session_ttl: self.session_ttl_secs.map_or(defaults.session_ttl, Duration::from_secs),
+            protocol_state_ttl: defaults.protocol_state_ttl,
+            max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
+            quota_bytes: self.quota_bytes.unwrap_or(defaults.quota_bytes),
+            max_devices: defaults.max_devices,
+            per_ip_rate: rate(self.rate_limit_per_ip, defaults.per_ip_rate),
+            per_account_rate: rate(self.rate_limit_per_account, defaults.per_account_rate),
+            request_timeout: self.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),
+            transfer_timeout: self.transfer_timeout_secs.map_or(defaults.transfer_timeout, Duration::from_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nlogin_attempt_limit = 5\nquota_bytes = 1000\n").unwrap();
+        let cli =
+            Cli::try_parse_from(["backup-server", "--config", file.to_str().unwrap(), "--quota-bytes", "7"]).unwrap();
+        let settings = cli.settings.with_config_file().unwrap();
+        assert_eq!(settings.listen().to_string(), "0.0.0.0:9000");
+        let limits = settings.limits();
+        assert_eq!(limits.login_attempt_limit, 5);
+        assert_eq!(limits.quota_bytes, 7);
+        assert_eq!(limits.session_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
+        let cli = Cli::try_parse_from(["backup-server", "--config", file.to_str().unwrap()]).unwrap();
+        let err = cli.settings.with_config_file().unwrap_err();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let settings = Cli::try_parse_from(["backup-server"]).unwrap().settings;
+        assert_eq!(settings.listen().to_string(), "127.0.0.1:8371");
+        assert_eq!(settings.setup_file(), PathBuf::from("backup-server-data/opaque-setup.key"));
+    }
+}

@@ -1,0 +1,339 @@
+//! OPAQUE registration and login (RFC 9807 through opaque-ke), three messages each.
+//!
+//! Guess limiting: every login start for an existing, unlocked account increments the account's
+//! failed-login counter by compare-and-swap *before* the server evaluates the OPRF, and a
+//! successful finish resets it. Once the counter reaches the limit the account is locked: its login
+//! starts are answered exactly like an unknown account's (a decoy credential identifier, so the
+//! answer carries no evaluation under the account's real OPRF key), and no password login can
+//! succeed until an operator unlocks it.
+//!
+//! Registration never evaluates the OPRF for an existing account without a session for it (that
+//! would be an uncounted guessing oracle), and each registration draws a fresh credential nonce, so
+//! evaluations collected before an account exists are useless against it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use backup_api::names::is_valid_account;
+use backup_api::wire::{
+    LoginFinishRequest, LoginStartRequest, LoginStartResponse, RegisterFinishRequest, RegisterStartRequest,
+    RegisterStartResponse, SessionResponse,
+};
+use backup_api::{ErrorCode, KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
+use opaque_ke::{
+    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload, ServerLogin,
+    ServerLoginParameters, ServerRegistration,
+};
+use zeroize::Zeroizing;
+
+use super::extract::{CallerKind, JsonBody, authenticate, bearer};
+use crate::error::ApiError;
+use crate::metrics::bump;
+use crate::records::{self, AccountRecord, RECORD_FORMAT, credential_identifier};
+use crate::sealed::{self, Purpose};
+use crate::secrets::AccountHash;
+use crate::state::{AppState, now_secs};
+use crate::storage::{Change, StorageError};
+use crate::tokens;
+
+fn login_params() -> ServerLoginParameters<'static, 'static> {
+    ServerLoginParameters { context: Some(OPAQUE_CONTEXT), ..Default::default() }
+}
+
+fn checked_account(state: &AppState, account: &str) -> Result<AccountHash, ApiError> {
+    if !is_valid_account(account) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "the account identifier is empty, too long or has control characters",
+        ));
+    }
+    let hash = state.secrets.account_hash(account);
+    state.account_limiter.check(&hash).map_err(ApiError::rate_limited)?;
+    Ok(hash)
+}
+
+fn malformed(what: &str) -> ApiError {
+    ApiError::bad_request(format!("malformed OPAQUE {what}"))
+}
+
+/// Registration payload sealed between start and finish: `nonce (16) ‖ change flag (1) ‖ KSF`.
+struct RegistrationState {
+    nonce: [u8; 16],
+    password_change: bool,
+    ksf: KsfParams,
+}
+
+impl RegistrationState {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(31);
+        out.extend_from_slice(&self.nonce);
+        out.push(u8::from(self.password_change));
+        out.extend_from_slice(&self.ksf.version.to_be_bytes());
+        out.extend_from_slice(&self.ksf.memory_kib.to_be_bytes());
+        out.extend_from_slice(&self.ksf.passes.to_be_bytes());
+        out.extend_from_slice(&self.ksf.lanes.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 31 {
+            return None;
+        }
+        let u32_at = |i: usize| bytes[i..i + 4].try_into().ok().map(u32::from_be_bytes);
+        Some(Self {
+            nonce: bytes[..16].try_into().ok()?,
+            password_change: bytes[16] == 1,
+            ksf: KsfParams {
+                version: u16::from_be_bytes(bytes[17..19].try_into().ok()?),
+                memory_kib: u32_at(19)?,
+                passes: u32_at(23)?,
+                lanes: u32_at(27)?,
+            },
+        })
+    }
+}
+
+/// Whether the request carries a session token for `account` (a password change), refusing any
+/// other token.
+async fn password_change_session(state: &AppState, parts: &Parts, account: &AccountHash) -> Result<bool, ApiError> {
+    let Some(token) = bearer(parts) else { return Ok(false) };
+    let caller = authenticate(state, token).await?;
+    if caller.kind != CallerKind::Session || caller.account != *account {
+        return Err(ApiError::new(ErrorCode::Forbidden, "a password change needs a session token for this account"));
+    }
+    Ok(true)
+}
+
+/// `POST /v1/register/start`.
+pub async fn register_start(
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+    JsonBody(body): JsonBody<RegisterStartRequest>,
+) -> Result<axum::Json<RegisterStartResponse>, ApiError> {
+    let account = checked_account(&state, &body.account)?;
+    body.ksf.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = RegistrationRequest::<OpaqueSuite>::deserialize(&body.request)
+        .map_err(|_| malformed("registration request"))?;
+    let password_change = password_change_session(&state, &parts, &account).await?;
+    let exists = state.storage.read(&records::record_path(&account)).await?.is_some();
+    if exists != password_change {
+        return Err(if exists {
+            ApiError::new(ErrorCode::AccountExists, "this account is already registered")
+        } else {
+            ApiError::new(ErrorCode::NotFound, "no such account")
+        });
+    }
+    let mut nonce = [0u8; 16];
+    crate::random::fill(&mut nonce);
+    let start = ServerRegistration::<OpaqueSuite>::start(
+        state.secrets.setup(),
+        request,
+        &credential_identifier(&account, &nonce),
+    )
+    .map_err(|_| malformed("registration request"))?;
+    let payload = RegistrationState { nonce, password_change, ksf: body.ksf }.encode();
+    let expires = now_secs() + state.limits.protocol_state_ttl.as_secs();
+    let sealed = sealed::seal(state.secrets.state_key(), Purpose::Registration, &account, expires, &payload);
+    Ok(axum::Json(RegisterStartResponse { response: start.message.serialize().to_vec(), state: sealed }))
+}
+
+/// `POST /v1/register/finish`: 201 for a new account, 204 for a password change.
+pub async fn register_finish(
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+    JsonBody(body): JsonBody<RegisterFinishRequest>,
+) -> Result<StatusCode, ApiError> {
+    let expired = || ApiError::new(ErrorCode::BadRequest, "registration state is invalid or expired; start again");
+    let opened =
+        sealed::open(state.secrets.state_key(), Purpose::Registration, &body.state, now_secs()).ok_or_else(expired)?;
+    let registration = RegistrationState::decode(&opened.payload).ok_or_else(expired)?;
+    let account = opened.account;
+    let upload =
+        RegistrationUpload::<OpaqueSuite>::deserialize(&body.upload).map_err(|_| malformed("registration upload"))?;
+    let password_file = ServerRegistration::<OpaqueSuite>::finish(upload).serialize().to_vec();
+    if registration.password_change && !password_change_session(&state, &parts, &account).await? {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "a password change needs the session token"));
+    }
+    let path = records::record_path(&account);
+    let now = now_secs();
+    state
+        .storage
+        .update(&path, |current| match (current, registration.password_change) {
+            (None, false) => {
+                let record = AccountRecord {
+                    format: RECORD_FORMAT,
+                    credential_nonce: hex::encode(registration.nonce),
+                    password_file: password_file.clone(),
+                    ksf: registration.ksf,
+                    failed_logins: 0,
+                    created_at: now,
+                    devices: Vec::new(),
+                };
+                Ok(Change::Write(records::encode(&record), ()))
+            }
+            (Some(_), false) => Err(ApiError::new(ErrorCode::AccountExists, "this account is already registered")),
+            (None, true) => Err(ApiError::new(ErrorCode::NotFound, "no such account")),
+            (Some(bytes), true) => {
+                let mut record: AccountRecord = records::parse(bytes, &path)?;
+                record.credential_nonce = hex::encode(registration.nonce);
+                record.password_file.clone_from(&password_file);
+                record.ksf = registration.ksf;
+                record.failed_logins = 0;
+                Ok(Change::Write(records::encode(&record), ()))
+            }
+        })
+        .await?;
+    if registration.password_change {
+        tracing::info!(account = %account.tag(), "password changed");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        tracing::info!(account = %account.tag(), "account registered");
+        Ok(StatusCode::CREATED)
+    }
+}
+
+/// What login start found for the account.
+enum Counted {
+    /// The attempt was counted; evaluate with the real record.
+    Real(Box<AccountRecord>),
+    /// Unknown or locked: answer with a decoy.
+    Decoy,
+}
+
+/// `POST /v1/login/start`.
+pub async fn login_start(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<LoginStartRequest>,
+) -> Result<axum::Json<LoginStartResponse>, ApiError> {
+    let account = checked_account(&state, &body.account)?;
+    let request =
+        CredentialRequest::<OpaqueSuite>::deserialize(&body.request).map_err(|_| malformed("credential request"))?;
+    let path = records::record_path(&account);
+    let limit = state.limits.login_attempt_limit;
+    let counted = state
+        .storage
+        .update::<_, ApiError>(&path, |current| {
+            let Some(bytes) = current else { return Ok(Change::Keep(Counted::Decoy)) };
+            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            if record.failed_logins >= limit {
+                return Ok(Change::Keep(Counted::Decoy));
+            }
+            record.failed_logins += 1;
+            Ok(Change::Write(records::encode(&record), Counted::Real(Box::new(record))))
+        })
+        .await?;
+
+    let (password_file, nonce, ksf) = match counted {
+        Counted::Real(record) => {
+            if record.failed_logins == limit {
+                bump(&state.metrics.lockouts);
+                tracing::warn!(account = %account.tag(), "failed-login limit reached; account locked");
+            }
+            let nonce = record.nonce().ok_or_else(|| StorageError::CorruptRecord(path.to_string()))?;
+            let file = ServerRegistration::<OpaqueSuite>::deserialize(&record.password_file)
+                .map_err(|_| StorageError::CorruptRecord(path.to_string()))?;
+            (Some(file), nonce, record.ksf)
+        }
+        Counted::Decoy => {
+            // Cost parity with the counted path, which wrote the record.
+            decoy_write(&state, &account).await;
+            (None, state.secrets.decoy_nonce(&account), KsfParams::recommended())
+        }
+    };
+    let start = ServerLogin::start(
+        &mut rand_08::rngs::OsRng,
+        state.secrets.setup(),
+        password_file,
+        request,
+        &credential_identifier(&account, &nonce),
+        login_params(),
+    )
+    .map_err(|_| malformed("credential request"))?;
+    let mut payload = Zeroizing::new(nonce.to_vec());
+    payload.extend_from_slice(&start.state.serialize());
+    let expires = now_secs() + state.limits.protocol_state_ttl.as_secs();
+    let sealed = sealed::seal(state.secrets.state_key(), Purpose::Login, &account, expires, &payload);
+    Ok(axum::Json(LoginStartResponse { response: start.message.serialize().to_vec(), state: sealed, ksf }))
+}
+
+/// A write of the same size as an account record to a shared scratch path, so that answering an
+/// unknown or locked account costs what answering a real one does.
+async fn decoy_write(state: &AppState, account: &AccountHash) {
+    use object_store::ObjectStoreExt as _;
+    let path = object_store::path::Path::from(format!("decoy/{}", &account.hex()[..2]));
+    let filler = vec![b'0'; 400];
+    if let Err(error) = state.storage.store().put(&path, filler.into()).await {
+        tracing::debug!(%error, "decoy write failed");
+    }
+}
+
+/// `POST /v1/login/finish`.
+pub async fn login_finish(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<LoginFinishRequest>,
+) -> Result<Response, ApiError> {
+    let failed = |state: &AppState| {
+        bump(&state.metrics.logins_failed);
+        ApiError::new(ErrorCode::LoginFailed, "login failed")
+    };
+    let Some(opened) = sealed::open(state.secrets.state_key(), Purpose::Login, &body.state, now_secs()) else {
+        return Err(failed(&state));
+    };
+    let finalization = CredentialFinalization::<OpaqueSuite>::deserialize(&body.finalization)
+        .map_err(|_| malformed("credential finalization"))?;
+    if opened.payload.len() < 16 {
+        return Err(failed(&state));
+    }
+    let (nonce, server_state) = opened.payload.split_at(16);
+    let server_login = ServerLogin::<OpaqueSuite>::deserialize(server_state).map_err(|_| failed(&state))?;
+    if server_login.finish(finalization, login_params()).is_err() {
+        tracing::info!(account = %opened.account.tag(), "login failed");
+        return Err(failed(&state));
+    }
+    let account = opened.account;
+    let path = records::record_path(&account);
+    let nonce = hex::encode(nonce);
+    // Reset the counter, unless the password changed since this login started.
+    let current = state
+        .storage
+        .update::<_, ApiError>(&path, |current| {
+            let Some(bytes) = current else { return Ok(Change::Keep(false)) };
+            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            if record.credential_nonce != nonce {
+                return Ok(Change::Keep(false));
+            }
+            if record.failed_logins == 0 {
+                return Ok(Change::Keep(true));
+            }
+            record.failed_logins = 0;
+            Ok(Change::Write(records::encode(&record), true))
+        })
+        .await?;
+    if !current {
+        return Err(failed(&state));
+    }
+    state.metrics.logins_ok.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(account = %account.tag(), "login succeeded");
+    let ttl = state.limits.session_ttl.as_secs();
+    let token = tokens::mint_session(state.secrets.token_key(), &account, now_secs() + ttl);
+    Ok(axum::Json(SessionResponse { session_token: token, expires_in_secs: ttl }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_state_round_trips() {
+        let state = RegistrationState { nonce: [4; 16], password_change: true, ksf: KsfParams::recommended() };
+        let decoded = RegistrationState::decode(&state.encode()).unwrap();
+        assert_eq!(decoded.nonce, [4; 16]);
+        assert!(decoded.password_change);
+        assert_eq!(decoded.ksf, KsfParams::recommended());
+        assert!(RegistrationState::decode(&[0; 30]).is_none());
+    }
+}

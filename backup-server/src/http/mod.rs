@@ -1,0 +1,101 @@
+//! The HTTP surface: routes, and the middleware every request passes through (per-address rate
+//! limit, time limit, metrics and one log line without secrets).
+
+mod account;
+pub mod extract;
+mod login;
+mod objects;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use backup_api::ErrorCode;
+
+pub use objects::sweep_staging;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The full router for one server process.
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/register/start", post(login::register_start))
+        .route("/register/finish", post(login::register_finish))
+        .route("/login/start", post(login::login_start))
+        .route("/login/finish", post(login::login_finish))
+        .route("/account", get(account::status))
+        .route("/devices", post(account::enrol_device).get(account::list_devices))
+        .route("/devices/{id}", axum::routing::delete(account::revoke_device))
+        .route("/escrow", get(account::get_escrow).put(account::put_escrow))
+        .route("/head", get(account::get_head).put(account::put_head))
+        .route("/objects", get(objects::list_objects))
+        .route(
+            "/objects/{id}",
+            put(objects::put_object).get(objects::get_object).head(objects::head_object).delete(objects::delete_object),
+        );
+    Router::new()
+        .nest(backup_api::API_PREFIX, v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+        // Bodies are bounded by each handler (JSON, records) or by Content-Length (objects).
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(ErrorCode::UnknownRoute, "no such route or method")
+}
+
+/// Rate limit by address, bound the time, count and log. Logs carry the route pattern (never the
+/// raw path), method, status and latency; handlers log account hashes only.
+async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let response = match peer.map(|ip| state.ip_limiter.check(&ip)) {
+        Some(Err(wait)) => ApiError::rate_limited(wait).into_response(),
+        _ => {
+            let limit = if route.starts_with("/v1/objects/") {
+                state.limits.transfer_timeout
+            } else {
+                state.limits.request_timeout
+            };
+            match tokio::time::timeout(limit, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::new(ErrorCode::Timeout, "the request took too long").into_response(),
+            }
+        }
+    };
+    let status = response.status();
+    state.metrics.observe(&route, &method, status.as_u16(), started.elapsed());
+    if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(%route, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(%route, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    }
+    response
+}

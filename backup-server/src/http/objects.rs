@@ -1,0 +1,424 @@
+//! Per-account objects: write-once put, ranged get, head, paginated list, delete.
+//!
+//! Bodies stream end to end. Uploads of at most [`SINGLE_PUT_MAX`] bytes are collected and
+//! written with one create-if-absent put; larger ones stream as a multipart upload into a staging
+//! path (never listed or served) and are then moved into place with copy-if-not-exists, so on every
+//! backend an object appears whole or not at all, and never replaces an existing one. Quota is
+//! reserved before the body is read and released if the upload fails.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backup_api::names::is_valid_object_id;
+use backup_api::wire::{ObjectInfo, ObjectList};
+use backup_api::{ErrorCode, MAX_LIST_PAGE};
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::Deserialize;
+
+use super::extract::{Caller, read_bounded};
+use crate::error::ApiError;
+use crate::metrics::bump;
+use crate::records::{self, Usage};
+use crate::secrets::AccountHash;
+use crate::state::AppState;
+use crate::storage::{BackendKind, Change};
+
+/// Largest upload written with a single put; larger ones use a staged multipart upload.
+pub const SINGLE_PUT_MAX: u64 = 8 << 20;
+/// Part size of staged multipart uploads.
+const PART_SIZE: usize = 8 << 20;
+/// Parts of one upload in flight to the store at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+fn checked_id(id: &str) -> Result<(), ApiError> {
+    if is_valid_object_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "an object identifier has 1 to 128 characters from A-Z a-z 0-9 _ - . and does not start with a dot",
+        ))
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such object")
+}
+
+/// Adds (or with negative values, releases) bytes and objects on the account's usage record,
+/// refusing to exceed the quota when adding.
+async fn adjust_usage(state: &AppState, account: &AccountHash, bytes: i128, objects: i128) -> Result<(), ApiError> {
+    let path = records::usage_path(account);
+    let quota = state.limits.quota_bytes;
+    state
+        .storage
+        .update::<_, ApiError>(&path, |current| {
+            let usage: Usage = match current {
+                Some(b) => records::parse(b, &path)?,
+                None => Usage::default(),
+            };
+            let new_bytes = (i128::from(usage.bytes) + bytes).max(0);
+            if bytes > 0 && new_bytes > i128::from(quota) {
+                return Err(ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("the account's quota of {quota} bytes would be exceeded"),
+                ));
+            }
+            let updated = Usage {
+                bytes: u64::try_from(new_bytes).unwrap_or(u64::MAX),
+                objects: u64::try_from((i128::from(usage.objects) + objects).max(0)).unwrap_or(u64::MAX),
+            };
+            Ok(Change::Write(records::encode(&updated), ()))
+        })
+        .await
+}
+
+/// `PUT /v1/objects/{id}`: 201 when stored; 409 if the id exists.
+pub async fn put_object(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    checked_id(&id)?;
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .ok_or_else(|| ApiError::new(ErrorCode::LengthRequired, "uploads need a Content-Length"))?
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
+    if len > state.limits.max_object_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
+        ));
+    }
+    let path = records::object_path(&caller.account, &id);
+    match state.storage.store().head(&path).await {
+        Ok(_) => return Err(exists()),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    }
+    let signed = i128::from(len);
+    adjust_usage(&state, &caller.account, signed, 1).await?;
+    let written = if len <= SINGLE_PUT_MAX {
+        put_small(&state, &path, len, body).await
+    } else {
+        put_staged(&state, &caller.account, &path, len, body).await
+    };
+    if let Err(error) = written {
+        if let Err(release) = adjust_usage(&state, &caller.account, -signed, -1).await {
+            tracing::warn!(account = %caller.account.tag(), error = %release.message, "quota release failed");
+        }
+        return Err(error);
+    }
+    state.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
+    bump(&state.metrics.objects_stored);
+    Ok(StatusCode::CREATED.into_response())
+}
+
+fn exists() -> ApiError {
+    ApiError::new(ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once")
+}
+
+fn cut_short() -> ApiError {
+    ApiError::bad_request("the body ended before Content-Length bytes")
+}
+
+async fn put_small(state: &AppState, path: &Path, len: u64, body: Body) -> Result<(), ApiError> {
+    let limit = usize::try_from(len).map_err(|_| cut_short())?;
+    let bytes = read_bounded(body, limit).await?;
+    if bytes.len() as u64 != len {
+        return Err(cut_short());
+    }
+    let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match state.storage.store().put_opts(path, PutPayload::from(bytes), options).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
+        Err(e) => Err(crate::storage::StorageError::from(e).into()),
+    }
+}
+
+async fn put_staged(
+    state: &AppState,
+    account: &AccountHash,
+    path: &Path,
+    len: u64,
+    body: Body,
+) -> Result<(), ApiError> {
+    let store = state.storage.store();
+    let staging = records::staging_path(account);
+    let upload = store.put_multipart(&staging).await.map_err(crate::storage::StorageError::from)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    let streamed: Result<(), ApiError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| cut_short())?;
+            received += chunk.len() as u64;
+            if received > len {
+                return Err(ApiError::bad_request("the body is longer than Content-Length"));
+            }
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(crate::storage::StorageError::from)?;
+            writer.put(chunk);
+        }
+        if received != len {
+            return Err(cut_short());
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = streamed {
+        if let Err(abort) = writer.abort().await {
+            tracing::debug!(%abort, "aborting a staged upload failed");
+        }
+        return Err(error);
+    }
+    writer.finish().await.map_err(crate::storage::StorageError::from)?;
+    let placed = store.copy_if_not_exists(&staging, path).await;
+    if let Err(error) = store.delete(&staging).await {
+        tracing::debug!(%error, "removing a staged upload failed");
+    }
+    match placed {
+        Ok(()) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
+        Err(e) => Err(crate::storage::StorageError::from(e).into()),
+    }
+}
+
+/// A parsed single `Range: bytes=…` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    From(u64, Option<u64>),
+    Suffix(u64),
+}
+
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    if start.is_empty() {
+        return end.parse().ok().filter(|n| *n > 0).map(ByteRange::Suffix);
+    }
+    let start = start.parse().ok()?;
+    if end.is_empty() {
+        return Some(ByteRange::From(start, None));
+    }
+    let end: u64 = end.parse().ok()?;
+    (end >= start).then_some(ByteRange::From(start, Some(end)))
+}
+
+/// The satisfiable `start..end` (exclusive) of `range` in an object of `size` bytes.
+fn resolve(range: ByteRange, size: u64) -> Option<(u64, u64)> {
+    match range {
+        ByteRange::From(start, _) if start >= size => None,
+        ByteRange::From(start, end) => Some((start, end.map_or(size, |e| e.saturating_add(1).min(size)))),
+        ByteRange::Suffix(n) if size == 0 => (n == 0).then_some((0, 0)),
+        ByteRange::Suffix(n) => Some((size - n.min(size), size)),
+    }
+}
+
+/// `GET /v1/objects/{id}`, with optional single `Range`.
+pub async fn get_object(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    checked_id(&id)?;
+    let path = records::object_path(&caller.account, &id);
+    let store = state.storage.store();
+    let unsatisfiable = || {
+        ApiError::new(ErrorCode::RangeNotSatisfiable, "the range lies outside the object or is not a single byte range")
+    };
+    let requested = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(parse_range).ok_or_else(unsatisfiable)?),
+    };
+    let (options, range) = match requested {
+        None => (GetOptions::default(), None),
+        Some(requested) => {
+            let size = match store.head(&path).await {
+                Ok(meta) => meta.size,
+                Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+                Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+            };
+            let (start, end) = resolve(requested, size).ok_or_else(unsatisfiable)?;
+            (GetOptions { range: Some(GetRange::Bounded(start..end)), ..Default::default() }, Some((start, end, size)))
+        }
+    };
+    let result = match store.get_opts(&path, options).await {
+        Ok(result) => result,
+        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    };
+    let size = result.meta.size;
+    let (status, length) = match range {
+        None => (StatusCode::OK, size),
+        Some((start, end, _)) => (StatusCode::PARTIAL_CONTENT, end - start),
+    };
+    state.metrics.bytes_out.fetch_add(length, Ordering::Relaxed);
+    let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some((start, end, total)) = range
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end.saturating_sub(1)))
+    {
+        h.insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+/// `HEAD /v1/objects/{id}`.
+pub async fn head_object(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    checked_id(&id)?;
+    let meta = match state.storage.store().head(&records::object_path(&caller.account, &id)).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    };
+    let mut response = StatusCode::OK.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(response)
+}
+
+/// Query of `GET /v1/objects`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Return objects whose identifier sorts after this one.
+    after: Option<String>,
+    /// Page size (1 to 1000, default 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/objects?after=ID&limit=N`: objects in identifier order, one page.
+pub async fn list_objects(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<ObjectList>, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::bad_request("query parameters are `after` and `limit`"))?;
+    let limit = query.limit.unwrap_or(MAX_LIST_PAGE);
+    if !(1..=MAX_LIST_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit is 1 to {MAX_LIST_PAGE}")));
+    }
+    if let Some(after) = &query.after {
+        checked_id(after)?;
+    }
+    let prefix = records::objects_prefix(&caller.account);
+    let store = state.storage.store();
+    let mut listing = match &query.after {
+        Some(after) => store.list_with_offset(Some(&prefix), &records::object_path(&caller.account, after)),
+        None => store.list(Some(&prefix)),
+    };
+    // S3 lists in key order, so the first `limit + 1` entries are the page; other backends list in
+    // no particular order, so keep the smallest `limit + 1`.
+    let sorted_backend = state.storage.kind() == BackendKind::S3;
+    let mut page: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(crate::storage::StorageError::from)?;
+        let Some(id) = meta.location.filename() else { continue };
+        if !is_valid_object_id(id) {
+            continue;
+        }
+        page.insert(id.to_owned(), meta.size);
+        if page.len() > limit {
+            if sorted_backend {
+                break;
+            }
+            if page.len() > limit + 1 {
+                page.pop_last();
+            }
+        }
+    }
+    let mut objects: Vec<ObjectInfo> = page.into_iter().map(|(id, size)| ObjectInfo { id, size }).collect();
+    let next = if objects.len() > limit {
+        objects.truncate(limit);
+        objects.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(ObjectList { objects, next }))
+}
+
+/// `DELETE /v1/objects/{id}`: 204, or 404 if absent.
+pub async fn delete_object(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    checked_id(&id)?;
+    let path = records::object_path(&caller.account, &id);
+    let store = state.storage.store();
+    let size = match store.head(&path).await {
+        Ok(meta) => meta.size,
+        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    };
+    match store.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    }
+    adjust_usage(&state, &caller.account, -i128::from(size), -1).await?;
+    bump(&state.metrics.objects_deleted);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes staged uploads older than `max_age` left by a crash (run at start-up).
+pub async fn sweep_staging(state: &AppState, max_age: std::time::Duration) -> usize {
+    let store = state.storage.store();
+    let cutoff = chrono_cutoff(max_age);
+    let mut removed = 0;
+    let mut listing = store.list(Some(&records::staging_prefix()));
+    while let Some(Ok(meta)) = listing.next().await {
+        if meta.last_modified.timestamp() < cutoff && store.delete(&meta.location).await.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn chrono_cutoff(max_age: std::time::Duration) -> i64 {
+    let now = i64::try_from(crate::state::now_secs()).unwrap_or(i64::MAX);
+    now.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_resolve() {
+        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange::From(0, Some(9))));
+        assert_eq!(parse_range("bytes=5-"), Some(ByteRange::From(5, None)));
+        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
+        for bad in ["bytes=9-0", "bytes=-0", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes=-"] {
+            assert_eq!(parse_range(bad), None, "{bad}");
+        }
+        assert_eq!(resolve(ByteRange::From(0, Some(9)), 5), Some((0, 5)));
+        assert_eq!(resolve(ByteRange::From(5, None), 5), None);
+        assert_eq!(resolve(ByteRange::Suffix(3), 10), Some((7, 10)));
+        assert_eq!(resolve(ByteRange::Suffix(30), 10), Some((0, 10)));
+        assert_eq!(resolve(ByteRange::From(u64::MAX - 1, Some(u64::MAX)), u64::MAX), Some((u64::MAX - 1, u64::MAX)));
+    }
+}

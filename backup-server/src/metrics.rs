@@ -1,0 +1,131 @@
+//! Prometheus text-format metrics, kept in memory per replica.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Every counter the server exports.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Object bytes received in uploads.
+    pub bytes_in: AtomicU64,
+    /// Object bytes sent in downloads.
+    pub bytes_out: AtomicU64,
+    /// Successful password logins.
+    pub logins_ok: AtomicU64,
+    /// Failed login finishes (wrong password, unknown or locked account, expired state).
+    pub logins_failed: AtomicU64,
+    /// Accounts that reached the failed-login limit.
+    pub lockouts: AtomicU64,
+    /// Objects written.
+    pub objects_stored: AtomicU64,
+    /// Objects deleted.
+    pub objects_deleted: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *requests.entry((route.to_owned(), method.to_owned(), status)).or_default() += 1;
+        }
+        let secs = elapsed.as_secs_f64();
+        let mut latency = self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let histogram = latency.entry(route.to_owned()).or_default();
+        for (count, bound) in histogram.counts.iter_mut().zip(LATENCY_BUCKETS) {
+            if secs <= bound {
+                *count += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += secs;
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP backup_http_requests_total HTTP requests by route, method and status.\n");
+        out.push_str("# TYPE backup_http_requests_total counter\n");
+        for ((route, method, status), n) in
+            self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
+        {
+            let _ = writeln!(
+                out,
+                "backup_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP backup_http_request_duration_seconds Request latency by route.\n");
+        out.push_str("# TYPE backup_http_request_duration_seconds histogram\n");
+        for (route, h) in self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            for (count, bound) in h.counts.iter().zip(LATENCY_BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "backup_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "backup_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "backup_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "backup_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+        }
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            ("backup_object_bytes_received_total", "Object bytes received in uploads.", &self.bytes_in),
+            ("backup_object_bytes_sent_total", "Object bytes sent in downloads.", &self.bytes_out),
+            ("backup_logins_ok_total", "Successful password logins.", &self.logins_ok),
+            ("backup_logins_failed_total", "Failed login attempts at finish.", &self.logins_failed),
+            ("backup_lockouts_total", "Accounts that reached the failed-login limit.", &self.lockouts),
+            ("backup_objects_stored_total", "Objects written.", &self.objects_stored),
+            ("backup_objects_deleted_total", "Objects deleted.", &self.objects_deleted),
+        ];
+        for (name, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_histograms_and_counters() {
+        let metrics = Metrics::default();
+        metrics.observe("/v1/objects/{id}", "PUT", 201, Duration::from_millis(3));
+        metrics.observe("/v1/objects/{id}", "PUT", 201, Duration::from_millis(30));
+        bump(&metrics.logins_ok);
+        let text = metrics.render();
+        assert!(
+            text.contains("backup_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 2")
+        );
+        assert!(
+            text.contains("backup_http_request_duration_seconds_bucket{route=\"/v1/objects/{id}\",le=\"0.005\"} 1")
+        );
+        assert!(text.contains("backup_http_request_duration_seconds_count{route=\"/v1/objects/{id}\"} 2"));
+        assert!(text.contains("backup_logins_ok_total 1"));
+    }
+}

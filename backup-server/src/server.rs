@@ -1,0 +1,236 @@
+//! Starting and stopping a server: store and setup resolution, the data-directory lock, the
+//! plain-HTTP refusal, TLS, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::config::Settings;
+use crate::secrets::ServerSecrets;
+use crate::state::AppState;
+use crate::storage::{S3Options, Storage};
+
+/// Why the server could not start. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// An exclusive lock on a local store directory, held for the life of the process.
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock on `dir`, failing at once if another process holds it.
+    pub fn acquire(dir: &std::path::Path) -> Result<Self, StartError> {
+        let path = dir.join(".backup-server.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StartError(format!("cannot open {}: {e}", path.display())))?;
+        file.try_lock().map_err(|_| {
+            StartError(format!(
+                "{} is in use by another backup-server process (lock {})",
+                dir.display(),
+                path.display()
+            ))
+        })?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Opens the store the settings name, taking the directory lock for a local store.
+pub fn open_store(settings: &Settings) -> Result<(Storage, Option<DirLock>), StartError> {
+    let url = settings.store.clone();
+    let url = url.as_deref();
+    let local = |root: std::path::PathBuf| -> Result<(Storage, Option<DirLock>), StartError> {
+        let storage = Storage::local(&root).map_err(|e| StartError(e.to_string()))?;
+        let lock = DirLock::acquire(&root)?;
+        Ok((storage, Some(lock)))
+    };
+    match url {
+        None => local(settings.data_dir().join("objects")),
+        Some(u) if u.starts_with("file://") => {
+            let path = &u["file://".len()..];
+            if path.is_empty() {
+                return Err(StartError("the file:// URL names no directory".into()));
+            }
+            local(std::path::PathBuf::from(path))
+        }
+        Some(u) if u.starts_with("s3://") => {
+            let options = S3Options {
+                endpoint: settings.s3_endpoint.clone(),
+                region: settings.s3_region.clone(),
+                allow_http: settings.s3_allow_http.unwrap_or(false),
+            };
+            Ok((Storage::s3(u, &options).map_err(|e| StartError(e.to_string()))?, None))
+        }
+        Some("memory://") => Ok((Storage::memory(), None)),
+        Some(other) => {
+            Err(StartError(format!("unsupported store URL {other}: use file:///path, s3://bucket/prefix or memory://")))
+        }
+    }
+}
+
+/// Loads the setup from `BACKUP_SERVER_SETUP` or the setup file (creating the file if missing).
+/// Returns the secrets and, if a file was created, its path.
+pub fn load_secrets(settings: &Settings) -> Result<(ServerSecrets, Option<std::path::PathBuf>), StartError> {
+    if let Ok(value) = std::env::var("BACKUP_SERVER_SETUP") {
+        return Ok((ServerSecrets::from_env_value(&value).map_err(|e| StartError(e.to_string()))?, None));
+    }
+    let path = settings.setup_file();
+    let (secrets, created) = ServerSecrets::load_or_create(&path).map_err(|e| StartError(e.to_string()))?;
+    Ok((secrets, created.then_some(path)))
+}
+
+/// Refuses plain HTTP on a non-loopback address unless explicitly allowed.
+pub fn check_plain_http(addr: SocketAddr, tls: bool, insecure_http: bool) -> Result<(), StartError> {
+    if tls || addr.ip().is_loopback() || insecure_http {
+        return Ok(());
+    }
+    Err(StartError(format!(
+        "refusing to serve plain HTTP on {addr}, which is not a loopback address: give --tls-cert and --tls-key, \
+         or --insecure-http if a TLS-terminating proxy is in front"
+    )))
+}
+
+/// A short, non-secret fingerprint of the server's OPAQUE public key for operators and users to
+/// compare with what clients pinned.
+pub fn key_fingerprint(secrets: &ServerSecrets) -> String {
+    let hash = blake3::hash(&secrets.public_key());
+    let hex = hash.to_hex();
+    hex[..32].as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
+/// requests finish for up to `grace`.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        stopper.graceful_shutdown(Some(grace));
+    });
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let removed = crate::http::sweep_staging(&sweeper, Duration::from_secs(3600)).await;
+        if removed > 0 {
+            tracing::info!(removed, "removed stale staged uploads");
+        }
+    });
+    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(config) => axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await,
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// A server running on its own thread and runtime, for tests and embedding.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The state it serves (for inspecting metrics or storage in tests).
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Starts `state` on 127.0.0.1 at an ephemeral port, plain HTTP.
+    pub fn start(state: AppState) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(state);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let served = state.clone();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(error) = serve(served, listener, None, shutdown, Duration::from_secs(5)).await {
+                    tracing::error!(%error, "embedded server failed");
+                }
+            });
+        });
+        Ok(Self { addr, state, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_allowed() {
+        let public: SocketAddr = "0.0.0.0:8371".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:8371".parse().unwrap();
+        assert!(check_plain_http(loopback, false, false).is_ok());
+        assert!(check_plain_http(public, true, false).is_ok());
+        assert!(check_plain_http(public, false, true).is_ok());
+        let err = check_plain_http(public, false, false).unwrap_err();
+        assert!(err.0.contains("--insecure-http"));
+    }
+
+    #[test]
+    fn a_local_store_is_locked_against_a_second_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        assert!(DirLock::acquire(dir.path()).is_err());
+        drop(first);
+        assert!(DirLock::acquire(dir.path()).is_ok());
+    }
+}

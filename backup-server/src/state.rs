@@ -1,0 +1,86 @@
+//! Shared state of one server process.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::secrets::{AccountHash, ServerSecrets};
+use crate::storage::Storage;
+
+/// Operator-set limits and lifetimes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Failed logins (counted at login start, reset on success) after which the account locks.
+    pub login_attempt_limit: u32,
+    /// Lifetime of a session token.
+    pub session_ttl: Duration,
+    /// Lifetime of sealed protocol state between two OPAQUE messages.
+    pub protocol_state_ttl: Duration,
+    /// Largest object accepted, in bytes.
+    pub max_object_bytes: u64,
+    /// Bytes each account may store.
+    pub quota_bytes: u64,
+    /// Devices each account may enrol.
+    pub max_devices: usize,
+    /// Requests per second per client address (0: unlimited), and burst.
+    pub per_ip_rate: (u32, u32),
+    /// Requests per second per account (0: unlimited), and burst.
+    pub per_account_rate: (u32, u32),
+    /// Time limit for requests other than object transfers.
+    pub request_timeout: Duration,
+    /// Time limit for object uploads and downloads.
+    pub transfer_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_attempt_limit: 10,
+            session_ttl: Duration::from_secs(15 * 60),
+            protocol_state_ttl: Duration::from_secs(60),
+            max_object_bytes: 4 << 30,
+            quota_bytes: 50 << 30,
+            max_devices: 32,
+            per_ip_rate: (100, 200),
+            per_account_rate: (100, 200),
+            request_timeout: Duration::from_secs(30),
+            transfer_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The setup and derived keys.
+    pub secrets: ServerSecrets,
+    /// The object store.
+    pub storage: Storage,
+    /// Limits in force.
+    pub limits: Limits,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Per-address limiter.
+    pub ip_limiter: RateLimiter<IpAddr>,
+    /// Per-account limiter.
+    pub account_limiter: RateLimiter<AccountHash>,
+}
+
+impl AppState {
+    /// State for a server with these parts.
+    pub fn new(secrets: ServerSecrets, storage: Storage, limits: Limits) -> Self {
+        Self {
+            ip_limiter: RateLimiter::new(limits.per_ip_rate.0, limits.per_ip_rate.1),
+            account_limiter: RateLimiter::new(limits.per_account_rate.0, limits.per_account_rate.1),
+            secrets,
+            storage,
+            limits,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,309 @@
+//! Durable storage on `object_store`, with compare-and-swap records.
+//!
+//! Everything the server keeps lives under one of three backends: in-memory (tests), the local file
+//! system (the single-node default, fsync on) or an S3-compatible bucket (stateless replicas). Small
+//! JSON records (account record, usage counter, escrow, head) change only by compare-and-swap:
+//!
+//! - every record update first takes an in-process lock for its path (striped), so requests on one
+//!   replica never race each other;
+//! - on S3 and in memory the write is then conditional on the version read (`If-Match` on the ETag,
+//!   or create-if-absent), so replicas sharing a bucket cannot lose each other's updates;
+//! - the local file system has no conditional update, so there the in-process lock is the whole
+//!   story, and [`crate::datadir`] holds an exclusive lock on the data directory so that no second
+//!   process can write the same files.
+
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+/// Why storage failed. Messages name paths by their account hash and object id only.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend failed or was unreachable.
+    #[error("storage backend error: {0}")]
+    Backend(#[from] object_store::Error),
+    /// A record kept changing under us; the request may be retried.
+    #[error("record {0} is under heavy concurrent update")]
+    Contended(String),
+    /// A stored record does not parse: storage corruption or a newer server's format.
+    #[error("stored record {0} is unreadable")]
+    CorruptRecord(String),
+    /// The store URL or its options are not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Which kind of backend a [`Storage`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `object_store`'s in-memory store (tests).
+    Memory,
+    /// The local file system.
+    LocalFs,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// A record as read: its bytes and the backend version to condition the next write on.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The stored bytes.
+    pub bytes: Bytes,
+    version: UpdateVersion,
+}
+
+impl Record {
+    /// The version clients see in `ETag` headers: a hash of the content, identical on every
+    /// backend and replica.
+    pub fn etag(&self) -> String {
+        content_etag(&self.bytes)
+    }
+}
+
+/// The `ETag` of a record's content: `"` ‖ first 16 bytes of BLAKE3 in hex ‖ `"`.
+pub fn content_etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", &blake3::hash(bytes).to_hex()[..32])
+}
+
+/// What a record update wants to do with the current value.
+pub enum Change<T> {
+    /// Write these bytes and return `T`.
+    Write(Vec<u8>, T),
+    /// Leave the record as it is and return `T`.
+    Keep(T),
+}
+
+const LOCK_STRIPES: usize = 256;
+const MAX_CAS_ATTEMPTS: u32 = 20;
+
+/// The object store plus the locking that makes record updates safe.
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    kind: BackendKind,
+    locks: Vec<tokio::sync::Mutex<()>>,
+    description: String,
+}
+
+impl Storage {
+    /// Wraps an existing store. `description` is what the server prints (no secrets).
+    pub fn new(store: Arc<dyn ObjectStore>, kind: BackendKind, description: String) -> Self {
+        let locks = (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { store, kind, locks, description }
+    }
+
+    /// A fresh in-memory store.
+    pub fn memory() -> Self {
+        Self::new(Arc::new(object_store::memory::InMemory::new()), BackendKind::Memory, "memory://".into())
+    }
+
+    /// A local directory, created if missing, with fsync on every write.
+    pub fn local(root: &std::path::Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| StorageError::Config(format!("cannot create {}: {e}", root.display())))?;
+        let root =
+            root.canonicalize().map_err(|e| StorageError::Config(format!("cannot resolve {}: {e}", root.display())))?;
+        let store =
+            object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
+        Ok(Self::new(Arc::new(store), BackendKind::LocalFs, format!("file://{}", root.display())))
+    }
+
+    /// An S3 bucket (`s3://bucket[/prefix]`). Credentials, region and endpoint come from the
+    /// standard `AWS_*` environment variables unless given in `options`.
+    pub fn s3(url: &str, options: &S3Options) -> Result<Self, StorageError> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| StorageError::Config(format!("not an s3:// URL: {url}")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::Config("the s3:// URL names no bucket".into()));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_copy_if_not_exists(object_store::aws::S3CopyIfNotExists::Multipart);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &options.region {
+            builder = builder.with_region(region);
+        }
+        if options.allow_http {
+            builder = builder.with_allow_http(true);
+        }
+        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { s3 } else { Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)) };
+        let shown = match &options.endpoint {
+            Some(endpoint) => format!("s3://{bucket}/{prefix} at {endpoint}"),
+            None => format!("s3://{bucket}/{prefix}"),
+        };
+        Ok(Self::new(store, BackendKind::S3, shown))
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// What to print about the store (no credentials).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Reads a record, `None` if absent.
+    pub async fn read(&self, path: &Path) -> Result<Option<Record>, StorageError> {
+        match self.store.get(path).await {
+            Ok(result) => {
+                let version = UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
+                Ok(Some(Record { bytes: result.bytes().await?, version }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read-modify-write of one record. `change` sees the current bytes (or `None`) and decides;
+    /// it may run more than once if another replica wins a race, so it must be free of side
+    /// effects. Errors from `change` end the update without writing.
+    pub async fn update<T, E>(
+        &self,
+        path: &Path,
+        mut change: impl FnMut(Option<&[u8]>) -> Result<Change<T>, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        let _guard = self.lock_for(path).lock().await;
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let current = self.read(path).await?;
+            let (bytes, out) = match change(current.as_ref().map(|r| &r.bytes[..]))? {
+                Change::Keep(out) => return Ok(out),
+                Change::Write(bytes, out) => (bytes, out),
+            };
+            if self.write_conditionally(path, bytes, current.map(|r| r.version)).await? {
+                return Ok(out);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Err(StorageError::Contended(shown_path(path)).into())
+    }
+
+    /// Writes `bytes` if the record is still at `expected` (`None`: still absent). Returns whether
+    /// it was written. The caller holds the path's lock.
+    async fn write_conditionally(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        expected: Option<UpdateVersion>,
+    ) -> Result<bool, StorageError> {
+        let mode = match (expected, self.kind) {
+            (None, _) => PutMode::Create,
+            // The path lock serialises every writer of this directory (no other process may use
+            // it), so the record is still what was read.
+            (Some(_), BackendKind::LocalFs) => PutMode::Overwrite,
+            (Some(version), _) => PutMode::Update(version),
+        };
+        let options = PutOptions { mode, ..Default::default() };
+        match self.store.put_opts(path, PutPayload::from(bytes), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn lock_for(&self, path: &Path) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.as_ref().hash(&mut hasher);
+        // The modulo keeps the index below LOCK_STRIPES, so the conversion cannot truncate.
+        let index = (hasher.finish() % LOCK_STRIPES as u64) as usize;
+        &self.locks[index]
+    }
+}
+
+/// Options for an S3 store beyond the `AWS_*` environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// A custom endpoint (for S3-compatible servers), e.g. `http://127.0.0.1:8333`.
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let mut jitter = [0u8; 1];
+    crate::random::fill(&mut jitter);
+    Duration::from_millis(10 * u64::from(attempt.min(10) + 1) + u64::from(jitter[0] % 50))
+}
+
+/// A path as it may appear in errors and logs: account hashes and object ids only.
+pub fn shown_path(path: &Path) -> String {
+    path.as_ref().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn counter_increments(storage: Arc<Storage>, path: Path, times: u32) {
+        for _ in 0..times {
+            storage
+                .update::<(), StorageError>(&path, |current| {
+                    let n: u32 = current.map(|b| String::from_utf8_lossy(b).parse().unwrap_or(0)).unwrap_or(0);
+                    Ok(Change::Write((n + 1).to_string().into_bytes(), ()))
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn concurrent_updates_are_not_lost(storage: Storage) {
+        let storage = Arc::new(storage);
+        let path = Path::from("counter");
+        let tasks: Vec<_> =
+            (0..8).map(|_| tokio::spawn(counter_increments(storage.clone(), path.clone(), 25))).collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let record = storage.read(&path).await.unwrap().unwrap();
+        assert_eq!(&record.bytes[..], b"200");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_updates_are_serialised() {
+        concurrent_updates_are_not_lost(Storage::memory()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn local_updates_are_serialised() {
+        let dir = tempfile::tempdir().unwrap();
+        concurrent_updates_are_not_lost(Storage::local(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_is_refused_on_memory() {
+        let storage = Storage::memory();
+        let path = Path::from("r");
+        assert!(storage.write_conditionally(&path, b"1".to_vec(), None).await.unwrap());
+        assert!(!storage.write_conditionally(&path, b"x".to_vec(), None).await.unwrap(), "create over existing");
+        let first = storage.read(&path).await.unwrap().unwrap();
+        assert!(storage.write_conditionally(&path, b"2".to_vec(), Some(first.version.clone())).await.unwrap());
+        assert!(!storage.write_conditionally(&path, b"3".to_vec(), Some(first.version)).await.unwrap(), "stale");
+        assert_eq!(&storage.read(&path).await.unwrap().unwrap().bytes[..], b"2");
+    }
+
+    #[test]
+    fn etags_follow_content() {
+        assert_eq!(content_etag(b"a"), content_etag(b"a"));
+        assert_ne!(content_etag(b"a"), content_etag(b"b"));
+        assert_eq!(content_etag(b"a").len(), 34);
+    }
+}

@@ -1,0 +1,430 @@
+//! The whole `/v1` API, run identically on every storage backend: in memory, a local directory,
+//! and a real S3 server (SeaweedFS, started by scripts/test.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use std::io::Cursor;
+
+use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
+use backup_api::{ErrorCode, OpaqueSuite};
+use backup_server::Limits;
+use opaque_ke::ClientLogin;
+use support::{Backend, Harness, ksf, test_limits, unique};
+
+fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match result {
+        Err(e) => e.code().unwrap_or_else(|| panic!("expected a server error code, got {e:?}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn registered(client: &BackupClient, password: &[u8]) -> (String, BearerToken) {
+    let account = unique("account");
+    client.register(&account, password, ksf()).unwrap();
+    let session = client.login(&account, password).unwrap();
+    (account, session.token)
+}
+
+fn register_login_and_refusals(h: &Harness) {
+    let client = &h.client;
+    let account = unique("alice");
+    client.register(&account, b"correct horse", ksf()).unwrap();
+    assert_eq!(code(client.register(&account, b"other", ksf())), ErrorCode::AccountExists);
+
+    let session = client.login(&account, b"correct horse").unwrap();
+    assert_eq!(session.export_key.len(), 64);
+    assert_eq!(session.server_public_key.len(), 32);
+    let again = client.login(&account, b"correct horse").unwrap();
+    assert_eq!(session.export_key, again.export_key, "the export key is stable per registration");
+    assert_eq!(session.server_public_key, again.server_public_key);
+
+    assert!(matches!(client.login(&account, b"wrong"), Err(ClientError::LoginFailed)));
+    assert!(matches!(client.login(&unique("nobody"), b"x"), Err(ClientError::LoginFailed)));
+
+    let status = client.account_status(&session.token).unwrap();
+    assert_eq!(status.failed_logins, 1, "the wrong-password attempt is counted");
+    client.login(&account, b"correct horse").unwrap();
+    let status = client.account_status(&session.token).unwrap();
+    assert_eq!(status.failed_logins, 0, "a successful login resets the counter");
+    assert!(!status.locked);
+
+    let bogus = BearerToken::new("s1.AAAA.BBBB".into());
+    assert_eq!(code(client.account_status(&bogus)), ErrorCode::Unauthorized);
+}
+
+fn lockout_after_the_limit(h: &Harness) {
+    let client = &h.client;
+    let account = unique("locked");
+    client.register(&account, b"right", ksf()).unwrap();
+    let limit = h.server.state.limits.login_attempt_limit;
+
+    // The same OPAQUE request twice before the lock: the OPRF evaluation (the first 32 bytes of the
+    // credential response) is the account's real one both times.
+    let mut rng = rand_08::rngs::OsRng;
+    let probe = ClientLogin::<OpaqueSuite>::start(&mut rng, b"guess").unwrap().message.serialize().to_vec();
+    let before = client.login_start_raw(&account, &probe).unwrap().response;
+    assert_eq!(before[..32], client.login_start_raw(&account, &probe).unwrap().response[..32]);
+
+    for _ in 2..limit {
+        assert!(matches!(client.login(&account, b"wrong"), Err(ClientError::LoginFailed)));
+    }
+    // The limit is reached: even the right password fails, and the server no longer evaluates
+    // under the account's OPRF key (no uncounted guessing oracle).
+    assert!(matches!(client.login(&account, b"right"), Err(ClientError::LoginFailed)));
+    let after = client.login_start_raw(&account, &probe).unwrap().response;
+    assert_ne!(before[..32], after[..32], "a locked account must not answer with its real OPRF evaluation");
+    assert_eq!(after.len(), before.len(), "a locked account answers with a well-formed decoy");
+    let metrics = h.server.state.metrics.render();
+    assert!(metrics.contains("backup_lockouts_total 1"), "{metrics}");
+}
+
+fn registration_is_not_an_oracle(h: &Harness) {
+    let client = &h.client;
+    let (account, session) = registered(client, b"pw");
+    // Registration start for an existing account without its session is refused outright.
+    let mut rng = rand_08::rngs::OsRng;
+    let request = opaque_ke::ClientRegistration::<OpaqueSuite>::start(&mut rng, b"guess").unwrap().message;
+    let body = serde_json::json!({
+        "account": account,
+        "request": base64url(&request.serialize()),
+        "ksf": ksf(),
+    });
+    let (status, text) =
+        support::raw(h.addr(), &post_json_head("/v1/register/start", &body), body.to_string().as_bytes());
+    assert_eq!((status, support::error_code(&text).as_str()), (409, "account_exists"));
+
+    // For a new account, two identical requests get different evaluations (fresh credential
+    // nonce per registration), so evaluations collected in advance are useless.
+    let fresh = unique("fresh");
+    let body = serde_json::json!({ "account": fresh, "request": base64url(&request.serialize()), "ksf": ksf() });
+    let first = support::raw(h.addr(), &post_json_head("/v1/register/start", &body), body.to_string().as_bytes());
+    let second = support::raw(h.addr(), &post_json_head("/v1/register/start", &body), body.to_string().as_bytes());
+    assert_eq!((first.0, second.0), (200, 200));
+    let evaluation =
+        |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap()["response"].as_str().unwrap().to_owned();
+    assert_ne!(evaluation(&first.1), evaluation(&second.1));
+    drop(session);
+}
+
+fn password_change(h: &Harness) {
+    let client = &h.client;
+    let (account, session) = registered(client, b"old password");
+    let (_, device) = client.enrol_device(&session, "phone").unwrap();
+    assert_eq!(code(client.change_password(&device, &account, b"new", ksf())), ErrorCode::Forbidden);
+    let (_, other_session) = registered(client, b"x");
+    assert_eq!(code(client.change_password(&other_session, &account, b"new", ksf())), ErrorCode::Forbidden);
+
+    client.change_password(&session, &account, b"new password", ksf()).unwrap();
+    assert!(matches!(client.login(&account, b"old password"), Err(ClientError::LoginFailed)));
+    let new_session = client.login(&account, b"new password").unwrap();
+    assert_eq!(client.account_status(&new_session.token).unwrap().failed_logins, 0);
+    // Devices survive a password change.
+    assert_eq!(client.list_devices(&device).unwrap().devices.len(), 1);
+}
+
+fn devices(h: &Harness) {
+    let client = &h.client;
+    let (_, session) = registered(client, b"pw");
+    let (phone_id, phone) = client.enrol_device(&session, "phone").unwrap();
+    let (tablet_id, tablet) = client.enrol_device(&session, "tablet").unwrap();
+    let list = client.list_devices(&phone).unwrap().devices;
+    assert_eq!(list.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["phone", "tablet"]);
+    assert!(!format!("{list:?}").contains(phone.expose()), "listings never include tokens");
+
+    // Device tokens do routine work but cannot reach the escrow or enrol devices.
+    client.put_object(&phone, "pack-1", b"data").unwrap();
+    client.put_head(&phone, b"head", None).unwrap();
+    assert_eq!(code(client.get_escrow(&phone)), ErrorCode::Forbidden);
+    assert_eq!(code(client.put_escrow(&phone, b"x", None)), ErrorCode::Forbidden);
+    assert_eq!(code(client.enrol_device(&phone, "evil")), ErrorCode::Forbidden);
+    // A device may revoke only itself; a session any device.
+    assert_eq!(code(client.revoke_device(&phone, &tablet_id)), ErrorCode::Forbidden);
+    client.revoke_device(&phone, &phone_id).unwrap();
+    assert_eq!(code(client.get_object(&phone, "pack-1", 100)), ErrorCode::Unauthorized);
+    client.revoke_device(&session, &tablet_id).unwrap();
+    assert_eq!(code(client.list_devices(&tablet)), ErrorCode::Unauthorized);
+    assert_eq!(code(client.revoke_device(&session, &tablet_id)), ErrorCode::NotFound);
+    assert!(client.list_devices(&session).unwrap().devices.is_empty());
+    assert_eq!(code(client.enrol_device(&session, "")), ErrorCode::InvalidName);
+    assert_eq!(code(client.enrol_device(&session, "a\nb")), ErrorCode::InvalidName);
+}
+
+fn escrow_and_head_compare_and_swap(h: &Harness) {
+    let client = &h.client;
+    let (_, session) = registered(client, b"pw");
+    assert!(client.get_escrow(&session).unwrap().is_none());
+    let first = client.put_escrow(&session, b"share v1", None).unwrap();
+    assert_eq!(code(client.put_escrow(&session, b"share v1'", None)), ErrorCode::PreconditionFailed);
+    let second = client.put_escrow(&session, b"share v2", Some(&first)).unwrap();
+    assert_eq!(code(client.put_escrow(&session, b"share v3", Some(&first))), ErrorCode::PreconditionFailed);
+    assert_eq!(client.get_escrow(&session).unwrap().unwrap(), (b"share v2".to_vec(), second.clone()));
+
+    let head = client.put_head(&session, b"generation 1", None).unwrap();
+    client.put_head(&session, b"generation 2", Some(&head)).unwrap();
+    assert_eq!(code(client.put_head(&session, b"generation 1 again", Some(&head))), ErrorCode::PreconditionFailed);
+    assert_eq!(client.get_head(&session).unwrap().unwrap().0, b"generation 2");
+
+    let too_big = vec![0u8; backup_api::MAX_ESCROW_LEN + 1];
+    assert_eq!(code(client.put_escrow(&session, &too_big, Some(&second))), ErrorCode::PayloadTooLarge);
+    assert_eq!(client.get_escrow(&session).unwrap().unwrap().0, b"share v2", "a refused write changes nothing");
+}
+
+fn objects_round_trip(h: &Harness) {
+    let client = &h.client;
+    let (_, auth) = registered(client, b"pw");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    client.put_object(&auth, "pack-a", &data).unwrap();
+    assert_eq!(code(client.put_object(&auth, "pack-a", &data)), ErrorCode::ObjectExists);
+    assert_eq!(code(client.put_object(&auth, "pack-a", b"different")), ErrorCode::ObjectExists);
+    assert_eq!(client.get_object(&auth, "pack-a", 1 << 20).unwrap(), data);
+    assert_eq!(client.head_object(&auth, "pack-a").unwrap(), Some(data.len() as u64));
+    assert_eq!(client.head_object(&auth, "missing").unwrap(), None);
+    assert_eq!(client.get_object_range(&auth, "pack-a", 1000, 500).unwrap(), data[1000..1500]);
+    assert_eq!(client.get_object_range(&auth, "pack-a", 99_990, 100).unwrap(), data[99_990..], "clamped at the end");
+    assert_eq!(code(client.get_object_range(&auth, "pack-a", 100_000, 1)), ErrorCode::RangeNotSatisfiable);
+    assert_eq!(code(client.get_object(&auth, "missing", 10)), ErrorCode::NotFound);
+
+    client.put_object(&auth, "empty", b"").unwrap();
+    assert_eq!(client.get_object(&auth, "empty", 10).unwrap(), b"");
+
+    // Listing pages in identifier order.
+    for i in 0..7 {
+        client.put_object(&auth, &format!("obj-{i}"), &[i as u8; 3]).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = client.list_objects(&auth, after.as_deref(), Some(3)).unwrap();
+        assert!(page.objects.len() <= 3);
+        seen.extend(page.objects.iter().map(|o| (o.id.clone(), o.size)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<(String, u64)> = (0..7).map(|i| (format!("obj-{i}"), 3)).collect();
+    expected.push(("empty".into(), 0));
+    expected.push(("pack-a".into(), data.len() as u64));
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    client.delete_object(&auth, "pack-a").unwrap();
+    assert_eq!(code(client.delete_object(&auth, "pack-a")), ErrorCode::NotFound);
+    assert_eq!(client.head_object(&auth, "pack-a").unwrap(), None);
+    let status = client.account_status(&auth).unwrap();
+    assert_eq!((status.objects, status.used_bytes), (8, 21));
+}
+
+fn large_objects_stream_through_staging(h: &Harness) {
+    let client = &h.client;
+    let (_, auth) = registered(client, b"pw");
+    let len: u64 = 20 << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    client.put_object_stream(&auth, "big", Upload { len, reader: Cursor::new(data.clone()) }).unwrap();
+    assert_eq!(client.head_object(&auth, "big").unwrap(), Some(len));
+    let back = client.get_object(&auth, "big", len).unwrap();
+    assert!(back == data, "the large object reads back byte for byte");
+    assert_eq!(client.get_object_range(&auth, "big", (9 << 20) - 5, 10).unwrap(), data[(9 << 20) - 5..(9 << 20) + 5]);
+    // Write-once holds for staged uploads too.
+    let err = client.put_object_stream(&auth, "big", Upload { len, reader: Cursor::new(vec![0u8; len as usize]) });
+    assert_eq!(code(err), ErrorCode::ObjectExists);
+    assert!(client.get_object(&auth, "big", len).unwrap() == data);
+    // Staged uploads never appear in listings.
+    let ids: Vec<String> = client.list_objects(&auth, None, None).unwrap().objects.into_iter().map(|o| o.id).collect();
+    assert_eq!(ids, ["big"]);
+}
+
+/// Several uploads of one identifier at once, small (single put) and large (staged): exactly one
+/// is stored, whole, and every other one is told the object exists.
+fn concurrent_puts_of_one_id_store_exactly_one(h: &Harness) {
+    let (_, auth) = registered(&h.client, b"pw");
+    for (id, len) in [("small", 1000usize), ("large", 9 << 20)] {
+        let results: Vec<(u8, Result<(), ClientError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..=3u8)
+                .map(|fill| {
+                    let (client, auth) = (&h.client, &auth);
+                    scope.spawn(move || {
+                        let upload = Upload { len: len as u64, reader: Cursor::new(vec![fill; len]) };
+                        (fill, client.put_object_stream(auth, id, upload))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let winners: Vec<u8> = results.iter().filter(|(_, r)| r.is_ok()).map(|(f, _)| *f).collect();
+        assert_eq!(winners.len(), 1, "{id}: {results:?}");
+        for (_, result) in &results {
+            if let Err(e) = result {
+                assert_eq!(e.code(), Some(ErrorCode::ObjectExists), "{id}: {e:?}");
+            }
+        }
+        let stored = h.client.get_object(&auth, id, len as u64).unwrap();
+        assert!(stored == vec![winners[0]; len], "{id}: the stored object is the winner's, whole");
+    }
+    let status = h.client.account_status(&auth).unwrap();
+    assert_eq!((status.objects, status.used_bytes), (2, 1000 + (9 << 20)), "losers' reservations are released");
+}
+
+/// The primitives write-once rests on, checked directly against the backend: create-if-absent
+/// puts and copy-if-not-exists (how staged uploads are placed) refuse to replace an object.
+fn backend_refuses_to_replace(h: &Harness) {
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt as _, PutMode, PutOptions};
+    let store = h.server.state.storage.store().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let target = Path::from(unique("target"));
+        let staged = Path::from(unique("staged"));
+        let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
+        store.put_opts(&target, b"first".to_vec().into(), create()).await.unwrap();
+        let again = store.put_opts(&target, b"second".to_vec().into(), create()).await;
+        assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "{again:?}");
+        store.put(&staged, b"staged".to_vec().into()).await.unwrap();
+        let placed = store.copy_if_not_exists(&staged, &target).await;
+        assert!(matches!(placed, Err(object_store::Error::AlreadyExists { .. })), "{placed:?}");
+        assert_eq!(&store.get(&target).await.unwrap().bytes().await.unwrap()[..], b"first");
+    });
+}
+
+fn quota_and_size_limits(h: &Harness) {
+    let client = &h.client;
+    let (_, auth) = registered(client, b"pw");
+    let quota = h.server.state.limits.quota_bytes;
+    let max = h.server.state.limits.max_object_bytes;
+    assert_eq!((quota, max), (1 << 20, 512 << 10));
+    client.put_object(&auth, "half", &vec![1u8; 512 << 10]).unwrap();
+    client.put_object(&auth, "almost-half", &vec![1u8; (512 << 10) - 10]).unwrap();
+    assert_eq!(code(client.put_object(&auth, "overflows", &[0u8; 11])), ErrorCode::QuotaExceeded);
+    assert_eq!(client.head_object(&auth, "overflows").unwrap(), None);
+    client.put_object(&auth, "exactly", &[0u8; 10]).unwrap();
+    client.delete_object(&auth, "half").unwrap();
+    client.put_object(&auth, "after-delete", &[0u8; 100]).unwrap();
+    let status = client.account_status(&auth).unwrap();
+    assert_eq!(status.used_bytes, (512 << 10) + 100);
+    assert_eq!(status.objects, 3);
+    let too_big = vec![0u8; (max + 1) as usize];
+    assert_eq!(code(client.put_object(&auth, "too-big", &too_big)), ErrorCode::PayloadTooLarge);
+    assert_eq!(client.head_object(&auth, "too-big").unwrap(), None);
+}
+
+fn accounts_are_isolated(h: &Harness) {
+    let client = &h.client;
+    let (_, alice) = registered(client, b"a");
+    let (_, bob) = registered(client, b"b");
+    client.put_object(&alice, "secret-pack", b"alice's bytes").unwrap();
+    client.put_head(&alice, b"alice head", None).unwrap();
+    client.put_escrow(&alice, b"alice share", None).unwrap();
+    // Bob sees his own (empty) namespace under the same names.
+    assert_eq!(code(client.get_object(&bob, "secret-pack", 100)), ErrorCode::NotFound);
+    assert_eq!(client.head_object(&bob, "secret-pack").unwrap(), None);
+    assert!(client.list_objects(&bob, None, None).unwrap().objects.is_empty());
+    assert!(client.get_head(&bob).unwrap().is_none());
+    assert!(client.get_escrow(&bob).unwrap().is_none());
+    assert_eq!(code(client.delete_object(&bob, "secret-pack")), ErrorCode::NotFound);
+    client.put_object(&bob, "secret-pack", b"bob's bytes").unwrap();
+    assert_eq!(client.get_object(&alice, "secret-pack", 100).unwrap(), b"alice's bytes");
+    assert_eq!(client.get_object(&bob, "secret-pack", 100).unwrap(), b"bob's bytes");
+}
+
+fn health_and_metrics(h: &Harness) {
+    let (status, body) = support::raw(h.addr(), "GET /healthz HTTP/1.1", b"");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (_, auth) = registered(&h.client, b"pw");
+    h.client.put_object(&auth, "x", b"12345").unwrap();
+    let (status, body) = support::raw(h.addr(), "GET /metrics HTTP/1.1", b"");
+    assert_eq!(status, 200);
+    for needle in [
+        "backup_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 1",
+        "backup_http_request_duration_seconds_count{route=\"/v1/login/finish\"} 1",
+        "backup_logins_ok_total 1",
+        "backup_objects_stored_total 1",
+        "backup_object_bytes_received_total 5",
+    ] {
+        assert!(body.contains(needle), "missing {needle} in\n{body}");
+    }
+}
+
+fn post_json_head(path: &str, body: &serde_json::Value) -> String {
+    format!("POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}", body.to_string().len())
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn small_limits() -> Limits {
+    Limits { login_attempt_limit: 4, quota_bytes: 1 << 20, max_object_bytes: 512 << 10, ..test_limits() }
+}
+
+macro_rules! conformance {
+    ($backend_mod:ident, $backend:expr) => {
+        mod $backend_mod {
+            use super::*;
+
+            fn run(case: fn(&Harness), limits: Limits) {
+                if let Some(harness) = Harness::start($backend, limits) {
+                    case(&harness);
+                }
+            }
+
+            #[test]
+            fn register_login_and_refusals() {
+                run(super::register_login_and_refusals, test_limits());
+            }
+            #[test]
+            fn lockout_after_the_limit() {
+                run(super::lockout_after_the_limit, small_limits());
+            }
+            #[test]
+            fn registration_is_not_an_oracle() {
+                run(super::registration_is_not_an_oracle, test_limits());
+            }
+            #[test]
+            fn password_change() {
+                run(super::password_change, test_limits());
+            }
+            #[test]
+            fn devices() {
+                run(super::devices, test_limits());
+            }
+            #[test]
+            fn escrow_and_head_compare_and_swap() {
+                run(super::escrow_and_head_compare_and_swap, test_limits());
+            }
+            #[test]
+            fn objects_round_trip() {
+                run(super::objects_round_trip, test_limits());
+            }
+            #[test]
+            fn large_objects_stream_through_staging() {
+                run(super::large_objects_stream_through_staging, test_limits());
+            }
+            #[test]
+            fn concurrent_puts_of_one_id_store_exactly_one() {
+                run(super::concurrent_puts_of_one_id_store_exactly_one, test_limits());
+            }
+            #[test]
+            fn backend_refuses_to_replace() {
+                run(super::backend_refuses_to_replace, test_limits());
+            }
+            #[test]
+            fn quota_and_size_limits() {
+                run(super::quota_and_size_limits, small_limits());
+            }
+            #[test]
+            fn accounts_are_isolated() {
+                run(super::accounts_are_isolated, test_limits());
+            }
+            #[test]
+            fn health_and_metrics() {
+                run(super::health_and_metrics, test_limits());
+            }
+        }
+    };
+}
+
+conformance!(memory, Backend::Memory);
+conformance!(local_fs, Backend::LocalFs);
+conformance!(s3, Backend::S3);

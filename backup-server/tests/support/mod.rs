@@ -1,0 +1,124 @@
+//! Shared by the backup-server integration tests: backends, an embedded server with a client,
+//! raw HTTP, and the real binary as a child process.
+#![allow(dead_code)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use backup_api::KsfParams;
+use backup_api::client::BackupClient;
+use backup_server::storage::S3Options;
+use backup_server::{AppState, Limits, RunningServer, ServerSecrets, Storage};
+
+/// Cheap key stretching so tests run quickly (the server's cost does not depend on it).
+pub fn ksf() -> KsfParams {
+    KsfParams::new(KsfParams::MIN_MEMORY_KIB, 1, 1).unwrap()
+}
+
+/// A name no other test (or earlier run on the same bucket) uses.
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// The storage backends the conformance suite runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    LocalFs,
+    S3,
+}
+
+/// Where the test S3 server is (exported by scripts/test.sh after starting SeaweedFS).
+pub struct S3Env {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+/// The S3 test server, or `None` when the tests run without one. With `BACKUP_TEST_REQUIRE_S3=1`
+/// (set by scripts/test.sh) a missing S3 server fails the test instead of skipping it.
+pub fn s3_env() -> Option<S3Env> {
+    let endpoint = std::env::var("BACKUP_TEST_S3_ENDPOINT").ok();
+    let bucket = std::env::var("BACKUP_TEST_S3_BUCKET").ok();
+    match (endpoint, bucket) {
+        (Some(endpoint), Some(bucket)) => Some(S3Env { endpoint, bucket }),
+        _ => {
+            assert!(
+                std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+                "BACKUP_TEST_REQUIRE_S3=1 but no S3 server: run the tests through scripts/test.sh"
+            );
+            eprintln!("skipped: no S3 test server (BACKUP_TEST_S3_ENDPOINT unset); scripts/test.sh starts one");
+            None
+        }
+    }
+}
+
+/// A fresh, empty store of the given kind (a unique prefix on S3). The temp dir lives as long as
+/// the returned guard.
+pub fn storage(backend: Backend) -> Option<(Storage, Option<tempfile::TempDir>)> {
+    match backend {
+        Backend::Memory => Some((Storage::memory(), None)),
+        Backend::LocalFs => {
+            let dir = tempfile::tempdir().unwrap();
+            Some((Storage::local(dir.path()).unwrap(), Some(dir)))
+        }
+        Backend::S3 => {
+            let env = s3_env()?;
+            let url = format!("s3://{}/{}", env.bucket, unique("conformance"));
+            let options = S3Options { endpoint: Some(env.endpoint), region: None, allow_http: true };
+            Some((Storage::s3(&url, &options).unwrap(), None))
+        }
+    }
+}
+
+/// An embedded server and a client for it.
+pub struct Harness {
+    pub server: RunningServer,
+    pub client: BackupClient,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    pub fn start(backend: Backend, limits: Limits) -> Option<Self> {
+        let (storage, dir) = storage(backend)?;
+        let server = RunningServer::start(AppState::new(ServerSecrets::generate(), storage, limits)).unwrap();
+        let client = BackupClient::new(&server.url()).unwrap();
+        Some(Self { server, client, _dir: dir })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+}
+
+/// Limits for tests: no rate limiting unless a test asks for it.
+pub fn test_limits() -> Limits {
+    Limits { per_ip_rate: (0, 0), per_account_rate: (0, 0), ..Limits::default() }
+}
+
+/// A raw HTTP/1.1 exchange: sends `head` (request line and headers, without the blank line),
+/// `Connection: close` and `body`; returns the status and the response body.
+pub fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // The server may answer and close before reading a refused body.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The `error` code of a JSON error body.
+pub fn error_code(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| format!("<no error code in {body:?}>"))
+}
