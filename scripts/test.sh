@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every check CI runs: formatting, clippy, and the whole
-# test suite (unit, integration, CLI, and the independent SQLCipher reader).
+# test suite (unit, integration, CLI, the independent SQLCipher reader, the backup server against
+# a real S3 server, and the Python bindings).
 # Works on a fresh machine with the Rust toolchain and python3: nothing else is assumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/system-deps.sh
+. scripts/lib/seaweedfs.sh
 ensure_system_deps
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -26,8 +28,15 @@ log "cargo deny: licenses, bans, sources (advisories need the RustSec database, 
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
 cargo deny check licenses bans sources
 
+log "S3 server for the backup-server tests: SeaweedFS on loopback, telemetry off, fresh data"
+trap stop_seaweedfs EXIT
+start_seaweedfs "$PWD/target/test-seaweedfs"
+# The S3 tests fail instead of skipping if the server is missing.
+export BACKUP_TEST_REQUIRE_S3=1
+
 log "cargo test"
 cargo test --workspace --locked
+stop_seaweedfs
 
 log "bindings: generate Python, Kotlin and Swift from the built library; run the Python tests"
 cargo build --workspace --locked

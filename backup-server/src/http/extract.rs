@@ -87,9 +87,17 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 
 /// Reads a whole body of at most `limit` bytes.
 pub async fn read_bounded(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes or was cut short"))
-    })
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("the body was cut short"))?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 /// A JSON body of at most [`backup_api::MAX_JSON_BODY_LEN`] bytes.

@@ -3,7 +3,7 @@
 
 mod account;
 pub mod extract;
-mod login;
+pub mod login;
 mod objects;
 
 use std::net::SocketAddr;

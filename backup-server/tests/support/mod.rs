@@ -2,6 +2,8 @@
 //! raw HTTP, and the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -101,18 +103,41 @@ pub fn test_limits() -> Limits {
 /// A raw HTTP/1.1 exchange: sends `head` (request line and headers, without the blank line),
 /// `Connection: close` and `body`; returns the status and the response body.
 pub fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    exchange(addr, head, body, false)
+}
+
+/// Like [`raw`], but closes the sending side after `body`, as a client that dies mid-upload.
+pub fn raw_then_close(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    exchange(addr, head, body, true)
+}
+
+fn exchange(addr: SocketAddr, head: &str, body: &[u8], close: bool) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let request = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     // The server may answer and close before reading a refused body.
     let _ = stream.write_all(body);
+    if close {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// Like [`raw`], but returns the response head (status line and headers) instead of the body.
+pub fn raw_head(addr: SocketAddr, head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    text.split_once("\r\n\r\n").map(|(h, _)| h.to_owned()).unwrap_or(text)
 }
 
 /// The `error` code of a JSON error body.

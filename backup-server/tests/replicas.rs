@@ -1,0 +1,108 @@
+//! Two server processes sharing one bucket on a real S3 server (SeaweedFS): guess counting stays
+//! exact across replicas, and what one replica stores the other serves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use backup_api::client::{BackupClient, ClientError};
+use backup_api::{ErrorCode, OPAQUE_CONTEXT, OpaqueSuite};
+use backup_server::ServerSecrets;
+use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
+use support::process::{ServerProcess, spawn};
+use support::{ksf, s3_env, unique};
+
+const LIMIT: u32 = 3;
+
+fn replicas(dir: &std::path::Path) -> Option<(ServerProcess, ServerProcess)> {
+    let env = s3_env()?;
+    use base64::Engine as _;
+    let setup = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ServerSecrets::generate().encode());
+    let store = format!("s3://{}/{}", env.bucket, unique("replicas"));
+    let limit = LIMIT.to_string();
+    let start = |name: &str| {
+        let data = dir.join(name);
+        spawn(
+            &[
+                "--store",
+                &store,
+                "--s3-endpoint",
+                &env.endpoint,
+                "--s3-allow-http",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--login-attempt-limit",
+                &limit,
+                "--rate-limit-per-ip",
+                "0",
+                "--rate-limit-per-account",
+                "0",
+            ],
+            &[("BACKUP_SERVER_SETUP", &setup)],
+            &dir.join(format!("{name}.log")),
+        )
+        .unwrap()
+    };
+    Some((start("a"), start("b")))
+}
+
+/// One login start with the right password, never finished: whether the server evaluated it under
+/// the account's real record (the client can open the envelope) or answered with a decoy.
+fn real_evaluation(client: &BackupClient, account: &str, password: &[u8]) -> bool {
+    let mut rng = rand_08::rngs::OsRng;
+    let start = ClientLogin::<OpaqueSuite>::start(&mut rng, password).unwrap();
+    let answer = client.login_start_raw(account, &start.message.serialize()).unwrap();
+    let response = CredentialResponse::<OpaqueSuite>::deserialize(&answer.response).unwrap();
+    let argon2 = answer.ksf.argon2().unwrap();
+    let params = ClientLoginFinishParameters::new(Some(OPAQUE_CONTEXT), Default::default(), Some(&argon2));
+    start.state.finish(&mut rng, password, response, params).is_ok()
+}
+
+#[test]
+fn guesses_are_counted_exactly_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b)) = replicas(dir.path()) else { return };
+    let (client_a, client_b) = (BackupClient::new(&a.url).unwrap(), BackupClient::new(&b.url).unwrap());
+    let account = unique("storm");
+    client_a.register(&account, b"right", ksf()).unwrap();
+
+    // Eight concurrent login starts, four per replica, each with the right password and never
+    // finished (so nothing resets the counter): exactly LIMIT of them may get a real evaluation.
+    let real = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let client = if i % 2 == 0 { &client_a } else { &client_b };
+                let account = &account;
+                scope.spawn(move || real_evaluation(client, account, b"right"))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).filter(|r| *r).count()
+    });
+    assert_eq!(real, LIMIT as usize, "real evaluations across both replicas");
+    // Locked on both replicas.
+    assert!(matches!(client_a.login(&account, b"right"), Err(ClientError::LoginFailed)));
+    assert!(matches!(client_b.login(&account, b"right"), Err(ClientError::LoginFailed)));
+    assert!(!real_evaluation(&client_b, &account, b"right"));
+}
+
+#[test]
+fn one_replica_serves_what_the_other_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b)) = replicas(dir.path()) else { return };
+    let (client_a, client_b) = (BackupClient::new(&a.url).unwrap(), BackupClient::new(&b.url).unwrap());
+    let account = unique("shared");
+    client_a.register(&account, b"pw", ksf()).unwrap();
+    // A session from one replica works on the other; so does a device token.
+    let session = client_b.login(&account, b"pw").unwrap().token;
+    let (_, device) = client_a.enrol_device(&session, "phone").unwrap();
+    client_a.put_object(&device, "pack-1", b"written through a").unwrap();
+    assert_eq!(client_b.get_object(&device, "pack-1", 100).unwrap(), b"written through a");
+    assert_eq!(client_b.put_object(&session, "pack-1", b"again").unwrap_err().code(), Some(ErrorCode::ObjectExists));
+    let etag = client_a.put_head(&device, b"generation 1", None).unwrap();
+    client_b.put_head(&device, b"generation 2", Some(&etag)).unwrap();
+    assert_eq!(
+        client_a.put_head(&device, b"stale", Some(&etag)).unwrap_err().code(),
+        Some(ErrorCode::PreconditionFailed),
+        "compare-and-swap holds across replicas"
+    );
+    assert_eq!(client_a.get_head(&session).unwrap().unwrap().0, b"generation 2");
+}
