@@ -5,6 +5,7 @@
 //! The binary (`src/main.rs`) parses settings and calls [`server::serve`]; tests embed a server with
 //! [`server::RunningServer`]. The HTTP API is specified in `docs/server-api.md`.
 
+pub mod authcache;
 pub mod config;
 pub mod error;
 pub mod http;

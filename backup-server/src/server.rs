@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::config::Settings;
 use crate::secrets::ServerSecrets;
@@ -132,9 +133,15 @@ pub async fn serve(
         }
     });
     let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: responses are written as headers then body; without it, Nagle's algorithm and
+    // delayed ACKs stall keep-alive connections by tens of milliseconds per request.
+    let server = axum_server::from_tcp(listener)?.handle(handle);
     match tls {
-        Some(config) => axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await,
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        Some(config) => {
+            let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+            server.acceptor(acceptor).serve(app).await
+        }
+        None => server.acceptor(NoDelayAcceptor::new()).serve(app).await,
     }
 }
 

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::authcache::DeviceAuthCache;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::{AccountHash, ServerSecrets};
@@ -64,6 +65,8 @@ pub struct AppState {
     pub ip_limiter: RateLimiter<IpAddr>,
     /// Per-account limiter.
     pub account_limiter: RateLimiter<AccountHash>,
+    /// Device tokens verified in the last moments.
+    pub device_auth: DeviceAuthCache,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             storage,
             limits,
             metrics: Metrics::default(),
+            device_auth: DeviceAuthCache::default(),
         }
     }
 }

@@ -84,6 +84,7 @@ const MAX_CAS_ATTEMPTS: u32 = 20;
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     kind: BackendKind,
+    local_root: Option<std::path::PathBuf>,
     locks: Vec<tokio::sync::Mutex<()>>,
     description: String,
 }
@@ -92,7 +93,7 @@ impl Storage {
     /// Wraps an existing store. `description` is what the server prints (no secrets).
     pub fn new(store: Arc<dyn ObjectStore>, kind: BackendKind, description: String) -> Self {
         let locks = (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, kind, locks, description }
+        Self { store, kind, local_root: None, locks, description }
     }
 
     /// A fresh in-memory store.
@@ -108,7 +109,9 @@ impl Storage {
             root.canonicalize().map_err(|e| StorageError::Config(format!("cannot resolve {}: {e}", root.display())))?;
         let store =
             object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(store), BackendKind::LocalFs, format!("file://{}", root.display())))
+        let mut storage = Self::new(Arc::new(store), BackendKind::LocalFs, format!("file://{}", root.display()));
+        storage.local_root = Some(root);
+        Ok(storage)
     }
 
     /// An S3 bucket (`s3://bucket[/prefix]`). Credentials, region and endpoint come from the
@@ -169,6 +172,36 @@ impl Storage {
         }
     }
 
+    /// On a local store, reads a whole object of at most `max_len` bytes with one blocking file
+    /// read, bypassing `object_store`'s separate open and read steps. `Ok(None)` when the object
+    /// is absent; `Err` with [`FastRead::NotApplicable`] on other backends or for larger objects,
+    /// where the caller uses the general path. Valid only for paths whose segments need no
+    /// escaping (account hashes and checked object identifiers).
+    pub async fn read_small_local(&self, path: &Path, max_len: u64) -> Result<Option<Bytes>, FastRead> {
+        let Some(root) = &self.local_root else { return Err(FastRead::NotApplicable) };
+        let file_path = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+            use std::io::Read as _;
+            let mut file = match std::fs::File::open(&file_path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata()?.len();
+            if len > max_len {
+                return Err(std::io::Error::other("large"));
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            file.read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        })
+        .await;
+        match read {
+            Ok(Ok(bytes)) => Ok(bytes.map(Bytes::from)),
+            _ => Err(FastRead::NotApplicable),
+        }
+    }
+
     /// Read-modify-write of one record. `change` sees the current bytes (or `None`) and decides;
     /// it may run more than once if another replica wins a race, so it must be free of side
     /// effects. Errors from `change` end the update without writing.
@@ -225,6 +258,13 @@ impl Storage {
         let index = (hasher.finish() % LOCK_STRIPES as u64) as usize;
         &self.locks[index]
     }
+}
+
+/// Why [`Storage::read_small_local`] did not answer; the caller falls back to `object_store`.
+#[derive(Debug)]
+pub enum FastRead {
+    /// Not a local store, the object is too large, or the read failed.
+    NotApplicable,
 }
 
 /// Options for an S3 store beyond the `AWS_*` environment variables.

@@ -105,4 +105,12 @@ fn one_replica_serves_what_the_other_stored() {
         "compare-and-swap holds across replicas"
     );
     assert_eq!(client_a.get_head(&session).unwrap().unwrap().0, b"generation 2");
+
+    // Revoking the device through one replica locks it out of the other within the documented
+    // cache lifetime of a device-token check.
+    let devices = client_b.list_devices(&session).unwrap().devices;
+    client_a.revoke_device(&session, &devices[0].id).unwrap();
+    assert_eq!(client_a.head_object(&device, "pack-1").unwrap_err().code(), Some(ErrorCode::Unauthorized));
+    std::thread::sleep(backup_server::authcache::DEVICE_AUTH_TTL + std::time::Duration::from_millis(200));
+    assert_eq!(client_b.head_object(&device, "pack-1").unwrap_err().code(), Some(ErrorCode::Unauthorized));
 }

@@ -435,12 +435,18 @@ impl BackupClient {
     pub fn head_object(&self, auth: &BearerToken, id: &str) -> Result<Option<u64>, ClientError> {
         check_object_id(id)?;
         self.retrying(|| {
-            let mut response =
+            let response =
                 self.request("HEAD", &format!("/objects/{id}"), Some(auth)).send_empty().map_err(transport)?;
-            if response.status().as_u16() == 404 {
+            let status = response.status().as_u16();
+            if status == 404 {
                 return Ok(None);
             }
-            check(&mut response)?;
+            if status >= 400 {
+                // HEAD answers carry no body: the status alone names the error.
+                let code =
+                    ErrorCode::for_status(status).ok_or_else(|| ClientError::Protocol(format!("HTTP {status}")))?;
+                return Err(ClientError::Api { status, code, message: format!("HEAD refused with HTTP {status}") });
+            }
             header(&response, "content-length")
                 .and_then(|v| v.parse().ok())
                 .map(Some)

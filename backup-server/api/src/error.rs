@@ -70,6 +70,23 @@ impl ErrorCode {
         }
     }
 
+    /// The most likely code for a bare status (for answers without a body, such as HEAD).
+    pub const fn for_status(status: u16) -> Option<Self> {
+        Some(match status {
+            400 => Self::BadRequest,
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            408 => Self::Timeout,
+            412 => Self::PreconditionFailed,
+            413 => Self::PayloadTooLarge,
+            429 => Self::RateLimited,
+            500 => Self::Internal,
+            503 => Self::Unavailable,
+            _ => return None,
+        })
+    }
+
     /// Whether a client may retry the same request later and expect it to succeed.
     pub const fn is_transient(self) -> bool {
         matches!(self, Self::RateLimited | Self::Timeout | Self::Unavailable)

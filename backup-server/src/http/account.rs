@@ -127,6 +127,7 @@ pub async fn revoke_device(
             Ok(Change::Write(records::encode(&record), ()))
         })
         .await?;
+    state.device_auth.forget(&caller.account, &id);
     tracing::info!(account = %caller.account.tag(), device = %id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
 }

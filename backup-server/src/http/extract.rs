@@ -59,15 +59,19 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
     let caller = match parsed {
         Token::Session { account } => Caller { account, kind: CallerKind::Session },
         Token::Device { account, device_id, secret } => {
-            let path = records::record_path(&account);
-            let record = state.storage.read(&path).await?.ok_or_else(unauthorized)?;
-            let record: AccountRecord = records::parse(&record.bytes, &path)?;
-            let enrolled = record.devices.iter().any(|d| {
-                d.id == device_id
-                    && tokens::device_secret_matches(state.secrets.device_key(), &secret[..], &d.secret_hash)
-            });
-            if !enrolled {
-                return Err(unauthorized());
+            let presented = tokens::device_secret_hash(state.secrets.device_key(), &secret[..]);
+            if !state.device_auth.is_fresh(&account, &device_id, &presented) {
+                let path = records::record_path(&account);
+                let record = state.storage.read(&path).await?.ok_or_else(unauthorized)?;
+                let record: AccountRecord = records::parse(&record.bytes, &path)?;
+                let enrolled = record.devices.iter().any(|d| {
+                    d.id == device_id
+                        && tokens::device_secret_matches(state.secrets.device_key(), &secret[..], &d.secret_hash)
+                });
+                if !enrolled {
+                    return Err(unauthorized());
+                }
+                state.device_auth.remember(&account, &device_id, presented);
             }
             Caller { account, kind: CallerKind::Device(device_id) }
         }

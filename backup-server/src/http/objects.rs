@@ -31,6 +31,8 @@ use crate::storage::{BackendKind, Change};
 
 /// Largest upload written with a single put; larger ones use a staged multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 8 << 20;
+/// Largest download read whole before sending; larger ones stream.
+const SMALL_READ_MAX: u64 = 256 << 10;
 /// Part size of staged multipart uploads.
 const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight to the store at once.
@@ -246,7 +248,14 @@ pub async fn get_object(
         Some(v) => Some(v.to_str().ok().and_then(parse_range).ok_or_else(unsatisfiable)?),
     };
     let (options, range) = match requested {
-        None => (GetOptions::default(), None),
+        None => {
+            if let Ok(found) = state.storage.read_small_local(&path, SMALL_READ_MAX).await {
+                let bytes = found.ok_or_else(not_found)?;
+                state.metrics.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                return Ok(object_response(StatusCode::OK, Body::from(bytes), None));
+            }
+            (GetOptions::default(), None)
+        }
         Some(requested) => {
             let size = match store.head(&path).await {
                 Ok(meta) => meta.size,
@@ -268,18 +277,28 @@ pub async fn get_object(
         Some((start, end, _)) => (StatusCode::PARTIAL_CONTENT, end - start),
     };
     state.metrics.bytes_out.fetch_add(length, Ordering::Relaxed);
-    let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));
+    // Small bodies are read in one go (one file read on a local store); larger ones stream.
+    let body = if length <= SMALL_READ_MAX {
+        Body::from(result.bytes().await.map_err(crate::storage::StorageError::from)?)
+    } else {
+        Body::from_stream(result.into_stream().map_err(std::io::Error::other))
+    };
+    let mut response = object_response(status, body, range);
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok(response)
+}
+
+fn object_response(status: StatusCode, body: Body, range: Option<(u64, u64, u64)>) -> Response {
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some((start, end, total)) = range
         && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end.saturating_sub(1)))
     {
         h.insert(header::CONTENT_RANGE, value);
     }
-    Ok(response)
+    response
 }
 
 /// `HEAD /v1/objects/{id}`.
