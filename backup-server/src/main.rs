@@ -10,6 +10,9 @@ use backup_server::storage::{Change, StorageError};
 use backup_server::{AppState, ServerSecrets, Storage};
 use clap::Parser as _;
 
+/// S3's limit for a single copy, which places staged uploads.
+const S3_MAX_OBJECT: u64 = 5 << 30;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match cli.settings.with_config_file() {
@@ -58,6 +61,9 @@ fn open(settings: &Settings) -> Result<(ServerSecrets, Storage, Option<server::D
 
 async fn run(settings: Settings) -> Result<(), StartError> {
     let addr = settings.listen();
+    if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+        return Err(StartError("TLS needs both tls_cert and tls_key".into()));
+    }
     let tls = settings.tls_cert.is_some();
     server::check_plain_http(addr, tls, settings.insecure_http.unwrap_or(false))?;
     let (secrets, storage, _lock) = open(&settings)?;
@@ -76,7 +82,12 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     println!("backup-server listening on {scheme}://{bound}");
     println!("store: {}", storage.description());
     println!("OPAQUE server key fingerprint: {}", server::key_fingerprint(&secrets));
-    let state = Arc::new(AppState::new(secrets, storage, settings.limits()));
+    let mut limits = settings.limits();
+    if storage.kind() == backup_server::storage::BackendKind::S3 && limits.max_object_bytes > S3_MAX_OBJECT {
+        println!("max object size lowered to 5 GiB: large uploads are placed with one S3 copy, which S3 caps there");
+        limits.max_object_bytes = S3_MAX_OBJECT;
+    }
+    let state = Arc::new(AppState::new(secrets, storage, limits));
     server::serve(state, listener, tls_config, server::termination_signal(), settings.shutdown_grace())
         .await
         .map_err(|e| StartError(format!("server failed: {e}")))?;

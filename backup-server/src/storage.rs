@@ -9,7 +9,7 @@
 //! - on S3 and in memory the write is then conditional on the version read (`If-Match` on the ETag,
 //!   or create-if-absent), so replicas sharing a bucket cannot lose each other's updates;
 //! - the local file system has no conditional update, so there the in-process lock is the whole
-//!   story, and [`crate::datadir`] holds an exclusive lock on the data directory so that no second
+//!   story, and [`crate::server::DirLock`] holds an exclusive lock on the data directory so that no second
 //!   process can write the same files.
 
 use std::hash::{Hash as _, Hasher as _};
@@ -64,9 +64,9 @@ impl Record {
     }
 }
 
-/// The `ETag` of a record's content: `"` ‖ first 16 bytes of BLAKE3 in hex ‖ `"`.
+/// The `ETag` of a record's content (see [`backup_api::record_etag`]).
 pub fn content_etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", &blake3::hash(bytes).to_hex()[..32])
+    backup_api::record_etag(bytes)
 }
 
 /// What a record update wants to do with the current value.
@@ -86,14 +86,15 @@ pub struct Storage {
     kind: BackendKind,
     local_root: Option<std::path::PathBuf>,
     locks: Vec<tokio::sync::Mutex<()>>,
+    object_locks: Vec<tokio::sync::Mutex<()>>,
     description: String,
 }
 
 impl Storage {
     /// Wraps an existing store. `description` is what the server prints (no secrets).
     pub fn new(store: Arc<dyn ObjectStore>, kind: BackendKind, description: String) -> Self {
-        let locks = (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, kind, local_root: None, locks, description }
+        let stripes = || (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { store, kind, local_root: None, locks: stripes(), object_locks: stripes(), description }
     }
 
     /// A fresh in-memory store.
@@ -251,13 +252,22 @@ impl Storage {
         }
     }
 
-    fn lock_for(&self, path: &Path) -> &tokio::sync::Mutex<()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        path.as_ref().hash(&mut hasher);
-        // The modulo keeps the index below LOCK_STRIPES, so the conversion cannot truncate.
-        let index = (hasher.finish() % LOCK_STRIPES as u64) as usize;
-        &self.locks[index]
+    /// Serialises operations on one object within this process (a lock set separate from the
+    /// record locks, so holding it while updating a record cannot deadlock).
+    pub async fn lock_object(&self, path: &Path) -> tokio::sync::MutexGuard<'_, ()> {
+        self.object_locks[stripe(path)].lock().await
     }
+
+    fn lock_for(&self, path: &Path) -> &tokio::sync::Mutex<()> {
+        &self.locks[stripe(path)]
+    }
+}
+
+fn stripe(path: &Path) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.as_ref().hash(&mut hasher);
+    // The modulo keeps the index below LOCK_STRIPES, so the conversion cannot truncate.
+    (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
 /// Why [`Storage::read_small_local`] did not answer; the caller falls back to `object_store`.

@@ -299,6 +299,23 @@ fn backend_refuses_to_replace(h: &Harness) {
     });
 }
 
+/// Deleting one object from several threads at once releases its size once.
+fn parallel_deletes_release_once(h: &Harness) {
+    let (_, auth) = registered(&h.client, b"pw");
+    h.client.put_object(&auth, "keep", &[0u8; 1000]).unwrap();
+    h.client.put_object(&auth, "gone", &[0u8; 5000]).unwrap();
+    let outcomes: Vec<Option<ErrorCode>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| h.client.delete_object(&auth, "gone").err().and_then(|e| e.code())))
+            .collect();
+        handles.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().flatten().all(|c| *c == ErrorCode::NotFound), "{outcomes:?}");
+    let status = h.client.account_status(&auth).unwrap();
+    assert_eq!((status.objects, status.used_bytes), (1, 1000));
+}
+
 fn quota_and_size_limits(h: &Harness) {
     let client = &h.client;
     let (_, auth) = registered(client, b"pw");
@@ -420,6 +437,10 @@ macro_rules! conformance {
             #[test]
             fn backend_refuses_to_replace() {
                 run(super::backend_refuses_to_replace, test_limits());
+            }
+            #[test]
+            fn parallel_deletes_release_once() {
+                run(super::parallel_deletes_release_once, test_limits());
             }
             #[test]
             fn quota_and_size_limits() {

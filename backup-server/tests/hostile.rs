@@ -172,6 +172,7 @@ fn path_tricks_and_unknown_routes() {
         "/v1/objects/a%00b",
         "/v1/objects/%C3%A9",
         "/v1/objects/a%20b",
+        "/v1/objects/%FF",
         &format!("/v1/objects/{long}"),
     ] {
         for method in ["PUT", "GET", "DELETE", "HEAD"] {
@@ -202,8 +203,45 @@ fn path_tricks_and_unknown_routes() {
     }
     assert_eq!(h.client.get_head(&token).unwrap().unwrap().0, b"head", "the head record is untouched");
     assert_eq!(stored(&h), before, "nothing was written");
+    // Client-chosen methods do not become metric labels (they would grow without bound).
+    for method in ["AAAAAAAAAAAAAAAAAAAA", "BREW", "X-CUSTOM"] {
+        let (status, _) = raw(h.addr(), &format!("{method} /healthz HTTP/1.1"), b"");
+        assert_eq!(status, 404, "{method}");
+    }
     let metrics = h.server.state.metrics.render();
     assert!(!metrics.contains("status=\"500\""), "{metrics}");
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+    assert!(!metrics.contains("BREW") && !metrics.contains("AAAAAAAA"), "{metrics}");
+}
+
+#[test]
+fn a_stalled_upload_times_out_and_releases_its_quota() {
+    let limits = Limits { transfer_timeout: std::time::Duration::from_secs(1), ..test_limits() };
+    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let account = unique("stalled");
+    h.client.register(&account, b"pw", ksf()).unwrap();
+    let token = h.client.login(&account, b"pw").unwrap().token;
+    for (id, len) in [("small", 100_000usize), ("staged", 20 << 20)] {
+        let head = format!(
+            "PUT /v1/objects/{id} HTTP/1.1\r\nAuthorization: Bearer {}\r\nContent-Length: {len}",
+            token.expose()
+        );
+        // Sends a tenth of the body and stalls (the helper keeps the connection open).
+        let (status, text) = raw(h.addr(), &head, &vec![1u8; len / 10]);
+        assert_eq!((status, error_code(&text).as_str()), (408, "timeout"), "{id}");
+    }
+    // The reservations are released by the cancelled requests' clean-up.
+    let mut used = u64::MAX;
+    for _ in 0..50 {
+        let status = h.client.account_status(&token).unwrap();
+        used = status.used_bytes + status.objects;
+        if used == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(used, 0, "quota held by timed-out uploads was released");
+    assert!(h.client.list_objects(&token, None, None).unwrap().objects.is_empty());
 }
 
 #[test]

@@ -142,22 +142,7 @@ impl BackupClient {
 
     /// A client with explicit options.
     pub fn with_options(base_url: &str, options: ClientOptions) -> Result<Self, ClientError> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        let host = if let Some(rest) = base.strip_prefix("https://") {
-            rest
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            if !options.allow_insecure_http && !is_loopback_authority(rest) {
-                return Err(ClientError::InvalidInput(
-                    "plain http:// is allowed only to a loopback address; use https://".into(),
-                ));
-            }
-            rest
-        } else {
-            return Err(ClientError::InvalidInput("the server URL must start with https:// or http://".into()));
-        };
-        if host.is_empty() || host.contains('/') {
-            return Err(ClientError::InvalidInput("the server URL must be scheme://host[:port] with no path".into()));
-        }
+        let base = checked_base_url(base_url, options.allow_insecure_http)?;
         let roots = if options.root_certificates.is_empty() {
             ureq::tls::RootCerts::PlatformVerifier
         } else {
@@ -176,6 +161,9 @@ impl BackupClient {
             .max_redirects(0)
             .timeout_connect(Some(timeout))
             .timeout_recv_response(Some(timeout))
+            // Bodies may take long in total but must keep moving.
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
             .tls_config(tls)
             .build()
             .new_agent();
@@ -358,12 +346,26 @@ impl BackupClient {
             None => ("If-None-Match", "*"),
             Some(etag) => ("If-Match", etag),
         };
-        self.retrying(|| {
-            let mut response =
-                self.request("PUT", path, Some(auth)).header(name, value).send(bytes).map_err(transport)?;
+        let mut retried_after_transport_error = false;
+        let result = self.retrying(|| {
+            let mut response = self.request("PUT", path, Some(auth)).header(name, value).send(bytes).map_err(|e| {
+                retried_after_transport_error = true;
+                transport(e)
+            })?;
             check(&mut response)?;
             header(&response, "etag").ok_or_else(|| ClientError::Protocol("no ETag".into()))
-        })
+        });
+        match result {
+            // An attempt whose answer was lost may have been applied: if the record now holds
+            // exactly these bytes, it was.
+            Err(e) if retried_after_transport_error && e.code() == Some(ErrorCode::PreconditionFailed) => {
+                match self.get_record(path, auth)? {
+                    Some((_, etag)) if etag == crate::record_etag(bytes) => Ok(etag),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     // ---- objects ----
@@ -371,11 +373,25 @@ impl BackupClient {
     /// Stores a write-once object from memory. `ObjectExists` if the id is taken.
     pub fn put_object(&self, auth: &BearerToken, id: &str, bytes: &[u8]) -> Result<(), ClientError> {
         check_object_id(id)?;
-        self.retrying(|| {
-            let mut response =
-                self.request("PUT", &format!("/objects/{id}"), Some(auth)).send(bytes).map_err(transport)?;
+        let mut retried_after_transport_error = false;
+        let result = self.retrying(|| {
+            let mut response = self.request("PUT", &format!("/objects/{id}"), Some(auth)).send(bytes).map_err(|e| {
+                retried_after_transport_error = true;
+                transport(e)
+            })?;
             check(&mut response)
-        })
+        });
+        match result {
+            // An attempt whose answer was lost may have stored the object: if it holds exactly
+            // these bytes, it did.
+            Err(e) if retried_after_transport_error && e.code() == Some(ErrorCode::ObjectExists) => {
+                match self.get_object(auth, id, bytes.len() as u64 + 1) {
+                    Ok(stored) if stored == bytes => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Stores a write-once object streamed from a reader (not retried: the reader is consumed).
@@ -601,14 +617,35 @@ fn parse_json<T: DeserializeOwned>(response: http::Response<ureq::Body>) -> Resu
     serde_json::from_slice(&bytes).map_err(|_| ClientError::Protocol("malformed JSON answer".into()))
 }
 
-/// Whether `authority` (`host[:port]`) names a loopback address.
-fn is_loopback_authority(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// Parses and checks the server URL the way the HTTP stack will: `https://host[:port]`, or
+/// `http://` to a loopback host (unless insecure HTTP is explicitly allowed); no user
+/// information, path or query. Returns it without a trailing slash.
+fn checked_base_url(url: &str, allow_insecure_http: bool) -> Result<String, ClientError> {
+    let invalid = |why: &str| ClientError::InvalidInput(format!("server URL: {why}"));
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("user information (`user@`) is not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid("must be scheme://host[:port] with no path or query"));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_insecure_http || is_loopback_host(host) => {}
+        Some("http") => return Err(invalid("plain http:// is allowed only to a loopback address; use https://")),
+        _ => return Err(invalid("must start with https:// or http://")),
+    }
+    Ok(format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority.as_str()))
+}
+
+/// Whether `host` (without brackets) is `localhost` or a loopback IP address.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -625,6 +662,18 @@ mod tests {
         assert!(matches!(BackupClient::new("http://10.0.0.1:80"), Err(ClientError::InvalidInput(_))));
         assert!(matches!(BackupClient::new("ftp://x"), Err(ClientError::InvalidInput(_))));
         assert!(matches!(BackupClient::new("https://x/path"), Err(ClientError::InvalidInput(_))));
+        for sneaky in [
+            "http://127.0.0.1:80@evil.example",
+            "http://[::1]:1@evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example:80",
+            "https://user:pw@backup.example.org",
+            "http://127.0.0.1:8371?x=1",
+        ] {
+            assert!(matches!(BackupClient::new(sneaky), Err(ClientError::InvalidInput(_))), "{sneaky}");
+        }
+        assert_eq!(checked_base_url("http://127.0.0.1:8371/", false).unwrap(), "http://127.0.0.1:8371");
         let options = ClientOptions { allow_insecure_http: true, ..Default::default() };
         assert!(BackupClient::with_options("http://10.0.0.1:80", options).is_ok());
     }

@@ -34,3 +34,9 @@ pub const MAX_JSON_BODY_LEN: usize = 16 * 1024;
 
 /// Most objects one page of `GET /v1/objects` returns.
 pub const MAX_LIST_PAGE: usize = 1000;
+
+/// The `ETag` of an escrow or head record with this content: `"` ‖ the first 16 bytes of its
+/// BLAKE3 hash in lowercase hex ‖ `"`. The same on every backend and replica.
+pub fn record_etag(content: &[u8]) -> String {
+    format!("\"{}\"", &blake3::hash(content).to_hex()[..32])
+}

@@ -26,6 +26,7 @@ pub const OPAQUE_CONTEXT: &[u8] = b"vault-backup OPAQUE v1";
 /// Version 1 is Argon2id (RFC 9106), version 0x13, with the memory, passes and lanes below. Bounds
 /// are checked by both sides, so a hostile server cannot make a client allocate without limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KsfParams {
     /// Parameter-set version; only 1 exists.
     pub version: u16,

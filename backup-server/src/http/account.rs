@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_api::names::is_valid_device_id;
 use backup_api::wire::{AccountStatus, CreateDeviceRequest, DeviceInfo, DeviceList, DeviceTokenResponse};
 use backup_api::{ErrorCode, MAX_ESCROW_LEN, MAX_HEAD_LEN};
 
-use super::extract::{Caller, CallerKind, JsonBody, read_bounded};
+use super::extract::{Caller, CallerKind, JsonBody, PathId, read_bounded};
 use crate::error::ApiError;
 use crate::records::{self, AccountRecord, DeviceRecord, Usage};
 use crate::state::{AppState, now_secs};
@@ -103,7 +103,7 @@ pub async fn list_devices(
 pub async fn revoke_device(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     if !is_valid_device_id(&id) {
         return Err(ApiError::new(ErrorCode::InvalidName, "a device identifier is 32 lowercase hex characters"));

@@ -89,6 +89,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// The single `{id}` segment of a route, percent-decoded. A segment that does not decode to UTF-8
+/// is refused as an invalid name (with the usual JSON error body).
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| PathId(id))
+            .map_err(|_| ApiError::new(ErrorCode::InvalidName, "the identifier in the path is not valid UTF-8"))
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes.
 pub async fn read_bounded(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt as _;

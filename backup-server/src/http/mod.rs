@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -74,8 +74,16 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let started = Instant::now();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    // A fixed set of labels: the method string is client-chosen and unbounded.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    };
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| crate::ratelimit::client_key(c.0.ip()));
     let response = match peer.map(|ip| state.ip_limiter.check(&ip)) {
         Some(Err(wait)) => ApiError::rate_limited(wait).into_response(),
         _ => {
@@ -91,7 +99,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
     };
     let status = response.status();
-    state.metrics.observe(&route, &method, status.as_u16(), started.elapsed());
+    state.metrics.observe(&route, method, status.as_u16(), started.elapsed());
     if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(%route, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
     } else {

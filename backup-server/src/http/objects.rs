@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_api::names::is_valid_object_id;
@@ -21,7 +21,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart};
 use serde::Deserialize;
 
-use super::extract::{Caller, read_bounded};
+use super::extract::{Caller, PathId, read_bounded};
 use crate::error::ApiError;
 use crate::metrics::bump;
 use crate::records::{self, Usage};
@@ -85,7 +85,7 @@ async fn adjust_usage(state: &AppState, account: &AccountHash, bytes: i128, obje
 pub async fn put_object(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -109,22 +109,83 @@ pub async fn put_object(
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(crate::storage::StorageError::from(e).into()),
     }
-    let signed = i128::from(len);
-    adjust_usage(&state, &caller.account, signed, 1).await?;
-    let written = if len <= SINGLE_PUT_MAX {
-        put_small(&state, &path, len, body).await
+    let reservation = Reservation::take(&state, caller.account, len).await?;
+    if len <= SINGLE_PUT_MAX {
+        put_small(&state, &path, len, body).await?;
     } else {
-        put_staged(&state, &caller.account, &path, len, body).await
-    };
-    if let Err(error) = written {
-        if let Err(release) = adjust_usage(&state, &caller.account, -signed, -1).await {
-            tracing::warn!(account = %caller.account.tag(), error = %release.message, "quota release failed");
-        }
-        return Err(error);
+        put_staged(&state, &caller.account, &path, len, body).await?;
     }
+    reservation.commit();
     state.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
     bump(&state.metrics.objects_stored);
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Quota held for an upload in progress. Unless committed, it is released when dropped: on an
+/// error return, and also when the request is cancelled part-way (time limit, client gone, end of
+/// the shutdown grace period), where no code after an `.await` would run.
+struct Reservation {
+    state: Arc<AppState>,
+    account: AccountHash,
+    bytes: u64,
+    committed: bool,
+}
+
+impl Reservation {
+    async fn take(state: &Arc<AppState>, account: AccountHash, bytes: u64) -> Result<Self, ApiError> {
+        adjust_usage(state, &account, i128::from(bytes), 1).await?;
+        Ok(Self { state: state.clone(), account, bytes, committed: false })
+    }
+
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let (state, account, bytes) = (self.state.clone(), self.account, i128::from(self.bytes));
+        // Runs on the server's runtime; if the runtime is already shutting down the release is
+        // lost and the account's usage stays over-counted (never under-counted).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = adjust_usage(&state, &account, -bytes, -1).await {
+                    tracing::warn!(account = %account.tag(), error = %error.message, "quota release failed");
+                }
+            });
+        }
+    }
+}
+
+/// A multipart upload that is aborted if dropped before it finishes (a cancelled request), so S3
+/// does not keep its parts.
+struct StagedUpload(Option<WriteMultipart>);
+
+impl StagedUpload {
+    fn writer(&mut self) -> Result<&mut WriteMultipart, ApiError> {
+        self.0.as_mut().ok_or_else(|| ApiError::new(ErrorCode::Internal, "staged upload already closed"))
+    }
+
+    async fn finish(mut self) -> Result<(), ApiError> {
+        let writer = self.0.take().ok_or_else(|| ApiError::new(ErrorCode::Internal, "staged upload already closed"))?;
+        writer.finish().await.map_err(crate::storage::StorageError::from)?;
+        Ok(())
+    }
+}
+
+impl Drop for StagedUpload {
+    fn drop(&mut self) {
+        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move {
+                if let Err(error) = writer.abort().await {
+                    tracing::debug!(%error, "aborting a staged upload failed");
+                }
+            });
+        }
+    }
 }
 
 fn exists() -> ApiError {
@@ -159,32 +220,23 @@ async fn put_staged(
     let store = state.storage.store();
     let staging = records::staging_path(account);
     let upload = store.put_multipart(&staging).await.map_err(crate::storage::StorageError::from)?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut upload = StagedUpload(Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)));
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
-    let streamed: Result<(), ApiError> = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| cut_short())?;
-            received += chunk.len() as u64;
-            if received > len {
-                return Err(ApiError::bad_request("the body is longer than Content-Length"));
-            }
-            writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(crate::storage::StorageError::from)?;
-            writer.put(chunk);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| cut_short())?;
+        received += chunk.len() as u64;
+        if received > len {
+            return Err(ApiError::bad_request("the body is longer than Content-Length"));
         }
-        if received != len {
-            return Err(cut_short());
-        }
-        Ok(())
+        let writer = upload.writer()?;
+        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(crate::storage::StorageError::from)?;
+        writer.put(chunk);
     }
-    .await;
-    if let Err(error) = streamed {
-        if let Err(abort) = writer.abort().await {
-            tracing::debug!(%abort, "aborting a staged upload failed");
-        }
-        return Err(error);
+    if received != len {
+        return Err(cut_short());
     }
-    writer.finish().await.map_err(crate::storage::StorageError::from)?;
+    upload.finish().await?;
     let placed = store.copy_if_not_exists(&staging, path).await;
     if let Err(error) = store.delete(&staging).await {
         tracing::debug!(%error, "removing a staged upload failed");
@@ -234,7 +286,7 @@ fn resolve(range: ByteRange, size: u64) -> Option<(u64, u64)> {
 pub async fn get_object(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
@@ -305,7 +357,7 @@ fn object_response(status: StatusCode, body: Body, range: Option<(u64, u64, u64)
 pub async fn head_object(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
     let meta = match state.storage.store().head(&records::object_path(&caller.account, &id)).await {
@@ -384,11 +436,13 @@ pub async fn list_objects(
 pub async fn delete_object(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     checked_id(&id)?;
     let path = records::object_path(&caller.account, &id);
     let store = state.storage.store();
+    // Concurrent deletes of one object on this replica take turns, so its size is released once.
+    let _turn = state.storage.lock_object(&path).await;
     let size = match store.head(&path).await {
         Ok(meta) => meta.size,
         Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
