@@ -50,9 +50,17 @@ fn init_logging(format: Option<&str>) {
     }
 }
 
-fn open(settings: &Settings) -> Result<(ServerSecrets, Storage, Option<server::DirLock>), StartError> {
+fn open(
+    settings: &Settings,
+    maintenance: bool,
+) -> Result<(ServerSecrets, Storage, Option<server::DirLock>), StartError> {
     let (storage, lock) = server::open_store(settings)?;
-    let (secrets, created) = server::load_secrets(settings)?;
+    let missing = if maintenance || storage.kind() == backup_server::storage::BackendKind::S3 {
+        server::MissingSetup::Refuse
+    } else {
+        server::MissingSetup::Create
+    };
+    let (secrets, created) = server::load_secrets(settings, missing)?;
     if let Some(path) = created {
         println!("created a new OPAQUE server setup at {} (secret; back it up, keep it 0600)", path.display());
     }
@@ -66,7 +74,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     }
     let tls = settings.tls_cert.is_some();
     server::check_plain_http(addr, tls, settings.insecure_http.unwrap_or(false))?;
-    let (secrets, storage, _lock) = open(&settings)?;
+    let (secrets, storage, _lock) = open(&settings, false)?;
     let tls_config = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(
             axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -96,7 +104,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
 }
 
 async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartError> {
-    let (secrets, storage, _lock) = open(&settings)?;
+    let (secrets, storage, _lock) = open(&settings, true)?;
     let hash = secrets.account_hash(account);
     let path = records::record_path(&hash);
     let found = storage

@@ -81,13 +81,34 @@ pub fn open_store(settings: &Settings) -> Result<(Storage, Option<DirLock>), Sta
     }
 }
 
-/// Loads the setup from `BACKUP_SERVER_SETUP` or the setup file (creating the file if missing).
-/// Returns the secrets and, if a file was created, its path.
-pub fn load_secrets(settings: &Settings) -> Result<(ServerSecrets, Option<std::path::PathBuf>), StartError> {
+/// Whether a missing setup file may be created: only when a server starts on a local store. A
+/// replica on a shared bucket, or a maintenance command, that found no setup would otherwise
+/// invent a different one and treat every account as unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingSetup {
+    /// Create it (mode 0600).
+    Create,
+    /// Refuse to start.
+    Refuse,
+}
+
+/// Loads the setup from `BACKUP_SERVER_SETUP` or the setup file. Returns the secrets and, if a
+/// file was created, its path.
+pub fn load_secrets(
+    settings: &Settings,
+    missing: MissingSetup,
+) -> Result<(ServerSecrets, Option<std::path::PathBuf>), StartError> {
     if let Ok(value) = std::env::var("BACKUP_SERVER_SETUP") {
         return Ok((ServerSecrets::from_env_value(&value).map_err(|e| StartError(e.to_string()))?, None));
     }
     let path = settings.setup_file();
+    if missing == MissingSetup::Refuse && !path.exists() {
+        return Err(StartError(format!(
+            "no server setup: {} does not exist and BACKUP_SERVER_SETUP is not set; every replica and \
+             maintenance command needs the deployment's existing setup",
+            path.display()
+        )));
+    }
     let (secrets, created) = ServerSecrets::load_or_create(&path).map_err(|e| StartError(e.to_string()))?;
     Ok((secrets, created.then_some(path)))
 }

@@ -209,6 +209,17 @@ fn setup_file_is_private_persistent_and_replaceable_by_the_environment() {
 }
 
 #[test]
+fn a_replica_on_a_bucket_never_invents_a_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let output = run(&["--listen", "127.0.0.1:0", "--store", "s3://some-bucket/prefix", "--data-dir", data], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no server setup"), "{stderr}");
+    assert!(!dir.path().join("opaque-setup.key").exists());
+}
+
+#[test]
 fn a_second_process_cannot_use_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _first = local_server(dir.path(), &[]);
@@ -236,6 +247,14 @@ fn operator_unlocks_a_locked_account() {
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
     let unknown = run(&["--data-dir", data, "unlock-account", "--account", "nobody"], &[]);
     assert!(!unknown.status.success());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let no_setup =
+        run(&["--data-dir", elsewhere.path().to_str().unwrap(), "unlock-account", "--account", &account], &[]);
+    assert!(
+        String::from_utf8_lossy(&no_setup.stderr).contains("no server setup"),
+        "a maintenance command never invents a setup"
+    );
+    assert!(!elsewhere.path().join("opaque-setup.key").exists());
     let unlocked = run(&["--data-dir", data, "unlock-account", "--account", &account], &[]);
     assert!(unlocked.status.success(), "{}", String::from_utf8_lossy(&unlocked.stderr));
     assert!(!String::from_utf8_lossy(&unlocked.stdout).contains(&account), "the account name is not printed");
