@@ -183,6 +183,7 @@ impl Settings {
             per_account_rate: rate(self.rate_limit_per_account, defaults.per_account_rate),
             request_timeout: self.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),
             transfer_timeout: self.transfer_timeout_secs.map_or(defaults.transfer_timeout, Duration::from_secs),
+            header_read_timeout: defaults.header_read_timeout,
         }
     }
 }

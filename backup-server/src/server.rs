@@ -14,9 +14,6 @@ use crate::secrets::ServerSecrets;
 use crate::state::AppState;
 use crate::storage::{S3Options, Storage};
 
-/// Time a client has to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// Why the server could not start. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -156,13 +153,14 @@ pub async fn serve(
             tracing::info!(removed, "removed stale staged uploads");
         }
     });
+    let header_timeout = state.limits.header_read_timeout;
     let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     // TCP_NODELAY: responses are written as headers then body; without it, Nagle's algorithm and
     // delayed ACKs stall keep-alive connections by tens of milliseconds per request.
     let mut server = axum_server::from_tcp(listener)?.handle(handle);
     // A client gets this long to send its request headers (slow-header clients cannot hold a
     // connection open indefinitely); bodies are bounded by the request and transfer time limits.
-    server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
     match tls {
         Some(config) => {
             let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());

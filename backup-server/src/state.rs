@@ -32,6 +32,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Time limit for object uploads and downloads.
     pub transfer_timeout: Duration,
+    /// Time a client has to send a request's headers before the connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             per_account_rate: (100, 200),
             request_timeout: Duration::from_secs(30),
             transfer_timeout: Duration::from_secs(3600),
+            header_read_timeout: Duration::from_secs(20),
         }
     }
 }

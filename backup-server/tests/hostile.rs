@@ -261,3 +261,19 @@ fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(statuses[..2], [200, 200]);
     assert!(statuses[2..].contains(&429), "{statuses:?}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use std::io::{Read as _, Write as _};
+    let limits = Limits { header_read_timeout: std::time::Duration::from_secs(1), ..test_limits() };
+    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let mut stream = std::net::TcpStream::connect(h.addr()).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(10), "the server held the connection for {waited:?}");
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "no request was served");
+}
