@@ -8,6 +8,7 @@
 //! The crypto primitives stay private (`crypto`); the public API speaks in envelopes and vault
 //! operations. No error carries a secret or a message's content.
 
+pub mod backup;
 mod crypto;
 mod error;
 mod failpoint;

@@ -1,0 +1,198 @@
+//! Content-defined chunking: FastCDC v2020 (`fastcdc` 5.0.0, pinned) driven through `cut_gear`
+//! with a gear table derived from the Backup Root Key, so cut points depend on a secret and cannot
+//! be predicted or fingerprinted from chunk lengths by anyone without the key.
+
+use std::io::Read;
+
+use fastcdc::v2020::{Normalization, cut_gear, select_masks};
+
+/// Minimum, average and maximum chunk sizes (all even, within fastcdc's bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkParams {
+    /// Smallest chunk (except the last).
+    pub min: usize,
+    /// Target average chunk.
+    pub avg: usize,
+    /// Largest chunk.
+    pub max: usize,
+}
+
+impl ChunkParams {
+    /// For the database export: small chunks, so an edit re-uploads little (`docs/backup.md`).
+    pub const EXPORT: Self = Self { min: 512, avg: 2048, max: 8192 };
+}
+
+/// A keyed FastCDC chunker.
+pub struct Chunker {
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+    params: ChunkParams,
+    masks: (u64, u64),
+}
+
+impl Chunker {
+    /// A chunker over `gear` (from [`super::BackupKeys::gear`]) with `params`.
+    pub fn new(gear: &[u64; 256], params: ChunkParams) -> Self {
+        let mut gear_ls = Box::new([0u64; 256]);
+        for (shifted, value) in gear_ls.iter_mut().zip(gear.iter()) {
+            *shifted = value << 1;
+        }
+        Self { gear: Box::new(*gear), gear_ls, params, masks: select_masks(params.avg, Normalization::Level1) }
+    }
+
+    /// The length of the first chunk of `data`, given that `data` holds at least `max` bytes or
+    /// reaches the end of the input.
+    fn cut(&self, data: &[u8]) -> usize {
+        let (mask_s, mask_l) = self.masks;
+        let p = self.params;
+        let (_, len) = cut_gear(
+            data,
+            p.min,
+            p.avg,
+            p.max,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+            &self.gear[..],
+            &self.gear_ls[..],
+        );
+        len.clamp(1, data.len().max(1))
+    }
+
+    /// Splits a whole buffer into chunk lengths.
+    pub fn chunk_lengths(&self, data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let len = self.cut(rest);
+            out.push(len);
+            rest = &rest[len..];
+        }
+        out
+    }
+
+    /// Reads `input` to its end and calls `each` with every chunk in order, holding at most about
+    /// two maximum chunks in memory.
+    pub fn for_each_chunk<R: Read, E: From<std::io::Error>>(
+        &self,
+        mut input: R,
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let window = self.params.max * 2;
+        let mut buf: Vec<u8> = Vec::with_capacity(window);
+        let mut start = 0;
+        let mut eof = false;
+        loop {
+            if !eof && buf.len() - start < self.params.max {
+                buf.drain(..start);
+                start = 0;
+                let filled = buf.len();
+                buf.resize(window, 0);
+                let mut end = filled;
+                while end < window {
+                    let n = input.read(&mut buf[end..])?;
+                    if n == 0 {
+                        eof = true;
+                        break;
+                    }
+                    end += n;
+                }
+                buf.truncate(end);
+            }
+            if start == buf.len() {
+                return Ok(());
+            }
+            let len = self.cut(&buf[start..]);
+            each(&buf[start..start + len])?;
+            start += len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::BackupKeys;
+    use crate::secret::SecretKey;
+    use proptest::prelude::*;
+
+    fn chunker(seed: u8) -> Chunker {
+        Chunker::new(BackupKeys::derive(&SecretKey::from_bytes([seed; 32])).gear(), ChunkParams::EXPORT)
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn streamed(chunker: &Chunker, data: &[u8], read_size: usize) -> Vec<Vec<u8>> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(out.len()).min(self.1);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut chunks = Vec::new();
+        chunker
+            .for_each_chunk::<_, std::io::Error>(Trickle(data, read_size), |c| {
+                chunks.push(c.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        chunks
+    }
+
+    #[test]
+    fn sizes_stay_in_bounds_and_average_near_the_target() {
+        let data = pseudo_random(4 << 20, 7);
+        let lengths = chunker(1).chunk_lengths(&data);
+        let p = ChunkParams::EXPORT;
+        assert!(lengths[..lengths.len() - 1].iter().all(|l| (p.min..=p.max).contains(l)));
+        let mean = data.len() / lengths.len();
+        assert!((p.avg / 2..=p.avg * 2).contains(&mean), "mean chunk {mean}");
+    }
+
+    #[test]
+    fn cut_points_depend_on_the_key() {
+        let data = pseudo_random(1 << 20, 3);
+        assert_eq!(chunker(1).chunk_lengths(&data), chunker(1).chunk_lengths(&data));
+        assert_ne!(chunker(1).chunk_lengths(&data), chunker(2).chunk_lengths(&data));
+    }
+
+    #[test]
+    fn an_insertion_changes_only_nearby_chunks() {
+        let chunker = chunker(5);
+        let data = pseudo_random(2 << 20, 11);
+        let mut edited = data.clone();
+        edited.splice(1 << 20..1 << 20, b"a few inserted bytes".iter().copied());
+        let before: std::collections::HashSet<Vec<u8>> = streamed(&chunker, &data, 1 << 16).into_iter().collect();
+        let after = streamed(&chunker, &edited, 1 << 16);
+        let new = after.iter().filter(|c| !before.contains(*c)).count();
+        assert!(new <= 3, "{new} new chunks after one insertion");
+    }
+
+    proptest! {
+        #[test]
+        fn streaming_matches_whole_buffer_chunking_and_reassembles(
+            len in 0usize..60_000, seed in any::<u64>(), read_size in 1usize..20_000
+        ) {
+            let chunker = chunker(9);
+            let data = pseudo_random(len, seed);
+            let chunks = streamed(&chunker, &data, read_size);
+            let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+            prop_assert_eq!(lengths, chunker.chunk_lengths(&data));
+            prop_assert_eq!(chunks.concat(), data);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Building blocks of the encrypted, deduplicated backup (`docs/backup.md`): the keys derived
+//! from the Backup Root Key, keyed content-defined chunking, sealed chunks, size padding, and pack
+//! objects. The backup run, restore and their transports are built on these.
+//!
+//! Every format here is versioned and specified in `docs/formats.md`.
+
+pub mod chunker;
+pub mod keys;
+pub mod pack;
+pub mod padding;
+
+pub use chunker::{ChunkParams, Chunker};
+pub use keys::{BackupKeys, ChunkId};
+pub use pack::{PackEntry, PackError, PackWriter, open_chunk};
+pub use padding::padme_len;
