@@ -3,6 +3,7 @@
 //! key or a passphrase, only the derived database key.
 
 pub(crate) mod events;
+pub(crate) mod export;
 pub(crate) mod media_rows;
 pub(crate) mod messages;
 pub(crate) mod migrations;

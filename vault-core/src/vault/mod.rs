@@ -20,6 +20,7 @@ use crate::store::events::{self, SecurityEvent, SecurityEventKind};
 use crate::store::retention::PurgeReport;
 use crate::store::{self, CipherInfo, Store, media_rows, messages, migrations, secrets};
 
+mod backup;
 mod content;
 mod slots;
 
