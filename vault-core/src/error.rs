@@ -56,6 +56,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The backup storage (a backup server or a backup directory) failed, refused or could not
+    /// be reached; the message names the operation, never stored content.
+    #[error("backup storage: {0}")]
+    BackupStorage(String),
+    /// Another device wrote a backup generation at the same time; nothing of this run is visible.
+    /// Running the backup again continues from the newer generation.
+    #[error("another device wrote a backup at the same time: run the backup again")]
+    BackupConflict,
     /// An unexpected database error (not corruption, which is [`Error::Integrity`]).
     #[error("database error: {0}")]
     Database(String),

@@ -110,6 +110,51 @@ impl Chunker {
     }
 }
 
+/// A push-style chunker: feed it bytes as they are produced (for example by the database
+/// export, which writes), and it hands out every chunk whose end is decided. Holds at most about
+/// two maximum chunks.
+pub struct ChunkStream<'a> {
+    chunker: &'a Chunker,
+    buf: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl<'a> ChunkStream<'a> {
+    /// A stream over `chunker`.
+    pub fn new(chunker: &'a Chunker) -> Self {
+        Self { chunker, buf: zeroize::Zeroizing::new(Vec::with_capacity(chunker.params.max * 3)) }
+    }
+
+    /// Adds `data`; calls `each` for every chunk now complete.
+    pub fn push<E>(&mut self, mut data: &[u8], each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let max = self.chunker.params.max;
+        while !data.is_empty() {
+            let room = (max * 2).saturating_sub(self.buf.len()).max(1);
+            let (now, later) = data.split_at(room.min(data.len()));
+            self.buf.extend_from_slice(now);
+            data = later;
+            self.drain(max, each)?;
+        }
+        Ok(())
+    }
+
+    /// Emits chunks while at least `keep` bytes stay buffered behind the cut.
+    fn drain<E>(&mut self, keep: usize, each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut start = 0;
+        while self.buf.len() - start >= keep.max(1) {
+            let len = self.chunker.cut(&self.buf[start..]);
+            each(&self.buf[start..start + len])?;
+            start += len;
+        }
+        self.buf.drain(..start);
+        Ok(())
+    }
+
+    /// Emits the remaining chunks at the end of the input.
+    pub fn finish<E>(mut self, each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        self.drain(1, each)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +228,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn pushing_matches_whole_buffer_chunking(len in 0usize..60_000, seed in any::<u64>(), piece in 1usize..20_000) {
+            let chunker = chunker(9);
+            let data = pseudo_random(len, seed);
+            let mut stream = ChunkStream::new(&chunker);
+            let mut lengths = Vec::new();
+            let mut each = |c: &[u8]| -> Result<(), ()> {
+                lengths.push(c.len());
+                Ok(())
+            };
+            for part in data.chunks(piece) {
+                stream.push(part, &mut each).unwrap();
+            }
+            stream.finish(&mut each).unwrap();
+            prop_assert_eq!(lengths, chunker.chunk_lengths(&data));
+        }
+
         #[test]
         fn streaming_matches_whole_buffer_chunking_and_reassembles(
             len in 0usize..60_000, seed in any::<u64>(), read_size in 1usize..20_000

@@ -5,11 +5,18 @@
 //! Every format here is versioned and specified in `docs/formats.md`.
 
 pub mod chunker;
+pub mod format;
 pub mod keys;
 pub mod pack;
 pub mod padding;
+mod restore;
+pub(crate) mod run;
+pub mod transport;
 
-pub use chunker::{ChunkParams, Chunker};
+pub use chunker::{ChunkParams, ChunkStream, Chunker};
 pub use keys::{BackupKeys, ChunkId};
 pub use pack::{PackEntry, PackError, PackWriter, open_chunk};
 pub use padding::padme_len;
+pub use restore::{BackupRootKey, RestoreReport, restore};
+pub use run::{BackupReport, PACK_TARGET};
+pub use transport::{DirTransport, Transport, TransportError};

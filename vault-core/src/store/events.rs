@@ -28,6 +28,10 @@ pub enum SecurityEventKind {
     WrapperKeyRotated,
     /// An interrupted root-key rotation was rolled back (the old root key stays).
     RootKeyRotationRolledBack,
+    /// A backup generation was written.
+    BackupWritten,
+    /// The vault was restored from a backup.
+    BackupRestored,
 }
 
 impl SecurityEventKind {
@@ -43,6 +47,8 @@ impl SecurityEventKind {
             SecurityEventKind::RootKeyRotated => "root_key_rotated",
             SecurityEventKind::WrapperKeyRotated => "wrapper_key_rotated",
             SecurityEventKind::RootKeyRotationRolledBack => "root_key_rotation_rolled_back",
+            SecurityEventKind::BackupWritten => "backup_written",
+            SecurityEventKind::BackupRestored => "backup_restored",
         }
     }
 
@@ -57,6 +63,8 @@ impl SecurityEventKind {
             "root_key_rotated" => SecurityEventKind::RootKeyRotated,
             "wrapper_key_rotated" => SecurityEventKind::WrapperKeyRotated,
             "root_key_rotation_rolled_back" => SecurityEventKind::RootKeyRotationRolledBack,
+            "backup_written" => SecurityEventKind::BackupWritten,
+            "backup_restored" => SecurityEventKind::BackupRestored,
             _ => return None,
         })
     }

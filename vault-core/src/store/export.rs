@@ -72,7 +72,6 @@ pub struct ExportStats {
     pub bytes: u64,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl ExportStats {
     /// Rows of one table.
     pub fn rows_of(&self, table: &str) -> u64 {

@@ -78,6 +78,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          name  TEXT PRIMARY KEY NOT NULL,
          value INTEGER
      ) STRICT;",
+    // 5: backups: the Backup Root Key, the newest generation this device wrote or restored (for
+    // anti-rollback), and packs uploaded by a run that has not finished (for resuming it).
+    "CREATE TABLE backup_state (
+         id            INTEGER PRIMARY KEY CHECK (id = 1),
+         root_key      BLOB NOT NULL CHECK (length(root_key) = 32),
+         generation    INTEGER NOT NULL DEFAULT 0 CHECK (generation >= 0),
+         manifest_hash BLOB CHECK (manifest_hash IS NULL OR length(manifest_hash) = 32)
+     ) STRICT;
+     CREATE TABLE backup_pending_packs (
+         pack    BLOB PRIMARY KEY NOT NULL CHECK (length(pack) = 16),
+         entries BLOB NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

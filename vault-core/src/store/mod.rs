@@ -2,6 +2,7 @@
 //! tables of the vault (messages, app secrets, security events). This module never sees the root
 //! key or a passphrase, only the derived database key.
 
+pub(crate) mod backup_state;
 pub(crate) mod events;
 pub(crate) mod export;
 pub(crate) mod media_rows;

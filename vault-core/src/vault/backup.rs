@@ -3,18 +3,61 @@
 //! being built) stream these through the chunker and sealer; the plaintext stream never reaches
 //! the disk.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use super::Vault;
-use crate::error::Result;
+use crate::MediaId;
+use crate::backup::{BackupReport, BackupRootKey, Transport};
+use crate::error::{Error, Result};
+use crate::secret::SecretKey;
 use crate::store::export::{self, ExportStats};
 
-// The backup run and restore that call these are being built (docs/backup.md); until then only
-// the tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 impl Vault {
-    /// Streams the logical export of the database to `out`, from one read transaction.
-    pub(crate) fn export_database<W: Write>(&self, out: W) -> Result<ExportStats> {
+    /// Backs the vault up to `transport`: a new snapshot that shares every unchanged chunk and
+    /// media item with the earlier ones, visible only once complete. The first run creates the
+    /// vault's Backup Root Key. Refuses storage whose history is older than, or diverges from,
+    /// what this vault last wrote.
+    pub fn backup(&mut self, transport: &dyn Transport) -> Result<BackupReport> {
+        crate::backup::run::run(&mut self.store.conn, &self.media, transport)
+    }
+
+    /// The vault's Backup Root Key, for the developer option that restores without recovery.
+    /// Anyone holding it can decrypt every backup of this vault: never store it unprotected.
+    /// `None` before the first backup.
+    pub fn dangerous_export_backup_key(&self) -> Result<Option<BackupRootKey>> {
+        Ok(crate::store::backup_state::root_key(&self.store.conn)?.map(BackupRootKey))
+    }
+
+    /// Writes a restored media file (the stored `VLTMEDIA` stream, read from `source`) under its
+    /// id; its row and key come from the imported export.
+    pub(crate) fn place_restored_media(&self, id: &MediaId, source: &mut dyn Read) -> Result<()> {
+        self.media.ensure_dir()?;
+        let path = self.media.path(id);
+        crate::fsutil::write_new(&path, 0o600, Error::io("writing a restored media file"), |file| {
+            std::io::copy(source, file)
+                .map(|_| ())
+                .map_err(|e| Error::Integrity(format!("a media object could not be read: {e}")))
+        })
+    }
+
+    /// Records the backup this vault was restored from, so its next backup continues that history.
+    pub(crate) fn adopt_backup(&mut self, key: &SecretKey, generation: u64, hash: &[u8; 32]) -> Result<()> {
+        crate::store::backup_state::set_root_key(&self.store.conn, key)?;
+        crate::store::backup_state::advance(&mut self.store.conn, generation, hash)?;
+        crate::store::events::record(
+            &self.store.conn,
+            crate::store::now_millis(),
+            crate::SecurityEventKind::BackupRestored,
+            &format!("generation {generation}"),
+        )
+    }
+}
+
+impl Vault {
+    /// Streams the logical export of the database to `out`, from one read transaction (the
+    /// backup run streams it straight into the chunker instead).
+    #[cfg(test)]
+    pub(crate) fn export_database<W: std::io::Write>(&self, out: W) -> Result<ExportStats> {
         export::export(&self.store.conn, out)
     }
 

@@ -1,0 +1,439 @@
+//! One backup run (`docs/backup.md`): export → keyed CDC → skip known chunks → seal → packs →
+//! media objects → snapshot tree → index object → manifest (create-if-absent under the next
+//! generation) → head record (compare-and-swap). Nothing is visible until the manifest and head
+//! are written; packs of an interrupted run are remembered in the vault and reused by the next.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use super::chunker::{ChunkParams, ChunkStream, Chunker};
+use super::format::{
+    Head, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, index_name, manifest_hash, manifest_name,
+    media_object_name, open_index, pack_name, random_object_id, seal_index,
+};
+use super::keys::{BackupKeys, ChunkId};
+use super::pack::{PackWriter, open_sealed};
+use super::padding::padme_len;
+use super::transport::{Transport, TransportError};
+use crate::error::{Error, Result};
+use crate::secret::{SecretBytes, SecretKey};
+
+/// Packs are closed once they reach this size (before padding).
+pub const PACK_TARGET: usize = 4 << 20;
+
+/// What a backup run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The generation written.
+    pub generation: u64,
+    /// Bytes uploaded (packs, media objects, index object, manifest, head record).
+    pub uploaded_bytes: u64,
+    /// Chunks sealed and uploaded in this run.
+    pub new_chunks: u64,
+    /// Chunks already stored and reused.
+    pub reused_chunks: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+    /// Media items uploaded, and media items already stored.
+    pub media_uploaded: u64,
+    /// Media items already stored.
+    pub media_reused: u64,
+    /// Length of the database export.
+    pub export_bytes: u64,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+pub(crate) fn transport_error(what: &str) -> impl Fn(TransportError) -> Error + '_ {
+    move |e| match e {
+        TransportError::Conflict | TransportError::Exists => Error::BackupConflict,
+        TransportError::NotFound => Error::Integrity(format!("{what}: an object the backup names is missing")),
+        TransportError::Failed(message) => Error::BackupStorage(format!("{what}: {message}")),
+    }
+}
+
+/// The head and manifest the storage holds, checked against what this device last wrote.
+pub(crate) struct Current {
+    pub(crate) head: Head,
+    pub(crate) version: String,
+    pub(crate) manifest: Manifest,
+}
+
+/// Reads and authenticates the head record and its manifest, refusing a history older than, or
+/// different from, the generation this device last wrote or restored (`local`).
+pub(crate) fn current(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: (u64, Option<[u8; 32]>),
+) -> Result<Option<Current>> {
+    let Some((bytes, version)) = transport.get_head().map_err(transport_error("reading the head record"))? else {
+        if local.0 > 0 {
+            return Err(Error::Integrity(format!(
+                "the backup storage has no head record, but this device wrote generation {}: it was rolled back or wiped",
+                local.0
+            )));
+        }
+        return Ok(None);
+    };
+    let head = Head::open(keys, &bytes)?;
+    if head.generation < local.0 {
+        return Err(Error::Integrity(format!(
+            "the backup storage's newest generation {} is older than generation {} this device wrote: it was rolled back",
+            head.generation, local.0
+        )));
+    }
+    let manifest = fetch_manifest(transport, keys, head.generation, &head.manifest_hash)?;
+    // A newer history must descend from what this device wrote.
+    if let (Some(local_hash), true) = (local.1, local.0 > 0) {
+        verify_chain(transport, keys, &manifest, head.manifest_hash, Some((local.0, local_hash)))?;
+    }
+    Ok(Some(Current { head, version, manifest }))
+}
+
+/// Fetches `manifest-<generation>` and checks its hash.
+pub(crate) fn fetch_manifest(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    generation: u64,
+    expected_hash: &[u8; 32],
+) -> Result<Manifest> {
+    let name = manifest_name(generation);
+    let sealed = transport
+        .get(&name)
+        .map_err(transport_error("reading a manifest"))?
+        .ok_or_else(|| Error::Integrity(format!("backup manifest {name} is missing")))?;
+    if manifest_hash(&sealed) != *expected_hash {
+        return Err(Error::Integrity(format!("backup manifest {name} is not the one the history names")));
+    }
+    Manifest::open(keys, generation, &sealed)
+}
+
+/// Walks the manifest chain down from `newest`: each manifest's `previous` must hash-match its
+/// predecessor. With `until = Some((g, hash))` the walk must reach generation `g` with that hash;
+/// with `None` it stops at the oldest manifest still stored. Returns how many manifests it checked.
+pub(crate) fn verify_chain(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    newest: &Manifest,
+    newest_hash: [u8; 32],
+    until: Option<(u64, [u8; 32])>,
+) -> Result<u64> {
+    let mut manifest = newest.clone();
+    let mut hash = newest_hash;
+    let mut checked = 1;
+    loop {
+        if let Some((generation, expected)) = until
+            && manifest.generation == generation
+        {
+            return if hash == expected {
+                Ok(checked)
+            } else {
+                Err(Error::Integrity(format!("backup generation {generation} differs from the one this device wrote")))
+            };
+        }
+        if manifest.generation <= 1 {
+            return match until {
+                None => Ok(checked),
+                Some(_) => Err(Error::Integrity("the backup history does not contain what this device wrote".into())),
+            };
+        }
+        let previous_generation = manifest.generation - 1;
+        let name = manifest_name(previous_generation);
+        let Some(sealed) = transport.get(&name).map_err(transport_error("reading a manifest"))? else {
+            return match until {
+                None => Ok(checked),
+                Some(_) => Err(Error::Integrity(format!("backup manifest {name} is missing"))),
+            };
+        };
+        if manifest_hash(&sealed) != manifest.previous {
+            return Err(Error::Integrity(format!("backup manifest {name} does not match the chain")));
+        }
+        hash = manifest.previous;
+        manifest = Manifest::open(keys, previous_generation, &sealed)?;
+        checked += 1;
+    }
+}
+
+/// Every chunk location the manifest's index objects name.
+pub(crate) fn load_index(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    manifest: &Manifest,
+) -> Result<HashMap<ChunkId, Location>> {
+    let mut known = HashMap::new();
+    for id in &manifest.indexes {
+        let name = index_name(id);
+        let sealed = transport
+            .get(&name)
+            .map_err(transport_error("reading an index object"))?
+            .ok_or_else(|| Error::Integrity(format!("backup index object {name} is missing")))?;
+        for location in open_index(keys, &name, &sealed)? {
+            known.insert(location.entry.id, location);
+        }
+    }
+    Ok(known)
+}
+
+/// Reads one chunk with a ranged read of its pack and authenticates it.
+pub(crate) fn read_chunk(transport: &dyn Transport, keys: &BackupKeys, location: &Location) -> Result<SecretBytes> {
+    let name = pack_name(&location.pack);
+    let sealed = transport
+        .get_range(&name, u64::from(location.entry.offset), u64::from(location.entry.sealed_len))
+        .map_err(transport_error("reading a pack"))?;
+    open_sealed(keys, &sealed, &location.entry.id)
+        .map_err(|e| Error::Integrity(format!("backup {name}: {e} ({:?})", location.entry.id)))
+}
+
+/// Reads and decodes a snapshot's tree.
+pub(crate) fn read_tree(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    known: &HashMap<ChunkId, Location>,
+    snapshot: &SnapshotEntry,
+) -> Result<Tree> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    for id in &snapshot.tree_chunks {
+        let location =
+            known.get(id).ok_or_else(|| Error::Integrity(format!("backup index lacks a tree chunk ({id:?})")))?;
+        bytes.extend_from_slice(read_chunk(transport, keys, location)?.expose_secret());
+    }
+    Tree::decode(&bytes)
+}
+
+/// Seals chunks into packs and uploads them, skipping chunks already stored.
+struct Uploader<'a> {
+    transport: &'a dyn Transport,
+    keys: &'a BackupKeys,
+    conn: &'a rusqlite::Connection,
+    known: HashMap<ChunkId, Location>,
+    in_pack: HashSet<ChunkId>,
+    writer: PackWriter,
+    new_locations: Vec<Location>,
+    report: BackupReport,
+}
+
+impl Uploader<'_> {
+    fn add(&mut self, chunk: &[u8]) -> Result<ChunkId> {
+        let id = self.keys.chunk_id(chunk);
+        if self.known.contains_key(&id) || self.in_pack.contains(&id) {
+            self.report.reused_chunks += 1;
+            return Ok(id);
+        }
+        self.writer.add(self.keys, id, chunk).map_err(|e| Error::Integrity(e.to_string()))?;
+        self.in_pack.insert(id);
+        self.report.new_chunks += 1;
+        if self.writer.len() >= PACK_TARGET {
+            self.flush()?;
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.writer.is_empty() {
+            return Ok(());
+        }
+        let (bytes, entries) = std::mem::take(&mut self.writer).finish().map_err(Error::from_rng)?;
+        let pack: ObjectId = random_object_id()?;
+        self.transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
+        crate::failpoint::hit("backup:pack-uploaded");
+        crate::store::backup_state::add_pending(self.conn, &pack, &entries)?;
+        self.report.uploaded_bytes += bytes.len() as u64;
+        self.report.packs += 1;
+        for entry in entries {
+            let location = Location { pack, entry };
+            self.known.insert(entry.id, location);
+            self.new_locations.push(location);
+        }
+        self.in_pack.clear();
+        Ok(())
+    }
+}
+
+/// Reads a media file followed by random padding up to `padded` bytes.
+fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> Result<impl Read> {
+    let mut padding = vec![0u8; usize::try_from(padded - len).map_err(|_| Error::Internal("padding overflow"))?];
+    getrandom::fill(&mut padding).map_err(Error::from_rng)?;
+    Ok(file.take(len).chain(std::io::Cursor::new(padding)))
+}
+
+/// The backup run behind [`crate::Vault::backup`], over the vault's database and media files.
+pub(crate) fn run(
+    conn: &mut rusqlite::Connection,
+    media_files: &crate::media::MediaFiles,
+    transport: &dyn Transport,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let brk = match crate::store::backup_state::root_key(conn)? {
+        Some(key) => key,
+        None => {
+            let key = SecretKey::generate().map_err(Error::from_rng)?;
+            crate::store::backup_state::set_root_key(conn, &key)?;
+            key
+        }
+    };
+    let keys = BackupKeys::derive(&brk);
+    let local = crate::store::backup_state::position(conn)?;
+    let previous = current(transport, &keys, local)?;
+
+    let mut known = match &previous {
+        Some(c) => load_index(transport, &keys, &c.manifest)?,
+        None => HashMap::new(),
+    };
+    let mut new_locations = Vec::new();
+    for (pack, entries) in crate::store::backup_state::pending(conn)? {
+        for entry in entries {
+            let location = Location { pack, entry };
+            if known.insert(entry.id, location).is_none() {
+                new_locations.push(location);
+            }
+        }
+    }
+    let previous_media: HashSet<[u8; 16]> = match &previous {
+        Some(c) => match c.manifest.snapshots.last() {
+            Some(s) => read_tree(transport, &keys, &known, s)?.media.into_iter().map(|m| m.media_id).collect(),
+            None => HashSet::new(),
+        },
+        None => HashSet::new(),
+    };
+
+    let chunker = Chunker::new(keys.gear(), ChunkParams::EXPORT);
+    let mut uploader = Uploader {
+        transport,
+        keys: &keys,
+        conn,
+        known,
+        in_pack: HashSet::new(),
+        writer: PackWriter::new(),
+        new_locations,
+        report: BackupReport::default(),
+    };
+
+    // The database export, chunked as it is written.
+    let mut export_chunks = Vec::new();
+    let stats = {
+        let mut sink = ChunkSink {
+            stream: ChunkStream::new(&chunker),
+            uploader: &mut uploader,
+            ids: &mut export_chunks,
+            error: None,
+        };
+        let stats = crate::store::export::export(conn, &mut sink);
+        if let Some(error) = sink.error.take() {
+            return Err(error);
+        }
+        let stats = stats?;
+        let ChunkSink { stream, uploader, ids, .. } = sink;
+        stream.finish(&mut |chunk: &[u8]| uploader.add(chunk).map(|id| ids.push(id)))?;
+        stats
+    };
+    uploader.report.export_bytes = stats.bytes;
+
+    // Media items not in the previous snapshot.
+    let mut media = Vec::new();
+    for info in crate::store::media_rows::list(conn)? {
+        let path = media_files.path(&info.id);
+        let file = std::fs::File::open(&path).map_err(Error::io("opening a media file to back up"))?;
+        let file_len = file.metadata().map_err(Error::io("reading a media file's size"))?.len();
+        media.push(MediaEntry { media_id: info.id.0, file_len });
+        if previous_media.contains(&info.id.0) {
+            uploader.report.media_reused += 1;
+            continue;
+        }
+        let padded = padme_len(file_len);
+        let mut reader = padded_reader(file, file_len, padded)?;
+        match transport.put_reader(&media_object_name(&keys, &info.id.0), padded, &mut reader) {
+            Ok(()) => {
+                uploader.report.media_uploaded += 1;
+                uploader.report.uploaded_bytes += padded;
+            }
+            // Uploaded by an interrupted run: objects are write-once and appear whole.
+            Err(TransportError::Exists) => uploader.report.media_reused += 1,
+            Err(e) => return Err(transport_error("uploading a media item")(e)),
+        }
+    }
+
+    // The snapshot tree, through the same chunker and packs.
+    let tree = Tree { export_len: stats.bytes, export_chunks, media };
+    let encoded = tree.encode()?;
+    let mut tree_chunks = Vec::new();
+    for len in chunker.chunk_lengths(&encoded) {
+        let start: usize = tree_chunks.iter().map(|(_, l): &(ChunkId, usize)| *l).sum();
+        let id = uploader.add(&encoded[start..start + len])?;
+        tree_chunks.push((id, len));
+    }
+    uploader.flush()?;
+
+    // The index object for this run's packs, the manifest, the head.
+    let mut manifest = match &previous {
+        Some(c) => c.manifest.clone(),
+        None => {
+            Manifest { generation: 0, previous: [0; 32], created_at: 0, indexes: Vec::new(), snapshots: Vec::new() }
+        }
+    };
+    if !uploader.new_locations.is_empty() {
+        let id = random_object_id()?;
+        let name = index_name(&id);
+        let sealed = seal_index(&keys, &name, &uploader.new_locations)?;
+        transport.put(&name, &sealed).map_err(transport_error("uploading an index object"))?;
+        uploader.report.uploaded_bytes += sealed.len() as u64;
+        manifest.indexes.push(id);
+    }
+    let now = crate::store::now_millis();
+    manifest.generation += 1;
+    manifest.previous = previous.as_ref().map_or([0; 32], |c| c.head.manifest_hash);
+    manifest.created_at = now;
+    manifest.snapshots.push(SnapshotEntry {
+        generation: manifest.generation,
+        created_at: now,
+        tree_chunks: tree_chunks.iter().map(|(id, _)| *id).collect(),
+        export_len: stats.bytes,
+        media_count: u32::try_from(tree.media.len()).map_err(|_| Error::Internal("too many media items"))?,
+    });
+    let sealed = manifest.seal(&keys)?;
+    crate::failpoint::hit("backup:before-manifest");
+    transport.put(&manifest_name(manifest.generation), &sealed).map_err(transport_error("writing the manifest"))?;
+    let head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed) };
+    let head_bytes = head.seal(&keys);
+    transport
+        .put_head(&head_bytes, previous.as_ref().map(|c| c.version.as_str()))
+        .map_err(transport_error("updating the head record"))?;
+    uploader.report.uploaded_bytes += (sealed.len() + head_bytes.len()) as u64;
+    let mut report = uploader.report;
+    crate::store::backup_state::advance(conn, head.generation, &head.manifest_hash)?;
+    crate::store::events::record(
+        conn,
+        now,
+        crate::SecurityEventKind::BackupWritten,
+        &format!("generation {}", head.generation),
+    )?;
+    report.generation = head.generation;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Receives the export as it is written and chunks it.
+struct ChunkSink<'s, 'u, 'c> {
+    stream: ChunkStream<'c>,
+    uploader: &'s mut Uploader<'u>,
+    ids: &'s mut Vec<ChunkId>,
+    error: Option<Error>,
+}
+
+impl std::io::Write for ChunkSink<'_, '_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (uploader, ids) = (&mut *self.uploader, &mut *self.ids);
+        let result = self.stream.push(buf, &mut |chunk: &[u8]| uploader.add(chunk).map(|id| ids.push(id)));
+        match result {
+            Ok(()) => Ok(buf.len()),
+            Err(error) => {
+                self.error = Some(error);
+                Err(std::io::Error::other("backup upload failed"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The vault's own backup state (migration 5): the Backup Root Key, the newest generation and
+//! manifest hash this device wrote or restored, and the packs of an unfinished run.
+
+use rusqlite::{Connection, OptionalExtension};
+use zeroize::Zeroizing;
+
+use crate::backup::format::ObjectId;
+use crate::backup::{ChunkId, PackEntry};
+use crate::error::{Error, Result};
+use crate::secret::SecretKey;
+
+/// The Backup Root Key, if one was made or restored.
+pub(crate) fn root_key(conn: &Connection) -> Result<Option<SecretKey>> {
+    let key: Option<Zeroizing<Vec<u8>>> = conn
+        .query_row("SELECT root_key FROM backup_state WHERE id = 1", [], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
+        .optional()?;
+    key.map(|k| {
+        SecretKey::try_from_slice(&k).ok_or_else(|| Error::Integrity("the backup key has the wrong length".into()))
+    })
+    .transpose()
+}
+
+/// Stores the Backup Root Key with no generation yet; fails if one exists.
+pub(crate) fn set_root_key(conn: &Connection, key: &SecretKey) -> Result<()> {
+    conn.execute("INSERT INTO backup_state (id, root_key) VALUES (1, ?1)", [&key.expose_secret()[..]])?;
+    Ok(())
+}
+
+/// The newest generation this device knows of and its manifest hash (0 and `None` before any).
+pub(crate) fn position(conn: &Connection) -> Result<(u64, Option<[u8; 32]>)> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row("SELECT generation, manifest_hash FROM backup_state WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((generation, hash)) = row else { return Ok((0, None)) };
+    let generation = u64::try_from(generation).map_err(|_| Error::Integrity("negative backup generation".into()))?;
+    let hash = hash
+        .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| Error::Integrity("malformed manifest hash".into())))
+        .transpose()?;
+    Ok((generation, hash))
+}
+
+/// Records the newest generation and its manifest hash, and forgets the finished run's packs.
+pub(crate) fn advance(conn: &mut Connection, generation: u64, hash: &[u8; 32]) -> Result<()> {
+    let generation = i64::try_from(generation).map_err(|_| Error::Internal("generation overflow"))?;
+    let tx = conn.transaction()?;
+    let changed = tx
+        .execute("UPDATE backup_state SET generation = ?1, manifest_hash = ?2 WHERE id = 1", (generation, &hash[..]))?;
+    if changed != 1 {
+        return Err(Error::Internal("no backup key to record a generation for"));
+    }
+    tx.execute("DELETE FROM backup_pending_packs", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Remembers a pack an unfinished run uploaded, with its chunks.
+pub(crate) fn add_pending(conn: &Connection, pack: &ObjectId, entries: &[PackEntry]) -> Result<()> {
+    let mut blob = Vec::with_capacity(entries.len() * 40);
+    for e in entries {
+        blob.extend_from_slice(&e.id.0);
+        blob.extend_from_slice(&e.offset.to_le_bytes());
+        blob.extend_from_slice(&e.sealed_len.to_le_bytes());
+    }
+    conn.execute("INSERT OR REPLACE INTO backup_pending_packs (pack, entries) VALUES (?1, ?2)", (&pack[..], blob))?;
+    Ok(())
+}
+
+/// Packs uploaded by unfinished runs, with their chunks.
+pub(crate) fn pending(conn: &Connection) -> Result<Vec<(ObjectId, Vec<PackEntry>)>> {
+    let mut statement = conn.prepare("SELECT pack, entries FROM backup_pending_packs ORDER BY pack")?;
+    let rows = statement.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (pack, blob) = row?;
+        let pack =
+            ObjectId::try_from(pack.as_slice()).map_err(|_| Error::Integrity("malformed pending pack".into()))?;
+        if blob.len() % 40 != 0 {
+            return Err(Error::Integrity("malformed pending pack".into()));
+        }
+        let entries = blob
+            .chunks_exact(40)
+            .map(|e| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&e[..32]);
+                let offset = u32::from_le_bytes([e[32], e[33], e[34], e[35]]);
+                let sealed_len = u32::from_le_bytes([e[36], e[37], e[38], e[39]]);
+                PackEntry { id: ChunkId(id), offset, sealed_len }
+            })
+            .collect();
+        out.push((pack, entries));
+    }
+    Ok(out)
+}
