@@ -7,6 +7,7 @@
 pub mod chunker;
 pub mod format;
 pub mod keys;
+pub(crate) mod maintain;
 pub mod pack;
 pub mod padding;
 mod restore;
@@ -15,6 +16,7 @@ pub mod transport;
 
 pub use chunker::{ChunkParams, ChunkStream, Chunker};
 pub use keys::{BackupKeys, ChunkId};
+pub use maintain::{BackupCheck, PruneReport, SnapshotInfo};
 pub use pack::{PackEntry, PackError, PackWriter, open_chunk};
 pub use padding::padme_len;
 pub use restore::{BackupRootKey, RestoreReport, restore};

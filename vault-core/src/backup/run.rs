@@ -251,7 +251,7 @@ impl Uploader<'_> {
 }
 
 /// Reads a media file followed by random padding up to `padded` bytes.
-fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> Result<impl Read> {
+fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> Result<impl Read + Send + 'static> {
     let mut padding = vec![0u8; usize::try_from(padded - len).map_err(|_| Error::Internal("padding overflow"))?];
     getrandom::fill(&mut padding).map_err(Error::from_rng)?;
     Ok(file.take(len).chain(std::io::Cursor::new(padding)))
@@ -341,8 +341,8 @@ pub(crate) fn run(
             continue;
         }
         let padded = padme_len(file_len);
-        let mut reader = padded_reader(file, file_len, padded)?;
-        match transport.put_reader(&media_object_name(&keys, &info.id.0), padded, &mut reader) {
+        let reader = padded_reader(file, file_len, padded)?;
+        match transport.put_reader(&media_object_name(&keys, &info.id.0), padded, Box::new(reader)) {
             Ok(()) => {
                 uploader.report.media_uploaded += 1;
                 uploader.report.uploaded_bytes += padded;

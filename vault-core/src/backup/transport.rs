@@ -29,7 +29,7 @@ pub trait Transport {
     /// Stores a new object; [`TransportError::Exists`] if the name is taken.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), TransportError>;
     /// Stores a new object of exactly `len` bytes streamed from `reader` (large media).
-    fn put_reader(&self, name: &str, len: u64, reader: &mut dyn Read) -> Result<(), TransportError>;
+    fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError>;
     /// Reads a whole object, `None` if absent.
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, TransportError>;
     /// Reads `len` bytes of an object from `offset`.
@@ -92,7 +92,7 @@ impl Transport for DirTransport {
         crate::fsutil::write_new(&path, 0o600, io_error, |file: &mut fs::File| file.write_all(bytes).map_err(io_error))
     }
 
-    fn put_reader(&self, name: &str, len: u64, reader: &mut dyn Read) -> Result<(), TransportError> {
+    fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError> {
         let path = self.object(name)?;
         let io_error = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {

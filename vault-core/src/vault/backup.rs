@@ -7,7 +7,7 @@ use std::io::Read;
 
 use super::Vault;
 use crate::MediaId;
-use crate::backup::{BackupReport, BackupRootKey, Transport};
+use crate::backup::{BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, SnapshotInfo, Transport};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 use crate::store::export::{self, ExportStats};
@@ -19,6 +19,33 @@ impl Vault {
     /// what this vault last wrote.
     pub fn backup(&mut self, transport: &dyn Transport) -> Result<BackupReport> {
         crate::backup::run::run(&mut self.store.conn, &self.media, transport)
+    }
+
+    /// The snapshots the backup at `transport` retains, oldest first.
+    pub fn backup_list(&self, transport: &dyn Transport) -> Result<Vec<SnapshotInfo>> {
+        let (keys, local) = self.backup_keys()?;
+        crate::backup::maintain::list(transport, &keys, local)
+    }
+
+    /// Checks the backup at `transport` (see [`BackupCheck`]); `read_fraction` is the share of
+    /// packs read and authenticated in full (0 to 1).
+    pub fn backup_verify(&self, transport: &dyn Transport, read_fraction: f64) -> Result<BackupCheck> {
+        let (keys, local) = self.backup_keys()?;
+        crate::backup::maintain::verify(transport, &keys, local, read_fraction)
+    }
+
+    /// Keeps the newest `keep` snapshots and deletes what only the others needed.
+    pub fn backup_prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
+        let (keys, local) = self.backup_keys()?;
+        let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep)?;
+        crate::store::backup_state::advance(&mut self.store.conn, head.generation, &head.manifest_hash)?;
+        Ok(report)
+    }
+
+    fn backup_keys(&self) -> Result<(BackupKeys, (u64, Option<[u8; 32]>))> {
+        let key = crate::store::backup_state::root_key(&self.store.conn)?
+            .ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
+        Ok((BackupKeys::derive(&key), crate::store::backup_state::position(&self.store.conn)?))
     }
 
     /// The vault's Backup Root Key, for the developer option that restores without recovery.

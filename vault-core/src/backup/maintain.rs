@@ -1,0 +1,285 @@
+//! Listing, verifying and pruning a backup.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::format::{
+    Head, Location, Manifest, ObjectId, index_name, manifest_hash, manifest_name, media_object_name, pack_name,
+    random_object_id, seal_index,
+};
+use super::keys::{BackupKeys, ChunkId};
+use super::pack::{PackWriter, open_chunk};
+use super::padding::padme_len;
+use super::run::{Current, current, load_index, read_tree, transport_error, verify_chain};
+use super::transport::Transport;
+use crate::error::{Error, Result};
+
+/// One snapshot, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The generation that wrote it.
+    pub generation: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Length of its database export.
+    pub export_bytes: u64,
+    /// Media items in it.
+    pub media_count: u32,
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupCheck {
+    /// The newest generation.
+    pub generation: u64,
+    /// Manifests whose hash chain was checked.
+    pub manifests_checked: u64,
+    /// Snapshots whose trees were read.
+    pub snapshots: u64,
+    /// Packs read in full (all, or the sampled share).
+    pub packs_read: u64,
+    /// Chunks authenticated in those packs.
+    pub chunks_authenticated: u64,
+    /// Media objects whose presence and padded size were checked.
+    pub media_checked: u64,
+    /// Problems found, each naming an object, never content.
+    pub problems: Vec<String>,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The generation written.
+    pub generation: u64,
+    /// Snapshots dropped.
+    pub snapshots_removed: u64,
+    /// Packs deleted because nothing kept needs them.
+    pub packs_deleted: u64,
+    /// Packs rewritten because most of their chunks were dead.
+    pub packs_repacked: u64,
+    /// Media objects deleted.
+    pub media_deleted: u64,
+    /// Bytes of deleted objects.
+    pub bytes_freed: u64,
+}
+
+fn existing(transport: &dyn Transport, keys: &BackupKeys, local: (u64, Option<[u8; 32]>)) -> Result<Current> {
+    current(transport, keys, local)?.ok_or_else(|| Error::NotFound("no backup at this storage".into()))
+}
+
+/// The retained snapshots, oldest first.
+pub(crate) fn list(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: (u64, Option<[u8; 32]>),
+) -> Result<Vec<SnapshotInfo>> {
+    let head = existing(transport, keys, local)?;
+    Ok(head
+        .manifest
+        .snapshots
+        .iter()
+        .map(|s| SnapshotInfo {
+            generation: s.generation,
+            created_at: s.created_at,
+            export_bytes: s.export_len,
+            media_count: s.media_count,
+        })
+        .collect())
+}
+
+/// Authenticates everything reachable from the newest manifest: the chain, the index, every
+/// snapshot tree, every chunk's presence in the index, every media object's presence and size,
+/// and with `read_fraction > 0` the chunks of that share of the packs (1.0: all).
+pub(crate) fn verify(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: (u64, Option<[u8; 32]>),
+    read_fraction: f64,
+) -> Result<BackupCheck> {
+    let head = existing(transport, keys, local)?;
+    let mut check = BackupCheck { generation: head.head.generation, ..BackupCheck::default() };
+    check.manifests_checked = verify_chain(transport, keys, &head.manifest, head.head.manifest_hash, None)?;
+    let known = load_index(transport, keys, &head.manifest)?;
+    let sizes: HashMap<String, u64> =
+        transport.list().map_err(transport_error("listing the backup"))?.into_iter().collect();
+    let mut media_seen = HashSet::new();
+    for snapshot in &head.manifest.snapshots {
+        let tree = match read_tree(transport, keys, &known, snapshot) {
+            Ok(tree) => tree,
+            Err(e) => {
+                check.problems.push(format!("snapshot {}: {e}", snapshot.generation));
+                continue;
+            }
+        };
+        check.snapshots += 1;
+        let missing = tree.export_chunks.iter().filter(|id| !known.contains_key(id)).count();
+        if missing > 0 {
+            check.problems.push(format!("snapshot {}: {missing} chunks missing from the index", snapshot.generation));
+        }
+        for media in &tree.media {
+            if !media_seen.insert(media.media_id) {
+                continue;
+            }
+            check.media_checked += 1;
+            let name = media_object_name(keys, &media.media_id);
+            match sizes.get(&name) {
+                Some(size) if *size == padme_len(media.file_len) => {}
+                Some(_) => check.problems.push(format!("{name} has the wrong size")),
+                None => check.problems.push(format!("{name} is missing")),
+            }
+        }
+    }
+    let mut by_pack: BTreeMap<ObjectId, Vec<Location>> = BTreeMap::new();
+    for location in known.values() {
+        by_pack.entry(location.pack).or_default().push(*location);
+    }
+    for (pack, locations) in &by_pack {
+        let name = pack_name(pack);
+        if !sizes.contains_key(&name) {
+            check.problems.push(format!("{name} is missing"));
+            continue;
+        }
+        if !sampled(read_fraction)? {
+            continue;
+        }
+        let bytes = transport.get(&name).map_err(transport_error("reading a pack"))?.unwrap_or_default();
+        check.packs_read += 1;
+        for location in locations {
+            match open_chunk(keys, &bytes, &location.entry) {
+                Ok(_) => check.chunks_authenticated += 1,
+                Err(e) => check.problems.push(format!("{name}: {e} ({:?})", location.entry.id)),
+            }
+        }
+    }
+    Ok(check)
+}
+
+fn sampled(fraction: f64) -> Result<bool> {
+    if fraction >= 1.0 {
+        return Ok(true);
+    }
+    if fraction <= 0.0 {
+        return Ok(false);
+    }
+    let draw: [u8; 4] = crate::crypto::random_array().map_err(Error::from_rng)?;
+    Ok(f64::from(u32::from_le_bytes(draw)) / f64::from(u32::MAX) < fraction)
+}
+
+/// Keeps the newest `keep` snapshots: writes a new generation that lists only them with a fresh
+/// index, rewrites packs that are mostly dead, and only then deletes what nothing kept needs.
+/// Returns the report and the new head (for the device's anti-rollback record).
+pub(crate) fn prune(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: (u64, Option<[u8; 32]>),
+    keep: usize,
+) -> Result<(PruneReport, Head)> {
+    if keep == 0 {
+        return Err(Error::InvalidInput("keep at least one snapshot".into()));
+    }
+    let head = existing(transport, keys, local)?;
+    let known = load_index(transport, keys, &head.manifest)?;
+    let all = &head.manifest.snapshots;
+    let kept = all[all.len().saturating_sub(keep)..].to_vec();
+    let mut report = PruneReport { snapshots_removed: (all.len() - kept.len()) as u64, ..PruneReport::default() };
+
+    let mut live: HashSet<ChunkId> = HashSet::new();
+    let mut live_media: HashSet<String> = HashSet::new();
+    for snapshot in &kept {
+        live.extend(snapshot.tree_chunks.iter().copied());
+        let tree = read_tree(transport, keys, &known, snapshot)?;
+        live.extend(tree.export_chunks.iter().copied());
+        live_media.extend(tree.media.iter().map(|m| media_object_name(keys, &m.media_id)));
+    }
+
+    // Per pack: live and total sealed bytes.
+    let mut packs: BTreeMap<ObjectId, (u64, u64, Vec<Location>)> = BTreeMap::new();
+    for location in known.values() {
+        let entry = packs.entry(location.pack).or_default();
+        entry.1 += u64::from(location.entry.sealed_len);
+        if live.contains(&location.entry.id) {
+            entry.0 += u64::from(location.entry.sealed_len);
+            entry.2.push(*location);
+        }
+    }
+    let mut new_locations: Vec<Location> = Vec::new();
+    let mut doomed: Vec<ObjectId> = Vec::new();
+    let mut writer = PackWriter::new();
+    for (pack, (live_bytes, total, locations)) in &packs {
+        if *live_bytes == 0 {
+            doomed.push(*pack);
+            report.packs_deleted += 1;
+        } else if *live_bytes * 2 < *total {
+            let name = pack_name(pack);
+            let bytes = transport
+                .get(&name)
+                .map_err(transport_error("reading a pack"))?
+                .ok_or_else(|| Error::Integrity(format!("backup {name} is missing")))?;
+            for location in locations {
+                let plain = open_chunk(keys, &bytes, &location.entry)
+                    .map_err(|e| Error::Integrity(format!("backup {name}: {e}")))?;
+                writer
+                    .add(keys, location.entry.id, plain.expose_secret())
+                    .map_err(|e| Error::Integrity(e.to_string()))?;
+                if writer.len() >= super::run::PACK_TARGET {
+                    upload_pack(transport, std::mem::take(&mut writer), &mut new_locations)?;
+                }
+            }
+            doomed.push(*pack);
+            report.packs_repacked += 1;
+        } else {
+            new_locations.extend(locations.iter().copied());
+        }
+    }
+    if !writer.is_empty() {
+        upload_pack(transport, writer, &mut new_locations)?;
+    }
+
+    let index_id = random_object_id()?;
+    let index = index_name(&index_id);
+    transport
+        .put(&index, &seal_index(keys, &index, &new_locations)?)
+        .map_err(transport_error("uploading an index object"))?;
+    let manifest = Manifest {
+        generation: head.head.generation + 1,
+        previous: head.head.manifest_hash,
+        created_at: crate::store::now_millis(),
+        indexes: vec![index_id],
+        snapshots: kept,
+    };
+    let sealed = manifest.seal(keys)?;
+    transport.put(&manifest_name(manifest.generation), &sealed).map_err(transport_error("writing the manifest"))?;
+    let new_head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed) };
+    transport
+        .put_head(&new_head.seal(keys), Some(&head.version))
+        .map_err(transport_error("updating the head record"))?;
+    report.generation = new_head.generation;
+
+    // Only now, with the new generation in place, delete what it does not reference.
+    let sizes: HashMap<String, u64> =
+        transport.list().map_err(transport_error("listing the backup"))?.into_iter().collect();
+    let delete = |name: String, report: &mut PruneReport| -> Result<()> {
+        report.bytes_freed += sizes.get(&name).copied().unwrap_or(0);
+        transport.delete(&name).map_err(transport_error("deleting an object"))
+    };
+    for pack in doomed {
+        delete(pack_name(&pack), &mut report)?;
+    }
+    for old in &head.manifest.indexes {
+        delete(index_name(old), &mut report)?;
+    }
+    for name in
+        sizes.keys().filter(|n| n.starts_with("media-") && !live_media.contains(*n)).cloned().collect::<Vec<_>>()
+    {
+        report.media_deleted += 1;
+        delete(name, &mut report)?;
+    }
+    Ok((report, new_head))
+}
+
+fn upload_pack(transport: &dyn Transport, writer: PackWriter, out: &mut Vec<Location>) -> Result<()> {
+    let (bytes, entries) = writer.finish().map_err(Error::from_rng)?;
+    let pack = random_object_id()?;
+    transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
+    out.extend(entries.into_iter().map(|entry| Location { pack, entry }));
+    Ok(())
+}
