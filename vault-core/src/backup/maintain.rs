@@ -62,7 +62,11 @@ pub struct PruneReport {
     pub bytes_freed: u64,
 }
 
-fn existing(transport: &dyn Transport, keys: &BackupKeys, local: (u64, Option<[u8; 32]>)) -> Result<Current> {
+fn existing(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: crate::store::backup_state::Position,
+) -> Result<Current> {
     current(transport, keys, local)?.ok_or_else(|| Error::NotFound("no backup at this storage".into()))
 }
 
@@ -70,7 +74,7 @@ fn existing(transport: &dyn Transport, keys: &BackupKeys, local: (u64, Option<[u
 pub(crate) fn list(
     transport: &dyn Transport,
     keys: &BackupKeys,
-    local: (u64, Option<[u8; 32]>),
+    local: crate::store::backup_state::Position,
 ) -> Result<Vec<SnapshotInfo>> {
     let head = existing(transport, keys, local)?;
     Ok(head
@@ -92,7 +96,7 @@ pub(crate) fn list(
 pub(crate) fn verify(
     transport: &dyn Transport,
     keys: &BackupKeys,
-    local: (u64, Option<[u8; 32]>),
+    local: crate::store::backup_state::Position,
     read_fraction: f64,
 ) -> Result<BackupCheck> {
     let head = existing(transport, keys, local)?;
@@ -170,7 +174,7 @@ fn sampled(fraction: f64) -> Result<bool> {
 pub(crate) fn prune(
     transport: &dyn Transport,
     keys: &BackupKeys,
-    local: (u64, Option<[u8; 32]>),
+    local: crate::store::backup_state::Position,
     keep: usize,
 ) -> Result<(PruneReport, Head)> {
     if keep == 0 {

@@ -65,7 +65,7 @@ pub(crate) struct Current {
 pub(crate) fn current(
     transport: &dyn Transport,
     keys: &BackupKeys,
-    local: (u64, Option<[u8; 32]>),
+    local: crate::store::backup_state::Position,
 ) -> Result<Option<Current>> {
     let Some((bytes, version)) = transport.get_head().map_err(transport_error("reading the head record"))? else {
         if local.0 > 0 {

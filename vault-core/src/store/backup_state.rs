@@ -9,6 +9,9 @@ use crate::backup::{ChunkId, PackEntry};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
+/// The newest generation a device knows of and its manifest hash (0 and `None` before any).
+pub(crate) type Position = (u64, Option<[u8; 32]>);
+
 /// The Backup Root Key, if one was made or restored.
 pub(crate) fn root_key(conn: &Connection) -> Result<Option<SecretKey>> {
     let key: Option<Zeroizing<Vec<u8>>> = conn
@@ -27,7 +30,7 @@ pub(crate) fn set_root_key(conn: &Connection, key: &SecretKey) -> Result<()> {
 }
 
 /// The newest generation this device knows of and its manifest hash (0 and `None` before any).
-pub(crate) fn position(conn: &Connection) -> Result<(u64, Option<[u8; 32]>)> {
+pub(crate) fn position(conn: &Connection) -> Result<Position> {
     let row: Option<(i64, Option<Vec<u8>>)> = conn
         .query_row("SELECT generation, manifest_hash FROM backup_state WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

@@ -42,7 +42,7 @@ impl Vault {
         Ok(report)
     }
 
-    fn backup_keys(&self) -> Result<(BackupKeys, (u64, Option<[u8; 32]>))> {
+    fn backup_keys(&self) -> Result<(BackupKeys, crate::store::backup_state::Position)> {
         let key = crate::store::backup_state::root_key(&self.store.conn)?
             .ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
         Ok((BackupKeys::derive(&key), crate::store::backup_state::position(&self.store.conn)?))
