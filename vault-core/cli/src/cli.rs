@@ -63,6 +63,87 @@ pub enum Command {
     /// Disappearing messages and retention limits.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Encrypted, deduplicated backups to a backup server or a directory, and restore.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// Where a backup goes: the backup server this vault logged in to (`vault backup login`), or a
+/// directory.
+#[derive(Debug, clap::Args)]
+pub struct BackupTarget {
+    /// Use a backup directory (for example on removable storage) instead of the backup server.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `vault backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Log in to a backup server with OPAQUE (password from VAULT_BACKUP_PASSWORD or the next
+    /// stdin line), enrol this device, and keep the server and the device token in the vault.
+    Login {
+        /// Server URL: https://host[:port] (plain http:// only to a loopback address).
+        #[arg(long)]
+        server: String,
+        /// The account name on that server.
+        #[arg(long)]
+        account: String,
+        /// Create the account first.
+        #[arg(long)]
+        register: bool,
+        /// Name this device shows in the server's device list.
+        #[arg(long, default_value = "vault cli")]
+        device_name: String,
+    },
+    /// Back up: a new snapshot that uploads only what changed.
+    Run(BackupTarget),
+    /// The snapshots the backup keeps.
+    List(BackupTarget),
+    /// Authenticate everything reachable from the newest snapshot.
+    Verify {
+        #[command(flatten)]
+        target: BackupTarget,
+        /// Also read and authenticate every pack.
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Also read and authenticate this share of the packs, in percent.
+        #[arg(long, value_name = "PERCENT")]
+        read_data_subset: Option<f64>,
+    },
+    /// Keep the newest N snapshots; delete what only older ones needed.
+    Prune {
+        #[command(flatten)]
+        target: BackupTarget,
+        /// Snapshots to keep.
+        #[arg(long)]
+        keep: usize,
+    },
+    /// Developer option: write the vault's Backup Root Key to FILE (anyone with it can read every
+    /// backup of this vault; recovery will replace this).
+    ExportKey {
+        /// Required: confirms you know what the file is.
+        #[arg(long, required = true)]
+        dangerous: bool,
+        /// Where to write the key (created 0600, never over an existing file).
+        file: PathBuf,
+    },
+    /// Restore the newest snapshot into a new vault at --vault (its passphrase from
+    /// VAULT_PASSPHRASE or stdin), with the Backup Root Key from a developer key file.
+    Restore {
+        /// The key file written by `backup export-key --dangerous`.
+        #[arg(long, value_name = "FILE")]
+        backup_key_file: PathBuf,
+        /// Restore from a backup directory.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["server", "account"])]
+        from_dir: Option<PathBuf>,
+        /// Restore from this backup server (password from VAULT_BACKUP_PASSWORD or stdin).
+        #[arg(long, requires = "account")]
+        server: Option<String>,
+        /// The account on that server.
+        #[arg(long, requires = "server")]
+        account: Option<String>,
+    },
 }
 
 /// `vault media …`

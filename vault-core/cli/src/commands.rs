@@ -18,11 +18,11 @@ use crate::render;
 const BULK_BATCH: usize = 1000;
 
 /// Everything a command needs: options, input, output.
-struct Context<'a> {
-    dir: PathBuf,
+pub(crate) struct Context<'a> {
+    pub(crate) dir: PathBuf,
     device_key: Option<PathBuf>,
-    json: bool,
-    input: Input,
+    pub(crate) json: bool,
+    pub(crate) input: Input,
     out: &'a mut dyn Write,
 }
 
@@ -40,7 +40,7 @@ impl Context<'_> {
         Ok((vault, wrapper))
     }
 
-    fn unlock(&mut self) -> Result<Vault, Failure> {
+    pub(crate) fn unlock(&mut self) -> Result<Vault, Failure> {
         match self.device_key.clone() {
             Some(path) => Ok(self.unlock_with_device_key(&path)?.0),
             None => {
@@ -50,12 +50,12 @@ impl Context<'_> {
         }
     }
 
-    fn print(&mut self, text: impl std::fmt::Display) -> Result<(), Failure> {
+    pub(crate) fn print(&mut self, text: impl std::fmt::Display) -> Result<(), Failure> {
         writeln!(self.out, "{text}")
             .map_err(|e| Failure { code: exit::OTHER, message: format!("cannot write output: {}", e.kind()) })
     }
 
-    fn print_json(&mut self, value: &serde_json::Value) -> Result<(), Failure> {
+    pub(crate) fn print_json(&mut self, value: &serde_json::Value) -> Result<(), Failure> {
         self.print(value)
     }
 }
@@ -77,6 +77,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Verify => verify(&mut ctx),
         Command::Media(command) => media(&mut ctx, command),
         Command::Retention(command) => retention(&mut ctx, command),
+        Command::Backup(command) => crate::backup::run(&mut ctx, command),
     }
 }
 

@@ -17,8 +17,7 @@ pub mod exit {
     /// Locked out after too many attempts.
     #[allow(dead_code)]
     pub const LOCKED_OUT: u8 = 5;
-    /// A backup server could not be reached.
-    #[allow(dead_code)]
+    /// The backup server or backup directory could not be reached or failed.
     pub const SERVER_UNREACHABLE: u8 = 6;
 }
 
@@ -49,6 +48,7 @@ impl From<Error> for Failure {
             Error::AuthenticationFailed => exit::AUTHENTICATION,
             Error::KeyWrapper(WrapperError::Rejected) => exit::AUTHENTICATION,
             Error::Integrity(_) => exit::INTEGRITY,
+            Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,
             Error::InvalidInput(_) | Error::LastSlot => exit::USAGE,
             _ => exit::OTHER,
         };

@@ -47,6 +47,11 @@ impl Input {
         }
     }
 
+    /// The backup server password: next stdin line, or VAULT_BACKUP_PASSWORD.
+    pub fn backup_password(&mut self) -> Result<Passphrase, Failure> {
+        self.secret("VAULT_BACKUP_PASSWORD", "backup server password")
+    }
+
     /// With --passphrase-stdin, every further non-empty stdin line as a passphrase (for
     /// commands that need the secrets of several slots); nothing otherwise.
     pub fn remaining_passphrases(&mut self) -> Result<Vec<Passphrase>, Failure> {

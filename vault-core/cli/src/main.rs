@@ -3,11 +3,13 @@
 //! Errors are one line on stderr with a documented exit code; nothing printed on failure
 //! contains a secret or a message's content.
 
+mod backup;
 mod cli;
 mod commands;
 mod failure;
 mod input;
 mod render;
+mod server_transport;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -235,9 +235,11 @@ impl Uploader<'_> {
         }
         let (bytes, entries) = std::mem::take(&mut self.writer).finish().map_err(Error::from_rng)?;
         let pack: ObjectId = random_object_id()?;
+        // Remembered before the upload, so a crash at any point after it leaves the pack known
+        // to the next run (which drops it if it never arrived).
+        crate::store::backup_state::add_pending(self.conn, &pack, &entries)?;
         self.transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
         crate::failpoint::hit("backup:pack-uploaded");
-        crate::store::backup_state::add_pending(self.conn, &pack, &entries)?;
         self.report.uploaded_bytes += bytes.len() as u64;
         self.report.packs += 1;
         for entry in entries {
@@ -282,6 +284,12 @@ pub(crate) fn run(
     };
     let mut new_locations = Vec::new();
     for (pack, entries) in crate::store::backup_state::pending(conn)? {
+        // A pack whose upload never completed is not there: its chunks are uploaded again.
+        match transport.get_range(&pack_name(&pack), 0, 1) {
+            Ok(_) => {}
+            Err(TransportError::NotFound) => continue,
+            Err(e) => return Err(transport_error("checking an earlier run's pack")(e)),
+        }
         for entry in entries {
             let location = Location { pack, entry };
             if known.insert(entry.id, location).is_none() {

@@ -1,0 +1,247 @@
+//! The `vault` CLI backing up to a real `backup-server` process (on its local store, and on the S3
+//! server the test command starts), restoring on a "new device", resuming after a crash, and
+//! refusing tampered data with exit code 4.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A workspace binary next to this test's executable. `cargo test --workspace` builds both
+/// (each is needed by its own package's tests); a test run of this package alone needs
+/// `cargo build --bin vault --bin backup-server` first.
+fn binary(name: &str) -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test --workspace`, or `cargo build --bin {name}` first",
+        path.display()
+    );
+    path
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(binary("backup-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("the server printed where it listens").unwrap();
+        if let Some(url) = line.strip_prefix("backup-server listening on ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn vault(dir: &Path, passphrase: &str, args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(binary("vault"))
+        .args(args)
+        .env("VAULT_DIR", dir)
+        .env("VAULT_PASSPHRASE", passphrase)
+        .env_remove("VAULT_FAILPOINT")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(output: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+const PASSWORD: (&str, &str) = ("VAULT_BACKUP_PASSWORD", "backup password 42");
+
+fn round_trip(server: &Server, work: &Path, account: &str) {
+    let phone = work.join("phone");
+    ok(vault(&phone, "old phone", &["init"], &[], ""));
+    let lines: String = (0..2000).map(|i| format!("message {i} to back up\n")).collect();
+    ok(vault(
+        &phone,
+        "old phone",
+        &["msg", "add", "--conversation", "family", "--sender", "ann", "--stdin"],
+        &[],
+        &lines,
+    ));
+    let photo = work.join("photo.bin");
+    std::fs::write(&photo, (0..1_500_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
+    ok(vault(&phone, "old phone", &["media", "add", photo.to_str().unwrap(), "--conversation", "family"], &[], ""));
+    ok(vault(
+        &phone,
+        "old phone",
+        &["backup", "login", "--server", &server.url, "--account", account, "--register"],
+        &[PASSWORD],
+        "",
+    ));
+
+    // A crash right after the first pack is uploaded (the media item went up before it): nothing
+    // is visible, and the next run reuses both.
+    let crashed = vault(&phone, "old phone", &["backup", "run"], &[("VAULT_FAILPOINT", "backup:pack-uploaded")], "");
+    assert!(!crashed.status.success());
+    assert_eq!(
+        vault(&phone, "old phone", &["backup", "list"], &[], "").status.code(),
+        Some(1),
+        "no snapshot is visible"
+    );
+    let first = json(vault(&phone, "old phone", &["--json", "backup", "run"], &[], ""));
+    assert_eq!(first["generation"], 1);
+    assert_eq!((first["media_uploaded"].as_u64(), first["media_reused"].as_u64()), (Some(0), Some(1)), "{first}");
+    // Only the export's tail changed (this run's unlock was logged), so almost every chunk
+    // comes from the crashed run's pack.
+    assert!(first["new_chunks"].as_u64().unwrap() <= 4, "the crashed run's pack was reused: {first}");
+    assert!(first["uploaded_bytes"].as_u64().unwrap() <= 64 << 10, "nothing was uploaded twice: {first}");
+    let second = json(vault(&phone, "old phone", &["--json", "backup", "run"], &[], ""));
+    assert_eq!(second["generation"], 2);
+    assert!(second["uploaded_bytes"].as_u64().unwrap() <= 64 << 10, "{second}");
+    ok(vault(&phone, "old phone", &["backup", "verify", "--read-data"], &[], ""));
+    let key = work.join("backup.key");
+    ok(vault(&phone, "old phone", &["backup", "export-key", "--dangerous", key.to_str().unwrap()], &[], ""));
+
+    // A new device: restore with the key and the account password.
+    let new_phone = work.join("new-phone");
+    let restore_args = [
+        "backup",
+        "restore",
+        "--backup-key-file",
+        key.to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--account",
+        account,
+    ];
+    let restored =
+        json(vault(&new_phone, "new phone", &[&["--json"][..], &restore_args[..]].concat(), &[PASSWORD], ""));
+    assert_eq!((restored["generation"].as_u64(), restored["messages"].as_u64()), (Some(2), Some(2000)));
+    let listing = |dir: &Path, pass: &str| {
+        ok(vault(dir, pass, &["--json", "msg", "list", "--conversation", "family", "--limit", "5000"], &[], ""))
+    };
+    assert_eq!(listing(&phone, "old phone"), listing(&new_phone, "new phone"));
+    let media = |dir: &Path, pass: &str| ok(vault(dir, pass, &["--json", "media", "list"], &[], ""));
+    assert_eq!(media(&phone, "old phone"), media(&new_phone, "new phone"));
+    ok(vault(&new_phone, "new phone", &["verify"], &[], ""));
+    // A wrong account password is an authentication failure (exit 3).
+    let wrong = vault(&work.join("x"), "p", &restore_args, &[("VAULT_BACKUP_PASSWORD", "wrong")], "");
+    assert_eq!(wrong.status.code(), Some(3), "{}", String::from_utf8_lossy(&wrong.stderr));
+}
+
+#[test]
+fn cli_backs_up_to_a_real_server_and_restores_on_a_new_device() {
+    let work = tempfile::tempdir().unwrap();
+    let server =
+        start_server(&work.path().join("server"), &["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0"]);
+    round_trip(&server, work.path(), "alice");
+
+    // Tamper with a stored pack: the restore fails with exit 4 and leaves no vault.
+    let objects = find_files(&work.path().join("server/objects"), "pack-");
+    assert!(!objects.is_empty());
+    for pack in &objects {
+        let mut bytes = std::fs::read(pack).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(pack, &bytes).unwrap();
+    }
+    let key = work.path().join("backup.key");
+    let target = work.path().join("tampered");
+    let out = vault(
+        &target,
+        "x",
+        &[
+            "backup",
+            "restore",
+            "--backup-key-file",
+            key.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--account",
+            "alice",
+        ],
+        &[PASSWORD],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!target.exists());
+    let verify = vault(&work.path().join("phone"), "old phone", &["backup", "verify", "--read-data"], &[], "");
+    assert_eq!(verify.status.code(), Some(4));
+}
+
+#[test]
+fn cli_backs_up_through_a_server_on_s3() {
+    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET"))
+    else {
+        assert!(
+            std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+            "no S3 server although BACKUP_TEST_REQUIRE_S3=1"
+        );
+        eprintln!("skipped: no S3 test server");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut suffix = [0u8; 8];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut suffix).unwrap();
+    let store = format!("s3://{bucket}/e2e-{}", hex::encode(suffix));
+    let setup = work.path().join("setup.key");
+    // A local server makes the setup file; the S3 server reuses it.
+    drop(start_server(&work.path().join("setup-maker"), &["--setup-file", setup.to_str().unwrap()]));
+    let server = start_server(
+        &work.path().join("server"),
+        &[
+            "--store",
+            &store,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+            "--setup-file",
+            setup.to_str().unwrap(),
+            "--rate-limit-per-ip",
+            "0",
+            "--rate-limit-per-account",
+            "0",
+        ],
+    );
+    round_trip(&server, work.path(), "s3-user");
+}
+
+fn find_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(find_files(&path, prefix));
+        } else if path.file_name().unwrap().to_str().unwrap().starts_with(prefix) {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! `vault backup …`: log in to a backup server, back up, list, verify, prune, and restore.
+
+use std::path::Path;
+
+use backup_api::KsfParams;
+use backup_api::client::{BackupClient, BearerToken, ClientError};
+use serde_json::json;
+use vault_core::backup::{BackupRootKey, DirTransport, Transport};
+use vault_core::{CreateOptions, Vault};
+
+use crate::cli::{BackupCommand, BackupTarget};
+use crate::commands::Context;
+use crate::failure::{Failure, exit};
+use crate::server_transport::ServerTransport;
+
+/// App-secret names under which the CLI keeps its backup server and device token (inside the
+/// encrypted vault).
+const SERVER_SECRET: &str = "vault-cli.backup.server";
+const TOKEN_SECRET: &str = "vault-cli.backup.device-token";
+
+/// Runs one `vault backup` command.
+pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure> {
+    match command {
+        BackupCommand::Login { server, account, register, device_name } => {
+            login(ctx, &server, &account, register, &device_name)
+        }
+        BackupCommand::Run(target) => {
+            let mut vault = ctx.unlock()?;
+            let transport = transport_for(&vault, &target)?;
+            let report = vault.backup(transport.as_ref())?;
+            if ctx.json {
+                return ctx.print_json(&json!({
+                    "generation": report.generation,
+                    "uploaded_bytes": report.uploaded_bytes,
+                    "new_chunks": report.new_chunks,
+                    "reused_chunks": report.reused_chunks,
+                    "packs": report.packs,
+                    "media_uploaded": report.media_uploaded,
+                    "media_reused": report.media_reused,
+                    "export_bytes": report.export_bytes,
+                    "duration_ms": report.duration.as_millis() as u64,
+                }));
+            }
+            ctx.print(format!(
+                "backup generation {}: uploaded {} bytes ({} new chunks, {} reused, {} packs; media {} new, {} reused) in {:.2} s",
+                report.generation,
+                report.uploaded_bytes,
+                report.new_chunks,
+                report.reused_chunks,
+                report.packs,
+                report.media_uploaded,
+                report.media_reused,
+                report.duration.as_secs_f64()
+            ))
+        }
+        BackupCommand::List(target) => {
+            let vault = ctx.unlock()?;
+            let transport = transport_for(&vault, &target)?;
+            let snapshots = vault.backup_list(transport.as_ref())?;
+            if ctx.json {
+                let list: Vec<_> = snapshots
+                    .iter()
+                    .map(|s| json!({"generation": s.generation, "created_at_ms": s.created_at, "export_bytes": s.export_bytes, "media": s.media_count}))
+                    .collect();
+                return ctx.print_json(&json!({ "snapshots": list }));
+            }
+            for s in snapshots {
+                ctx.print(format!(
+                    "generation {:>4}  created {} ms  export {} bytes  {} media",
+                    s.generation, s.created_at, s.export_bytes, s.media_count
+                ))?;
+            }
+            Ok(())
+        }
+        BackupCommand::Verify { target, read_data, read_data_subset } => {
+            let fraction = match (read_data, read_data_subset) {
+                (true, _) => 1.0,
+                (false, Some(percent)) if (0.0..=100.0).contains(&percent) => percent / 100.0,
+                (false, Some(_)) => return Err(Failure::usage("--read-data-subset is a percentage from 0 to 100")),
+                (false, None) => 0.0,
+            };
+            let vault = ctx.unlock()?;
+            let transport = transport_for(&vault, &target)?;
+            let check = vault.backup_verify(transport.as_ref(), fraction)?;
+            if ctx.json {
+                ctx.print_json(&json!({
+                    "generation": check.generation,
+                    "manifests_checked": check.manifests_checked,
+                    "snapshots": check.snapshots,
+                    "packs_read": check.packs_read,
+                    "chunks_authenticated": check.chunks_authenticated,
+                    "media_checked": check.media_checked,
+                    "problems": check.problems,
+                }))?;
+            } else {
+                ctx.print(format!(
+                    "generation {}: {} manifests chained, {} snapshots, {} packs read, {} chunks authenticated, {} media checked",
+                    check.generation,
+                    check.manifests_checked,
+                    check.snapshots,
+                    check.packs_read,
+                    check.chunks_authenticated,
+                    check.media_checked
+                ))?;
+                for problem in &check.problems {
+                    ctx.print(format!("problem: {problem}"))?;
+                }
+            }
+            if check.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::integrity(format!("the backup has {} problems", check.problems.len())))
+            }
+        }
+        BackupCommand::Prune { target, keep } => {
+            let mut vault = ctx.unlock()?;
+            let transport = transport_for(&vault, &target)?;
+            let report = vault.backup_prune(transport.as_ref(), keep)?;
+            if ctx.json {
+                return ctx.print_json(&json!({
+                    "generation": report.generation,
+                    "snapshots_removed": report.snapshots_removed,
+                    "packs_deleted": report.packs_deleted,
+                    "packs_repacked": report.packs_repacked,
+                    "media_deleted": report.media_deleted,
+                    "bytes_freed": report.bytes_freed,
+                }));
+            }
+            ctx.print(format!(
+                "pruned to generation {}: {} snapshots removed, {} packs deleted, {} repacked, {} media deleted, {} bytes freed",
+                report.generation,
+                report.snapshots_removed,
+                report.packs_deleted,
+                report.packs_repacked,
+                report.media_deleted,
+                report.bytes_freed
+            ))
+        }
+        BackupCommand::ExportKey { dangerous: _, file } => {
+            let vault = ctx.unlock()?;
+            let key = vault
+                .dangerous_export_backup_key()?
+                .ok_or_else(|| Failure::usage("this vault has no backup key yet: run `vault backup run` first"))?;
+            write_key_file(&file, key.expose_secret())?;
+            ctx.print(format!(
+                "wrote the backup key to {} (anyone with it can read every backup of this vault)",
+                file.display()
+            ))
+        }
+        BackupCommand::Restore { backup_key_file, from_dir, server, account } => {
+            let key = read_key_file(&backup_key_file)?;
+            let transport: Box<dyn Transport> = match (from_dir, server, account) {
+                (Some(dir), _, _) => Box::new(DirTransport::new(&dir).map_err(storage_failure)?),
+                (None, Some(server), Some(account)) => {
+                    let client = client(&server)?;
+                    let password = ctx.input.backup_password()?;
+                    let session =
+                        client.login(&account, password.expose_secret().as_bytes()).map_err(client_failure)?;
+                    Box::new(ServerTransport::new(client, session.token))
+                }
+                _ => return Err(Failure::usage("give --from-dir DIR, or --server URL and --account NAME")),
+            };
+            let passphrase = ctx.input.passphrase()?;
+            let dir = ctx.dir.clone();
+            let report =
+                vault_core::backup::restore(transport.as_ref(), &key, &dir, &passphrase, CreateOptions::default())?;
+            if ctx.json {
+                return ctx.print_json(&json!({
+                    "generation": report.generation,
+                    "manifests_checked": report.manifests_checked,
+                    "messages": report.messages,
+                    "media": report.media,
+                    "export_bytes": report.export_bytes,
+                    "downloaded_bytes": report.downloaded_bytes,
+                }));
+            }
+            ctx.print(format!(
+                "restored generation {} into {}: {} messages, {} media items ({} manifests chained, {} bytes downloaded)",
+                report.generation,
+                dir.display(),
+                report.messages,
+                report.media,
+                report.manifests_checked,
+                report.downloaded_bytes
+            ))
+        }
+    }
+}
+
+fn client(server: &str) -> Result<BackupClient, Failure> {
+    BackupClient::new(server).map_err(client_failure)
+}
+
+fn client_failure(e: ClientError) -> Failure {
+    let code = match &e {
+        ClientError::LoginFailed => exit::AUTHENTICATION,
+        ClientError::Transport(_) => exit::SERVER_UNREACHABLE,
+        ClientError::InvalidInput(_) => exit::USAGE,
+        _ => exit::OTHER,
+    };
+    Failure { code, message: e.to_string() }
+}
+
+fn storage_failure(e: vault_core::backup::TransportError) -> Failure {
+    Failure { code: exit::SERVER_UNREACHABLE, message: format!("backup storage: {e}") }
+}
+
+fn login(ctx: &mut Context<'_>, server: &str, account: &str, register: bool, device_name: &str) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    let password = ctx.input.backup_password()?;
+    let client = client(server)?;
+    if register {
+        client
+            .register(account, password.expose_secret().as_bytes(), KsfParams::recommended())
+            .map_err(client_failure)?;
+    }
+    let session = client.login(account, password.expose_secret().as_bytes()).map_err(client_failure)?;
+    let (device_id, token) = client.enrol_device(&session.token, device_name).map_err(client_failure)?;
+    vault.put_secret(SERVER_SECRET, server.as_bytes())?;
+    vault.put_secret(TOKEN_SECRET, token.expose().as_bytes())?;
+    ctx.print(format!("logged in to {server}; this device is {device_id}; its token is kept in the vault"))
+}
+
+fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transport>, Failure> {
+    if let Some(dir) = &target.dir {
+        return Ok(Box::new(DirTransport::new(dir).map_err(storage_failure)?));
+    }
+    let missing = || Failure::usage("no backup server: run `vault backup login` first, or give --dir DIR");
+    let server = vault.secret(SERVER_SECRET)?.ok_or_else(missing)?;
+    let token = vault.secret(TOKEN_SECRET)?.ok_or_else(missing)?;
+    let server = String::from_utf8(server.expose_secret().to_vec()).map_err(|_| missing())?;
+    let token = String::from_utf8(token.expose_secret().to_vec()).map_err(|_| missing())?;
+    Ok(Box::new(ServerTransport::new(client(&server)?, BearerToken::new(token))))
+}
+
+fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), Failure> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::usage(format!("cannot create {}: {}", path.display(), e.kind())))?;
+    let mut hex = zeroize::Zeroizing::new(String::with_capacity(65));
+    for byte in key {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex.push('\n');
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure { code: exit::OTHER, message: format!("cannot write {}: {}", path.display(), e.kind()) })
+}
+
+fn read_key_file(path: &Path) -> Result<BackupRootKey, Failure> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {}", path.display(), e.kind())))?,
+    );
+    let bytes = zeroize::Zeroizing::new(
+        from_hex(text.trim()).ok_or_else(|| Failure::usage("the backup key file is not 64 hex digits"))?,
+    );
+    Ok(BackupRootKey::from_bytes(&bytes)?)
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect()
+}
