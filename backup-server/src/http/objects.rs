@@ -203,6 +203,8 @@ async fn put_small(state: &AppState, path: &Path, len: u64, body: Body) -> Resul
         return Err(cut_short());
     }
     let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+    // Placements of one id take turns on this replica (see `put_staged`).
+    let _turn = state.storage.lock_object(path).await;
     match state.storage.store().put_opts(path, PutPayload::from(bytes), options).await {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
@@ -237,7 +239,17 @@ async fn put_staged(
         return Err(cut_short());
     }
     upload.finish().await?;
-    let placed = store.copy_if_not_exists(&staging, path).await;
+    // Placements of one id take turns on this replica, and each first checks that the id is
+    // still free: some S3-compatible stores (SeaweedFS 4.48) check the conditional completion of
+    // a multipart copy non-atomically, so two concurrent placements could both succeed.
+    let placed = {
+        let _turn = state.storage.lock_object(path).await;
+        match store.head(path).await {
+            Ok(_) => Err(object_store::Error::AlreadyExists { path: path.to_string(), source: "exists".into() }),
+            Err(object_store::Error::NotFound { .. }) => store.copy_if_not_exists(&staging, path).await,
+            Err(e) => Err(e),
+        }
+    };
     if let Err(error) = store.delete(&staging).await {
         tracing::debug!(%error, "removing a staged upload failed");
     }
