@@ -196,6 +196,97 @@ fn cli_backs_up_to_a_real_server_and_restores_on_a_new_device() {
     assert_eq!(verify.status.code(), Some(4));
 }
 
+/// SIGKILL at random moments of a backup of a larger vault, then a run that completes: the
+/// storage never shows a partial snapshot, the final backup restores exactly, and no byte the
+/// server stored holds a message, a media sample or the account name.
+#[test]
+fn sigkill_mid_backup_then_resume_and_a_canary_scan_of_the_server() {
+    let work = tempfile::tempdir().unwrap();
+    let server =
+        start_server(&work.path().join("server"), &["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0"]);
+    let account = "canary-account-5e1f@example.org";
+    let phone = work.path().join("phone");
+    ok(vault(&phone, "pw", &["init"], &[], ""));
+    let lines: String = (0..20_000).map(|i| format!("CANARY-MESSAGE-{i} body text\n")).collect();
+    ok(vault(&phone, "pw", &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], &[], &lines));
+    for i in 0..4 {
+        let media = work.path().join(format!("m{i}.bin"));
+        let mut bytes: Vec<u8> = (0..6_000_000u32).map(|j| (j.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        bytes[..20].copy_from_slice(b"MEDIA-CANARY-SAMPLE!");
+        std::fs::write(&media, &bytes).unwrap();
+        ok(vault(&phone, "pw", &["media", "add", media.to_str().unwrap()], &[], ""));
+    }
+    ok(vault(
+        &phone,
+        "pw",
+        &["backup", "login", "--server", &server.url, "--account", account, "--register"],
+        &[PASSWORD],
+        "",
+    ));
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = Command::new(binary("vault"))
+            .args(["backup", "run"])
+            .env("VAULT_DIR", &phone)
+            .env("VAULT_PASSPHRASE", "pw")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.success() {
+            break; // finished before the kill
+        }
+    }
+    let run = json(vault(&phone, "pw", &["--json", "backup", "run"], &[], ""));
+    assert!(run["generation"].as_u64().unwrap() >= 1);
+    let list = json(vault(&phone, "pw", &["--json", "backup", "list"], &[], ""));
+    assert_eq!(
+        list["snapshots"].as_array().unwrap().len() as u64,
+        run["generation"].as_u64().unwrap(),
+        "every visible snapshot is a complete run"
+    );
+    ok(vault(&phone, "pw", &["backup", "verify", "--read-data"], &[], ""));
+    let key = work.path().join("k");
+    ok(vault(&phone, "pw", &["backup", "export-key", "--dangerous", key.to_str().unwrap()], &[], ""));
+    let new_phone = work.path().join("new");
+    ok(vault(
+        &new_phone,
+        "new",
+        &[
+            "backup",
+            "restore",
+            "--backup-key-file",
+            key.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--account",
+            account,
+        ],
+        &[PASSWORD],
+        "",
+    ));
+    let count = |dir: &Path, pass: &str| json(vault(dir, pass, &["--json", "status"], &[], ""))["messages"].clone();
+    assert_eq!(count(&phone, "pw"), count(&new_phone, "new"));
+
+    let needles: [&[u8]; 4] = [b"CANARY-MESSAGE-1", b"MEDIA-CANARY-SAMPLE", account.as_bytes(), PASSWORD.1.as_bytes()];
+    let mut scanned = 0usize;
+    for file in find_files(&work.path().join("server"), "") {
+        let bytes = std::fs::read(&file).unwrap();
+        scanned += bytes.len();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {}",
+                file.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    assert!(scanned > 24_000_000, "the scan covered what the server stored ({scanned} bytes)");
+}
+
 #[test]
 fn cli_backs_up_through_a_server_on_s3() {
     let (Ok(endpoint), Ok(bucket)) = (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET"))

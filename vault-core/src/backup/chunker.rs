@@ -19,7 +19,10 @@ pub struct ChunkParams {
 
 impl ChunkParams {
     /// For the database export: small chunks, so an edit re-uploads little (`docs/backup.md`).
-    pub const EXPORT: Self = Self { min: 512, avg: 2048, max: 8192 };
+    pub const EXPORT: Self = Self { min: 256, avg: 1024, max: 4096 };
+    /// For snapshot trees (lists of 32-byte chunk ids): about eight ids per chunk, so a changed
+    /// export chunk re-uploads little of the tree.
+    pub const TREE: Self = Self { min: 64, avg: 256, max: 1024 };
 }
 
 /// A keyed FastCDC chunker.

@@ -365,7 +365,8 @@ pub(crate) fn run(
     let tree = Tree { export_len: stats.bytes, export_chunks, media };
     let encoded = tree.encode()?;
     let mut tree_chunks = Vec::new();
-    for len in chunker.chunk_lengths(&encoded) {
+    let tree_chunker = Chunker::new(keys.gear(), ChunkParams::TREE);
+    for len in tree_chunker.chunk_lengths(&encoded) {
         let start: usize = tree_chunks.iter().map(|(_, l): &(ChunkId, usize)| *l).sum();
         let id = uploader.add(&encoded[start..start + len])?;
         tree_chunks.push((id, len));
