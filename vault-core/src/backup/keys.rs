@@ -39,7 +39,7 @@ pub struct BackupKeys {
 
 impl BackupKeys {
     /// Derives every key from the Backup Root Key.
-    pub fn derive(brk: &SecretKey) -> Self {
+    pub(crate) fn derive(brk: &SecretKey) -> Self {
         let derive = |ctx: &str| SecretKey::from_bytes(blake3::derive_key(ctx, brk.expose_secret()));
         let gear_key = derive(context::CDC_GEAR);
         let mut gear_bytes = zeroize::Zeroizing::new([0u8; 256 * 8]);
@@ -61,6 +61,11 @@ impl BackupKeys {
             gear,
             key_check,
         }
+    }
+
+    /// Every key, from a caller-held Backup Root Key.
+    pub fn from_root(key: &super::BackupRootKey) -> Self {
+        Self::derive(&key.0)
     }
 
     /// The id of a chunk with this plaintext.
