@@ -51,6 +51,12 @@ impl From<StorageError> for ApiError {
     }
 }
 
+impl From<object_store::Error> for ApiError {
+    fn from(error: object_store::Error) -> Self {
+        StorageError::from(error).into()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -49,6 +49,15 @@ fn checked_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The size of the object at `path`, `None` if absent.
+async fn object_size(state: &AppState, path: &Path) -> Result<Option<u64>, ApiError> {
+    match state.storage.store().head(path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such object")
 }
@@ -104,10 +113,8 @@ pub async fn put_object(
         ));
     }
     let path = records::object_path(&caller.account, &id);
-    match state.storage.store().head(&path).await {
-        Ok(_) => return Err(exists()),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+    if object_size(&state, &path).await?.is_some() {
+        return Err(exists());
     }
     let reservation = Reservation::take(&state, caller.account, len).await?;
     if len <= SINGLE_PUT_MAX {
@@ -171,7 +178,7 @@ impl StagedUpload {
 
     async fn finish(mut self) -> Result<(), ApiError> {
         let writer = self.0.take().ok_or_else(|| ApiError::new(ErrorCode::Internal, "staged upload already closed"))?;
-        writer.finish().await.map_err(crate::storage::StorageError::from)?;
+        writer.finish().await?;
         Ok(())
     }
 }
@@ -208,7 +215,7 @@ async fn put_small(state: &AppState, path: &Path, len: u64, body: Body) -> Resul
     match state.storage.store().put_opts(path, PutPayload::from(bytes), options).await {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
-        Err(e) => Err(crate::storage::StorageError::from(e).into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -221,7 +228,7 @@ async fn put_staged(
 ) -> Result<(), ApiError> {
     let store = state.storage.store();
     let staging = records::staging_path(account);
-    let upload = store.put_multipart(&staging).await.map_err(crate::storage::StorageError::from)?;
+    let upload = store.put_multipart(&staging).await?;
     let mut upload = StagedUpload(Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)));
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
@@ -232,7 +239,7 @@ async fn put_staged(
             return Err(ApiError::bad_request("the body is longer than Content-Length"));
         }
         let writer = upload.writer()?;
-        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(crate::storage::StorageError::from)?;
+        writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
         writer.put(chunk);
     }
     if received != len {
@@ -244,20 +251,20 @@ async fn put_staged(
     // a multipart copy non-atomically, so two concurrent placements could both succeed.
     let placed = {
         let _turn = state.storage.lock_object(path).await;
-        match store.head(path).await {
-            Ok(_) => Err(object_store::Error::AlreadyExists { path: path.to_string(), source: "exists".into() }),
-            Err(object_store::Error::NotFound { .. }) => store.copy_if_not_exists(&staging, path).await,
+        match object_size(state, path).await {
+            Ok(Some(_)) => Err(exists()),
+            Ok(None) => match store.copy_if_not_exists(&staging, path).await {
+                Ok(()) => Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
+                Err(e) => Err(e.into()),
+            },
             Err(e) => Err(e),
         }
     };
     if let Err(error) = store.delete(&staging).await {
         tracing::debug!(%error, "removing a staged upload failed");
     }
-    match placed {
-        Ok(()) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
-        Err(e) => Err(crate::storage::StorageError::from(e).into()),
-    }
+    placed
 }
 
 /// A parsed single `Range: bytes=…` request.
@@ -321,11 +328,7 @@ pub async fn get_object(
             (GetOptions::default(), None)
         }
         Some(requested) => {
-            let size = match store.head(&path).await {
-                Ok(meta) => meta.size,
-                Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-                Err(e) => return Err(crate::storage::StorageError::from(e).into()),
-            };
+            let size = object_size(&state, &path).await?.ok_or_else(not_found)?;
             let (start, end) = resolve(requested, size).ok_or_else(unsatisfiable)?;
             (GetOptions { range: Some(GetRange::Bounded(start..end)), ..Default::default() }, Some((start, end, size)))
         }
@@ -333,7 +336,7 @@ pub async fn get_object(
     let result = match store.get_opts(&path, options).await {
         Ok(result) => result,
         Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+        Err(e) => return Err(e.into()),
     };
     let size = result.meta.size;
     let (status, length) = match range {
@@ -343,7 +346,7 @@ pub async fn get_object(
     state.metrics.bytes_out.fetch_add(length, Ordering::Relaxed);
     // Small bodies are read in one go (one file read on a local store); larger ones stream.
     let body = if length <= SMALL_READ_MAX {
-        Body::from(result.bytes().await.map_err(crate::storage::StorageError::from)?)
+        Body::from(result.bytes().await?)
     } else {
         Body::from_stream(result.into_stream().map_err(std::io::Error::other))
     };
@@ -372,14 +375,10 @@ pub async fn head_object(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
-    let meta = match state.storage.store().head(&records::object_path(&caller.account, &id)).await {
-        Ok(meta) => meta,
-        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
-    };
+    let size = object_size(&state, &records::object_path(&caller.account, &id)).await?.ok_or_else(not_found)?;
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     Ok(response)
 }
@@ -419,7 +418,7 @@ pub async fn list_objects(
     let sorted_backend = state.storage.kind() == BackendKind::S3;
     let mut page: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     while let Some(meta) = listing.next().await {
-        let meta = meta.map_err(crate::storage::StorageError::from)?;
+        let meta = meta?;
         let Some(id) = meta.location.filename() else { continue };
         if !is_valid_object_id(id) {
             continue;
@@ -455,14 +454,10 @@ pub async fn delete_object(
     let store = state.storage.store();
     // Concurrent deletes of one object on this replica take turns, so its size is released once.
     let _turn = state.storage.lock_object(&path).await;
-    let size = match store.head(&path).await {
-        Ok(meta) => meta.size,
-        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
-    };
+    let size = object_size(&state, &path).await?.ok_or_else(not_found)?;
     match store.delete(&path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(crate::storage::StorageError::from(e).into()),
+        Err(e) => return Err(e.into()),
     }
     adjust_usage(&state, &caller.account, -i128::from(size), -1).await?;
     bump(&state.metrics.objects_deleted);

@@ -9,7 +9,7 @@ use super::format::{
 use super::keys::{BackupKeys, ChunkId};
 use super::pack::{PackWriter, open_chunk};
 use super::padding::padme_len;
-use super::run::{Current, current, load_index, read_tree, transport_error, verify_chain};
+use super::run::{Current, current, fetch_named, load_index, open_in_pack, read_tree, transport_error, verify_chain};
 use super::transport::Transport;
 use crate::error::{Error, Result};
 
@@ -213,14 +213,9 @@ pub(crate) fn prune(
             doomed.push(*pack);
             report.packs_deleted += 1;
         } else if *live_bytes * 2 < *total {
-            let name = pack_name(pack);
-            let bytes = transport
-                .get(&name)
-                .map_err(transport_error("reading a pack"))?
-                .ok_or_else(|| Error::Integrity(format!("backup {name} is missing")))?;
+            let bytes = fetch_named(transport, &pack_name(pack), "pack")?;
             for location in locations {
-                let plain = open_chunk(keys, &bytes, &location.entry)
-                    .map_err(|e| Error::Integrity(format!("backup {name}: {e}")))?;
+                let plain = open_in_pack(keys, &bytes, location)?;
                 writer
                     .add(keys, location.entry.id, plain.expose_secret())
                     .map_err(|e| Error::Integrity(e.to_string()))?;

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{Location, ObjectId, media_object_name, pack_name};
 use super::keys::{BackupKeys, ChunkId};
-use super::pack::open_chunk;
-use super::run::{current, load_index, read_tree, transport_error, verify_chain};
+use super::run::{current, fetch_named, load_index, open_in_pack, read_tree, verify_chain};
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::secret::{SecretBytes, SecretKey};
@@ -81,12 +80,7 @@ impl ExportReader<'_> {
             .get(id)
             .ok_or_else(|| Error::Integrity(format!("backup index lacks an export chunk ({id:?})")))?;
         if !self.packs.iter().any(|(pack, _)| *pack == location.pack) {
-            let name = pack_name(&location.pack);
-            let bytes = self
-                .transport
-                .get(&name)
-                .map_err(transport_error("reading a pack"))?
-                .ok_or_else(|| Error::Integrity(format!("backup {name} is missing")))?;
+            let bytes = fetch_named(self.transport, &pack_name(&location.pack), "pack")?;
             self.downloaded += bytes.len() as u64;
             if self.packs.len() == CACHED_PACKS {
                 self.packs.remove(0);
@@ -95,9 +89,7 @@ impl ExportReader<'_> {
         }
         let pack = self.packs.iter().find(|(pack, _)| *pack == location.pack).map(|(_, b)| b);
         let pack = pack.ok_or(Error::Internal("pack cache"))?;
-        open_chunk(self.keys, pack, &location.entry)
-            .map(Some)
-            .map_err(|e| Error::Integrity(format!("backup {}: {e} ({id:?})", pack_name(&location.pack))))
+        open_in_pack(self.keys, pack, location).map(Some)
     }
 }
 

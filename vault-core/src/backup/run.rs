@@ -13,7 +13,7 @@ use super::format::{
     media_object_name, open_index, pack_name, random_object_id, seal_index,
 };
 use super::keys::{BackupKeys, ChunkId};
-use super::pack::{PackWriter, open_sealed};
+use super::pack::{PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
@@ -91,6 +91,20 @@ pub(crate) fn current(
     Ok(Some(Current { head, version, manifest }))
 }
 
+/// Reads a whole object the backup names; a missing one is an integrity failure naming it.
+pub(crate) fn fetch_named(transport: &dyn Transport, name: &str, kind: &str) -> Result<Vec<u8>> {
+    transport
+        .get(name)
+        .map_err(|e| transport_error(&format!("reading {kind} {name}"))(e))?
+        .ok_or_else(|| Error::Integrity(format!("backup {kind} {name} is missing")))
+}
+
+/// Opens the chunk `location` names in a whole pack fetched by [`fetch_named`].
+pub(crate) fn open_in_pack(keys: &BackupKeys, pack: &[u8], location: &Location) -> Result<SecretBytes> {
+    open_chunk(keys, pack, &location.entry)
+        .map_err(|e| Error::Integrity(format!("backup {}: {e} ({:?})", pack_name(&location.pack), location.entry.id)))
+}
+
 /// Fetches `manifest-<generation>` and checks its hash.
 pub(crate) fn fetch_manifest(
     transport: &dyn Transport,
@@ -99,10 +113,7 @@ pub(crate) fn fetch_manifest(
     expected_hash: &[u8; 32],
 ) -> Result<Manifest> {
     let name = manifest_name(generation);
-    let sealed = transport
-        .get(&name)
-        .map_err(transport_error("reading a manifest"))?
-        .ok_or_else(|| Error::Integrity(format!("backup manifest {name} is missing")))?;
+    let sealed = fetch_named(transport, &name, "manifest")?;
     if manifest_hash(&sealed) != *expected_hash {
         return Err(Error::Integrity(format!("backup manifest {name} is not the one the history names")));
     }
@@ -164,10 +175,7 @@ pub(crate) fn load_index(
     let mut known = HashMap::new();
     for id in &manifest.indexes {
         let name = index_name(id);
-        let sealed = transport
-            .get(&name)
-            .map_err(transport_error("reading an index object"))?
-            .ok_or_else(|| Error::Integrity(format!("backup index object {name} is missing")))?;
+        let sealed = fetch_named(transport, &name, "index object")?;
         for location in open_index(keys, &name, &sealed)? {
             known.insert(location.entry.id, location);
         }
@@ -175,28 +183,31 @@ pub(crate) fn load_index(
     Ok(known)
 }
 
-/// Reads one chunk with a ranged read of its pack and authenticates it.
-pub(crate) fn read_chunk(transport: &dyn Transport, keys: &BackupKeys, location: &Location) -> Result<SecretBytes> {
-    let name = pack_name(&location.pack);
-    let sealed = transport
-        .get_range(&name, u64::from(location.entry.offset), u64::from(location.entry.sealed_len))
-        .map_err(transport_error("reading a pack"))?;
-    open_sealed(keys, &sealed, &location.entry.id)
-        .map_err(|e| Error::Integrity(format!("backup {name}: {e} ({:?})", location.entry.id)))
-}
-
-/// Reads and decodes a snapshot's tree.
+/// Reads and decodes a snapshot's tree, fetching each pack that holds some of its chunks once
+/// (a tree spans hundreds of small chunks but few packs).
 pub(crate) fn read_tree(
     transport: &dyn Transport,
     keys: &BackupKeys,
     known: &HashMap<ChunkId, Location>,
     snapshot: &SnapshotEntry,
 ) -> Result<Tree> {
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    let mut by_pack: HashMap<ObjectId, Vec<Location>> = HashMap::new();
     for id in &snapshot.tree_chunks {
         let location =
             known.get(id).ok_or_else(|| Error::Integrity(format!("backup index lacks a tree chunk ({id:?})")))?;
-        bytes.extend_from_slice(read_chunk(transport, keys, location)?.expose_secret());
+        by_pack.entry(location.pack).or_default().push(*location);
+    }
+    let mut opened: HashMap<ChunkId, SecretBytes> = HashMap::new();
+    for (pack, locations) in &by_pack {
+        let bytes = fetch_named(transport, &pack_name(pack), "pack")?;
+        for location in locations {
+            opened.insert(location.entry.id, open_in_pack(keys, &bytes, location)?);
+        }
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    for id in &snapshot.tree_chunks {
+        let chunk = opened.get(id).ok_or(Error::Internal("tree chunk not fetched"))?;
+        bytes.extend_from_slice(chunk.expose_secret());
     }
     Tree::decode(&bytes)
 }
@@ -253,10 +264,23 @@ impl Uploader<'_> {
 }
 
 /// Reads a media file followed by random padding up to `padded` bytes.
-fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> Result<impl Read + Send + 'static> {
-    let mut padding = vec![0u8; usize::try_from(padded - len).map_err(|_| Error::Internal("padding overflow"))?];
-    getrandom::fill(&mut padding).map_err(Error::from_rng)?;
-    Ok(file.take(len).chain(std::io::Cursor::new(padding)))
+fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> impl Read + Send + 'static {
+    file.take(len).chain(RandomBytes { left: padded.saturating_sub(len) })
+}
+
+/// `left` random bytes, generated as they are read (padding up to a Padmé length can reach
+/// 12 % of a large item, too much to hold in memory).
+struct RandomBytes {
+    left: u64,
+}
+
+impl Read for RandomBytes {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = usize::try_from(self.left).unwrap_or(usize::MAX).min(out.len());
+        getrandom::fill(&mut out[..n]).map_err(std::io::Error::other)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The backup run behind [`crate::Vault::backup`], over the vault's database and media files.
@@ -349,7 +373,7 @@ pub(crate) fn run(
             continue;
         }
         let padded = padme_len(file_len);
-        let reader = padded_reader(file, file_len, padded)?;
+        let reader = padded_reader(file, file_len, padded);
         match transport.put_reader(&media_object_name(&keys, &info.id.0), padded, Box::new(reader)) {
             Ok(()) => {
                 uploader.report.media_uploaded += 1;
@@ -366,10 +390,11 @@ pub(crate) fn run(
     let encoded = tree.encode()?;
     let mut tree_chunks = Vec::new();
     let tree_chunker = Chunker::new(keys.gear(), ChunkParams::TREE);
+    let mut rest = &encoded[..];
     for len in tree_chunker.chunk_lengths(&encoded) {
-        let start: usize = tree_chunks.iter().map(|(_, l): &(ChunkId, usize)| *l).sum();
-        let id = uploader.add(&encoded[start..start + len])?;
-        tree_chunks.push((id, len));
+        let (chunk, tail) = rest.split_at(len);
+        rest = tail;
+        tree_chunks.push(uploader.add(chunk)?);
     }
     uploader.flush()?;
 
@@ -395,7 +420,7 @@ pub(crate) fn run(
     manifest.snapshots.push(SnapshotEntry {
         generation: manifest.generation,
         created_at: now,
-        tree_chunks: tree_chunks.iter().map(|(id, _)| *id).collect(),
+        tree_chunks,
         export_len: stats.bytes,
         media_count: u32::try_from(tree.media.len()).map_err(|_| Error::Internal("too many media items"))?,
     });

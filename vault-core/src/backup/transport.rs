@@ -54,6 +54,15 @@ fn failed(what: &str, e: std::io::Error) -> TransportError {
     TransportError::Failed(format!("{what}: {e}"))
 }
 
+/// An error writing a new object: `Exists` if the name is taken.
+fn write_error(e: std::io::Error) -> TransportError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        TransportError::Exists
+    } else {
+        failed("writing a backup object", e)
+    }
+}
+
 fn checked_name(name: &str) -> Result<&str, TransportError> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -82,27 +91,15 @@ impl DirTransport {
 impl Transport for DirTransport {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
         let path = self.object(name)?;
-        let io_error = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                TransportError::Exists
-            } else {
-                failed("writing a backup object", e)
-            }
-        };
-        crate::fsutil::write_new(&path, 0o600, io_error, |file: &mut fs::File| file.write_all(bytes).map_err(io_error))
+        crate::fsutil::write_new(&path, 0o600, write_error, |file: &mut fs::File| {
+            file.write_all(bytes).map_err(write_error)
+        })
     }
 
     fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError> {
         let path = self.object(name)?;
-        let io_error = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                TransportError::Exists
-            } else {
-                failed("writing a backup object", e)
-            }
-        };
-        crate::fsutil::write_new(&path, 0o600, io_error, |file: &mut fs::File| {
-            let copied = std::io::copy(&mut reader.take(len), file).map_err(io_error)?;
+        crate::fsutil::write_new(&path, 0o600, write_error, |file: &mut fs::File| {
+            let copied = std::io::copy(&mut reader.take(len), file).map_err(write_error)?;
             if copied == len { Ok(()) } else { Err(TransportError::Failed("the object's source ended early".into())) }
         })
     }
