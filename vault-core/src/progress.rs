@@ -78,3 +78,39 @@ impl<T: Write> Write for Tracked<'_, T> {
         self.inner.flush()
     }
 }
+
+/// Counts the bytes of a long operation made of many steps (a backup run, a restore) and consults
+/// an optional [`Progress`] about once per MiB; [`Meter::add`] fails with
+/// [`crate::Error::Cancelled`] when the progress asks to stop.
+pub(crate) struct Meter<'a> {
+    progress: Option<&'a dyn Progress>,
+    total: Option<u64>,
+    done: u64,
+    next_report: u64,
+}
+
+impl<'a> Meter<'a> {
+    pub(crate) fn new(progress: Option<&'a dyn Progress>, total: Option<u64>) -> Self {
+        Self { progress, total, done: 0, next_report: 0 }
+    }
+
+    /// Counts `n` more bytes.
+    pub(crate) fn add(&mut self, n: u64) -> crate::Result<()> {
+        self.done += n;
+        if let Some(progress) = self.progress
+            && self.done >= self.next_report
+        {
+            self.next_report = self.done + REPORT_EVERY;
+            if !progress.advance(self.done, self.total) {
+                return Err(crate::Error::Cancelled);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports the final count (also when it is below the reporting step).
+    pub(crate) fn finish(&mut self) -> crate::Result<()> {
+        self.next_report = 0;
+        self.add(0)
+    }
+}

@@ -82,7 +82,74 @@ fn assert_same_content(a: &Vault, b: &Vault) {
 
 fn restore_to(storage: &Path, key: &backup::BackupRootKey, target: &Path) -> Result<backup::RestoreReport, Error> {
     let transport = DirTransport::new(storage).unwrap();
-    backup::restore(&transport, key, target, &Passphrase::new("new device".into()), options())
+    let options = backup::RestoreOptions { create: options(), ..Default::default() };
+    backup::restore(&transport, key, target, &Passphrase::new("new device".into()), options)
+}
+
+/// Records every report and cancels once `stop_after` bytes are done.
+struct Recorder {
+    stop_after: u64,
+    seen: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
+}
+
+impl vault_core::Progress for Recorder {
+    fn advance(&self, done: u64, total: Option<u64>) -> bool {
+        self.seen.lock().unwrap().push((done, total));
+        done < self.stop_after
+    }
+}
+
+#[test]
+fn an_interrupted_restore_resumes_without_fetching_written_media_again() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault = filled_vault(&work.path().join("phone"), 500);
+    vault.backup(&DirTransport::new(&storage).unwrap()).unwrap();
+    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let target = work.path().join("new-phone");
+    let passphrase = Passphrase::new("new device".into());
+
+    // Cancelled once the export and the small media items are in (the 3 MiB item is last).
+    let cancel = Recorder { stop_after: 1, seen: Default::default() };
+    let transport = DirTransport::new(&storage).unwrap();
+    let opts = backup::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
+    let first = backup::restore(&transport, &key, &target, &passphrase, opts);
+    assert!(matches!(first, Err(Error::Cancelled)), "{first:?}");
+    assert!(!target.exists(), "an interrupted restore leaves nothing at the target");
+
+    let cancel = Recorder { stop_after: 2 << 20, seen: Default::default() };
+    let opts = backup::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
+    let second = backup::restore(&transport, &key, &target, &passphrase, opts);
+    assert!(matches!(second, Err(Error::Cancelled)), "{second:?}");
+    assert!(!target.exists());
+
+    let watch = Recorder { stop_after: u64::MAX, seen: Default::default() };
+    let opts = backup::RestoreOptions { create: options(), progress: Some(&watch), at_least: None };
+    let report = backup::restore(&transport, &key, &target, &passphrase, opts).unwrap();
+    assert!(report.media_resumed >= 1, "media written before the interruption are kept: {report:?}");
+    assert!(report.media_resumed < MEDIA_SIZES.len() as u64);
+    let seen = watch.seen.lock().unwrap();
+    let (done, total) = *seen.last().unwrap();
+    assert_eq!(Some(done), total, "the last report covers everything");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress never goes back");
+    let restored = Vault::unlock_with_passphrase(&target, &passphrase).unwrap();
+    assert_same_content(&vault, &restored);
+    let leftovers: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("restoring")), "{leftovers:?}");
+}
+
+#[test]
+fn a_cancelled_backup_is_resumed_by_the_next_run() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault = filled_vault(&work.path().join("phone"), 500);
+    let transport = DirTransport::new(&storage).unwrap();
+    let cancel = Recorder { stop_after: 70_000, seen: Default::default() };
+    assert!(matches!(vault.backup_with_progress(&transport, &cancel), Err(Error::Cancelled)));
+    assert!(transport.get_head().unwrap().is_none(), "a cancelled run publishes nothing");
+    let report = vault.backup(&transport).unwrap();
+    assert_eq!(report.generation, 1);
+    assert!(report.media_reused >= 1, "media uploaded before the cancellation are reused: {report:?}");
 }
 
 #[test]

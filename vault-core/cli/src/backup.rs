@@ -5,12 +5,13 @@ use std::path::Path;
 use backup_api::KsfParams;
 use backup_api::client::{BackupClient, BearerToken, ClientError};
 use serde_json::json;
-use vault_core::backup::{BackupRootKey, DirTransport, Transport};
-use vault_core::{CreateOptions, Vault};
+use vault_core::Vault;
+use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, Transport};
 
 use crate::cli::{BackupCommand, BackupTarget};
 use crate::commands::Context;
 use crate::failure::{Failure, exit};
+use crate::progress_bar::TerminalProgress;
 use crate::server_transport::ServerTransport;
 
 /// App-secret names under which the CLI keeps its backup server and device token (inside the
@@ -27,7 +28,10 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         BackupCommand::Run(target) => {
             let mut vault = ctx.unlock()?;
             let transport = transport_for(&vault, &target)?;
-            let report = vault.backup(transport.as_ref())?;
+            let report = match TerminalProgress::new("backing up", ctx.json) {
+                Some(bar) => vault.backup_with_progress(transport.as_ref(), &bar)?,
+                None => vault.backup(transport.as_ref())?,
+            };
             if ctx.json {
                 return ctx.print_json(&json!({
                     "generation": report.generation,
@@ -162,14 +166,20 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             };
             let passphrase = ctx.input.passphrase()?;
             let dir = ctx.dir.clone();
-            let report =
-                vault_core::backup::restore(transport.as_ref(), &key, &dir, &passphrase, CreateOptions::default())?;
+            let bar = TerminalProgress::new("restoring", ctx.json);
+            let options = RestoreOptions {
+                progress: bar.as_ref().map(|b| b as &dyn vault_core::Progress),
+                ..RestoreOptions::default()
+            };
+            let report = vault_core::backup::restore(transport.as_ref(), &key, &dir, &passphrase, options)?;
+            drop(bar);
             if ctx.json {
                 return ctx.print_json(&json!({
                     "generation": report.generation,
                     "manifests_checked": report.manifests_checked,
                     "messages": report.messages,
                     "media": report.media,
+                    "media_resumed": report.media_resumed,
                     "export_bytes": report.export_bytes,
                     "downloaded_bytes": report.downloaded_bytes,
                 }));

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod failure;
 mod input;
+mod progress_bar;
 mod render;
 mod server_transport;
 

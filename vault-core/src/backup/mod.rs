@@ -19,6 +19,6 @@ pub use keys::{BackupKeys, ChunkId};
 pub use maintain::{BackupCheck, PruneReport, SnapshotInfo};
 pub use pack::{PackEntry, PackError, PackWriter, open_chunk};
 pub use padding::padme_len;
-pub use restore::{BackupRootKey, RestoreReport, restore};
+pub use restore::{BackupRootKey, RestoreOptions, RestoreReport, restore};
 pub use run::{BackupReport, PACK_TARGET};
 pub use transport::{DirTransport, Transport, TransportError};

@@ -13,6 +13,7 @@ use super::keys::{BackupKeys, ChunkId};
 use super::run::{current, fetch_named, load_index, open_in_pack, read_tree, verify_chain};
 use super::transport::Transport;
 use crate::error::{Error, Result};
+use crate::progress::{Meter, Progress};
 use crate::secret::{SecretBytes, SecretKey};
 use crate::{CreateOptions, Passphrase, Vault};
 
@@ -27,6 +28,8 @@ pub struct RestoreReport {
     pub messages: u64,
     /// Media items restored.
     pub media: u64,
+    /// Media items an interrupted restore had already written.
+    pub media_resumed: u64,
     /// Bytes of the database export.
     pub export_bytes: u64,
     /// Bytes downloaded.
@@ -57,7 +60,7 @@ impl std::fmt::Debug for BackupRootKey {
 }
 
 /// Streams the export's chunks in order, fetching whole packs and keeping the last few.
-struct ExportReader<'a> {
+struct ExportReader<'a, 'm> {
     transport: &'a dyn Transport,
     keys: &'a BackupKeys,
     known: &'a HashMap<ChunkId, Location>,
@@ -67,12 +70,13 @@ struct ExportReader<'a> {
     position: usize,
     total: u64,
     downloaded: u64,
+    meter: &'a mut Meter<'m>,
     error: Option<Error>,
 }
 
 const CACHED_PACKS: usize = 3;
 
-impl ExportReader<'_> {
+impl ExportReader<'_, '_> {
     fn next_chunk(&mut self) -> Result<Option<SecretBytes>> {
         let Some(id) = self.ids.next() else { return Ok(None) };
         let location = self
@@ -93,7 +97,7 @@ impl ExportReader<'_> {
     }
 }
 
-impl Read for ExportReader<'_> {
+impl Read for ExportReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if let Some(chunk) = &self.current {
@@ -103,6 +107,10 @@ impl Read for ExportReader<'_> {
                     out[..n].copy_from_slice(&rest[..n]);
                     self.position += n;
                     self.total += n as u64;
+                    if let Err(error) = self.meter.add(n as u64) {
+                        self.error = Some(error);
+                        return Err(std::io::Error::other("restore cancelled"));
+                    }
                     return Ok(n);
                 }
             }
@@ -121,14 +129,32 @@ impl Read for ExportReader<'_> {
     }
 }
 
+/// How a restore runs.
+#[derive(Default)]
+pub struct RestoreOptions<'a> {
+    /// The new vault's key options (Argon2 parameters, optional key wrapper).
+    pub create: CreateOptions<'a>,
+    /// Told the bytes restored so far (export and media) of the total; may cancel.
+    pub progress: Option<&'a dyn Progress>,
+    /// The newest generation and manifest hash other guardians attest (recovery): the storage
+    /// must hold at least that history, or the restore fails as a rollback.
+    pub at_least: Option<(u64, [u8; 32])>,
+}
+
 /// Restores the newest snapshot of the backup at `transport` into a new vault at `target` (which
-/// must not exist), protected by `passphrase` (and `options`' key wrapper, if any).
+/// must not exist), protected by `passphrase`.
+///
+/// The vault is built in `.<name>.restoring` beside the target and renamed into place when
+/// complete and verified. An interrupted or failed restore (network, cancellation) leaves that
+/// directory, and the next restore of the same generation into the same target resumes it: the
+/// database import is kept and media items already written are not fetched again. A restore
+/// that finds damaged data removes it.
 pub fn restore(
     transport: &dyn Transport,
     key: &BackupRootKey,
     target: &Path,
     passphrase: &Passphrase,
-    options: CreateOptions<'_>,
+    options: RestoreOptions<'_>,
 ) -> Result<RestoreReport> {
     if target.exists() {
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
@@ -137,7 +163,7 @@ pub fn restore(
     let Some(head) = current(transport, &keys, (0, None))? else {
         return Err(Error::NotFound("no backup at this storage".into()));
     };
-    let manifests_checked = verify_chain(transport, &keys, &head.manifest, head.head.manifest_hash, None)?;
+    let manifests_checked = verify_chain(transport, &keys, &head.manifest, head.head.manifest_hash, options.at_least)?;
     let known = load_index(transport, &keys, &head.manifest)?;
     let snapshot = head
         .manifest
@@ -145,37 +171,69 @@ pub fn restore(
         .last()
         .ok_or_else(|| Error::Integrity("the newest manifest lists no snapshot".into()))?;
     let tree = read_tree(transport, &keys, &known, snapshot)?;
+    let total = tree.media.iter().map(|m| m.file_len).sum::<u64>() + tree.export_len;
+    let mut meter = Meter::new(options.progress, Some(total));
 
     let staging = staging_dir(target)?;
+    let marker = ResumeMarker { generation: head.head.generation, manifest_hash: head.head.manifest_hash };
     let built = (|| {
-        let mut vault = Vault::create(&staging, passphrase, options)?;
-        let mut reader = ExportReader {
-            transport,
-            keys: &keys,
-            known: &known,
-            ids: tree.export_chunks.iter(),
-            packs: Vec::new(),
-            current: None,
-            position: 0,
-            total: 0,
-            downloaded: 0,
-            error: None,
+        let (mut vault, imported) = match marker.resume(&staging, passphrase) {
+            Some(vault) => (vault, None),
+            None => (Vault::create(&staging, passphrase, options.create)?, Some(())),
         };
-        let imported = vault.import_database(&mut reader);
-        if let Some(error) = reader.error.take() {
-            return Err(error);
+        let mut downloaded = 0;
+        if imported.is_some() {
+            let mut reader = ExportReader {
+                transport,
+                keys: &keys,
+                known: &known,
+                ids: tree.export_chunks.iter(),
+                packs: Vec::new(),
+                current: None,
+                position: 0,
+                total: 0,
+                downloaded: 0,
+                meter: &mut meter,
+                error: None,
+            };
+            let imported = vault.import_database(&mut reader);
+            if let Some(error) = reader.error.take() {
+                return Err(error);
+            }
+            imported?;
+            if reader.total != tree.export_len {
+                return Err(Error::Integrity("the restored export's length differs from the snapshot's".into()));
+            }
+            downloaded += reader.downloaded;
+            marker.write(&staging)?;
+        } else {
+            meter.add(tree.export_len)?;
         }
-        let stats = imported?;
-        if reader.total != tree.export_len {
-            return Err(Error::Integrity("the restored export's length differs from the snapshot's".into()));
-        }
-        let mut downloaded = reader.downloaded;
+        let mut media_resumed = 0;
         for entry in &tree.media {
-            let name = media_object_name(&keys, &entry.media_id);
-            let mut source = RangedReader { transport, name: &name, offset: 0, len: entry.file_len };
-            vault.place_restored_media(&crate::MediaId(entry.media_id), &mut source)?;
-            downloaded += entry.file_len;
+            let id = crate::MediaId(entry.media_id);
+            if !vault.has_media_file(&id) {
+                let name = media_object_name(&keys, &entry.media_id);
+                let mut source = RangedReader {
+                    transport,
+                    name: &name,
+                    offset: 0,
+                    len: entry.file_len,
+                    meter: &mut meter,
+                    error: None,
+                };
+                let placed = vault.place_restored_media(&id, &mut source);
+                if let Some(error) = source.error.take() {
+                    return Err(error);
+                }
+                placed?;
+                downloaded += entry.file_len;
+            } else {
+                media_resumed += 1;
+                meter.add(entry.file_len)?;
+            }
         }
+        meter.finish()?;
         let report = vault.verify()?;
         if !report.is_ok() {
             return Err(Error::Integrity("the restored vault failed verification".into()));
@@ -184,8 +242,9 @@ pub fn restore(
         Ok(RestoreReport {
             generation: head.head.generation,
             manifests_checked,
-            messages: stats.rows_of("messages"),
+            messages: vault.message_count()?,
             media: tree.media.len() as u64,
+            media_resumed,
             export_bytes: tree.export_len,
             downloaded_bytes: downloaded,
         })
@@ -193,6 +252,7 @@ pub fn restore(
     match built {
         Ok(report) => {
             // The vault was locked when the closure returned; move it into place.
+            let _ = std::fs::remove_file(staging.join(ResumeMarker::FILE));
             std::fs::rename(&staging, target).map_err(Error::io("moving the restored vault into place"))?;
             if let Some(parent) = target.parent() {
                 let _ = crate::fsutil::sync_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent });
@@ -200,31 +260,69 @@ pub fn restore(
             Ok(report)
         }
         Err(error) => {
-            let _ = std::fs::remove_dir_all(&staging);
+            // Damaged data is not kept; an interruption is, to resume from.
+            if matches!(error, Error::Integrity(_) | Error::UnsupportedVersion { .. } | Error::InvalidInput(_)) {
+                let _ = std::fs::remove_dir_all(&staging);
+            }
             Err(error)
         }
     }
 }
 
-/// A fresh directory name beside `target` for building the restored vault.
+/// Marks a staged restore whose database import is complete, for the snapshot it came from.
+struct ResumeMarker {
+    generation: u64,
+    manifest_hash: [u8; 32],
+}
+
+impl ResumeMarker {
+    const FILE: &'static str = "restore-progress";
+
+    fn encode(&self) -> String {
+        format!("vault-core restore v1\n{}\n{}\n", self.generation, hex::encode(self.manifest_hash))
+    }
+
+    fn write(&self, staging: &Path) -> Result<()> {
+        crate::fsutil::atomic_write(&staging.join(Self::FILE), self.encode().as_bytes(), 0o600)
+            .map_err(Error::io("recording restore progress"))
+    }
+
+    /// The staged vault of an interrupted restore of this same snapshot, unlocked; otherwise any
+    /// leftover staging directory is removed and `None` returned.
+    fn resume(&self, staging: &Path, passphrase: &Passphrase) -> Option<Vault> {
+        if !staging.exists() {
+            return None;
+        }
+        let same = crate::fsutil::read_bounded(&staging.join(Self::FILE), 256)
+            .is_ok_and(|bytes| bytes == self.encode().as_bytes());
+        if same && let Ok(vault) = Vault::unlock_with_passphrase(staging, passphrase) {
+            return Some(vault);
+        }
+        let _ = std::fs::remove_dir_all(staging);
+        None
+    }
+}
+
+/// The staging directory beside `target` in which the restored vault is built.
 fn staging_dir(target: &Path) -> Result<PathBuf> {
     let name = target
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::InvalidInput("the restore target needs a directory name".into()))?;
-    let suffix: [u8; 8] = crate::crypto::random_array().map_err(Error::from_rng)?;
-    Ok(target.with_file_name(format!(".{name}.restoring-{}", hex::encode(suffix))))
+    Ok(target.with_file_name(format!(".{name}.restoring")))
 }
 
-/// Reads an object's first `len` bytes in 4 MiB ranged reads.
-struct RangedReader<'a> {
+/// Reads an object's first `len` bytes in 4 MiB ranged reads, counting them on a meter.
+struct RangedReader<'a, 'm> {
     transport: &'a dyn Transport,
     name: &'a str,
     offset: u64,
     len: u64,
+    meter: &'a mut Meter<'m>,
+    error: Option<Error>,
 }
 
-impl Read for RangedReader<'_> {
+impl Read for RangedReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.offset >= self.len || out.is_empty() {
             return Ok(0);
@@ -240,6 +338,10 @@ impl Read for RangedReader<'_> {
         let n = bytes.len().min(out.len());
         out[..n].copy_from_slice(&bytes[..n]);
         self.offset += n as u64;
+        if let Err(error) = self.meter.add(n as u64) {
+            self.error = Some(error);
+            return Err(std::io::Error::other("restore cancelled"));
+        }
         Ok(n)
     }
 }

@@ -17,6 +17,7 @@ use super::pack::{PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
+use crate::progress::{Meter, Progress};
 use crate::secret::{SecretBytes, SecretKey};
 
 /// Packs are closed once they reach this size (before padding).
@@ -222,10 +223,12 @@ struct Uploader<'a> {
     writer: PackWriter,
     new_locations: Vec<Location>,
     report: BackupReport,
+    meter: Meter<'a>,
 }
 
 impl Uploader<'_> {
     fn add(&mut self, chunk: &[u8]) -> Result<ChunkId> {
+        self.meter.add(chunk.len() as u64)?;
         let id = self.keys.chunk_id(chunk);
         if self.known.contains_key(&id) || self.in_pack.contains(&id) {
             self.report.reused_chunks += 1;
@@ -288,6 +291,7 @@ pub(crate) fn run(
     conn: &mut rusqlite::Connection,
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
+    progress: Option<&dyn Progress>,
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let brk = match crate::store::backup_state::root_key(conn)? {
@@ -339,6 +343,7 @@ pub(crate) fn run(
         writer: PackWriter::new(),
         new_locations,
         report: BackupReport::default(),
+        meter: Meter::new(progress, None),
     };
 
     // The database export, chunked as it is written.
@@ -368,6 +373,7 @@ pub(crate) fn run(
         let file = std::fs::File::open(&path).map_err(Error::io("opening a media file to back up"))?;
         let file_len = file.metadata().map_err(Error::io("reading a media file's size"))?.len();
         media.push(MediaEntry { media_id: info.id.0, file_len });
+        uploader.meter.add(file_len)?;
         if previous_media.contains(&info.id.0) {
             uploader.report.media_reused += 1;
             continue;
@@ -397,6 +403,7 @@ pub(crate) fn run(
         tree_chunks.push(uploader.add(chunk)?);
     }
     uploader.flush()?;
+    uploader.meter.finish()?;
 
     // The index object for this run's packs, the manifest, the head.
     let mut manifest = match &previous {

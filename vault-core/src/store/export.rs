@@ -73,6 +73,7 @@ pub struct ExportStats {
 }
 
 impl ExportStats {
+    #[cfg(test)]
     /// Rows of one table.
     pub fn rows_of(&self, table: &str) -> u64 {
         self.rows.iter().find(|(name, _)| *name == table).map_or(0, |(_, n)| *n)

@@ -6,11 +6,11 @@
 use std::io::Read;
 
 use super::Vault;
-use crate::MediaId;
 use crate::backup::{BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, SnapshotInfo, Transport};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 use crate::store::export::{self, ExportStats};
+use crate::{MediaId, Progress};
 
 impl Vault {
     /// Backs the vault up to `transport`: a new snapshot that shares every unchanged chunk and
@@ -18,7 +18,13 @@ impl Vault {
     /// vault's Backup Root Key. Refuses storage whose history is older than, or diverges from,
     /// what this vault last wrote.
     pub fn backup(&mut self, transport: &dyn Transport) -> Result<BackupReport> {
-        crate::backup::run::run(&mut self.store.conn, &self.media, transport)
+        crate::backup::run::run(&mut self.store.conn, &self.media, transport, None)
+    }
+
+    /// [`Vault::backup`], telling `progress` how many bytes (export and media) it has processed;
+    /// a cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
+    pub fn backup_with_progress(&mut self, transport: &dyn Transport, progress: &dyn Progress) -> Result<BackupReport> {
+        crate::backup::run::run(&mut self.store.conn, &self.media, transport, Some(progress))
     }
 
     /// The snapshots the backup at `transport` retains, oldest first.
@@ -65,6 +71,17 @@ impl Vault {
                 .map(|_| ())
                 .map_err(|e| Error::Integrity(format!("a media object could not be read: {e}")))
         })
+    }
+
+    /// Whether the media file of `id` is present (a resumed restore skips it; the final
+    /// verification authenticates it).
+    pub(crate) fn has_media_file(&self, id: &MediaId) -> bool {
+        self.media.path(id).exists()
+    }
+
+    /// How many messages the vault holds.
+    pub(crate) fn message_count(&self) -> Result<u64> {
+        crate::store::messages::count(&self.store.conn)
     }
 
     /// Records the backup this vault was restored from, so its next backup continues that history.
