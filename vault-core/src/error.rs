@@ -64,6 +64,11 @@ pub enum Error {
     /// Running the backup again continues from the newer generation.
     #[error("another device wrote a backup at the same time: run the backup again")]
     BackupConflict,
+    /// A backup server did not accept the backup password, or a recovery code does not match the
+    /// account's shares. Servers do not say whether an account is locked or unknown, so the
+    /// message says "wrong password, or locked" for each server that refused.
+    #[error("backup login failed: {0}")]
+    BackupAuthentication(String),
     /// An unexpected database error (not corruption, which is [`Error::Integrity`]).
     #[error("database error: {0}")]
     Database(String),

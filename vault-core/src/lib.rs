@@ -16,6 +16,7 @@ mod fsutil;
 mod keys;
 mod media;
 mod progress;
+pub mod recovery;
 mod secret;
 mod store;
 mod vault;

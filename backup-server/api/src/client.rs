@@ -121,6 +121,7 @@ pub struct ClientOptions {
 }
 
 /// A blocking client for one backup server.
+#[derive(Clone)]
 pub struct BackupClient {
     agent: ureq::Agent,
     base: String,

@@ -6,13 +6,12 @@ use backup_api::KsfParams;
 use backup_api::client::{BackupClient, BearerToken, ClientError};
 use serde_json::json;
 use vault_core::Vault;
-use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, Transport};
+use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, ServerTransport, Transport};
 
 use crate::cli::{BackupCommand, BackupTarget};
 use crate::commands::Context;
 use crate::failure::{Failure, exit};
 use crate::progress_bar::TerminalProgress;
-use crate::server_transport::ServerTransport;
 
 /// App-secret names under which the CLI keeps its backup server and device token (inside the
 /// encrypted vault).

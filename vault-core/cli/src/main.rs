@@ -10,7 +10,6 @@ mod failure;
 mod input;
 mod progress_bar;
 mod render;
-mod server_transport;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ pub mod pack;
 pub mod padding;
 mod restore;
 pub(crate) mod run;
+mod server;
 pub mod transport;
 
 pub use chunker::{ChunkParams, ChunkStream, Chunker};
@@ -21,4 +22,5 @@ pub use pack::{PackEntry, PackError, PackWriter, open_chunk};
 pub use padding::padme_len;
 pub use restore::{BackupRootKey, RestoreOptions, RestoreReport, restore};
 pub use run::{BackupReport, PACK_TARGET};
+pub use server::ServerTransport;
 pub use transport::{DirTransport, Transport, TransportError};

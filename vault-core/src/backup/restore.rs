@@ -163,6 +163,15 @@ pub fn restore(
     let Some(head) = current(transport, &keys, (0, None))? else {
         return Err(Error::NotFound("no backup at this storage".into()));
     };
+    if let Some((attested, _)) = options.at_least
+        && head.head.generation < attested
+    {
+        return Err(Error::Integrity(format!(
+            "the backup storage's newest generation {} is older than generation {attested}, which a guardian \
+             attests: it hides newer snapshots",
+            head.head.generation
+        )));
+    }
     let manifests_checked = verify_chain(transport, &keys, &head.manifest, head.head.manifest_hash, options.at_least)?;
     let known = load_index(transport, &keys, &head.manifest)?;
     let snapshot = head

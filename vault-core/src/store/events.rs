@@ -32,6 +32,16 @@ pub enum SecurityEventKind {
     BackupWritten,
     /// The vault was restored from a backup.
     BackupRestored,
+    /// Recovery was set up (or set up again) with backup servers as guardians.
+    RecoveryEnrolled,
+    /// The backup password was changed on the guardians.
+    RecoveryPasswordChanged,
+    /// The key's shares were replaced by a new split (old shares and recovery code void).
+    RecoverySharesRefreshed,
+    /// A device's backup token was revoked.
+    DeviceRevoked,
+    /// A guardian server answered with an OPAQUE key other than the one pinned at enrolment.
+    ServerKeyChanged,
 }
 
 impl SecurityEventKind {
@@ -49,6 +59,11 @@ impl SecurityEventKind {
             SecurityEventKind::RootKeyRotationRolledBack => "root_key_rotation_rolled_back",
             SecurityEventKind::BackupWritten => "backup_written",
             SecurityEventKind::BackupRestored => "backup_restored",
+            SecurityEventKind::RecoveryEnrolled => "recovery_enrolled",
+            SecurityEventKind::RecoveryPasswordChanged => "recovery_password_changed",
+            SecurityEventKind::RecoverySharesRefreshed => "recovery_shares_refreshed",
+            SecurityEventKind::DeviceRevoked => "device_revoked",
+            SecurityEventKind::ServerKeyChanged => "server_key_changed",
         }
     }
 
@@ -65,6 +80,11 @@ impl SecurityEventKind {
             "root_key_rotation_rolled_back" => SecurityEventKind::RootKeyRotationRolledBack,
             "backup_written" => SecurityEventKind::BackupWritten,
             "backup_restored" => SecurityEventKind::BackupRestored,
+            "recovery_enrolled" => SecurityEventKind::RecoveryEnrolled,
+            "recovery_password_changed" => SecurityEventKind::RecoveryPasswordChanged,
+            "recovery_shares_refreshed" => SecurityEventKind::RecoverySharesRefreshed,
+            "device_revoked" => SecurityEventKind::DeviceRevoked,
+            "server_key_changed" => SecurityEventKind::ServerKeyChanged,
             _ => return None,
         })
     }

@@ -90,6 +90,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          pack    BLOB PRIMARY KEY NOT NULL CHECK (length(pack) = 16),
          entries BLOB NOT NULL
      ) STRICT;",
+    // 6: recovery enrolment: the account, the share policy, and per guardian server its pinned
+    // key, this device's token and this server's share (position 0 holds the backup data).
+    "CREATE TABLE recovery_enrolment (
+         id                      INTEGER PRIMARY KEY CHECK (id = 1),
+         account                 TEXT NOT NULL,
+         threshold               INTEGER NOT NULL CHECK (threshold BETWEEN 1 AND 9),
+         servers                 INTEGER NOT NULL CHECK (servers BETWEEN 1 AND 8),
+         recovery_code           INTEGER NOT NULL CHECK (recovery_code IN (0, 1)),
+         single_provider_allowed INTEGER NOT NULL CHECK (single_provider_allowed IN (0, 1)),
+         share_set               BLOB NOT NULL CHECK (length(share_set) = 16)
+     ) STRICT;
+     CREATE TABLE recovery_guardians (
+         position     INTEGER PRIMARY KEY CHECK (position BETWEEN 0 AND 7),
+         url          TEXT NOT NULL,
+         server_key   BLOB NOT NULL,
+         device_id    TEXT NOT NULL,
+         device_token TEXT NOT NULL,
+         share        BLOB CHECK (share IS NULL OR length(share) = 32)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@ pub(crate) mod export;
 pub(crate) mod media_rows;
 pub(crate) mod messages;
 pub(crate) mod migrations;
+pub(crate) mod recovery_state;
 pub(crate) mod retention;
 pub(crate) mod secrets;
 

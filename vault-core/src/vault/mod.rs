@@ -22,6 +22,7 @@ use crate::store::{self, CipherInfo, Store, media_rows, messages, migrations, se
 
 mod backup;
 mod content;
+mod recovery;
 mod slots;
 
 pub use content::MediaImport;

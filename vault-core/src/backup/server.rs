@@ -1,11 +1,11 @@
-//! The backup server as a `vault_core::backup::Transport`, over `backup-api`'s blocking HTTPS
-//! client with a device (or session) token.
+//! The backup server as a [`Transport`], over `backup-api`'s blocking HTTPS client with a device
+//! (or session) token.
 
 use std::io::Read;
 
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
-use vault_core::backup::{Transport, TransportError};
+use super::transport::{Transport, TransportError};
 
 /// Largest object read whole (packs, index objects, manifests).
 const MAX_OBJECT: u64 = 256 << 20;
