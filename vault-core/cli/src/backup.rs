@@ -7,6 +7,7 @@ use backup_api::client::{BackupClient, BearerToken, ClientError};
 use serde_json::json;
 use vault_core::Vault;
 use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, ServerTransport, Transport};
+use vault_core::recovery::ServerOptions;
 
 use crate::cli::{BackupCommand, BackupTarget};
 use crate::commands::Context;
@@ -24,13 +25,43 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         BackupCommand::Login { server, account, register, device_name } => {
             login(ctx, &server, &account, register, &device_name)
         }
+        BackupCommand::Setup {
+            servers,
+            account,
+            threshold,
+            recovery_code: _,
+            no_recovery_code,
+            allow_single_provider,
+            device_name,
+        } => crate::recovery::setup(
+            ctx,
+            &servers,
+            &account,
+            threshold,
+            no_recovery_code,
+            allow_single_provider,
+            &device_name,
+        ),
+        BackupCommand::Password => crate::recovery::password(ctx),
+        BackupCommand::RefreshShares | BackupCommand::NewRecoveryCode => crate::recovery::refresh(ctx),
+        BackupCommand::Devices { revoke } => crate::recovery::devices(ctx, revoke),
         BackupCommand::Run(target) => {
             let mut vault = ctx.unlock()?;
-            let transport = transport_for(&vault, &target)?;
-            let report = match TerminalProgress::new("backing up", ctx.json) {
-                Some(bar) => vault.backup_with_progress(transport.as_ref(), &bar)?,
-                None => vault.backup(transport.as_ref())?,
+            let bar = TerminalProgress::new("backing up", ctx.json);
+            let progress = bar.as_ref().map(|b| b as &dyn vault_core::Progress);
+            let mut head_copies_failed = Vec::new();
+            let report = if target.dir.is_none() && vault.recovery_status()?.is_some() {
+                let guarded = vault.backup_to_guardians(progress, &ServerOptions::default())?;
+                head_copies_failed = guarded.head_copies_failed;
+                guarded.backup
+            } else {
+                let transport = transport_for(&vault, &target)?;
+                match progress {
+                    Some(p) => vault.backup_with_progress(transport.as_ref(), p)?,
+                    None => vault.backup(transport.as_ref())?,
+                }
             };
+            drop(bar);
             if ctx.json {
                 return ctx.print_json(&json!({
                     "generation": report.generation,
@@ -42,7 +73,11 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                     "media_reused": report.media_reused,
                     "export_bytes": report.export_bytes,
                     "duration_ms": report.duration.as_millis() as u64,
+                    "head_copies_failed": head_copies_failed,
                 }));
+            }
+            for failure in &head_copies_failed {
+                ctx.print(format!("warning: the head record was not copied to {failure}"))?;
             }
             ctx.print(format!(
                 "backup generation {}: uploaded {} bytes ({} new chunks, {} reused, {} packs; media {} new, {} reused) in {:.2} s",
@@ -234,7 +269,10 @@ fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transpo
     if let Some(dir) = &target.dir {
         return Ok(Box::new(DirTransport::new(dir).map_err(storage_failure)?));
     }
-    let missing = || Failure::usage("no backup server: run `vault backup login` first, or give --dir DIR");
+    if let Some(transport) = vault.guardian_transport(&ServerOptions::default())? {
+        return Ok(Box::new(transport));
+    }
+    let missing = || Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR");
     let server = vault.secret(SERVER_SECRET)?.ok_or_else(missing)?;
     let token = vault.secret(TOKEN_SECRET)?.ok_or_else(missing)?;
     let server = String::from_utf8(server.expose_secret().to_vec()).map_err(|_| missing())?;

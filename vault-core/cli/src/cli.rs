@@ -66,6 +66,26 @@ pub enum Command {
     /// Encrypted, deduplicated backups to a backup server or a directory, and restore.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Restore on a new device: recover the backup key from the guardian servers with the backup
+    /// password (VAULT_BACKUP_PASSWORD or stdin) and, if needed, the recovery code, then rebuild
+    /// the newest snapshot into a new vault at --vault (its passphrase from VAULT_PASSPHRASE).
+    Restore {
+        /// A guardian server (repeat for each; at least enough to reach the threshold).
+        #[arg(long = "server", value_name = "URL", required = true)]
+        servers: Vec<String>,
+        /// The account name used at setup.
+        #[arg(long)]
+        account: String,
+        /// The recovery code printed at setup (needed when too few servers are reachable).
+        #[arg(long, env = "VAULT_RECOVERY_CODE", hide_env_values = true)]
+        recovery_code: Option<String>,
+        /// Name of this device in the servers' device lists.
+        #[arg(long, default_value = "vault cli")]
+        device_name: String,
+        /// Recover and check the backup key only; restore nothing (for timing recovery).
+        #[arg(long)]
+        key_only: bool,
+    },
 }
 
 /// Where a backup goes: the backup server this vault logged in to (`vault backup login`), or a
@@ -80,6 +100,47 @@ pub struct BackupTarget {
 /// `vault backup …`
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
+    /// Set up backup and recovery: register the account with OPAQUE on every server (backup
+    /// password from VAULT_BACKUP_PASSWORD or stdin), split the backup key into one share per
+    /// server plus the recovery code, seal each server's share under the password, enrol this
+    /// device, and print the recovery code once. The first server also holds the backup data.
+    Setup {
+        /// A guardian server: https://host[:port], plain http:// only to loopback (repeat).
+        #[arg(long = "server", value_name = "URL", required = true)]
+        servers: Vec<String>,
+        /// The account name (the servers see only a keyed hash of it).
+        #[arg(long)]
+        account: String,
+        /// Shares needed to recover [default: 2].
+        #[arg(long)]
+        threshold: Option<u8>,
+        /// Make a recovery code share (the default).
+        #[arg(long, overrides_with = "no_recovery_code")]
+        recovery_code: bool,
+        /// Make no recovery code share.
+        #[arg(long)]
+        no_recovery_code: bool,
+        /// Accept a policy in which one provider alone can recover the key (weaker).
+        #[arg(long)]
+        allow_single_provider: bool,
+        /// Name of this device in the servers' device lists.
+        #[arg(long, default_value = "vault cli")]
+        device_name: String,
+    },
+    /// Change the backup password on every guardian (current one from VAULT_BACKUP_PASSWORD or
+    /// stdin, new one from VAULT_BACKUP_NEW_PASSWORD or the next stdin line).
+    Password,
+    /// Split the backup key anew: every server's share and the recovery code are replaced; the old
+    /// ones stop working. Prints the new recovery code.
+    RefreshShares,
+    /// A new recovery code (the key is split anew, so every server's share is replaced too).
+    NewRecoveryCode,
+    /// The devices enrolled at each guardian; --revoke stops a lost device's tokens at once.
+    Devices {
+        /// Revoke every device with this identifier or name (needs the backup password).
+        #[arg(long, value_name = "ID_OR_NAME")]
+        revoke: Option<String>,
+    },
     /// Log in to a backup server with OPAQUE (password from VAULT_BACKUP_PASSWORD or the next
     /// stdin line), enrol this device, and keep the server and the device token in the vault.
     Login {

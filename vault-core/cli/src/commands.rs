@@ -78,6 +78,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Media(command) => media(&mut ctx, command),
         Command::Retention(command) => retention(&mut ctx, command),
         Command::Backup(command) => crate::backup::run(&mut ctx, command),
+        Command::Restore { servers, account, recovery_code, device_name, key_only } => {
+            crate::recovery::restore(&mut ctx, &servers, &account, recovery_code, &device_name, key_only)
+        }
     }
 }
 
@@ -177,6 +180,7 @@ fn search(ctx: &mut Context<'_>, query: &str, limit: usize) -> Result<(), Failur
 fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
     let s = vault.status()?;
+    let recovery = vault.recovery_status()?;
     if ctx.json {
         let value = json!({
             "vault": ctx.dir.display().to_string(),
@@ -202,6 +206,13 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
             "retention": s.retention,
             "media_encryption": "XChaCha20-Poly1305, 64 KiB segments, one random key per item",
             "recent_events": s.recent_events,
+            "recovery": recovery.as_ref().map(|r| json!({
+                "account": r.account,
+                "policy": r.policy.describe(),
+                "single_provider": r.policy.single_provider(),
+                "servers": r.servers,
+                "safety_number": r.safety_number,
+            })),
         });
         return ctx.print_json(&value);
     }
@@ -220,6 +231,23 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
         s.conversations, s.messages, s.media_items, s.media_bytes, s.app_secrets
     ))?;
     ctx.print("Media        XChaCha20-Poly1305, 64 KiB segments, one random key per item")?;
+    match &recovery {
+        Some(r) => {
+            ctx.print(format!(
+                "Recovery     account {}, {} via {}",
+                r.account,
+                r.policy.describe(),
+                r.servers.join(", ")
+            ))?;
+            if r.policy.single_provider() {
+                ctx.print(
+                    "             WARNING: one provider alone can recover the backup key (single-provider mode)",
+                )?;
+            }
+            ctx.print(format!("Safety no.   {}", r.safety_number))?;
+        }
+        None => ctx.print("Recovery     not set up (`vault backup setup`)")?,
+    }
     let age = s.retention.max_age_secs.map_or("none".to_owned(), |secs| format!("{} days", secs / 86_400));
     let count = s.retention.max_messages.map_or("none".to_owned(), |n| n.to_string());
     ctx.print(format!("Retention    max age {age}, max messages {count}"))?;

@@ -45,7 +45,7 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::AuthenticationFailed => exit::AUTHENTICATION,
+            Error::AuthenticationFailed | Error::BackupAuthentication(_) => exit::AUTHENTICATION,
             Error::KeyWrapper(WrapperError::Rejected) => exit::AUTHENTICATION,
             Error::Integrity(_) => exit::INTEGRITY,
             Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,

@@ -52,6 +52,11 @@ impl Input {
         self.secret("VAULT_BACKUP_PASSWORD", "backup server password")
     }
 
+    /// A new backup server password: next stdin line, or VAULT_BACKUP_NEW_PASSWORD.
+    pub fn new_backup_password(&mut self) -> Result<Passphrase, Failure> {
+        self.secret("VAULT_BACKUP_NEW_PASSWORD", "new backup server password")
+    }
+
     /// With --passphrase-stdin, every further non-empty stdin line as a passphrase (for
     /// commands that need the secrets of several slots); nothing otherwise.
     pub fn remaining_passphrases(&mut self) -> Result<Vec<Passphrase>, Failure> {

@@ -9,6 +9,7 @@ mod commands;
 mod failure;
 mod input;
 mod progress_bar;
+mod recovery;
 mod render;
 
 use std::io::Write;

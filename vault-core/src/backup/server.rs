@@ -3,9 +3,9 @@
 
 use std::io::Read;
 
+use super::transport::{Transport, TransportError};
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
-use super::transport::{Transport, TransportError};
 
 /// Largest object read whole (packs, index objects, manifests).
 const MAX_OBJECT: u64 = 256 << 20;

@@ -80,12 +80,8 @@ impl EscrowHeader {
         {
             return Err(bad());
         }
-        let policy = RecoveryPolicy {
-            threshold,
-            servers,
-            recovery_code: code == 1,
-            single_provider_allowed: threshold <= 1,
-        };
+        let policy =
+            RecoveryPolicy { threshold, servers, recovery_code: code == 1, single_provider_allowed: threshold <= 1 };
         Ok(Self {
             share_set: bytes[9..25].try_into().map_err(|_| bad())?,
             policy,
@@ -109,7 +105,13 @@ fn seal_key(export_key: &[u8]) -> SecretKey {
 }
 
 /// Seals `share` for `account` at the server with OPAQUE public key `server_key`.
-pub(crate) fn seal(header: &EscrowHeader, share: &Share, export_key: &[u8], account: &str, server_key: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(
+    header: &EscrowHeader,
+    share: &Share,
+    export_key: &[u8],
+    account: &str,
+    server_key: &[u8],
+) -> Vec<u8> {
     let encoded = header.encode();
     let mut out = encoded.to_vec();
     out.extend_from_slice(&aead::seal(

@@ -24,7 +24,12 @@ impl RecoveryPolicy {
     /// A policy for `servers` servers. `threshold` defaults to 2 (the design's default: 2 of
     /// {each server, recovery code}). A threshold of 1 lets one provider alone recover the key
     /// and is refused unless `allow_single_provider`.
-    pub fn new(servers: usize, threshold: Option<u8>, recovery_code: bool, allow_single_provider: bool) -> Result<Self> {
+    pub fn new(
+        servers: usize,
+        threshold: Option<u8>,
+        recovery_code: bool,
+        allow_single_provider: bool,
+    ) -> Result<Self> {
         if servers == 0 || servers > MAX_SERVERS {
             return Err(Error::InvalidInput(format!("recovery needs 1 to {MAX_SERVERS} servers")));
         }
@@ -36,12 +41,8 @@ impl RecoveryPolicy {
                 if recovery_code { " and the recovery code" } else { "" }
             )));
         }
-        let policy = Self {
-            threshold,
-            servers: servers as u8,
-            recovery_code,
-            single_provider_allowed: allow_single_provider,
-        };
+        let policy =
+            Self { threshold, servers: servers as u8, recovery_code, single_provider_allowed: allow_single_provider };
         if policy.single_provider() && !allow_single_provider {
             return Err(Error::InvalidInput(format!(
                 "with {} one provider alone could recover the backup key; choose a threshold of at least 2, \

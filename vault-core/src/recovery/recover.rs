@@ -58,13 +58,12 @@ pub(crate) struct Recovered {
 fn reach(url: &str, account: &str, password: &Passphrase, options: &ServerOptions) -> Result<Reached> {
     let server = Server::connect(url, options)?;
     let session = server.login(account, password)?;
-    let (record, _) = server
-        .client
-        .get_escrow(&session.token)
-        .map_err(|e| server.error(e))?
-        .ok_or_else(|| Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)")))?;
-    let (header, share) = escrow::open(&record, &session.export_key, account, &session.server_public_key)
-        .map_err(|e| match e {
+    let (record, _) =
+        server.client.get_escrow(&session.token).map_err(|e| server.error(e))?.ok_or_else(|| {
+            Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
+        })?;
+    let (header, share) =
+        escrow::open(&record, &session.export_key, account, &session.server_public_key).map_err(|e| match e {
             Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
             other => other,
         })?;
@@ -131,10 +130,21 @@ pub(crate) fn recover(
         let needed = needed.map_or_else(|| "more".to_owned(), |n| n.to_string());
         let code_note = if code_given { "" } else { "; no recovery code given" };
         let message = format!(
-            "{needed} shares are needed, {available} available ({}{code_note})",
-            report.servers_failed.join("; ")
+            "{needed} shares are needed, {available} available{}{code_note}",
+            if report.servers_failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", report.servers_failed.join("; "))
+            }
         );
-        if refused_password { Error::BackupAuthentication(message) } else { Error::BackupStorage(message) }
+        if refused_password {
+            Error::BackupAuthentication(message)
+        } else if report.servers_failed.is_empty() {
+            // Everyone answered: the caller gave too few servers and no (or no usable) code.
+            Error::InvalidInput(message)
+        } else {
+            Error::BackupStorage(message)
+        }
     };
     let Some(policy) = policy else {
         return Err(not_enough(&report, None, usize::from(code_share.is_some())));
@@ -177,7 +187,11 @@ pub(crate) fn recover(
         report.recovery_code_used = true;
         key
     } else {
-        return Err(not_enough(&report, Some(policy.threshold), server_shares.len() + usize::from(code_share.is_some())));
+        return Err(not_enough(
+            &report,
+            Some(policy.threshold),
+            server_shares.len() + usize::from(code_share.is_some()),
+        ));
     };
 
     let keys = BackupKeys::derive(&key);

@@ -60,7 +60,9 @@ pub(crate) fn split(secret: &SecretKey, threshold: u8, count: u8) -> Result<Vec<
         return Err(Error::InvalidInput("the share threshold must be between 1 and the number of shares".into()));
     }
     if threshold == 1 {
-        return Ok((1..=count).map(|index| Share { index, value: SecretKey::from_bytes(*secret.expose_secret()) }).collect());
+        return Ok((1..=count)
+            .map(|index| Share { index, value: SecretKey::from_bytes(*secret.expose_secret()) })
+            .collect());
     }
     let mut rng = OsRandom { failed: false };
     let ids = (1..=count).map(|i| IdentifierGf256::from(Gf256(i)));

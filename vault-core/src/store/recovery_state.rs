@@ -57,9 +57,8 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<Enrolment>> {
         recovery_code,
         single_provider_allowed,
     };
-    let mut statement = conn.prepare(
-        "SELECT url, server_key, device_id, device_token, share FROM recovery_guardians ORDER BY position",
-    )?;
+    let mut statement = conn
+        .prepare("SELECT url, server_key, device_id, device_token, share FROM recovery_guardians ORDER BY position")?;
     let guardians = statement
         .query_map([], |r| {
             Ok((

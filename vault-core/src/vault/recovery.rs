@@ -50,13 +50,8 @@ impl Vault {
 
         let positions: Vec<usize> = (0..setup.servers.len()).collect();
         let outcomes = in_parallel(&positions, |&position| {
-            let header = EscrowHeader {
-                share_set,
-                policy,
-                index: shares[position].index,
-                holds_data: position == 0,
-                key_check,
-            };
+            let header =
+                EscrowHeader { share_set, policy, index: shares[position].index, holds_data: position == 0, key_check };
             enrol_at(&setup.servers[position], setup, password, &header, &shares[position], options)
         });
         let mut guardians = Vec::new();
@@ -140,7 +135,12 @@ impl Vault {
     /// Changes the backup password on every guardian: logs in with `old` (or, where an earlier
     /// change got that far, with `new`), re-registers, and re-seals the server's share under the
     /// new password. The shares and the recovery code stay valid.
-    pub fn recovery_change_password(&mut self, old: &Passphrase, new: &Passphrase, options: &ServerOptions) -> Result<()> {
+    pub fn recovery_change_password(
+        &mut self,
+        old: &Passphrase,
+        new: &Passphrase,
+        options: &ServerOptions,
+    ) -> Result<()> {
         if new.is_empty() {
             return Err(Error::InvalidInput("the new backup password is empty".into()));
         }
@@ -282,7 +282,12 @@ impl Vault {
 
     /// Revokes, at every guardian, each device whose identifier or name is `device` (needs the
     /// backup password). Its tokens stop working at once. Returns how many were revoked.
-    pub fn recovery_revoke_device(&mut self, password: &Passphrase, device: &str, options: &ServerOptions) -> Result<usize> {
+    pub fn recovery_revoke_device(
+        &mut self,
+        password: &Passphrase,
+        device: &str,
+        options: &ServerOptions,
+    ) -> Result<usize> {
         let enrolment = self.enrolment()?;
         let sessions = self.log_in_everywhere(&enrolment, password, options)?;
         let mut revoked = 0;
@@ -395,12 +400,14 @@ fn enrol_at(
             )));
         }
     }
-    let sealed = crate::recovery::seal_escrow(header, share, &session.export_key, setup.account, &session.server_public_key);
+    let sealed =
+        crate::recovery::seal_escrow(header, share, &session.export_key, setup.account, &session.server_public_key);
     server
         .client
         .put_escrow(&session.token, &sealed, existing.as_ref().map(|(_, etag)| etag.as_str()))
         .map_err(|e| server.error(e))?;
-    let (device_id, token) = server.client.enrol_device(&session.token, setup.device_name).map_err(|e| server.error(e))?;
+    let (device_id, token) =
+        server.client.enrol_device(&session.token, setup.device_name).map_err(|e| server.error(e))?;
     Ok(Guardian {
         url: url.to_owned(),
         server_key: session.server_public_key.clone(),
@@ -418,7 +425,10 @@ fn copy_head(transport: &ServerTransport, keys: &BackupKeys, head: &[u8], genera
             && let Ok(theirs) = Head::open(keys, bytes)
             && theirs.generation > generation
         {
-            return Err(format!("it attests generation {}, newer than the data server's {generation}", theirs.generation));
+            return Err(format!(
+                "it attests generation {}, newer than the data server's {generation}",
+                theirs.generation
+            ));
         }
         match transport.put_head(head, current.as_ref().map(|(_, version)| version.as_str())) {
             Ok(()) => return Ok(()),

@@ -1,0 +1,509 @@
+//! Recovery end to end, with real `backup-server` processes and the `vault` CLI: setup with two
+//! servers and a recovery code, restore on new devices with every share combination, the
+//! provider-blind test, brute-force lockout (across two replicas on S3), a data server hiding
+//! newer snapshots, share refresh, password change, device revocation and server-key pinning.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use e2e_tests::harness::{Server, binary, find_files, json, ok, start_server_on, vault};
+
+const PASSWORD: &str = "correct horse battery staple 7";
+const ACCOUNT: &str = "alice-recovery-canary@example.org";
+const CANARY: &str = "RECOVERY-CANARY-MESSAGE";
+const MEDIA_CANARY: &[u8] = b"RECOVERY-MEDIA-CANARY-SAMPLE";
+/// Login rate limits off: these tests log in many times from one address.
+const NO_RATE_LIMITS: [&str; 4] = ["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0"];
+
+/// A free loopback address (so a server can be restarted where devices expect it).
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A server with a fixed address and data directory, restartable.
+struct Guardian {
+    data: PathBuf,
+    address: String,
+    extra: Vec<String>,
+    process: Option<Server>,
+}
+
+impl Guardian {
+    fn start(data: PathBuf, extra: &[&str]) -> Self {
+        let mut g =
+            Self { data, address: free_address(), extra: extra.iter().map(|s| s.to_string()).collect(), process: None };
+        g.restart();
+        g
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn stop(&mut self) {
+        self.process = None;
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let mut args: Vec<&str> = NO_RATE_LIMITS.to_vec();
+        args.extend(self.extra.iter().map(String::as_str));
+        self.process = Some(start_server_on(&self.data, &self.address, &args));
+    }
+}
+
+fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    vault(dir, "device passphrase", args, envs, "")
+}
+
+fn password(p: &str) -> [(&'static str, String); 1] {
+    [("VAULT_BACKUP_PASSWORD", p.to_owned())]
+}
+
+fn with_password<'a>(p: &'a [(&'static str, String); 1]) -> Vec<(&'static str, &'a str)> {
+    p.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A phone with messages (with canaries) and a media item, set up with `servers` and the
+/// recovery code, backed up once. Returns the setup's JSON.
+fn phone_with_backup(phone: &Path, work: &Path, servers: &[String]) -> serde_json::Value {
+    ok(run(phone, &["init"], &[]));
+    let lines: String = (0..400).map(|i| format!("{CANARY}-{i} see you at eight\n")).collect();
+    ok(vault(
+        phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "ann", "--stdin"],
+        &[],
+        &lines,
+    ));
+    let photo = work.join("photo.bin");
+    let mut bytes: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    bytes[..MEDIA_CANARY.len()].copy_from_slice(MEDIA_CANARY);
+    std::fs::write(&photo, &bytes).unwrap();
+    ok(run(phone, &["media", "add", photo.to_str().unwrap(), "--conversation", "family"], &[]));
+    let mut args = vec!["--json", "backup", "setup", "--account", ACCOUNT];
+    for s in servers {
+        args.extend(["--server", s.as_str()]);
+    }
+    let pw = password(PASSWORD);
+    let setup = json(run(phone, &args, &with_password(&pw)));
+    let backup = json(run(phone, &["--json", "backup", "run"], &[]));
+    assert_eq!(backup["generation"], 1);
+    assert_eq!(backup["head_copies_failed"].as_array().unwrap().len(), 0, "{backup}");
+    setup
+}
+
+fn restore_args<'a>(servers: &'a [String], code: Option<&'a str>, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--json", "restore", "--account", ACCOUNT];
+    for s in servers {
+        args.extend(["--server", s.as_str()]);
+    }
+    if let Some(code) = code {
+        args.extend(["--recovery-code", code]);
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+fn messages(dir: &Path) -> serde_json::Value {
+    json(run(dir, &["--json", "msg", "list", "--conversation", "family", "--limit", "10000"], &[]))["messages"].clone()
+}
+
+#[test]
+fn restore_on_new_devices_with_each_share_combination() {
+    let work = tempfile::tempdir().unwrap();
+    let a = Guardian::start(work.path().join("server-a"), &[]);
+    let b = Guardian::start(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &servers);
+    assert_eq!(setup["policy"], "2 of {2 servers, recovery code}");
+    assert_eq!(setup["single_provider"], false);
+    let code = setup["recovery_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 71, "{code}");
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "after the first backup"],
+        &[],
+        "",
+    ));
+    assert_eq!(json(run(&phone, &["--json", "backup", "run"], &[]))["generation"], 2);
+    let status = json(run(&phone, &["--json", "status"], &[]));
+    assert_eq!(status["recovery"]["safety_number"], setup["safety_number"]);
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+
+    // Both servers, no code: restored exactly, enrolled, same safety number.
+    let tablet = work.path().join("tablet");
+    let restored = json(run(&tablet, &restore_args(&servers, None, &[]), &env));
+    assert_eq!(restored["generation"], 2);
+    assert_eq!(restored["recovery_code_used"], false);
+    assert_eq!(restored["enrolled"], true);
+    assert_eq!(messages(&tablet), messages(&phone));
+    assert_eq!(json(run(&tablet, &["--json", "status"], &[]))["recovery"]["safety_number"], setup["safety_number"]);
+    // The restored device continues the backup history.
+    assert_eq!(json(run(&tablet, &["--json", "backup", "run"], &[]))["generation"], 3);
+
+    // The data server plus the recovery code.
+    let laptop = work.path().join("laptop");
+    let restored = json(run(&laptop, &restore_args(&servers[..1], Some(&code), &[]), &env));
+    assert_eq!(restored["recovery_code_used"], true);
+    assert_eq!(restored["enrolled"], false);
+    assert_eq!(messages(&laptop), messages(&phone));
+
+    // One server alone: too few shares, nothing written.
+    let alone = work.path().join("alone");
+    let out = run(&alone, &restore_args(&servers[..1], None, &[]), &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 shares are needed, 1 available"), "{}", stderr(&out));
+    assert!(!alone.exists());
+
+    // A typo in the code is caught by its checksum before any login.
+    let mut typo: Vec<char> = code.chars().collect();
+    typo[7] = if typo[7] == 'A' { 'B' } else { 'A' };
+    let typo: String = typo.into_iter().collect();
+    let out = run(&alone, &restore_args(&servers[..1], Some(&typo), &[]), &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("typo"), "{}", stderr(&out));
+
+    // A well-formed code of another account (same policy shape) fails the key check.
+    let other = work.path().join("other");
+    ok(run(&other, &["init"], &[]));
+    let other_setup = json(run(
+        &other,
+        &["--json", "backup", "setup", "--account", "bob", "--server", &servers[0], "--server", &servers[1]],
+        &env,
+    ));
+    let foreign = other_setup["recovery_code"].as_str().unwrap();
+    let out = run(&alone, &restore_args(&servers[..1], Some(foreign), &[]), &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("recovery code does not match"), "{}", stderr(&out));
+    assert!(!alone.exists());
+
+    // A wrong password: exit 3, each server named.
+    let wrong = password("not the password");
+    let out = run(&alone, &restore_args(&servers, None, &[]), &with_password(&wrong));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong password, or the account is locked"), "{}", stderr(&out));
+
+    // The guardian server alone with the code recovers the key, but the data lives on the first.
+    let out = run(&alone, &restore_args(&servers[1..], Some(&code), &[]), &env);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holding the backup data"), "{}", stderr(&out));
+    let key_only = json(run(&alone, &restore_args(&servers[1..], Some(&code), &["--key-only"]), &env));
+    assert_eq!(key_only["recovery_code_used"], true);
+    assert_eq!(key_only["newest_generation"], 3, "the guardian's head copy is current");
+    assert!(!alone.exists());
+}
+
+#[test]
+fn one_servers_whole_state_and_the_password_decrypt_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let mut a = Guardian::start(work.path().join("server-a"), &[]);
+    let mut b = Guardian::start(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &servers);
+    let code = setup["recovery_code"].as_str().unwrap().to_owned();
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+
+    // The operator of A (or a thief of its disk) has everything A stores, its ServerSetup secret,
+    // and the right password: one share of two.
+    a.stop();
+    let stolen_dir = work.path().join("stolen");
+    copy_dir(&a.data, &stolen_dir);
+    assert!(find_files(&stolen_dir, "").iter().any(|f| f.file_name().unwrap().to_str().unwrap().contains("setup")));
+    let stolen = Guardian::start(stolen_dir.clone(), &[]);
+    let thief = work.path().join("thief");
+    let out = run(&thief, &restore_args(&[stolen.url()], None, &["--key-only"]), &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 shares are needed, 1 available"), "{}", stderr(&out));
+    // With B down as well, still nothing.
+    b.stop();
+    let out = run(&thief, &restore_args(&[stolen.url(), servers[1].clone()], None, &[]), &env);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(!thief.exists());
+    b.restart();
+    a.restart();
+
+    // Every byte every server stored (and the stolen copy), and every file of the phone's vault.
+    let code_compact: String = code.chars().filter(|c| *c != '-').collect();
+    let needles: Vec<&[u8]> = vec![
+        CANARY.as_bytes(),
+        MEDIA_CANARY,
+        ACCOUNT.as_bytes(),
+        PASSWORD.as_bytes(),
+        code.as_bytes(),
+        code_compact.as_bytes(),
+    ];
+    let mut scanned = 0;
+    for dir in [&a.data, &b.data, &stolen_dir, &phone] {
+        for file in find_files(dir, "") {
+            let bytes = std::fs::read(&file).unwrap();
+            scanned += bytes.len();
+            for needle in &needles {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == *needle),
+                    "{} holds {}",
+                    file.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+    assert!(scanned > 600_000, "the scan covered the stored bytes ({scanned})");
+}
+
+/// `limit` wrong passwords through `urls` in turn lock the escrow: the right password then
+/// fails too, until the operator unlocks the account.
+fn brute_force_locks(urls: &[String], work: &Path, code: &str, limit: usize, unlock: impl FnOnce()) {
+    let attacker = work.join("attacker");
+    let wrong = password("guess");
+    for attempt in 0..limit {
+        let url = &urls[attempt % urls.len()];
+        let out = run(
+            &attacker,
+            &restore_args(std::slice::from_ref(url), Some(code), &["--key-only"]),
+            &with_password(&wrong),
+        );
+        assert_eq!(out.status.code(), Some(3), "attempt {attempt}: {}", stderr(&out));
+    }
+    let right = password(PASSWORD);
+    for url in urls {
+        let out = run(
+            &attacker,
+            &restore_args(std::slice::from_ref(url), Some(code), &["--key-only"]),
+            &with_password(&right),
+        );
+        assert_eq!(out.status.code(), Some(3), "locked at {url}: {}", stderr(&out));
+    }
+    unlock();
+    let recovered =
+        json(run(&attacker, &restore_args(&urls[..1], Some(code), &["--key-only"]), &with_password(&right)));
+    assert_eq!(recovered["recovery_code_used"], true);
+}
+
+#[test]
+fn wrong_passwords_lock_the_escrow() {
+    let work = tempfile::tempdir().unwrap();
+    let mut a = Guardian::start(work.path().join("server-a"), &["--login-attempt-limit", "4"]);
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &[a.url()]);
+    assert_eq!(setup["policy"], "2 of {1 server, recovery code}");
+    let code = setup["recovery_code"].as_str().unwrap().to_owned();
+    let data = a.data.clone();
+    let url = a.url();
+    brute_force_locks(&[url], work.path(), &code, 4, || {
+        a.stop();
+        let out = std::process::Command::new(binary("backup-server"))
+            .args(["--data-dir", data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        a.restart();
+    });
+}
+
+#[test]
+fn wrong_passwords_through_two_replicas_count_together() {
+    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET"))
+    else {
+        assert!(
+            std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+            "no S3 server although BACKUP_TEST_REQUIRE_S3=1"
+        );
+        eprintln!("skipped: no S3 test server");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let suffix: String =
+        work.path().file_name().unwrap().to_str().unwrap().chars().filter(char::is_ascii_alphanumeric).collect();
+    let store = format!("s3://{bucket}/recovery-{}", suffix.to_lowercase());
+    let setup_file = work.path().join("setup.key");
+    // A local server makes the setup file; both replicas share it.
+    drop(Guardian::start(work.path().join("setup-maker"), &["--setup-file", setup_file.to_str().unwrap()]));
+    let shared: Vec<String> = [
+        "--store",
+        &store,
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-allow-http",
+        "--setup-file",
+        setup_file.to_str().unwrap(),
+        "--login-attempt-limit",
+        "4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let shared_args: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let one = Guardian::start(work.path().join("replica-1"), &shared_args);
+    let two = Guardian::start(work.path().join("replica-2"), &shared_args);
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &[one.url()]);
+    let code = setup["recovery_code"].as_str().unwrap().to_owned();
+    brute_force_locks(&[one.url(), two.url()], work.path(), &code, 4, || {
+        let unlock_dir = work.path().join("unlock");
+        let mut args = vec!["--data-dir", unlock_dir.to_str().unwrap()];
+        args.extend_from_slice(&shared_args);
+        args.extend(["unlock-account", "--account", ACCOUNT]);
+        let out = std::process::Command::new(binary("backup-server")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+}
+
+#[test]
+fn a_data_server_hiding_newer_snapshots_is_detected() {
+    let work = tempfile::tempdir().unwrap();
+    let mut a = Guardian::start(work.path().join("server-a"), &[]);
+    let b = Guardian::start(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    phone_with_backup(&phone, work.path(), &servers);
+    a.stop();
+    let old_state = work.path().join("server-a-at-generation-1");
+    copy_dir(&a.data, &old_state);
+    a.restart();
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "newer"],
+        &[],
+        "",
+    ));
+    assert_eq!(json(run(&phone, &["--json", "backup", "run"], &[]))["generation"], 2);
+    // A serves its generation-1 state again; B's head copy says 2.
+    a.stop();
+    std::fs::remove_dir_all(&a.data).unwrap();
+    copy_dir(&old_state, &a.data);
+    a.restart();
+    let pw = password(PASSWORD);
+    let newcomer = work.path().join("new-phone");
+    let out = run(&newcomer, &restore_args(&servers, None, &[]), &with_password(&pw));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hides newer snapshots"), "{}", stderr(&out));
+    assert!(!newcomer.exists());
+    // The phone itself remembers generation 2.
+    let out = run(&phone, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
+
+#[test]
+fn refresh_password_change_revocation_and_server_key_pinning() {
+    let work = tempfile::tempdir().unwrap();
+    let a = Guardian::start(work.path().join("server-a"), &[]);
+    let mut b = Guardian::start(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &servers);
+    let old_code = setup["recovery_code"].as_str().unwrap().to_owned();
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+    let probe = work.path().join("probe");
+
+    // Refresh: the old code stops working, the new one works.
+    let refreshed = json(run(&phone, &["--json", "backup", "refresh-shares"], &env));
+    let new_code = refreshed["recovery_code"].as_str().unwrap().to_owned();
+    assert_ne!(new_code, old_code);
+    let out = run(&probe, &restore_args(&servers[..1], Some(&old_code), &["--key-only"]), &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    ok(run(&probe, &restore_args(&servers[..1], Some(&new_code), &["--key-only"]), &env));
+    // A new recovery code is a refresh too.
+    let newest_code = json(run(&phone, &["--json", "backup", "new-recovery-code"], &env))["recovery_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        run(&probe, &restore_args(&servers[..1], Some(&new_code), &["--key-only"]), &env).status.code(),
+        Some(3)
+    );
+
+    // Password change: the old password stops working, the new one and the code still do.
+    let new_pw = "a much better passphrase 2026";
+    ok(run(
+        &phone,
+        &["backup", "password"],
+        &[("VAULT_BACKUP_PASSWORD", PASSWORD), ("VAULT_BACKUP_NEW_PASSWORD", new_pw)],
+    ));
+    let out = run(&probe, &restore_args(&servers, None, &["--key-only"]), &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let new_env = [("VAULT_BACKUP_PASSWORD", new_pw)];
+    ok(run(&probe, &restore_args(&servers, None, &["--key-only"]), &new_env));
+    ok(run(&probe, &restore_args(&servers[1..], Some(&newest_code), &["--key-only"]), &new_env));
+    assert!(!probe.exists());
+
+    // A second device, then its revocation from the phone: its token stops working at once.
+    let tablet = work.path().join("tablet");
+    let mut args = restore_args(&servers, None, &["--device-name", "tablet"]);
+    args.retain(|a| *a != "--json");
+    ok(run(&tablet, &args, &new_env));
+    ok(run(&tablet, &["backup", "run"], &[]));
+    let devices = json(run(&phone, &["--json", "backup", "devices"], &[]));
+    for guardian in devices["guardians"].as_array().unwrap() {
+        let names: Vec<&str> =
+            guardian["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"tablet") && names.contains(&"vault cli"), "{names:?}");
+    }
+    let revoked = json(run(&phone, &["--json", "backup", "devices", "--revoke", "tablet"], &new_env));
+    assert_eq!(revoked["revoked"], 2, "one token per guardian");
+    let out = run(&tablet, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    ok(run(&phone, &["backup", "run"], &[]));
+
+    // Server B is replaced by one with another key, where someone registered the account anew.
+    b.stop();
+    std::fs::remove_dir_all(&b.data).unwrap();
+    b.restart();
+    let intruder = work.path().join("intruder");
+    ok(run(&intruder, &["init"], &[]));
+    let weak = json(run(
+        &intruder,
+        &[
+            "--json",
+            "backup",
+            "setup",
+            "--account",
+            ACCOUNT,
+            "--server",
+            &servers[1],
+            "--threshold",
+            "1",
+            "--no-recovery-code",
+            "--allow-single-provider",
+        ],
+        &new_env,
+    ));
+    assert_eq!(weak["single_provider"], true);
+    let status = String::from_utf8(ok(run(&intruder, &["status"], &[])).into_bytes()).unwrap();
+    assert!(status.contains("WARNING: one provider alone"), "{status}");
+    let refused = run(&phone, &["backup", "refresh-shares"], &new_env);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("differs from the one pinned"), "{}", stderr(&refused));
+    let events = json(run(&phone, &["--json", "status"], &[]))["recent_events"].to_string();
+    assert!(events.contains("server_key_changed"), "{events}");
+    // Without --allow-single-provider that policy is refused.
+    let out =
+        run(&intruder, &["backup", "setup", "--account", "x", "--server", &servers[1], "--threshold", "1"], &new_env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

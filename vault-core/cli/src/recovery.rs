@@ -1,0 +1,195 @@
+//! `vault backup setup|password|refresh-shares|new-recovery-code|devices` and `vault restore`:
+//! recovery through guardian servers and the recovery code.
+
+use serde_json::json;
+use vault_core::recovery::{self, RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOptions};
+use vault_core::{CreateOptions, Progress};
+
+use crate::commands::Context;
+use crate::failure::Failure;
+use crate::progress_bar::TerminalProgress;
+
+/// `vault backup setup`.
+#[allow(clippy::too_many_arguments)]
+pub fn setup(
+    ctx: &mut Context<'_>,
+    servers: &[String],
+    account: &str,
+    threshold: Option<u8>,
+    no_recovery_code: bool,
+    allow_single_provider: bool,
+    device_name: &str,
+) -> Result<(), Failure> {
+    let policy = RecoveryPolicy::new(servers.len(), threshold, !no_recovery_code, allow_single_provider)?;
+    let mut vault = ctx.unlock()?;
+    let password = ctx.input.backup_password()?;
+    let setup = RecoverySetup { servers, account, policy, device_name };
+    let report = vault.recovery_setup(&setup, &password, &ServerOptions::default())?;
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "policy": report.policy.describe(),
+            "threshold": report.policy.threshold,
+            "shares": report.policy.shares(),
+            "single_provider": report.policy.single_provider(),
+            "servers": servers,
+            "recovery_code": report.recovery_code.as_ref().map(RecoveryCode::expose_secret),
+            "safety_number": report.safety_number,
+        }));
+    }
+    ctx.print(format!("recovery set up for account {account}: {}", report.policy.describe()))?;
+    if report.policy.single_provider() {
+        ctx.print("warning: one provider alone can recover the backup key (weaker mode, as requested)")?;
+    }
+    if let Some(code) = &report.recovery_code {
+        ctx.print("recovery code (shown only this once; write it down and keep it offline):")?;
+        ctx.print(format!("  {}", code.expose_secret()))?;
+    }
+    ctx.print(format!("safety number: {}", report.safety_number))
+}
+
+/// `vault restore`.
+pub fn restore(
+    ctx: &mut Context<'_>,
+    servers: &[String],
+    account: &str,
+    recovery_code: Option<String>,
+    device_name: &str,
+    key_only: bool,
+) -> Result<(), Failure> {
+    let code = recovery_code.map(RecoveryCode::new);
+    let password = ctx.input.backup_password()?;
+    let options = ServerOptions::default();
+    if key_only {
+        let (_, report) = recovery::recover_key(servers, account, &password, code.as_ref(), &options)?;
+        if ctx.json {
+            return ctx.print_json(&json!({
+                "servers_used": report.servers_used,
+                "servers_failed": report.servers_failed,
+                "recovery_code_used": report.recovery_code_used,
+                "newest_generation": report.newest_generation,
+                "duration_ms": report.duration.as_millis() as u64,
+            }));
+        }
+        return ctx.print(format!(
+            "recovered and checked the backup key in {:.2} s (servers used: {}; recovery code used: {})",
+            report.duration.as_secs_f64(),
+            report.servers_used.join(", "),
+            report.recovery_code_used
+        ));
+    }
+    let passphrase = ctx.input.passphrase()?;
+    let dir = ctx.dir.clone();
+    let bar = TerminalProgress::new("restoring", ctx.json);
+    let report = recovery::restore_from_guardians(
+        &dir,
+        servers,
+        account,
+        &password,
+        code.as_ref(),
+        &passphrase,
+        CreateOptions::default(),
+        bar.as_ref().map(|b| b as &dyn Progress),
+        device_name,
+        &options,
+    )?;
+    drop(bar);
+    let (r, k) = (&report.restore, &report.recovery);
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "generation": r.generation,
+            "messages": r.messages,
+            "media": r.media,
+            "downloaded_bytes": r.downloaded_bytes,
+            "manifests_checked": r.manifests_checked,
+            "servers_used": k.servers_used,
+            "servers_failed": k.servers_failed,
+            "recovery_code_used": k.recovery_code_used,
+            "key_recovery_ms": k.duration.as_millis() as u64,
+            "enrolled": report.enrolled,
+        }));
+    }
+    ctx.print(format!(
+        "restored generation {} into {}: {} messages, {} media items",
+        r.generation,
+        dir.display(),
+        r.messages,
+        r.media
+    ))?;
+    ctx.print(format!(
+        "backup key recovered in {:.2} s from {}{}",
+        k.duration.as_secs_f64(),
+        k.servers_used.join(", "),
+        if k.recovery_code_used { " and the recovery code" } else { "" }
+    ))?;
+    for failure in &k.servers_failed {
+        ctx.print(format!("not used: {failure}"))?;
+    }
+    if !report.enrolled {
+        ctx.print("not every guardian was reached: run `vault backup setup` on this vault to back up again")?;
+    }
+    Ok(())
+}
+
+/// `vault backup password`.
+pub fn password(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    let old = ctx.input.backup_password()?;
+    let new = ctx.input.new_backup_password()?;
+    vault.recovery_change_password(&old, &new, &ServerOptions::default())?;
+    ctx.print("backup password changed on every guardian; the recovery code stays valid")
+}
+
+/// `vault backup refresh-shares` and `vault backup new-recovery-code`.
+pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    let password = ctx.input.backup_password()?;
+    let code = vault.recovery_refresh_shares(&password, &ServerOptions::default())?;
+    if ctx.json {
+        return ctx.print_json(&json!({ "recovery_code": code.as_ref().map(RecoveryCode::expose_secret) }));
+    }
+    ctx.print("the backup key was split anew: the old shares and the old recovery code no longer work")?;
+    if let Some(code) = code {
+        ctx.print("new recovery code (shown only this once):")?;
+        ctx.print(format!("  {}", code.expose_secret()))?;
+    }
+    Ok(())
+}
+
+/// `vault backup devices [--revoke ID_OR_NAME]`.
+pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    let options = ServerOptions::default();
+    if let Some(device) = revoke {
+        let password = ctx.input.backup_password()?;
+        let revoked = vault.recovery_revoke_device(&password, &device, &options)?;
+        if revoked == 0 {
+            return Err(Failure::usage(format!("no device with id or name {device:?} at any guardian")));
+        }
+        if ctx.json {
+            return ctx.print_json(&json!({ "revoked": revoked }));
+        }
+        return ctx.print(format!("revoked {revoked} device tokens"));
+    }
+    let lists = vault.recovery_devices(&options)?;
+    if ctx.json {
+        let value: Vec<_> = lists
+            .iter()
+            .map(|l| {
+                json!({
+                    "server": l.server,
+                    "this_device": l.this_device,
+                    "devices": l.devices.iter().map(|d| json!({"id": d.id, "name": d.name, "created_at": d.created_at})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return ctx.print_json(&json!({ "guardians": value }));
+    }
+    for list in lists {
+        ctx.print(list.server.clone())?;
+        for d in &list.devices {
+            let mark = if d.id == list.this_device { " (this device)" } else { "" };
+            ctx.print(format!("  {}  {}  enrolled {}{mark}", d.id, d.name, d.created_at))?;
+        }
+    }
+    Ok(())
+}
