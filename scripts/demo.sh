@@ -4,7 +4,9 @@
 # disappearing messages and retention, root-key and device-key rotation, verify, a wrong
 # passphrase), then runs the backup server on its embedded default (no arguments: 127.0.0.1:8371,
 # a local data directory) and talks to it: health, an OPAQUE registration and login, a device
-# token, an object round trip, metrics, and a graceful stop.
+# token, an object round trip; then the vault's backup and recovery through it: setup with a
+# recovery code, a backup, the phone "lost", a restore on a new device with the password and the
+# recovery code; metrics, and a graceful stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/system-deps.sh
@@ -89,6 +91,31 @@ curl -s -X PUT -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/pack.bin"
 printf '\n$ curl %s/v1/objects\n' "$URL"
 curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/objects"; echo
 curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/objects/pack-0001" | cmp - "$WORK/pack.bin" && echo "(the object reads back byte for byte)"
+
+printf '\n== Backup and recovery of the vault through that server ==\n'
+export VAULT_BACKUP_PASSWORD="a long backup password"
+printf '\n$ vault backup setup --server %s --account demo-phone   # 2 of {server, recovery code}\n' "$URL"
+"$VAULT" backup setup --server "$URL" --account demo-phone | tee "$WORK/setup.txt"
+CODE="$(sed -n '/^recovery code/{n;s/^ *//;p;}' "$WORK/setup.txt")"
+step backup run
+step msg add --conversation family --sender alice --body "Added after the first backup"
+step backup run
+step backup list
+step backup verify --read-data
+printf '\n$ rm -rf "$VAULT_DIR"          # the phone is lost\n'
+rm -rf "$VAULT_DIR"
+export VAULT_DIR="$WORK/new-phone" VAULT_PASSPHRASE="the new phone's passphrase"
+printf '\n$ vault restore --server %s --account demo-phone --recovery-code "$CODE"\n' "$URL"
+"$VAULT" restore --server "$URL" --account demo-phone --recovery-code "$CODE"
+step msg list --conversation family
+step media list
+step status
+printf '\n$ VAULT_BACKUP_PASSWORD=wrong vault restore ... --key-only\n'
+set +e
+VAULT_BACKUP_PASSWORD=wrong "$VAULT" restore --server "$URL" --account demo-phone --recovery-code "$CODE" --key-only
+echo "(exit code $?: the server refused the password, and counted the attempt)"
+set -e
+
 printf '\n$ curl %s/metrics | grep -E "logins|objects_stored"\n' "$URL"
 curl -sf "$URL/metrics" | grep -E "^backup_(logins|objects_stored)"
 printf '\nWhat the server stored (the account appears only as a keyed hash):\n'

@@ -232,7 +232,20 @@ fn one_servers_whole_state_and_the_password_decrypt_nothing() {
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(!thief.exists());
     b.restart();
+
+    // A forged or damaged escrow record at A is refused; B and the code still recover.
+    let escrow = find_files(&a.data, "escrow");
+    assert_eq!(escrow.len(), 1);
+    let mut bytes = std::fs::read(&escrow[0]).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(&escrow[0], &bytes).unwrap();
     a.restart();
+    let out = run(&thief, &restore_args(&servers, None, &["--key-only"]), &env);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("escrow record does not open"), "{}", stderr(&out));
+    let recovered = json(run(&thief, &restore_args(&servers, Some(&code), &["--key-only"]), &env));
+    assert_eq!(recovered["recovery_code_used"], true);
+    assert_eq!(recovered["servers_used"].as_array().unwrap().len(), 1);
 
     // Every byte every server stored (and the stolen copy), and every file of the phone's vault.
     let code_compact: String = code.chars().filter(|c| *c != '-').collect();
@@ -403,11 +416,25 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
     let mut b = Guardian::start(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
-    let setup = phone_with_backup(&phone, work.path(), &servers);
-    let old_code = setup["recovery_code"].as_str().unwrap().to_owned();
+    let first = phone_with_backup(&phone, work.path(), &servers);
     let pw = password(PASSWORD);
     let env = with_password(&pw);
     let probe = work.path().join("probe");
+
+    // Setting up again splits the key anew and replaces this device's tokens.
+    let setup = json(run(
+        &phone,
+        &["--json", "backup", "setup", "--account", ACCOUNT, "--server", &servers[0], "--server", &servers[1]],
+        &env,
+    ));
+    let devices = json(run(&phone, &["--json", "backup", "devices"], &[]));
+    for guardian in devices["guardians"].as_array().unwrap() {
+        assert_eq!(guardian["devices"].as_array().unwrap().len(), 1, "{guardian}");
+    }
+    let first_code = first["recovery_code"].as_str().unwrap();
+    let out = run(&probe, &restore_args(&servers[..1], Some(first_code), &["--key-only"]), &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let old_code = setup["recovery_code"].as_str().unwrap().to_owned();
 
     // Refresh: the old code stops working, the new one works.
     let refreshed = json(run(&phone, &["--json", "backup", "refresh-shares"], &env));

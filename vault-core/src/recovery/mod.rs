@@ -144,13 +144,23 @@ pub fn restore_from_guardians(
         .ok_or(Error::Internal("data server token"))?;
     let transport = data.server.transport(data_token);
     let key = BackupRootKey(crate::secret::SecretKey::from_bytes(*recovered.key.expose_secret()));
-    let restore = crate::backup::restore(
+    let restored = crate::backup::restore(
         &transport,
         &key,
         target,
         passphrase,
         RestoreOptions { create, progress, at_least: recovered.newest },
-    )?;
+    );
+    let restore = match restored {
+        Ok(report) => report,
+        Err(e) => {
+            // The device enrolments made for it are withdrawn (best effort).
+            for (r, (device_id, _)) in recovered.reached.iter().zip(&devices) {
+                let _ = r.server.client.revoke_device(&r.session.token, device_id);
+            }
+            return Err(e);
+        }
+    };
 
     // Enrol the new vault when every guardian was reached (their order is the share index).
     let mut guardians: Vec<(u8, Guardian)> = recovered

@@ -96,13 +96,18 @@ pub(crate) fn recover(
     let mut reached = Vec::new();
     let mut failed = Vec::new();
     let mut refused_password = false;
+    let mut damaged = false;
     for (url, outcome) in servers.iter().zip(outcomes) {
         match outcome {
             Ok(r) => reached.push(r),
             Err(e) => {
                 refused_password |= matches!(e, Error::BackupAuthentication(_));
-                // Errors already name the server; others (integrity, not found) do too.
-                let message = e.to_string();
+                damaged |= matches!(e, Error::Integrity(_) | Error::UnsupportedVersion { .. });
+                let message = match e {
+                    Error::BackupAuthentication(m) | Error::BackupStorage(m) => m,
+                    other => other.to_string(),
+                };
+                // Most messages name the server already.
                 failed.push(if message.contains(url.as_str()) { message } else { format!("{url}: {message}") });
             }
         }
@@ -127,18 +132,19 @@ pub(crate) fn recover(
 
     let code_given = code_share.is_some();
     let not_enough = |report: &RecoveryReport, needed: Option<u8>, available: usize| {
-        let needed = needed.map_or_else(|| "more".to_owned(), |n| n.to_string());
         let code_note = if code_given { "" } else { "; no recovery code given" };
-        let message = format!(
-            "{needed} shares are needed, {available} available{}{code_note}",
-            if report.servers_failed.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", report.servers_failed.join("; "))
+        let failures = report.servers_failed.join("; ");
+        let message = match needed {
+            None => format!("no server could be used: {failures}"),
+            Some(needed) if failures.is_empty() => {
+                format!("{needed} shares are needed, {available} available{code_note}")
             }
-        );
+            Some(needed) => format!("{needed} shares are needed, {available} available ({failures}){code_note}"),
+        };
         if refused_password {
             Error::BackupAuthentication(message)
+        } else if damaged {
+            Error::Integrity(message)
         } else if report.servers_failed.is_empty() {
             // Everyone answered: the caller gave too few servers and no (or no usable) code.
             Error::InvalidInput(message)

@@ -46,13 +46,18 @@ impl Vault {
         let key_check = BackupKeys::derive(&key).key_check();
         let share_set: [u8; 16] = crate::crypto::random_array().map_err(Error::from_rng)?;
         let shares = split(&key, policy.threshold, policy.shares())?;
-        let previous = recovery_state::load(&self.store.conn)?;
+        // This device's tokens of an earlier enrolment are revoked where a new one replaces them.
+        let previous_devices: Vec<(String, String)> = recovery_state::load(&self.store.conn)?
+            .map(|e| e.guardians.into_iter().map(|g| (g.url, g.device_id)).collect())
+            .unwrap_or_default();
 
         let positions: Vec<usize> = (0..setup.servers.len()).collect();
         let outcomes = in_parallel(&positions, |&position| {
             let header =
                 EscrowHeader { share_set, policy, index: shares[position].index, holds_data: position == 0, key_check };
-            enrol_at(&setup.servers[position], setup, password, &header, &shares[position], options)
+            let url = &setup.servers[position];
+            let previous = previous_devices.iter().find(|(u, _)| u == url).map(|(_, id)| id.as_str());
+            enrol_at(url, setup, password, &header, &shares[position], previous, options)
         });
         let mut guardians = Vec::new();
         let mut failures = Vec::new();
@@ -64,17 +69,6 @@ impl Vault {
         }
         if let Some(first) = failures.into_iter().next() {
             return Err(first);
-        }
-        // The previous enrolment's device tokens at these servers are replaced by the new ones.
-        if let Some(previous) = previous {
-            for old in previous.guardians {
-                if let Some(new) = guardians.iter().find(|g| g.url == old.url)
-                    && let Ok(server) = Server::connect(&old.url, options)
-                {
-                    let token = BearerToken::new(new.device_token.to_string());
-                    let _ = server.client.revoke_device(&token, &old.device_id);
-                }
-            }
         }
         let enrolment = Enrolment { account: setup.account.to_owned(), policy, share_set, guardians };
         self.save_enrolment(&enrolment)?;
@@ -368,14 +362,15 @@ impl Vault {
     }
 }
 
-/// Registers (or logs in), checks an existing escrow record, seals and stores the share, and
-/// enrols this device at one server.
+/// Registers (or logs in), checks an existing escrow record, seals and stores the share, enrols
+/// this device at one server, and revokes this device's token of an earlier enrolment there.
 fn enrol_at(
     url: &str,
     setup: &RecoverySetup<'_>,
     password: &Passphrase,
     header: &EscrowHeader,
     share: &Share,
+    previous_device: Option<&str>,
     options: &ServerOptions,
 ) -> Result<Guardian> {
     let server = Server::connect(url, options)?;
@@ -408,6 +403,10 @@ fn enrol_at(
         .map_err(|e| server.error(e))?;
     let (device_id, token) =
         server.client.enrol_device(&session.token, setup.device_name).map_err(|e| server.error(e))?;
+    if let Some(old) = previous_device {
+        // Best effort: it may be gone already.
+        let _ = server.client.revoke_device(&session.token, old);
+    }
     Ok(Guardian {
         url: url.to_owned(),
         server_key: session.server_public_key.clone(),
