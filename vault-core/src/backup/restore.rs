@@ -223,14 +223,7 @@ pub fn restore(
             let id = crate::MediaId(entry.media_id);
             if !vault.has_media_file(&id) {
                 let name = media_object_name(&keys, &entry.media_id);
-                let mut source = RangedReader {
-                    transport,
-                    name: &name,
-                    offset: 0,
-                    len: entry.file_len,
-                    meter: &mut meter,
-                    error: None,
-                };
+                let mut source = RangedReader::new(transport, &name, entry.file_len, &mut meter);
                 let placed = vault.place_restored_media(&id, &mut source);
                 if let Some(error) = source.error.take() {
                     return Err(error);
@@ -321,32 +314,48 @@ fn staging_dir(target: &Path) -> Result<PathBuf> {
     Ok(target.with_file_name(format!(".{name}.restoring")))
 }
 
-/// Reads an object's first `len` bytes in 4 MiB ranged reads, counting them on a meter.
+/// Reads an object's first `len` bytes through ranged reads of up to 4 MiB (one request each,
+/// however small the caller's buffer), counting them on a meter.
 struct RangedReader<'a, 'm> {
     transport: &'a dyn Transport,
     name: &'a str,
+    /// Bytes fetched so far.
     offset: u64,
     len: u64,
+    buffer: Vec<u8>,
+    position: usize,
     meter: &'a mut Meter<'m>,
     error: Option<Error>,
 }
 
+const RANGE: u64 = 4 << 20;
+
+impl<'a, 'm> RangedReader<'a, 'm> {
+    fn new(transport: &'a dyn Transport, name: &'a str, len: u64, meter: &'a mut Meter<'m>) -> Self {
+        Self { transport, name, offset: 0, len, buffer: Vec::new(), position: 0, meter, error: None }
+    }
+}
+
 impl Read for RangedReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.offset >= self.len || out.is_empty() {
-            return Ok(0);
+        if self.position == self.buffer.len() {
+            if self.offset >= self.len || out.is_empty() {
+                return Ok(0);
+            }
+            let want = (self.len - self.offset).min(RANGE);
+            self.buffer = self
+                .transport
+                .get_range(self.name, self.offset, want)
+                .map_err(|e| std::io::Error::other(format!("reading a media object: {e}")))?;
+            self.position = 0;
+            if self.buffer.is_empty() || self.buffer.len() as u64 > want {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a media object is truncated"));
+            }
+            self.offset += self.buffer.len() as u64;
         }
-        let want = (self.len - self.offset).min(out.len() as u64).min(4 << 20);
-        let bytes = self
-            .transport
-            .get_range(self.name, self.offset, want)
-            .map_err(|e| std::io::Error::other(format!("reading a media object: {e}")))?;
-        if bytes.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a media object is truncated"));
-        }
-        let n = bytes.len().min(out.len());
-        out[..n].copy_from_slice(&bytes[..n]);
-        self.offset += n as u64;
+        let n = (self.buffer.len() - self.position).min(out.len());
+        out[..n].copy_from_slice(&self.buffer[self.position..self.position + n]);
+        self.position += n;
         if let Err(error) = self.meter.add(n as u64) {
             self.error = Some(error);
             return Err(std::io::Error::other("restore cancelled"));

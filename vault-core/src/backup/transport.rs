@@ -118,7 +118,7 @@ impl Transport for DirTransport {
             _ => failed("reading a backup object", e),
         })?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| failed("reading a backup object", e))?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(usize::try_from(len.min(64 << 20)).unwrap_or(0));
         file.take(len).read_to_end(&mut out).map_err(|e| failed("reading a backup object", e))?;
         Ok(out)
     }

@@ -231,5 +231,9 @@ mod tests {
         }
         b.import_database(&export[..]).unwrap();
         assert_eq!(rows(&b, "messages").len(), 300);
+        // The search index was rebuilt, and the failed imports left its trigger in place.
+        assert_eq!(b.search("brûlée", 500).unwrap().len(), 300);
+        b.add_message(&NewMessage::new("later", "me", "zebra unicorn")).unwrap();
+        assert_eq!(b.search("unicorn", 5).unwrap().len(), 1);
     }
 }
