@@ -10,6 +10,13 @@ pub enum VaultError {
     /// Wrong passphrase or key, or a damaged key-slot file: ask again.
     #[error("wrong password or key")]
     WrongPassword,
+    /// A backup server refused the backup password (wrong, or the account is locked there: the
+    /// server does not say which), or the recovery code does not match: ask again.
+    #[error("backup login failed: {detail}")]
+    BackupLoginFailed {
+        /// Which server refused, never the password.
+        detail: String,
+    },
     /// Too many attempts: wait, or recover another way.
     #[error("locked out")]
     LockedOut,
@@ -81,6 +88,10 @@ impl From<vault_core::Error> for VaultError {
             E::Busy => VaultError::RetryLater { detail: e.to_string() },
             E::KeysChanged => VaultError::Reauthenticate,
             E::Cancelled => VaultError::Cancelled,
+            E::BackupAuthentication(detail) => VaultError::BackupLoginFailed { detail },
+            E::BackupStorage(detail) => VaultError::RetryLater { detail },
+            E::BackupConflict => VaultError::RetryLater { detail: e.to_string() },
+            E::AlreadyExists(detail) => VaultError::InvalidInput { detail },
             other => VaultError::Other { detail: other.to_string() },
         }
     }

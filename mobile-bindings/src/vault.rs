@@ -26,7 +26,10 @@ impl Vault {
     }
 
     /// Runs `f` on the open vault.
-    fn with<T>(&self, f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>) -> Result<T, VaultError> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>,
+    ) -> Result<T, VaultError> {
         // A panic in an app callback poisons the lock; the vault's own state is transactional,
         // so the session carries on.
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

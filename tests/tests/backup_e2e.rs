@@ -27,7 +27,7 @@ fn round_trip(server: &Server, work: &Path, account: &str) {
     ok(vault(
         &phone,
         "old phone",
-        &["backup", "login", "--server", &server.url, "--account", account, "--register"],
+        &["backup", "setup", "--server", &server.url, "--account", account],
         &[PASSWORD],
         "",
     ));
@@ -142,13 +142,7 @@ fn sigkill_mid_backup_then_resume_and_a_canary_scan_of_the_server() {
         std::fs::write(&media, &bytes).unwrap();
         ok(vault(&phone, "pw", &["media", "add", media.to_str().unwrap()], &[], ""));
     }
-    ok(vault(
-        &phone,
-        "pw",
-        &["backup", "login", "--server", &server.url, "--account", account, "--register"],
-        &[PASSWORD],
-        "",
-    ));
+    ok(vault(&phone, "pw", &["backup", "setup", "--server", &server.url, "--account", account], &[PASSWORD], ""));
     for delay_ms in [150u64, 400, 900] {
         let mut child = Command::new(binary("vault"))
             .args(["backup", "run"])

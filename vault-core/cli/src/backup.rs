@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use backup_api::KsfParams;
-use backup_api::client::{BackupClient, BearerToken, ClientError};
+use backup_api::client::{BackupClient, ClientError};
 use serde_json::json;
 use vault_core::Vault;
 use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, ServerTransport, Transport};
@@ -14,17 +13,9 @@ use crate::commands::Context;
 use crate::failure::{Failure, exit};
 use crate::progress_bar::TerminalProgress;
 
-/// App-secret names under which the CLI keeps its backup server and device token (inside the
-/// encrypted vault).
-const SERVER_SECRET: &str = "vault-cli.backup.server";
-const TOKEN_SECRET: &str = "vault-cli.backup.device-token";
-
 /// Runs one `vault backup` command.
 pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure> {
     match command {
-        BackupCommand::Login { server, account, register, device_name } => {
-            login(ctx, &server, &account, register, &device_name)
-        }
         BackupCommand::Setup {
             servers,
             account,
@@ -249,35 +240,14 @@ fn storage_failure(e: vault_core::backup::TransportError) -> Failure {
     Failure { code: exit::SERVER_UNREACHABLE, message: format!("backup storage: {e}") }
 }
 
-fn login(ctx: &mut Context<'_>, server: &str, account: &str, register: bool, device_name: &str) -> Result<(), Failure> {
-    let mut vault = ctx.unlock()?;
-    let password = ctx.input.backup_password()?;
-    let client = client(server)?;
-    if register {
-        client
-            .register(account, password.expose_secret().as_bytes(), KsfParams::recommended())
-            .map_err(client_failure)?;
-    }
-    let session = client.login(account, password.expose_secret().as_bytes()).map_err(client_failure)?;
-    let (device_id, token) = client.enrol_device(&session.token, device_name).map_err(client_failure)?;
-    vault.put_secret(SERVER_SECRET, server.as_bytes())?;
-    vault.put_secret(TOKEN_SECRET, token.expose().as_bytes())?;
-    ctx.print(format!("logged in to {server}; this device is {device_id}; its token is kept in the vault"))
-}
-
 fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transport>, Failure> {
     if let Some(dir) = &target.dir {
         return Ok(Box::new(DirTransport::new(dir).map_err(storage_failure)?));
     }
-    if let Some(transport) = vault.guardian_transport(&ServerOptions::default())? {
-        return Ok(Box::new(transport));
-    }
-    let missing = || Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR");
-    let server = vault.secret(SERVER_SECRET)?.ok_or_else(missing)?;
-    let token = vault.secret(TOKEN_SECRET)?.ok_or_else(missing)?;
-    let server = String::from_utf8(server.expose_secret().to_vec()).map_err(|_| missing())?;
-    let token = String::from_utf8(token.expose_secret().to_vec()).map_err(|_| missing())?;
-    Ok(Box::new(ServerTransport::new(client(&server)?, BearerToken::new(token))))
+    vault
+        .guardian_transport(&ServerOptions::default())?
+        .map(|t| Box::new(t) as Box<dyn Transport>)
+        .ok_or_else(|| Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR"))
 }
 
 fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), Failure> {

@@ -88,7 +88,7 @@ pub enum Command {
     },
 }
 
-/// Where a backup goes: the backup server this vault logged in to (`vault backup login`), or a
+/// Where a backup goes: the guardian server holding the data (`vault backup setup`), or a
 /// directory.
 #[derive(Debug, clap::Args)]
 pub struct BackupTarget {
@@ -141,22 +141,6 @@ pub enum BackupCommand {
         #[arg(long, value_name = "ID_OR_NAME")]
         revoke: Option<String>,
     },
-    /// Log in to a backup server with OPAQUE (password from VAULT_BACKUP_PASSWORD or the next
-    /// stdin line), enrol this device, and keep the server and the device token in the vault.
-    Login {
-        /// Server URL: https://host[:port] (plain http:// only to a loopback address).
-        #[arg(long)]
-        server: String,
-        /// The account name on that server.
-        #[arg(long)]
-        account: String,
-        /// Create the account first.
-        #[arg(long)]
-        register: bool,
-        /// Name this device shows in the server's device list.
-        #[arg(long, default_value = "vault cli")]
-        device_name: String,
-    },
     /// Back up: a new snapshot that uploads only what changed.
     Run(BackupTarget),
     /// The snapshots the backup keeps.
@@ -181,7 +165,7 @@ pub enum BackupCommand {
         keep: usize,
     },
     /// Developer option: write the vault's Backup Root Key to FILE (anyone with it can read every
-    /// backup of this vault; recovery will replace this).
+    /// backup of this vault; on a new device, `vault restore` recovers it from the servers instead).
     ExportKey {
         /// Required: confirms you know what the file is.
         #[arg(long, required = true)]

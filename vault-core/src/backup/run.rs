@@ -141,13 +141,17 @@ pub(crate) fn verify_chain(
             return if hash == expected {
                 Ok(checked)
             } else {
-                Err(Error::Integrity(format!("backup generation {generation} differs from the one this device wrote")))
+                Err(Error::Integrity(format!(
+                    "backup generation {generation} differs from the one this device wrote or a guardian attests"
+                )))
             };
         }
         if manifest.generation <= 1 {
             return match until {
                 None => Ok(checked),
-                Some(_) => Err(Error::Integrity("the backup history does not contain what this device wrote".into())),
+                Some(_) => Err(Error::Integrity(
+                    "the backup history does not contain what this device wrote or a guardian attests".into(),
+                )),
             };
         }
         let previous_generation = manifest.generation - 1;

@@ -2,7 +2,7 @@
 //! under a key only the account's password (through OPAQUE's `export_key` at that server)
 //! reproduces.
 //!
-//! Format v1 (`docs/formats.md`), 133 bytes:
+//! Format v1 (`docs/formats.md`), 118 bytes:
 //!
 //! ```text
 //! magic "VESCROW1" (8) ‖ version 1 (1) ‖ share set (16) ‖ threshold (1) ‖ servers (1) ‖

@@ -163,6 +163,8 @@ pub fn restore_from_guardians(
     };
 
     // Enrol the new vault when every guardian was reached (their order is the share index).
+    let guardians_by_reached: Vec<(u8, String)> =
+        recovered.reached.iter().zip(&devices).map(|(r, (id, _))| (r.header.index, id.clone())).collect();
     let mut guardians: Vec<(u8, Guardian)> = recovered
         .reached
         .iter()
@@ -192,6 +194,12 @@ pub fn restore_from_guardians(
             share_set: recovered.share_set,
             guardians: guardians.into_iter().map(|(_, g)| g).collect(),
         })?;
+        vault.record_event(crate::SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
+    } else {
+        // Without every guardian the new vault is not enrolled: its tokens would be unused.
+        for (r, (_, g)) in recovered.reached.iter().zip(&guardians_by_reached) {
+            let _ = r.server.client.revoke_device(&r.session.token, g);
+        }
     }
     Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled })
 }

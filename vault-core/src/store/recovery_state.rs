@@ -75,7 +75,9 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<Enrolment>> {
             Ok(Guardian { url, server_key, device_id, device_token, share })
         })
         .collect::<Result<Vec<_>>>()?;
-    if guardians.len() != usize::from(policy.servers) {
+    let shares = usize::from(policy.servers) + usize::from(policy.recovery_code);
+    if guardians.len() != usize::from(policy.servers) || policy.threshold == 0 || usize::from(policy.threshold) > shares
+    {
         return Err(bad());
     }
     Ok(Some(Enrolment { account, policy, share_set: share_set.try_into().map_err(|_| bad())?, guardians }))

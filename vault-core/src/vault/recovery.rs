@@ -46,7 +46,7 @@ impl Vault {
         let key_check = BackupKeys::derive(&key).key_check();
         let share_set: [u8; 16] = crate::crypto::random_array().map_err(Error::from_rng)?;
         let shares = split(&key, policy.threshold, policy.shares())?;
-        // This device's tokens of an earlier enrolment are revoked where a new one replaces them.
+        // This device's tokens of an earlier enrolment, revoked once the new one is complete.
         let previous_devices: Vec<(String, String)> = recovery_state::load(&self.store.conn)?
             .map(|e| e.guardians.into_iter().map(|g| (g.url, g.device_id)).collect())
             .unwrap_or_default();
@@ -55,21 +55,39 @@ impl Vault {
         let outcomes = in_parallel(&positions, |&position| {
             let header =
                 EscrowHeader { share_set, policy, index: shares[position].index, holds_data: position == 0, key_check };
-            let url = &setup.servers[position];
-            let previous = previous_devices.iter().find(|(u, _)| u == url).map(|(_, id)| id.as_str());
-            enrol_at(url, setup, password, &header, &shares[position], previous, options)
+            enrol_at(&setup.servers[position], setup, password, &header, &shares[position], options)
         });
-        let mut guardians = Vec::new();
+        let mut enrolled = Vec::new();
         let mut failures = Vec::new();
         for outcome in outcomes {
             match outcome {
-                Ok(g) => guardians.push(g),
+                Ok(done) => enrolled.push(done),
                 Err(e) => failures.push(e),
             }
         }
         if let Some(first) = failures.into_iter().next() {
-            return Err(first);
+            // The servers that took part hold a split nothing will use: withdraw this attempt's
+            // device tokens there and say which they are; running setup again replaces them.
+            let updated: Vec<&str> = enrolled.iter().map(|(g, _, _)| g.url.as_str()).collect();
+            for (guardian, server, session) in &enrolled {
+                let _ = server.client.revoke_device(&session.token, &guardian.device_id);
+            }
+            if updated.is_empty() {
+                return Err(first);
+            }
+            return Err(Error::BackupStorage(format!(
+                "{first}; the escrow records at [{}] were replaced by this unfinished setup: run `vault backup \
+                 setup` again",
+                updated.join(", ")
+            )));
         }
+        for (guardian, server, session) in &enrolled {
+            if let Some((_, old)) = previous_devices.iter().find(|(url, _)| *url == guardian.url) {
+                // Best effort: it may be gone already.
+                let _ = server.client.revoke_device(&session.token, old);
+            }
+        }
+        let guardians: Vec<Guardian> = enrolled.into_iter().map(|(g, _, _)| g).collect();
         let enrolment = Enrolment { account: setup.account.to_owned(), policy, share_set, guardians };
         self.save_enrolment(&enrolment)?;
         self.record_event(SecurityEventKind::RecoveryEnrolled, &policy.describe())?;
@@ -117,6 +135,15 @@ impl Vault {
             .ok_or_else(|| Error::Integrity("the data server lost the head record just written".into()))?;
         let key = crate::store::backup_state::root_key(&self.store.conn)?.ok_or(Error::Internal("no backup key"))?;
         let keys = BackupKeys::derive(&key);
+        // Only the head this run wrote is copied: a data server answering with another one
+        // (older, or of another history) must not move the guardians' copies.
+        let written = Head::open(&keys, &head)?;
+        let local = crate::store::backup_state::position(&self.store.conn)?;
+        if written.generation != backup.generation || Some(written.manifest_hash) != local.1 {
+            return Err(Error::Integrity(
+                "the data server answered with another head record than the one just written".into(),
+            ));
+        }
         let mut head_copies_failed = Vec::new();
         for (guardian, transport) in enrolment.guardians.iter().zip(&transports).skip(1) {
             if let Err(message) = copy_head(transport, &keys, &head, backup.generation) {
@@ -323,7 +350,7 @@ impl Vault {
         Ok(BackupKeys::derive(&key).key_check())
     }
 
-    fn record_event(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
+    pub(crate) fn record_event(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
         crate::store::events::record(&self.store.conn, crate::store::now_millis(), kind, detail)
     }
 
@@ -362,17 +389,16 @@ impl Vault {
     }
 }
 
-/// Registers (or logs in), checks an existing escrow record, seals and stores the share, enrols
-/// this device at one server, and revokes this device's token of an earlier enrolment there.
+/// Registers (or logs in), checks an existing escrow record, seals and stores the share, and
+/// enrols this device at one server; returns the guardian with the server and its session.
 fn enrol_at(
     url: &str,
     setup: &RecoverySetup<'_>,
     password: &Passphrase,
     header: &EscrowHeader,
     share: &Share,
-    previous_device: Option<&str>,
     options: &ServerOptions,
-) -> Result<Guardian> {
+) -> Result<(Guardian, Server, Session)> {
     let server = Server::connect(url, options)?;
     let registered = server.client.register(setup.account, password.expose_secret().as_bytes(), options.ksf());
     match registered {
@@ -403,17 +429,14 @@ fn enrol_at(
         .map_err(|e| server.error(e))?;
     let (device_id, token) =
         server.client.enrol_device(&session.token, setup.device_name).map_err(|e| server.error(e))?;
-    if let Some(old) = previous_device {
-        // Best effort: it may be gone already.
-        let _ = server.client.revoke_device(&session.token, old);
-    }
-    Ok(Guardian {
+    let guardian = Guardian {
         url: url.to_owned(),
         server_key: session.server_public_key.clone(),
         device_id,
         device_token: Zeroizing::new(token.expose().to_owned()),
         share: Some(copy_key(&share.value)),
-    })
+    };
+    Ok((guardian, server, session))
 }
 
 /// Copies the head record to one guardian, refusing to move it backwards.

@@ -1,0 +1,275 @@
+//! The `Backup` object (backups and recovery of an open vault) and the `Recovery` object
+//! (restoring on a new device): one-line delegations to `vault_core`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use vault_core::backup::DirTransport;
+use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOptions};
+use vault_core::{CreateOptions, KdfParams, Passphrase};
+
+use crate::backup_records::{
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, SetupResult, Snapshot,
+};
+use crate::blocking;
+use crate::error::VaultError;
+use crate::progress::{Adapter, CancelToken, ProgressListener};
+use crate::vault::Vault;
+use crate::wrapper::{ForeignWrapper, PlatformKeyWrapper};
+
+/// Backups and recovery of one open vault.
+#[derive(uniffi::Object)]
+pub struct Backup {
+    vault: Arc<Vault>,
+}
+
+#[uniffi::export]
+impl Backup {
+    /// Backups of `vault`.
+    #[uniffi::constructor]
+    pub fn new(vault: Arc<Vault>) -> Arc<Self> {
+        Arc::new(Self { vault })
+    }
+
+    /// Sets up recovery with `servers` (the first also holds the data): registers `account`,
+    /// splits the backup key (`threshold` of one share per server plus, if `recovery_code`, the
+    /// code's; default 2), seals each server's share under `password`, enrols this device.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn setup(
+        self: Arc<Self>,
+        servers: Vec<String>,
+        account: String,
+        password: String,
+        threshold: Option<u8>,
+        recovery_code: bool,
+        allow_single_provider: bool,
+        device_name: String,
+    ) -> Result<SetupResult, VaultError> {
+        blocking::run(move || {
+            let policy = RecoveryPolicy::new(servers.len(), threshold, recovery_code, allow_single_provider)?;
+            let setup = RecoverySetup { servers: &servers, account: &account, policy, device_name: &device_name };
+            let password = Passphrase::new(password);
+            self.vault.with(|v| v.recovery_setup(&setup, &password, &ServerOptions::default())).map(Into::into)
+        })
+        .await
+    }
+
+    /// Backs up to the guardian servers (incremental; resumes an interrupted run).
+    pub async fn run(
+        self: Arc<Self>,
+        listener: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<BackupResult, VaultError> {
+        blocking::run(move || {
+            let progress = Adapter { listener, cancel };
+            self.vault.with(|v| v.backup_to_guardians(Some(&progress), &ServerOptions::default())).map(Into::into)
+        })
+        .await
+    }
+
+    /// Backs up to a directory (removable storage) instead of the servers.
+    pub async fn run_to_directory(
+        self: Arc<Self>,
+        dir: String,
+        listener: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<BackupResult, VaultError> {
+        blocking::run(move || {
+            let progress = Adapter { listener, cancel };
+            let transport = DirTransport::new(&PathBuf::from(dir)).map_err(storage)?;
+            self.vault.with(|v| v.backup_with_progress(&transport, &progress)).map(Into::into)
+        })
+        .await
+    }
+
+    /// The snapshots the backup on the servers keeps, oldest first.
+    pub async fn snapshots(self: Arc<Self>) -> Result<Vec<Snapshot>, VaultError> {
+        blocking::run(move || {
+            self.vault
+                .with(|v| {
+                    let transport = guardian_transport(v)?;
+                    v.backup_list(&transport)
+                })
+                .map(|list| {
+                    list.into_iter()
+                        .map(|s| Snapshot {
+                            generation: s.generation,
+                            created_at: s.created_at,
+                            export_bytes: s.export_bytes,
+                            media_count: s.media_count,
+                        })
+                        .collect()
+                })
+        })
+        .await
+    }
+
+    /// Authenticates the backup on the servers; `read_fraction` (0 to 1) of the packs is read in
+    /// full. Returns the problems found (empty: all good).
+    pub async fn verify(self: Arc<Self>, read_fraction: f64) -> Result<Vec<String>, VaultError> {
+        blocking::run(move || {
+            self.vault.with(|v| {
+                let transport = guardian_transport(v)?;
+                v.backup_verify(&transport, read_fraction).map(|check| check.problems)
+            })
+        })
+        .await
+    }
+
+    /// Keeps the newest `keep` snapshots; returns the bytes freed.
+    pub async fn prune(self: Arc<Self>, keep: u32) -> Result<u64, VaultError> {
+        blocking::run(move || {
+            self.vault.with(|v| {
+                let transport = guardian_transport(v)?;
+                v.backup_prune(&transport, keep as usize).map(|r| r.bytes_freed)
+            })
+        })
+        .await
+    }
+
+    /// The recovery enrolment (policy, servers, safety number), if set up.
+    pub fn recovery_info(&self) -> Result<Option<RecoveryInfo>, VaultError> {
+        self.vault.with(|v| v.recovery_status()).map(|s| s.map(Into::into))
+    }
+
+    /// Changes the backup password on every guardian; the recovery code stays valid.
+    pub async fn change_password(self: Arc<Self>, old: String, new: String) -> Result<(), VaultError> {
+        blocking::run(move || {
+            let (old, new) = (Passphrase::new(old), Passphrase::new(new));
+            self.vault.with(|v| v.recovery_change_password(&old, &new, &ServerOptions::default()))
+        })
+        .await
+    }
+
+    /// Splits the key anew (old shares and recovery code stop working); returns the new code.
+    pub async fn refresh_shares(self: Arc<Self>, password: String) -> Result<Option<String>, VaultError> {
+        blocking::run(move || {
+            let password = Passphrase::new(password);
+            self.vault
+                .with(|v| v.recovery_refresh_shares(&password, &ServerOptions::default()))
+                .map(|code| code.map(|c| c.expose_secret().to_owned()))
+        })
+        .await
+    }
+
+    /// The devices enrolled at every guardian.
+    pub async fn devices(self: Arc<Self>) -> Result<Vec<GuardianDevice>, VaultError> {
+        blocking::run(move || {
+            self.vault.with(|v| v.recovery_devices(&ServerOptions::default())).map(|lists| {
+                lists
+                    .into_iter()
+                    .flat_map(|l| {
+                        let (server, this) = (l.server, l.this_device);
+                        l.devices.into_iter().map(move |d| GuardianDevice {
+                            server: server.clone(),
+                            this_device: d.id == this,
+                            id: d.id,
+                            name: d.name,
+                            created_at: d.created_at,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// Revokes every device with this identifier or name at every guardian; returns how many.
+    pub async fn revoke_device(self: Arc<Self>, password: String, device: String) -> Result<u32, VaultError> {
+        blocking::run(move || {
+            let password = Passphrase::new(password);
+            self.vault
+                .with(|v| v.recovery_revoke_device(&password, &device, &ServerOptions::default()))
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+}
+
+/// Restoring on a new device from guardian servers.
+#[derive(uniffi::Object)]
+pub struct Recovery {
+    servers: Vec<String>,
+    account: String,
+}
+
+#[uniffi::export]
+impl Recovery {
+    /// Recovery of `account` through `servers`.
+    #[uniffi::constructor]
+    pub fn new(servers: Vec<String>, account: String) -> Arc<Self> {
+        Arc::new(Self { servers, account })
+    }
+
+    /// Recovers and checks the backup key only (nothing is restored).
+    pub async fn check_key(
+        self: Arc<Self>,
+        password: String,
+        recovery_code: Option<String>,
+    ) -> Result<RecoveryResult, VaultError> {
+        blocking::run(move || {
+            let code = recovery_code.map(RecoveryCode::new);
+            let password = Passphrase::new(password);
+            vault_core::recovery::recover_key(
+                &self.servers,
+                &self.account,
+                &password,
+                code.as_ref(),
+                &ServerOptions::default(),
+            )
+            .map(|(_, report)| report.into())
+            .map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Restores the newest backup into a new vault at `dir`, protected by `passphrase` and, if
+    /// given, this device's platform key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn restore(
+        self: Arc<Self>,
+        dir: String,
+        password: String,
+        recovery_code: Option<String>,
+        passphrase: String,
+        wrapper: Option<Arc<dyn PlatformKeyWrapper>>,
+        device_name: String,
+        listener: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<RestoreResult, VaultError> {
+        blocking::run(move || {
+            let code = recovery_code.map(RecoveryCode::new);
+            let (password, passphrase) = (Passphrase::new(password), Passphrase::new(passphrase));
+            let foreign = wrapper.map(ForeignWrapper);
+            let create = CreateOptions {
+                kdf: KdfParams::DEFAULT,
+                wrapper: foreign.as_ref().map(|w| w as &dyn vault_core::KeyWrapper),
+            };
+            let progress = Adapter { listener, cancel };
+            vault_core::recovery::restore_from_guardians(
+                &PathBuf::from(dir),
+                &self.servers,
+                &self.account,
+                &password,
+                code.as_ref(),
+                &passphrase,
+                create,
+                Some(&progress),
+                &device_name,
+                &ServerOptions::default(),
+            )
+            .map(Into::into)
+            .map_err(Into::into)
+        })
+        .await
+    }
+}
+
+fn guardian_transport(v: &vault_core::Vault) -> Result<vault_core::backup::ServerTransport, vault_core::Error> {
+    v.guardian_transport(&ServerOptions::default())?
+        .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up: call setup first".into()))
+}
+
+fn storage(e: vault_core::backup::TransportError) -> VaultError {
+    VaultError::RetryLater { detail: format!("backup storage: {e}") }
+}

@@ -1,0 +1,189 @@
+//! Plain data of backups and recovery that crosses the boundary by value.
+
+use vault_core::recovery::{GuardianBackupReport, GuardianRestoreReport, RecoveryReport, RecoveryStatus, SetupReport};
+
+/// What recovery setup (or a share refresh) produced.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SetupResult {
+    /// The policy, e.g. "2 of {2 servers, recovery code}".
+    pub policy: String,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Shares made.
+    pub shares: u8,
+    /// Whether one provider alone can recover the key (weaker mode, only when allowed).
+    pub single_provider: bool,
+    /// The recovery code: show it once, never store it.
+    pub recovery_code: Option<String>,
+    /// The safety number to compare between the user's devices.
+    pub safety_number: String,
+}
+
+impl From<SetupReport> for SetupResult {
+    fn from(r: SetupReport) -> Self {
+        Self {
+            policy: r.policy.describe(),
+            threshold: r.policy.threshold,
+            shares: r.policy.shares(),
+            single_provider: r.policy.single_provider(),
+            recovery_code: r.recovery_code.map(|c| c.expose_secret().to_owned()),
+            safety_number: r.safety_number,
+        }
+    }
+}
+
+/// What a backup run did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct BackupResult {
+    /// The generation written.
+    pub generation: u64,
+    /// Bytes uploaded.
+    pub uploaded_bytes: u64,
+    /// Chunks uploaded.
+    pub new_chunks: u64,
+    /// Chunks already stored.
+    pub reused_chunks: u64,
+    /// Media items uploaded.
+    pub media_uploaded: u64,
+    /// Media items already stored.
+    pub media_reused: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Guardians whose head copy could not be updated (retried next run).
+    pub head_copies_failed: Vec<String>,
+}
+
+impl From<GuardianBackupReport> for BackupResult {
+    fn from(r: GuardianBackupReport) -> Self {
+        let mut out = Self::from(r.backup);
+        out.head_copies_failed = r.head_copies_failed;
+        out
+    }
+}
+
+impl From<vault_core::backup::BackupReport> for BackupResult {
+    fn from(b: vault_core::backup::BackupReport) -> Self {
+        Self {
+            generation: b.generation,
+            uploaded_bytes: b.uploaded_bytes,
+            new_chunks: b.new_chunks,
+            reused_chunks: b.reused_chunks,
+            media_uploaded: b.media_uploaded,
+            media_reused: b.media_reused,
+            duration_ms: u64::try_from(b.duration.as_millis()).unwrap_or(u64::MAX),
+            head_copies_failed: Vec::new(),
+        }
+    }
+}
+
+/// The vault's recovery enrolment.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RecoveryInfo {
+    /// The account.
+    pub account: String,
+    /// The policy.
+    pub policy: String,
+    /// Whether one provider alone can recover the key.
+    pub single_provider: bool,
+    /// The guardian servers (the first holds the backup data).
+    pub servers: Vec<String>,
+    /// The safety number.
+    pub safety_number: String,
+}
+
+impl From<RecoveryStatus> for RecoveryInfo {
+    fn from(s: RecoveryStatus) -> Self {
+        Self {
+            single_provider: s.policy.single_provider(),
+            policy: s.policy.describe(),
+            account: s.account,
+            servers: s.servers,
+            safety_number: s.safety_number,
+        }
+    }
+}
+
+/// One device enrolled at a guardian server.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct GuardianDevice {
+    /// The server.
+    pub server: String,
+    /// The device identifier there.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Enrolment time, seconds since the epoch.
+    pub created_at: u64,
+    /// Whether it is this device.
+    pub this_device: bool,
+}
+
+/// A snapshot the backup keeps.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Snapshot {
+    /// Its generation.
+    pub generation: u64,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Length of its database export.
+    pub export_bytes: u64,
+    /// Media items in it.
+    pub media_count: u32,
+}
+
+/// What a key recovery used.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RecoveryResult {
+    /// Servers whose share was used.
+    pub servers_used: Vec<String>,
+    /// Servers that failed, with the reason.
+    pub servers_failed: Vec<String>,
+    /// Whether the recovery code was needed.
+    pub recovery_code_used: bool,
+    /// The newest generation any guardian attests.
+    pub newest_generation: u64,
+    /// Time from the first login to the checked key, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl From<RecoveryReport> for RecoveryResult {
+    fn from(r: RecoveryReport) -> Self {
+        Self {
+            servers_used: r.servers_used,
+            servers_failed: r.servers_failed,
+            recovery_code_used: r.recovery_code_used,
+            newest_generation: r.newest_generation,
+            duration_ms: u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// What a restore on a new device did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RestoreResult {
+    /// The generation restored.
+    pub generation: u64,
+    /// Messages restored.
+    pub messages: u64,
+    /// Media items restored.
+    pub media: u64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// Recovering the key.
+    pub recovery: RecoveryResult,
+    /// Whether every guardian was reached and the new vault backs up as before.
+    pub enrolled: bool,
+}
+
+impl From<GuardianRestoreReport> for RestoreResult {
+    fn from(r: GuardianRestoreReport) -> Self {
+        Self {
+            generation: r.restore.generation,
+            messages: r.restore.messages,
+            media: r.restore.media,
+            downloaded_bytes: r.restore.downloaded_bytes,
+            recovery: r.recovery.into(),
+            enrolled: r.enrolled,
+        }
+    }
+}
