@@ -35,6 +35,7 @@ start_seaweedfs "$PWD/target/test-seaweedfs"
 export BACKUP_TEST_REQUIRE_S3=1
 
 log "cargo test"
+rm -f target/assurance-summary.txt
 cargo test --workspace --locked
 stop_seaweedfs
 
@@ -42,3 +43,6 @@ log "bindings: generate Python, Kotlin and Swift from the built library; run the
 cargo build --workspace --locked
 scripts/gen-bindings.sh
 PYTHONPATH=target/bindings/python .venv/bin/python -m pytest -q mobile-bindings/tests/python
+
+log "assurance suite summary (tests/tests/assurance_e2e.rs)"
+cat target/assurance-summary.txt

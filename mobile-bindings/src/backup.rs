@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vault_core::backup::DirTransport;
 use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOptions};
 use vault_core::{CreateOptions, KdfParams, Passphrase};
 
@@ -67,21 +66,6 @@ impl Backup {
         .await
     }
 
-    /// Backs up to a directory (removable storage) instead of the servers.
-    pub async fn run_to_directory(
-        self: Arc<Self>,
-        dir: String,
-        listener: Option<Arc<dyn ProgressListener>>,
-        cancel: Option<Arc<CancelToken>>,
-    ) -> Result<BackupResult, VaultError> {
-        blocking::run(move || {
-            let progress = Adapter { listener, cancel };
-            let transport = DirTransport::new(&PathBuf::from(dir)).map_err(storage)?;
-            self.vault.with(|v| v.backup_with_progress(&transport, &progress)).map(Into::into)
-        })
-        .await
-    }
-
     /// The snapshots the backup on the servers keeps, oldest first.
     pub async fn snapshots(self: Arc<Self>) -> Result<Vec<Snapshot>, VaultError> {
         blocking::run(move || {
@@ -94,7 +78,7 @@ impl Backup {
                     list.into_iter()
                         .map(|s| Snapshot {
                             generation: s.generation,
-                            created_at: s.created_at,
+                            created_at_ms: s.created_at,
                             export_bytes: s.export_bytes,
                             media_count: s.media_count,
                         })
@@ -165,7 +149,7 @@ impl Backup {
                             this_device: d.id == this,
                             id: d.id,
                             name: d.name,
-                            created_at: d.created_at,
+                            enrolled_at_secs: d.created_at,
                         })
                     })
                     .collect()
@@ -267,9 +251,5 @@ impl Recovery {
 
 fn guardian_transport(v: &vault_core::Vault) -> Result<vault_core::backup::ServerTransport, vault_core::Error> {
     v.guardian_transport(&ServerOptions::default())?
-        .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up: call setup first".into()))
-}
-
-fn storage(e: vault_core::backup::TransportError) -> VaultError {
-    VaultError::RetryLater { detail: format!("backup storage: {e}") }
+        .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into()))
 }

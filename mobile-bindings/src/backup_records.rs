@@ -113,7 +113,7 @@ pub struct GuardianDevice {
     /// Its name.
     pub name: String,
     /// Enrolment time, seconds since the epoch.
-    pub created_at: u64,
+    pub enrolled_at_secs: u64,
     /// Whether it is this device.
     pub this_device: bool,
 }
@@ -124,7 +124,7 @@ pub struct Snapshot {
     /// Its generation.
     pub generation: u64,
     /// Creation time, ms since the epoch.
-    pub created_at: i64,
+    pub created_at_ms: i64,
     /// Length of its database export.
     pub export_bytes: u64,
     /// Media items in it.

@@ -17,7 +17,8 @@ pub enum VaultError {
         /// Which server refused, never the password.
         detail: String,
     },
-    /// Too many attempts: wait, or recover another way.
+    /// Too many attempts: wait, or recover another way. Not raised at present: backup servers do
+    /// not reveal a locked account (a locked login is `BackupLoginFailed`, ADR 0012).
     #[error("locked out")]
     LockedOut,
     /// The vault is busy in another process, or a resource is unavailable: retry later.

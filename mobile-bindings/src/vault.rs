@@ -74,9 +74,8 @@ impl Vault {
 
     /// Locks: closes the database and zeroizes the keys. Later calls fail with `InvalidInput`.
     pub fn lock(&self) {
-        if let Ok(mut guard) = self.inner.lock() {
-            guard.take();
-        }
+        // Also after a panic in an app callback poisoned the mutex: the keys must go.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 
     /// Stores a message; `expires_in_secs` makes it disappear.

@@ -482,7 +482,8 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
     let revoked = json(run(&phone, &["--json", "backup", "devices", "--revoke", "tablet"], &new_env));
     assert_eq!(revoked["revoked"], 2, "one token per guardian");
     let out = run(&tablet, &["backup", "run"], &[]);
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused this device's token"), "{}", stderr(&out));
     ok(run(&phone, &["backup", "run"], &[]));
 
     // Server B is replaced by one with another key, where someone registered the account anew.

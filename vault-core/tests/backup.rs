@@ -450,4 +450,18 @@ fn verify_reports_damage_by_object() {
     let quick = vault.backup_verify(&transport, 0.0).unwrap();
     assert!(!quick.problems.iter().any(|p| p.contains(&pack)));
     assert!(quick.problems.iter().any(|p| p.contains(&media)));
+    assert_eq!(quick.media_authenticated, 0);
+
+    // One flipped bit inside another media object: found only by reading it (under the vault's
+    // key for the item), and only that object is named.
+    let other = objects.iter().find(|(n, s)| n.starts_with("media-") && *n != media && *s > 60_000).unwrap().0.clone();
+    let path = storage.join("objects").join(&other);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40_000] ^= 0x08;
+    std::fs::write(&path, &bytes).unwrap();
+    let full = vault.backup_verify(&transport, 1.0).unwrap();
+    assert!(full.problems.iter().any(|p| p.contains(&other) && p.contains("authentication")), "{:?}", full.problems);
+    assert!(full.media_authenticated >= 3, "the intact media objects were read: {full:?}");
+    assert!(!vault.backup_verify(&transport, 0.0).unwrap().problems.iter().any(|p| p.contains(&other)));
+    assert!(matches!(vault.backup_verify(&transport, f64::NAN), Err(Error::InvalidInput(_))));
 }

@@ -119,17 +119,21 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                     "packs_read": check.packs_read,
                     "chunks_authenticated": check.chunks_authenticated,
                     "media_checked": check.media_checked,
+                    "media_authenticated": check.media_authenticated,
+                    "media_without_key": check.media_without_key,
                     "problems": check.problems,
                 }))?;
             } else {
                 ctx.print(format!(
-                    "generation {}: {} manifests chained, {} snapshots, {} packs read, {} chunks authenticated, {} media checked",
+                    "generation {}: {} manifests chained, {} snapshots, {} packs read, {} chunks authenticated, {} media checked, {} media authenticated ({} not held by this vault)",
                     check.generation,
                     check.manifests_checked,
                     check.snapshots,
                     check.packs_read,
                     check.chunks_authenticated,
-                    check.media_checked
+                    check.media_checked,
+                    check.media_authenticated,
+                    check.media_without_key
                 ))?;
                 for problem in &check.problems {
                     ctx.print(format!("problem: {problem}"))?;

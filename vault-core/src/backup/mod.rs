@@ -10,6 +10,7 @@ pub mod keys;
 pub(crate) mod maintain;
 pub mod pack;
 pub mod padding;
+mod remote;
 mod restore;
 pub(crate) mod run;
 mod server;

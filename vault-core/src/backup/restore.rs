@@ -161,6 +161,11 @@ pub fn restore(
     }
     let keys = BackupKeys::derive(&key.0);
     let Some(head) = current(transport, &keys, (0, None))? else {
+        if let Some((attested, _)) = options.at_least {
+            return Err(Error::Integrity(format!(
+                "the backup storage has no head record, but a guardian attests generation {attested}: it hides the backup"
+            )));
+        }
         return Err(Error::NotFound("no backup at this storage".into()));
     };
     if let Some((attested, _)) = options.at_least

@@ -50,6 +50,7 @@ pub(crate) fn transport_error(what: &str) -> impl Fn(TransportError) -> Error + 
     move |e| match e {
         TransportError::Conflict | TransportError::Exists => Error::BackupConflict,
         TransportError::NotFound => Error::Integrity(format!("{what}: an object the backup names is missing")),
+        TransportError::Unauthorized(message) => Error::BackupAuthentication(message),
         TransportError::Failed(message) => Error::BackupStorage(format!("{what}: {message}")),
     }
 }

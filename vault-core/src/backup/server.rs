@@ -28,6 +28,10 @@ fn failed(what: &str) -> impl Fn(ClientError) -> TransportError + '_ {
         Some(ErrorCode::ObjectExists) => TransportError::Exists,
         Some(ErrorCode::PreconditionFailed) => TransportError::Conflict,
         Some(ErrorCode::NotFound) => TransportError::NotFound,
+        Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => TransportError::Unauthorized(format!(
+            "{what}: the server refused this device's token (revoked, or the account was set up again): \
+             set up recovery on this device again"
+        )),
         _ => TransportError::Failed(format!("{what}: {e}")),
     }
 }

@@ -19,6 +19,9 @@ pub enum TransportError {
     /// `get_range` of an object that does not exist.
     #[error("the object does not exist")]
     NotFound,
+    /// The storage refused this device's credentials (a revoked or unknown device token).
+    #[error("{0}")]
+    Unauthorized(String),
     /// Anything else: unreachable, refused, I/O. The message names no stored content.
     #[error("{0}")]
     Failed(String),

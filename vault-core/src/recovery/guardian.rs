@@ -63,6 +63,12 @@ pub(crate) fn error_at(url: &str, e: ClientError) -> Error {
         ClientError::Api { code: ErrorCode::AccountExists, .. } => {
             Error::AlreadyExists(format!("{url}: the account exists with another password"))
         }
+        ClientError::Api { code: ErrorCode::Unauthorized | ErrorCode::Forbidden, .. } => Error::BackupAuthentication(
+            format!("{url}: the server refused this device's token (revoked, or the account was set up again)"),
+        ),
+        ClientError::Api { code: ErrorCode::BadRequest | ErrorCode::InvalidName, message, .. } => {
+            Error::InvalidInput(format!("{url}: {message}"))
+        }
         other => Error::BackupStorage(format!("{url}: {other}")),
     }
 }

@@ -102,7 +102,8 @@ pub(crate) fn recover(
             Ok(r) => reached.push(r),
             Err(e) => {
                 refused_password |= matches!(e, Error::BackupAuthentication(_));
-                damaged |= matches!(e, Error::Integrity(_) | Error::UnsupportedVersion { .. });
+                // A guardian whose record does not open, or is missing, is damaged (or hostile).
+                damaged |= matches!(e, Error::Integrity(_) | Error::UnsupportedVersion { .. } | Error::NotFound(_));
                 let message = match e {
                     Error::BackupAuthentication(m) | Error::BackupStorage(m) => m,
                     other => other.to_string(),

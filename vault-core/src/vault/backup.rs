@@ -36,8 +36,14 @@ impl Vault {
     /// Checks the backup at `transport` (see [`BackupCheck`]); `read_fraction` is the share of
     /// packs read and authenticated in full (0 to 1).
     pub fn backup_verify(&self, transport: &dyn Transport, read_fraction: f64) -> Result<BackupCheck> {
+        if !(0.0..=1.0).contains(&read_fraction) {
+            return Err(Error::InvalidInput("the share of packs to read is between 0 and 1".into()));
+        }
         let (keys, local) = self.backup_keys()?;
-        crate::backup::maintain::verify(transport, &keys, local, read_fraction)
+        let conn = &self.store.conn;
+        let media_key =
+            |id: &[u8; 16]| crate::store::media_rows::row(conn, &MediaId(*id)).ok().map(|row| (row.key, row.length));
+        crate::backup::maintain::verify(transport, &keys, local, read_fraction, &media_key)
     }
 
     /// Keeps the newest `keep` snapshots and deletes what only the others needed.

@@ -76,8 +76,7 @@ impl Vault {
                 return Err(first);
             }
             return Err(Error::BackupStorage(format!(
-                "{first}; the escrow records at [{}] were replaced by this unfinished setup: run `vault backup \
-                 setup` again",
+                "{first}; the escrow records at [{}] were replaced by this unfinished setup: set up recovery again",
                 updated.join(", ")
             )));
         }
@@ -122,7 +121,7 @@ impl Vault {
         options: &ServerOptions,
     ) -> Result<GuardianBackupReport> {
         let enrolment = recovery_state::load(&self.store.conn)?
-            .ok_or_else(|| Error::NotFound("recovery is not set up: run `vault backup setup`".into()))?;
+            .ok_or_else(|| Error::NotFound("recovery is not set up for this vault".into()))?;
         let transports = enrolment
             .guardians
             .iter()
@@ -190,7 +189,7 @@ impl Vault {
                 _ => {
                     let share = guardian.share.as_ref().ok_or_else(|| {
                         Error::NotFound(format!(
-                            "{}: this device does not hold the server's share; run `vault backup refresh-shares`",
+                            "{}: this device does not hold the server's share; refresh the shares",
                             guardian.url
                         ))
                     })?;
@@ -269,7 +268,7 @@ impl Vault {
                 .map_err(|e| server.error(e));
             if let Err(e) = result {
                 return Err(Error::BackupStorage(format!(
-                    "{e}; updated so far: [{}]; run `vault backup refresh-shares` again",
+                    "{e}; updated so far: [{}]; refresh the shares again",
                     updated.join(", ")
                 )));
             }
@@ -333,7 +332,7 @@ impl Vault {
 
     fn enrolment(&self) -> Result<Enrolment> {
         recovery_state::load(&self.store.conn)?
-            .ok_or_else(|| Error::NotFound("recovery is not set up: run `vault backup setup`".into()))
+            .ok_or_else(|| Error::NotFound("recovery is not set up for this vault".into()))
     }
 
     fn backup_root_key_or_create(&mut self) -> Result<SecretKey> {
@@ -362,7 +361,7 @@ impl Vault {
         self.record_event(SecurityEventKind::ServerKeyChanged, &guardian.url)?;
         Err(Error::Integrity(format!(
             "{}: the server's key differs from the one pinned at setup (a replaced or impersonated server); \
-             compare the safety number, and run `vault backup setup` again only if the change is expected",
+             compare the safety number, and set up recovery again only if the change is expected",
             guardian.url
         )))
     }
