@@ -147,6 +147,8 @@ mod tests {
         let code = RecoveryCode::encode(&share());
         assert_eq!(code.expose_secret().len(), 60 + 11);
         assert_eq!(code.expose_secret(), PINNED);
+        // The specification shows the same vector.
+        assert!(include_str!("../../../docs/formats.md").contains(&format!("code   {PINNED}")));
         let back = code.decode().unwrap();
         assert_eq!(back.index, 3);
         assert_eq!(back.value.expose_secret(), share().value.expose_secret());

@@ -56,5 +56,7 @@ mod tests {
             safety_number("alice", &[b"key-a", b"key-b"]),
             "82759 39065 36756 57143 71331 01055 08794 46974 78555 71095 28544 63634"
         );
+        let spec = include_str!("../../../docs/formats.md");
+        assert!(spec.contains("number 82759 39065 36756 57143 71331 01055 08794 46974 78555 71095 28544 63634"));
     }
 }
