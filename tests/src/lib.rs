@@ -114,6 +114,50 @@ pub mod harness {
         serde_json::from_str(&ok(output)).unwrap()
     }
 
+    /// Starts the `vault` CLI on `dir` in the background (output discarded), for killing it.
+    pub fn spawn_vault(dir: &Path, passphrase: &str, args: &[&str], envs: &[(&str, &str)]) -> Child {
+        Command::new(binary("vault"))
+            .args(args)
+            .env("VAULT_DIR", dir)
+            .env("VAULT_PASSPHRASE", passphrase)
+            .env_remove("VAULT_FAILPOINT")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The S3 test server's endpoint and bucket, or `None` (the test then skips) when none was
+    /// started; with `BACKUP_TEST_REQUIRE_S3=1` a missing server fails the test instead.
+    pub fn s3_test_server() -> Option<(String, String)> {
+        match (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET")) {
+            (Ok(endpoint), Ok(bucket)) => Some((endpoint, bucket)),
+            _ => {
+                assert!(
+                    std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+                    "no S3 server although BACKUP_TEST_REQUIRE_S3=1"
+                );
+                eprintln!("skipped: no S3 test server");
+                None
+            }
+        }
+    }
+
+    /// Copies the directory tree `from` to `to` (files and directories only).
+    pub fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
     /// Every file under `dir` whose name starts with `prefix`.
     pub fn find_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();

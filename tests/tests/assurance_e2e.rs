@@ -20,11 +20,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use backup_api::client::BackupClient;
-use e2e_tests::harness::{Server, binary, find_files, json, ok, start_server_on, vault};
+use e2e_tests::harness::{Server, binary, copy_dir, find_files, json, ok, spawn_vault, start_server_on, vault};
 
 const ACCOUNT: &str = "assurance-alice-canary@example.org";
 const SECOND_ACCOUNT: &str = "assurance-bob@example.org";
@@ -399,14 +399,7 @@ fn the_whole_lifecycle_under_attack() {
             (0..6_000_000u32).map(|j| (j.wrapping_mul(40_503).wrapping_add(round) >> 5) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
         ok(run(&device_b, NEW_PASSPHRASE, &["media", "add", file.to_str().unwrap()], &[]));
-        let mut child = Command::new(binary("vault"))
-            .args(["backup", "run"])
-            .env("VAULT_DIR", &device_b)
-            .env("VAULT_PASSPHRASE", NEW_PASSPHRASE)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_vault(&device_b, NEW_PASSPHRASE, &["backup", "run"], &[]);
         std::thread::sleep(Duration::from_millis(250 + 150 * u64::from(round)));
         a.kill();
         let _ = child.wait();
@@ -439,14 +432,7 @@ fn the_whole_lifecycle_under_attack() {
             (0..5_000_000u32).map(|j| (j.wrapping_mul(69_069).wrapping_add(round + 7) >> 3) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
         ok(run(&device_b, NEW_PASSPHRASE, &["media", "add", file.to_str().unwrap()], &[]));
-        let mut child = Command::new(binary("vault"))
-            .args(["backup", "run"])
-            .env("VAULT_DIR", &device_b)
-            .env("VAULT_PASSPHRASE", NEW_PASSPHRASE)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_vault(&device_b, NEW_PASSPHRASE, &["backup", "run"], &[]);
         std::thread::sleep(Duration::from_millis(200 + 200 * u64::from(round)));
         let _ = child.kill();
         let _ = child.wait();
@@ -467,15 +453,7 @@ fn the_whole_lifecycle_under_attack() {
         if Instant::now() > deadline || device_d.exists() {
             break;
         }
-        let mut child = Command::new(binary("vault"))
-            .args(restore_args(&servers, None))
-            .env("VAULT_DIR", &device_d)
-            .env("VAULT_PASSPHRASE", NEW_PASSPHRASE)
-            .env("VAULT_BACKUP_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_vault(&device_d, NEW_PASSPHRASE, &restore_args(&servers, None), &env);
         std::thread::sleep(Duration::from_millis(600 + 300 * u64::from(round)));
         let _ = child.kill();
         let _ = child.wait();
@@ -552,17 +530,4 @@ fn account_file(data: &Path, name: &str) -> PathBuf {
         .collect();
     assert_eq!(files.len(), 1, "{name} under {}", data.display());
     files.into_iter().next().unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

@@ -4,9 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use e2e_tests::harness::{Server, binary, find_files, json, ok, start_server, vault};
+use e2e_tests::harness::{Server, find_files, json, ok, s3_test_server, spawn_vault, start_server, vault};
 
 const PASSWORD: (&str, &str) = ("VAULT_BACKUP_PASSWORD", "backup password 42");
 
@@ -144,14 +143,7 @@ fn sigkill_mid_backup_then_resume_and_a_canary_scan_of_the_server() {
     }
     ok(vault(&phone, "pw", &["backup", "setup", "--server", &server.url, "--account", account], &[PASSWORD], ""));
     for delay_ms in [150u64, 400, 900] {
-        let mut child = Command::new(binary("vault"))
-            .args(["backup", "run"])
-            .env("VAULT_DIR", &phone)
-            .env("VAULT_PASSPHRASE", "pw")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_vault(&phone, "pw", &["backup", "run"], &[]);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -209,15 +201,7 @@ fn sigkill_mid_backup_then_resume_and_a_canary_scan_of_the_server() {
 
 #[test]
 fn cli_backs_up_through_a_server_on_s3() {
-    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET"))
-    else {
-        assert!(
-            std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-            "no S3 server although BACKUP_TEST_REQUIRE_S3=1"
-        );
-        eprintln!("skipped: no S3 test server");
-        return;
-    };
+    let Some((endpoint, bucket)) = s3_test_server() else { return };
     let work = tempfile::tempdir().unwrap();
     let mut suffix = [0u8; 8];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut suffix).unwrap();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use e2e_tests::harness::{Server, binary, find_files, json, ok, start_server_on, vault};
+use e2e_tests::harness::{Server, binary, copy_dir, find_files, json, ok, s3_test_server, start_server_on, vault};
 
 const PASSWORD: &str = "correct horse battery staple 7";
 const ACCOUNT: &str = "alice-recovery-canary@example.org";
@@ -327,15 +327,7 @@ fn wrong_passwords_lock_the_escrow() {
 
 #[test]
 fn wrong_passwords_through_two_replicas_count_together() {
-    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BACKUP_TEST_S3_ENDPOINT"), std::env::var("BACKUP_TEST_S3_BUCKET"))
-    else {
-        assert!(
-            std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-            "no S3 server although BACKUP_TEST_REQUIRE_S3=1"
-        );
-        eprintln!("skipped: no S3 test server");
-        return;
-    };
+    let Some((endpoint, bucket)) = s3_test_server() else { return };
     let work = tempfile::tempdir().unwrap();
     let suffix: String =
         work.path().file_name().unwrap().to_str().unwrap().chars().filter(char::is_ascii_alphanumeric).collect();
@@ -521,17 +513,4 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
     let out =
         run(&intruder, &["backup", "setup", "--account", "x", "--server", &servers[1], "--threshold", "1"], &new_env);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
