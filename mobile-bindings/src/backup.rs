@@ -8,7 +8,7 @@ use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOp
 use vault_core::{CreateOptions, KdfParams, Passphrase};
 
 use crate::backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
 };
 use crate::blocking;
 use crate::error::VaultError;
@@ -20,14 +20,15 @@ use crate::wrapper::{ForeignWrapper, PlatformKeyWrapper};
 #[derive(uniffi::Object)]
 pub struct Backup {
     vault: Arc<Vault>,
+    options: ServerOptions,
 }
 
 #[uniffi::export]
 impl Backup {
-    /// Backups of `vault`.
+    /// Backups of `vault`, reaching the servers as `config` says (`None`: the defaults).
     #[uniffi::constructor]
-    pub fn new(vault: Arc<Vault>) -> Arc<Self> {
-        Arc::new(Self { vault })
+    pub fn new(vault: Arc<Vault>, config: Option<ServerConfig>) -> Arc<Self> {
+        Arc::new(Self { vault, options: ServerConfig::options(config) })
     }
 
     /// Sets up recovery with `servers` (the first also holds the data): registers `account`,
@@ -48,7 +49,7 @@ impl Backup {
             let policy = RecoveryPolicy::new(servers.len(), threshold, recovery_code, allow_single_provider)?;
             let setup = RecoverySetup { servers: &servers, account: &account, policy, device_name: &device_name };
             let password = Passphrase::new(password);
-            self.vault.with(|v| v.recovery_setup(&setup, &password, &ServerOptions::default())).map(Into::into)
+            self.vault.with(|v| v.recovery_setup(&setup, &password, &self.options)).map(Into::into)
         })
         .await
     }
@@ -61,7 +62,7 @@ impl Backup {
     ) -> Result<BackupResult, VaultError> {
         blocking::run(move || {
             let progress = Adapter { listener, cancel };
-            self.vault.with(|v| v.backup_to_guardians(Some(&progress), &ServerOptions::default())).map(Into::into)
+            self.vault.with(|v| v.backup_to_guardians(Some(&progress), &self.options)).map(Into::into)
         })
         .await
     }
@@ -71,7 +72,7 @@ impl Backup {
         blocking::run(move || {
             self.vault
                 .with(|v| {
-                    let transport = guardian_transport(v)?;
+                    let transport = guardian_transport(v, &self.options)?;
                     v.backup_list(&transport)
                 })
                 .map(|list| {
@@ -93,7 +94,7 @@ impl Backup {
     pub async fn verify(self: Arc<Self>, read_fraction: f64) -> Result<Vec<String>, VaultError> {
         blocking::run(move || {
             self.vault.with(|v| {
-                let transport = guardian_transport(v)?;
+                let transport = guardian_transport(v, &self.options)?;
                 v.backup_verify(&transport, read_fraction).map(|check| check.problems)
             })
         })
@@ -104,7 +105,7 @@ impl Backup {
     pub async fn prune(self: Arc<Self>, keep: u32) -> Result<u64, VaultError> {
         blocking::run(move || {
             self.vault.with(|v| {
-                let transport = guardian_transport(v)?;
+                let transport = guardian_transport(v, &self.options)?;
                 v.backup_prune(&transport, keep as usize).map(|r| r.bytes_freed)
             })
         })
@@ -120,7 +121,7 @@ impl Backup {
     pub async fn change_password(self: Arc<Self>, old: String, new: String) -> Result<(), VaultError> {
         blocking::run(move || {
             let (old, new) = (Passphrase::new(old), Passphrase::new(new));
-            self.vault.with(|v| v.recovery_change_password(&old, &new, &ServerOptions::default()))
+            self.vault.with(|v| v.recovery_change_password(&old, &new, &self.options))
         })
         .await
     }
@@ -130,7 +131,7 @@ impl Backup {
         blocking::run(move || {
             let password = Passphrase::new(password);
             self.vault
-                .with(|v| v.recovery_refresh_shares(&password, &ServerOptions::default()))
+                .with(|v| v.recovery_refresh_shares(&password, &self.options))
                 .map(|code| code.map(|c| c.expose_secret().to_owned()))
         })
         .await
@@ -139,7 +140,7 @@ impl Backup {
     /// The devices enrolled at every guardian.
     pub async fn devices(self: Arc<Self>) -> Result<Vec<GuardianDevice>, VaultError> {
         blocking::run(move || {
-            self.vault.with(|v| v.recovery_devices(&ServerOptions::default())).map(|lists| {
+            self.vault.with(|v| v.recovery_devices(&self.options)).map(|lists| {
                 lists
                     .into_iter()
                     .flat_map(|l| {
@@ -163,7 +164,7 @@ impl Backup {
         blocking::run(move || {
             let password = Passphrase::new(password);
             self.vault
-                .with(|v| v.recovery_revoke_device(&password, &device, &ServerOptions::default()))
+                .with(|v| v.recovery_revoke_device(&password, &device, &self.options))
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
         })
         .await
@@ -175,14 +176,15 @@ impl Backup {
 pub struct Recovery {
     servers: Vec<String>,
     account: String,
+    options: ServerOptions,
 }
 
 #[uniffi::export]
 impl Recovery {
-    /// Recovery of `account` through `servers`.
+    /// Recovery of `account` through `servers`, reached as `config` says (`None`: the defaults).
     #[uniffi::constructor]
-    pub fn new(servers: Vec<String>, account: String) -> Arc<Self> {
-        Arc::new(Self { servers, account })
+    pub fn new(servers: Vec<String>, account: String, config: Option<ServerConfig>) -> Arc<Self> {
+        Arc::new(Self { servers, account, options: ServerConfig::options(config) })
     }
 
     /// Recovers and checks the backup key only (nothing is restored).
@@ -194,15 +196,9 @@ impl Recovery {
         blocking::run(move || {
             let code = recovery_code.map(RecoveryCode::new);
             let password = Passphrase::new(password);
-            vault_core::recovery::recover_key(
-                &self.servers,
-                &self.account,
-                &password,
-                code.as_ref(),
-                &ServerOptions::default(),
-            )
-            .map(|(_, report)| report.into())
-            .map_err(Into::into)
+            vault_core::recovery::recover_key(&self.servers, &self.account, &password, code.as_ref(), &self.options)
+                .map(|(_, report)| report.into())
+                .map_err(Into::into)
         })
         .await
     }
@@ -240,7 +236,7 @@ impl Recovery {
                 create,
                 Some(&progress),
                 &device_name,
-                &ServerOptions::default(),
+                &self.options,
             )
             .map(Into::into)
             .map_err(Into::into)
@@ -249,7 +245,10 @@ impl Recovery {
     }
 }
 
-fn guardian_transport(v: &vault_core::Vault) -> Result<vault_core::backup::ServerTransport, vault_core::Error> {
-    v.guardian_transport(&ServerOptions::default())?
+fn guardian_transport(
+    v: &vault_core::Vault,
+    options: &ServerOptions,
+) -> Result<vault_core::backup::ServerTransport, vault_core::Error> {
+    v.guardian_transport(options)?
         .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into()))
 }

@@ -2,6 +2,33 @@
 
 use vault_core::recovery::{GuardianBackupReport, GuardianRestoreReport, RecoveryReport, RecoveryStatus, SetupReport};
 
+/// How the vault reaches backup servers. `None` in the constructors: HTTPS checked by the
+/// platform's certificate verifier, 30 s timeouts.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct ServerConfig {
+    /// Root certificates (DER) to trust instead of the platform's verifier: the server's own CA,
+    /// or the public roots an app ships (needed on Android unless the platform verifier is
+    /// initialised from the JVM).
+    pub root_certificates_der: Vec<Vec<u8>>,
+    /// Connect and response timeout in seconds [default: 30].
+    pub timeout_secs: Option<u32>,
+}
+
+impl ServerConfig {
+    /// The vault-core options `config` (or the defaults) stands for.
+    pub(crate) fn options(config: Option<ServerConfig>) -> vault_core::recovery::ServerOptions {
+        let config = config.unwrap_or_default();
+        vault_core::recovery::ServerOptions {
+            client: vault_core::recovery::ClientOptions {
+                root_certificates: config.root_certificates_der,
+                allow_insecure_http: false,
+                timeout: config.timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))),
+            },
+            ksf: None,
+        }
+    }
+}
+
 /// What recovery setup (or a share refresh) produced.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SetupResult {

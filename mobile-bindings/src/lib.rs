@@ -17,7 +17,7 @@ mod wrapper;
 
 pub use backup::{Backup, Recovery};
 pub use backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
 };
 pub use error::{KeyWrapperError, VaultError};
 pub use media::{MediaImport, MediaReader};

@@ -66,7 +66,7 @@ def filled_vault(path, keystore, tmp_path):
 def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_path):
     phone_keys = SoftKeystore("phone-keystore")
     vault = filled_vault(tmp_path / "phone", phone_keys, tmp_path)
-    backup = vm.Backup(vault)
+    backup = vm.Backup(vault, None)
     setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, None, True, False, "python phone"))
     assert setup.policy == "2 of {1 server, recovery code}"
     assert setup.threshold == 2 and setup.shares == 2 and not setup.single_provider
@@ -99,7 +99,7 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
 
     # The phone is lost: a new device, another keystore, the password and the recovery code.
     tablet_keys = SoftKeystore("tablet-keystore")
-    recovery = vm.Recovery([server.url], ACCOUNT)
+    recovery = vm.Recovery([server.url], ACCOUNT, None)
     checked = asyncio.run(recovery.check_key(PASSWORD, code))
     assert checked.recovery_code_used and checked.newest_generation == 3
     target = tmp_path / "tablet"
@@ -125,13 +125,13 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
 
 def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     vault = filled_vault(tmp_path / "phone", None, tmp_path)
-    backup = vm.Backup(vault)
+    backup = vm.Backup(vault, None)
     # One server and no code would let that server alone recover the key: refused by default.
     with pytest.raises(vm.VaultError.InvalidInput):
         asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, 1, False, False, "p"))
     setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, None, True, False, "p"))
     asyncio.run(backup.run(None, None))
-    recovery = vm.Recovery([server.url], ACCOUNT)
+    recovery = vm.Recovery([server.url], ACCOUNT, None)
 
     with pytest.raises(vm.VaultError.BackupLoginFailed):
         asyncio.run(recovery.check_key("wrong password", setup.recovery_code))
@@ -157,6 +157,9 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     with pytest.raises(vm.VaultError.BackupLoginFailed):
         asyncio.run(recovery.check_key(PASSWORD, new_code))
     assert asyncio.run(recovery.check_key("an even longer backup password", new_code)).recovery_code_used
+    # Explicit server settings (no extra roots: plain HTTP on loopback; a short timeout) are taken.
+    configured = vm.Recovery([server.url], ACCOUNT, vm.ServerConfig(root_certificates_der=[], timeout_secs=10))
+    assert asyncio.run(configured.check_key("an even longer backup password", new_code)).recovery_code_used
 
     # Tampered backup data: the restore fails as corrupt and leaves nothing.
     objects = os.path.join(str(tmp_path / "server"), "objects", "accounts")
