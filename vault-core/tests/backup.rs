@@ -465,3 +465,58 @@ fn verify_reports_damage_by_object() {
     assert!(!vault.backup_verify(&transport, 0.0).unwrap().problems.iter().any(|p| p.contains(&other)));
     assert!(matches!(vault.backup_verify(&transport, f64::NAN), Err(Error::InvalidInput(_))));
 }
+
+/// A backup directory whose media reads fail as an unreachable server's would.
+struct MediaUnreachable(DirTransport);
+
+impl Transport for MediaUnreachable {
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), backup::TransportError> {
+        self.0.put(name, bytes)
+    }
+    fn put_reader(&self, name: &str, len: u64, r: Box<dyn std::io::Read + Send>) -> Result<(), backup::TransportError> {
+        self.0.put_reader(name, len, r)
+    }
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, backup::TransportError> {
+        self.0.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, backup::TransportError> {
+        if name.starts_with("media-") {
+            return Err(backup::TransportError::Failed("connection reset".into()));
+        }
+        self.0.get_range(name, offset, len)
+    }
+    fn list(&self) -> Result<Vec<(String, u64)>, backup::TransportError> {
+        self.0.list()
+    }
+    fn delete(&self, name: &str) -> Result<(), backup::TransportError> {
+        self.0.delete(name)
+    }
+    fn get_head(&self) -> Result<Option<(Vec<u8>, String)>, backup::TransportError> {
+        self.0.get_head()
+    }
+    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), backup::TransportError> {
+        self.0.put_head(bytes, expected)
+    }
+}
+
+#[test]
+fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault = filled_vault(&work.path().join("phone"), 200);
+    vault.backup(&DirTransport::new(&storage).unwrap()).unwrap();
+    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let target = work.path().join("new-phone");
+    let passphrase = Passphrase::new("new device".into());
+    let flaky = MediaUnreachable(DirTransport::new(&storage).unwrap());
+    let opts = backup::RestoreOptions { create: options(), ..Default::default() };
+    let cut = backup::restore(&flaky, &key, &target, &passphrase, opts);
+    assert!(matches!(cut, Err(Error::BackupStorage(_))), "a network failure is not damage: {cut:?}");
+    assert!(!target.exists());
+    let marker = work.path().join(".new-phone.restoring").join("restore-progress");
+    assert!(marker.exists(), "the staged vault, with its database imported, is kept for resuming");
+    let report = restore_to(&storage, &key, &target).unwrap();
+    assert_eq!(report.media_resumed, 0, "no media item was written before the cut");
+    assert!(!marker.exists());
+    assert_same_content(&vault, &Vault::unlock_with_passphrase(&target, &passphrase).unwrap());
+}

@@ -159,16 +159,19 @@ pub(crate) fn verify(
                 check.media_without_key += 1;
                 continue;
             };
-            let object = RemoteObject::new(transport, &name, media.file_len);
-            let read = MediaReader::open(object, |h| SegmentCipher::new(&key, h), &media.media_id, len)
+            let mut object = RemoteObject::new(transport, &name, media.file_len);
+            let read = MediaReader::open(&mut object, |h| SegmentCipher::new(&key, h), &media.media_id, len)
                 .map_err(stream_error)
                 .and_then(|mut reader| {
                     std::io::copy(&mut reader, &mut std::io::sink())
                         .map_err(|e| Error::Integrity(format!("a media segment failed authentication: {e}")))
                 });
-            match read {
-                Ok(_) => check.media_authenticated += 1,
-                Err(e) => check.problems.push(format!("{name}: {e}")),
+            match (read, object.take_failure()) {
+                // The storage failed (not the data): the check cannot go on.
+                (_, Some(failure @ (Error::BackupStorage(_) | Error::BackupAuthentication(_)))) => return Err(failure),
+                (_, Some(failure)) => check.problems.push(format!("{name}: {failure}")),
+                (Ok(_), None) => check.media_authenticated += 1,
+                (Err(e), None) => check.problems.push(format!("{name}: {e}")),
             }
         }
     }

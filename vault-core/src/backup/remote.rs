@@ -4,7 +4,9 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::run::transport_error;
 use super::transport::Transport;
+use crate::error::Error;
 
 const RANGE: u64 = 4 << 20;
 
@@ -15,11 +17,18 @@ pub(crate) struct RemoteObject<'a> {
     position: u64,
     buffer: Vec<u8>,
     buffer_start: u64,
+    failure: Option<Error>,
 }
 
 impl<'a> RemoteObject<'a> {
     pub(crate) fn new(transport: &'a dyn Transport, name: &'a str, len: u64) -> Self {
-        Self { transport, name, len, position: 0, buffer: Vec::new(), buffer_start: 0 }
+        Self { transport, name, len, position: 0, buffer: Vec::new(), buffer_start: 0, failure: None }
+    }
+
+    /// The storage failure behind a read error, if one was the cause (a missing object is an
+    /// integrity failure, an unreachable server a storage failure); `None` after bad bytes.
+    pub(crate) fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
     }
 }
 
@@ -31,10 +40,15 @@ impl Read for RemoteObject<'_> {
         let buffered = self.buffer_start..self.buffer_start + self.buffer.len() as u64;
         if !buffered.contains(&self.position) {
             let want = (self.len - self.position).min(RANGE);
-            let bytes = self
-                .transport
-                .get_range(self.name, self.position, want)
-                .map_err(|e| io::Error::other(format!("reading a backup object: {e}")))?;
+            let bytes = match self.transport.get_range(self.name, self.position, want) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let error = transport_error(&format!("reading {}", self.name))(e);
+                    let message = error.to_string();
+                    self.failure = Some(error);
+                    return Err(io::Error::other(message));
+                }
+            };
             if bytes.is_empty() || bytes.len() as u64 > want {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a backup object is truncated"));
             }

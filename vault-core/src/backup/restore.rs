@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{Location, ObjectId, media_object_name, pack_name};
 use super::keys::{BackupKeys, ChunkId};
+use super::remote::RemoteObject;
 use super::run::{current, fetch_named, load_index, open_in_pack, read_tree, verify_chain};
 use super::transport::Transport;
 use crate::error::{Error, Result};
@@ -60,7 +61,7 @@ impl std::fmt::Debug for BackupRootKey {
 }
 
 /// Streams the export's chunks in order, fetching whole packs and keeping the last few.
-struct ExportReader<'a, 'm> {
+struct ExportReader<'a> {
     transport: &'a dyn Transport,
     keys: &'a BackupKeys,
     known: &'a HashMap<ChunkId, Location>,
@@ -70,13 +71,12 @@ struct ExportReader<'a, 'm> {
     position: usize,
     total: u64,
     downloaded: u64,
-    meter: &'a mut Meter<'m>,
     error: Option<Error>,
 }
 
 const CACHED_PACKS: usize = 3;
 
-impl ExportReader<'_, '_> {
+impl ExportReader<'_> {
     fn next_chunk(&mut self) -> Result<Option<SecretBytes>> {
         let Some(id) = self.ids.next() else { return Ok(None) };
         let location = self
@@ -97,7 +97,7 @@ impl ExportReader<'_, '_> {
     }
 }
 
-impl Read for ExportReader<'_, '_> {
+impl Read for ExportReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if let Some(chunk) = &self.current {
@@ -107,10 +107,6 @@ impl Read for ExportReader<'_, '_> {
                     out[..n].copy_from_slice(&rest[..n]);
                     self.position += n;
                     self.total += n as u64;
-                    if let Err(error) = self.meter.add(n as u64) {
-                        self.error = Some(error);
-                        return Err(std::io::Error::other("restore cancelled"));
-                    }
                     return Ok(n);
                 }
             }
@@ -191,13 +187,15 @@ pub fn restore(
     let staging = staging_dir(target)?;
     let marker = ResumeMarker { generation: head.head.generation, manifest_hash: head.head.manifest_hash };
     let built = (|| {
-        let (mut vault, imported) = match marker.resume(&staging, passphrase) {
-            Some(vault) => (vault, None),
-            None => (Vault::create(&staging, passphrase, options.create)?, Some(())),
+        let (mut vault, resumed) = match marker.resume(&staging, passphrase) {
+            Some(vault) => (vault, true),
+            None => (Vault::create(&staging, passphrase, options.create)?, false),
         };
         let mut downloaded = 0;
-        if imported.is_some() {
-            let mut reader = ExportReader {
+        if resumed {
+            meter.add(tree.export_len)?;
+        } else {
+            let export = ExportReader {
                 transport,
                 keys: &keys,
                 known: &known,
@@ -207,38 +205,39 @@ pub fn restore(
                 position: 0,
                 total: 0,
                 downloaded: 0,
-                meter: &mut meter,
                 error: None,
             };
+            let mut reader = Metered { inner: export, meter: &mut meter, cancelled: None };
             let imported = vault.import_database(&mut reader);
-            if let Some(error) = reader.error.take() {
+            if let Some(error) = reader.inner.error.take().or(reader.cancelled.take()) {
                 return Err(error);
             }
             imported?;
-            if reader.total != tree.export_len {
+            if reader.inner.total != tree.export_len {
                 return Err(Error::Integrity("the restored export's length differs from the snapshot's".into()));
             }
-            downloaded += reader.downloaded;
+            downloaded += reader.inner.downloaded;
             marker.write(&staging)?;
-        } else {
-            meter.add(tree.export_len)?;
         }
         let mut media_resumed = 0;
         for entry in &tree.media {
             let id = crate::MediaId(entry.media_id);
-            if !vault.has_media_file(&id) {
-                let name = media_object_name(&keys, &entry.media_id);
-                let mut source = RangedReader::new(transport, &name, entry.file_len, &mut meter);
-                let placed = vault.place_restored_media(&id, &mut source);
-                if let Some(error) = source.error.take() {
-                    return Err(error);
-                }
-                placed?;
-                downloaded += entry.file_len;
-            } else {
+            if vault.has_media_file(&id) {
                 media_resumed += 1;
                 meter.add(entry.file_len)?;
+                continue;
             }
+            let name = media_object_name(&keys, &entry.media_id);
+            let object = RemoteObject::new(transport, &name, entry.file_len);
+            let mut source = Metered { inner: object, meter: &mut meter, cancelled: None };
+            let placed = vault.place_restored_media(&id, &mut source);
+            // An unreachable server or a cancellation keeps the staged vault for resuming; only
+            // bytes that arrived and failed are an integrity error.
+            if let Some(error) = source.inner.take_failure().or(source.cancelled.take()) {
+                return Err(error);
+            }
+            placed?;
+            downloaded += entry.file_len;
         }
         meter.finish()?;
         let report = vault.verify()?;
@@ -319,50 +318,18 @@ fn staging_dir(target: &Path) -> Result<PathBuf> {
     Ok(target.with_file_name(format!(".{name}.restoring")))
 }
 
-/// Reads an object's first `len` bytes through ranged reads of up to 4 MiB (one request each,
-/// however small the caller's buffer), counting them on a meter.
-struct RangedReader<'a, 'm> {
-    transport: &'a dyn Transport,
-    name: &'a str,
-    /// Bytes fetched so far.
-    offset: u64,
-    len: u64,
-    buffer: Vec<u8>,
-    position: usize,
+/// Counts what `inner` yields on a meter; a cancellation is kept in `cancelled`.
+struct Metered<'a, 'm, R> {
+    inner: R,
     meter: &'a mut Meter<'m>,
-    error: Option<Error>,
+    cancelled: Option<Error>,
 }
 
-const RANGE: u64 = 4 << 20;
-
-impl<'a, 'm> RangedReader<'a, 'm> {
-    fn new(transport: &'a dyn Transport, name: &'a str, len: u64, meter: &'a mut Meter<'m>) -> Self {
-        Self { transport, name, offset: 0, len, buffer: Vec::new(), position: 0, meter, error: None }
-    }
-}
-
-impl Read for RangedReader<'_, '_> {
+impl<R: Read> Read for Metered<'_, '_, R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.position == self.buffer.len() {
-            if self.offset >= self.len || out.is_empty() {
-                return Ok(0);
-            }
-            let want = (self.len - self.offset).min(RANGE);
-            self.buffer = self
-                .transport
-                .get_range(self.name, self.offset, want)
-                .map_err(|e| std::io::Error::other(format!("reading a media object: {e}")))?;
-            self.position = 0;
-            if self.buffer.is_empty() || self.buffer.len() as u64 > want {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a media object is truncated"));
-            }
-            self.offset += self.buffer.len() as u64;
-        }
-        let n = (self.buffer.len() - self.position).min(out.len());
-        out[..n].copy_from_slice(&self.buffer[self.position..self.position + n]);
-        self.position += n;
+        let n = self.inner.read(out)?;
         if let Err(error) = self.meter.add(n as u64) {
-            self.error = Some(error);
+            self.cancelled = Some(error);
             return Err(std::io::Error::other("restore cancelled"));
         }
         Ok(n)

@@ -291,13 +291,19 @@ impl Read for RandomBytes {
     }
 }
 
+/// A completed run: its report and the sealed head record it wrote (copied to other guardians).
+pub(crate) struct Written {
+    pub(crate) report: BackupReport,
+    pub(crate) head: Vec<u8>,
+}
+
 /// The backup run behind [`crate::Vault::backup`], over the vault's database and media files.
 pub(crate) fn run(
     conn: &mut rusqlite::Connection,
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
-) -> Result<BackupReport> {
+) -> Result<Written> {
     let started = Instant::now();
     let brk = match crate::store::backup_state::root_key(conn)? {
         Some(key) => key,
@@ -455,7 +461,7 @@ pub(crate) fn run(
     )?;
     report.generation = head.generation;
     report.duration = started.elapsed();
-    Ok(report)
+    Ok(Written { report, head: head_bytes })
 }
 
 /// Receives the export as it is written and chunks it.

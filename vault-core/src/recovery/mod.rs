@@ -124,7 +124,7 @@ pub fn restore_from_guardians(
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
     let recovered = recover::recover(servers, account, password, code, options)?;
-    let data = recovered.reached.iter().find(|r| r.header.holds_data).ok_or_else(|| {
+    let data = recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
         Error::BackupStorage(format!(
             "the server holding the backup data was not reached ({})",
             recovered.report.servers_failed.join("; ")
@@ -135,72 +135,48 @@ pub fn restore_from_guardians(
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
-    let data_token = recovered
-        .reached
-        .iter()
-        .zip(&devices)
-        .find(|(r, _)| r.header.holds_data)
-        .map(|(_, (_, token))| token.clone())
-        .ok_or(Error::Internal("data server token"))?;
-    let transport = data.server.transport(data_token);
-    let key = BackupRootKey(crate::secret::SecretKey::from_bytes(*recovered.key.expose_secret()));
-    let restored = crate::backup::restore(
-        &transport,
-        &key,
-        target,
-        passphrase,
-        RestoreOptions { create, progress, at_least: recovered.newest },
-    );
-    let restore = match restored {
-        Ok(report) => report,
-        Err(e) => {
-            // The device enrolments made for it are withdrawn (best effort).
-            for (r, (device_id, _)) in recovered.reached.iter().zip(&devices) {
-                let _ = r.server.client.revoke_device(&r.session.token, device_id);
-            }
-            return Err(e);
+    // Best effort: the device enrolments made for this restore, withdrawn when unused.
+    let withdraw = || {
+        for (r, (device_id, _)) in recovered.reached.iter().zip(&devices) {
+            let _ = r.server.client.revoke_device(&r.session.token, device_id);
         }
     };
+    let transport = recovered.reached[data].server.transport(devices[data].1.clone());
+    let key = BackupRootKey(crate::secret::SecretKey::from_bytes(*recovered.key.expose_secret()));
+    let options = RestoreOptions { create, progress, at_least: recovered.newest };
+    let restore = crate::backup::restore(&transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
 
-    // Enrol the new vault when every guardian was reached (their order is the share index).
-    let guardians_by_reached: Vec<(u8, String)> =
-        recovered.reached.iter().zip(&devices).map(|(r, (id, _))| (r.header.index, id.clone())).collect();
+    // The new vault is enrolled when every guardian was reached (share indexes 1..=servers, all
+    // distinct within one split); otherwise its tokens would go unused.
+    let enrolled = recovered.reached.len() == usize::from(recovered.policy.servers);
+    if !enrolled {
+        withdraw();
+        return Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled });
+    }
     let mut guardians: Vec<(u8, Guardian)> = recovered
         .reached
         .iter()
         .zip(devices)
         .map(|(r, (device_id, token))| {
-            let share = crate::secret::SecretKey::from_bytes(*r.share.value.expose_secret());
-            (
-                r.header.index,
-                Guardian {
-                    url: r.server.url.clone(),
-                    server_key: r.session.server_public_key.clone(),
-                    device_id,
-                    device_token: zeroize::Zeroizing::new(token.expose().to_owned()),
-                    share: Some(share),
-                },
-            )
+            let guardian = Guardian {
+                url: r.server.url.clone(),
+                server_key: r.session.server_public_key.clone(),
+                device_id,
+                device_token: zeroize::Zeroizing::new(token.expose().to_owned()),
+                share: Some(crate::secret::SecretKey::from_bytes(*r.share.value.expose_secret())),
+            };
+            (r.header.index, guardian)
         })
         .collect();
     guardians.sort_by_key(|(index, _)| *index);
-    let enrolled = guardians.len() == usize::from(recovered.policy.servers)
-        && guardians.iter().enumerate().all(|(i, (index, _))| usize::from(*index) == i + 1);
-    if enrolled {
-        let mut vault = Vault::unlock_with_passphrase(target, passphrase)?;
-        vault.save_enrolment(&Enrolment {
-            account: account.to_owned(),
-            policy: recovered.policy,
-            share_set: recovered.share_set,
-            guardians: guardians.into_iter().map(|(_, g)| g).collect(),
-        })?;
-        vault.record_event(crate::SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
-    } else {
-        // Without every guardian the new vault is not enrolled: its tokens would be unused.
-        for (r, (_, g)) in recovered.reached.iter().zip(&guardians_by_reached) {
-            let _ = r.server.client.revoke_device(&r.session.token, g);
-        }
-    }
+    let mut vault = Vault::unlock_with_passphrase(target, passphrase)?;
+    vault.save_enrolment(&Enrolment {
+        account: account.to_owned(),
+        policy: recovered.policy,
+        share_set: recovered.share_set,
+        guardians: guardians.into_iter().map(|(_, g)| g).collect(),
+    })?;
+    vault.record_event(crate::SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
     Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled })
 }
 

@@ -18,13 +18,13 @@ impl Vault {
     /// vault's Backup Root Key. Refuses storage whose history is older than, or diverges from,
     /// what this vault last wrote.
     pub fn backup(&mut self, transport: &dyn Transport) -> Result<BackupReport> {
-        crate::backup::run::run(&mut self.store.conn, &self.media, transport, None)
+        crate::backup::run::run(&mut self.store.conn, &self.media, transport, None).map(|w| w.report)
     }
 
     /// [`Vault::backup`], telling `progress` how many bytes (export and media) it has processed;
     /// a cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
     pub fn backup_with_progress(&mut self, transport: &dyn Transport, progress: &dyn Progress) -> Result<BackupReport> {
-        crate::backup::run::run(&mut self.store.conn, &self.media, transport, Some(progress))
+        crate::backup::run::run(&mut self.store.conn, &self.media, transport, Some(progress)).map(|w| w.report)
     }
 
     /// The snapshots the backup at `transport` retains, oldest first.

@@ -127,25 +127,13 @@ impl Vault {
             .iter()
             .map(|g| Ok(Server::connect(&g.url, options)?.transport(BearerToken::new(g.device_token.to_string()))))
             .collect::<Result<Vec<_>>>()?;
-        let backup = crate::backup::run::run(&mut self.store.conn, &self.media, &transports[0], progress)?;
-        let (head, _) = transports[0]
-            .get_head()
-            .map_err(|e| Error::BackupStorage(format!("reading the new head record: {e}")))?
-            .ok_or_else(|| Error::Integrity("the data server lost the head record just written".into()))?;
+        let written = crate::backup::run::run(&mut self.store.conn, &self.media, &transports[0], progress)?;
         let key = crate::store::backup_state::root_key(&self.store.conn)?.ok_or(Error::Internal("no backup key"))?;
         let keys = BackupKeys::derive(&key);
-        // Only the head this run wrote is copied: a data server answering with another one
-        // (older, or of another history) must not move the guardians' copies.
-        let written = Head::open(&keys, &head)?;
-        let local = crate::store::backup_state::position(&self.store.conn)?;
-        if written.generation != backup.generation || Some(written.manifest_hash) != local.1 {
-            return Err(Error::Integrity(
-                "the data server answered with another head record than the one just written".into(),
-            ));
-        }
+        let backup = written.report;
         let mut head_copies_failed = Vec::new();
         for (guardian, transport) in enrolment.guardians.iter().zip(&transports).skip(1) {
-            if let Err(message) = copy_head(transport, &keys, &head, backup.generation) {
+            if let Err(message) = copy_head(transport, &keys, &written.head, backup.generation) {
                 head_copies_failed.push(format!("{}: {message}", guardian.url));
             }
         }
