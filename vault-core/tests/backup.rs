@@ -520,3 +520,60 @@ fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
     assert!(!marker.exists());
     assert_same_content(&vault, &Vault::unlock_with_passphrase(&target, &passphrase).unwrap());
 }
+
+/// A backup directory whose head-record updates fail while `failing` is set.
+struct HeadUnreachable {
+    inner: DirTransport,
+    failing: std::cell::Cell<bool>,
+}
+
+impl Transport for HeadUnreachable {
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), backup::TransportError> {
+        self.inner.put(name, bytes)
+    }
+    fn put_reader(&self, name: &str, len: u64, r: Box<dyn std::io::Read + Send>) -> Result<(), backup::TransportError> {
+        self.inner.put_reader(name, len, r)
+    }
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, backup::TransportError> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, backup::TransportError> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self) -> Result<Vec<(String, u64)>, backup::TransportError> {
+        self.inner.list()
+    }
+    fn delete(&self, name: &str) -> Result<(), backup::TransportError> {
+        self.inner.delete(name)
+    }
+    fn get_head(&self) -> Result<Option<(Vec<u8>, String)>, backup::TransportError> {
+        self.inner.get_head()
+    }
+    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), backup::TransportError> {
+        if self.failing.get() {
+            return Err(backup::TransportError::Failed("connection reset".into()));
+        }
+        self.inner.put_head(bytes, expected)
+    }
+}
+
+#[test]
+fn a_run_interrupted_between_manifest_and_head_is_published_by_the_next() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault = filled_vault(&work.path().join("phone"), 100);
+    let transport = HeadUnreachable { inner: DirTransport::new(&storage).unwrap(), failing: false.into() };
+    assert_eq!(vault.backup(&transport).unwrap().generation, 1);
+    vault.add_message(&NewMessage::new("chat-1", "bo", "between the manifest and the head")).unwrap();
+    transport.failing.set(true);
+    assert!(matches!(vault.backup(&transport), Err(Error::BackupStorage(_))));
+    assert!(transport.get("manifest-0000000000000002").unwrap().is_some(), "the manifest was written");
+    transport.failing.set(false);
+    // The next run publishes generation 2 and writes generation 3 above it.
+    assert_eq!(vault.backup(&transport).unwrap().generation, 3);
+    assert_eq!(vault.backup_list(&transport).unwrap().len(), 3);
+    assert!(vault.backup_verify(&transport, 1.0).unwrap().problems.is_empty());
+    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let restored = restore_to(&storage, &key, &work.path().join("new-phone")).unwrap();
+    assert_eq!(restored.generation, 3);
+}

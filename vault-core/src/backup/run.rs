@@ -50,6 +50,7 @@ pub(crate) fn transport_error(what: &str) -> impl Fn(TransportError) -> Error + 
     move |e| match e {
         TransportError::Conflict | TransportError::Exists => Error::BackupConflict,
         TransportError::NotFound => Error::Integrity(format!("{what}: an object the backup names is missing")),
+        TransportError::OutOfRange => Error::Integrity(format!("{what}: an object is shorter than the backup says")),
         TransportError::Unauthorized(message) => Error::BackupAuthentication(message),
         TransportError::Failed(message) => Error::BackupStorage(format!("{what}: {message}")),
     }
@@ -304,6 +305,44 @@ pub(crate) fn run(
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
 ) -> Result<Written> {
+    // A run interrupted between its manifest and its head record leaves that manifest unpublished
+    // under the next generation's name: it is published, and the run starts again above it.
+    for _ in 0..2 {
+        if let Some(written) = run_once(conn, media_files, transport, progress)? {
+            return Ok(written);
+        }
+    }
+    Err(Error::BackupConflict)
+}
+
+/// Publishes `manifest-<generation>` left by an interrupted run (of this or another device of the
+/// account) when it authenticates and continues the current head; otherwise the name is taken by
+/// something else and the run fails.
+fn publish_unfinished(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    previous: Option<&Current>,
+    generation: u64,
+) -> Result<()> {
+    let name = manifest_name(generation);
+    let sealed = fetch_named(transport, &name, "manifest")?;
+    let found = Manifest::open(keys, generation, &sealed)?;
+    if found.previous != previous.map_or([0; 32], |c| c.head.manifest_hash) {
+        return Err(Error::Integrity(format!("backup {name} exists but does not continue the current head")));
+    }
+    let head = Head { generation, manifest_hash: manifest_hash(&sealed) };
+    transport
+        .put_head(&head.seal(keys), previous.map(|c| c.version.as_str()))
+        .map_err(transport_error("publishing an interrupted run's manifest"))
+}
+
+/// One attempt of [`run`]; `None` when it published an interrupted run's manifest instead.
+fn run_once(
+    conn: &mut rusqlite::Connection,
+    media_files: &crate::media::MediaFiles,
+    transport: &dyn Transport,
+    progress: Option<&dyn Progress>,
+) -> Result<Option<Written>> {
     let started = Instant::now();
     let brk = match crate::store::backup_state::root_key(conn)? {
         Some(key) => key,
@@ -444,7 +483,14 @@ pub(crate) fn run(
     });
     let sealed = manifest.seal(&keys)?;
     crate::failpoint::hit("backup:before-manifest");
-    transport.put(&manifest_name(manifest.generation), &sealed).map_err(transport_error("writing the manifest"))?;
+    match transport.put(&manifest_name(manifest.generation), &sealed) {
+        Ok(()) => {}
+        Err(TransportError::Exists) => {
+            publish_unfinished(transport, &keys, previous.as_ref(), manifest.generation)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(transport_error("writing the manifest")(e)),
+    }
     let head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed) };
     let head_bytes = head.seal(&keys);
     transport
@@ -461,7 +507,7 @@ pub(crate) fn run(
     )?;
     report.generation = head.generation;
     report.duration = started.elapsed();
-    Ok(Written { report, head: head_bytes })
+    Ok(Some(Written { report, head: head_bytes }))
 }
 
 /// Receives the export as it is written and chunks it.

@@ -28,6 +28,7 @@ fn failed(what: &str) -> impl Fn(ClientError) -> TransportError + '_ {
         Some(ErrorCode::ObjectExists) => TransportError::Exists,
         Some(ErrorCode::PreconditionFailed) => TransportError::Conflict,
         Some(ErrorCode::NotFound) => TransportError::NotFound,
+        Some(ErrorCode::RangeNotSatisfiable) => TransportError::OutOfRange,
         Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => TransportError::Unauthorized(format!(
             "{what}: the server refused this device's token (revoked, or the account was set up again): \
              set up recovery on this device again"

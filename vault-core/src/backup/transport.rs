@@ -19,6 +19,9 @@ pub enum TransportError {
     /// `get_range` of an object that does not exist.
     #[error("the object does not exist")]
     NotFound,
+    /// `get_range` beyond the end of the object: it is shorter than the backup says.
+    #[error("the object is shorter than the range read")]
+    OutOfRange,
     /// The storage refused this device's credentials (a revoked or unknown device token).
     #[error("{0}")]
     Unauthorized(String),
