@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOptions};
-use vault_core::{CreateOptions, KdfParams, Passphrase};
+use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup};
+use vault_core::{CreateOptions, GuardianRestore, KdfParams, Passphrase};
+use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
     BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
@@ -16,11 +17,29 @@ use crate::progress::{Adapter, CancelToken, ProgressListener};
 use crate::vault::Vault;
 use crate::wrapper::{ForeignWrapper, PlatformKeyWrapper};
 
-/// Backups and recovery of one open vault.
+/// Backups and recovery of one open vault. Every call works on connections of its own: a
+/// running backup, setup or verification never blocks the vault's other calls.
 #[derive(uniffi::Object)]
 pub struct Backup {
     vault: Arc<Vault>,
-    options: ServerOptions,
+    network: HttpNetwork,
+}
+
+impl Backup {
+    /// The vault's recovery handle; the vault is held only while it is made.
+    fn recovery(&self) -> Result<vault_core::Recovery, vault_core::Error> {
+        self.vault.with_core(|v| v.recovery())
+    }
+
+    /// The backup storage at the data guardian.
+    fn data_transport(
+        &self,
+        recovery: &vault_core::Recovery,
+    ) -> Result<Box<dyn vault_core::backup::Transport + Send + Sync>, vault_core::Error> {
+        recovery
+            .data_transport(&self.network)?
+            .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into()))
+    }
 }
 
 #[uniffi::export]
@@ -28,7 +47,7 @@ impl Backup {
     /// Backups of `vault`, reaching the servers as `config` says (`None`: the defaults).
     #[uniffi::constructor]
     pub fn new(vault: Arc<Vault>, config: Option<ServerConfig>) -> Arc<Self> {
-        Arc::new(Self { vault, options: ServerConfig::options(config) })
+        Arc::new(Self { vault, network: ServerConfig::network(config) })
     }
 
     /// Sets up recovery with `servers` (the first also holds the data): registers `account`,
@@ -49,7 +68,8 @@ impl Backup {
             let policy = RecoveryPolicy::new(servers.len(), threshold, recovery_code, allow_single_provider)?;
             let setup = RecoverySetup { servers: &servers, account: &account, policy, device_name: &device_name };
             let password = Passphrase::new(password);
-            self.vault.with(|v| v.recovery_setup(&setup, &password, &self.options)).map(Into::into)
+            let result = self.recovery().and_then(|mut r| r.setup(&self.network, &setup, &password));
+            result.map(Into::into).map_err(Into::into)
         })
         .await
     }
@@ -62,7 +82,8 @@ impl Backup {
     ) -> Result<BackupResult, VaultError> {
         blocking::run(move || {
             let progress = Adapter { listener, cancel };
-            self.vault.with(|v| v.backup_to_guardians(Some(&progress), &self.options)).map(Into::into)
+            let result = self.recovery().and_then(|mut r| r.backup(&self.network, Some(&progress)));
+            result.map(Into::into).map_err(Into::into)
         })
         .await
     }
@@ -70,11 +91,12 @@ impl Backup {
     /// The snapshots the backup on the servers keeps, oldest first.
     pub async fn snapshots(self: Arc<Self>) -> Result<Vec<Snapshot>, VaultError> {
         blocking::run(move || {
-            self.vault
-                .with(|v| {
-                    let transport = guardian_transport(v, &self.options)?;
-                    v.backup_list(&transport)
-                })
+            let listed = self.recovery().and_then(|mut r| {
+                let transport = self.data_transport(&r)?;
+                r.backups().list(&*transport)
+            });
+            listed
+                .map_err(VaultError::from)
                 .map(|list| {
                     list.into_iter()
                         .map(|s| Snapshot {
@@ -93,10 +115,11 @@ impl Backup {
     /// full. Returns the problems found (empty: all good).
     pub async fn verify(self: Arc<Self>, read_fraction: f64) -> Result<Vec<String>, VaultError> {
         blocking::run(move || {
-            self.vault.with(|v| {
-                let transport = guardian_transport(v, &self.options)?;
-                v.backup_verify(&transport, read_fraction).map(|check| check.problems)
-            })
+            let checked = self.recovery().and_then(|mut r| {
+                let transport = self.data_transport(&r)?;
+                r.backups().verify(&*transport, read_fraction)
+            });
+            checked.map(|check| check.problems).map_err(Into::into)
         })
         .await
     }
@@ -104,24 +127,25 @@ impl Backup {
     /// Keeps the newest `keep` snapshots; returns the bytes freed.
     pub async fn prune(self: Arc<Self>, keep: u32) -> Result<u64, VaultError> {
         blocking::run(move || {
-            self.vault.with(|v| {
-                let transport = guardian_transport(v, &self.options)?;
-                v.backup_prune(&transport, keep as usize).map(|r| r.bytes_freed)
-            })
+            let pruned = self.recovery().and_then(|mut r| {
+                let transport = self.data_transport(&r)?;
+                r.backups().prune(&*transport, keep as usize)
+            });
+            pruned.map(|r| r.bytes_freed).map_err(Into::into)
         })
         .await
     }
 
     /// The recovery enrolment (policy, servers, safety number), if set up.
     pub fn recovery_info(&self) -> Result<Option<RecoveryInfo>, VaultError> {
-        self.vault.with(|v| v.recovery_status()).map(|s| s.map(Into::into))
+        self.recovery().and_then(|r| r.status()).map(|s| s.map(Into::into)).map_err(Into::into)
     }
 
     /// Changes the backup password on every guardian; the recovery code stays valid.
     pub async fn change_password(self: Arc<Self>, old: String, new: String) -> Result<(), VaultError> {
         blocking::run(move || {
             let (old, new) = (Passphrase::new(old), Passphrase::new(new));
-            self.vault.with(|v| v.recovery_change_password(&old, &new, &self.options))
+            self.recovery().and_then(|mut r| r.change_password(&self.network, &old, &new)).map_err(Into::into)
         })
         .await
     }
@@ -130,9 +154,10 @@ impl Backup {
     pub async fn refresh_shares(self: Arc<Self>, password: String) -> Result<Option<String>, VaultError> {
         blocking::run(move || {
             let password = Passphrase::new(password);
-            self.vault
-                .with(|v| v.recovery_refresh_shares(&password, &self.options))
+            self.recovery()
+                .and_then(|mut r| r.refresh_shares(&self.network, &password))
                 .map(|code| code.map(|c| c.expose_secret().to_owned()))
+                .map_err(Into::into)
         })
         .await
     }
@@ -140,7 +165,8 @@ impl Backup {
     /// The devices enrolled at every guardian.
     pub async fn devices(self: Arc<Self>) -> Result<Vec<GuardianDevice>, VaultError> {
         blocking::run(move || {
-            self.vault.with(|v| v.recovery_devices(&self.options)).map(|lists| {
+            let lists = self.recovery().and_then(|r| r.devices(&self.network)).map_err(VaultError::from);
+            lists.map(|lists| {
                 lists
                     .into_iter()
                     .flat_map(|l| {
@@ -150,7 +176,7 @@ impl Backup {
                             this_device: d.id == this,
                             id: d.id,
                             name: d.name,
-                            enrolled_at_secs: d.created_at,
+                            enrolled_at_secs: d.enrolled_at_secs,
                         })
                     })
                     .collect()
@@ -163,9 +189,10 @@ impl Backup {
     pub async fn revoke_device(self: Arc<Self>, password: String, device: String) -> Result<u32, VaultError> {
         blocking::run(move || {
             let password = Passphrase::new(password);
-            self.vault
-                .with(|v| v.recovery_revoke_device(&password, &device, &self.options))
+            self.recovery()
+                .and_then(|mut r| r.revoke_device(&self.network, &password, &device))
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .map_err(Into::into)
         })
         .await
     }
@@ -176,7 +203,7 @@ impl Backup {
 pub struct Recovery {
     servers: Vec<String>,
     account: String,
-    options: ServerOptions,
+    network: HttpNetwork,
 }
 
 #[uniffi::export]
@@ -184,7 +211,7 @@ impl Recovery {
     /// Recovery of `account` through `servers`, reached as `config` says (`None`: the defaults).
     #[uniffi::constructor]
     pub fn new(servers: Vec<String>, account: String, config: Option<ServerConfig>) -> Arc<Self> {
-        Arc::new(Self { servers, account, options: ServerConfig::options(config) })
+        Arc::new(Self { servers, account, network: ServerConfig::network(config) })
     }
 
     /// Recovers and checks the backup key only (nothing is restored).
@@ -196,7 +223,7 @@ impl Recovery {
         blocking::run(move || {
             let code = recovery_code.map(RecoveryCode::new);
             let password = Passphrase::new(password);
-            vault_core::recovery::recover_key(&self.servers, &self.account, &password, code.as_ref(), &self.options)
+            vault_core::recover_key(&self.network, &self.servers, &self.account, &password, code.as_ref())
                 .map(|(_, report)| report.into())
                 .map_err(Into::into)
         })
@@ -226,29 +253,24 @@ impl Recovery {
                 wrapper: foreign.as_ref().map(|w| w as &dyn vault_core::KeyWrapper),
             };
             let progress = Adapter { listener, cancel };
-            vault_core::recovery::restore_from_guardians(
+            let request = GuardianRestore {
+                servers: &self.servers,
+                account: &self.account,
+                password: &password,
+                code: code.as_ref(),
+                device_name: &device_name,
+            };
+            vault_core::restore_from_guardians(
+                &self.network,
+                &request,
                 &PathBuf::from(dir),
-                &self.servers,
-                &self.account,
-                &password,
-                code.as_ref(),
                 &passphrase,
                 create,
                 Some(&progress),
-                &device_name,
-                &self.options,
             )
             .map(Into::into)
             .map_err(Into::into)
         })
         .await
     }
-}
-
-fn guardian_transport(
-    v: &vault_core::Vault,
-    options: &ServerOptions,
-) -> Result<vault_core::backup::ServerTransport, vault_core::Error> {
-    v.guardian_transport(options)?
-        .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into()))
 }

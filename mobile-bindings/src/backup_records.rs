@@ -15,17 +15,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The vault-core options `config` (or the defaults) stands for.
-    pub(crate) fn options(config: Option<ServerConfig>) -> vault_core::recovery::ServerOptions {
+    /// The network `config` (or the defaults) stands for.
+    pub(crate) fn network(config: Option<ServerConfig>) -> vault_core_net::HttpNetwork {
         let config = config.unwrap_or_default();
-        vault_core::recovery::ServerOptions {
-            client: vault_core::recovery::ClientOptions {
-                root_certificates: config.root_certificates_der,
-                allow_insecure_http: false,
-                timeout: config.timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))),
-            },
-            ksf: None,
-        }
+        vault_core_net::HttpNetwork::new(vault_core_net::ClientOptions {
+            root_certificates: config.root_certificates_der,
+            allow_insecure_http: false,
+            timeout: config.timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))),
+        })
     }
 }
 

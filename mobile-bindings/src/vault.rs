@@ -25,6 +25,16 @@ impl Vault {
         Arc::new(Self { inner: Mutex::new(Some(vault)) })
     }
 
+    /// Runs `f` on the open vault, keeping vault-core's error.
+    pub(crate) fn with_core<T>(
+        &self,
+        f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>,
+    ) -> Result<T, vault_core::Error> {
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let vault = guard.as_mut().ok_or_else(|| vault_core::Error::InvalidInput("the vault is locked".into()))?;
+        f(vault)
+    }
+
     /// Runs `f` on the open vault.
     pub(crate) fn with<T>(
         &self,
@@ -130,10 +140,10 @@ impl Vault {
     ) -> Result<String, VaultError> {
         blocking::run(move || {
             let progress = Adapter { listener, cancel };
-            self.with(|v| {
-                let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
-                v.import_media_file_with_progress(&PathBuf::from(path), place, &progress).map(|id| id.to_string())
-            })
+            let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
+            // The vault is held only while the transfer handle is made: the import runs beside it.
+            let mut transfers = self.with(|v| v.media_transfers())?;
+            Ok(transfers.import_file(&PathBuf::from(path), place, Some(&progress))?.to_string())
         })
         .await
     }
@@ -141,10 +151,9 @@ impl Vault {
     /// Starts a chunked import: `write` chunks to the returned object, then `finish`.
     pub fn begin_media_import(self: Arc<Self>, conversation: Option<String>, message: Option<i64>) -> Arc<MediaImport> {
         Arc::new(MediaImport::start(move |reader| {
-            self.with(|v| {
-                let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
-                v.import_media(reader, place).map(|id| id.to_string())
-            })
+            let mut transfers = self.with(|v| v.media_transfers())?;
+            let place = Place { conversation: conversation.as_deref(), message: message.map(MessageId) };
+            Ok(transfers.import(reader, place, None)?.to_string())
         }))
     }
 
@@ -161,9 +170,8 @@ impl Vault {
     ) -> Result<u64, VaultError> {
         blocking::run(move || {
             let progress = Adapter { listener, cancel };
-            self.with(|v| {
-                v.export_media_with_progress(&media_id(&id)?, &PathBuf::from(path), offset, length, &progress)
-            })
+            let transfers = self.with(|v| v.media_transfers())?;
+            Ok(transfers.export(&media_id(&id)?, &PathBuf::from(path), offset, length, Some(&progress))?)
         })
         .await
     }

@@ -82,8 +82,8 @@ fn assert_same_content(a: &Vault, b: &Vault) {
 
 fn restore_to(storage: &Path, key: &backup::BackupRootKey, target: &Path) -> Result<backup::RestoreReport, Error> {
     let transport = DirTransport::new(storage).unwrap();
-    let options = backup::RestoreOptions { create: options(), ..Default::default() };
-    backup::restore(&transport, key, target, &Passphrase::new("new device".into()), options)
+    let options = vault_core::RestoreOptions { create: options(), ..Default::default() };
+    vault_core::restore_backup(&transport, key, target, &Passphrase::new("new device".into()), options)
 }
 
 /// Records every report and cancels once `stop_after` bytes are done.
@@ -103,29 +103,29 @@ impl vault_core::Progress for Recorder {
 fn an_interrupted_restore_resumes_without_fetching_written_media_again() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 500);
-    vault.backup(&DirTransport::new(&storage).unwrap()).unwrap();
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let vault = filled_vault(&work.path().join("phone"), 500);
+    vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("new-phone");
     let passphrase = Passphrase::new("new device".into());
 
     // Cancelled once the export and the small media items are in (the 3 MiB item is last).
     let cancel = Recorder { stop_after: 1, seen: Default::default() };
     let transport = DirTransport::new(&storage).unwrap();
-    let opts = backup::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
-    let first = backup::restore(&transport, &key, &target, &passphrase, opts);
+    let opts = vault_core::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
+    let first = vault_core::restore_backup(&transport, &key, &target, &passphrase, opts);
     assert!(matches!(first, Err(Error::Cancelled)), "{first:?}");
     assert!(!target.exists(), "an interrupted restore leaves nothing at the target");
 
     let cancel = Recorder { stop_after: 2 << 20, seen: Default::default() };
-    let opts = backup::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
-    let second = backup::restore(&transport, &key, &target, &passphrase, opts);
+    let opts = vault_core::RestoreOptions { create: options(), progress: Some(&cancel), at_least: None };
+    let second = vault_core::restore_backup(&transport, &key, &target, &passphrase, opts);
     assert!(matches!(second, Err(Error::Cancelled)), "{second:?}");
     assert!(!target.exists());
 
     let watch = Recorder { stop_after: u64::MAX, seen: Default::default() };
-    let opts = backup::RestoreOptions { create: options(), progress: Some(&watch), at_least: None };
-    let report = backup::restore(&transport, &key, &target, &passphrase, opts).unwrap();
+    let opts = vault_core::RestoreOptions { create: options(), progress: Some(&watch), at_least: None };
+    let report = vault_core::restore_backup(&transport, &key, &target, &passphrase, opts).unwrap();
     assert!(report.media_resumed >= 1, "media written before the interruption are kept: {report:?}");
     assert!(report.media_resumed < MEDIA_SIZES.len() as u64);
     let seen = watch.seen.lock().unwrap();
@@ -142,12 +142,12 @@ fn an_interrupted_restore_resumes_without_fetching_written_media_again() {
 fn a_cancelled_backup_is_resumed_by_the_next_run() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 500);
+    let vault = filled_vault(&work.path().join("phone"), 500);
     let transport = DirTransport::new(&storage).unwrap();
     let cancel = Recorder { stop_after: 70_000, seen: Default::default() };
-    assert!(matches!(vault.backup_with_progress(&transport, &cancel), Err(Error::Cancelled)));
+    assert!(matches!(vault.backups().unwrap().run(&transport, Some(&cancel)), Err(Error::Cancelled)));
     assert!(transport.get_head().unwrap().is_none(), "a cancelled run publishes nothing");
-    let report = vault.backup(&transport).unwrap();
+    let report = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(report.generation, 1);
     assert!(report.media_reused >= 1, "media uploaded before the cancellation are reused: {report:?}");
 }
@@ -156,12 +156,12 @@ fn a_cancelled_backup_is_resumed_by_the_next_run() {
 fn round_trip_restores_every_message_secret_and_media_item() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 3000);
+    let vault = filled_vault(&work.path().join("phone"), 3000);
     let transport = DirTransport::new(&storage).unwrap();
-    let first = vault.backup(&transport).unwrap();
+    let first = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(first.generation, 1);
     assert_eq!(first.media_uploaded, MEDIA_SIZES.len() as u64);
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
 
     let target = work.path().join("new-phone");
     let report = restore_to(&storage, &key, &target).unwrap();
@@ -181,9 +181,9 @@ fn incremental_backups_upload_only_what_changed() {
     let storage = work.path().join("backup");
     let mut vault = filled_vault(&work.path().join("phone"), 20_000);
     let transport = DirTransport::new(&storage).unwrap();
-    let full = vault.backup(&transport).unwrap();
+    let full = vault.backups().unwrap().run(&transport, None).unwrap();
 
-    let unchanged = vault.backup(&transport).unwrap();
+    let unchanged = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(unchanged.generation, 2);
     assert_eq!(unchanged.media_uploaded, 0);
     assert!(unchanged.uploaded_bytes <= 64 << 10, "a backup with no change uploaded {}", unchanged.uploaded_bytes);
@@ -191,7 +191,7 @@ fn incremental_backups_upload_only_what_changed() {
     let appended: Vec<NewMessage> =
         (0..200).map(|i| NewMessage::new("chat-3", "bob", format!("appended {i} with a tail of text"))).collect();
     vault.add_messages(&appended).unwrap();
-    let after_append = vault.backup(&transport).unwrap();
+    let after_append = vault.backups().unwrap().run(&transport, None).unwrap();
     let limit = full.export_bytes * 3 / 100;
     assert!(
         after_append.uploaded_bytes <= limit,
@@ -209,7 +209,7 @@ fn incremental_backups_upload_only_what_changed() {
         x ^= x << 17;
         vault.set_message_status(ids[(x % ids.len() as u64) as usize], vault_core::MessageStatus::Read).unwrap();
     }
-    let after_edits = vault.backup(&transport).unwrap();
+    let after_edits = vault.backups().unwrap().run(&transport, None).unwrap();
     // The target is 10 % of the export; with rows this short (about 120 bytes) every edit costs at
     // least one ~1 KiB chunk plus its share of the tree and index; measured figures are 17-25 %
     // (docs/benchmarks.md). This bound guards against regressions; the 10 % target is not met.
@@ -222,7 +222,7 @@ fn incremental_backups_upload_only_what_changed() {
 
     let photo = media_bytes(1 << 20, 99);
     vault.import_media(&mut &photo[..], MediaImport { conversation: None, message: None }).unwrap();
-    let after_media = vault.backup(&transport).unwrap();
+    let after_media = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(after_media.media_uploaded, 1);
     let padded = backup::padme_len(photo.len() as u64 + 46 + 16 * 16);
     assert!(
@@ -237,7 +237,7 @@ fn incremental_backups_upload_only_what_changed() {
     print_report("one media file", &after_media);
 
     let target = work.path().join("restored");
-    restore_to(&storage, &vault.dangerous_export_backup_key().unwrap().unwrap(), &target).unwrap();
+    restore_to(&storage, &vault.backups().unwrap().dangerous_export_key().unwrap().unwrap(), &target).unwrap();
     let restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
     assert_same_content(&vault, &restored);
 }
@@ -253,10 +253,10 @@ fn print_report(label: &str, r: &BackupReport) {
 fn every_tampered_swapped_or_missing_object_fails_the_restore_cleanly() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 500);
+    let vault = filled_vault(&work.path().join("phone"), 500);
     let transport = DirTransport::new(&storage).unwrap();
-    vault.backup(&transport).unwrap();
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let objects = transport.list().unwrap();
     let kinds: std::collections::BTreeSet<&str> = objects.iter().map(|(n, _)| n.split('-').next().unwrap()).collect();
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["index", "manifest", "media", "pack"]);
@@ -331,28 +331,28 @@ fn a_rolled_back_or_forked_history_is_refused() {
     let storage = work.path().join("backup");
     let mut vault = filled_vault(&work.path().join("phone"), 50);
     let transport = DirTransport::new(&storage).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
     let head_v1 = std::fs::read(storage.join("head")).unwrap();
     vault.add_message(&NewMessage::new("chat-1", "a", "second")).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
     // The storage serves the older head (it hides generation 2).
     let head_v2 = std::fs::read(storage.join("head")).unwrap();
     std::fs::write(storage.join("head"), &head_v1).unwrap();
-    let result = vault.backup(&transport);
+    let result = vault.backups().unwrap().run(&transport, None);
     assert!(matches!(&result, Err(Error::Integrity(m)) if m.contains("rolled back")), "{result:?}");
     // The storage loses everything.
     std::fs::remove_file(storage.join("head")).unwrap();
-    assert!(matches!(vault.backup(&transport), Err(Error::Integrity(_))));
+    assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::Integrity(_))));
     std::fs::write(storage.join("head"), &head_v2).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
 }
 
 #[test]
 fn nothing_stored_contains_plaintext() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 1000);
-    vault.backup(&DirTransport::new(&storage).unwrap()).unwrap();
+    let vault = filled_vault(&work.path().join("phone"), 1000);
+    vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
     let needles: [&[u8]; 4] = [CANARY.as_bytes(), MEDIA_CANARY, b"SECRET-CANARY", b"sender-1"];
     let mut scanned = 0;
     for entry in walk(&storage) {
@@ -389,39 +389,39 @@ fn list_verify_and_prune_keep_every_kept_snapshot_whole() {
     let storage = work.path().join("backup");
     let mut vault = filled_vault(&work.path().join("phone"), 3000);
     let transport = DirTransport::new(&storage).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
     // Delete most messages and one media item, then back up twice more.
     for id in vault.messages("chat-0", 10_000).unwrap().iter().chain(vault.messages("chat-2", 10_000).unwrap().iter()) {
         vault.delete_message(id.id).unwrap();
     }
     let dropped = vault.media().unwrap().into_iter().find(|m| m.length == (3 << 20)).unwrap();
     vault.delete_media(&dropped.id).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
     vault.add_message(&NewMessage::new("chat-5", "carol", "after the deletions")).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
 
-    let listed = vault.backup_list(&transport).unwrap();
+    let listed = vault.backups().unwrap().list(&transport).unwrap();
     assert_eq!(listed.iter().map(|s| s.generation).collect::<Vec<_>>(), [1, 2, 3]);
-    let check = vault.backup_verify(&transport, 1.0).unwrap();
+    let check = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     assert_eq!((check.snapshots, check.manifests_checked), (3, 3));
     assert!(check.chunks_authenticated > 0 && check.packs_read > 0);
 
     let before: u64 = transport.list().unwrap().iter().map(|(_, s)| s).sum();
-    let pruned = vault.backup_prune(&transport, 2).unwrap();
+    let pruned = vault.backups().unwrap().prune(&transport, 2).unwrap();
     let after: u64 = transport.list().unwrap().iter().map(|(_, s)| s).sum();
     assert_eq!(pruned.snapshots_removed, 1);
     assert_eq!(pruned.media_deleted, 1, "the 3 MiB item only the dropped snapshot had");
     assert!(after < before, "prune freed space ({before} -> {after})");
     eprintln!("prune: {pruned:?}, stored {before} -> {after} bytes");
-    assert_eq!(vault.backup_list(&transport).unwrap().iter().map(|s| s.generation).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(vault.backups().unwrap().list(&transport).unwrap().iter().map(|s| s.generation).collect::<Vec<_>>(), [2, 3]);
     // Every kept snapshot is still whole: trees, index, every chunk of every pack, media.
-    let check = vault.backup_verify(&transport, 1.0).unwrap();
+    let check = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     assert_eq!(check.snapshots, 2);
     // Backups continue after a prune, and the newest restores exactly.
-    vault.backup(&transport).unwrap();
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("restored");
     restore_to(&storage, &key, &target).unwrap();
     let restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
@@ -432,9 +432,9 @@ fn list_verify_and_prune_keep_every_kept_snapshot_whole() {
 fn verify_reports_damage_by_object() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 300);
+    let vault = filled_vault(&work.path().join("phone"), 300);
     let transport = DirTransport::new(&storage).unwrap();
-    vault.backup(&transport).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
     let objects = transport.list().unwrap();
     let pack = objects.iter().find(|(n, _)| n.starts_with("pack-")).unwrap().0.clone();
     let media = objects.iter().find(|(n, s)| n.starts_with("media-") && *s > 100_000).unwrap().0.clone();
@@ -443,11 +443,11 @@ fn verify_reports_damage_by_object() {
     bytes[20] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     std::fs::remove_file(storage.join("objects").join(&media)).unwrap();
-    let check = vault.backup_verify(&transport, 1.0).unwrap();
+    let check = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
     assert!(check.problems.iter().any(|p| p.contains(&pack)), "{:?}", check.problems);
     assert!(check.problems.iter().any(|p| p.contains(&media) && p.contains("missing")), "{:?}", check.problems);
     // Without reading data, the damaged pack goes unnoticed but the missing media item does not.
-    let quick = vault.backup_verify(&transport, 0.0).unwrap();
+    let quick = vault.backups().unwrap().verify(&transport, 0.0).unwrap();
     assert!(!quick.problems.iter().any(|p| p.contains(&pack)));
     assert!(quick.problems.iter().any(|p| p.contains(&media)));
     assert_eq!(quick.media_authenticated, 0);
@@ -459,11 +459,11 @@ fn verify_reports_damage_by_object() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[40_000] ^= 0x08;
     std::fs::write(&path, &bytes).unwrap();
-    let full = vault.backup_verify(&transport, 1.0).unwrap();
+    let full = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
     assert!(full.problems.iter().any(|p| p.contains(&other) && p.contains("authentication")), "{:?}", full.problems);
     assert!(full.media_authenticated >= 3, "the intact media objects were read: {full:?}");
-    assert!(!vault.backup_verify(&transport, 0.0).unwrap().problems.iter().any(|p| p.contains(&other)));
-    assert!(matches!(vault.backup_verify(&transport, f64::NAN), Err(Error::InvalidInput(_))));
+    assert!(!vault.backups().unwrap().verify(&transport, 0.0).unwrap().problems.iter().any(|p| p.contains(&other)));
+    assert!(matches!(vault.backups().unwrap().verify(&transport, f64::NAN), Err(Error::InvalidInput(_))));
 }
 
 /// A backup directory whose media reads fail as an unreachable server's would.
@@ -503,14 +503,14 @@ impl Transport for MediaUnreachable {
 fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let mut vault = filled_vault(&work.path().join("phone"), 200);
-    vault.backup(&DirTransport::new(&storage).unwrap()).unwrap();
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    let vault = filled_vault(&work.path().join("phone"), 200);
+    vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("new-phone");
     let passphrase = Passphrase::new("new device".into());
     let flaky = MediaUnreachable(DirTransport::new(&storage).unwrap());
-    let opts = backup::RestoreOptions { create: options(), ..Default::default() };
-    let cut = backup::restore(&flaky, &key, &target, &passphrase, opts);
+    let opts = vault_core::RestoreOptions { create: options(), ..Default::default() };
+    let cut = vault_core::restore_backup(&flaky, &key, &target, &passphrase, opts);
     assert!(matches!(cut, Err(Error::BackupStorage(_))), "a network failure is not damage: {cut:?}");
     assert!(!target.exists());
     let marker = work.path().join(".new-phone.restoring").join("restore-progress");
@@ -563,17 +563,17 @@ fn a_run_interrupted_between_manifest_and_head_is_published_by_the_next() {
     let storage = work.path().join("backup");
     let mut vault = filled_vault(&work.path().join("phone"), 100);
     let transport = HeadUnreachable { inner: DirTransport::new(&storage).unwrap(), failing: false.into() };
-    assert_eq!(vault.backup(&transport).unwrap().generation, 1);
+    assert_eq!(vault.backups().unwrap().run(&transport, None).unwrap().generation, 1);
     vault.add_message(&NewMessage::new("chat-1", "bo", "between the manifest and the head")).unwrap();
     transport.failing.set(true);
-    assert!(matches!(vault.backup(&transport), Err(Error::BackupStorage(_))));
+    assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::BackupStorage(_))));
     assert!(transport.get("manifest-0000000000000002").unwrap().is_some(), "the manifest was written");
     transport.failing.set(false);
     // The next run publishes generation 2 and writes generation 3 above it.
-    assert_eq!(vault.backup(&transport).unwrap().generation, 3);
-    assert_eq!(vault.backup_list(&transport).unwrap().len(), 3);
-    assert!(vault.backup_verify(&transport, 1.0).unwrap().problems.is_empty());
-    let key = vault.dangerous_export_backup_key().unwrap().unwrap();
+    assert_eq!(vault.backups().unwrap().run(&transport, None).unwrap().generation, 3);
+    assert_eq!(vault.backups().unwrap().list(&transport).unwrap().len(), 3);
+    assert!(vault.backups().unwrap().verify(&transport, 1.0).unwrap().problems.is_empty());
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let restored = restore_to(&storage, &key, &work.path().join("new-phone")).unwrap();
     assert_eq!(restored.generation, 3);
 }

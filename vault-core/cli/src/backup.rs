@@ -2,11 +2,10 @@
 
 use std::path::Path;
 
-use backup_api::client::{BackupClient, ClientError};
 use serde_json::json;
-use vault_core::Vault;
-use vault_core::backup::{BackupRootKey, DirTransport, RestoreOptions, ServerTransport, Transport};
-use vault_core::recovery::ServerOptions;
+use vault_core::backup::{BackupRootKey, DirTransport, Transport};
+use vault_core::{RestoreOptions, Vault};
+use vault_core_net::HttpNetwork;
 
 use crate::cli::{BackupCommand, BackupTarget};
 use crate::commands::Context;
@@ -37,20 +36,18 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         BackupCommand::RefreshShares | BackupCommand::NewRecoveryCode => crate::recovery::refresh(ctx),
         BackupCommand::Devices { revoke } => crate::recovery::devices(ctx, revoke),
         BackupCommand::Run(target) => {
-            let mut vault = ctx.unlock()?;
+            let vault = ctx.unlock()?;
             let bar = TerminalProgress::new("backing up", ctx.json);
             let progress = bar.as_ref().map(|b| b as &dyn vault_core::Progress);
             let mut head_copies_failed = Vec::new();
-            let report = if target.dir.is_none() && vault.recovery_status()?.is_some() {
-                let guarded = vault.backup_to_guardians(progress, &ServerOptions::default())?;
+            let mut recovery = vault.recovery()?;
+            let report = if target.dir.is_none() && recovery.status()?.is_some() {
+                let guarded = recovery.backup(&HttpNetwork::default(), progress)?;
                 head_copies_failed = guarded.head_copies_failed;
                 guarded.backup
             } else {
                 let transport = transport_for(&vault, &target)?;
-                match progress {
-                    Some(p) => vault.backup_with_progress(transport.as_ref(), p)?,
-                    None => vault.backup(transport.as_ref())?,
-                }
+                vault.backups()?.run(transport.as_ref(), progress)?
             };
             drop(bar);
             if ctx.json {
@@ -85,7 +82,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         BackupCommand::List(target) => {
             let vault = ctx.unlock()?;
             let transport = transport_for(&vault, &target)?;
-            let snapshots = vault.backup_list(transport.as_ref())?;
+            let snapshots = vault.backups()?.list(transport.as_ref())?;
             if ctx.json {
                 let list: Vec<_> = snapshots
                     .iter()
@@ -110,7 +107,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             };
             let vault = ctx.unlock()?;
             let transport = transport_for(&vault, &target)?;
-            let check = vault.backup_verify(transport.as_ref(), fraction)?;
+            let check = vault.backups()?.verify(transport.as_ref(), fraction)?;
             if ctx.json {
                 ctx.print_json(&json!({
                     "generation": check.generation,
@@ -146,9 +143,9 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             }
         }
         BackupCommand::Prune { target, keep } => {
-            let mut vault = ctx.unlock()?;
+            let vault = ctx.unlock()?;
             let transport = transport_for(&vault, &target)?;
-            let report = vault.backup_prune(transport.as_ref(), keep)?;
+            let report = vault.backups()?.prune(transport.as_ref(), keep)?;
             if ctx.json {
                 return ctx.print_json(&json!({
                     "generation": report.generation,
@@ -172,7 +169,8 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         BackupCommand::ExportKey { dangerous: _, file } => {
             let vault = ctx.unlock()?;
             let key = vault
-                .dangerous_export_backup_key()?
+                .backups()?
+                .dangerous_export_key()?
                 .ok_or_else(|| Failure::usage("this vault has no backup key yet: run `vault backup run` first"))?;
             write_key_file(&file, key.expose_secret())?;
             ctx.print(format!(
@@ -185,11 +183,8 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let transport: Box<dyn Transport> = match (from_dir, server, account) {
                 (Some(dir), _, _) => Box::new(DirTransport::new(&dir).map_err(storage_failure)?),
                 (None, Some(server), Some(account)) => {
-                    let client = client(&server)?;
                     let password = ctx.input.backup_password()?;
-                    let session =
-                        client.login(&account, password.expose_secret().as_bytes()).map_err(client_failure)?;
-                    Box::new(ServerTransport::new(client, session.token))
+                    vault_core::recovery::password_transport(&HttpNetwork::default(), &server, &account, &password)?
                 }
                 _ => return Err(Failure::usage("give --from-dir DIR, or --server URL and --account NAME")),
             };
@@ -200,7 +195,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 progress: bar.as_ref().map(|b| b as &dyn vault_core::Progress),
                 ..RestoreOptions::default()
             };
-            let report = vault_core::backup::restore(transport.as_ref(), &key, &dir, &passphrase, options)?;
+            let report = vault_core::restore_backup(transport.as_ref(), &key, &dir, &passphrase, options)?;
             drop(bar);
             if ctx.json {
                 return ctx.print_json(&json!({
@@ -226,20 +221,6 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
     }
 }
 
-fn client(server: &str) -> Result<BackupClient, Failure> {
-    BackupClient::new(server).map_err(client_failure)
-}
-
-fn client_failure(e: ClientError) -> Failure {
-    let code = match &e {
-        ClientError::LoginFailed => exit::AUTHENTICATION,
-        ClientError::Transport(_) => exit::SERVER_UNREACHABLE,
-        ClientError::InvalidInput(_) => exit::USAGE,
-        _ => exit::OTHER,
-    };
-    Failure { code, message: e.to_string() }
-}
-
 fn storage_failure(e: vault_core::backup::TransportError) -> Failure {
     Failure { code: exit::SERVER_UNREACHABLE, message: format!("backup storage: {e}") }
 }
@@ -249,8 +230,9 @@ fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transpo
         return Ok(Box::new(DirTransport::new(dir).map_err(storage_failure)?));
     }
     vault
-        .guardian_transport(&ServerOptions::default())?
-        .map(|t| Box::new(t) as Box<dyn Transport>)
+        .recovery()?
+        .data_transport(&HttpNetwork::default())?
+        .map(|t| t as Box<dyn Transport>)
         .ok_or_else(|| Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR"))
 }
 

@@ -180,7 +180,7 @@ fn search(ctx: &mut Context<'_>, query: &str, limit: usize) -> Result<(), Failur
 fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
     let s = vault.status()?;
-    let recovery = vault.recovery_status()?;
+    let recovery = vault.recovery()?.status()?;
     if ctx.json {
         let value = json!({
             "vault": ctx.dir.display().to_string(),

@@ -2,8 +2,9 @@
 //! recovery through guardian servers and the recovery code.
 
 use serde_json::json;
-use vault_core::recovery::{self, RecoveryCode, RecoveryPolicy, RecoverySetup, ServerOptions};
-use vault_core::{CreateOptions, Progress};
+use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup};
+use vault_core::{CreateOptions, GuardianRestore, Progress};
+use vault_core_net::HttpNetwork;
 
 use crate::commands::Context;
 use crate::failure::Failure;
@@ -21,10 +22,10 @@ pub fn setup(
     device_name: &str,
 ) -> Result<(), Failure> {
     let policy = RecoveryPolicy::new(servers.len(), threshold, !no_recovery_code, allow_single_provider)?;
-    let mut vault = ctx.unlock()?;
+    let vault = ctx.unlock()?;
     let password = ctx.input.backup_password()?;
     let setup = RecoverySetup { servers, account, policy, device_name };
-    let report = vault.recovery_setup(&setup, &password, &ServerOptions::default())?;
+    let report = vault.recovery()?.setup(&HttpNetwork::default(), &setup, &password)?;
     if ctx.json {
         return ctx.print_json(&json!({
             "policy": report.policy.describe(),
@@ -58,9 +59,9 @@ pub fn restore(
 ) -> Result<(), Failure> {
     let code = recovery_code.map(RecoveryCode::new);
     let password = ctx.input.backup_password()?;
-    let options = ServerOptions::default();
+    let network = HttpNetwork::default();
     if key_only {
-        let (_, report) = recovery::recover_key(servers, account, &password, code.as_ref(), &options)?;
+        let (_, report) = vault_core::recover_key(&network, servers, account, &password, code.as_ref())?;
         if ctx.json {
             return ctx.print_json(&json!({
                 "servers_used": report.servers_used,
@@ -80,17 +81,14 @@ pub fn restore(
     let passphrase = ctx.input.passphrase()?;
     let dir = ctx.dir.clone();
     let bar = TerminalProgress::new("restoring", ctx.json);
-    let report = recovery::restore_from_guardians(
+    let request = GuardianRestore { servers, account, password: &password, code: code.as_ref(), device_name };
+    let report = vault_core::restore_from_guardians(
+        &network,
+        &request,
         &dir,
-        servers,
-        account,
-        &password,
-        code.as_ref(),
         &passphrase,
         CreateOptions::default(),
         bar.as_ref().map(|b| b as &dyn Progress),
-        device_name,
-        &options,
     )?;
     drop(bar);
     let (r, k) = (&report.restore, &report.recovery);
@@ -132,18 +130,18 @@ pub fn restore(
 
 /// `vault backup password`.
 pub fn password(ctx: &mut Context<'_>) -> Result<(), Failure> {
-    let mut vault = ctx.unlock()?;
+    let vault = ctx.unlock()?;
     let old = ctx.input.backup_password()?;
     let new = ctx.input.new_backup_password()?;
-    vault.recovery_change_password(&old, &new, &ServerOptions::default())?;
+    vault.recovery()?.change_password(&HttpNetwork::default(), &old, &new)?;
     ctx.print("backup password changed on every guardian; the recovery code stays valid")
 }
 
 /// `vault backup refresh-shares` and `vault backup new-recovery-code`.
 pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
-    let mut vault = ctx.unlock()?;
+    let vault = ctx.unlock()?;
     let password = ctx.input.backup_password()?;
-    let code = vault.recovery_refresh_shares(&password, &ServerOptions::default())?;
+    let code = vault.recovery()?.refresh_shares(&HttpNetwork::default(), &password)?;
     if ctx.json {
         return ctx.print_json(&json!({ "recovery_code": code.as_ref().map(RecoveryCode::expose_secret) }));
     }
@@ -157,11 +155,12 @@ pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
 
 /// `vault backup devices [--revoke ID_OR_NAME]`.
 pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Failure> {
-    let mut vault = ctx.unlock()?;
-    let options = ServerOptions::default();
+    let vault = ctx.unlock()?;
+    let network = HttpNetwork::default();
+    let mut recovery = vault.recovery()?;
     if let Some(device) = revoke {
         let password = ctx.input.backup_password()?;
-        let revoked = vault.recovery_revoke_device(&password, &device, &options)?;
+        let revoked = recovery.revoke_device(&network, &password, &device)?;
         if revoked == 0 {
             return Err(Failure::usage(format!("no device with id or name {device:?} at any guardian")));
         }
@@ -170,7 +169,7 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Fail
         }
         return ctx.print(format!("revoked {revoked} device tokens"));
     }
-    let lists = vault.recovery_devices(&options)?;
+    let lists = recovery.devices(&network)?;
     if ctx.json {
         let value: Vec<_> = lists
             .iter()
@@ -178,7 +177,7 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Fail
                 json!({
                     "server": l.server,
                     "this_device": l.this_device,
-                    "devices": l.devices.iter().map(|d| json!({"id": d.id, "name": d.name, "created_at": d.created_at})).collect::<Vec<_>>(),
+                    "devices": l.devices.iter().map(|d| json!({"id": d.id, "name": d.name, "created_at": d.enrolled_at_secs})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -188,7 +187,7 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Fail
         ctx.print(list.server.clone())?;
         for d in &list.devices {
             let mark = if d.id == list.this_device { " (this device)" } else { "" };
-            ctx.print(format!("  {}  {}  enrolled {}{mark}", d.id, d.name, d.created_at))?;
+            ctx.print(format!("  {}  {}  enrolled {}{mark}", d.id, d.name, d.enrolled_at_secs))?;
         }
     }
     Ok(())

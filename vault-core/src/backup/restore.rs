@@ -16,7 +16,6 @@ use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Progress};
 use crate::secret::{SecretBytes, SecretKey};
-use crate::{CreateOptions, Passphrase, Vault};
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,32 +124,54 @@ impl Read for ExportReader<'_> {
     }
 }
 
-/// How a restore runs.
-#[derive(Default)]
-pub struct RestoreOptions<'a> {
-    /// The new vault's key options (Argon2 parameters, optional key wrapper).
-    pub create: CreateOptions<'a>,
+/// The new vault a restore fills (the vault module builds it; this module never opens one).
+pub(crate) trait RestoredVault {
+    /// Fills the empty database from the streamed export; all or nothing.
+    fn import_database(&mut self, input: &mut dyn Read) -> Result<()>;
+    /// Whether the media file of `id` is present (an interrupted restore wrote it).
+    fn has_media(&self, id: &[u8; 16]) -> bool;
+    /// Writes a media file (the stored stream, read from `source`) under its id.
+    fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
+    /// Checks every page, the index and every media segment; true when all passed.
+    fn verify(&mut self) -> Result<bool>;
+    /// Records the backup the vault came from, so its next backup continues that history.
+    fn adopt(&mut self, key: &SecretKey, generation: u64, manifest_hash: &[u8; 32]) -> Result<()>;
+    /// How many messages the vault holds.
+    fn message_count(&self) -> Result<u64>;
+}
+
+/// Creates or reopens the vault being restored in a staging directory.
+pub(crate) trait RestoreStaging {
+    /// A new, empty vault at `dir`.
+    fn create(&self, dir: &Path) -> Result<Box<dyn RestoredVault + '_>>;
+    /// The vault an interrupted restore left at `dir`, if it opens.
+    fn reopen(&self, dir: &Path) -> Option<Box<dyn RestoredVault + '_>>;
+}
+
+/// What a restore needs beyond the storage and the key.
+pub(crate) struct Restore<'a> {
+    /// Builds the new vault.
+    pub(crate) staging: &'a dyn RestoreStaging,
     /// Told the bytes restored so far (export and media) of the total; may cancel.
-    pub progress: Option<&'a dyn Progress>,
+    pub(crate) progress: Option<&'a dyn Progress>,
     /// The newest generation and manifest hash other guardians attest (recovery): the storage
     /// must hold at least that history, or the restore fails as a rollback.
-    pub at_least: Option<(u64, [u8; 32])>,
+    pub(crate) at_least: Option<(u64, [u8; 32])>,
 }
 
 /// Restores the newest snapshot of the backup at `transport` into a new vault at `target` (which
-/// must not exist), protected by `passphrase`.
+/// must not exist).
 ///
 /// The vault is built in `.<name>.restoring` beside the target and renamed into place when
 /// complete and verified. An interrupted or failed restore (network, cancellation) leaves that
 /// directory, and the next restore of the same generation into the same target resumes it: the
 /// database import is kept and media items already written are not fetched again. A restore
 /// that finds damaged data removes it.
-pub fn restore(
+pub(crate) fn restore(
     transport: &dyn Transport,
     key: &BackupRootKey,
     target: &Path,
-    passphrase: &Passphrase,
-    options: RestoreOptions<'_>,
+    options: Restore<'_>,
 ) -> Result<RestoreReport> {
     if target.exists() {
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
@@ -187,9 +208,9 @@ pub fn restore(
     let staging = staging_dir(target)?;
     let marker = ResumeMarker { generation: head.head.generation, manifest_hash: head.head.manifest_hash };
     let built = (|| {
-        let (mut vault, resumed) = match marker.resume(&staging, passphrase) {
+        let (mut vault, resumed) = match marker.resume(&staging, options.staging) {
             Some(vault) => (vault, true),
-            None => (Vault::create(&staging, passphrase, options.create)?, false),
+            None => (options.staging.create(&staging)?, false),
         };
         let mut downloaded = 0;
         if resumed {
@@ -221,8 +242,8 @@ pub fn restore(
         }
         let mut media_resumed = 0;
         for entry in &tree.media {
-            let id = crate::MediaId(entry.media_id);
-            if vault.has_media_file(&id) {
+            let id = entry.media_id;
+            if vault.has_media(&id) {
                 media_resumed += 1;
                 meter.add(entry.file_len)?;
                 continue;
@@ -230,7 +251,7 @@ pub fn restore(
             let name = media_object_name(&keys, &entry.media_id);
             let object = RemoteObject::new(transport, &name, entry.file_len);
             let mut source = Metered { inner: object, meter: &mut meter, cancelled: None };
-            let placed = vault.place_restored_media(&id, &mut source);
+            let placed = vault.place_media(&id, &mut source);
             // An unreachable server or a cancellation keeps the staged vault for resuming; only
             // bytes that arrived and failed are an integrity error.
             if let Some(error) = source.inner.take_failure().or(source.cancelled.take()) {
@@ -240,11 +261,10 @@ pub fn restore(
             downloaded += entry.file_len;
         }
         meter.finish()?;
-        let report = vault.verify()?;
-        if !report.is_ok() {
+        if !vault.verify()? {
             return Err(Error::Integrity("the restored vault failed verification".into()));
         }
-        vault.adopt_backup(&key.0, head.head.generation, &head.head.manifest_hash)?;
+        vault.adopt(&key.0, head.head.generation, &head.head.manifest_hash)?;
         Ok(RestoreReport {
             generation: head.head.generation,
             manifests_checked,
@@ -295,13 +315,13 @@ impl ResumeMarker {
 
     /// The staged vault of an interrupted restore of this same snapshot, unlocked; otherwise any
     /// leftover staging directory is removed and `None` returned.
-    fn resume(&self, staging: &Path, passphrase: &Passphrase) -> Option<Vault> {
+    fn resume<'s>(&self, staging: &Path, builder: &'s dyn RestoreStaging) -> Option<Box<dyn RestoredVault + 's>> {
         if !staging.exists() {
             return None;
         }
         let same = crate::fsutil::read_bounded(&staging.join(Self::FILE), 256)
             .is_ok_and(|bytes| bytes == self.encode().as_bytes());
-        if same && let Ok(vault) = Vault::unlock_with_passphrase(staging, passphrase) {
+        if same && let Some(vault) = builder.reopen(staging) {
             return Some(vault);
         }
         let _ = std::fs::remove_dir_all(staging);

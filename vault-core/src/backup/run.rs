@@ -13,7 +13,7 @@ use super::format::{
     media_object_name, open_index, pack_name, random_object_id, seal_index,
 };
 use super::keys::{BackupKeys, ChunkId};
-use super::pack::{PackWriter, open_chunk};
+use super::pack::{PackEntry, PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
@@ -257,7 +257,7 @@ impl Uploader<'_> {
         let pack: ObjectId = random_object_id()?;
         // Remembered before the upload, so a crash at any point after it leaves the pack known
         // to the next run (which drops it if it never arrived).
-        crate::store::backup_state::add_pending(self.conn, &pack, &entries)?;
+        crate::store::backup_state::add_pending(self.conn, &pack, &encode_pending(&entries))?;
         self.transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
         crate::failpoint::hit("backup:pack-uploaded");
         self.report.uploaded_bytes += bytes.len() as u64;
@@ -298,9 +298,20 @@ pub(crate) struct Written {
     pub(crate) head: Vec<u8>,
 }
 
-/// The backup run behind [`crate::Vault::backup`], over the vault's database and media files.
+/// The vault's database as a backup run uses it: `snapshot` is read in one read transaction (the
+/// export and the media list come from the same consistent state, whatever other connections
+/// write meanwhile); `state` records the run's bookkeeping (pending packs, the new generation)
+/// and commits at once. They must be two connections to the same database.
+pub(crate) struct Database<'a> {
+    /// The connection the export is read from.
+    pub(crate) snapshot: &'a rusqlite::Connection,
+    /// The connection the backup state is written to.
+    pub(crate) state: &'a rusqlite::Connection,
+}
+
+/// One backup run over the vault's database and media files.
 pub(crate) fn run(
-    conn: &mut rusqlite::Connection,
+    db: &Database<'_>,
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
@@ -308,7 +319,7 @@ pub(crate) fn run(
     // A run interrupted between its manifest and its head record leaves that manifest unpublished
     // under the next generation's name: it is published, and the run starts again above it.
     for _ in 0..2 {
-        if let Some(written) = run_once(conn, media_files, transport, progress)? {
+        if let Some(written) = run_once(db, media_files, transport, progress)? {
             return Ok(written);
         }
     }
@@ -338,12 +349,13 @@ fn publish_unfinished(
 
 /// One attempt of [`run`]; `None` when it published an interrupted run's manifest instead.
 fn run_once(
-    conn: &mut rusqlite::Connection,
+    db: &Database<'_>,
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
 ) -> Result<Option<Written>> {
     let started = Instant::now();
+    let conn = db.state;
     let brk = match crate::store::backup_state::root_key(conn)? {
         Some(key) => key,
         None => {
@@ -361,7 +373,7 @@ fn run_once(
         None => HashMap::new(),
     };
     let mut new_locations = Vec::new();
-    for (pack, entries) in crate::store::backup_state::pending(conn)? {
+    for (pack, entries) in pending_packs(conn)? {
         // A pack whose upload never completed is not there: its chunks are uploaded again.
         match transport.get_range(&pack_name(&pack), 0, 1) {
             Ok(_) => {}
@@ -396,7 +408,9 @@ fn run_once(
         meter: Meter::new(progress, None),
     };
 
-    // The database export, chunked as it is written.
+    // The database export, chunked as it is written, and the media list, from one read
+    // transaction: the snapshot is the state at its start.
+    let snapshot = db.snapshot.unchecked_transaction()?;
     let mut export_chunks = Vec::new();
     let stats = {
         let mut sink = ChunkSink {
@@ -405,7 +419,7 @@ fn run_once(
             ids: &mut export_chunks,
             error: None,
         };
-        let stats = crate::store::export::export(conn, &mut sink);
+        let stats = crate::store::export::export_in(&snapshot, &mut sink);
         if let Some(error) = sink.error.take() {
             return Err(error);
         }
@@ -415,10 +429,12 @@ fn run_once(
         stats
     };
     uploader.report.export_bytes = stats.bytes;
+    let media_items = crate::store::media_rows::list(&snapshot)?;
+    drop(snapshot);
 
     // Media items not in the previous snapshot.
     let mut media = Vec::new();
-    for info in crate::store::media_rows::list(conn)? {
+    for info in media_items {
         let path = media_files.path(&info.id);
         let file = std::fs::File::open(&path).map_err(Error::io("opening a media file to back up"))?;
         let file_len = file.metadata().map_err(Error::io("reading a media file's size"))?.len();
@@ -534,4 +550,40 @@ impl std::io::Write for ChunkSink<'_, '_, '_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The chunk entries of a pack an unfinished run uploaded, as the vault's backup state keeps
+/// them: 40 bytes each (chunk id, offset and sealed length little-endian).
+fn encode_pending(entries: &[PackEntry]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(entries.len() * 40);
+    for e in entries {
+        blob.extend_from_slice(&e.id.0);
+        blob.extend_from_slice(&e.offset.to_le_bytes());
+        blob.extend_from_slice(&e.sealed_len.to_le_bytes());
+    }
+    blob
+}
+
+/// Packs uploaded by unfinished runs, with their chunks.
+fn pending_packs(conn: &rusqlite::Connection) -> Result<Vec<(ObjectId, Vec<PackEntry>)>> {
+    let malformed = || Error::Integrity("malformed pending pack".into());
+    let mut out = Vec::new();
+    for (pack, blob) in crate::store::backup_state::pending(conn)? {
+        let pack = ObjectId::try_from(pack.as_slice()).map_err(|_| malformed())?;
+        if blob.len() % 40 != 0 {
+            return Err(malformed());
+        }
+        let entries = blob
+            .chunks_exact(40)
+            .map(|e| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&e[..32]);
+                let offset = u32::from_le_bytes([e[32], e[33], e[34], e[35]]);
+                let sealed_len = u32::from_le_bytes([e[36], e[37], e[38], e[39]]);
+                PackEntry { id: ChunkId(id), offset, sealed_len }
+            })
+            .collect();
+        out.push((pack, entries));
+    }
+    Ok(out)
 }

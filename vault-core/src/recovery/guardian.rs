@@ -1,75 +1,146 @@
-//! Talking to guardian servers: connecting with the caller's options, logging in with the
-//! backup password, and running one step on several servers at once.
+//! The guardian seam: what recovery needs from a guardian server, as a trait, so every recovery
+//! flow runs against any implementation — the HTTP client in `vault-core-net`, or a scripted
+//! in-memory guardian in the tests. This crate opens no network connection.
+//!
+//! A guardian authenticates the backup password (with OPAQUE, on a real server) and hands back
+//! the export key only the password reproduces there, its own public key (pinned at setup), and a
+//! bearer token; it keeps one rewritable escrow record per account with compare-and-swap, enrols
+//! and revokes devices, and stores backup objects through a [`Transport`].
 
-use backup_api::client::{BackupClient, BearerToken, ClientError, ClientOptions, Session};
-use backup_api::{ErrorCode, KsfParams};
+use std::fmt;
+
+use zeroize::Zeroizing;
 
 use crate::Passphrase;
-use crate::backup::ServerTransport;
-use crate::error::{Error, Result};
+use crate::backup::Transport;
+use crate::secret::SecretBytes;
 
-/// How the vault reaches backup servers.
-#[derive(Clone, Default)]
-pub struct ServerOptions {
-    /// TLS roots, plain-HTTP permission and timeouts.
-    pub client: ClientOptions,
-    /// Key-stretching parameters for new registrations and password changes [default:
-    /// `KsfParams::recommended()`].
-    pub ksf: Option<KsfParams>,
-}
+/// A bearer token: a login session's or an enrolled device's. Zeroized on drop, redacted in
+/// `Debug`.
+#[derive(Clone)]
+pub struct AccessToken(Zeroizing<String>);
 
-impl ServerOptions {
-    pub(crate) fn ksf(&self) -> KsfParams {
-        self.ksf.unwrap_or_else(KsfParams::recommended)
+impl AccessToken {
+    /// Wraps a token string.
+    pub fn new(token: String) -> Self {
+        Self(Zeroizing::new(token))
+    }
+
+    /// The token (secret: it authorises uploads, reads and device changes).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
     }
 }
 
-/// One server, by the URL the user gave.
-pub(crate) struct Server {
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([REDACTED])")
+    }
+}
+
+/// What a password login at a guardian yields.
+pub struct GuardianSession {
+    /// The session token.
+    pub token: AccessToken,
+    /// The export key only the password reproduces at this guardian (OPAQUE's `export_key`);
+    /// it seals the guardian's share.
+    pub export_key: SecretBytes,
+    /// The guardian's public key as the login proved it (pinned at setup).
+    pub server_key: Vec<u8>,
+}
+
+impl fmt::Debug for GuardianSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardianSession").field("server_key", &hex::encode(&self.server_key)).finish_non_exhaustive()
+    }
+}
+
+/// A record with the version tag its compare-and-swap needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The record's bytes (sealed; the guardian cannot read them).
+    pub bytes: Vec<u8>,
+    /// The version to name when replacing it.
+    pub version: String,
+}
+
+/// A device enrolled at a guardian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardianDevice {
+    /// The device identifier the guardian gave.
+    pub id: String,
+    /// The name given at enrolment.
+    pub name: String,
+    /// Enrolment time, seconds since the Unix epoch.
+    pub enrolled_at_secs: u64,
+}
+
+/// How a guardian call failed. No case carries a secret; [`GuardianError::Unavailable`] and
+/// [`GuardianError::Refused`] carry a description of the failure from the transport, never
+/// stored content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardianError {
+    /// The password login failed: a wrong password, or the account is locked or unknown there
+    /// (guardians do not say which).
+    #[error("wrong password, or the account is locked or unknown there")]
+    LoginRefused,
+    /// Registration of an account that exists.
+    #[error("the account exists there")]
+    AccountExists,
+    /// The guardian refused the token (a revoked device, or the account was set up again).
+    #[error("the guardian refused this device's token (revoked, or the account was set up again)")]
+    TokenRefused,
+    /// A compare-and-swap found a newer record.
+    #[error("the record changed in the meantime")]
+    Conflict,
+    /// The guardian refused the request as malformed (a bad URL, name or parameter).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The guardian could not be reached or failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One guardian server. Every method may block on the network; implementations must be usable
+/// from several threads at once (recovery talks to all guardians in parallel).
+pub trait Guardian: Send + Sync {
+    /// Registers `account` with `password`; [`GuardianError::AccountExists`] if it exists.
+    fn register(&self, account: &str, password: &Passphrase) -> Result<(), GuardianError>;
+    /// Logs in with the password.
+    fn login(&self, account: &str, password: &Passphrase) -> Result<GuardianSession, GuardianError>;
+    /// Re-registers the logged-in account under a new password (its records and devices stay).
+    fn change_password(&self, session: &AccessToken, account: &str, new: &Passphrase) -> Result<(), GuardianError>;
+    /// The account's escrow record, `None` if it has none.
+    fn escrow(&self, session: &AccessToken) -> Result<Option<Versioned>, GuardianError>;
+    /// Replaces the escrow record if it is still at `expected` (`None`: still absent).
+    fn put_escrow(&self, session: &AccessToken, record: &[u8], expected: Option<&str>) -> Result<(), GuardianError>;
+    /// Enrols a device; returns its identifier and its token.
+    fn enrol_device(&self, session: &AccessToken, name: &str) -> Result<(String, AccessToken), GuardianError>;
+    /// The devices enrolled for the account.
+    fn devices(&self, auth: &AccessToken) -> Result<Vec<GuardianDevice>, GuardianError>;
+    /// Revokes a device: its tokens stop working at once.
+    fn revoke_device(&self, auth: &AccessToken, device_id: &str) -> Result<(), GuardianError>;
+    /// The account's backup storage (objects and the head record) with `auth`.
+    fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync>;
+}
+
+/// Reaches guardians by the URL the user gave.
+pub trait GuardianNetwork: Sync {
+    /// The guardian at `url`; fails only for a URL that cannot name a guardian (no I/O happens
+    /// before the first call).
+    fn connect(&self, url: &str) -> Result<Box<dyn Guardian>, GuardianError>;
+}
+
+/// A guardian reached through a [`GuardianNetwork`], with the URL it was reached by.
+pub(crate) struct Remote {
     pub(crate) url: String,
-    pub(crate) client: BackupClient,
+    pub(crate) guardian: Box<dyn Guardian>,
 }
 
-impl Server {
-    pub(crate) fn connect(url: &str, options: &ServerOptions) -> Result<Self> {
-        let client = BackupClient::with_options(url, options.client.clone()).map_err(|e| error_at(url, e))?;
-        Ok(Self { url: url.to_owned(), client })
-    }
-
-    /// Logs in with the backup password.
-    pub(crate) fn login(&self, account: &str, password: &Passphrase) -> Result<Session> {
-        self.client.login(account, password.expose_secret().as_bytes()).map_err(|e| self.error(e))
-    }
-
-    /// A backup transport on this server with `token`.
-    pub(crate) fn transport(&self, token: BearerToken) -> ServerTransport {
-        ServerTransport::new(self.client.clone(), token)
-    }
-
-    /// A client error, naming this server.
-    pub(crate) fn error(&self, e: ClientError) -> Error {
-        error_at(&self.url, e)
-    }
-}
-
-/// A client error at `url` as a vault error: a refused login is [`Error::BackupAuthentication`],
-/// anything else [`Error::BackupStorage`] (or [`Error::InvalidInput`] for a bad URL or name).
-pub(crate) fn error_at(url: &str, e: ClientError) -> Error {
-    match e {
-        ClientError::LoginFailed => {
-            Error::BackupAuthentication(format!("{url}: wrong password, or the account is locked or unknown there"))
-        }
-        ClientError::InvalidInput(message) => Error::InvalidInput(format!("{url}: {message}")),
-        ClientError::Api { code: ErrorCode::AccountExists, .. } => {
-            Error::AlreadyExists(format!("{url}: the account exists with another password"))
-        }
-        ClientError::Api { code: ErrorCode::Unauthorized | ErrorCode::Forbidden, .. } => Error::BackupAuthentication(
-            format!("{url}: the server refused this device's token (revoked, or the account was set up again)"),
-        ),
-        ClientError::Api { code: ErrorCode::BadRequest | ErrorCode::InvalidName, message, .. } => {
-            Error::InvalidInput(format!("{url}: {message}"))
-        }
-        other => Error::BackupStorage(format!("{url}: {other}")),
+impl Remote {
+    pub(crate) fn connect(network: &dyn GuardianNetwork, url: &str) -> Result<Self, GuardianError> {
+        Ok(Self { url: url.to_owned(), guardian: network.connect(url)? })
     }
 }
 

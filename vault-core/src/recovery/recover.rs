@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use backup_api::client::Session;
-
 use super::code::RecoveryCode;
+use super::error_at;
 use super::escrow::{self, EscrowHeader};
-use super::guardian::{Server, ServerOptions, in_parallel};
+use super::guardian::{GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::policy::RecoveryPolicy;
 use super::shares::{self, Share};
 use crate::Passphrase;
@@ -36,8 +35,8 @@ pub struct RecoveryReport {
 
 /// One guardian reached: its session, escrow header and share, and its head record.
 pub(crate) struct Reached {
-    pub(crate) server: Server,
-    pub(crate) session: Session,
+    pub(crate) remote: Remote,
+    pub(crate) session: GuardianSession,
     pub(crate) header: EscrowHeader,
     pub(crate) share: Share,
     pub(crate) head: Option<Vec<u8>>,
@@ -55,29 +54,36 @@ pub(crate) struct Recovered {
 }
 
 /// Logs in to one server and reads what recovery needs from it.
-fn reach(url: &str, account: &str, password: &Passphrase, options: &ServerOptions) -> Result<Reached> {
-    let server = Server::connect(url, options)?;
-    let session = server.login(account, password)?;
-    let (record, _) =
-        server.client.get_escrow(&session.token).map_err(|e| server.error(e))?.ok_or_else(|| {
-            Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
-        })?;
+fn reach(network: &dyn GuardianNetwork, url: &str, account: &str, password: &Passphrase) -> Result<Reached> {
+    let at = |e| error_at(url, e);
+    let remote = Remote::connect(network, url).map_err(at)?;
+    let session = remote.guardian.login(account, password).map_err(at)?;
+    let record = remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| {
+        Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
+    })?;
     let (header, share) =
-        escrow::open(&record, &session.export_key, account, &session.server_public_key).map_err(|e| match e {
-            Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
-            other => other,
-        })?;
-    let head = server.client.get_head(&session.token).map_err(|e| server.error(e))?.map(|(bytes, _)| bytes);
-    Ok(Reached { server, session, header, share, head })
+        escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key).map_err(
+            |e| match e {
+                Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
+                other => other,
+            },
+        )?;
+    let head = remote
+        .guardian
+        .transport(&session.token)
+        .get_head()
+        .map_err(|e| Error::BackupStorage(format!("{url}: reading the head record: {e}")))?
+        .map(|(bytes, _)| bytes);
+    Ok(Reached { remote, session, header, share, head })
 }
 
 /// Recovers the Backup Root Key from `servers` (and the recovery code, if given).
 pub(crate) fn recover(
+    network: &dyn GuardianNetwork,
     servers: &[String],
     account: &str,
     password: &Passphrase,
     code: Option<&RecoveryCode>,
-    options: &ServerOptions,
 ) -> Result<Recovered> {
     if servers.is_empty() || servers.len() > super::policy::MAX_SERVERS {
         return Err(Error::InvalidInput(format!("give 1 to {} servers", super::policy::MAX_SERVERS)));
@@ -91,7 +97,7 @@ pub(crate) fn recover(
     // A typo in the code is caught before any login is spent.
     let code_share = code.map(RecoveryCode::decode).transpose()?;
     let started = Instant::now();
-    let outcomes = in_parallel(servers, |url| reach(url, account, password, options));
+    let outcomes = in_parallel(servers, |url| reach(network, url, account, password));
 
     let mut reached = Vec::new();
     let mut failed = Vec::new();
@@ -125,7 +131,7 @@ pub(crate) fn recover(
     let (current, stale): (Vec<Reached>, Vec<Reached>) =
         reached.into_iter().partition(|r| r.header.share_set == share_set);
     for r in &stale {
-        failed.push(format!("{}: its escrow record belongs to an older split of the key (ignored)", r.server.url));
+        failed.push(format!("{}: its escrow record belongs to an older split of the key (ignored)", r.remote.url));
     }
     let reached = current;
     let policy = reached.first().map(|r| r.header.policy);
@@ -206,13 +212,13 @@ pub(crate) fn recover(
     for r in &reached {
         if let Some(bytes) = &r.head {
             let head = Head::open(&keys, bytes)
-                .map_err(|_| Error::Integrity(format!("{}: the head record does not authenticate", r.server.url)))?;
+                .map_err(|_| Error::Integrity(format!("{}: the head record does not authenticate", r.remote.url)))?;
             if newest.is_none_or(|(g, _)| head.generation > g) {
                 newest = Some((head.generation, head.manifest_hash));
             }
         }
     }
-    report.servers_used = reached.iter().map(|r| r.server.url.clone()).collect();
+    report.servers_used = reached.iter().map(|r| r.remote.url.clone()).collect();
     report.newest_generation = newest.map_or(0, |(g, _)| g);
     report.duration = started.elapsed();
     Ok(Recovered { key, share_set, policy, newest, reached, report })

@@ -4,8 +4,6 @@
 use rusqlite::{Connection, OptionalExtension};
 use zeroize::Zeroizing;
 
-use crate::backup::format::ObjectId;
-use crate::backup::{ChunkId, PackEntry};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -45,9 +43,9 @@ pub(crate) fn position(conn: &Connection) -> Result<Position> {
 }
 
 /// Records the newest generation and its manifest hash, and forgets the finished run's packs.
-pub(crate) fn advance(conn: &mut Connection, generation: u64, hash: &[u8; 32]) -> Result<()> {
+pub(crate) fn advance(conn: &Connection, generation: u64, hash: &[u8; 32]) -> Result<()> {
     let generation = i64::try_from(generation).map_err(|_| Error::Internal("generation overflow"))?;
-    let tx = conn.transaction()?;
+    let tx = conn.unchecked_transaction()?;
     let changed = tx
         .execute("UPDATE backup_state SET generation = ?1, manifest_hash = ?2 WHERE id = 1", (generation, &hash[..]))?;
     if changed != 1 {
@@ -58,41 +56,16 @@ pub(crate) fn advance(conn: &mut Connection, generation: u64, hash: &[u8; 32]) -
     Ok(())
 }
 
-/// Remembers a pack an unfinished run uploaded, with its chunks.
-pub(crate) fn add_pending(conn: &Connection, pack: &ObjectId, entries: &[PackEntry]) -> Result<()> {
-    let mut blob = Vec::with_capacity(entries.len() * 40);
-    for e in entries {
-        blob.extend_from_slice(&e.id.0);
-        blob.extend_from_slice(&e.offset.to_le_bytes());
-        blob.extend_from_slice(&e.sealed_len.to_le_bytes());
-    }
-    conn.execute("INSERT OR REPLACE INTO backup_pending_packs (pack, entries) VALUES (?1, ?2)", (&pack[..], blob))?;
+/// Remembers a pack an unfinished run uploaded, with its encoded chunk entries (the backup
+/// module owns the encoding).
+pub(crate) fn add_pending(conn: &Connection, pack: &[u8], entries: &[u8]) -> Result<()> {
+    conn.execute("INSERT OR REPLACE INTO backup_pending_packs (pack, entries) VALUES (?1, ?2)", (pack, entries))?;
     Ok(())
 }
 
-/// Packs uploaded by unfinished runs, with their chunks.
-pub(crate) fn pending(conn: &Connection) -> Result<Vec<(ObjectId, Vec<PackEntry>)>> {
+/// Packs uploaded by unfinished runs, with their encoded chunk entries, in pack order.
+pub(crate) fn pending(conn: &Connection) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut statement = conn.prepare("SELECT pack, entries FROM backup_pending_packs ORDER BY pack")?;
     let rows = statement.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (pack, blob) = row?;
-        let pack =
-            ObjectId::try_from(pack.as_slice()).map_err(|_| Error::Integrity("malformed pending pack".into()))?;
-        if blob.len() % 40 != 0 {
-            return Err(Error::Integrity("malformed pending pack".into()));
-        }
-        let entries = blob
-            .chunks_exact(40)
-            .map(|e| {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&e[..32]);
-                let offset = u32::from_le_bytes([e[32], e[33], e[34], e[35]]);
-                let sealed_len = u32::from_le_bytes([e[36], e[37], e[38], e[39]]);
-                PackEntry { id: ChunkId(id), offset, sealed_len }
-            })
-            .collect();
-        out.push((pack, entries));
-    }
-    Ok(out)
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

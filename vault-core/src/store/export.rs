@@ -102,9 +102,15 @@ fn io_err(e: std::io::Error) -> Error {
 }
 
 /// Writes the export of `conn`'s content to `out`, from one read transaction.
+#[cfg(test)]
 pub(crate) fn export<W: Write>(conn: &Connection, out: W) -> Result<ExportStats> {
-    let mut out = Counting { inner: out, bytes: 0 };
     let tx = conn.unchecked_transaction()?;
+    export_in(&tx, out)
+}
+
+/// Writes the export of the content `tx` sees to `out`; the caller holds the read transaction.
+pub(crate) fn export_in<W: Write>(tx: &Connection, out: W) -> Result<ExportStats> {
+    let mut out = Counting { inner: out, bytes: 0 };
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let version = u32::try_from(version).map_err(|_| Error::Integrity("negative schema version".into()))?;
     out.write_all(MAGIC).map_err(io_err)?;
@@ -127,7 +133,6 @@ pub(crate) fn export<W: Write>(conn: &Connection, out: W) -> Result<ExportStats>
     }
     out.write_all(&[END]).map_err(io_err)?;
     out.flush().map_err(io_err)?;
-    drop(tx);
     stats.bytes = out.bytes;
     Ok(stats)
 }

@@ -37,7 +37,7 @@ pub(crate) fn conversation_id(conn: &Connection, name: &str) -> Result<i64> {
 
 /// Inserts a media row and its attachment in one transaction.
 pub(crate) fn insert(
-    conn: &mut Connection,
+    conn: &Connection,
     id: &MediaId,
     key: &SecretKey,
     length: u64,
@@ -46,7 +46,7 @@ pub(crate) fn insert(
     now: i64,
 ) -> Result<()> {
     let length = i64::try_from(length).map_err(|_| Error::InvalidInput("the media is too large".to_owned()))?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let conversation_id = match conversation {
         Some(name) => Some(conversation_id(&tx, name)?),
         None => None,

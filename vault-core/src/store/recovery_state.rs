@@ -6,20 +6,22 @@ use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::recovery::RecoveryPolicy;
 use crate::secret::SecretKey;
 
-/// The enrolment as stored.
-pub(crate) struct Enrolment {
+/// The enrolment as stored (the recovery module checks it and turns it into its own type).
+pub(crate) struct EnrolmentRow {
     pub(crate) account: String,
-    pub(crate) policy: RecoveryPolicy,
+    pub(crate) threshold: u8,
+    pub(crate) servers: u8,
+    pub(crate) recovery_code: bool,
+    pub(crate) single_provider_allowed: bool,
     pub(crate) share_set: [u8; 16],
     /// Position 0 holds the backup data; share index = position + 1.
-    pub(crate) guardians: Vec<Guardian>,
+    pub(crate) guardians: Vec<GuardianRow>,
 }
 
 /// One guardian server as stored.
-pub(crate) struct Guardian {
+pub(crate) struct GuardianRow {
     pub(crate) url: String,
     pub(crate) server_key: Vec<u8>,
     pub(crate) device_id: String,
@@ -29,7 +31,7 @@ pub(crate) struct Guardian {
 }
 
 /// The enrolment, if the vault has one.
-pub(crate) fn load(conn: &Connection) -> Result<Option<Enrolment>> {
+pub(crate) fn load(conn: &Connection) -> Result<Option<EnrolmentRow>> {
     let row = conn
         .query_row(
             "SELECT account, threshold, servers, recovery_code, single_provider_allowed, share_set
@@ -51,12 +53,6 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<Enrolment>> {
         return Ok(None);
     };
     let bad = || Error::Integrity("the stored recovery enrolment is malformed".into());
-    let policy = RecoveryPolicy {
-        threshold: u8::try_from(threshold).map_err(|_| bad())?,
-        servers: u8::try_from(servers).map_err(|_| bad())?,
-        recovery_code,
-        single_provider_allowed,
-    };
     let mut statement = conn
         .prepare("SELECT url, server_key, device_id, device_token, share FROM recovery_guardians ORDER BY position")?;
     let guardians = statement
@@ -72,20 +68,23 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<Enrolment>> {
         .map(|row| {
             let (url, server_key, device_id, device_token, share) = row?;
             let share = share.map(|s| SecretKey::try_from_slice(&s).ok_or_else(bad)).transpose()?;
-            Ok(Guardian { url, server_key, device_id, device_token, share })
+            Ok(GuardianRow { url, server_key, device_id, device_token, share })
         })
         .collect::<Result<Vec<_>>>()?;
-    let shares = usize::from(policy.servers) + usize::from(policy.recovery_code);
-    if guardians.len() != usize::from(policy.servers) || policy.threshold == 0 || usize::from(policy.threshold) > shares
-    {
-        return Err(bad());
-    }
-    Ok(Some(Enrolment { account, policy, share_set: share_set.try_into().map_err(|_| bad())?, guardians }))
+    Ok(Some(EnrolmentRow {
+        account,
+        threshold: u8::try_from(threshold).map_err(|_| bad())?,
+        servers: u8::try_from(servers).map_err(|_| bad())?,
+        recovery_code,
+        single_provider_allowed,
+        share_set: share_set.try_into().map_err(|_| bad())?,
+        guardians,
+    }))
 }
 
 /// Replaces the whole enrolment.
-pub(crate) fn save(conn: &mut Connection, enrolment: &Enrolment) -> Result<()> {
-    let tx = conn.transaction()?;
+pub(crate) fn save(conn: &Connection, enrolment: &EnrolmentRow) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
     tx.execute("DELETE FROM recovery_guardians", [])?;
     tx.execute("DELETE FROM recovery_enrolment", [])?;
     tx.execute(
@@ -93,10 +92,10 @@ pub(crate) fn save(conn: &mut Connection, enrolment: &Enrolment) -> Result<()> {
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             enrolment.account,
-            enrolment.policy.threshold,
-            enrolment.policy.servers,
-            enrolment.policy.recovery_code,
-            enrolment.policy.single_provider_allowed,
+            enrolment.threshold,
+            enrolment.servers,
+            enrolment.recovery_code,
+            enrolment.single_provider_allowed,
             &enrolment.share_set[..]
         ],
     )?;

@@ -1,77 +1,193 @@
-//! The vault side of backups: the deterministic logical export of the database and its import
-//! into a freshly created vault (`store::export`). The backup run and restore (`docs/backup.md`,
-//! being built) stream these through the chunker and sealer; the plaintext stream never reaches
-//! the disk.
+//! The vault side of backups (`docs/backup.md`): the [`Backups`] handle, which runs backups on
+//! connections of its own so the vault stays usable meanwhile, and [`restore_backup`], which
+//! builds a new vault from a backup.
 
 use std::io::Read;
+use std::path::Path;
 
-use super::Vault;
-use crate::backup::{BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, SnapshotInfo, Transport};
+use rusqlite::Connection;
+
+use super::{CreateOptions, Vault};
+use crate::backup::restore::{Restore, RestoreStaging, RestoredVault};
+use crate::backup::run::{Database, Written};
+use crate::backup::{BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, RestoreReport, SnapshotInfo, Transport};
 use crate::error::{Error, Result};
+use crate::media::MediaFiles;
 use crate::secret::SecretKey;
-use crate::store::export::{self, ExportStats};
-use crate::{MediaId, Progress};
+use crate::store::export;
+#[cfg(test)]
+use crate::store::export::ExportStats;
+use crate::store::{backup_state, events, media_rows};
+use crate::{MediaId, Passphrase, Progress, SecurityEventKind};
+
+/// Backups of an unlocked vault, on connections of their own: a backup run, a listing, a
+/// verification or a prune through this handle never holds the [`Vault`], so the app keeps
+/// adding, reading and searching messages meanwhile. A run backs up the vault as it was when the
+/// run started (one read transaction); what is added meanwhile goes into the next run.
+///
+/// Get one with [`Vault::backups`]; it is `Send`, so it can run on a worker thread. While one
+/// exists, a root-key rotation of the vault is refused ([`Error::Busy`]).
+pub struct Backups {
+    snapshot: Connection,
+    state: Connection,
+    media: MediaFiles,
+    _work: super::LongWork,
+}
+
+impl std::fmt::Debug for Backups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backups").finish_non_exhaustive()
+    }
+}
 
 impl Vault {
+    /// A handle for backing this vault up (see [`Backups`]).
+    pub fn backups(&self) -> Result<Backups> {
+        Ok(Backups {
+            snapshot: self.side_connection()?,
+            state: self.side_connection()?,
+            media: MediaFiles::new(&self.dir),
+            _work: self.long_work(),
+        })
+    }
+}
+
+impl Backups {
     /// Backs the vault up to `transport`: a new snapshot that shares every unchanged chunk and
     /// media item with the earlier ones, visible only once complete. The first run creates the
     /// vault's Backup Root Key. Refuses storage whose history is older than, or diverges from,
-    /// what this vault last wrote.
-    pub fn backup(&mut self, transport: &dyn Transport) -> Result<BackupReport> {
-        crate::backup::run::run(&mut self.store.conn, &self.media, transport, None).map(|w| w.report)
+    /// what this vault last wrote. `progress` hears the bytes processed (export and media); a
+    /// cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
+    pub fn run(&mut self, transport: &dyn Transport, progress: Option<&dyn Progress>) -> Result<BackupReport> {
+        self.run_written(transport, progress).map(|w| w.report)
     }
 
-    /// [`Vault::backup`], telling `progress` how many bytes (export and media) it has processed;
-    /// a cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
-    pub fn backup_with_progress(&mut self, transport: &dyn Transport, progress: &dyn Progress) -> Result<BackupReport> {
-        crate::backup::run::run(&mut self.store.conn, &self.media, transport, Some(progress)).map(|w| w.report)
+    /// [`Backups::run`], also returning the sealed head record it wrote.
+    pub(crate) fn run_written(&mut self, transport: &dyn Transport, progress: Option<&dyn Progress>) -> Result<Written> {
+        let db = Database { snapshot: &self.snapshot, state: &self.state };
+        crate::backup::run::run(&db, &self.media, transport, progress)
     }
 
     /// The snapshots the backup at `transport` retains, oldest first.
-    pub fn backup_list(&self, transport: &dyn Transport) -> Result<Vec<SnapshotInfo>> {
-        let (keys, local) = self.backup_keys()?;
+    pub fn list(&self, transport: &dyn Transport) -> Result<Vec<SnapshotInfo>> {
+        let (keys, local) = self.keys()?;
         crate::backup::maintain::list(transport, &keys, local)
     }
 
     /// Checks the backup at `transport` (see [`BackupCheck`]); `read_fraction` is the share of
     /// packs read and authenticated in full (0 to 1).
-    pub fn backup_verify(&self, transport: &dyn Transport, read_fraction: f64) -> Result<BackupCheck> {
+    pub fn verify(&self, transport: &dyn Transport, read_fraction: f64) -> Result<BackupCheck> {
         if !(0.0..=1.0).contains(&read_fraction) {
             return Err(Error::InvalidInput("the share of packs to read is between 0 and 1".into()));
         }
-        let (keys, local) = self.backup_keys()?;
-        let conn = &self.store.conn;
-        let media_key =
-            |id: &[u8; 16]| crate::store::media_rows::row(conn, &MediaId(*id)).ok().map(|row| (row.key, row.length));
+        let (keys, local) = self.keys()?;
+        let conn = &self.state;
+        let media_key = |id: &[u8; 16]| media_rows::row(conn, &MediaId(*id)).ok().map(|row| (row.key, row.length));
         crate::backup::maintain::verify(transport, &keys, local, read_fraction, &media_key)
     }
 
     /// Keeps the newest `keep` snapshots and deletes what only the others needed.
-    pub fn backup_prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
-        let (keys, local) = self.backup_keys()?;
+    pub fn prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
+        let (keys, local) = self.keys()?;
         let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep)?;
-        crate::store::backup_state::advance(&mut self.store.conn, head.generation, &head.manifest_hash)?;
+        backup_state::advance(&self.state, head.generation, &head.manifest_hash)?;
         Ok(report)
-    }
-
-    fn backup_keys(&self) -> Result<(BackupKeys, crate::store::backup_state::Position)> {
-        let key = crate::store::backup_state::root_key(&self.store.conn)?
-            .ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
-        Ok((BackupKeys::derive(&key), crate::store::backup_state::position(&self.store.conn)?))
     }
 
     /// The vault's Backup Root Key, for the developer option that restores without recovery.
     /// Anyone holding it can decrypt every backup of this vault: never store it unprotected.
     /// `None` before the first backup.
-    pub fn dangerous_export_backup_key(&self) -> Result<Option<BackupRootKey>> {
-        Ok(crate::store::backup_state::root_key(&self.store.conn)?.map(BackupRootKey))
+    pub fn dangerous_export_key(&self) -> Result<Option<BackupRootKey>> {
+        Ok(backup_state::root_key(&self.state)?.map(BackupRootKey))
     }
 
-    /// Writes a restored media file (the stored `VLTMEDIA` stream, read from `source`) under its
-    /// id; its row and key come from the imported export.
-    pub(crate) fn place_restored_media(&self, id: &MediaId, source: &mut dyn Read) -> Result<()> {
+    /// The Backup Root Key, created (and stored) if the vault has none yet.
+    pub(crate) fn root_key_or_create(&self) -> Result<SecretKey> {
+        if let Some(key) = backup_state::root_key(&self.state)? {
+            return Ok(key);
+        }
+        let key = SecretKey::generate().map_err(Error::from_rng)?;
+        backup_state::set_root_key(&self.state, &key)?;
+        Ok(key)
+    }
+
+    /// The Backup Root Key, which must exist.
+    pub(crate) fn root_key(&self) -> Result<SecretKey> {
+        backup_state::root_key(&self.state)?.ok_or_else(|| Error::NotFound("this vault has no backup key yet".into()))
+    }
+
+    /// The connection the backup state is kept on (recovery keeps its enrolment there too).
+    pub(crate) fn state(&self) -> &Connection {
+        &self.state
+    }
+
+    fn keys(&self) -> Result<(BackupKeys, backup_state::Position)> {
+        let key = backup_state::root_key(&self.state)?.ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
+        Ok((BackupKeys::derive(&key), backup_state::position(&self.state)?))
+    }
+}
+
+/// How [`restore_backup`] builds the new vault.
+#[derive(Default)]
+pub struct RestoreOptions<'a> {
+    /// The new vault's key options (Argon2 parameters, optional key wrapper).
+    pub create: CreateOptions<'a>,
+    /// Told the bytes restored so far (export and media) of the total; may cancel.
+    pub progress: Option<&'a dyn Progress>,
+    /// The newest generation and manifest hash other guardians attest (recovery): the storage
+    /// must hold at least that history, or the restore fails as a rollback.
+    pub at_least: Option<(u64, [u8; 32])>,
+}
+
+/// Restores the newest snapshot of the backup at `transport` into a new vault at `target` (which
+/// must not exist), protected by `passphrase` (and the key wrapper of `options.create`).
+///
+/// The vault is built in `.<name>.restoring` beside the target and renamed into place when
+/// complete and verified. An interrupted or failed restore (network, cancellation) leaves that
+/// directory, and the next restore of the same generation into the same target resumes it: the
+/// database import is kept and media items already written are not fetched again. A restore
+/// that finds damaged data removes it.
+pub fn restore_backup(
+    transport: &dyn Transport,
+    key: &BackupRootKey,
+    target: &Path,
+    passphrase: &Passphrase,
+    options: RestoreOptions<'_>,
+) -> Result<RestoreReport> {
+    let staging = Staging { passphrase, create: options.create };
+    let restore = Restore { staging: &staging, progress: options.progress, at_least: options.at_least };
+    crate::backup::restore::restore(transport, key, target, restore)
+}
+
+/// Builds the restored vault with the new device's passphrase and key options.
+struct Staging<'a> {
+    passphrase: &'a Passphrase,
+    create: CreateOptions<'a>,
+}
+
+impl RestoreStaging for Staging<'_> {
+    fn create(&self, dir: &Path) -> Result<Box<dyn RestoredVault + '_>> {
+        let options = CreateOptions { kdf: self.create.kdf, wrapper: self.create.wrapper };
+        Ok(Box::new(Vault::create(dir, self.passphrase, options)?))
+    }
+
+    fn reopen(&self, dir: &Path) -> Option<Box<dyn RestoredVault + '_>> {
+        Vault::unlock_with_passphrase(dir, self.passphrase).ok().map(|v| Box::new(v) as Box<dyn RestoredVault>)
+    }
+}
+
+impl RestoredVault for Vault {
+    fn import_database(&mut self, input: &mut dyn Read) -> Result<()> {
+        export::import(&mut self.store.conn, input).map(|_| ())
+    }
+
+    fn has_media(&self, id: &[u8; 16]) -> bool {
+        self.media.path(&MediaId(*id)).exists()
+    }
+
+    fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()> {
         self.media.ensure_dir()?;
-        let path = self.media.path(id);
+        let path = self.media.path(&MediaId(*id));
         crate::fsutil::write_new(&path, 0o600, Error::io("writing a restored media file"), |file| {
             std::io::copy(source, file)
                 .map(|_| ())
@@ -79,27 +195,23 @@ impl Vault {
         })
     }
 
-    /// Whether the media file of `id` is present (a resumed restore skips it; the final
-    /// verification authenticates it).
-    pub(crate) fn has_media_file(&self, id: &MediaId) -> bool {
-        self.media.path(id).exists()
+    fn verify(&mut self) -> Result<bool> {
+        Vault::verify(self).map(|report| report.is_ok())
     }
 
-    /// How many messages the vault holds.
-    pub(crate) fn message_count(&self) -> Result<u64> {
-        crate::store::messages::count(&self.store.conn)
-    }
-
-    /// Records the backup this vault was restored from, so its next backup continues that history.
-    pub(crate) fn adopt_backup(&mut self, key: &SecretKey, generation: u64, hash: &[u8; 32]) -> Result<()> {
-        crate::store::backup_state::set_root_key(&self.store.conn, key)?;
-        crate::store::backup_state::advance(&mut self.store.conn, generation, hash)?;
-        crate::store::events::record(
+    fn adopt(&mut self, key: &SecretKey, generation: u64, manifest_hash: &[u8; 32]) -> Result<()> {
+        backup_state::set_root_key(&self.store.conn, key)?;
+        backup_state::advance(&self.store.conn, generation, manifest_hash)?;
+        events::record(
             &self.store.conn,
             crate::store::now_millis(),
-            crate::SecurityEventKind::BackupRestored,
+            SecurityEventKind::BackupRestored,
             &format!("generation {generation}"),
         )
+    }
+
+    fn message_count(&self) -> Result<u64> {
+        crate::store::messages::count(&self.store.conn)
     }
 }
 
@@ -112,6 +224,7 @@ impl Vault {
     }
 
     /// Fills this vault, which must be empty, from a logical export; all or nothing.
+    #[cfg(test)]
     pub(crate) fn import_database<R: Read>(&mut self, input: R) -> Result<ExportStats> {
         export::import(&mut self.store.conn, input)
     }

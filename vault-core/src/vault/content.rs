@@ -107,27 +107,7 @@ impl Vault {
     /// committed; an interrupted import leaves nothing visible, and its temp file is removed
     /// at the next unlock.
     pub fn import_media(&mut self, input: &mut dyn Read, place: MediaImport<'_>) -> Result<MediaId> {
-        if let Some(name) = place.conversation {
-            media_rows::conversation_id(&self.store.conn, name)?;
-        }
-        let _lock = lock_media(&self.dir, false)?;
-        let id = MediaId::generate()?;
-        let key = SecretKey::generate().map_err(Error::from_rng)?;
-        let length = self.media.write(&id, &key, input)?;
-        let inserted = media_rows::insert(
-            &mut self.store.conn,
-            &id,
-            &key,
-            length,
-            place.conversation,
-            place.message,
-            store::now_millis(),
-        );
-        if let Err(e) = inserted {
-            let _ = self.media.remove(&id);
-            return Err(e);
-        }
-        Ok(id)
+        import_media(&self.store.conn, &self.dir, &self.media, input, place)
     }
 
     /// Imports the file at `path` (see [`Vault::import_media`]).
@@ -152,8 +132,18 @@ impl Vault {
 
     /// Opens a media item for reading: `Read + Seek`, random access, only authenticated bytes.
     pub fn open_media(&self, id: &MediaId) -> Result<MediaReader> {
-        let row = media_rows::row(&self.store.conn, id)?;
-        self.media.open(id, &row.key, row.length)
+        open_media(&self.store.conn, &self.media, id)
+    }
+
+    /// A handle for importing and exporting media on a connection of its own (see
+    /// [`MediaTransfers`]).
+    pub fn media_transfers(&self) -> Result<MediaTransfers> {
+        Ok(MediaTransfers {
+            conn: self.side_connection()?,
+            dir: self.dir.clone(),
+            media: crate::media::MediaFiles::new(&self.dir),
+            _work: self.long_work(),
+        })
     }
 
     /// Decrypts `length` bytes from `offset` (all by default) of a media item into a new file
@@ -173,26 +163,7 @@ impl Vault {
         length: Option<u64>,
         progress: &dyn crate::Progress,
     ) -> Result<u64> {
-        let mut reader = self.open_media(id)?;
-        if offset > reader.len() {
-            return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
-        }
-        let wanted = length.unwrap_or(u64::MAX).min(reader.len() - offset);
-        if path.exists() {
-            return Err(Error::AlreadyExists("the export target exists".to_owned()));
-        }
-        fsutil::write_new(path, 0o600, Error::io("writing the export file"), |out| {
-            let mut tracked = crate::progress::Tracked::new(out, progress, Some(wanted));
-            reader.copy_range_to(offset, wanted, &mut tracked).map_err(|e| {
-                if crate::progress::is_cancelled(&e) {
-                    Error::Cancelled
-                } else if e.kind() == std::io::ErrorKind::InvalidData {
-                    Error::Integrity(format!("media {id} failed authentication"))
-                } else {
-                    Error::io("exporting media")(e)
-                }
-            })
-        })
+        export_media(&self.store.conn, &self.media, id, path, offset, length, progress)
     }
 
     /// Deletes a media item: its row and key go first (crypto-shredding the file), then the
@@ -304,4 +275,126 @@ impl Vault {
             checkpoint_deferred: !complete,
         })
     }
+}
+
+/// Media imports and exports on a connection of their own: a large import or export through this
+/// handle never holds the [`Vault`], so the app keeps reading, searching and adding messages
+/// meanwhile. It is `Send`. While one exists, a root-key rotation is refused ([`Error::Busy`]).
+pub struct MediaTransfers {
+    conn: rusqlite::Connection,
+    dir: std::path::PathBuf,
+    media: crate::media::MediaFiles,
+    _work: super::LongWork,
+}
+
+impl std::fmt::Debug for MediaTransfers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaTransfers").finish_non_exhaustive()
+    }
+}
+
+impl MediaTransfers {
+    /// [`Vault::import_media`], reporting progress to `progress` (returning `false` cancels:
+    /// [`Error::Cancelled`], nothing stored).
+    pub fn import(
+        &mut self,
+        input: &mut dyn Read,
+        place: MediaImport<'_>,
+        progress: Option<&dyn crate::Progress>,
+    ) -> Result<MediaId> {
+        match progress {
+            Some(progress) => {
+                let mut tracked = crate::progress::Tracked::new(input, progress, None);
+                import_media(&self.conn, &self.dir, &self.media, &mut tracked, place)
+            }
+            None => import_media(&self.conn, &self.dir, &self.media, input, place),
+        }
+    }
+
+    /// Imports the file at `path`, reporting progress with its size as the total.
+    pub fn import_file(
+        &mut self,
+        path: &Path,
+        place: MediaImport<'_>,
+        progress: Option<&dyn crate::Progress>,
+    ) -> Result<MediaId> {
+        let file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
+        let total = file.metadata().ok().map(|m| m.len());
+        let progress = progress.unwrap_or(&NoProgress);
+        let mut tracked = crate::progress::Tracked::new(file, progress, total);
+        import_media(&self.conn, &self.dir, &self.media, &mut tracked, place)
+    }
+
+    /// [`Vault::export_media_with_progress`].
+    pub fn export(
+        &self,
+        id: &MediaId,
+        path: &Path,
+        offset: u64,
+        length: Option<u64>,
+        progress: Option<&dyn crate::Progress>,
+    ) -> Result<u64> {
+        export_media(&self.conn, &self.media, id, path, offset, length, progress.unwrap_or(&NoProgress))
+    }
+}
+
+/// Imports media from `input` under a fresh random key (see [`Vault::import_media`]).
+fn import_media(
+    conn: &rusqlite::Connection,
+    dir: &Path,
+    media: &crate::media::MediaFiles,
+    input: &mut dyn Read,
+    place: MediaImport<'_>,
+) -> Result<MediaId> {
+    if let Some(name) = place.conversation {
+        media_rows::conversation_id(conn, name)?;
+    }
+    let _lock = lock_media(dir, false)?;
+    let id = MediaId::generate()?;
+    let key = SecretKey::generate().map_err(Error::from_rng)?;
+    let length = media.write(&id, &key, input)?;
+    let inserted =
+        media_rows::insert(conn, &id, &key, length, place.conversation, place.message, store::now_millis());
+    if let Err(e) = inserted {
+        let _ = media.remove(&id);
+        return Err(e);
+    }
+    Ok(id)
+}
+
+fn open_media(conn: &rusqlite::Connection, media: &crate::media::MediaFiles, id: &MediaId) -> Result<MediaReader> {
+    let row = media_rows::row(conn, id)?;
+    media.open(id, &row.key, row.length)
+}
+
+/// Decrypts a range of a media item into a new file (see [`Vault::export_media`]).
+fn export_media(
+    conn: &rusqlite::Connection,
+    media: &crate::media::MediaFiles,
+    id: &MediaId,
+    path: &Path,
+    offset: u64,
+    length: Option<u64>,
+    progress: &dyn crate::Progress,
+) -> Result<u64> {
+    let mut reader = open_media(conn, media, id)?;
+    if offset > reader.len() {
+        return Err(Error::InvalidInput("the offset is past the end of the media".to_owned()));
+    }
+    let wanted = length.unwrap_or(u64::MAX).min(reader.len() - offset);
+    if path.exists() {
+        return Err(Error::AlreadyExists("the export target exists".to_owned()));
+    }
+    fsutil::write_new(path, 0o600, Error::io("writing the export file"), |out| {
+        let mut tracked = crate::progress::Tracked::new(out, progress, Some(wanted));
+        reader.copy_range_to(offset, wanted, &mut tracked).map_err(|e| {
+            if crate::progress::is_cancelled(&e) {
+                Error::Cancelled
+            } else if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::Integrity(format!("media {id} failed authentication"))
+            } else {
+                Error::io("exporting media")(e)
+            }
+        })
+    })
 }

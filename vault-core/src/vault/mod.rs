@@ -25,7 +25,9 @@ mod content;
 mod recovery;
 mod slots;
 
-pub use content::MediaImport;
+pub use backup::{Backups, RestoreOptions, restore_backup};
+pub use content::{MediaImport, MediaTransfers};
+pub use recovery::{GuardianRestore, Recovery, recover_key, restore_from_guardians};
 
 /// Name of the key-slot file inside a vault directory.
 pub const KEYSLOTS_FILE: &str = "keyslots";
@@ -148,7 +150,13 @@ pub struct Vault {
     unlock_kek: SecretKey,
     media: MediaFiles,
     open_report: OpenReport,
+    /// Shared with every handle doing long work on connections of its own ([`Backups`],
+    /// [`Recovery`]); a root-key rotation waits for none and is refused while any exists.
+    long_work: std::sync::Arc<()>,
 }
+
+/// Held by a handle doing long work on its own connections.
+pub(crate) struct LongWork(#[allow(dead_code)] std::sync::Arc<()>);
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -372,6 +380,7 @@ impl Vault {
             unlock_kek: opened.kek,
             media: MediaFiles::new(dir),
             open_report: OpenReport { rotation_recovered: rotation, ..OpenReport::default() },
+            long_work: std::sync::Arc::new(()),
         };
         vault.record_pending_failures()?;
         vault.record(SecurityEventKind::UnlockSucceeded, &format!("slot {}", vault.unlocked_by))?;
@@ -473,6 +482,25 @@ impl Vault {
 
     fn record(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
         events::record(&self.store.conn, store::now_millis(), kind, detail)
+    }
+
+    /// A second connection to the vault's database, keyed like the first, for long work that
+    /// must not hold this session (WAL lets it read a snapshot while this session writes).
+    fn side_connection(&self) -> Result<rusqlite::Connection> {
+        store::open_keyed(&self.dir.join(DATABASE_FILE), &derive_subkey(&self.root, Subkey::Database), false)
+    }
+
+    /// A token held by a long-work handle (see [`Vault::rotate_root_key`]).
+    fn long_work(&self) -> LongWork {
+        LongWork(std::sync::Arc::clone(&self.long_work))
+    }
+
+    /// Refuses a change of the database key while a long-work handle is open on the old one.
+    fn check_no_long_work(&self) -> Result<()> {
+        if std::sync::Arc::strong_count(&self.long_work) > 1 {
+            return Err(Error::Busy);
+        }
+        Ok(())
     }
 
     /// Locks the vault: closes the database and zeroizes the keys.

@@ -212,10 +212,14 @@ impl Vault {
     /// unlocked must be in `others`; otherwise nothing changes and the error names the slots
     /// (remove them first if their secrets are lost).
     ///
+    /// A backup or recovery handle ([`crate::Backups`], [`crate::Recovery`]) holds connections
+    /// under the current key: while one exists the rotation is refused with [`Error::Busy`].
+    ///
     /// Crash safety: the re-sealed slots are written to `keyslots.next` first, then the database
     /// is re-keyed (one transaction), then `keyslots.next` replaces `keyslots`. An unlock after a
     /// crash at any point finishes or rolls back (see [`Vault::unlock`]).
     pub fn rotate_root_key(&mut self, others: &[SlotSecret<'_>]) -> Result<()> {
+        self.check_no_long_work()?;
         let _lock = lock_slots(&self.dir)?;
         let mut file = self.read_current_slots()?;
         // Each slot's KEK must open that slot, in the file as it is now, to this session's root

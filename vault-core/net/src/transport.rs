@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use super::transport::{Transport, TransportError};
+use vault_core::backup::{Transport, TransportError};
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
 

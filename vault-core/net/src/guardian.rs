@@ -1,0 +1,132 @@
+//! A guardian server over HTTP: the [`Guardian`] trait on `backup-api`'s client.
+
+use backup_api::client::{BackupClient, BearerToken, ClientError, ClientOptions};
+use backup_api::{ErrorCode, KsfParams};
+use vault_core::Passphrase;
+use vault_core::backup::Transport;
+use vault_core::recovery::{
+    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned,
+};
+use vault_core::SecretBytes;
+
+use crate::transport::ServerTransport;
+
+/// Reaches guardian servers over HTTPS (plain HTTP only on loopback, or where
+/// [`ClientOptions::allow_insecure_http`] says a TLS-terminating proxy is in front).
+#[derive(Clone, Default)]
+pub struct HttpNetwork {
+    /// TLS roots, plain-HTTP permission and timeouts.
+    pub client: ClientOptions,
+    /// Key-stretching parameters for new registrations and password changes [default:
+    /// `KsfParams::recommended()`].
+    pub ksf: Option<KsfParams>,
+}
+
+impl HttpNetwork {
+    /// A network with these client options and the recommended key stretching.
+    pub fn new(client: ClientOptions) -> Self {
+        Self { client, ksf: None }
+    }
+
+    /// The guardian at `url`, as its concrete type (for callers that want the client itself).
+    pub fn guardian(&self, url: &str) -> Result<HttpGuardian, GuardianError> {
+        let client = BackupClient::with_options(url, self.client.clone()).map_err(guardian_error)?;
+        Ok(HttpGuardian { client, ksf: self.ksf.unwrap_or_else(KsfParams::recommended) })
+    }
+}
+
+impl GuardianNetwork for HttpNetwork {
+    fn connect(&self, url: &str) -> Result<Box<dyn Guardian>, GuardianError> {
+        Ok(Box::new(self.guardian(url)?))
+    }
+}
+
+/// One guardian server.
+#[derive(Clone)]
+pub struct HttpGuardian {
+    client: BackupClient,
+    ksf: KsfParams,
+}
+
+impl HttpGuardian {
+    /// The blocking client underneath.
+    pub fn client(&self) -> &BackupClient {
+        &self.client
+    }
+}
+
+/// A client error as a guardian error: a refused login or token, a lost compare-and-swap, a
+/// malformed request, or anything else (unreachable, refused, out of protocol).
+pub(crate) fn guardian_error(e: ClientError) -> GuardianError {
+    match e {
+        ClientError::LoginFailed => GuardianError::LoginRefused,
+        ClientError::InvalidInput(message) => GuardianError::Refused(message),
+        ClientError::Api { code: ErrorCode::AccountExists, .. } => GuardianError::AccountExists,
+        ClientError::Api { code: ErrorCode::Unauthorized | ErrorCode::Forbidden, .. } => GuardianError::TokenRefused,
+        ClientError::Api { code: ErrorCode::PreconditionFailed, .. } => GuardianError::Conflict,
+        ClientError::Api { code: ErrorCode::BadRequest | ErrorCode::InvalidName, message, .. } => {
+            GuardianError::Refused(message)
+        }
+        other => GuardianError::Unavailable(other.to_string()),
+    }
+}
+
+fn bearer(token: &AccessToken) -> BearerToken {
+    BearerToken::new(token.expose_secret().to_owned())
+}
+
+fn access(token: BearerToken) -> AccessToken {
+    AccessToken::new(token.expose().to_owned())
+}
+
+impl Guardian for HttpGuardian {
+    fn register(&self, account: &str, password: &Passphrase) -> Result<(), GuardianError> {
+        self.client.register(account, password.expose_secret().as_bytes(), self.ksf).map_err(guardian_error)
+    }
+
+    fn login(&self, account: &str, password: &Passphrase) -> Result<GuardianSession, GuardianError> {
+        let session = self.client.login(account, password.expose_secret().as_bytes()).map_err(guardian_error)?;
+        Ok(GuardianSession {
+            token: access(session.token),
+            export_key: SecretBytes::new(session.export_key.to_vec()),
+            server_key: session.server_public_key,
+        })
+    }
+
+    fn change_password(&self, session: &AccessToken, account: &str, new: &Passphrase) -> Result<(), GuardianError> {
+        self.client
+            .change_password(&bearer(session), account, new.expose_secret().as_bytes(), self.ksf)
+            .map_err(guardian_error)
+    }
+
+    fn escrow(&self, session: &AccessToken) -> Result<Option<Versioned>, GuardianError> {
+        let record = self.client.get_escrow(&bearer(session)).map_err(guardian_error)?;
+        Ok(record.map(|(bytes, version)| Versioned { bytes, version }))
+    }
+
+    fn put_escrow(&self, session: &AccessToken, record: &[u8], expected: Option<&str>) -> Result<(), GuardianError> {
+        self.client.put_escrow(&bearer(session), record, expected).map(|_| ()).map_err(guardian_error)
+    }
+
+    fn enrol_device(&self, session: &AccessToken, name: &str) -> Result<(String, AccessToken), GuardianError> {
+        let (id, token) = self.client.enrol_device(&bearer(session), name).map_err(guardian_error)?;
+        Ok((id, access(token)))
+    }
+
+    fn devices(&self, auth: &AccessToken) -> Result<Vec<GuardianDevice>, GuardianError> {
+        let list = self.client.list_devices(&bearer(auth)).map_err(guardian_error)?;
+        Ok(list
+            .devices
+            .into_iter()
+            .map(|d| GuardianDevice { id: d.id, name: d.name, enrolled_at_secs: d.created_at })
+            .collect())
+    }
+
+    fn revoke_device(&self, auth: &AccessToken, device_id: &str) -> Result<(), GuardianError> {
+        self.client.revoke_device(&bearer(auth), device_id).map_err(guardian_error)
+    }
+
+    fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync> {
+        Box::new(ServerTransport::new(self.client.clone(), bearer(auth)))
+    }
+}

@@ -1,0 +1,283 @@
+//! Recovery on an enrolled vault (`docs/recovery.md`): the backup's storage at the data
+//! guardian, head-record copies to the other guardians, password change, share refresh, the
+//! device lists and revocation, and server-key pinning on every session.
+
+use rusqlite::Connection;
+
+use super::enrolment::{EnrolledGuardian, Enrolment, copy_key};
+use super::escrow::{self, EscrowHeader};
+use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
+use super::shares::{Share, split};
+use super::{GuardianDevices, RecoveryCode, error_at};
+use crate::backup::format::Head;
+use crate::backup::{BackupKeys, Transport, TransportError};
+use crate::error::{Error, Result};
+use crate::secret::SecretKey;
+use crate::store::events;
+use crate::{Passphrase, SecurityEventKind};
+
+/// The backup storage at the guardian that holds the data, with this device's token.
+pub(crate) fn data_transport(
+    network: &dyn GuardianNetwork,
+    enrolment: &Enrolment,
+) -> Result<Box<dyn Transport + Send + Sync>> {
+    let data = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?;
+    let remote = Remote::connect(network, &data.url).map_err(|e| error_at(&data.url, e))?;
+    Ok(remote.guardian.transport(&data.device_token))
+}
+
+/// Copies the sealed head record of generation `generation` to every guardian but the data
+/// guardian, refusing to move any backwards; returns the guardians whose copy failed (the backup
+/// itself is complete; the next run retries).
+pub(crate) fn copy_heads(
+    network: &dyn GuardianNetwork,
+    enrolment: &Enrolment,
+    keys: &BackupKeys,
+    head: &[u8],
+    generation: u64,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for guardian in enrolment.guardians.iter().skip(1) {
+        let copied = Remote::connect(network, &guardian.url)
+            .map_err(|e| e.to_string())
+            .and_then(|remote| copy_head(&*remote.guardian.transport(&guardian.device_token), keys, head, generation));
+        if let Err(message) = copied {
+            failed.push(format!("{}: {message}", guardian.url));
+        }
+    }
+    failed
+}
+
+/// Copies the head record to one guardian, refusing to move it backwards.
+fn copy_head(transport: &dyn Transport, keys: &BackupKeys, head: &[u8], generation: u64) -> Result<(), String> {
+    for _ in 0..3 {
+        let current = transport.get_head().map_err(|e| e.to_string())?;
+        if let Some((bytes, _)) = &current
+            && let Ok(theirs) = Head::open(keys, bytes)
+            && theirs.generation > generation
+        {
+            return Err(format!(
+                "it attests generation {}, newer than the data server's {generation}",
+                theirs.generation
+            ));
+        }
+        match transport.put_head(head, current.as_ref().map(|(_, version)| version.as_str())) {
+            Ok(()) => return Ok(()),
+            Err(TransportError::Conflict) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the head record kept changing".into())
+}
+
+/// Changes the backup password on every guardian: logs in with `old` (or, where an earlier
+/// change got that far, with `new`), re-registers, and re-seals the guardian's share under the
+/// new password. The shares and the recovery code stay valid. The enrolment (with each share
+/// this device learns) is saved in `conn` before each guardian's old password stops working, so
+/// an interrupted change is finished by running it again.
+pub(crate) fn change_password(
+    network: &dyn GuardianNetwork,
+    conn: &Connection,
+    key_check: [u8; 16],
+    old: &Passphrase,
+    new: &Passphrase,
+) -> Result<()> {
+    if new.is_empty() {
+        return Err(Error::InvalidInput("the new backup password is empty".into()));
+    }
+    let mut enrolment = Enrolment::require(conn)?;
+    for position in 0..enrolment.guardians.len() {
+        let guardian = &enrolment.guardians[position];
+        let at = |e| error_at(&guardian.url, e);
+        let remote = Remote::connect(network, &guardian.url).map_err(at)?;
+        let (session, with_old) = match remote.guardian.login(&enrolment.account, old) {
+            Ok(session) => (session, true),
+            Err(GuardianError::LoginRefused) => (remote.guardian.login(&enrolment.account, new).map_err(at)?, false),
+            Err(e) => return Err(at(e)),
+        };
+        check_pin(conn, guardian, &session)?;
+        let record = remote.guardian.escrow(&session.token).map_err(at)?;
+        // The share as the guardian holds it (source of truth); else the one this device kept.
+        let opened = record.as_ref().map(|r| {
+            escrow::open(&r.bytes, session.export_key.expose_secret(), &enrolment.account, &session.server_key)
+        });
+        let (header, share) = match opened {
+            Some(Ok(pair)) if !with_old => {
+                // Already sealed under the new password by an earlier, interrupted change.
+                enrolment.guardians[position].share = Some(copy_key(&pair.1.value));
+                continue;
+            }
+            Some(Ok(pair)) => pair,
+            _ => {
+                let share = guardian.share.as_ref().ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{}: this device does not hold the server's share; refresh the shares",
+                        guardian.url
+                    ))
+                })?;
+                let index = u8::try_from(position + 1).map_err(|_| Error::Internal("position"))?;
+                let header = EscrowHeader {
+                    share_set: enrolment.share_set,
+                    policy: enrolment.policy,
+                    index,
+                    holds_data: position == 0,
+                    key_check,
+                };
+                (header, Share { index, value: copy_key(share) })
+            }
+        };
+        // Kept before the old password stops working, so an interruption loses nothing.
+        enrolment.guardians[position].share = Some(copy_key(&share.value));
+        enrolment.save(conn)?;
+        let url = enrolment.guardians[position].url.clone();
+        let at = |e| error_at(&url, e);
+        let session = if with_old {
+            remote.guardian.change_password(&session.token, &enrolment.account, new).map_err(at)?;
+            let session = remote.guardian.login(&enrolment.account, new).map_err(at)?;
+            check_pin(conn, &enrolment.guardians[position], &session)?;
+            session
+        } else {
+            session
+        };
+        let sealed =
+            escrow::seal(&header, &share, session.export_key.expose_secret(), &enrolment.account, &session.server_key);
+        remote
+            .guardian
+            .put_escrow(&session.token, &sealed, record.as_ref().map(|r| r.version.as_str()))
+            .map_err(at)?;
+    }
+    enrolment.save(conn)?;
+    record(conn, SecurityEventKind::RecoveryPasswordChanged, &format!("{} servers", enrolment.guardians.len()))
+}
+
+/// Replaces every share with a new split of `key` (every guardian must be reachable): the old
+/// shares and the old recovery code stop working at guardians that replace their record. Returns
+/// the new recovery code when the policy has one.
+pub(crate) fn refresh_shares(
+    network: &dyn GuardianNetwork,
+    conn: &Connection,
+    key: &SecretKey,
+    password: &Passphrase,
+) -> Result<Option<RecoveryCode>> {
+    let mut enrolment = Enrolment::require(conn)?;
+    let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
+    let key_check = BackupKeys::derive(key).key_check();
+    let share_set: [u8; 16] = crate::crypto::random_array().map_err(Error::from_rng)?;
+    let shares = split(key, enrolment.policy.threshold, enrolment.policy.shares())?;
+    let mut updated = Vec::new();
+    for (position, (remote, session)) in sessions.iter().enumerate() {
+        let header = EscrowHeader {
+            share_set,
+            policy: enrolment.policy,
+            index: shares[position].index,
+            holds_data: position == 0,
+            key_check,
+        };
+        let sealed = escrow::seal(
+            &header,
+            &shares[position],
+            session.export_key.expose_secret(),
+            &enrolment.account,
+            &session.server_key,
+        );
+        let result = remote
+            .guardian
+            .escrow(&session.token)
+            .and_then(|current| {
+                remote.guardian.put_escrow(&session.token, &sealed, current.as_ref().map(|r| r.version.as_str()))
+            })
+            .map_err(|e| error_at(&remote.url, e));
+        if let Err(e) = result {
+            return Err(Error::BackupStorage(format!(
+                "{e}; updated so far: [{}]; refresh the shares again",
+                updated.join(", ")
+            )));
+        }
+        updated.push(remote.url.clone());
+    }
+    enrolment.share_set = share_set;
+    for (guardian, share) in enrolment.guardians.iter_mut().zip(&shares) {
+        guardian.share = Some(copy_key(&share.value));
+    }
+    enrolment.save(conn)?;
+    record(conn, SecurityEventKind::RecoverySharesRefreshed, &enrolment.policy.describe())?;
+    Ok(enrolment.policy.code_index().map(|index| RecoveryCode::encode(&shares[usize::from(index) - 1])))
+}
+
+/// The devices enrolled at each guardian (read with this device's tokens).
+pub(crate) fn devices(network: &dyn GuardianNetwork, enrolment: &Enrolment) -> Result<Vec<GuardianDevices>> {
+    enrolment
+        .guardians
+        .iter()
+        .map(|g| {
+            let at = |e| error_at(&g.url, e);
+            let remote = Remote::connect(network, &g.url).map_err(at)?;
+            let devices = remote.guardian.devices(&g.device_token).map_err(at)?;
+            Ok(GuardianDevices { server: g.url.clone(), this_device: g.device_id.clone(), devices })
+        })
+        .collect()
+}
+
+/// Revokes, at every guardian, each device whose identifier or name is `device` (needs the
+/// backup password). Its tokens stop working at once. Returns how many were revoked.
+pub(crate) fn revoke_device(
+    network: &dyn GuardianNetwork,
+    conn: &Connection,
+    password: &Passphrase,
+    device: &str,
+) -> Result<usize> {
+    let enrolment = Enrolment::require(conn)?;
+    let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
+    let mut revoked = 0;
+    for (remote, session) in &sessions {
+        let at = |e| error_at(&remote.url, e);
+        let list = remote.guardian.devices(&session.token).map_err(at)?;
+        for d in list.iter().filter(|d| d.id == device || d.name == device) {
+            remote.guardian.revoke_device(&session.token, &d.id).map_err(at)?;
+            revoked += 1;
+        }
+    }
+    if revoked > 0 {
+        record(conn, SecurityEventKind::DeviceRevoked, &format!("{revoked} tokens"))?;
+    }
+    Ok(revoked)
+}
+
+/// Refuses a session whose guardian key differs from the pinned one, recording the event.
+pub(crate) fn check_pin(conn: &Connection, guardian: &EnrolledGuardian, session: &GuardianSession) -> Result<()> {
+    if session.server_key == guardian.server_key {
+        return Ok(());
+    }
+    record(conn, SecurityEventKind::ServerKeyChanged, &guardian.url)?;
+    Err(Error::Integrity(format!(
+        "{}: the server's key differs from the one pinned at setup (a replaced or impersonated server); \
+         compare the safety number, and set up recovery again only if the change is expected",
+        guardian.url
+    )))
+}
+
+/// Logs in to every guardian at once; all must answer, with their pinned keys.
+fn log_in_everywhere(
+    network: &dyn GuardianNetwork,
+    conn: &Connection,
+    enrolment: &Enrolment,
+    password: &Passphrase,
+) -> Result<Vec<(Remote, GuardianSession)>> {
+    let outcomes = in_parallel(&enrolment.guardians, |g| {
+        let at = |e| error_at(&g.url, e);
+        let remote = Remote::connect(network, &g.url).map_err(at)?;
+        let session = remote.guardian.login(&enrolment.account, password).map_err(at)?;
+        Ok::<_, Error>((remote, session))
+    });
+    let mut sessions = Vec::new();
+    for (guardian, outcome) in enrolment.guardians.iter().zip(outcomes) {
+        let (remote, session) = outcome?;
+        check_pin(conn, guardian, &session)?;
+        sessions.push((remote, session));
+    }
+    Ok(sessions)
+}
+
+fn record(conn: &Connection, kind: SecurityEventKind, detail: &str) -> Result<()> {
+    events::record(conn, crate::store::now_millis(), kind, detail)
+}

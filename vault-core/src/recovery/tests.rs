@@ -1,0 +1,270 @@
+//! Every recovery flow against the scripted in-memory guardian (`testing`): setup, key recovery
+//! with each share combination, password change, share refresh and a new code, devices and
+//! revocation, server-key pinning — with guardians that are down, drop calls, answer slowly,
+//! replay old records, serve garbage or lie about their key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::lifecycle;
+use super::recover::recover;
+use super::setup::set_up;
+use super::testing::{Call, Fault, MemoryNetwork};
+use super::{Enrolment, RecoveryCode, RecoveryPolicy, RecoverySetup};
+use crate::backup::format::Head;
+use crate::backup::{BackupKeys, TransportError};
+use crate::error::Error;
+use crate::secret::SecretKey;
+use crate::{Passphrase, SecurityEventKind};
+
+const ACCOUNT: &str = "ann@example.org";
+
+fn password() -> Passphrase {
+    Passphrase::new("a long backup password".into())
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes([42; 32])
+}
+
+/// A database of the vault's schema, holding the enrolment as a vault would.
+fn database() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    crate::store::migrations::migrate(&mut conn).unwrap();
+    conn
+}
+
+/// Two guardians and a recovery code, 2 of 3; the enrolment saved in the returned database.
+fn enrolled(network: &MemoryNetwork, urls: &[String]) -> (Connection, RecoveryCode) {
+    let policy = RecoveryPolicy::new(urls.len(), None, true, false).unwrap();
+    let setup = RecoverySetup { servers: urls, account: ACCOUNT, policy, device_name: "phone" };
+    let (enrolment, report) = set_up(network, &setup, &password(), &key(), None).unwrap();
+    let conn = database();
+    enrolment.save(&conn).unwrap();
+    (conn, report.recovery_code.unwrap())
+}
+
+fn recovered_key(
+    network: &MemoryNetwork,
+    servers: &[String],
+    password: &Passphrase,
+    code: Option<&RecoveryCode>,
+) -> Result<SecretKey, Error> {
+    recover(network, servers, ACCOUNT, password, code).map(|r| r.key)
+}
+
+fn events(conn: &Connection, kind: SecurityEventKind) -> usize {
+    crate::store::events::recent(conn, 1000).unwrap().iter().filter(|e| e.kind == kind).count()
+}
+
+#[test]
+fn every_share_combination_that_meets_the_threshold_recovers_the_key_and_no_other_does() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (_, code) = enrolled(&network, &urls);
+    let expect = key();
+    for (servers, code) in [(&urls[..], None), (&urls[..1], Some(&code)), (&urls[1..], Some(&code))] {
+        let got = recovered_key(&network, servers, &password(), code).unwrap();
+        assert_eq!(got.expose_secret(), expect.expose_secret(), "{servers:?} with code: {}", code.is_some());
+    }
+    for servers in [&urls[..1], &urls[1..]] {
+        let alone = recovered_key(&network, servers, &password(), None);
+        assert!(matches!(&alone, Err(Error::InvalidInput(m)) if m.contains("2 shares are needed, 1 available")));
+    }
+    let wrong = recovered_key(&network, &urls, &Passphrase::new("wrong".into()), None);
+    assert!(matches!(wrong, Err(Error::BackupAuthentication(_))), "{wrong:?}");
+}
+
+#[test]
+fn a_guardian_that_is_down_or_slow_or_drops_the_call_does_not_stop_a_recovery_the_rest_can_do() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (_, code) = enrolled(&network, &urls);
+
+    network.guardian(&urls[1]).script(Fault::Down);
+    let report = recover(&network, &urls, ACCOUNT, &password(), Some(&code)).unwrap();
+    assert!(report.report.recovery_code_used);
+    assert_eq!(report.report.servers_used, vec![urls[0].clone()]);
+    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[1]) && f.contains("unavailable")));
+    network.guardian(&urls[1]).heal();
+
+    network.guardian(&urls[0]).script(Fault::DropNext(Call::Escrow));
+    let report = recover(&network, &urls, ACCOUNT, &password(), Some(&code)).unwrap();
+    assert_eq!(report.report.servers_used, vec![urls[1].clone()]);
+
+    // Both slow: still recovered (every call waits, none fails).
+    for url in &urls {
+        network.guardian(url).script(Fault::Slow(Duration::from_millis(50)));
+    }
+    recovered_key(&network, &urls, &password(), None).unwrap();
+    for url in &urls {
+        network.guardian(url).heal();
+    }
+
+    // Without the code, one guardian down leaves too few shares: a storage failure, named.
+    network.guardian(&urls[0]).heal();
+    network.guardian(&urls[0]).script(Fault::Down);
+    let short = recovered_key(&network, &urls, &password(), None);
+    assert!(matches!(&short, Err(Error::BackupStorage(m)) if m.contains(&urls[0])), "{short:?}");
+}
+
+#[test]
+fn garbage_or_a_missing_escrow_record_is_damage_and_the_others_still_recover() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (_, code) = enrolled(&network, &urls);
+    network.guardian(&urls[0]).script(Fault::GarbageEscrow);
+    let report = recover(&network, &urls, ACCOUNT, &password(), Some(&code)).unwrap();
+    assert_eq!(report.report.servers_used, vec![urls[1].clone()]);
+    assert!(report.report.servers_failed.iter().any(|f| f.contains(&urls[0])));
+    // Without the code the damage decides the error: integrity, not a wrong password.
+    let damaged = recovered_key(&network, &urls, &password(), None);
+    assert!(matches!(&damaged, Err(Error::Integrity(m)) if m.contains(&urls[0])), "{damaged:?}");
+}
+
+#[test]
+fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, _) = enrolled(&network, &urls);
+    let enrolment = Enrolment::require(&conn).unwrap();
+    let keys = BackupKeys::derive(&key());
+    let head = |generation| Head { generation, manifest_hash: [generation as u8; 32] }.seal(&keys);
+    let data = lifecycle::data_transport(&network, &enrolment).unwrap();
+    data.put_head(&head(1), None).unwrap();
+    let version = data.get_head().unwrap().unwrap().1;
+    data.put_head(&head(2), Some(&version)).unwrap();
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head(2), 2).is_empty());
+    // The data guardian rolls its head back; the other guardian's copy still says 2.
+    network.guardian(&urls[0]).script(Fault::ReplayHead(0));
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
+    assert_eq!(recovered.newest.map(|(g, _)| g), Some(2));
+    // A guardian's copy never moves backwards.
+    let refused = lifecycle::copy_heads(&network, &enrolment, &keys, &head(1), 1);
+    assert!(refused[0].contains("newer than the data server's 1"), "{refused:?}");
+}
+
+#[test]
+fn a_failed_setup_withdraws_the_devices_it_enrolled_and_names_what_it_replaced() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
+    let policy = RecoveryPolicy::new(2, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    let failed = set_up(&network, &setup, &password(), &key(), None).map(|_| ());
+    assert!(
+        matches!(&failed, Err(Error::BackupStorage(m)) if m.contains(&urls[1]) && m.contains(&format!("[{}]", urls[0]))),
+        "{failed:?}"
+    );
+    assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).is_empty(), "the unused enrolment was withdrawn");
+    // Running it again completes, and the account then recovers.
+    set_up(&network, &setup, &password(), &key(), None).unwrap();
+    assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 1);
+    recovered_key(&network, &urls, &password(), None).unwrap();
+}
+
+#[test]
+fn setup_refuses_an_account_that_protects_another_vaults_key() {
+    let (network, urls) = MemoryNetwork::with_guardians(1);
+    let policy = RecoveryPolicy::new(1, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let other = SecretKey::from_bytes([7; 32]);
+    assert!(matches!(set_up(&network, &setup, &password(), &other, None), Err(Error::AlreadyExists(_))));
+    let wrong = set_up(&network, &setup, &Passphrase::new("another".into()), &key(), None).map(|_| ());
+    assert!(matches!(&wrong, Err(Error::BackupAuthentication(m)) if m.contains("another password")), "{wrong:?}");
+}
+
+#[test]
+fn a_password_change_keeps_the_code_valid_and_an_interrupted_one_finishes_when_run_again() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, code) = enrolled(&network, &urls);
+    let key_check = BackupKeys::derive(&key()).key_check();
+    let new = Passphrase::new("the new backup password".into());
+
+    network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
+    let interrupted = lifecycle::change_password(&network, &conn, key_check, &password(), &new);
+    assert!(matches!(&interrupted, Err(Error::BackupStorage(m)) if m.contains(&urls[1])), "{interrupted:?}");
+    // Guardian 1 took the new password but holds no share under it yet; this device kept it.
+    lifecycle::change_password(&network, &conn, key_check, &password(), &new).unwrap();
+
+    assert!(matches!(recovered_key(&network, &urls, &password(), None), Err(Error::BackupAuthentication(_))));
+    assert_eq!(recovered_key(&network, &urls, &new, None).unwrap().expose_secret(), key().expose_secret());
+    for url in &urls {
+        let with_code = recovered_key(&network, std::slice::from_ref(url), &new, Some(&code)).unwrap();
+        assert_eq!(with_code.expose_secret(), key().expose_secret());
+    }
+    assert_eq!(events(&conn, SecurityEventKind::RecoveryPasswordChanged), 1);
+}
+
+#[test]
+fn a_share_refresh_issues_a_new_code_and_the_old_code_no_longer_matches() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, old_code) = enrolled(&network, &urls);
+    let new_code = lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap().unwrap();
+    assert_ne!(old_code.expose_secret(), new_code.expose_secret());
+    for url in &urls {
+        let servers = std::slice::from_ref(url);
+        let old = recovered_key(&network, servers, &password(), Some(&old_code));
+        assert!(matches!(old, Err(Error::BackupAuthentication(_))), "{old:?}");
+        recovered_key(&network, servers, &password(), Some(&new_code)).unwrap();
+    }
+    assert_eq!(events(&conn, SecurityEventKind::RecoverySharesRefreshed), 1);
+}
+
+#[test]
+fn a_guardian_replaying_its_escrow_from_before_a_refresh_is_set_aside() {
+    let (network, urls) = MemoryNetwork::with_guardians(3);
+    let policy = RecoveryPolicy::new(3, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let conn = database();
+    enrolment.save(&conn).unwrap();
+    lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap();
+    // Guardian 0 serves the record of the first split; the two others agree on the new one.
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let report = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
+    assert_eq!(report.key.expose_secret(), key().expose_secret());
+    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older split")));
+}
+
+#[test]
+fn devices_are_listed_and_a_revoked_device_token_is_refused_at_once() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, _) = enrolled(&network, &urls);
+    let enrolment = Enrolment::require(&conn).unwrap();
+    let lists = lifecycle::devices(&network, &enrolment).unwrap();
+    assert_eq!(lists.len(), 2);
+    assert!(lists.iter().all(|l| l.devices.len() == 1 && l.devices[0].id == l.this_device));
+
+    let revoked = lifecycle::revoke_device(&network, &conn, &password(), "phone").unwrap();
+    assert_eq!(revoked, 2);
+    let transport = lifecycle::data_transport(&network, &enrolment).unwrap();
+    assert!(matches!(transport.get_head(), Err(TransportError::Unauthorized(_))));
+    let listed = lifecycle::devices(&network, &enrolment);
+    assert!(matches!(listed, Err(Error::BackupAuthentication(_))), "{listed:?}");
+    assert_eq!(events(&conn, SecurityEventKind::DeviceRevoked), 1);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device").unwrap(), 0);
+}
+
+#[test]
+fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_recorded() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, _) = enrolled(&network, &urls);
+    let key_check = BackupKeys::derive(&key()).key_check();
+    let new = Passphrase::new("new".into());
+    network.guardian(&urls[0]).script(Fault::LieAboutKey(vec![9; 32]));
+    for attempt in [
+        lifecycle::change_password(&network, &conn, key_check, &password(), &new).map(|_| ()),
+        lifecycle::refresh_shares(&network, &conn, &key(), &password()).map(|_| ()),
+        lifecycle::revoke_device(&network, &conn, &password(), "phone").map(|_| ()),
+    ] {
+        assert!(matches!(&attempt, Err(Error::Integrity(m)) if m.contains(&urls[0]) && m.contains("pinned")));
+    }
+    assert_eq!(events(&conn, SecurityEventKind::ServerKeyChanged), 3);
+    assert_eq!(network.guardian(&urls[0]).calls(Call::ChangePassword), 0);
+    // A guardian replaced by another server (another key) is refused the same way.
+    network.guardian(&urls[0]).heal();
+    network.replace(&urls[1], 99);
+    let replaced = lifecycle::refresh_shares(&network, &conn, &key(), &password());
+    assert!(replaced.is_err());
+    assert_eq!(network.guardian(&urls[1]).calls(Call::PutEscrow), 0, "nothing was written to the impostor");
+}
