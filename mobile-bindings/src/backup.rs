@@ -36,9 +36,9 @@ impl Backup {
         &self,
         recovery: &vault_core::Recovery,
     ) -> Result<Box<dyn vault_core::backup::Transport + Send + Sync>, vault_core::Error> {
-        recovery
-            .data_transport(&self.network)?
-            .ok_or_else(|| vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into()))
+        recovery.data_transport(&self.network)?.ok_or_else(|| {
+            vault_core::Error::NotFound("recovery is not set up for this vault: call setup first".into())
+        })
     }
 }
 
@@ -95,18 +95,16 @@ impl Backup {
                 let transport = self.data_transport(&r)?;
                 r.backups().list(&*transport)
             });
-            listed
-                .map_err(VaultError::from)
-                .map(|list| {
-                    list.into_iter()
-                        .map(|s| Snapshot {
-                            generation: s.generation,
-                            created_at_ms: s.created_at,
-                            export_bytes: s.export_bytes,
-                            media_count: s.media_count,
-                        })
-                        .collect()
-                })
+            listed.map_err(VaultError::from).map(|list| {
+                list.into_iter()
+                    .map(|s| Snapshot {
+                        generation: s.generation,
+                        created_at_ms: s.created_at,
+                        export_bytes: s.export_bytes,
+                        media_count: s.media_count,
+                    })
+                    .collect()
+            })
         })
         .await
     }

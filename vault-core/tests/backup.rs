@@ -414,7 +414,10 @@ fn list_verify_and_prune_keep_every_kept_snapshot_whole() {
     assert_eq!(pruned.media_deleted, 1, "the 3 MiB item only the dropped snapshot had");
     assert!(after < before, "prune freed space ({before} -> {after})");
     eprintln!("prune: {pruned:?}, stored {before} -> {after} bytes");
-    assert_eq!(vault.backups().unwrap().list(&transport).unwrap().iter().map(|s| s.generation).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        vault.backups().unwrap().list(&transport).unwrap().iter().map(|s| s.generation).collect::<Vec<_>>(),
+        [2, 3]
+    );
     // Every kept snapshot is still whole: trees, index, every chunk of every pack, media.
     let check = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);

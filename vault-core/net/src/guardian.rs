@@ -3,11 +3,11 @@
 use backup_api::client::{BackupClient, BearerToken, ClientError, ClientOptions};
 use backup_api::{ErrorCode, KsfParams};
 use vault_core::Passphrase;
+use vault_core::SecretBytes;
 use vault_core::backup::Transport;
 use vault_core::recovery::{
     AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned,
 };
-use vault_core::SecretBytes;
 
 use crate::transport::ServerTransport;
 

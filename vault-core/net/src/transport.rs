@@ -3,9 +3,9 @@
 
 use std::io::Read;
 
-use vault_core::backup::{Transport, TransportError};
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
+use vault_core::backup::{Transport, TransportError};
 
 /// Largest object read whole (packs, index objects, manifests).
 const MAX_OBJECT: u64 = 256 << 20;

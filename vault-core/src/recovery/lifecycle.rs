@@ -141,10 +141,7 @@ pub(crate) fn change_password(
         };
         let sealed =
             escrow::seal(&header, &share, session.export_key.expose_secret(), &enrolment.account, &session.server_key);
-        remote
-            .guardian
-            .put_escrow(&session.token, &sealed, record.as_ref().map(|r| r.version.as_str()))
-            .map_err(at)?;
+        remote.guardian.put_escrow(&session.token, &sealed, record.as_ref().map(|r| r.version.as_str())).map_err(at)?;
     }
     enrolment.save(conn)?;
     record(conn, SecurityEventKind::RecoveryPasswordChanged, &format!("{} servers", enrolment.guardians.len()))

@@ -119,7 +119,6 @@ pub struct GuardianRestoreReport {
     pub enrolled: bool,
 }
 
-
 /// The backup storage of `account` at the guardian `url`, reached with a password login instead
 /// of an enrolled device's token: the developer path that restores with an exported backup key
 /// (`vault backup restore --backup-key-file`), where no enrolment exists.

@@ -58,16 +58,15 @@ fn reach(network: &dyn GuardianNetwork, url: &str, account: &str, password: &Pas
     let at = |e| error_at(url, e);
     let remote = Remote::connect(network, url).map_err(at)?;
     let session = remote.guardian.login(account, password).map_err(at)?;
-    let record = remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| {
-        Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
-    })?;
-    let (header, share) =
-        escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key).map_err(
-            |e| match e {
-                Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
-                other => other,
-            },
-        )?;
+    let record =
+        remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| {
+            Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
+        })?;
+    let (header, share) = escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key)
+        .map_err(|e| match e {
+            Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
+            other => other,
+        })?;
     let head = remote
         .guardian
         .transport(&session.token)

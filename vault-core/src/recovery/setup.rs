@@ -117,10 +117,7 @@ fn enrol_at(
         }
     }
     let sealed = escrow::seal(header, share, session.export_key.expose_secret(), setup.account, &session.server_key);
-    remote
-        .guardian
-        .put_escrow(&session.token, &sealed, existing.as_ref().map(|r| r.version.as_str()))
-        .map_err(at)?;
+    remote.guardian.put_escrow(&session.token, &sealed, existing.as_ref().map(|r| r.version.as_str())).map_err(at)?;
     let (device_id, device_token) = remote.guardian.enrol_device(&session.token, setup.device_name).map_err(at)?;
     let guardian = EnrolledGuardian {
         url: url.to_owned(),

@@ -15,7 +15,9 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::guardian::{AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned};
+use super::guardian::{
+    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned,
+};
 use crate::Passphrase;
 use crate::backup::{Transport, TransportError};
 use crate::secret::SecretBytes;
@@ -187,7 +189,8 @@ impl MemoryGuardian {
     fn account_of(state: &State, token: &AccessToken) -> Result<String, GuardianError> {
         let grant = state.tokens.get(token.expose_secret()).ok_or(GuardianError::TokenRefused)?;
         if let Some(device) = &grant.device {
-            let enrolled = state.accounts.get(&grant.account).is_some_and(|a| a.devices.iter().any(|d| &d.id == device));
+            let enrolled =
+                state.accounts.get(&grant.account).is_some_and(|a| a.devices.iter().any(|d| &d.id == device));
             if !enrolled {
                 return Err(GuardianError::TokenRefused);
             }

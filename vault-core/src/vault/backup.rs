@@ -10,7 +10,9 @@ use rusqlite::Connection;
 use super::{CreateOptions, Vault};
 use crate::backup::restore::{Restore, RestoreStaging, RestoredVault};
 use crate::backup::run::{Database, Written};
-use crate::backup::{BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, RestoreReport, SnapshotInfo, Transport};
+use crate::backup::{
+    BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, RestoreReport, SnapshotInfo, Transport,
+};
 use crate::error::{Error, Result};
 use crate::media::MediaFiles;
 use crate::secret::SecretKey;
@@ -63,7 +65,11 @@ impl Backups {
     }
 
     /// [`Backups::run`], also returning the sealed head record it wrote.
-    pub(crate) fn run_written(&mut self, transport: &dyn Transport, progress: Option<&dyn Progress>) -> Result<Written> {
+    pub(crate) fn run_written(
+        &mut self,
+        transport: &dyn Transport,
+        progress: Option<&dyn Progress>,
+    ) -> Result<Written> {
         let db = Database { snapshot: &self.snapshot, state: &self.state };
         crate::backup::run::run(&db, &self.media, transport, progress)
     }
@@ -122,7 +128,8 @@ impl Backups {
     }
 
     fn keys(&self) -> Result<(BackupKeys, backup_state::Position)> {
-        let key = backup_state::root_key(&self.state)?.ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
+        let key = backup_state::root_key(&self.state)?
+            .ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
         Ok((BackupKeys::derive(&key), backup_state::position(&self.state)?))
     }
 }

@@ -353,8 +353,7 @@ fn import_media(
     let id = MediaId::generate()?;
     let key = SecretKey::generate().map_err(Error::from_rng)?;
     let length = media.write(&id, &key, input)?;
-    let inserted =
-        media_rows::insert(conn, &id, &key, length, place.conversation, place.message, store::now_millis());
+    let inserted = media_rows::insert(conn, &id, &key, length, place.conversation, place.message, store::now_millis());
     if let Err(e) = inserted {
         let _ = media.remove(&id);
         return Err(e);

@@ -117,7 +117,12 @@ impl Recovery {
 
     /// Revokes, at every guardian, each device whose identifier or name is `device` (needs the
     /// backup password). Its tokens stop working at once. Returns how many were revoked.
-    pub fn revoke_device(&mut self, network: &dyn GuardianNetwork, password: &Passphrase, device: &str) -> Result<usize> {
+    pub fn revoke_device(
+        &mut self,
+        network: &dyn GuardianNetwork,
+        password: &Passphrase,
+        device: &str,
+    ) -> Result<usize> {
         lifecycle::revoke_device(network, self.backups.state(), password, device)
     }
 
