@@ -1,40 +1,48 @@
 //! The errors apps see: one case per thing the app can do, converted from `vault_core::Error`
 //! in one place. No case carries a secret or message content.
 
-use vault_core::WrapperError;
+use vault_core::recovery::GuardianError;
+use vault_core::{DataKind, WrapperError};
 
-/// What went wrong, as something the app can act on.
+/// What went wrong, as something the app can act on. Every field is a fixed case, a guardian's
+/// position or a text the library wrote from fixed words and numbers: none carries a secret,
+/// message content, a file name, a server URL or an account name, so apps may log errors.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 #[non_exhaustive]
 pub enum VaultError {
     /// Wrong passphrase or key, or a damaged key-slot file: ask again.
     #[error("wrong password or key")]
     WrongPassword,
-    /// A backup server refused the backup password (wrong, or the account is locked there: the
-    /// server does not say which), or the recovery code does not match: ask again.
-    #[error("backup login failed: {detail}")]
+    /// A guardian server refused the backup password (wrong, or the account is locked there:
+    /// the server does not say which) or this device's token (revoked), or the recovery code
+    /// does not match the account's shares: ask again. `guardian` is the position of the
+    /// guardian that refused, in the list the app gave (or the enrolment's order), when one
+    /// guardian alone decided.
+    #[error("backup login failed")]
     BackupLoginFailed {
-        /// Which server refused, never the password.
-        detail: String,
+        /// Which guardian refused, when one did.
+        guardian: Option<u32>,
     },
     /// Too many attempts: wait, or recover another way. Not raised at present: backup servers do
     /// not reveal a locked account (a locked login is `BackupLoginFailed`, ADR 0012).
     #[error("locked out")]
     LockedOut,
-    /// The vault is busy in another process, or a resource is unavailable: retry later.
-    #[error("retry later: {detail}")]
+    /// Something is busy or unreachable: retry later.
+    #[error("retry later ({reason:?})")]
     RetryLater {
-        /// What was busy.
-        detail: String,
+        /// What was busy or unreachable.
+        reason: RetryReason,
+        /// The guardian, when one guardian was unreachable.
+        guardian: Option<u32>,
     },
     /// The vault's keys changed in another process: lock and unlock again.
     #[error("unlock again")]
     Reauthenticate,
     /// Stored data failed authentication or an integrity check.
-    #[error("data is corrupt or was tampered with: {detail}")]
+    #[error("data is corrupt or was tampered with ({object:?})")]
     CorruptOrTampered {
-        /// Which object, never its content.
-        detail: String,
+        /// Which kind of data.
+        object: DamagedData,
     },
     /// The platform key is permanently invalidated (biometrics re-enrolled, key deleted): unlock
     /// with another slot and add a new key-wrapper slot.
@@ -45,54 +53,134 @@ pub enum VaultError {
     #[error("cancelled")]
     Cancelled,
     /// A file or database of a newer format: update the app.
-    #[error("unsupported version: {detail}")]
+    #[error("unsupported version of {what}")]
     UnsupportedVersion {
-        /// What has the unknown version.
-        detail: String,
+        /// What has the unknown version (a fixed name such as "key-slot file").
+        what: String,
     },
     /// The app passed an invalid argument.
-    #[error("invalid input: {detail}")]
+    #[error("invalid input: {reason}")]
     InvalidInput {
-        /// What was wrong.
-        detail: String,
+        /// What was wrong, in the library's own words (no argument values).
+        reason: String,
     },
     /// The named item does not exist.
-    #[error("not found: {detail}")]
+    #[error("not found: {what}")]
     NotFound {
-        /// What was looked up.
-        detail: String,
+        /// What was looked up, in the library's own words (ids, never names or content).
+        what: String,
+    },
+    /// The account at a guardian is already in use: by another vault's backup key, or it exists
+    /// there with another password. Use another account.
+    #[error("the account is in use at a guardian")]
+    AccountInUse {
+        /// The guardian.
+        guardian: Option<u32>,
     },
     /// Anything else (I/O, an unexpected database error).
     #[error("{detail}")]
     Other {
-        /// A description without secrets.
+        /// A fixed description of what was being done and the operating system's or SQLite's
+        /// error text (which names no user data).
         detail: String,
     },
+}
+
+/// Why an operation should be retried later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// Another process or `Vault` holds the vault, or long work (a backup) is running and the
+    /// call would change the keys under it.
+    VaultBusy,
+    /// The platform keystore cannot be used right now.
+    KeystoreUnavailable,
+    /// A backup server (guardian) could not be reached or failed.
+    ServerUnreachable,
+    /// Another device backed up at the same time: run the backup again.
+    BackupConflict,
+}
+
+/// Which kind of stored data failed a check (mirrors `vault_core::DataKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[non_exhaustive]
+pub enum DamagedData {
+    /// The vault's encrypted database.
+    Database,
+    /// The key-slot file.
+    KeySlots,
+    /// A media file on the device.
+    Media,
+    /// A backup pack, index, manifest, head record, snapshot or media object.
+    Backup,
+    /// A backup storage older than this device or a guardian knows (a rollback).
+    BackupRolledBack,
+    /// A guardian's escrow record, or shares that do not combine.
+    EscrowRecord,
+    /// A guardian's key differs from the one pinned at setup: compare the safety number.
+    GuardianKey,
+}
+
+impl From<DataKind> for DamagedData {
+    fn from(kind: DataKind) -> Self {
+        match kind {
+            DataKind::Database => DamagedData::Database,
+            DataKind::KeySlots => DamagedData::KeySlots,
+            DataKind::Media => DamagedData::Media,
+            DataKind::BackupHead => DamagedData::BackupRolledBack,
+            DataKind::EscrowRecord => DamagedData::EscrowRecord,
+            DataKind::GuardianKey => DamagedData::GuardianKey,
+            _ => DamagedData::Backup,
+        }
+    }
+}
+
+fn guardian(index: usize) -> Option<u32> {
+    u32::try_from(index).ok()
 }
 
 impl From<vault_core::Error> for VaultError {
     fn from(e: vault_core::Error) -> Self {
         use vault_core::Error as E;
+        let retry = |reason| VaultError::RetryLater { reason, guardian: None };
         match e {
             E::AuthenticationFailed => VaultError::WrongPassword,
-            E::Integrity(detail) => VaultError::CorruptOrTampered { detail },
-            E::UnsupportedVersion { .. } => VaultError::UnsupportedVersion { detail: e.to_string() },
+            E::Integrity { object, .. } => VaultError::CorruptOrTampered { object: object.into() },
+            E::UnsupportedVersion { what, .. } => VaultError::UnsupportedVersion { what: what.to_owned() },
             E::KeyWrapper(WrapperError::Cancelled) => VaultError::Cancelled,
             E::KeyWrapper(WrapperError::KeyInvalidated) => VaultError::KeyInvalidated,
-            E::KeyWrapper(WrapperError::Unavailable) => {
-                VaultError::RetryLater { detail: "keystore unavailable".into() }
-            }
+            E::KeyWrapper(WrapperError::Unavailable) => retry(RetryReason::KeystoreUnavailable),
             E::KeyWrapper(WrapperError::Rejected) => VaultError::WrongPassword,
-            E::InvalidInput(detail) => VaultError::InvalidInput { detail },
-            E::LastSlot => VaultError::InvalidInput { detail: e.to_string() },
-            E::NotFound(detail) => VaultError::NotFound { detail },
-            E::Busy => VaultError::RetryLater { detail: e.to_string() },
+            E::InvalidInput(reason) => VaultError::InvalidInput { reason },
+            E::LastSlot => VaultError::InvalidInput { reason: e.to_string() },
+            E::NotFound(what) => VaultError::NotFound { what },
+            E::Busy => retry(RetryReason::VaultBusy),
             E::KeysChanged => VaultError::Reauthenticate,
             E::Cancelled => VaultError::Cancelled,
-            E::BackupAuthentication(detail) => VaultError::BackupLoginFailed { detail },
-            E::BackupStorage(detail) => VaultError::RetryLater { detail },
-            E::BackupConflict => VaultError::RetryLater { detail: e.to_string() },
-            E::AlreadyExists(detail) => VaultError::InvalidInput { detail },
+            // These two carry several guardians' URLs in their text: only the case crosses.
+            E::BackupAuthentication(_) => VaultError::BackupLoginFailed { guardian: None },
+            E::BackupStorage(_) => retry(RetryReason::ServerUnreachable),
+            E::BackupConflict => retry(RetryReason::BackupConflict),
+            E::AlreadyExists(what) => VaultError::InvalidInput { reason: format!("already exists: {what}") },
+            E::Guardian { index, error, .. } => match error {
+                GuardianError::LoginRefused | GuardianError::TokenRefused => {
+                    VaultError::BackupLoginFailed { guardian: guardian(index) }
+                }
+                GuardianError::AccountExists | GuardianError::AccountInUse => {
+                    VaultError::AccountInUse { guardian: guardian(index) }
+                }
+                GuardianError::NoEscrowRecord => VaultError::CorruptOrTampered { object: DamagedData::EscrowRecord },
+                GuardianError::ShareUnknown => {
+                    VaultError::NotFound { what: "this device does not hold the guardian's share".into() }
+                }
+                GuardianError::Refused(_) => {
+                    VaultError::InvalidInput { reason: "a guardian refused the request as malformed".into() }
+                }
+                GuardianError::Conflict => {
+                    VaultError::RetryLater { reason: RetryReason::BackupConflict, guardian: guardian(index) }
+                }
+                _ => VaultError::RetryLater { reason: RetryReason::ServerUnreachable, guardian: guardian(index) },
+            },
             other => VaultError::Other { detail: other.to_string() },
         }
     }

@@ -19,7 +19,7 @@ pub use backup::{Backup, Recovery};
 pub use backup_records::{
     BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
 };
-pub use error::{KeyWrapperError, VaultError};
+pub use error::{DamagedData, KeyWrapperError, RetryReason, VaultError};
 pub use media::{MediaImport, MediaReader};
 pub use progress::{CancelToken, ProgressListener};
 pub use records::{Message, RetentionPolicy, SearchHit, SecurityEvent, Slot, VaultStatus, VerifyCheck};

@@ -44,7 +44,7 @@ impl MediaReader {
 
 fn io_error(e: std::io::Error) -> VaultError {
     if e.kind() == std::io::ErrorKind::InvalidData {
-        VaultError::CorruptOrTampered { detail: "a media segment failed authentication".into() }
+        VaultError::CorruptOrTampered { object: crate::error::DamagedData::Media }
     } else {
         VaultError::Other { detail: format!("media read failed: {}", e.kind()) }
     }
@@ -113,7 +113,7 @@ impl MediaImport {
             Some(sender) => sender
                 .send(Chunk::Data(chunk))
                 .map_err(|_| VaultError::Other { detail: "the import already ended".into() }),
-            None => Err(VaultError::InvalidInput { detail: "the import already finished".into() }),
+            None => Err(VaultError::InvalidInput { reason: "the import already finished".into() }),
         }
     }
 
@@ -157,7 +157,7 @@ impl MediaImport {
             Some(receiver) => {
                 receiver.recv().unwrap_or_else(|_| Err(VaultError::Other { detail: "the import stopped".into() }))
             }
-            None => Err(VaultError::InvalidInput { detail: "the import already finished".into() }),
+            None => Err(VaultError::InvalidInput { reason: "the import already finished".into() }),
         }
     }
 }

@@ -43,7 +43,7 @@ impl Vault {
         // A panic in an app callback poisons the lock; the vault's own state is transactional,
         // so the session carries on.
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let vault = guard.as_mut().ok_or(VaultError::InvalidInput { detail: "the vault is locked".into() })?;
+        let vault = guard.as_mut().ok_or(VaultError::InvalidInput { reason: "the vault is locked".into() })?;
         f(vault).map_err(Into::into)
     }
 }

@@ -4,6 +4,55 @@
 use crate::crypto::kdf::KdfError;
 use crate::keys::wrapper::WrapperError;
 
+/// What kind of stored data failed an integrity check: the part of an error an app can switch on
+/// (see [`Error::Integrity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DataKind {
+    /// The vault's encrypted database (or its stored recovery enrolment).
+    Database,
+    /// The key-slot file.
+    KeySlots,
+    /// A media file on the device.
+    Media,
+    /// A backup pack (sealed chunks).
+    BackupPack,
+    /// A backup index object.
+    BackupIndex,
+    /// A backup manifest or its hash chain.
+    BackupManifest,
+    /// A backup head record, or a storage whose newest generation is older than this device or
+    /// a guardian knows (a rollback).
+    BackupHead,
+    /// A snapshot's tree or database export.
+    BackupSnapshot,
+    /// A backed-up media object.
+    BackupMedia,
+    /// A guardian's escrow record, or shares that do not combine.
+    EscrowRecord,
+    /// A guardian's key differs from the one pinned at setup.
+    GuardianKey,
+}
+
+impl DataKind {
+    /// A stable lower-case name (`"backup-pack"`), for logs and the bindings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Database => "database",
+            DataKind::KeySlots => "key-slots",
+            DataKind::Media => "media",
+            DataKind::BackupPack => "backup-pack",
+            DataKind::BackupIndex => "backup-index",
+            DataKind::BackupManifest => "backup-manifest",
+            DataKind::BackupHead => "backup-head",
+            DataKind::BackupSnapshot => "backup-snapshot",
+            DataKind::BackupMedia => "backup-media",
+            DataKind::EscrowRecord => "escrow-record",
+            DataKind::GuardianKey => "guardian-key",
+        }
+    }
+}
+
 /// Errors of the vault API.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -13,8 +62,13 @@ pub enum Error {
     #[error("authentication failed")]
     AuthenticationFailed,
     /// Stored data failed authentication or an integrity check (tampered, corrupt, rolled back).
-    #[error("integrity check failed: {0}")]
-    Integrity(String),
+    #[error("integrity check failed: {problem}")]
+    Integrity {
+        /// What kind of data failed.
+        object: DataKind,
+        /// What is wrong, naming no content (object names, generations, guardian URLs).
+        problem: String,
+    },
     /// A file or database is of a format version this build does not support.
     #[error("unsupported {what} version {found}")]
     UnsupportedVersion {
@@ -69,6 +123,17 @@ pub enum Error {
     /// message says "wrong password, or locked" for each server that refused.
     #[error("backup login failed: {0}")]
     BackupAuthentication(String),
+    /// One guardian server failed or refused: `index` is its position in the list the caller
+    /// gave (or the enrolment's order, the data guardian first), `url` names it in messages.
+    #[error("{url}: {error}")]
+    Guardian {
+        /// The guardian's position.
+        index: usize,
+        /// The guardian's URL as given.
+        url: String,
+        /// What happened there.
+        error: crate::recovery::GuardianError,
+    },
     /// An unexpected database error (not corruption, which is [`Error::Integrity`]).
     #[error("database error: {0}")]
     Database(String),
@@ -102,10 +167,13 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
         match e.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase) => {
-                Error::Integrity("the database does not match the key slots or is damaged".to_owned())
+            Some(ErrorCode::NotADatabase) => Error::Integrity {
+                object: DataKind::KeySlots,
+                problem: "the database does not match the key slots or is damaged".to_owned(),
+            },
+            Some(ErrorCode::DatabaseCorrupt) => {
+                Error::Integrity { object: DataKind::Database, problem: "the database is damaged".to_owned() }
             }
-            Some(ErrorCode::DatabaseCorrupt) => Error::Integrity("the database is damaged".to_owned()),
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
             // SQLite's messages name constraints and columns, never row values.
             _ => Error::Database(e.to_string()),

@@ -22,7 +22,7 @@ mod store;
 mod vault;
 
 pub use crypto::kdf::{KdfParams, KdfParamsError};
-pub use error::{Error, Result};
+pub use error::{DataKind, Error, Result};
 pub use keys::slot_file::{SlotFileError, SlotId};
 pub use keys::wrapper::{KeyWrapper, SOFTWARE_WRAPPER_LABEL, SoftwareKeyWrapper, WrapperDescriptor, WrapperError};
 pub use keys::{SlotInfo, SlotMethod, SlotSecret};

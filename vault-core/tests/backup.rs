@@ -267,7 +267,7 @@ fn every_tampered_swapped_or_missing_object_fails_the_restore_cleanly() {
         attempts += 1;
         let target = work.path().join(format!("restore-{attempts}"));
         let result = restore_to(&storage, &key, &target);
-        assert!(matches!(result, Err(Error::Integrity(_))), "{label}: {result:?}");
+        assert!(matches!(result, Err(Error::Integrity { .. })), "{label}: {result:?}");
         assert!(!target.exists(), "{label}: a failed restore left a vault behind");
     };
     let mut files: Vec<String> = objects.iter().map(|(n, _)| n.clone()).collect();
@@ -339,10 +339,10 @@ fn a_rolled_back_or_forked_history_is_refused() {
     let head_v2 = std::fs::read(storage.join("head")).unwrap();
     std::fs::write(storage.join("head"), &head_v1).unwrap();
     let result = vault.backups().unwrap().run(&transport, None);
-    assert!(matches!(&result, Err(Error::Integrity(m)) if m.contains("rolled back")), "{result:?}");
+    assert!(matches!(&result, Err(Error::Integrity { problem: m, .. }) if m.contains("rolled back")), "{result:?}");
     // The storage loses everything.
     std::fs::remove_file(storage.join("head")).unwrap();
-    assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::Integrity(_))));
+    assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::Integrity { .. })));
     std::fs::write(storage.join("head"), &head_v2).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
 }

@@ -89,7 +89,7 @@ fn fail_fixtures_fail_as_documented() {
             (Err(Error::UnsupportedVersion { found, .. }), SlotFileError::UnsupportedVersion(v)) => {
                 assert_eq!(found, u64::from(*v), "{name}")
             }
-            (Err(Error::Integrity(message)), _) => {
+            (Err(Error::Integrity { problem: message, .. }), _) => {
                 assert!(message.contains(&expected.to_string()), "{name}: {message}")
             }
             (other, _) => panic!("{name}: {other:?}"),

@@ -74,7 +74,7 @@ fn another_vaults_slot_file_or_database_is_refused() {
     // Same passphrase, but B's slot file next to A's database: the VRK differs.
     fs::copy(b.dir.join(KEYSLOTS_FILE), a.dir.join(KEYSLOTS_FILE)).unwrap();
     let result = Vault::unlock_with_passphrase(&a.dir, &pass("pw"));
-    assert!(matches!(result, Err(Error::Integrity(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Integrity { .. })), "{result:?}");
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn a_damaged_page_never_yields_wrong_data() {
                 Ok((listed, report))
             });
             match outcome {
-                Err(Error::Integrity(_)) => {}
+                Err(Error::Integrity { .. }) => {}
                 Ok((listed, report)) => {
                     assert!(!report.is_ok(), "{case}: verify must notice the damage");
                     if let Ok(listed) = listed {
@@ -124,10 +124,10 @@ fn truncated_or_missing_databases_are_integrity_errors() {
             let report = v.verify()?;
             Ok(report.is_ok())
         });
-        assert!(matches!(outcome, Err(Error::Integrity(_)) | Ok(false)), "length {len}: {outcome:?}");
+        assert!(matches!(outcome, Err(Error::Integrity { .. }) | Ok(false)), "length {len}: {outcome:?}");
     }
     fs::remove_file(&db).unwrap();
-    assert!(matches!(Vault::unlock_with_passphrase(&tv.dir, &pass("pw")), Err(Error::Integrity(_))));
+    assert!(matches!(Vault::unlock_with_passphrase(&tv.dir, &pass("pw")), Err(Error::Integrity { .. })));
 }
 
 #[test]

@@ -16,7 +16,9 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 fn read_all(vault: &Vault, id: &MediaId) -> Result<Vec<u8>, Error> {
     let mut reader = vault.open_media(id)?;
     let mut out = Vec::new();
-    reader.read_to_end(&mut out).map_err(|e| Error::Integrity(e.to_string()))?;
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Integrity { object: vault_core::DataKind::Database, problem: e.to_string() })?;
     Ok(out)
 }
 
@@ -129,11 +131,11 @@ fn tampered_swapped_truncated_or_missing_files_are_integrity_errors() {
     assert_eq!(first, a_data[..MEDIA_SEGMENT_LEN]);
 
     std::fs::write(path(&a), &original_b).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity(_))), "another item's file");
+    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "another item's file");
     std::fs::write(path(&a), &original_a[..original_a.len() - MEDIA_SEGMENT_LEN - 16]).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity(_))), "dropped final segment");
+    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "dropped final segment");
     std::fs::remove_file(path(&a)).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity(_))), "missing");
+    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "missing");
     let out = tv.tmp.path().join("out");
     assert!(vault.export_media(&a, &out, 0, None).is_err());
     assert!(!out.exists(), "no partial export");

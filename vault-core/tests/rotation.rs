@@ -66,7 +66,7 @@ fn rotation_keeps_data_and_every_slot_and_retires_the_old_root_key() {
     }
     // The old slot file still opens the old root key, which no longer opens the database.
     std::fs::write(dir.join(KEYSLOTS_FILE), &old_slots).unwrap();
-    assert!(matches!(Vault::unlock_with_passphrase(&dir, &pass("pw")), Err(Error::Integrity(_))));
+    assert!(matches!(Vault::unlock_with_passphrase(&dir, &pass("pw")), Err(Error::Integrity { .. })));
 }
 
 #[test]

@@ -446,7 +446,7 @@ fn verify(ctx: &mut Context<'_>) -> Result<(), Failure> {
     // file holds no secret in the clear, so verify can say what is wrong with it first.
     match Vault::check_slot_file(&ctx.dir) {
         Ok(()) => {}
-        Err(vault_core::Error::Integrity(problem)) => {
+        Err(vault_core::Error::Integrity { problem, .. }) => {
             if ctx.json {
                 ctx.print_json(&json!({ "ok": false, "checks": [{ "name": "key slots", "problems": [problem] }] }))?;
             } else {

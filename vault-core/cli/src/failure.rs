@@ -1,5 +1,6 @@
 //! How a command fails: a one-line message for stderr and a documented exit code.
 
+use vault_core::recovery::GuardianError;
 use vault_core::{Error, WrapperError};
 
 /// Documented exit codes (see the README).
@@ -47,8 +48,14 @@ impl From<Error> for Failure {
         let code = match &e {
             Error::AuthenticationFailed | Error::BackupAuthentication(_) => exit::AUTHENTICATION,
             Error::KeyWrapper(WrapperError::Rejected) => exit::AUTHENTICATION,
-            Error::Integrity(_) => exit::INTEGRITY,
+            Error::Integrity { .. } => exit::INTEGRITY,
             Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,
+            Error::Guardian { error, .. } => match error {
+                GuardianError::LoginRefused | GuardianError::TokenRefused => exit::AUTHENTICATION,
+                GuardianError::Unavailable(_) | GuardianError::Conflict => exit::SERVER_UNREACHABLE,
+                GuardianError::Refused(_) => exit::USAGE,
+                _ => exit::OTHER,
+            },
             Error::InvalidInput(_) | Error::LastSlot => exit::USAGE,
             _ => exit::OTHER,
         };

@@ -6,6 +6,7 @@
 use super::keys::{BackupKeys, ChunkId};
 use super::pack::PackEntry;
 use crate::crypto::aead;
+use crate::error::DataKind;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -60,7 +61,7 @@ impl<'a> Reader<'a> {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Integrity(format!("backup {what} is malformed"))
+    Error::Integrity { object: DataKind::BackupSnapshot, problem: format!("backup {what} is malformed") }
 }
 
 fn aad(magic: &[u8; 8], name: &str) -> Vec<u8> {
@@ -79,8 +80,10 @@ fn open(key: &SecretKey, magic: &[u8; 8], name: &str, sealed: &[u8], what: &str)
     if sealed.len() > MAX_OBJECT_LEN {
         return Err(malformed(what));
     }
-    aead::open(key, &aad(magic, name), sealed)
-        .map_err(|_| Error::Integrity(format!("backup {what} {name} failed authentication")))
+    aead::open(key, &aad(magic, name), sealed).map_err(|_| Error::Integrity {
+        object: DataKind::BackupSnapshot,
+        problem: format!("backup {what} {name} failed authentication"),
+    })
 }
 
 /// Which sealed object [`seal_for_fuzzing`] makes.
@@ -327,7 +330,10 @@ impl Manifest {
         let mut r = Reader { bytes: plain.expose_secret(), what: "manifest" };
         let stated = r.u64()?;
         if stated != generation {
-            return Err(Error::Integrity(format!("backup {name} claims another generation")));
+            return Err(Error::Integrity {
+                object: DataKind::BackupSnapshot,
+                problem: format!("backup {name} claims another generation"),
+            });
         }
         let previous = r.array()?;
         let created_at = r.u64()? as i64;
@@ -417,14 +423,14 @@ mod tests {
         let sealed = manifest().seal(&k).unwrap();
         assert_eq!(Manifest::open(&k, 7, &sealed).unwrap(), manifest());
         assert!(
-            matches!(Manifest::open(&k, 8, &sealed), Err(Error::Integrity(_))),
+            matches!(Manifest::open(&k, 8, &sealed), Err(Error::Integrity { .. })),
             "replayed under another generation"
         );
-        assert!(matches!(Manifest::open(&keys(2), 7, &sealed), Err(Error::Integrity(_))));
+        assert!(matches!(Manifest::open(&keys(2), 7, &sealed), Err(Error::Integrity { .. })));
         for i in [0, 30, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(matches!(Manifest::open(&k, 7, &bad), Err(Error::Integrity(_))));
+            assert!(matches!(Manifest::open(&k, 7, &bad), Err(Error::Integrity { .. })));
         }
 
         let locations =
@@ -457,7 +463,7 @@ mod tests {
         bytes.extend_from_slice(&VERSION.to_le_bytes());
         bytes.extend_from_slice(&0u64.to_le_bytes());
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(Tree::decode(&bytes), Err(Error::Integrity(_))));
+        assert!(matches!(Tree::decode(&bytes), Err(Error::Integrity { .. })));
     }
 
     #[test]

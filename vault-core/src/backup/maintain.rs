@@ -1,5 +1,6 @@
 //! Listing, verifying and pruning a backup.
 
+use crate::error::DataKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::format::{
@@ -163,8 +164,10 @@ pub(crate) fn verify(
             let read = MediaReader::open(&mut object, |h| SegmentCipher::new(&key, h), &media.media_id, len)
                 .map_err(stream_error)
                 .and_then(|mut reader| {
-                    std::io::copy(&mut reader, &mut std::io::sink())
-                        .map_err(|e| Error::Integrity(format!("a media segment failed authentication: {e}")))
+                    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::Integrity {
+                        object: DataKind::BackupMedia,
+                        problem: format!("a media segment failed authentication: {e}"),
+                    })
                 });
             match (read, object.take_failure()) {
                 // The storage failed (not the data): the check cannot go on.
@@ -261,7 +264,7 @@ pub(crate) fn prune(
                 let plain = open_in_pack(keys, &bytes, location)?;
                 writer
                     .add(keys, location.entry.id, plain.expose_secret())
-                    .map_err(|e| Error::Integrity(e.to_string()))?;
+                    .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
                 if writer.len() >= super::run::PACK_TARGET {
                     upload_pack(transport, std::mem::take(&mut writer), &mut new_locations)?;
                 }

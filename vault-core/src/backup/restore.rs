@@ -4,6 +4,7 @@
 //! segment verified — and renamed into place only when complete. A failure at any point leaves
 //! no vault at the target.
 
+use crate::error::DataKind;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -78,10 +79,10 @@ const CACHED_PACKS: usize = 3;
 impl ExportReader<'_> {
     fn next_chunk(&mut self) -> Result<Option<SecretBytes>> {
         let Some(id) = self.ids.next() else { return Ok(None) };
-        let location = self
-            .known
-            .get(id)
-            .ok_or_else(|| Error::Integrity(format!("backup index lacks an export chunk ({id:?})")))?;
+        let location = self.known.get(id).ok_or_else(|| Error::Integrity {
+            object: DataKind::BackupIndex,
+            problem: format!("backup index lacks an export chunk ({id:?})"),
+        })?;
         if !self.packs.iter().any(|(pack, _)| *pack == location.pack) {
             let bytes = fetch_named(self.transport, &pack_name(&location.pack), "pack")?;
             self.downloaded += bytes.len() as u64;
@@ -179,28 +180,33 @@ pub(crate) fn restore(
     let keys = BackupKeys::derive(&key.0);
     let Some(head) = current(transport, &keys, (0, None))? else {
         if let Some((attested, _)) = options.at_least {
-            return Err(Error::Integrity(format!(
-                "the backup storage has no head record, but a guardian attests generation {attested}: it hides the backup"
-            )));
+            return Err(Error::Integrity {
+                object: DataKind::BackupHead,
+                problem: format!(
+                    "the backup storage has no head record, but a guardian attests generation {attested}: it hides the backup"
+                ),
+            });
         }
         return Err(Error::NotFound("no backup at this storage".into()));
     };
     if let Some((attested, _)) = options.at_least
         && head.head.generation < attested
     {
-        return Err(Error::Integrity(format!(
-            "the backup storage's newest generation {} is older than generation {attested}, which a guardian \
+        return Err(Error::Integrity {
+            object: DataKind::BackupHead,
+            problem: format!(
+                "the backup storage's newest generation {} is older than generation {attested}, which a guardian \
              attests: it hides newer snapshots",
-            head.head.generation
-        )));
+                head.head.generation
+            ),
+        });
     }
     let manifests_checked = verify_chain(transport, &keys, &head.manifest, head.head.manifest_hash, options.at_least)?;
     let known = load_index(transport, &keys, &head.manifest)?;
-    let snapshot = head
-        .manifest
-        .snapshots
-        .last()
-        .ok_or_else(|| Error::Integrity("the newest manifest lists no snapshot".into()))?;
+    let snapshot = head.manifest.snapshots.last().ok_or_else(|| Error::Integrity {
+        object: DataKind::BackupManifest,
+        problem: "the newest manifest lists no snapshot".into(),
+    })?;
     let tree = read_tree(transport, &keys, &known, snapshot)?;
     let total = tree.media.iter().map(|m| m.file_len).sum::<u64>() + tree.export_len;
     let mut meter = Meter::new(options.progress, Some(total));
@@ -235,7 +241,10 @@ pub(crate) fn restore(
             }
             imported?;
             if reader.inner.total != tree.export_len {
-                return Err(Error::Integrity("the restored export's length differs from the snapshot's".into()));
+                return Err(Error::Integrity {
+                    object: DataKind::BackupSnapshot,
+                    problem: "the restored export's length differs from the snapshot's".into(),
+                });
             }
             downloaded += reader.inner.downloaded;
             marker.write(&staging)?;
@@ -262,7 +271,10 @@ pub(crate) fn restore(
         }
         meter.finish()?;
         if !vault.verify()? {
-            return Err(Error::Integrity("the restored vault failed verification".into()));
+            return Err(Error::Integrity {
+                object: DataKind::Database,
+                problem: "the restored vault failed verification".into(),
+            });
         }
         vault.adopt(&key.0, head.head.generation, &head.head.manifest_hash)?;
         Ok(RestoreReport {
@@ -287,7 +299,7 @@ pub(crate) fn restore(
         }
         Err(error) => {
             // Damaged data is not kept; an interruption is, to resume from.
-            if matches!(error, Error::Integrity(_) | Error::UnsupportedVersion { .. } | Error::InvalidInput(_)) {
+            if matches!(error, Error::Integrity { .. } | Error::UnsupportedVersion { .. } | Error::InvalidInput(_)) {
                 let _ = std::fs::remove_dir_all(&staging);
             }
             Err(error)

@@ -3,6 +3,7 @@
 //! generation) → head record (compare-and-swap). Nothing is visible until the manifest and head
 //! are written; packs of an interrupted run are remembered in the vault and reused by the next.
 
+use crate::error::DataKind;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -49,8 +50,14 @@ pub struct BackupReport {
 pub(crate) fn transport_error(what: &str) -> impl Fn(TransportError) -> Error + '_ {
     move |e| match e {
         TransportError::Conflict | TransportError::Exists => Error::BackupConflict,
-        TransportError::NotFound => Error::Integrity(format!("{what}: an object the backup names is missing")),
-        TransportError::OutOfRange => Error::Integrity(format!("{what}: an object is shorter than the backup says")),
+        TransportError::NotFound => Error::Integrity {
+            object: DataKind::BackupSnapshot,
+            problem: format!("{what}: an object the backup names is missing"),
+        },
+        TransportError::OutOfRange => Error::Integrity {
+            object: DataKind::BackupSnapshot,
+            problem: format!("{what}: an object is shorter than the backup says"),
+        },
         TransportError::Unauthorized(message) => Error::BackupAuthentication(message),
         TransportError::Failed(message) => Error::BackupStorage(format!("{what}: {message}")),
     }
@@ -72,19 +79,25 @@ pub(crate) fn current(
 ) -> Result<Option<Current>> {
     let Some((bytes, version)) = transport.get_head().map_err(transport_error("reading the head record"))? else {
         if local.0 > 0 {
-            return Err(Error::Integrity(format!(
-                "the backup storage has no head record, but this device wrote generation {}: it was rolled back or wiped",
-                local.0
-            )));
+            return Err(Error::Integrity {
+                object: DataKind::BackupHead,
+                problem: format!(
+                    "the backup storage has no head record, but this device wrote generation {}: it was rolled back or wiped",
+                    local.0
+                ),
+            });
         }
         return Ok(None);
     };
     let head = Head::open(keys, &bytes)?;
     if head.generation < local.0 {
-        return Err(Error::Integrity(format!(
-            "the backup storage's newest generation {} is older than generation {} this device wrote: it was rolled back",
-            head.generation, local.0
-        )));
+        return Err(Error::Integrity {
+            object: DataKind::BackupHead,
+            problem: format!(
+                "the backup storage's newest generation {} is older than generation {} this device wrote: it was rolled back",
+                head.generation, local.0
+            ),
+        });
     }
     let manifest = fetch_manifest(transport, keys, head.generation, &head.manifest_hash)?;
     // A newer history must descend from what this device wrote.
@@ -96,16 +109,17 @@ pub(crate) fn current(
 
 /// Reads a whole object the backup names; a missing one is an integrity failure naming it.
 pub(crate) fn fetch_named(transport: &dyn Transport, name: &str, kind: &str) -> Result<Vec<u8>> {
-    transport
-        .get(name)
-        .map_err(|e| transport_error(&format!("reading {kind} {name}"))(e))?
-        .ok_or_else(|| Error::Integrity(format!("backup {kind} {name} is missing")))
+    transport.get(name).map_err(|e| transport_error(&format!("reading {kind} {name}"))(e))?.ok_or_else(|| {
+        Error::Integrity { object: DataKind::BackupSnapshot, problem: format!("backup {kind} {name} is missing") }
+    })
 }
 
 /// Opens the chunk `location` names in a whole pack fetched by [`fetch_named`].
 pub(crate) fn open_in_pack(keys: &BackupKeys, pack: &[u8], location: &Location) -> Result<SecretBytes> {
-    open_chunk(keys, pack, &location.entry)
-        .map_err(|e| Error::Integrity(format!("backup {}: {e} ({:?})", pack_name(&location.pack), location.entry.id)))
+    open_chunk(keys, pack, &location.entry).map_err(|e| Error::Integrity {
+        object: DataKind::BackupPack,
+        problem: format!("backup {}: {e} ({:?})", pack_name(&location.pack), location.entry.id),
+    })
 }
 
 /// Fetches `manifest-<generation>` and checks its hash.
@@ -118,7 +132,10 @@ pub(crate) fn fetch_manifest(
     let name = manifest_name(generation);
     let sealed = fetch_named(transport, &name, "manifest")?;
     if manifest_hash(&sealed) != *expected_hash {
-        return Err(Error::Integrity(format!("backup manifest {name} is not the one the history names")));
+        return Err(Error::Integrity {
+            object: DataKind::BackupManifest,
+            problem: format!("backup manifest {name} is not the one the history names"),
+        });
     }
     Manifest::open(keys, generation, &sealed)
 }
@@ -143,17 +160,21 @@ pub(crate) fn verify_chain(
             return if hash == expected {
                 Ok(checked)
             } else {
-                Err(Error::Integrity(format!(
-                    "backup generation {generation} differs from the one this device wrote or a guardian attests"
-                )))
+                Err(Error::Integrity {
+                    object: DataKind::BackupSnapshot,
+                    problem: format!(
+                        "backup generation {generation} differs from the one this device wrote or a guardian attests"
+                    ),
+                })
             };
         }
         if manifest.generation <= 1 {
             return match until {
                 None => Ok(checked),
-                Some(_) => Err(Error::Integrity(
-                    "the backup history does not contain what this device wrote or a guardian attests".into(),
-                )),
+                Some(_) => Err(Error::Integrity {
+                    object: DataKind::BackupManifest,
+                    problem: "the backup history does not contain what this device wrote or a guardian attests".into(),
+                }),
             };
         }
         let previous_generation = manifest.generation - 1;
@@ -161,11 +182,17 @@ pub(crate) fn verify_chain(
         let Some(sealed) = transport.get(&name).map_err(transport_error("reading a manifest"))? else {
             return match until {
                 None => Ok(checked),
-                Some(_) => Err(Error::Integrity(format!("backup manifest {name} is missing"))),
+                Some(_) => Err(Error::Integrity {
+                    object: DataKind::BackupManifest,
+                    problem: format!("backup manifest {name} is missing"),
+                }),
             };
         };
         if manifest_hash(&sealed) != manifest.previous {
-            return Err(Error::Integrity(format!("backup manifest {name} does not match the chain")));
+            return Err(Error::Integrity {
+                object: DataKind::BackupManifest,
+                problem: format!("backup manifest {name} does not match the chain"),
+            });
         }
         hash = manifest.previous;
         manifest = Manifest::open(keys, previous_generation, &sealed)?;
@@ -200,8 +227,10 @@ pub(crate) fn read_tree(
 ) -> Result<Tree> {
     let mut by_pack: HashMap<ObjectId, Vec<Location>> = HashMap::new();
     for id in &snapshot.tree_chunks {
-        let location =
-            known.get(id).ok_or_else(|| Error::Integrity(format!("backup index lacks a tree chunk ({id:?})")))?;
+        let location = known.get(id).ok_or_else(|| Error::Integrity {
+            object: DataKind::BackupIndex,
+            problem: format!("backup index lacks a tree chunk ({id:?})"),
+        })?;
         by_pack.entry(location.pack).or_default().push(*location);
     }
     let mut opened: HashMap<ChunkId, SecretBytes> = HashMap::new();
@@ -240,7 +269,9 @@ impl Uploader<'_> {
             self.report.reused_chunks += 1;
             return Ok(id);
         }
-        self.writer.add(self.keys, id, chunk).map_err(|e| Error::Integrity(e.to_string()))?;
+        self.writer
+            .add(self.keys, id, chunk)
+            .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
         self.in_pack.insert(id);
         self.report.new_chunks += 1;
         if self.writer.len() >= PACK_TARGET {
@@ -339,7 +370,10 @@ fn publish_unfinished(
     let sealed = fetch_named(transport, &name, "manifest")?;
     let found = Manifest::open(keys, generation, &sealed)?;
     if found.previous != previous.map_or([0; 32], |c| c.head.manifest_hash) {
-        return Err(Error::Integrity(format!("backup {name} exists but does not continue the current head")));
+        return Err(Error::Integrity {
+            object: DataKind::BackupHead,
+            problem: format!("backup {name} exists but does not continue the current head"),
+        });
     }
     let head = Head { generation, manifest_hash: manifest_hash(&sealed) };
     transport
@@ -566,7 +600,7 @@ fn encode_pending(entries: &[PackEntry]) -> Vec<u8> {
 
 /// Packs uploaded by unfinished runs, with their chunks.
 fn pending_packs(conn: &rusqlite::Connection) -> Result<Vec<(ObjectId, Vec<PackEntry>)>> {
-    let malformed = || Error::Integrity("malformed pending pack".into());
+    let malformed = || Error::Integrity { object: DataKind::BackupPack, problem: "malformed pending pack".into() };
     let mut out = Vec::new();
     for (pack, blob) in crate::store::backup_state::pending(conn)? {
         let pack = ObjectId::try_from(pack.as_slice()).map_err(|_| malformed())?;

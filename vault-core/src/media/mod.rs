@@ -2,6 +2,7 @@
 //! with its own random key kept in the encrypted database (deleting the row crypto-shreds the
 //! file). Files are placed atomically: temp file, fsync, rename, directory fsync.
 
+use crate::error::DataKind;
 pub(crate) mod io;
 pub(crate) mod stream;
 
@@ -60,17 +61,17 @@ impl serde::Serialize for MediaId {
 pub(crate) fn stream_error(e: StreamError) -> Error {
     match e {
         StreamError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Error::Integrity("a media segment failed authentication".to_owned())
+            Error::Integrity { object: DataKind::Media, problem: "a media segment failed authentication".to_owned() }
         }
         StreamError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::Integrity("a media file is truncated".to_owned())
+            Error::Integrity { object: DataKind::Media, problem: "a media file is truncated".to_owned() }
         }
         StreamError::Io(source) => Error::Io { context: "media file", source },
         StreamError::Format(MediaFormatError::UnsupportedVersion(v)) => {
             Error::UnsupportedVersion { what: "media file", found: u64::from(v) }
         }
         StreamError::Format(MediaFormatError::TooLong) => Error::InvalidInput("the media is too large".to_owned()),
-        StreamError::Format(e) => Error::Integrity(e.to_string()),
+        StreamError::Format(e) => Error::Integrity { object: DataKind::Media, problem: e.to_string() },
     }
 }
 
@@ -135,7 +136,10 @@ impl MediaFiles {
         let file = match File::open(self.path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Integrity(format!("media file {id} is missing")));
+                return Err(Error::Integrity {
+                    object: DataKind::Media,
+                    problem: format!("media file {id} is missing"),
+                });
             }
             Err(e) => return Err(Error::io("opening a media file")(e)),
         };

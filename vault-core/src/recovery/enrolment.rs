@@ -2,6 +2,7 @@
 //! per guardian its URL, pinned key, this device's token and the share this device knows. Kept
 //! in the encrypted database (`store::recovery_state`), never in the backup export.
 
+use crate::error::DataKind;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
@@ -36,7 +37,10 @@ impl Enrolment {
     /// is an integrity failure.
     pub(crate) fn load(conn: &Connection) -> Result<Option<Self>> {
         let Some(row) = recovery_state::load(conn)? else { return Ok(None) };
-        let bad = || Error::Integrity("the stored recovery enrolment is malformed".into());
+        let bad = || Error::Integrity {
+            object: DataKind::Database,
+            problem: "the stored recovery enrolment is malformed".into(),
+        };
         let policy = RecoveryPolicy {
             threshold: row.threshold,
             servers: row.servers,

@@ -18,6 +18,7 @@
 use super::policy::RecoveryPolicy;
 use super::shares::Share;
 use crate::crypto::aead;
+use crate::error::DataKind;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -58,7 +59,8 @@ impl EscrowHeader {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self> {
-        let bad = || Error::Integrity("the escrow record is malformed".into());
+        let bad =
+            || Error::Integrity { object: DataKind::EscrowRecord, problem: "the escrow record is malformed".into() };
         if bytes.len() < 9 || &bytes[..8] != MAGIC {
             return Err(bad());
         }
@@ -132,10 +134,17 @@ pub(crate) fn header(bytes: &[u8]) -> Result<EscrowHeader> {
 pub(crate) fn open(bytes: &[u8], export_key: &[u8], account: &str, server_key: &[u8]) -> Result<(EscrowHeader, Share)> {
     let header = EscrowHeader::decode(bytes)?;
     let encoded = header.encode();
-    let plain = aead::open(&seal_key(export_key), &aad(&encoded, account, server_key), &bytes[HEADER..])
-        .map_err(|_| Error::Integrity("the escrow record does not open with this password at this server".into()))?;
-    let value = SecretKey::try_from_slice(plain.expose_secret())
-        .ok_or_else(|| Error::Integrity("the escrow record is malformed".into()))?;
+    let plain =
+        aead::open(&seal_key(export_key), &aad(&encoded, account, server_key), &bytes[HEADER..]).map_err(|_| {
+            Error::Integrity {
+                object: DataKind::EscrowRecord,
+                problem: "the escrow record does not open with this password at this server".into(),
+            }
+        })?;
+    let value = SecretKey::try_from_slice(plain.expose_secret()).ok_or_else(|| Error::Integrity {
+        object: DataKind::EscrowRecord,
+        problem: "the escrow record is malformed".into(),
+    })?;
     let index = header.index;
     Ok((header, Share { index, value }))
 }
@@ -165,9 +174,9 @@ mod tests {
         let (h, s) = open(&sealed, b"export key", "alice", b"server-a").unwrap();
         assert_eq!(h, header());
         assert_eq!(s.value.expose_secret(), share().value.expose_secret());
-        assert!(matches!(open(&sealed, b"other key", "alice", b"server-a"), Err(Error::Integrity(_))));
-        assert!(matches!(open(&sealed, b"export key", "bob", b"server-a"), Err(Error::Integrity(_))));
-        assert!(matches!(open(&sealed, b"export key", "alice", b"server-b"), Err(Error::Integrity(_))));
+        assert!(matches!(open(&sealed, b"other key", "alice", b"server-a"), Err(Error::Integrity { .. })));
+        assert!(matches!(open(&sealed, b"export key", "bob", b"server-a"), Err(Error::Integrity { .. })));
+        assert!(matches!(open(&sealed, b"export key", "alice", b"server-b"), Err(Error::Integrity { .. })));
     }
 
     #[test]

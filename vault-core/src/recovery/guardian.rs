@@ -100,6 +100,17 @@ pub enum GuardianError {
     /// The guardian could not be reached or failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The account has no escrow record there (recovery was never set up there, or the record
+    /// was lost).
+    #[error("the account has no escrow record there (recovery was not set up)")]
+    NoEscrowRecord,
+    /// The account's escrow there protects the backup key of another vault.
+    #[error("the account already protects the backup key of another vault; use another account")]
+    AccountInUse,
+    /// This device does not hold the guardian's share, which a password change needs when the
+    /// guardian's record cannot be opened.
+    #[error("this device does not hold the guardian's share; refresh the shares")]
+    ShareUnknown,
 }
 
 /// One guardian server. Every method may block on the network; implementations must be usable
@@ -132,16 +143,30 @@ pub trait GuardianNetwork: Sync {
     fn connect(&self, url: &str) -> Result<Box<dyn Guardian>, GuardianError>;
 }
 
-/// A guardian reached through a [`GuardianNetwork`], with the URL it was reached by.
+/// A guardian reached through a [`GuardianNetwork`], with its position and the URL it was
+/// reached by.
 pub(crate) struct Remote {
+    pub(crate) index: usize,
     pub(crate) url: String,
     pub(crate) guardian: Box<dyn Guardian>,
 }
 
 impl Remote {
-    pub(crate) fn connect(network: &dyn GuardianNetwork, url: &str) -> Result<Self, GuardianError> {
-        Ok(Self { url: url.to_owned(), guardian: network.connect(url)? })
+    /// Connects to the guardian at position `index`, `url`.
+    pub(crate) fn connect(network: &dyn GuardianNetwork, index: usize, url: &str) -> crate::Result<Self> {
+        let guardian = network.connect(url).map_err(|e| error_at(index, url, e))?;
+        Ok(Self { index, url: url.to_owned(), guardian })
     }
+
+    /// A failure at this guardian as a vault error.
+    pub(crate) fn error(&self, e: GuardianError) -> crate::Error {
+        error_at(self.index, &self.url, e)
+    }
+}
+
+/// A failure at the guardian at position `index`, `url`, as a vault error.
+pub(crate) fn error_at(index: usize, url: &str, error: GuardianError) -> crate::Error {
+    crate::Error::Guardian { index, url: url.to_owned(), error }
 }
 
 /// Runs `step` on every item at once (one thread each; the work is network and Argon2 bound),

@@ -2,13 +2,15 @@
 //! guardian, head-record copies to the other guardians, password change, share refresh, the
 //! device lists and revocation, and server-key pinning on every session.
 
+use crate::error::DataKind;
 use rusqlite::Connection;
 
+use super::GuardianDevices;
+use super::RecoveryCode;
 use super::enrolment::{EnrolledGuardian, Enrolment, copy_key};
 use super::escrow::{self, EscrowHeader};
 use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::shares::{Share, split};
-use super::{GuardianDevices, RecoveryCode, error_at};
 use crate::backup::format::Head;
 use crate::backup::{BackupKeys, Transport, TransportError};
 use crate::error::{Error, Result};
@@ -22,7 +24,7 @@ pub(crate) fn data_transport(
     enrolment: &Enrolment,
 ) -> Result<Box<dyn Transport + Send + Sync>> {
     let data = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?;
-    let remote = Remote::connect(network, &data.url).map_err(|e| error_at(&data.url, e))?;
+    let remote = Remote::connect(network, 0, &data.url)?;
     Ok(remote.guardian.transport(&data.device_token))
 }
 
@@ -37,9 +39,12 @@ pub(crate) fn copy_heads(
     generation: u64,
 ) -> Vec<String> {
     let mut failed = Vec::new();
-    for guardian in enrolment.guardians.iter().skip(1) {
-        let copied = Remote::connect(network, &guardian.url)
-            .map_err(|e| e.to_string())
+    for (index, guardian) in enrolment.guardians.iter().enumerate().skip(1) {
+        let copied = Remote::connect(network, index, &guardian.url)
+            .map_err(|e| match e {
+                Error::Guardian { error, .. } => error.to_string(),
+                other => other.to_string(),
+            })
             .and_then(|remote| copy_head(&*remote.guardian.transport(&guardian.device_token), keys, head, generation));
         if let Err(message) = copied {
             failed.push(format!("{}: {message}", guardian.url));
@@ -88,8 +93,8 @@ pub(crate) fn change_password(
     let mut enrolment = Enrolment::require(conn)?;
     for position in 0..enrolment.guardians.len() {
         let guardian = &enrolment.guardians[position];
-        let at = |e| error_at(&guardian.url, e);
-        let remote = Remote::connect(network, &guardian.url).map_err(at)?;
+        let remote = Remote::connect(network, position, &guardian.url)?;
+        let at = |e| remote.error(e);
         let (session, with_old) = match remote.guardian.login(&enrolment.account, old) {
             Ok(session) => (session, true),
             Err(GuardianError::LoginRefused) => (remote.guardian.login(&enrolment.account, new).map_err(at)?, false),
@@ -109,12 +114,7 @@ pub(crate) fn change_password(
             }
             Some(Ok(pair)) => pair,
             _ => {
-                let share = guardian.share.as_ref().ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "{}: this device does not hold the server's share; refresh the shares",
-                        guardian.url
-                    ))
-                })?;
+                let share = guardian.share.as_ref().ok_or_else(|| at(GuardianError::ShareUnknown))?;
                 let index = u8::try_from(position + 1).map_err(|_| Error::Internal("position"))?;
                 let header = EscrowHeader {
                     share_set: enrolment.share_set,
@@ -129,8 +129,7 @@ pub(crate) fn change_password(
         // Kept before the old password stops working, so an interruption loses nothing.
         enrolment.guardians[position].share = Some(copy_key(&share.value));
         enrolment.save(conn)?;
-        let url = enrolment.guardians[position].url.clone();
-        let at = |e| error_at(&url, e);
+        let at = |e| remote.error(e);
         let session = if with_old {
             remote.guardian.change_password(&session.token, &enrolment.account, new).map_err(at)?;
             let session = remote.guardian.login(&enrolment.account, new).map_err(at)?;
@@ -183,7 +182,7 @@ pub(crate) fn refresh_shares(
             .and_then(|current| {
                 remote.guardian.put_escrow(&session.token, &sealed, current.as_ref().map(|r| r.version.as_str()))
             })
-            .map_err(|e| error_at(&remote.url, e));
+            .map_err(|e| remote.error(e));
         if let Err(e) = result {
             return Err(Error::BackupStorage(format!(
                 "{e}; updated so far: [{}]; refresh the shares again",
@@ -206,10 +205,10 @@ pub(crate) fn devices(network: &dyn GuardianNetwork, enrolment: &Enrolment) -> R
     enrolment
         .guardians
         .iter()
-        .map(|g| {
-            let at = |e| error_at(&g.url, e);
-            let remote = Remote::connect(network, &g.url).map_err(at)?;
-            let devices = remote.guardian.devices(&g.device_token).map_err(at)?;
+        .enumerate()
+        .map(|(index, g)| {
+            let remote = Remote::connect(network, index, &g.url)?;
+            let devices = remote.guardian.devices(&g.device_token).map_err(|e| remote.error(e))?;
             Ok(GuardianDevices { server: g.url.clone(), this_device: g.device_id.clone(), devices })
         })
         .collect()
@@ -227,7 +226,7 @@ pub(crate) fn revoke_device(
     let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
     let mut revoked = 0;
     for (remote, session) in &sessions {
-        let at = |e| error_at(&remote.url, e);
+        let at = |e| remote.error(e);
         let list = remote.guardian.devices(&session.token).map_err(at)?;
         for d in list.iter().filter(|d| d.id == device || d.name == device) {
             remote.guardian.revoke_device(&session.token, &d.id).map_err(at)?;
@@ -246,11 +245,14 @@ pub(crate) fn check_pin(conn: &Connection, guardian: &EnrolledGuardian, session:
         return Ok(());
     }
     record(conn, SecurityEventKind::ServerKeyChanged, &guardian.url)?;
-    Err(Error::Integrity(format!(
-        "{}: the server's key differs from the one pinned at setup (a replaced or impersonated server); \
+    Err(Error::Integrity {
+        object: DataKind::GuardianKey,
+        problem: format!(
+            "{}: the server's key differs from the one pinned at setup (a replaced or impersonated server); \
          compare the safety number, and set up recovery again only if the change is expected",
-        guardian.url
-    )))
+            guardian.url
+        ),
+    })
 }
 
 /// Logs in to every guardian at once; all must answer, with their pinned keys.
@@ -260,10 +262,10 @@ fn log_in_everywhere(
     enrolment: &Enrolment,
     password: &Passphrase,
 ) -> Result<Vec<(Remote, GuardianSession)>> {
-    let outcomes = in_parallel(&enrolment.guardians, |g| {
-        let at = |e| error_at(&g.url, e);
-        let remote = Remote::connect(network, &g.url).map_err(at)?;
-        let session = remote.guardian.login(&enrolment.account, password).map_err(at)?;
+    let positions: Vec<usize> = (0..enrolment.guardians.len()).collect();
+    let outcomes = in_parallel(&positions, |&index| {
+        let remote = Remote::connect(network, index, &enrolment.guardians[index].url)?;
+        let session = remote.guardian.login(&enrolment.account, password).map_err(|e| remote.error(e))?;
         Ok::<_, Error>((remote, session))
     });
     let mut sessions = Vec::new();

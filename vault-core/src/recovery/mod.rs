@@ -34,21 +34,6 @@ pub(crate) use escrow::{header as escrow_header, open as open_escrow};
 pub(crate) use guardian::in_parallel;
 
 use crate::backup::{BackupReport, RestoreReport};
-use crate::error::Error;
-
-/// A guardian's failure as a vault error naming the guardian by the URL the user gave: a refused
-/// login or token is [`Error::BackupAuthentication`], a malformed request
-/// [`Error::InvalidInput`], anything else [`Error::BackupStorage`].
-pub(crate) fn error_at(url: &str, e: GuardianError) -> Error {
-    match e {
-        GuardianError::LoginRefused | GuardianError::TokenRefused => Error::BackupAuthentication(format!("{url}: {e}")),
-        GuardianError::AccountExists => {
-            Error::AlreadyExists(format!("{url}: the account exists with another password"))
-        }
-        GuardianError::Refused(message) => Error::InvalidInput(format!("{url}: {message}")),
-        GuardianError::Conflict | GuardianError::Unavailable(_) => Error::BackupStorage(format!("{url}: {e}")),
-    }
-}
 
 /// What `vault backup setup` asks for.
 pub struct RecoverySetup<'a> {
@@ -128,7 +113,7 @@ pub fn password_transport(
     account: &str,
     password: &crate::Passphrase,
 ) -> crate::Result<Box<dyn crate::backup::Transport + Send + Sync>> {
-    let remote = guardian::Remote::connect(network, url).map_err(|e| error_at(url, e))?;
-    let session = remote.guardian.login(account, password).map_err(|e| error_at(url, e))?;
+    let remote = guardian::Remote::connect(network, 0, url)?;
+    let session = remote.guardian.login(account, password).map_err(|e| remote.error(e))?;
     Ok(remote.guardian.transport(&session.token))
 }

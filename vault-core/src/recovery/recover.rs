@@ -2,12 +2,12 @@
 //! servers at once, open their escrow records, add the recovery code's share, combine, check the
 //! key against the key-check value, and take the newest generation any guardian attests.
 
+use crate::error::DataKind;
 use std::time::{Duration, Instant};
 
 use super::code::RecoveryCode;
-use super::error_at;
 use super::escrow::{self, EscrowHeader};
-use super::guardian::{GuardianNetwork, GuardianSession, Remote, in_parallel};
+use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::policy::RecoveryPolicy;
 use super::shares::{self, Share};
 use crate::Passphrase;
@@ -54,9 +54,15 @@ pub(crate) struct Recovered {
 }
 
 /// Logs in to one server and reads what recovery needs from it.
-fn reach(network: &dyn GuardianNetwork, url: &str, account: &str, password: &Passphrase) -> Result<Reached> {
-    let at = |e| error_at(url, e);
-    let remote = Remote::connect(network, url).map_err(at)?;
+fn reach(
+    network: &dyn GuardianNetwork,
+    index: usize,
+    url: &str,
+    account: &str,
+    password: &Passphrase,
+) -> Result<Reached> {
+    let remote = Remote::connect(network, index, url)?;
+    let at = |e| remote.error(e);
     let session = remote.guardian.login(account, password).map_err(at)?;
     let record =
         remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| {
@@ -64,7 +70,9 @@ fn reach(network: &dyn GuardianNetwork, url: &str, account: &str, password: &Pas
         })?;
     let (header, share) = escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key)
         .map_err(|e| match e {
-            Error::Integrity(m) => Error::Integrity(format!("{url}: {m}")),
+            Error::Integrity { problem: m, .. } => {
+                Error::Integrity { object: DataKind::EscrowRecord, problem: format!("{url}: {m}") }
+            }
             other => other,
         })?;
     let head = remote
@@ -96,7 +104,8 @@ pub(crate) fn recover(
     // A typo in the code is caught before any login is spent.
     let code_share = code.map(RecoveryCode::decode).transpose()?;
     let started = Instant::now();
-    let outcomes = in_parallel(servers, |url| reach(network, url, account, password));
+    let positions: Vec<usize> = (0..servers.len()).collect();
+    let outcomes = in_parallel(&positions, |&index| reach(network, index, &servers[index], account, password));
 
     let mut reached = Vec::new();
     let mut failed = Vec::new();
@@ -106,9 +115,18 @@ pub(crate) fn recover(
         match outcome {
             Ok(r) => reached.push(r),
             Err(e) => {
-                refused_password |= matches!(e, Error::BackupAuthentication(_));
+                refused_password |= matches!(
+                    e,
+                    Error::BackupAuthentication(_)
+                        | Error::Guardian { error: GuardianError::LoginRefused | GuardianError::TokenRefused, .. }
+                );
                 // A guardian whose record does not open, or is missing, is damaged (or hostile).
-                damaged |= matches!(e, Error::Integrity(_) | Error::UnsupportedVersion { .. } | Error::NotFound(_));
+                damaged |= matches!(
+                    e,
+                    Error::Integrity { .. }
+                        | Error::UnsupportedVersion { .. }
+                        | Error::Guardian { error: GuardianError::NoEscrowRecord, .. }
+                );
                 let message = match e {
                     Error::BackupAuthentication(m) | Error::BackupStorage(m) => m,
                     other => other.to_string(),
@@ -150,7 +168,7 @@ pub(crate) fn recover(
         if refused_password {
             Error::BackupAuthentication(message)
         } else if damaged {
-            Error::Integrity(message)
+            Error::Integrity { object: DataKind::EscrowRecord, problem: message }
         } else if report.servers_failed.is_empty() {
             // Everyone answered: the caller gave too few servers and no (or no usable) code.
             Error::InvalidInput(message)
@@ -162,7 +180,10 @@ pub(crate) fn recover(
         return Err(not_enough(&report, None, usize::from(code_share.is_some())));
     };
     if reached.iter().any(|r| r.header.policy != policy || r.header.key_check != reached[0].header.key_check) {
-        return Err(Error::Integrity("the guardians' escrow records disagree about the policy".into()));
+        return Err(Error::Integrity {
+            object: DataKind::EscrowRecord,
+            problem: "the guardians' escrow records disagree about the policy".into(),
+        });
     }
     let key_check = reached[0].header.key_check;
     let threshold = usize::from(policy.threshold);
@@ -181,7 +202,10 @@ pub(crate) fn recover(
     let key = if server_shares.len() >= threshold {
         let key = shares::combine(&server_shares[..threshold], policy.threshold)?;
         if !checks(&key) {
-            return Err(Error::Integrity("the guardians' shares do not combine to the key their records name".into()));
+            return Err(Error::Integrity {
+                object: DataKind::EscrowRecord,
+                problem: "the guardians' shares do not combine to the key their records name".into(),
+            });
         }
         key
     } else if let Some(code) = &code_share
@@ -210,8 +234,10 @@ pub(crate) fn recover(
     let mut newest: Option<(u64, [u8; 32])> = None;
     for r in &reached {
         if let Some(bytes) = &r.head {
-            let head = Head::open(&keys, bytes)
-                .map_err(|_| Error::Integrity(format!("{}: the head record does not authenticate", r.remote.url)))?;
+            let head = Head::open(&keys, bytes).map_err(|_| Error::Integrity {
+                object: DataKind::BackupHead,
+                problem: format!("{}: the head record does not authenticate", r.remote.url),
+            })?;
             if newest.is_none_or(|(g, _)| head.generation > g) {
                 newest = Some((head.generation, head.manifest_hash));
             }

@@ -6,7 +6,7 @@ use super::enrolment::{EnrolledGuardian, Enrolment, copy_key};
 use super::escrow::{self, EscrowHeader};
 use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::shares::{Share, split};
-use super::{RecoveryCode, RecoverySetup, SetupReport, error_at};
+use super::{RecoveryCode, RecoverySetup, SetupReport};
 use crate::Passphrase;
 use crate::backup::BackupKeys;
 use crate::error::{Error, Result};
@@ -44,7 +44,7 @@ pub(crate) fn set_up(
     let outcomes = in_parallel(&positions, |&position| {
         let header =
             EscrowHeader { share_set, policy, index: shares[position].index, holds_data: position == 0, key_check };
-        enrol_at(network, &setup.servers[position], setup, password, &header, &shares[position])
+        enrol_at(network, position, &setup.servers[position], setup, password, &header, &shares[position])
     });
     let mut enrolled = Vec::new();
     let mut failures = Vec::new();
@@ -89,14 +89,15 @@ pub(crate) fn set_up(
 /// enrols this device at one guardian.
 fn enrol_at(
     network: &dyn GuardianNetwork,
+    index: usize,
     url: &str,
     setup: &RecoverySetup<'_>,
     password: &Passphrase,
     header: &EscrowHeader,
     share: &Share,
 ) -> Result<(EnrolledGuardian, Remote, GuardianSession)> {
-    let at = |e| error_at(url, e);
-    let remote = Remote::connect(network, url).map_err(at)?;
+    let remote = Remote::connect(network, index, url)?;
+    let at = |e| remote.error(e);
     match remote.guardian.register(setup.account, password) {
         Ok(()) | Err(GuardianError::AccountExists) => {}
         Err(e) => return Err(at(e)),
@@ -111,9 +112,7 @@ fn enrol_at(
     if let Some(record) = &existing {
         let theirs = escrow::header(&record.bytes).ok();
         if theirs.is_none_or(|h| h.key_check != header.key_check) {
-            return Err(Error::AlreadyExists(format!(
-                "{url}: the account already protects the backup key of another vault; use another account"
-            )));
+            return Err(at(GuardianError::AccountInUse));
         }
     }
     let sealed = escrow::seal(header, share, session.export_key.expose_secret(), setup.account, &session.server_key);

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::error::DataKind;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -13,7 +14,7 @@ use super::lifecycle;
 use super::recover::recover;
 use super::setup::set_up;
 use super::testing::{Call, Fault, MemoryNetwork};
-use super::{Enrolment, RecoveryCode, RecoveryPolicy, RecoverySetup};
+use super::{Enrolment, GuardianError, RecoveryCode, RecoveryPolicy, RecoverySetup};
 use crate::backup::format::Head;
 use crate::backup::{BackupKeys, TransportError};
 use crate::error::Error;
@@ -119,7 +120,10 @@ fn garbage_or_a_missing_escrow_record_is_damage_and_the_others_still_recover() {
     assert!(report.report.servers_failed.iter().any(|f| f.contains(&urls[0])));
     // Without the code the damage decides the error: integrity, not a wrong password.
     let damaged = recovered_key(&network, &urls, &password(), None);
-    assert!(matches!(&damaged, Err(Error::Integrity(m)) if m.contains(&urls[0])), "{damaged:?}");
+    assert!(
+        matches!(&damaged, Err(Error::Integrity { object: DataKind::EscrowRecord, problem: m }) if m.contains(&urls[0])),
+        "{damaged:?}"
+    );
 }
 
 #[test]
@@ -168,7 +172,8 @@ fn setup_refuses_an_account_that_protects_another_vaults_key() {
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
     set_up(&network, &setup, &password(), &key(), None).unwrap();
     let other = SecretKey::from_bytes([7; 32]);
-    assert!(matches!(set_up(&network, &setup, &password(), &other, None), Err(Error::AlreadyExists(_))));
+    let in_use = set_up(&network, &setup, &password(), &other, None).map(|_| ());
+    assert!(matches!(in_use, Err(Error::Guardian { index: 0, error: GuardianError::AccountInUse, .. })), "{in_use:?}");
     let wrong = set_up(&network, &setup, &Passphrase::new("another".into()), &key(), None).map(|_| ());
     assert!(matches!(&wrong, Err(Error::BackupAuthentication(m)) if m.contains("another password")), "{wrong:?}");
 }
@@ -182,7 +187,12 @@ fn a_password_change_keeps_the_code_valid_and_an_interrupted_one_finishes_when_r
 
     network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
     let interrupted = lifecycle::change_password(&network, &conn, key_check, &password(), &new);
-    assert!(matches!(&interrupted, Err(Error::BackupStorage(m)) if m.contains(&urls[1])), "{interrupted:?}");
+    let dropped = Error::Guardian {
+        index: 1,
+        url: urls[1].clone(),
+        error: GuardianError::Unavailable("the connection was dropped".into()),
+    };
+    assert_eq!(interrupted.unwrap_err().to_string(), dropped.to_string());
     // Guardian 1 took the new password but holds no share under it yet; this device kept it.
     lifecycle::change_password(&network, &conn, key_check, &password(), &new).unwrap();
 
@@ -240,7 +250,7 @@ fn devices_are_listed_and_a_revoked_device_token_is_refused_at_once() {
     let transport = lifecycle::data_transport(&network, &enrolment).unwrap();
     assert!(matches!(transport.get_head(), Err(TransportError::Unauthorized(_))));
     let listed = lifecycle::devices(&network, &enrolment);
-    assert!(matches!(listed, Err(Error::BackupAuthentication(_))), "{listed:?}");
+    assert!(matches!(listed, Err(Error::Guardian { index: 0, error: GuardianError::TokenRefused, .. })), "{listed:?}");
     assert_eq!(events(&conn, SecurityEventKind::DeviceRevoked), 1);
     assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device").unwrap(), 0);
 }
@@ -257,7 +267,9 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
         lifecycle::refresh_shares(&network, &conn, &key(), &password()).map(|_| ()),
         lifecycle::revoke_device(&network, &conn, &password(), "phone").map(|_| ()),
     ] {
-        assert!(matches!(&attempt, Err(Error::Integrity(m)) if m.contains(&urls[0]) && m.contains("pinned")));
+        assert!(
+            matches!(&attempt, Err(Error::Integrity { object: DataKind::GuardianKey, problem: m }) if m.contains(&urls[0]) && m.contains("pinned"))
+        );
     }
     assert_eq!(events(&conn, SecurityEventKind::ServerKeyChanged), 3);
     assert_eq!(network.guardian(&urls[0]).calls(Call::ChangePassword), 0);

@@ -1,6 +1,7 @@
 //! The vault's own backup state (migration 5): the Backup Root Key, the newest generation and
 //! manifest hash this device wrote or restored, and the packs of an unfinished run.
 
+use crate::error::DataKind;
 use rusqlite::{Connection, OptionalExtension};
 use zeroize::Zeroizing;
 
@@ -16,7 +17,10 @@ pub(crate) fn root_key(conn: &Connection) -> Result<Option<SecretKey>> {
         .query_row("SELECT root_key FROM backup_state WHERE id = 1", [], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
         .optional()?;
     key.map(|k| {
-        SecretKey::try_from_slice(&k).ok_or_else(|| Error::Integrity("the backup key has the wrong length".into()))
+        SecretKey::try_from_slice(&k).ok_or_else(|| Error::Integrity {
+            object: DataKind::Database,
+            problem: "the backup key has the wrong length".into(),
+        })
     })
     .transpose()
 }
@@ -35,9 +39,13 @@ pub(crate) fn position(conn: &Connection) -> Result<Position> {
         })
         .optional()?;
     let Some((generation, hash)) = row else { return Ok((0, None)) };
-    let generation = u64::try_from(generation).map_err(|_| Error::Integrity("negative backup generation".into()))?;
+    let generation = u64::try_from(generation)
+        .map_err(|_| Error::Integrity { object: DataKind::Database, problem: "negative backup generation".into() })?;
     let hash = hash
-        .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| Error::Integrity("malformed manifest hash".into())))
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map_err(|_| Error::Integrity { object: DataKind::Database, problem: "malformed manifest hash".into() })
+        })
         .transpose()?;
     Ok((generation, hash))
 }

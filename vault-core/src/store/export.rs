@@ -17,6 +17,7 @@
 //! import). The stream holds message bodies, app secrets and media keys in clear: it is only ever
 //! passed, in memory, to the chunker and sealer, never written to disk.
 
+use crate::error::DataKind;
 use std::io::{Read, Write};
 
 use rusqlite::Connection;
@@ -112,7 +113,8 @@ pub(crate) fn export<W: Write>(conn: &Connection, out: W) -> Result<ExportStats>
 pub(crate) fn export_in<W: Write>(tx: &Connection, out: W) -> Result<ExportStats> {
     let mut out = Counting { inner: out, bytes: 0 };
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let version = u32::try_from(version).map_err(|_| Error::Integrity("negative schema version".into()))?;
+    let version = u32::try_from(version)
+        .map_err(|_| Error::Integrity { object: DataKind::Database, problem: "negative schema version".into() })?;
     out.write_all(MAGIC).map_err(io_err)?;
     out.write_all(&version.to_le_bytes()).map_err(io_err)?;
     let mut stats = ExportStats::default();
@@ -160,7 +162,7 @@ fn write_value<W: Write>(out: &mut W, value: ValueRef<'_>) -> Result<()> {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::Integrity(format!("the database export is malformed: {what}"))
+    Error::Integrity { object: DataKind::Database, problem: format!("the database export is malformed: {what}") }
 }
 
 fn read_exact<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<()> {

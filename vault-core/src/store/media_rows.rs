@@ -1,6 +1,7 @@
 //! Media rows: each item's random file key, plaintext length, owner conversation, and the
 //! attachments that link media to messages.
 
+use crate::error::DataKind;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -81,13 +82,16 @@ pub(crate) fn row(conn: &Connection, id: &MediaId) -> Result<MediaRow> {
         })
         .optional()?;
     let (key_bytes, length) = found.ok_or_else(|| Error::NotFound(format!("media {id}")))?;
-    let key =
-        SecretKey::try_from_slice(&key_bytes).ok_or_else(|| Error::Integrity("a media key is malformed".to_owned()));
+    let key = SecretKey::try_from_slice(&key_bytes)
+        .ok_or_else(|| Error::Integrity { object: DataKind::Media, problem: "a media key is malformed".to_owned() });
     let mut key_bytes = key_bytes;
     zeroize::Zeroize::zeroize(&mut key_bytes);
     Ok(MediaRow {
         key: key?,
-        length: u64::try_from(length).map_err(|_| Error::Integrity("a media length is negative".to_owned()))?,
+        length: u64::try_from(length).map_err(|_| Error::Integrity {
+            object: DataKind::Media,
+            problem: "a media length is negative".to_owned(),
+        })?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Numbered schema migrations. Migration `i` takes a database from `user_version = i` to `i + 1`
 //! in one transaction. Never edit a shipped migration: add a new one.
 
+use crate::error::DataKind;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
@@ -119,7 +120,8 @@ pub(crate) fn latest_version() -> u32 {
 /// The database's current schema version.
 pub(crate) fn current_version(conn: &Connection) -> Result<u32> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    u32::try_from(v).map_err(|_| Error::Integrity("negative schema version".to_owned()))
+    u32::try_from(v)
+        .map_err(|_| Error::Integrity { object: DataKind::Database, problem: "negative schema version".to_owned() })
 }
 
 /// Brings the database up to the latest schema; refuses one newer than this build.

@@ -2,6 +2,7 @@
 //! tables of the vault (messages, app secrets, security events). This module never sees the root
 //! key or a passphrase, only the derived database key.
 
+use crate::error::DataKind;
 pub(crate) mod backup_state;
 pub(crate) mod events;
 pub(crate) mod export;
@@ -117,15 +118,24 @@ impl Store {
     /// Opens an existing database, checks it belongs to `vault_id`, and migrates it.
     pub(crate) fn open(path: &Path, key: &SecretKey, vault_id: &[u8; 16]) -> Result<Store> {
         if !path.is_file() {
-            return Err(Error::Integrity("the vault database is missing".to_owned()));
+            return Err(Error::Integrity {
+                object: DataKind::Database,
+                problem: "the vault database is missing".to_owned(),
+            });
         }
         let mut conn = open_keyed(path, key, false)?;
         migrations::migrate(&mut conn)?;
         let stored: Vec<u8> = conn
             .query_row("SELECT value FROM meta WHERE name = 'vault_id'", [], |r| r.get(0))
-            .map_err(|_| Error::Integrity("the database has no vault identifier".to_owned()))?;
+            .map_err(|_| Error::Integrity {
+                object: DataKind::Database,
+                problem: "the database has no vault identifier".to_owned(),
+            })?;
         if stored.as_slice() != vault_id.as_slice() {
-            return Err(Error::Integrity("the database belongs to a different vault".to_owned()));
+            return Err(Error::Integrity {
+                object: DataKind::Database,
+                problem: "the database belongs to a different vault".to_owned(),
+            });
         }
         Ok(Store { conn })
     }

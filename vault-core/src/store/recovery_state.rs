@@ -2,6 +2,7 @@
 //! guardian server its URL, pinned OPAQUE public key, this device's token and the share it holds.
 //! All inside the encrypted database; not part of the backup export (device-specific).
 
+use crate::error::DataKind;
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
@@ -52,7 +53,10 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<EnrolmentRow>> {
     let Some((account, threshold, servers, recovery_code, single_provider_allowed, share_set)) = row else {
         return Ok(None);
     };
-    let bad = || Error::Integrity("the stored recovery enrolment is malformed".into());
+    let bad = || Error::Integrity {
+        object: DataKind::Database,
+        problem: "the stored recovery enrolment is malformed".into(),
+    };
     let mut statement = conn
         .prepare("SELECT url, server_key, device_id, device_token, share FROM recovery_guardians ORDER BY position")?;
     let guardians = statement

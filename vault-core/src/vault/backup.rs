@@ -2,6 +2,7 @@
 //! connections of its own so the vault stays usable meanwhile, and [`restore_backup`], which
 //! builds a new vault from a backup.
 
+use crate::error::DataKind;
 use std::io::Read;
 use std::path::Path;
 
@@ -196,9 +197,10 @@ impl RestoredVault for Vault {
         self.media.ensure_dir()?;
         let path = self.media.path(&MediaId(*id));
         crate::fsutil::write_new(&path, 0o600, Error::io("writing a restored media file"), |file| {
-            std::io::copy(source, file)
-                .map(|_| ())
-                .map_err(|e| Error::Integrity(format!("a media object could not be read: {e}")))
+            std::io::copy(source, file).map(|_| ()).map_err(|e| Error::Integrity {
+                object: DataKind::BackupMedia,
+                problem: format!("a media object could not be read: {e}"),
+            })
         })
     }
 
@@ -349,7 +351,7 @@ mod tests {
         for bad in damaged {
             let result = b.import_database(&bad[..]);
             assert!(
-                matches!(result, Err(Error::Integrity(_) | Error::UnsupportedVersion { .. })),
+                matches!(result, Err(Error::Integrity { .. } | Error::UnsupportedVersion { .. })),
                 "{} bytes: {result:?}",
                 bad.len()
             );

@@ -1,5 +1,6 @@
 //! What the vault holds: messages, app secrets, media, and the retention rules that purge them.
 
+use crate::error::DataKind;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -204,9 +205,10 @@ impl Vault {
         for item in self.media()? {
             let check = self.open_media(&item.id).and_then(|mut reader| {
                 let len = reader.len();
-                reader
-                    .copy_range_to(0, len, &mut std::io::sink())
-                    .map_err(|_| Error::Integrity("a segment failed authentication".to_owned()))
+                reader.copy_range_to(0, len, &mut std::io::sink()).map_err(|_| Error::Integrity {
+                    object: DataKind::Media,
+                    problem: "a segment failed authentication".to_owned(),
+                })
             });
             if let Err(e) = check {
                 problems.push(format!("media {}: {e}", item.id));
@@ -390,7 +392,7 @@ fn export_media(
             if crate::progress::is_cancelled(&e) {
                 Error::Cancelled
             } else if e.kind() == std::io::ErrorKind::InvalidData {
-                Error::Integrity(format!("media {id} failed authentication"))
+                Error::Integrity { object: DataKind::Media, problem: format!("media {id} failed authentication") }
             } else {
                 Error::io("exporting media")(e)
             }

@@ -1,6 +1,7 @@
 //! The vault: a directory holding the key-slot file and the encrypted database, unlocked by one
 //! of its slots. This is the main entry point of the crate.
 
+use crate::error::DataKind;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -420,20 +421,26 @@ impl Vault {
                 fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
                 Ok((slots, opened, store, Some(RotationRecovery::RolledBack)))
             }
-            Err(Error::Integrity(first_error)) if next_exists => {
+            Err(Error::Integrity { object, problem: first_error }) if next_exists => {
                 let bytes = fsutil::read_bounded(&next_path, crate::keys::slot_file::MAX_FILE_LEN).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::InvalidData {
-                        Error::Integrity("the rotated key-slot file is damaged".to_owned())
+                        Error::Integrity {
+                            object: DataKind::KeySlots,
+                            problem: "the rotated key-slot file is damaged".to_owned(),
+                        }
                     } else {
                         Error::io("reading the rotated key slots")(e)
                     }
                 })?;
-                let next = SlotFile::decode(&bytes)
-                    .map_err(|_| Error::Integrity("the rotated key-slot file is damaged".to_owned()))?;
+                let next = SlotFile::decode(&bytes).map_err(|_| Error::Integrity {
+                    object: DataKind::KeySlots,
+                    problem: "the rotated key-slot file is damaged".to_owned(),
+                })?;
                 if next.vault_id != slots.vault_id {
-                    return Err(Error::Integrity(first_error));
+                    return Err(Error::Integrity { object, problem: first_error });
                 }
-                let opened = keys::open(&next, secret).map_err(|_| Error::Integrity(first_error.clone()))?;
+                let opened = keys::open(&next, secret)
+                    .map_err(|_| Error::Integrity { object: DataKind::Database, problem: first_error.clone() })?;
                 let store = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &next.vault_id)?;
                 fs::rename(&next_path, dir.join(KEYSLOTS_FILE))
                     .map_err(Error::io("installing the rotated key slots"))?;
@@ -582,7 +589,10 @@ impl Vault {
                 return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Error::Integrity("key-slot file: larger than any valid key-slot file".to_owned()));
+                return Err(Error::Integrity {
+                    object: DataKind::KeySlots,
+                    problem: "key-slot file: larger than any valid key-slot file".to_owned(),
+                });
             }
             Err(e) => return Err(Error::io("reading the key-slot file")(e)),
         };
@@ -591,7 +601,7 @@ impl Vault {
             Err(SlotFileError::UnsupportedVersion(v)) => {
                 Err(Error::UnsupportedVersion { what: "key-slot file", found: u64::from(v) })
             }
-            Err(e) => Err(Error::Integrity(format!("key-slot file: {e}"))),
+            Err(e) => Err(Error::Integrity { object: DataKind::KeySlots, problem: format!("key-slot file: {e}") }),
         }
     }
 

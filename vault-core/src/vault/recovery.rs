@@ -13,7 +13,7 @@ use crate::recovery::recover::{self, RecoveryReport};
 use crate::recovery::setup::set_up;
 use crate::recovery::{
     EnrolledGuardian, Enrolment, GuardianBackupReport, GuardianDevices, GuardianNetwork, GuardianRestoreReport,
-    RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, error_at, in_parallel,
+    RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, in_parallel,
 };
 use crate::secret::SecretKey;
 use crate::store::events;
@@ -170,7 +170,7 @@ pub fn restore_from_guardians(
         ))
     })?;
     let devices = in_parallel(&recovered.reached, |r| {
-        r.remote.guardian.enrol_device(&r.session.token, request.device_name).map_err(|e| error_at(&r.remote.url, e))
+        r.remote.guardian.enrol_device(&r.session.token, request.device_name).map_err(|e| r.remote.error(e))
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
@@ -248,7 +248,7 @@ mod tests {
     use super::{GuardianRestore, recover_key, restore_from_guardians};
     use crate::recovery::testing::{Fault, MemoryNetwork};
     use crate::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup};
-    use crate::{CreateOptions, Error, KdfParams, NewMessage, Passphrase, Vault};
+    use crate::{CreateOptions, DataKind, Error, KdfParams, NewMessage, Passphrase, Vault};
 
     const ACCOUNT: &str = "ann@example.org";
 
@@ -333,12 +333,15 @@ mod tests {
         network.guardian(&urls[0]).script(Fault::ReplayHead(0));
         let target = work.path().join("new");
         let hidden = restore(&network, &urls, None, &target);
-        assert!(matches!(&hidden, Err(Error::Integrity(m)) if m.contains("hides newer snapshots")), "{hidden:?}");
+        assert!(
+            matches!(&hidden, Err(Error::Integrity { object: DataKind::BackupHead, problem: m }) if m.contains("hides newer snapshots")),
+            "{hidden:?}"
+        );
         assert!(!target.exists());
         assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).iter().all(|d| d.name != "new"), "withdrawn");
         // The old device refuses the rolled-back storage too.
         let refused = vault.recovery().unwrap().backup(&network, None);
-        assert!(matches!(refused, Err(Error::Integrity(_))), "{refused:?}");
+        assert!(matches!(refused, Err(Error::Integrity { .. })), "{refused:?}");
         network.guardian(&urls[0]).heal();
         let report = restore(&network, &urls[..1], Some(&code), &target).unwrap();
         assert_eq!(report.restore.generation, 2);
@@ -356,7 +359,7 @@ mod tests {
         guardian.script(Fault::GarbageHead);
         let target = work.path().join("new");
         let garbage = restore(&network, &urls, None, &target);
-        assert!(matches!(garbage, Err(Error::Integrity(_))), "{garbage:?}");
+        assert!(matches!(garbage, Err(Error::Integrity { .. })), "{garbage:?}");
         assert!(!target.exists());
     }
 

@@ -1,5 +1,6 @@
 //! Key-slot management and key rotation.
 
+use crate::error::DataKind;
 use std::fs;
 
 use super::{
@@ -305,9 +306,11 @@ impl Vault {
                 let _ = fsutil::sync_dir(&self.dir);
                 error
             }
-            Err(_) => Error::Integrity(
-                "the database could not be re-keyed and did not reopen: lock the vault and unlock it again".to_owned(),
-            ),
+            Err(_) => Error::Integrity {
+                object: DataKind::Database,
+                problem: "the database could not be re-keyed and did not reopen: lock the vault and unlock it again"
+                    .to_owned(),
+            },
         }
     }
 }
