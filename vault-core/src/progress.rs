@@ -9,6 +9,14 @@ pub trait Progress: Send + Sync {
     fn advance(&self, done: u64, total: Option<u64>) -> bool;
 }
 
+/// Serializes a duration as whole milliseconds (report fields named `…_ms`).
+pub(crate) fn serialize_millis<S: serde::Serializer>(
+    duration: &std::time::Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Reports every this many bytes.
 const REPORT_EVERY: u64 = 1 << 20;
 

@@ -20,20 +20,22 @@ use crate::media::stream_error;
 use crate::secret::SecretKey;
 
 /// One snapshot, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotInfo {
     /// The generation that wrote it.
     pub generation: u64,
     /// When, in milliseconds since the Unix epoch.
+    #[serde(rename = "created_at_ms")]
     pub created_at: i64,
     /// Length of its database export.
     pub export_bytes: u64,
     /// Media items in it.
+    #[serde(rename = "media")]
     pub media_count: u32,
 }
 
 /// What `verify` checked and found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BackupCheck {
     /// The newest generation.
     pub generation: u64,
@@ -58,7 +60,7 @@ pub struct BackupCheck {
 }
 
 /// What `prune` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PruneReport {
     /// The generation written.
     pub generation: u64,

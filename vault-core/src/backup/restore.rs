@@ -19,7 +19,7 @@ use crate::progress::{Meter, Progress};
 use crate::secret::{SecretBytes, SecretKey};
 
 /// What a restore did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreReport {
     /// The generation restored.
     pub generation: u64,

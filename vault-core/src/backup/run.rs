@@ -25,7 +25,7 @@ use crate::secret::{SecretBytes, SecretKey};
 pub const PACK_TARGET: usize = 4 << 20;
 
 /// What a backup run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BackupReport {
     /// The generation written.
     pub generation: u64,
@@ -44,6 +44,7 @@ pub struct BackupReport {
     /// Length of the database export.
     pub export_bytes: u64,
     /// Wall time.
+    #[serde(rename = "duration_ms", serialize_with = "crate::progress::serialize_millis")]
     pub duration: Duration,
 }
 

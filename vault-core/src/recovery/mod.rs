@@ -72,9 +72,10 @@ pub struct RecoveryStatus {
 }
 
 /// A backup to the guardian servers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct GuardianBackupReport {
     /// The backup run on the data server.
+    #[serde(flatten)]
     pub backup: BackupReport,
     /// Guardians whose copy of the head record could not be updated (the backup itself is
     /// complete; the next run retries).
@@ -93,11 +94,13 @@ pub struct GuardianDevices {
 }
 
 /// What a restore on a new device did.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct GuardianRestoreReport {
     /// Recovering the key.
+    #[serde(flatten)]
     pub recovery: RecoveryReport,
     /// Restoring the vault.
+    #[serde(flatten)]
     pub restore: RestoreReport,
     /// Whether every guardian was reached, so the new vault is enrolled and backs up as before
     /// (otherwise run `vault backup setup` on it).

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
 /// What a recovery used and met.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RecoveryReport {
     /// Servers whose share was used or checked.
     pub servers_used: Vec<String>,
@@ -26,10 +26,12 @@ pub struct RecoveryReport {
     /// Whether the recovery code's share was needed.
     pub recovery_code_used: bool,
     /// The policy the escrow records state.
+    #[serde(skip)]
     pub policy: Option<RecoveryPolicy>,
     /// The newest generation any guardian attests.
     pub newest_generation: u64,
     /// Time from the first login to the checked key.
+    #[serde(rename = "duration_ms", serialize_with = "crate::progress::serialize_millis")]
     pub duration: Duration,
 }
 
