@@ -23,6 +23,7 @@ use crate::store::{self, CipherInfo, Store, media_rows, messages, migrations, se
 
 mod backup;
 mod content;
+mod key_file;
 mod recovery;
 mod slots;
 
