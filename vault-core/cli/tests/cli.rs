@@ -2,9 +2,10 @@
 //! lines that carry no secret or message content.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use test_support::cli::{VaultCommand, json, ok};
 
 const PASS: &str = "PASS-cli-test-5512";
 const FAST: [&str; 6] = ["--kdf-memory-mib", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"];
@@ -22,29 +23,11 @@ fn env() -> Env {
 }
 
 fn vault(env: &Env, passphrase: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    cmd.arg("--vault").arg(&env.dir).args(args).env_remove("VAULT_PASSPHRASE").env_remove("VAULT_DIR");
-    cmd.env_remove("VAULT_NEW_PASSPHRASE");
+    let mut command = VaultCommand::new(env!("CARGO_BIN_EXE_vault")).arg("--vault").arg(&env.dir).args(args);
     if let Some(p) = passphrase {
-        cmd.env("VAULT_PASSPHRASE", p);
+        command = command.passphrase(p);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).unwrap()
+    command.stdin(stdin.unwrap_or_default()).output()
 }
 
 fn init(env: &Env) {

@@ -1,20 +1,24 @@
 //! Crash safety of key rotation: the `vault` binary (a debug build, where crash points are
 //! compiled in) aborts at each step of a rotation; afterwards the vault opens with its
 //! passphrase and device key, every message and media item is intact, and verify passes.
+//!
+//! Compiled only with debug assertions: release builds have no crash points.
+#![cfg(debug_assertions)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use test_support::cli::{VaultCommand, ok};
 
 const PASS: &str = "PASS-crash-test";
 
 fn vault(dir: &Path, failpoint: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    cmd.arg("--vault").arg(dir).args(args).env("VAULT_PASSPHRASE", PASS).env_remove("VAULT_FAILPOINT");
-    if let Some(point) = failpoint {
-        cmd.env("VAULT_FAILPOINT", point);
+    let command = VaultCommand::new(env!("CARGO_BIN_EXE_vault")).arg("--vault").arg(dir).args(args).passphrase(PASS);
+    match failpoint {
+        Some(point) => command.envs(&[("VAULT_FAILPOINT", point)]).output(),
+        None => command.output(),
     }
-    cmd.output().unwrap()
 }
 
 /// A fresh vault (fast KDF) with a passphrase slot and a device-key slot: (tempdir, vault, key).
@@ -25,11 +29,6 @@ fn new_vault_with_device_key() -> (tempfile::TempDir, std::path::PathBuf, std::p
     let init = ["--device-key", key.to_str().unwrap(), "init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
     ok(&vault(&dir, None, &[&init[..], &["--kdf-parallelism", "1"]].concat()));
     (tmp, dir, key)
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 #[test]
