@@ -27,7 +27,7 @@ fn new_vault_with_device_key() -> (tempfile::TempDir, std::path::PathBuf, std::p
     let dir = tmp.path().join("v");
     let key = tmp.path().join("device.key");
     let init = ["--device-key", key.to_str().unwrap(), "init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
-    ok(&vault(&dir, None, &[&init[..], &["--kdf-parallelism", "1"]].concat()));
+    ok(vault(&dir, None, &[&init[..], &["--kdf-parallelism", "1"]].concat()));
     (tmp, dir, key)
 }
 
@@ -37,10 +37,10 @@ fn a_crash_at_any_step_of_a_root_rotation_leaves_a_working_vault() {
     for point in points {
         let (tmp, dir, key) = new_vault_with_device_key();
         let key_arg = key.to_str().unwrap();
-        ok(&vault(&dir, None, &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "survives the crash"]));
+        ok(vault(&dir, None, &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "survives the crash"]));
         let photo = tmp.path().join("photo");
         std::fs::write(&photo, vec![7u8; 200_000]).unwrap();
-        let id = ok(&vault(&dir, None, &["media", "add", photo.to_str().unwrap()])).trim().to_owned();
+        let id = ok(vault(&dir, None, &["media", "add", photo.to_str().unwrap()])).trim().to_owned();
 
         let crashed = vault(&dir, Some(point), &["--device-key", key_arg, "key", "rotate", "--root"]);
         assert_eq!(crashed.status.code(), None, "{point}: the process must have died (signal)");
@@ -49,18 +49,18 @@ fn a_crash_at_any_step_of_a_root_rotation_leaves_a_working_vault() {
         for unlock in [vec![], vec!["--device-key", key_arg]] {
             let mut args = unlock.clone();
             args.extend(["msg", "list", "--conversation", "c"]);
-            assert!(ok(&vault(&dir, None, &args)).contains("survives the crash"), "{point}");
+            assert!(ok(vault(&dir, None, &args)).contains("survives the crash"), "{point}");
             let mut args = unlock.clone();
             args.push("verify");
-            ok(&vault(&dir, None, &args));
+            ok(vault(&dir, None, &args));
         }
         let out = tmp.path().join("out");
-        ok(&vault(&dir, None, &["media", "get", &id, out.to_str().unwrap()]));
+        ok(vault(&dir, None, &["media", "get", &id, out.to_str().unwrap()]));
         assert_eq!(std::fs::read(&out).unwrap(), vec![7u8; 200_000]);
         assert!(!dir.join("keyslots.next").exists(), "{point}: rotation resolved");
         // And a later rotation completes.
-        ok(&vault(&dir, None, &["--device-key", key_arg, "key", "rotate", "--root"]));
-        ok(&vault(&dir, None, &["verify"]));
+        ok(vault(&dir, None, &["--device-key", key_arg, "key", "rotate", "--root"]));
+        ok(vault(&dir, None, &["verify"]));
     }
 }
 
@@ -75,15 +75,15 @@ fn a_crash_during_device_key_rotation_keeps_the_device_key_working() {
         assert!(tmp.path().join("device.key.next").exists(), "{point}: the next key was written");
         // The device key still unlocks; after the slot was re-wrapped, unlocking finishes the
         // rotation (the next key is installed).
-        ok(&vault(&dir, None, &["--device-key", key_arg, "verify"]));
+        ok(vault(&dir, None, &["--device-key", key_arg, "verify"]));
         let finished = point.ends_with("after-slots-written");
         assert_eq!(tmp.path().join("device.key.next").exists(), !finished, "{point}");
         assert_eq!(std::fs::read(&key).unwrap() != old_key, finished, "{point}");
         // A new rotation completes either way, and the passphrase slot was never touched.
-        ok(&vault(&dir, None, &["--device-key", key_arg, "key", "rotate"]));
+        ok(vault(&dir, None, &["--device-key", key_arg, "key", "rotate"]));
         assert!(!tmp.path().join("device.key.next").exists());
-        ok(&vault(&dir, None, &["--device-key", key_arg, "verify"]));
-        ok(&vault(&dir, None, &["verify"]));
+        ok(vault(&dir, None, &["--device-key", key_arg, "verify"]));
+        ok(vault(&dir, None, &["verify"]));
     }
 }
 
@@ -92,14 +92,14 @@ fn a_crash_during_media_import_leaves_no_item_and_no_orphan() {
     for point in ["media-import:before-sync", "media-import:before-commit"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("v");
-        ok(&vault(&dir, None, &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"]));
+        ok(vault(&dir, None, &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"]));
         let photo = tmp.path().join("photo");
         std::fs::write(&photo, vec![3u8; 300_000]).unwrap();
         let crashed = vault(&dir, Some(point), &["media", "add", photo.to_str().unwrap()]);
         assert_eq!(crashed.status.code(), None, "{point}: died");
         assert_eq!(std::fs::read_dir(dir.join("media")).unwrap().count(), 1, "{point}: a file was left by the crash");
-        assert_eq!(ok(&vault(&dir, None, &["media", "list"])), "", "{point}: nothing visible");
+        assert_eq!(ok(vault(&dir, None, &["media", "list"])), "", "{point}: nothing visible");
         assert_eq!(std::fs::read_dir(dir.join("media")).unwrap().count(), 0, "{point}: clean-up at unlock");
-        ok(&vault(&dir, None, &["verify"]));
+        ok(vault(&dir, None, &["verify"]));
     }
 }
