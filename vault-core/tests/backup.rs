@@ -353,34 +353,14 @@ fn nothing_stored_contains_plaintext() {
     let storage = work.path().join("backup");
     let vault = filled_vault(&work.path().join("phone"), 1000);
     vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
-    let needles: [&[u8]; 4] = [CANARY.as_bytes(), MEDIA_CANARY, b"SECRET-CANARY", b"sender-1"];
-    let mut scanned = 0;
-    for entry in walk(&storage) {
-        let bytes = std::fs::read(&entry).unwrap();
-        scanned += bytes.len();
-        for needle in needles {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{} holds {:?}",
-                entry.display(),
-                String::from_utf8_lossy(needle)
-            );
-        }
-    }
+    let needles: [(&str, &[u8]); 4] = [
+        ("message canary", CANARY.as_bytes()),
+        ("media sample", MEDIA_CANARY),
+        ("secret", b"SECRET-CANARY"),
+        ("sender", b"sender-1"),
+    ];
+    let scanned = test_support::canary::assert_absent(&storage, &needles).bytes;
     assert!(scanned > 3 << 20, "the scan covered the stored bytes ({scanned})");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

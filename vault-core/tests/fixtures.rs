@@ -11,6 +11,8 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use test_support::fs::copy_dir;
+
 use common::{FAST_KDF, pass};
 use vault_core::{CreateOptions, Error, MediaImport, NewMessage, SlotFileError, SoftwareKeyWrapper, Vault};
 
@@ -35,19 +37,6 @@ fn golden_copy() -> (tempfile::TempDir, PathBuf, PathBuf) {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     (tmp, dir, key)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{contains, new_vault, pass};
+use common::{new_vault, pass};
+use test_support::canary::contains;
 use vault_core::bench_support::Connection;
 use vault_core::{DATABASE_FILE, MEDIA_DIR, MediaImport, NewMessage, RetentionPolicy, Vault};
 

@@ -217,7 +217,7 @@ fn files_are_private_to_the_owner() {
     let (tv, _vault) = new_vault("pw");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&tv.dir), 0o700);
-    for (path, _) in common::all_files(&tv.dir) {
+    for path in test_support::fs::find_files(&tv.dir, "") {
         assert_eq!(mode(&path) & 0o077, 0, "{} is private", path.display());
     }
 }

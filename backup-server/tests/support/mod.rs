@@ -1,28 +1,34 @@
 //! Shared by the backup-server integration tests: backends, an embedded server with a client,
-//! raw HTTP, and the real binary as a child process.
+//! raw HTTP, and this package's binary as a child process (through the workspace's
+//! `test-support`).
 #![allow(dead_code)]
-
-pub mod process;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use backup_api::KsfParams;
 use backup_api::client::BackupClient;
 use backup_server::storage::S3Options;
 use backup_server::{AppState, Limits, RunningServer, ServerSecrets, Storage};
+pub use test_support::server::ServerProcess;
+pub use test_support::unique;
+
+/// Starts this package's `backup-server` with `args` (on a free loopback port unless they have
+/// `--listen`) and waits until it listens; its stderr goes to `log_file`.
+pub fn spawn(args: &[&str], envs: &[(&str, &str)], log_file: &Path) -> ServerProcess {
+    test_support::server::spawn_server(Path::new(env!("CARGO_BIN_EXE_backup-server")), args, envs, Some(log_file))
+}
+
+/// Runs this package's `backup-server` to completion (maintenance commands and refusals).
+pub fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    test_support::server::run_server(Path::new(env!("CARGO_BIN_EXE_backup-server")), args, envs)
+}
 
 /// Cheap key stretching so tests run quickly (the server's cost does not depend on it).
 pub fn ksf() -> KsfParams {
     KsfParams::new(KsfParams::MIN_MEMORY_KIB, 1, 1).unwrap()
-}
-
-/// A name no other test (or earlier run on the same bucket) uses.
-pub fn unique(prefix: &str) -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    format!("{prefix}-{}", hex::encode(bytes))
 }
 
 /// The storage backends the conformance suite runs on.
@@ -33,44 +39,20 @@ pub enum Backend {
     S3,
 }
 
-/// Where the test S3 server is (exported by scripts/test.sh after starting SeaweedFS).
-pub struct S3Env {
-    pub endpoint: String,
-    pub bucket: String,
-}
-
-/// The S3 test server, or `None` when the tests run without one. With `BACKUP_TEST_REQUIRE_S3=1`
-/// (set by scripts/test.sh) a missing S3 server fails the test instead of skipping it.
-pub fn s3_env() -> Option<S3Env> {
-    let endpoint = std::env::var("BACKUP_TEST_S3_ENDPOINT").ok();
-    let bucket = std::env::var("BACKUP_TEST_S3_BUCKET").ok();
-    match (endpoint, bucket) {
-        (Some(endpoint), Some(bucket)) => Some(S3Env { endpoint, bucket }),
-        _ => {
-            assert!(
-                std::env::var("BACKUP_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-                "BACKUP_TEST_REQUIRE_S3=1 but no S3 server: run the tests through scripts/test.sh"
-            );
-            eprintln!("skipped: no S3 test server (BACKUP_TEST_S3_ENDPOINT unset); scripts/test.sh starts one");
-            None
-        }
-    }
-}
-
-/// A fresh, empty store of the given kind (a unique prefix on S3). The temp dir lives as long as
-/// the returned guard.
-pub fn storage(backend: Backend) -> Option<(Storage, Option<tempfile::TempDir>)> {
+/// A fresh, empty store of the given kind (a unique prefix on S3, which fails the test when the
+/// S3 test server is missing). The temp dir lives as long as the returned guard.
+pub fn storage(backend: Backend) -> (Storage, Option<tempfile::TempDir>) {
     match backend {
-        Backend::Memory => Some((Storage::memory(), None)),
+        Backend::Memory => (Storage::memory(), None),
         Backend::LocalFs => {
             let dir = tempfile::tempdir().unwrap();
-            Some((Storage::local(dir.path()).unwrap(), Some(dir)))
+            (Storage::local(dir.path()).unwrap(), Some(dir))
         }
         Backend::S3 => {
-            let env = s3_env()?;
+            let env = test_support::s3::s3_env();
             let url = format!("s3://{}/{}", env.bucket, unique("conformance"));
             let options = S3Options { endpoint: Some(env.endpoint), region: None, allow_http: true };
-            Some((Storage::s3(&url, &options).unwrap(), None))
+            (Storage::s3(&url, &options).unwrap(), None)
         }
     }
 }
@@ -83,11 +65,11 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub fn start(backend: Backend, limits: Limits) -> Option<Self> {
-        let (storage, dir) = storage(backend)?;
+    pub fn start(backend: Backend, limits: Limits) -> Self {
+        let (storage, dir) = storage(backend);
         let server = RunningServer::start(AppState::new(ServerSecrets::generate(), storage, limits)).unwrap();
         let client = BackupClient::new(&server.url()).unwrap();
-        Some(Self { server, client, _dir: dir })
+        Self { server, client, _dir: dir }
     }
 
     pub fn addr(&self) -> SocketAddr {

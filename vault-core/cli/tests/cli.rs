@@ -2,9 +2,10 @@
 //! lines that carry no secret or message content.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use test_support::cli::{VaultCommand, json, ok};
 
 const PASS: &str = "PASS-cli-test-5512";
 const FAST: [&str; 6] = ["--kdf-memory-mib", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"];
@@ -22,35 +23,17 @@ fn env() -> Env {
 }
 
 fn vault(env: &Env, passphrase: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    cmd.arg("--vault").arg(&env.dir).args(args).env_remove("VAULT_PASSPHRASE").env_remove("VAULT_DIR");
-    cmd.env_remove("VAULT_NEW_PASSPHRASE");
+    let mut command = VaultCommand::new(env!("CARGO_BIN_EXE_vault")).arg("--vault").arg(&env.dir).args(args);
     if let Some(p) = passphrase {
-        cmd.env("VAULT_PASSPHRASE", p);
+        command = command.passphrase(p);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).unwrap()
+    command.stdin(stdin.unwrap_or_default()).output()
 }
 
 fn init(env: &Env) {
     let mut args = vec!["init"];
     args.extend(FAST);
-    ok(&vault(env, Some(PASS), &args, None));
+    ok(vault(env, Some(PASS), &args, None));
 }
 
 /// Asserts the exit code and that stderr is one line free of the given secrets.
@@ -68,14 +51,14 @@ fn fails_with(out: &Output, code: i32, secrets: &[&str]) -> String {
 fn walkthrough_with_json_output() {
     let env = env();
     init(&env);
-    let id = json(&vault(
+    let id = json(vault(
         &env,
         Some(PASS),
         &["--json", "msg", "add", "--conversation", "family", "--sender", "alice", "--body", "dinner at eight"],
         None,
     ));
     assert!(id["id"].as_i64().unwrap() > 0);
-    let bulk = json(&vault(
+    let bulk = json(vault(
         &env,
         Some(PASS),
         &["--json", "msg", "add", "--conversation", "family", "--sender", "bob", "--stdin"],
@@ -84,15 +67,15 @@ fn walkthrough_with_json_output() {
     assert_eq!(bulk["added"], 2);
 
     let list =
-        json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "family", "--limit", "2"], None));
+        json(vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "family", "--limit", "2"], None));
     let bodies: Vec<_> =
         list["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect();
     assert_eq!(bodies, ["on my way", "running late"]);
 
-    let hits = json(&vault(&env, Some(PASS), &["--json", "search", "dinner"], None));
+    let hits = json(vault(&env, Some(PASS), &["--json", "search", "dinner"], None));
     assert_eq!(hits["hits"][0]["message"]["sender"], "alice");
 
-    let status = json(&vault(&env, Some(PASS), &["--json", "status"], None));
+    let status = json(vault(&env, Some(PASS), &["--json", "status"], None));
     assert_eq!(status["counts"]["messages"], 3);
     assert_eq!(status["encryption"]["database"], "sqlcipher");
     assert!(!status["encryption"]["cipher_version"].as_str().unwrap().is_empty());
@@ -100,10 +83,10 @@ fn walkthrough_with_json_output() {
     assert_eq!(status["slots"][0]["kdf"]["memory_kib"], 8192);
     assert_eq!(status["hardware_backed_slots"], 0);
 
-    let human = ok(&vault(&env, Some(PASS), &["status"], None));
+    let human = ok(vault(&env, Some(PASS), &["status"], None));
     assert!(human.contains("SQLCipher") && human.contains("unlock_succeeded"), "{human}");
 
-    let report = json(&vault(&env, Some(PASS), &["--json", "verify"], None));
+    let report = json(vault(&env, Some(PASS), &["--json", "verify"], None));
     assert_eq!(report["ok"], true);
 }
 
@@ -128,7 +111,7 @@ fn passphrases_from_stdin_and_slot_management() {
         Some(&format!("{PASS}\nsecond-pass\n")),
     );
     assert_eq!(ok(&add).trim(), "added slot 1");
-    let list = json(&vault(&env, None, &["--json", "key", "list"], None));
+    let list = json(vault(&env, None, &["--json", "key", "list"], None));
     assert_eq!(list["slots"].as_array().unwrap().len(), 2);
 
     // Change slot 1's passphrase, unlocking with it.
@@ -138,11 +121,11 @@ fn passphrases_from_stdin_and_slot_management() {
     assert_eq!(changed.status.code(), Some(2), "no new passphrase given is a usage error");
     let mut cmd_args = vec!["--passphrase-stdin"];
     cmd_args.extend(&change);
-    ok(&vault(&env, None, &cmd_args, Some("second-pass\nthird-pass\n")));
+    ok(vault(&env, None, &cmd_args, Some("second-pass\nthird-pass\n")));
     fails_with(&vault(&env, Some("second-pass"), &["status"], None), 3, &["second-pass"]);
-    ok(&vault(&env, Some("third-pass"), &["status"], None));
+    ok(vault(&env, Some("third-pass"), &["status"], None));
 
-    ok(&vault(&env, Some("third-pass"), &["key", "remove-slot", "0"], None));
+    ok(vault(&env, Some("third-pass"), &["key", "remove-slot", "0"], None));
     fails_with(&vault(&env, Some(PASS), &["status"], None), 3, &[PASS]);
     let last = vault(&env, Some("third-pass"), &["key", "remove-slot", "1"], None);
     fails_with(&last, 2, &["third-pass"]);
@@ -155,24 +138,24 @@ fn device_key_slot_unlocks_without_the_passphrase() {
     let key_arg = key.to_str().unwrap();
     let mut args = vec!["--device-key", key_arg, "init"];
     args.extend(FAST);
-    ok(&vault(&env, Some(PASS), &args, None));
-    ok(&vault(
+    ok(vault(&env, Some(PASS), &args, None));
+    ok(vault(
         &env,
         None,
         &["--device-key", key_arg, "msg", "add", "--conversation", "c", "--sender", "s", "--body", "hi"],
         None,
     ));
-    let status = json(&vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
+    let status = json(vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
     assert_eq!(status["slots"][1]["protection"], "software, not hardware-backed");
     assert_eq!(status["unlocked_by"], 1);
     let other = env.root.join("other.key");
     let make_other = vault(&env, Some(PASS), &["key", "add-device-key", other.to_str().unwrap()], None);
     assert_eq!(ok(&make_other).trim(), "added slot 2");
     // The second device key unlocks too.
-    let with_other = json(&vault(&env, None, &["--device-key", other.to_str().unwrap(), "--json", "status"], None));
+    let with_other = json(vault(&env, None, &["--device-key", other.to_str().unwrap(), "--json", "status"], None));
     assert_eq!(with_other["unlocked_by"], 2);
     let wrong_file = env.root.join("wrong.key");
-    ok(&vault(
+    ok(vault(
         &Env { _tmp: tempfile::tempdir().unwrap(), dir: env.root.join("elsewhere"), root: env.root.clone() },
         Some(PASS),
         &[
@@ -209,7 +192,7 @@ fn exit_codes_and_error_lines() {
     fails_with(&vault(&env, Some(PASS), &["search", "   "], None), 2, &[PASS]);
     // Messages with content never leak into errors.
     let body = "SECRET-BODY-4411";
-    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", body], None));
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", body], None));
     fails_with(
         &vault(&env, Some(PASS), &["msg", "list", "--conversation", "c", "--limit", "0"], None),
         2,
@@ -225,7 +208,7 @@ fn damaged_database_exits_with_integrity_code() {
     let env = env();
     init(&env);
     let batch: String = (0..500).map(|i| format!("message {i} {}\n", "x".repeat(i % 90))).collect();
-    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], Some(&batch)));
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], Some(&batch)));
     let db = env.dir.join("vault.db");
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() > 8 * 4096);
@@ -249,14 +232,14 @@ fn media_commands_round_trip_and_range_export() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let src = env.root.join("photo.bin");
     std::fs::write(&src, &data).unwrap();
-    let msg = json(&vault(
+    let msg = json(vault(
         &env,
         Some(PASS),
         &["--json", "msg", "add", "--conversation", "c", "--sender", "s", "--body", "see photo"],
         None,
     ));
     let msg_id = msg["id"].to_string();
-    let added = json(&vault(
+    let added = json(vault(
         &env,
         Some(PASS),
         &["--json", "media", "add", src.to_str().unwrap(), "--conversation", "c", "--message", &msg_id],
@@ -265,17 +248,17 @@ fn media_commands_round_trip_and_range_export() {
     let id = added["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 32);
     let out = env.root.join("out.bin");
-    ok(&vault(&env, Some(PASS), &["media", "get", &id, out.to_str().unwrap()], None));
+    ok(vault(&env, Some(PASS), &["media", "get", &id, out.to_str().unwrap()], None));
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let part = env.root.join("part.bin");
-    ok(&vault(
+    ok(vault(
         &env,
         Some(PASS),
         &["media", "get", &id, part.to_str().unwrap(), "--offset", "65530", "--length", "20"],
         None,
     ));
     assert_eq!(std::fs::read(&part).unwrap(), &data[65530..65550]);
-    let list = json(&vault(&env, Some(PASS), &["--json", "media", "list"], None));
+    let list = json(vault(&env, Some(PASS), &["--json", "media", "list"], None));
     assert_eq!(list["media"][0]["length"], 300_000);
     assert_eq!(list["media"][0]["messages"][0].to_string(), msg_id);
     fails_with(&vault(&env, Some(PASS), &["media", "get", "zz", "x"], None), 2, &[PASS]);
@@ -288,26 +271,26 @@ fn media_commands_round_trip_and_range_export() {
     fails_with(&vault(&env, Some(PASS), &["media", "get", &id, again.to_str().unwrap()], None), 4, &[PASS]);
     assert!(!again.exists());
     fails_with(&vault(&env, Some(PASS), &["verify"], None), 4, &[PASS]);
-    ok(&vault(&env, Some(PASS), &["media", "rm", &id], None));
+    ok(vault(&env, Some(PASS), &["media", "rm", &id], None));
     assert!(!file.exists());
-    ok(&vault(&env, Some(PASS), &["verify"], None));
+    ok(vault(&env, Some(PASS), &["verify"], None));
 }
 
 #[test]
 fn retention_commands_purge() {
     let env = env();
     init(&env);
-    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "stays"], None));
-    ok(&vault(
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "stays"], None));
+    ok(vault(
         &env,
         Some(PASS),
         &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "goes", "--expires-in", "1"],
         None,
     ));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let report = json(&vault(&env, Some(PASS), &["--json", "retention", "purge"], None));
+    let report = json(vault(&env, Some(PASS), &["--json", "retention", "purge"], None));
     assert_eq!(report["purged"]["messages"], 1, "{report}");
-    let set = json(&vault(
+    let set = json(vault(
         &env,
         Some(PASS),
         &["--json", "retention", "set", "--max-messages", "5", "--max-age-days", "30"],
@@ -315,8 +298,8 @@ fn retention_commands_purge() {
     ));
     assert_eq!(set["policy"]["max_messages"], 5);
     assert_eq!(set["policy"]["max_age_secs"], 30 * 86_400);
-    ok(&vault(&env, Some(PASS), &["retention", "expiry", "c", "3600"], None));
-    let list = json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
+    ok(vault(&env, Some(PASS), &["retention", "expiry", "c", "3600"], None));
+    let list = json(vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
     assert_eq!(list["messages"].as_array().unwrap().len(), 1);
 }
 
@@ -327,25 +310,25 @@ fn key_rotation_commands() {
     let key_arg = key.to_str().unwrap();
     let mut args = vec!["--device-key", key_arg, "init"];
     args.extend(FAST);
-    ok(&vault(&env, Some(PASS), &args, None));
-    ok(&vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "kept"], None));
+    ok(vault(&env, Some(PASS), &args, None));
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--body", "kept"], None));
     // Without the device key, a root rotation cannot re-seal slot 1 and changes nothing.
     let refused = vault(&env, Some(PASS), &["key", "rotate", "--root"], None);
     assert!(fails_with(&refused, 2, &[PASS]).contains("slot(s) 1"));
-    let root = json(&vault(&env, Some(PASS), &["--device-key", key_arg, "--json", "key", "rotate", "--root"], None));
+    let root = json(vault(&env, Some(PASS), &["--device-key", key_arg, "--json", "key", "rotate", "--root"], None));
     assert_eq!(root["slots_resealed"], 2);
     let old_key = std::fs::read(&key).unwrap();
-    let device = json(&vault(&env, None, &["--device-key", key_arg, "--json", "key", "rotate"], None));
+    let device = json(vault(&env, None, &["--device-key", key_arg, "--json", "key", "rotate"], None));
     assert_eq!(device["slots"][0], 1);
     assert_ne!(std::fs::read(&key).unwrap(), old_key);
-    let status = json(&vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
+    let status = json(vault(&env, None, &["--device-key", key_arg, "--json", "status"], None));
     let kinds: Vec<_> =
         status["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
     assert!(
         kinds.contains(&"root_key_rotated".to_owned()) && kinds.contains(&"wrapper_key_rotated".to_owned()),
         "{kinds:?}"
     );
-    let list = json(&vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
+    let list = json(vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
     assert_eq!(list["messages"][0]["body"], "kept");
 }
 
