@@ -67,9 +67,7 @@ fn reach(
     let at = |e| remote.error(e);
     let session = remote.guardian.login(account, password).map_err(at)?;
     let record =
-        remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| {
-            Error::NotFound(format!("{url}: the account has no escrow record (recovery was not set up)"))
-        })?;
+        remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| at(GuardianError::NoEscrowRecord))?;
     let (header, share) = escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key)
         .map_err(|e| match e {
             Error::Integrity { problem: m, .. } => {

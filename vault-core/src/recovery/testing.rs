@@ -53,6 +53,8 @@ pub(crate) enum Fault {
     ReplayEscrow(usize),
     /// The escrow record served is random bytes.
     GarbageEscrow,
+    /// The account's escrow record is gone.
+    MissingEscrow,
     /// The head record served is the `n`-th one ever stored (a rollback).
     ReplayHead(usize),
     /// The head record served is random bytes.
@@ -263,9 +265,10 @@ impl Guardian for Connection {
         self.0.enter(Call::Escrow)?;
         let replay = self.0.fault(|f| if let Fault::ReplayEscrow(n) = f { Some(*n) } else { None });
         let garbage_escrow = self.0.fault(|f| matches!(f, Fault::GarbageEscrow).then_some(()));
+        let missing = self.0.fault(|f| matches!(f, Fault::MissingEscrow).then_some(())).is_some();
         self.0.with_account(session, |state, account| {
             let a = state.accounts.get(account).ok_or(GuardianError::TokenRefused)?;
-            let Some(current) = &a.escrow else { return Ok(None) };
+            let Some(current) = a.escrow.as_ref().filter(|_| !missing) else { return Ok(None) };
             let bytes = match (replay, garbage_escrow) {
                 (_, Some(())) => garbage(),
                 (Some(n), None) => a.escrow_history.get(n).cloned().unwrap_or_else(|| current.bytes.clone()),

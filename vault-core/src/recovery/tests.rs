@@ -124,6 +124,14 @@ fn garbage_or_a_missing_escrow_record_is_damage_and_the_others_still_recover() {
         matches!(&damaged, Err(Error::Integrity { object: DataKind::EscrowRecord, problem: m }) if m.contains(&urls[0])),
         "{damaged:?}"
     );
+    // A record that is gone is damage too, not an unreachable server.
+    network.guardian(&urls[0]).heal();
+    network.guardian(&urls[0]).script(Fault::MissingEscrow);
+    let missing = recovered_key(&network, &urls, &password(), None);
+    assert!(
+        matches!(&missing, Err(Error::Integrity { problem: m, .. }) if m.contains("no escrow record")),
+        "{missing:?}"
+    );
 }
 
 #[test]
