@@ -29,8 +29,9 @@ pub struct Cli {
 /// Maintenance commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Resets the failed-login counter of a locked account (run with the same store and setup as
-    /// the server; on a local directory, stop the server first).
+    /// Resets the failed-login counter of a locked account. Run it with the same store and setup as
+    /// the server; on a local store, stop the server first (it holds the store's lock). Settings
+    /// may come before or after the command.
     UnlockAccount {
         /// The account identifier as the app registered it.
         #[arg(long)]
@@ -43,69 +44,69 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// TOML file with any of these settings.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8371].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<SocketAddr>,
     /// Directory for the default local store, the setup file and the lock [default: ./backup-server-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Object store URL: file:///path, s3://bucket/prefix or memory:// [default: file://DATA_DIR/objects].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub store: Option<String>,
     /// The OPAQUE server setup (secret; created 0600 if missing) [default: DATA_DIR/opaque-setup.key].
     /// The BACKUP_SERVER_SETUP environment variable, if set, is used instead.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub setup_file: Option<PathBuf>,
     /// PEM certificate chain for built-in TLS.
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(long, value_name = "PEM", requires = "tls_key", global = true)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for built-in TLS.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", global = true)]
     pub insecure_http: Option<bool>,
     /// S3 endpoint for S3-compatible servers (else AWS_ENDPOINT or AWS's own).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub s3_endpoint: Option<String>,
     /// S3 region (else AWS_REGION).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub s3_region: Option<String>,
     /// Allow a plain-HTTP S3 endpoint.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", global = true)]
     pub s3_allow_http: Option<bool>,
     /// Failed logins after which an account locks [default: 10].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub login_attempt_limit: Option<u32>,
     /// Session token lifetime in seconds [default: 900].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub session_ttl_secs: Option<u64>,
     /// Largest object in bytes [default: 4 GiB].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub max_object_bytes: Option<u64>,
     /// Storage quota per account in bytes [default: 50 GiB].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub quota_bytes: Option<u64>,
     /// Requests per second per client address, 0 for no limit [default: 100, burst 2x].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rate_limit_per_ip: Option<u32>,
     /// Requests per second per account, 0 for no limit [default: 100, burst 2x].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rate_limit_per_account: Option<u32>,
     /// Time limit in seconds for requests other than object transfers [default: 30].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub request_timeout_secs: Option<u64>,
     /// Time limit in seconds for object uploads and downloads [default: 3600].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub transfer_timeout_secs: Option<u64>,
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub shutdown_grace_secs: Option<u64>,
     /// Log format: text or json [default: text].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub log_format: Option<String>,
 }
 
@@ -215,6 +216,27 @@ mod tests {
         let cli = Cli::try_parse_from(["backup-server", "--config", file.to_str().unwrap()]).unwrap();
         let err = cli.settings.with_config_file().unwrap_err();
         assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn settings_may_follow_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "backup-server",
+            "unlock-account",
+            "--account",
+            "a@example.org",
+            "--data-dir",
+            "/srv/d",
+            "--store",
+            "file:///srv/s",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.data_dir(), PathBuf::from("/srv/d"));
+        assert_eq!(cli.settings.store.as_deref(), Some("file:///srv/s"));
+        assert!(matches!(cli.command, Some(Command::UnlockAccount { account }) if account == "a@example.org"));
+        let before =
+            Cli::try_parse_from(["backup-server", "--data-dir", "/srv/d", "unlock-account", "--account", "a"]).unwrap();
+        assert_eq!(before.settings.data_dir(), PathBuf::from("/srv/d"));
     }
 
     #[test]

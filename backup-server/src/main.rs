@@ -1,5 +1,6 @@
 //! `backup-server`: serve, or run a maintenance command.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -42,7 +43,10 @@ fn fail(message: &str) -> ExitCode {
 fn init_logging(format: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal (and not under NO_COLOR): logs sent to a file, a pipe or journald
+    // carry no escape codes.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     if format == Some("json") {
         builder.json().init();
     } else {
@@ -50,17 +54,36 @@ fn init_logging(format: Option<&str>) {
     }
 }
 
+/// Opens the store and loads the setup. If either fails, the directories this created are removed
+/// again.
 fn open(
     settings: &Settings,
-    maintenance: bool,
+    opener: server::Opener,
 ) -> Result<(ServerSecrets, Storage, Option<server::DirLock>), StartError> {
-    let (storage, lock) = server::open_store(settings)?;
-    let missing = if maintenance || storage.kind() == backup_server::storage::BackendKind::S3 {
+    let mut created_dirs = server::CreatedDirs::default();
+    if let Some(root) = server::local_store_root(settings) {
+        created_dirs.note(&root);
+    }
+    if std::env::var_os("BACKUP_SERVER_SETUP").is_none()
+        && let Some(parent) = settings.setup_file().parent()
+    {
+        created_dirs.note(parent);
+    }
+    if opener != server::Opener::Server {
+        // A maintenance command never creates a setup: check it before the store.
+        let (secrets, _) = server::load_secrets(settings, server::MissingSetup::Refuse)?;
+        let (storage, lock) = server::open_store_for(settings, opener)?;
+        created_dirs.keep();
+        return Ok((secrets, storage, lock));
+    }
+    let (storage, lock) = server::open_store_for(settings, opener)?;
+    let missing = if storage.kind() == backup_server::storage::BackendKind::S3 {
         server::MissingSetup::Refuse
     } else {
         server::MissingSetup::Create
     };
     let (secrets, created) = server::load_secrets(settings, missing)?;
+    created_dirs.keep();
     if let Some(path) = created {
         println!("created a new OPAQUE server setup at {} (secret; back it up, keep it 0600)", path.display());
     }
@@ -74,7 +97,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     }
     let tls = settings.tls_cert.is_some();
     server::check_plain_http(addr, tls, settings.insecure_http.unwrap_or(false))?;
-    let (secrets, storage, _lock) = open(&settings, false)?;
+    // Everything that can fail without touching the data directory comes first, so that a failed
+    // start creates nothing there.
     let tls_config = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(
             axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -86,6 +110,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let (secrets, storage, _lock) = open(&settings, server::Opener::Server)?;
     let scheme = if tls { "https" } else { "http" };
     println!("backup-server listening on {scheme}://{bound}");
     println!("store: {}", storage.description());
@@ -104,7 +129,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
 }
 
 async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartError> {
-    let (secrets, storage, _lock) = open(&settings, true)?;
+    let (secrets, storage, _lock) = open(&settings, server::Opener::Command("unlock-account"))?;
     let hash = secrets.account_hash(account);
     let path = records::record_path(&hash);
     let found = storage

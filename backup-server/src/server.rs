@@ -24,34 +24,137 @@ pub struct DirLock {
     _file: std::fs::File,
 }
 
+/// The name of the lock file at the root of a local store.
+pub const LOCK_FILE: &str = ".backup-server.lock";
+
 impl DirLock {
     /// Takes the lock on `dir`, failing at once if another process holds it.
     pub fn acquire(dir: &std::path::Path) -> Result<Self, StartError> {
-        let path = dir.join(".backup-server.lock");
+        Self::try_acquire(dir)?.ok_or_else(|| busy(dir))
+    }
+
+    /// Takes the lock on `dir` without waiting: `None` if another process holds it.
+    pub fn try_acquire(dir: &std::path::Path) -> Result<Option<Self>, StartError> {
+        let path = dir.join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| StartError(format!("cannot open {}: {e}", path.display())))?;
-        file.try_lock().map_err(|_| {
-            StartError(format!(
-                "{} is in use by another backup-server process (lock {})",
-                dir.display(),
-                path.display()
-            ))
-        })?;
-        Ok(Self { _file: file })
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(StartError(format!("cannot lock {}: {e}", path.display()))),
+        }
     }
 }
 
-/// Opens the store the settings name, taking the directory lock for a local store.
+fn busy(dir: &std::path::Path) -> StartError {
+    StartError(format!(
+        "{} is in use by another backup-server process (lock {})",
+        dir.display(),
+        dir.join(LOCK_FILE).display()
+    ))
+}
+
+/// Directories a start-up is about to create, removed again unless the start succeeds: a failed
+/// start leaves the file system as it found it.
+#[derive(Debug, Default)]
+pub struct CreatedDirs {
+    /// Directories that did not exist when noted, deepest first per note.
+    dirs: Vec<std::path::PathBuf>,
+    kept: bool,
+}
+
+impl CreatedDirs {
+    /// Notes `path` and those of its ancestors that do not exist yet.
+    pub fn note(&mut self, path: &std::path::Path) {
+        let mut current = Some(path);
+        while let Some(dir) = current.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            if !self.dirs.iter().any(|d| d == dir) {
+                self.dirs.push(dir.to_owned());
+            }
+            current = dir.parent();
+        }
+    }
+
+    /// The start succeeded: keep everything.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+
+    /// Removes what the start created in the noted directories: the store's lock file and the
+    /// directories themselves, deepest first, each only if it is then empty.
+    fn remove(&self) {
+        let mut dirs = self.dirs.clone();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.remove();
+        }
+    }
+}
+
+/// Who opens a store: the server, which creates a missing local store, or a maintenance command,
+/// which needs an existing one and cannot run beside a server on a local store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// The server itself.
+    Server,
+    /// A maintenance command, by its name (`unlock-account`).
+    Command(&'static str),
+}
+
+/// The root directory of the local store the settings name, if the store is local. Nothing is
+/// checked or created.
+pub fn local_store_root(settings: &Settings) -> Option<std::path::PathBuf> {
+    match settings.store.as_deref() {
+        None => Some(settings.data_dir().join("objects")),
+        Some(u) => u.strip_prefix("file://").filter(|p| !p.is_empty()).map(std::path::PathBuf::from),
+    }
+}
+
+/// Opens the store the settings name, creating a missing local store, and takes the directory
+/// lock of a local store.
 pub fn open_store(settings: &Settings) -> Result<(Storage, Option<DirLock>), StartError> {
+    open_store_for(settings, Opener::Server)
+}
+
+/// Opens the store the settings name for `opener`: a maintenance command gets a clear refusal
+/// when the local store does not exist or a server holds its lock.
+pub fn open_store_for(settings: &Settings, opener: Opener) -> Result<(Storage, Option<DirLock>), StartError> {
     let url = settings.store.clone();
     let url = url.as_deref();
     let local = |root: std::path::PathBuf| -> Result<(Storage, Option<DirLock>), StartError> {
+        if let Opener::Command(command) = opener
+            && !root.is_dir()
+        {
+            return Err(StartError(format!(
+                "no local store at {}: give {command} the server's --data-dir (or --store, or --config)",
+                root.display()
+            )));
+        }
         let storage = Storage::local(&root).map_err(|e| StartError(e.to_string()))?;
-        let lock = DirLock::acquire(&root)?;
+        let lock = match (DirLock::try_acquire(&root)?, opener) {
+            (Some(lock), _) => lock,
+            (None, Opener::Server) => return Err(busy(&root)),
+            (None, Opener::Command(command)) => {
+                return Err(StartError(format!(
+                    "the server is running on this data directory ({} is locked by a backup-server process): \
+                     stop it first, then run {command}",
+                    root.display()
+                )));
+            }
+        };
         Ok((storage, Some(lock)))
     };
     match url {
@@ -255,6 +358,35 @@ mod tests {
         assert!(check_plain_http(public, false, true).is_ok());
         let err = check_plain_http(public, false, false).unwrap_err();
         assert!(err.0.contains("--insecure-http"));
+    }
+
+    #[test]
+    fn created_directories_go_unless_kept_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("data").join("objects");
+        let mut created = CreatedDirs::default();
+        created.note(&store);
+        created.note(dir.path());
+        std::fs::create_dir_all(&store).unwrap();
+        let lock = DirLock::acquire(&store).unwrap();
+        drop(created);
+        drop(lock);
+        assert!(!dir.path().join("data").exists());
+        assert!(dir.path().exists(), "a directory that existed stays");
+
+        let mut created = CreatedDirs::default();
+        created.note(&store);
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(dir.path().join("data").join("someone-else"), b"x").unwrap();
+        drop(created);
+        assert!(!store.exists());
+        assert!(dir.path().join("data").join("someone-else").exists(), "a directory not empty stays");
+
+        let mut created = CreatedDirs::default();
+        created.note(&dir.path().join("kept"));
+        std::fs::create_dir(dir.path().join("kept")).unwrap();
+        created.keep();
+        assert!(dir.path().join("kept").exists());
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! evaluations collected before an account exists are useless against it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -200,8 +199,10 @@ pub async fn register_finish(
 enum Counted {
     /// The attempt was counted; evaluate with the real record.
     Real(Box<AccountRecord>),
-    /// Unknown or locked: answer with a decoy.
-    Decoy,
+    /// Locked: answer with a decoy.
+    Locked,
+    /// Unknown: answer with a decoy.
+    Unknown,
 }
 
 /// `POST /v1/login/start`.
@@ -217,10 +218,10 @@ pub async fn login_start(
     let counted = state
         .storage
         .update::<_, ApiError>(&path, |current| {
-            let Some(bytes) = current else { return Ok(Change::Keep(Counted::Decoy)) };
+            let Some(bytes) = current else { return Ok(Change::Keep(Counted::Unknown)) };
             let mut record: AccountRecord = records::parse(bytes, &path)?;
             if record.failed_logins >= limit {
-                return Ok(Change::Keep(Counted::Decoy));
+                return Ok(Change::Keep(Counted::Locked));
             }
             record.failed_logins += 1;
             Ok(Change::Write(records::encode(&record), Counted::Real(Box::new(record))))
@@ -229,6 +230,9 @@ pub async fn login_start(
 
     let (password_file, nonce, ksf) = match counted {
         Counted::Real(record) => {
+            // The guess is decided here: it counts whether or not the client ever finishes (with a
+            // wrong password the OPAQUE client fails on its side and sends no finish).
+            bump(&state.metrics.login_attempts);
             if record.failed_logins == limit {
                 bump(&state.metrics.lockouts);
                 tracing::warn!(account = %account.tag(), "failed-login limit reached; account locked");
@@ -238,7 +242,11 @@ pub async fn login_start(
                 .map_err(|_| StorageError::CorruptRecord(path.to_string()))?;
             (Some(file), nonce, record.ksf)
         }
-        Counted::Decoy => {
+        decoy @ (Counted::Locked | Counted::Unknown) => {
+            if matches!(decoy, Counted::Locked) {
+                bump(&state.metrics.logins_locked);
+                tracing::debug!(account = %account.tag(), "login start refused: account locked");
+            }
             // Cost parity with the counted path, which wrote the record.
             decoy_write(&state, &account).await;
             (None, state.secrets.decoy_nonce(&account), KsfParams::recommended())
@@ -277,7 +285,7 @@ pub async fn login_finish(
     JsonBody(body): JsonBody<LoginFinishRequest>,
 ) -> Result<Response, ApiError> {
     let failed = |state: &AppState| {
-        bump(&state.metrics.logins_failed);
+        bump(&state.metrics.login_finishes_rejected);
         ApiError::new(ErrorCode::LoginFailed, "login failed")
     };
     let Some(opened) = sealed::open(state.secrets.state_key(), Purpose::Login, &body.state, now_secs()) else {
@@ -316,7 +324,7 @@ pub async fn login_finish(
     if !current {
         return Err(failed(&state));
     }
-    state.metrics.logins_ok.fetch_add(1, Ordering::Relaxed);
+    bump(&state.metrics.logins_ok);
     tracing::info!(account = %account.tag(), "login succeeded");
     let ttl = state.limits.session_ttl.as_secs();
     let token = tokens::mint_session(state.secrets.token_key(), &account, now_secs() + ttl);
