@@ -99,33 +99,33 @@ impl Vault {
         let mut message = NewMessage::new(conversation, sender, body);
         message.expires_at = expires_in_secs
             .map(|s| message.sent_at.saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 1000).saturating_mul(1000)));
-        self.with(|v| v.add_message(&message)).map(|id| id.0)
+        self.with(|v| v.messages().add(&message)).map(|id| id.0)
     }
 
     /// The newest `limit` messages of a conversation, oldest first.
     pub fn messages(&self, conversation: String, limit: u32) -> Result<Vec<Message>, VaultError> {
-        self.with(|v| v.messages(&conversation, limit as usize)).map(|m| m.into_iter().map(Into::into).collect())
+        self.with(|v| v.messages().list(&conversation, limit as usize)).map(|m| m.into_iter().map(Into::into).collect())
     }
 
     /// Full-text search, best match first.
     pub fn search(&self, query: String, limit: u32) -> Result<Vec<SearchHit>, VaultError> {
-        self.with(|v| v.search(&query, limit as usize))
+        self.with(|v| v.messages().search(&query, limit as usize))
             .map(|hits| hits.into_iter().map(|h| SearchHit { message: h.message.into(), rank: h.rank }).collect())
     }
 
     /// Deletes a message (and media attached only to it).
     pub fn delete_message(&self, id: i64) -> Result<bool, VaultError> {
-        self.with(|v| v.delete_message(MessageId(id)))
+        self.with(|v| v.messages().delete(MessageId(id)))
     }
 
     /// Stores a small app secret.
     pub fn put_secret(&self, name: String, value: Vec<u8>) -> Result<(), VaultError> {
-        self.with(|v| v.put_secret(&name, &value))
+        self.with(|v| v.secrets().put(&name, &value))
     }
 
     /// Reads an app secret.
     pub fn secret(&self, name: String) -> Result<Option<Vec<u8>>, VaultError> {
-        self.with(|v| v.secret(&name)).map(|s| s.map(|s| s.expose_secret().to_vec()))
+        self.with(|v| v.secrets().get(&name)).map(|s| s.map(|s| s.expose_secret().to_vec()))
     }
 
     /// Imports the file at `path` (streaming); returns the media id. `listener` hears progress;
@@ -178,32 +178,32 @@ impl Vault {
 
     /// Opens a media item for random-access reads.
     pub fn open_media(&self, id: String) -> Result<Arc<MediaReader>, VaultError> {
-        self.with(|v| v.open_media(&media_id(&id)?)).map(|reader| Arc::new(MediaReader::new(reader)))
+        self.with(|v| v.media().open(&media_id(&id)?)).map(|reader| Arc::new(MediaReader::new(reader)))
     }
 
     /// Deletes a media item (crypto-shredded).
     pub fn delete_media(&self, id: String) -> Result<bool, VaultError> {
-        self.with(|v| v.delete_media(&media_id(&id)?))
+        self.with(|v| v.media().delete(&media_id(&id)?))
     }
 
     /// The key slots.
     pub fn slots(&self) -> Result<Vec<Slot>, VaultError> {
-        self.with(|v| Ok(v.slots().into_iter().map(Into::into).collect()))
+        self.with(|v| Ok(v.keys().list().into_iter().map(Into::into).collect()))
     }
 
     /// Adds a passphrase slot (default Argon2id).
     pub fn add_passphrase_slot(&self, passphrase: String) -> Result<u32, VaultError> {
-        self.with(|v| v.add_passphrase_slot(&Passphrase::new(passphrase), KdfParams::DEFAULT)).map(|id| id.0)
+        self.with(|v| v.keys().add_passphrase(&Passphrase::new(passphrase), KdfParams::DEFAULT)).map(|id| id.0)
     }
 
     /// Adds a platform-key slot.
     pub fn add_wrapper_slot(&self, wrapper: Arc<dyn PlatformKeyWrapper>) -> Result<u32, VaultError> {
-        self.with(|v| v.add_wrapper_slot(&ForeignWrapper(wrapper))).map(|id| id.0)
+        self.with(|v| v.keys().add_wrapper(&ForeignWrapper(wrapper))).map(|id| id.0)
     }
 
     /// Removes a slot (never the last).
     pub fn remove_slot(&self, id: u32) -> Result<(), VaultError> {
-        self.with(|v| v.remove_slot(SlotId(id)))
+        self.with(|v| v.keys().remove(SlotId(id)))
     }
 
     /// Rotates the vault root key; the secrets of every slot other than the unlocking one must
@@ -218,7 +218,7 @@ impl Vault {
             let wrappers: Vec<ForeignWrapper> = wrappers.into_iter().map(ForeignWrapper).collect();
             let mut secrets: Vec<SlotSecret<'_>> = passphrases.iter().map(SlotSecret::Passphrase).collect();
             secrets.extend(wrappers.iter().map(|w| SlotSecret::Wrapper(w)));
-            self.with(|v| v.rotate_root_key(&secrets))
+            self.with(|v| v.keys().rotate_root_key(&secrets))
         })
         .await
     }
@@ -226,7 +226,7 @@ impl Vault {
     /// Re-wraps slot `id` with a new platform key (after `KeyInvalidated`, unlock another way and
     /// call this); the old key can then be deleted.
     pub fn rewrap_slot(&self, id: u32, wrapper: Arc<dyn PlatformKeyWrapper>) -> Result<(), VaultError> {
-        self.with(|v| v.rewrap_slot(SlotId(id), &ForeignWrapper(wrapper)))
+        self.with(|v| v.keys().rewrap(SlotId(id), &ForeignWrapper(wrapper)))
     }
 
     /// Re-wraps the slots of a rotated platform key; returns the slots re-wrapped.
@@ -235,7 +235,7 @@ impl Vault {
         old: Arc<dyn PlatformKeyWrapper>,
         new: Arc<dyn PlatformKeyWrapper>,
     ) -> Result<Vec<u32>, VaultError> {
-        self.with(|v| v.rotate_wrapper_key(&ForeignWrapper(old), &ForeignWrapper(new)))
+        self.with(|v| v.keys().rotate_wrapper_key(&ForeignWrapper(old), &ForeignWrapper(new)))
             .map(|ids| ids.into_iter().map(|id| id.0).collect())
     }
 
@@ -269,11 +269,11 @@ impl Vault {
     pub fn set_retention_policy(&self, policy: RetentionPolicy) -> Result<(), VaultError> {
         let policy =
             vault_core::RetentionPolicy { max_age_secs: policy.max_age_secs, max_messages: policy.max_messages };
-        self.with(|v| v.set_retention_policy(&policy))
+        self.with(|v| v.retention().set_policy(&policy))
     }
 
     /// Purges what retention and disappearing timers made due; returns the messages purged.
     pub fn purge_expired(&self) -> Result<u64, VaultError> {
-        self.with(|v| v.purge_expired()).map(|r| r.messages)
+        self.with(|v| v.retention().purge()).map(|r| r.messages)
     }
 }

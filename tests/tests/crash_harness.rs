@@ -54,15 +54,15 @@ fn acknowledged_writes_survive_sigkill_at_random_points() {
         BufReader::new(child.stdout.take().unwrap()).read_to_string(&mut output).unwrap();
         let (new_messages, new_media) = parse_acks(&output);
 
-        let vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new(PASS.into()))
+        let mut vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new(PASS.into()))
             .unwrap_or_else(|e| panic!("iteration {iterations}: the vault must open after a kill: {e}"));
         for (n, id) in &new_messages {
-            let m = vault.message(*id).unwrap().unwrap_or_else(|| panic!("acknowledged message {n} lost"));
+            let m = vault.messages().get(*id).unwrap().unwrap_or_else(|| panic!("acknowledged message {n} lost"));
             assert_eq!(m.body, crash::message_body(*n), "message {n} intact");
         }
         for (n, id) in &new_media {
             let mut data = Vec::new();
-            vault.open_media(id).unwrap().read_to_end(&mut data).unwrap();
+            vault.media().open(id).unwrap().read_to_end(&mut data).unwrap();
             assert!(data == crash::media_content(*n), "media {n} intact");
         }
         let leftovers: Vec<_> = std::fs::read_dir(dir.join(vault_core::MEDIA_DIR))
@@ -78,12 +78,15 @@ fn acknowledged_writes_survive_sigkill_at_random_points() {
         }
         iterations += 1;
     }
-    let vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new(PASS.into())).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new(PASS.into())).unwrap();
     assert!(vault.verify().unwrap().is_ok());
     for (n, id) in &messages {
-        assert_eq!(vault.message(*id).unwrap().map(|m| m.body), Some(crash::message_body(*n)));
+        assert_eq!(vault.messages().get(*id).unwrap().map(|m| m.body), Some(crash::message_body(*n)));
     }
-    assert_eq!(vault.media().unwrap().iter().filter(|m| media.iter().any(|(_, id)| *id == m.id)).count(), media.len());
+    assert_eq!(
+        vault.media().list().unwrap().iter().filter(|m| media.iter().any(|(_, id)| *id == m.id)).count(),
+        media.len()
+    );
     println!(
         "crash harness: {iterations} SIGKILLs in {:.1} s; {} acknowledged messages and {} acknowledged media items all intact",
         started.elapsed().as_secs_f64(),

@@ -43,7 +43,7 @@ fn an_independent_sqlcipher_reads_the_database_with_the_raw_key_only() {
     let mut vault = Vault::create(&dir, &Passphrase::new("pw".into()), CreateOptions { kdf, wrapper: None }).unwrap();
     let bodies: Vec<String> = (0..50).map(|i| format!("interop message {i} ✓")).collect();
     let batch: Vec<_> = bodies.iter().map(|b| NewMessage::new("c", "s", b.clone())).collect();
-    vault.add_messages(&batch).unwrap();
+    vault.messages().add_batch(&batch).unwrap();
     let our_version = vault.status().unwrap().cipher.cipher_version;
     let key_hex = hex::encode(vault.dangerous_export_database_key().expose_secret());
     vault.lock();

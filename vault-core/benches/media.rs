@@ -98,18 +98,18 @@ fn media(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let started = Instant::now();
-                let id = vault.import_media(&mut &data[..], MediaImport::default()).unwrap();
+                let id = vault.media().import(&mut &data[..], MediaImport::default()).unwrap();
                 total += started.elapsed();
-                vault.delete_media(&id).unwrap();
+                vault.media().delete(&id).unwrap();
             }
             total
         })
     });
-    let id = vault.import_media(&mut &data[..], MediaImport::default()).unwrap();
+    let id = vault.media().import(&mut &data[..], MediaImport::default()).unwrap();
     group.bench_function("vault_export", |b| {
         b.iter(|| {
-            // The path `Vault::export_media` and `verify` take: batches decrypted in parallel.
-            let mut reader = vault.open_media(&id).unwrap();
+            // The path `Media::export` and `verify` take: batches decrypted in parallel.
+            let mut reader = vault.media().open(&id).unwrap();
             let len = reader.len();
             black_box(reader.copy_range_to(0, len, &mut std::io::sink()).unwrap())
         })
@@ -127,7 +127,7 @@ fn media(c: &mut Criterion) {
             state ^= state >> 7;
             state ^= state << 17;
             let offset = state % (len - MEDIA_SEGMENT_LEN) as u64;
-            let mut fresh = vault.open_media(&id).unwrap();
+            let mut fresh = vault.media().open(&id).unwrap();
             fresh.seek(SeekFrom::Start(offset)).unwrap();
             fresh.read_exact(&mut buf).unwrap();
             most_segments = most_segments.max(fresh.segments_decrypted());

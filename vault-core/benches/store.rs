@@ -667,14 +667,14 @@ fn bench_unlock(c: &mut Criterion) {
     let passphrase_vault = dir.path().join("passphrase-vault");
     let options = CreateOptions { kdf: KdfParams::DEFAULT, wrapper: None };
     let mut vault = Vault::create(&passphrase_vault, &passphrase, options).unwrap();
-    vault.add_messages(&messages).unwrap();
+    vault.messages().add_batch(&messages).unwrap();
     vault.lock();
 
     let wrapper = SoftwareKeyWrapper::open_or_create(&dir.path().join("device.key")).unwrap();
     let wrapper_vault = dir.path().join("wrapper-vault");
     let options = CreateOptions { kdf: KdfParams::DEFAULT, wrapper: Some(&wrapper) };
     let mut vault = Vault::create(&wrapper_vault, &passphrase, options).unwrap();
-    vault.add_messages(&messages).unwrap();
+    vault.messages().add_batch(&messages).unwrap();
     vault.lock();
 
     let mut group = c.benchmark_group("unlock");

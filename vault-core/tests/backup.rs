@@ -39,22 +39,23 @@ fn filled_vault(dir: &Path, messages: usize) -> Vault {
             )
         })
         .collect();
-    vault.add_messages(&batch).unwrap();
-    vault.put_secret("api-token", b"SECRET-CANARY-bytes").unwrap();
+    vault.messages().add_batch(&batch).unwrap();
+    vault.secrets().put("api-token", b"SECRET-CANARY-bytes").unwrap();
     for (i, len) in MEDIA_SIZES.iter().enumerate() {
         let bytes = media_bytes(*len, i as u8);
-        vault.import_media(&mut &bytes[..], MediaImport { conversation: Some("chat-1"), message: None }).unwrap();
+        vault.media().import(&mut &bytes[..], MediaImport { conversation: Some("chat-1"), message: None }).unwrap();
     }
     vault
 }
 
-fn media_contents(vault: &Vault) -> Vec<(MediaId, Vec<u8>)> {
+fn media_contents(vault: &mut Vault) -> Vec<(MediaId, Vec<u8>)> {
     let mut out: Vec<(MediaId, Vec<u8>)> = vault
         .media()
+        .list()
         .unwrap()
         .into_iter()
         .map(|m| {
-            let mut reader = vault.open_media(&m.id).unwrap();
+            let mut reader = vault.media().open(&m.id).unwrap();
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
             (m.id, bytes)
@@ -64,20 +65,25 @@ fn media_contents(vault: &Vault) -> Vec<(MediaId, Vec<u8>)> {
     out
 }
 
-fn assert_same_content(a: &Vault, b: &Vault) {
-    let conversations = a.conversations().unwrap();
-    assert_eq!(conversations, b.conversations().unwrap());
+fn assert_same_content(a: &mut Vault, b: &mut Vault) {
+    let conversations = a.messages().conversations().unwrap();
+    assert_eq!(conversations, b.messages().conversations().unwrap());
     for c in &conversations {
-        assert_eq!(a.messages(&c.name, 10_000).unwrap(), b.messages(&c.name, 10_000).unwrap(), "{}", c.name);
+        assert_eq!(
+            a.messages().list(&c.name, 10_000).unwrap(),
+            b.messages().list(&c.name, 10_000).unwrap(),
+            "{}",
+            c.name
+        );
     }
-    assert_eq!(a.secret_names().unwrap(), b.secret_names().unwrap());
+    assert_eq!(a.secrets().names().unwrap(), b.secrets().names().unwrap());
     assert_eq!(
-        a.secret("api-token").unwrap().unwrap().expose_secret(),
-        b.secret("api-token").unwrap().unwrap().expose_secret()
+        a.secrets().get("api-token").unwrap().unwrap().expose_secret(),
+        b.secrets().get("api-token").unwrap().unwrap().expose_secret()
     );
-    assert_eq!(a.media().unwrap(), b.media().unwrap());
+    assert_eq!(a.media().list().unwrap(), b.media().list().unwrap());
     assert_eq!(media_contents(a), media_contents(b));
-    assert_eq!(a.retention_policy().unwrap(), b.retention_policy().unwrap());
+    assert_eq!(a.retention().policy().unwrap(), b.retention().policy().unwrap());
 }
 
 fn restore_to(storage: &Path, key: &backup::BackupRootKey, target: &Path) -> Result<backup::RestoreReport, Error> {
@@ -103,7 +109,7 @@ impl vault_core::Progress for Recorder {
 fn an_interrupted_restore_resumes_without_fetching_written_media_again() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let vault = filled_vault(&work.path().join("phone"), 500);
+    let mut vault = filled_vault(&work.path().join("phone"), 500);
     vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
     let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("new-phone");
@@ -132,8 +138,8 @@ fn an_interrupted_restore_resumes_without_fetching_written_media_again() {
     let (done, total) = *seen.last().unwrap();
     assert_eq!(Some(done), total, "the last report covers everything");
     assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress never goes back");
-    let restored = Vault::unlock_with_passphrase(&target, &passphrase).unwrap();
-    assert_same_content(&vault, &restored);
+    let mut restored = Vault::unlock_with_passphrase(&target, &passphrase).unwrap();
+    assert_same_content(&mut vault, &mut restored);
     let leftovers: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("restoring")), "{leftovers:?}");
 }
@@ -156,7 +162,7 @@ fn a_cancelled_backup_is_resumed_by_the_next_run() {
 fn round_trip_restores_every_message_secret_and_media_item() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let vault = filled_vault(&work.path().join("phone"), 3000);
+    let mut vault = filled_vault(&work.path().join("phone"), 3000);
     let transport = DirTransport::new(&storage).unwrap();
     let first = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(first.generation, 1);
@@ -166,9 +172,9 @@ fn round_trip_restores_every_message_secret_and_media_item() {
     let target = work.path().join("new-phone");
     let report = restore_to(&storage, &key, &target).unwrap();
     assert_eq!((report.generation, report.messages, report.media), (1, 3000, MEDIA_SIZES.len() as u64));
-    let restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
-    assert_same_content(&vault, &restored);
-    assert_eq!(restored.search(CANARY.split('-').next().unwrap(), 10).unwrap().len(), 10);
+    let mut restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
+    assert_same_content(&mut vault, &mut restored);
+    assert_eq!(restored.messages().search(CANARY.split('-').next().unwrap(), 10).unwrap().len(), 10);
     assert!(restored.verify().unwrap().is_ok());
     // Nothing but the vault is left beside the target.
     let leftovers: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -190,7 +196,7 @@ fn incremental_backups_upload_only_what_changed() {
 
     let appended: Vec<NewMessage> =
         (0..200).map(|i| NewMessage::new("chat-3", "bob", format!("appended {i} with a tail of text"))).collect();
-    vault.add_messages(&appended).unwrap();
+    vault.messages().add_batch(&appended).unwrap();
     let after_append = vault.backups().unwrap().run(&transport, None).unwrap();
     let limit = full.export_bytes * 3 / 100;
     assert!(
@@ -201,13 +207,13 @@ fn incremental_backups_upload_only_what_changed() {
 
     // 1 % of the messages changed at random positions (their status).
     let ids: Vec<vault_core::MessageId> =
-        (0..7).flat_map(|c| vault.messages(&format!("chat-{c}"), 10_000).unwrap()).map(|m| m.id).collect();
+        (0..7).flat_map(|c| vault.messages().list(&format!("chat-{c}"), 10_000).unwrap()).map(|m| m.id).collect();
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for _ in 0..ids.len() / 100 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        vault.set_message_status(ids[(x % ids.len() as u64) as usize], vault_core::MessageStatus::Read).unwrap();
+        vault.messages().set_status(ids[(x % ids.len() as u64) as usize], vault_core::MessageStatus::Read).unwrap();
     }
     let after_edits = vault.backups().unwrap().run(&transport, None).unwrap();
     // The target is 10 % of the export; with rows this short (about 120 bytes) every edit costs at
@@ -221,7 +227,7 @@ fn incremental_backups_upload_only_what_changed() {
     );
 
     let photo = media_bytes(1 << 20, 99);
-    vault.import_media(&mut &photo[..], MediaImport { conversation: None, message: None }).unwrap();
+    vault.media().import(&mut &photo[..], MediaImport { conversation: None, message: None }).unwrap();
     let after_media = vault.backups().unwrap().run(&transport, None).unwrap();
     assert_eq!(after_media.media_uploaded, 1);
     let padded = backup::padme_len(photo.len() as u64 + 46 + 16 * 16);
@@ -238,8 +244,8 @@ fn incremental_backups_upload_only_what_changed() {
 
     let target = work.path().join("restored");
     restore_to(&storage, &vault.backups().unwrap().dangerous_export_key().unwrap().unwrap(), &target).unwrap();
-    let restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
-    assert_same_content(&vault, &restored);
+    let mut restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
+    assert_same_content(&mut vault, &mut restored);
 }
 
 fn print_report(label: &str, r: &BackupReport) {
@@ -333,7 +339,7 @@ fn a_rolled_back_or_forked_history_is_refused() {
     let transport = DirTransport::new(&storage).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
     let head_v1 = std::fs::read(storage.join("head")).unwrap();
-    vault.add_message(&NewMessage::new("chat-1", "a", "second")).unwrap();
+    vault.messages().add(&NewMessage::new("chat-1", "a", "second")).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
     // The storage serves the older head (it hides generation 2).
     let head_v2 = std::fs::read(storage.join("head")).unwrap();
@@ -371,13 +377,19 @@ fn list_verify_and_prune_keep_every_kept_snapshot_whole() {
     let transport = DirTransport::new(&storage).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
     // Delete most messages and one media item, then back up twice more.
-    for id in vault.messages("chat-0", 10_000).unwrap().iter().chain(vault.messages("chat-2", 10_000).unwrap().iter()) {
-        vault.delete_message(id.id).unwrap();
+    for id in vault
+        .messages()
+        .list("chat-0", 10_000)
+        .unwrap()
+        .iter()
+        .chain(vault.messages().list("chat-2", 10_000).unwrap().iter())
+    {
+        vault.messages().delete(id.id).unwrap();
     }
-    let dropped = vault.media().unwrap().into_iter().find(|m| m.length == (3 << 20)).unwrap();
-    vault.delete_media(&dropped.id).unwrap();
+    let dropped = vault.media().list().unwrap().into_iter().find(|m| m.length == (3 << 20)).unwrap();
+    vault.media().delete(&dropped.id).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
-    vault.add_message(&NewMessage::new("chat-5", "carol", "after the deletions")).unwrap();
+    vault.messages().add(&NewMessage::new("chat-5", "carol", "after the deletions")).unwrap();
     vault.backups().unwrap().run(&transport, None).unwrap();
 
     let listed = vault.backups().unwrap().list(&transport).unwrap();
@@ -407,8 +419,8 @@ fn list_verify_and_prune_keep_every_kept_snapshot_whole() {
     let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("restored");
     restore_to(&storage, &key, &target).unwrap();
-    let restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
-    assert_same_content(&vault, &restored);
+    let mut restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
+    assert_same_content(&mut vault, &mut restored);
 }
 
 #[test]
@@ -486,7 +498,7 @@ impl Transport for MediaUnreachable {
 fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("backup");
-    let vault = filled_vault(&work.path().join("phone"), 200);
+    let mut vault = filled_vault(&work.path().join("phone"), 200);
     vault.backups().unwrap().run(&DirTransport::new(&storage).unwrap(), None).unwrap();
     let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("new-phone");
@@ -501,7 +513,7 @@ fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
     let report = restore_to(&storage, &key, &target).unwrap();
     assert_eq!(report.media_resumed, 0, "no media item was written before the cut");
     assert!(!marker.exists());
-    assert_same_content(&vault, &Vault::unlock_with_passphrase(&target, &passphrase).unwrap());
+    assert_same_content(&mut vault, &mut Vault::unlock_with_passphrase(&target, &passphrase).unwrap());
 }
 
 /// A backup directory whose head-record updates fail while `failing` is set.
@@ -547,7 +559,7 @@ fn a_run_interrupted_between_manifest_and_head_is_published_by_the_next() {
     let mut vault = filled_vault(&work.path().join("phone"), 100);
     let transport = HeadUnreachable { inner: DirTransport::new(&storage).unwrap(), failing: false.into() };
     assert_eq!(vault.backups().unwrap().run(&transport, None).unwrap().generation, 1);
-    vault.add_message(&NewMessage::new("chat-1", "bo", "between the manifest and the head")).unwrap();
+    vault.messages().add(&NewMessage::new("chat-1", "bo", "between the manifest and the head")).unwrap();
     transport.failing.set(true);
     assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::BackupStorage(_))));
     assert!(transport.get("manifest-0000000000000002").unwrap().is_some(), "the manifest was written");

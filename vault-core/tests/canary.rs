@@ -16,10 +16,10 @@ fn no_canary_or_passphrase_in_any_stored_byte() {
     let batch: Vec<_> = (0..2000)
         .map(|i| NewMessage::new(format!("chat-{}", i % 7), "alice", format!("msg {i} {canary} tail")))
         .collect();
-    vault.add_messages(&batch).unwrap();
-    vault.put_secret("token", canary.as_bytes()).unwrap();
-    vault.add_passphrase_slot(&pass("PASS-second-slot-4491"), common::FAST_KDF).unwrap();
-    assert_eq!(vault.search(&canary.to_lowercase(), 5).unwrap().len(), 5, "canary is searchable");
+    vault.messages().add_batch(&batch).unwrap();
+    vault.secrets().put("token", canary.as_bytes()).unwrap();
+    vault.keys().add_passphrase(&pass("PASS-second-slot-4491"), common::FAST_KDF).unwrap();
+    assert_eq!(vault.messages().search(&canary.to_lowercase(), 5).unwrap().len(), 5, "canary is searchable");
 
     let lower = canary.to_lowercase();
     let needles: [(&str, &[u8]); 6] = [
@@ -39,6 +39,6 @@ fn no_canary_or_passphrase_in_any_stored_byte() {
     vault.lock();
     scan(); // after close
 
-    let vault = Vault::unlock_with_passphrase(&tv.dir, &pass(passphrase)).unwrap();
-    assert_eq!(vault.secret("token").unwrap().unwrap().expose_secret(), canary.as_bytes());
+    let mut vault = Vault::unlock_with_passphrase(&tv.dir, &pass(passphrase)).unwrap();
+    assert_eq!(vault.secrets().get("token").unwrap().unwrap().expose_secret(), canary.as_bytes());
 }

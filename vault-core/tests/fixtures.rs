@@ -43,18 +43,18 @@ fn golden_copy() -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn the_version_1_vault_still_opens_with_its_passphrase_and_device_key() {
     let (_tmp, dir, key) = golden_copy();
     let wrapper = SoftwareKeyWrapper::open(&key).unwrap();
-    for vault in [
+    for mut vault in [
         Vault::unlock_with_passphrase(&dir, &pass(PASSPHRASE)).unwrap(),
         Vault::unlock_with_wrapper(&dir, &wrapper).unwrap(),
     ] {
-        let bodies: Vec<_> = vault.messages("golden", 10).unwrap().into_iter().map(|m| m.body).collect();
+        let bodies: Vec<_> = vault.messages().list("golden", 10).unwrap().into_iter().map(|m| m.body).collect();
         assert_eq!(bodies, ["first golden message", "second, with ünïcödé"]);
-        assert_eq!(vault.search("unicode", 5).unwrap().len(), 1);
-        assert_eq!(vault.secret("token").unwrap().unwrap().expose_secret(), b"golden secret");
-        let media = vault.media().unwrap();
+        assert_eq!(vault.messages().search("unicode", 5).unwrap().len(), 1);
+        assert_eq!(vault.secrets().get("token").unwrap().unwrap().expose_secret(), b"golden secret");
+        let media = vault.media().list().unwrap();
         assert_eq!(media.len(), 1);
         let mut data = Vec::new();
-        vault.open_media(&media[0].id).unwrap().read_to_end(&mut data).unwrap();
+        vault.media().open(&media[0].id).unwrap().read_to_end(&mut data).unwrap();
         assert!(data == golden_media());
         assert!(vault.verify().unwrap().is_ok());
     }
@@ -109,14 +109,17 @@ fn regenerate() {
     let mut vault =
         Vault::create(&dir, &pass(PASSPHRASE), CreateOptions { kdf: FAST_KDF, wrapper: Some(&wrapper) }).unwrap();
     let first = vault
-        .add_message(&NewMessage { sent_at: 1_000, ..NewMessage::new("golden", "alice", "first golden message") })
+        .messages()
+        .add(&NewMessage { sent_at: 1_000, ..NewMessage::new("golden", "alice", "first golden message") })
         .unwrap();
     vault
-        .add_message(&NewMessage { sent_at: 2_000, ..NewMessage::new("golden", "bob", "second, with ünïcödé") })
+        .messages()
+        .add(&NewMessage { sent_at: 2_000, ..NewMessage::new("golden", "bob", "second, with ünïcödé") })
         .unwrap();
-    vault.put_secret("token", b"golden secret").unwrap();
+    vault.secrets().put("token", b"golden secret").unwrap();
     vault
-        .import_media(&mut &golden_media()[..], MediaImport { conversation: Some("golden"), message: Some(first) })
+        .media()
+        .import(&mut &golden_media()[..], MediaImport { conversation: Some("golden"), message: Some(first) })
         .unwrap();
     vault.lock();
     let _ = std::fs::remove_file(dir.join("keyslots.lock"));

@@ -16,7 +16,7 @@ fn filled_vault(passphrase: &str) -> (common::TestVault, Vec<String>) {
         (0..300).map(|i| format!("message number {i} with some padding text {}", "z".repeat(i % 50))).collect();
     let batch: Vec<_> =
         bodies.iter().map(|b| NewMessage { sent_at: 1, ..NewMessage::new("c", "s", b.clone()) }).collect();
-    vault.add_messages(&batch).unwrap();
+    vault.messages().add_batch(&batch).unwrap();
     vault.lock();
     (tv, bodies)
 }
@@ -91,8 +91,8 @@ fn a_damaged_page_never_yields_wrong_data() {
             fs::write(&db, &damaged).unwrap();
             let _ = fs::remove_file(tv.dir.join(format!("{DATABASE_FILE}-wal")));
             let case = format!("page {page_index} offset {offset}");
-            let outcome = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).and_then(|vault| {
-                let listed = vault.messages("c", 1000);
+            let outcome = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).and_then(|mut vault| {
+                let listed = vault.messages().list("c", 1000);
                 let report = vault.verify()?;
                 Ok((listed, report))
             });

@@ -13,8 +13,8 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| ((i * 131 + usize::from(seed) * 7) % 256) as u8).collect()
 }
 
-fn read_all(vault: &Vault, id: &MediaId) -> Result<Vec<u8>, Error> {
-    let mut reader = vault.open_media(id)?;
+fn read_all(vault: &mut Vault, id: &MediaId) -> Result<Vec<u8>, Error> {
+    let mut reader = vault.media().open(id)?;
     let mut out = Vec::new();
     reader
         .read_to_end(&mut out)
@@ -30,16 +30,16 @@ fn round_trip_of_many_sizes_with_seeks_and_exports() {
     let mut ids = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         let data = content(*size, i as u8);
-        let id = vault.import_media(&mut &data[..], MediaImport::default()).unwrap();
+        let id = vault.media().import(&mut &data[..], MediaImport::default()).unwrap();
         ids.push((id, data));
     }
     vault.lock();
-    let vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).unwrap();
     for (id, data) in &ids {
-        assert_eq!(&read_all(&vault, id).unwrap(), data);
+        assert_eq!(&read_all(&mut vault, id).unwrap(), data);
     }
     let (big_id, big) = &ids[6];
-    let mut reader = vault.open_media(big_id).unwrap();
+    let mut reader = vault.media().open(big_id).unwrap();
     for offset in [0u64, 65_535, 1_000_003, 4_999_000] {
         reader.seek(SeekFrom::Start(offset)).unwrap();
         let mut buf = vec![0u8; 1000];
@@ -47,10 +47,10 @@ fn round_trip_of_many_sizes_with_seeks_and_exports() {
         assert_eq!(&buf[..], &big[offset as usize..offset as usize + 1000]);
     }
     let out = tv.tmp.path().join("part.bin");
-    assert_eq!(vault.export_media(big_id, &out, 100_000, Some(70_000)).unwrap(), 70_000);
+    assert_eq!(vault.media().export(big_id, &out, 100_000, Some(70_000)).unwrap(), 70_000);
     assert_eq!(std::fs::read(&out).unwrap(), &big[100_000..170_000]);
-    assert!(matches!(vault.export_media(big_id, &out, 0, None), Err(Error::AlreadyExists(_))));
-    let listed = vault.media().unwrap();
+    assert!(matches!(vault.media().export(big_id, &out, 0, None), Err(Error::AlreadyExists(_))));
+    let listed = vault.media().list().unwrap();
     assert_eq!(listed.len(), sizes.len());
     assert_eq!(listed.iter().map(|m| m.length).sum::<u64>(), sizes.iter().map(|s| *s as u64).sum::<u64>());
     assert!(vault.verify().unwrap().is_ok());
@@ -59,38 +59,38 @@ fn round_trip_of_many_sizes_with_seeks_and_exports() {
 #[test]
 fn attachments_conversations_and_crypto_shredding_delete() {
     let (tv, mut vault) = new_vault("pw");
-    let message = vault.add_message(&NewMessage::new("family", "alice", "photo")).unwrap();
+    let message = vault.messages().add(&NewMessage::new("family", "alice", "photo")).unwrap();
     let place = MediaImport { conversation: Some("family"), message: Some(message) };
-    let id = vault.import_media(&mut &b"jpeg bytes"[..], place).unwrap();
-    let info = &vault.media().unwrap()[0];
+    let id = vault.media().import(&mut &b"jpeg bytes"[..], place).unwrap();
+    let info = &vault.media().list().unwrap()[0];
     assert_eq!(info.conversation.as_deref(), Some("family"));
     assert_eq!(info.messages, vec![message]);
     let file = tv.dir.join(MEDIA_DIR).join(id.to_string());
     assert!(file.exists());
-    assert!(vault.delete_media(&id).unwrap());
+    assert!(vault.media().delete(&id).unwrap());
     assert!(!file.exists());
-    assert!(matches!(vault.open_media(&id), Err(Error::NotFound(_))));
-    assert!(!vault.delete_media(&id).unwrap());
+    assert!(matches!(vault.media().open(&id), Err(Error::NotFound(_))));
+    assert!(!vault.media().delete(&id).unwrap());
 
     // Deleting a message deletes media attached only to it.
     let only =
-        vault.import_media(&mut &b"a"[..], MediaImport { message: Some(message), ..Default::default() }).unwrap();
-    let other_message = vault.add_message(&NewMessage::new("family", "bob", "also")).unwrap();
+        vault.media().import(&mut &b"a"[..], MediaImport { message: Some(message), ..Default::default() }).unwrap();
+    let other_message = vault.messages().add(&NewMessage::new("family", "bob", "also")).unwrap();
     let shared =
-        vault.import_media(&mut &b"b"[..], MediaImport { message: Some(message), ..Default::default() }).unwrap();
-    vault.attach_media(&shared, other_message).unwrap();
-    assert!(vault.delete_message(message).unwrap());
-    assert!(matches!(vault.open_media(&only), Err(Error::NotFound(_))));
-    assert_eq!(read_all(&vault, &shared).unwrap(), b"b");
+        vault.media().import(&mut &b"b"[..], MediaImport { message: Some(message), ..Default::default() }).unwrap();
+    vault.media().attach(&shared, other_message).unwrap();
+    assert!(vault.messages().delete(message).unwrap());
+    assert!(matches!(vault.media().open(&only), Err(Error::NotFound(_))));
+    assert_eq!(read_all(&mut vault, &shared).unwrap(), b"b");
 }
 
 #[test]
 fn a_failed_import_leaves_nothing_behind() {
     let (tv, mut vault) = new_vault("pw");
     let bad_conversation = MediaImport { conversation: Some("nobody"), ..Default::default() };
-    assert!(matches!(vault.import_media(&mut &b"x"[..], bad_conversation), Err(Error::NotFound(_))));
+    assert!(matches!(vault.media().import(&mut &b"x"[..], bad_conversation), Err(Error::NotFound(_))));
     let bad_message = MediaImport { message: Some(vault_core::MessageId(999)), ..Default::default() };
-    assert!(matches!(vault.import_media(&mut &b"x"[..], bad_message), Err(Error::NotFound(_))));
+    assert!(matches!(vault.media().import(&mut &b"x"[..], bad_message), Err(Error::NotFound(_))));
     struct Failing(usize);
     impl Read for Failing {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -102,8 +102,8 @@ fn a_failed_import_leaves_nothing_behind() {
             Ok(buf.len())
         }
     }
-    assert!(matches!(vault.import_media(&mut Failing(0), MediaImport::default()), Err(Error::Io { .. })));
-    assert!(vault.media().unwrap().is_empty());
+    assert!(matches!(vault.media().import(&mut Failing(0), MediaImport::default()), Err(Error::Io { .. })));
+    assert!(vault.media().list().unwrap().is_empty());
     assert_eq!(std::fs::read_dir(tv.dir.join(MEDIA_DIR)).unwrap().count(), 0);
 }
 
@@ -112,8 +112,8 @@ fn tampered_swapped_truncated_or_missing_files_are_integrity_errors() {
     let (tv, mut vault) = new_vault("pw");
     let a_data = content(3 * MEDIA_SEGMENT_LEN + 10, 1);
     let b_data = content(3 * MEDIA_SEGMENT_LEN + 10, 2);
-    let a = vault.import_media(&mut &a_data[..], MediaImport::default()).unwrap();
-    let b = vault.import_media(&mut &b_data[..], MediaImport::default()).unwrap();
+    let a = vault.media().import(&mut &a_data[..], MediaImport::default()).unwrap();
+    let b = vault.media().import(&mut &b_data[..], MediaImport::default()).unwrap();
     let path = |id: &MediaId| tv.dir.join(MEDIA_DIR).join(id.to_string());
     let original_a = std::fs::read(path(&a)).unwrap();
     let original_b = std::fs::read(path(&b)).unwrap();
@@ -121,33 +121,33 @@ fn tampered_swapped_truncated_or_missing_files_are_integrity_errors() {
     let mut flipped = original_a.clone();
     flipped[2 * MEDIA_SEGMENT_LEN] ^= 4;
     std::fs::write(path(&a), &flipped).unwrap();
-    assert!(read_all(&vault, &a).is_err());
+    assert!(read_all(&mut vault, &a).is_err());
     let report = vault.verify().unwrap();
     assert!(!report.is_ok());
     // Reading before the damaged segment still returns only correct bytes.
-    let mut reader = vault.open_media(&a).unwrap();
+    let mut reader = vault.media().open(&a).unwrap();
     let mut first = vec![0u8; MEDIA_SEGMENT_LEN];
     reader.read_exact(&mut first).unwrap();
     assert_eq!(first, a_data[..MEDIA_SEGMENT_LEN]);
 
     std::fs::write(path(&a), &original_b).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "another item's file");
+    assert!(matches!(vault.media().open(&a), Err(Error::Integrity { .. })), "another item's file");
     std::fs::write(path(&a), &original_a[..original_a.len() - MEDIA_SEGMENT_LEN - 16]).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "dropped final segment");
+    assert!(matches!(vault.media().open(&a), Err(Error::Integrity { .. })), "dropped final segment");
     std::fs::remove_file(path(&a)).unwrap();
-    assert!(matches!(vault.open_media(&a), Err(Error::Integrity { .. })), "missing");
+    assert!(matches!(vault.media().open(&a), Err(Error::Integrity { .. })), "missing");
     let out = tv.tmp.path().join("out");
-    assert!(vault.export_media(&a, &out, 0, None).is_err());
+    assert!(vault.media().export(&a, &out, 0, None).is_err());
     assert!(!out.exists(), "no partial export");
     std::fs::write(path(&a), &original_a).unwrap();
-    assert_eq!(read_all(&vault, &a).unwrap(), a_data);
-    assert_eq!(read_all(&vault, &b).unwrap(), b_data);
+    assert_eq!(read_all(&mut vault, &a).unwrap(), a_data);
+    assert_eq!(read_all(&mut vault, &b).unwrap(), b_data);
 }
 
 #[test]
 fn orphans_and_temp_files_are_removed_at_unlock() {
     let (tv, mut vault) = new_vault("pw");
-    let kept = vault.import_media(&mut &b"keep me"[..], MediaImport::default()).unwrap();
+    let kept = vault.media().import(&mut &b"keep me"[..], MediaImport::default()).unwrap();
     vault.lock();
     let media = tv.dir.join(MEDIA_DIR);
     std::fs::write(media.join(".tmp-0011223344556677"), b"half written").unwrap();
@@ -167,9 +167,9 @@ fn media_plaintext_never_reaches_the_disk() {
     for at in [0, 70_000, data.len() - marker.len()] {
         data[at..at + marker.len()].copy_from_slice(marker);
     }
-    let id = vault.import_media(&mut &data[..], MediaImport::default()).unwrap();
+    let id = vault.media().import(&mut &data[..], MediaImport::default()).unwrap();
     test_support::canary::assert_absent(&tv.dir, &[("media marker", marker), ("media sample", &data[1000..1032])]);
-    assert_eq!(read_all(&vault, &id).unwrap(), data);
+    assert_eq!(read_all(&mut vault, &id).unwrap(), data);
 }
 
 struct Recorder {
@@ -192,7 +192,7 @@ fn progress_is_reported_and_cancelling_keeps_nothing() {
     std::fs::write(&source, &data).unwrap();
 
     let all = Recorder { calls: Default::default(), stop_after: u64::MAX };
-    let id = vault.import_media_file_with_progress(&source, MediaImport::default(), &all).unwrap();
+    let id = vault.media().import_file_with_progress(&source, MediaImport::default(), &all).unwrap();
     let calls = all.calls.lock().unwrap().clone();
     assert!(calls.len() >= 4, "about once per MiB: {calls:?}");
     assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic");
@@ -200,18 +200,18 @@ fn progress_is_reported_and_cancelling_keeps_nothing() {
     assert!(calls.iter().all(|c| c.1 == Some(5_000_000)));
 
     let stop = Recorder { calls: Default::default(), stop_after: 2_000_000 };
-    let cancelled = vault.import_media_file_with_progress(&source, MediaImport::default(), &stop);
+    let cancelled = vault.media().import_file_with_progress(&source, MediaImport::default(), &stop);
     assert!(matches!(cancelled, Err(Error::Cancelled)), "{cancelled:?}");
-    assert_eq!(vault.media().unwrap().len(), 1, "the cancelled import stored nothing");
+    assert_eq!(vault.media().list().unwrap().len(), 1, "the cancelled import stored nothing");
     assert_eq!(std::fs::read_dir(tv.dir.join(MEDIA_DIR)).unwrap().count(), 1, "and left no file");
 
     let out = tv.tmp.path().join("out.bin");
     let stop = Recorder { calls: Default::default(), stop_after: 1_000_000 };
-    assert!(matches!(vault.export_media_with_progress(&id, &out, 0, None, &stop), Err(Error::Cancelled)));
+    assert!(matches!(vault.media().export_with_progress(&id, &out, 0, None, &stop), Err(Error::Cancelled)));
     assert!(!out.exists(), "a cancelled export leaves no file");
     let leftovers = std::fs::read_dir(tv.tmp.path())
         .unwrap()
         .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".vault-new-")));
     assert_eq!(leftovers.count(), 0, "nor a temp file");
-    assert_eq!(vault.export_media(&id, &out, 0, None).unwrap(), 5_000_000);
+    assert_eq!(vault.media().export(&id, &out, 0, None).unwrap(), 5_000_000);
 }

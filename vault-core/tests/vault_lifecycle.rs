@@ -15,12 +15,12 @@ fn messages_survive_lock_and_unlock() {
     m.sent_at = 1_000;
     m.status = MessageStatus::Sent;
     m.expires_at = Some(i64::MAX - 1);
-    let id = vault.add_message(&m).unwrap();
-    vault.add_messages(&[NewMessage { sent_at: 2_000, ..NewMessage::new("family", "bob", "ok") }]).unwrap();
+    let id = vault.messages().add(&m).unwrap();
+    vault.messages().add_batch(&[NewMessage { sent_at: 2_000, ..NewMessage::new("family", "bob", "ok") }]).unwrap();
     vault.lock();
 
-    let vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw one")).unwrap();
-    let listed = vault.messages("family", 10).unwrap();
+    let mut vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw one")).unwrap();
+    let listed = vault.messages().list("family", 10).unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].body, "dinner at eight");
@@ -29,8 +29,8 @@ fn messages_survive_lock_and_unlock() {
     assert_eq!(listed[0].status, MessageStatus::Sent);
     assert_eq!(listed[0].expires_at, Some(i64::MAX - 1));
     assert_eq!(listed[1].body, "ok");
-    assert_eq!(vault.message(id).unwrap().unwrap().body, "dinner at eight");
-    let conversations = vault.conversations().unwrap();
+    assert_eq!(vault.messages().get(id).unwrap().unwrap().body, "dinner at eight");
+    let conversations = vault.messages().conversations().unwrap();
     assert_eq!(conversations.len(), 1);
     assert_eq!(conversations[0].message_count, 2);
 }
@@ -40,78 +40,79 @@ fn listing_returns_the_newest_in_order() {
     let (_tv, mut vault) = new_vault("pw");
     let batch: Vec<_> =
         (0..10).map(|i| NewMessage { sent_at: i * 10, ..NewMessage::new("c", "s", format!("m{i}")) }).collect();
-    vault.add_messages(&batch).unwrap();
-    let bodies: Vec<_> = vault.messages("c", 3).unwrap().into_iter().map(|m| m.body).collect();
+    vault.messages().add_batch(&batch).unwrap();
+    let bodies: Vec<_> = vault.messages().list("c", 3).unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, ["m7", "m8", "m9"]);
-    assert!(vault.messages("other", 3).unwrap().is_empty());
-    assert!(matches!(vault.messages("c", 0), Err(Error::InvalidInput(_))));
+    assert!(vault.messages().list("other", 3).unwrap().is_empty());
+    assert!(matches!(vault.messages().list("c", 0), Err(Error::InvalidInput(_))));
 }
 
 #[test]
 fn a_batch_with_one_invalid_message_stores_nothing() {
     let (_tv, mut vault) = new_vault("pw");
     let batch = vec![NewMessage::new("c", "s", "fine"), NewMessage::new("c", "", "no sender")];
-    assert!(matches!(vault.add_messages(&batch), Err(Error::InvalidInput(_))));
+    assert!(matches!(vault.messages().add_batch(&batch), Err(Error::InvalidInput(_))));
     let too_long = NewMessage::new("c", "s", "x".repeat(vault_core::MAX_BODY_LEN + 1));
-    assert!(matches!(vault.add_message(&too_long), Err(Error::InvalidInput(_))));
-    assert!(vault.messages("c", 10).unwrap().is_empty());
+    assert!(matches!(vault.messages().add(&too_long), Err(Error::InvalidInput(_))));
+    assert!(vault.messages().list("c", 10).unwrap().is_empty());
 }
 
 #[test]
 fn search_ranks_limits_and_tolerates_any_input() {
     let (_tv, mut vault) = new_vault("pw");
     vault
-        .add_messages(&[
+        .messages()
+        .add_batch(&[
             NewMessage::new("a", "x", "the quick brown fox"),
             NewMessage::new("a", "x", "fox fox fox, a fox den full of foxes"),
             NewMessage::new("b", "y", "nothing to see here"),
             NewMessage::new("b", "y", "Crème brûlée for dessert"),
         ])
         .unwrap();
-    let hits = vault.search("fox", 10).unwrap();
+    let hits = vault.messages().search("fox", 10).unwrap();
     assert_eq!(hits.len(), 2);
     assert!(hits[0].message.body.starts_with("fox fox fox"), "denser match ranks first");
     assert!(hits[0].rank <= hits[1].rank);
-    assert_eq!(vault.search("fox", 1).unwrap().len(), 1);
-    assert_eq!(vault.search("quick fox", 10).unwrap().len(), 1, "all words must match");
-    assert_eq!(vault.search("fox*", 10).unwrap().len(), 2, "prefix");
-    assert_eq!(vault.search("creme brulee", 10).unwrap().len(), 1, "diacritics folded");
+    assert_eq!(vault.messages().search("fox", 1).unwrap().len(), 1);
+    assert_eq!(vault.messages().search("quick fox", 10).unwrap().len(), 1, "all words must match");
+    assert_eq!(vault.messages().search("fox*", 10).unwrap().len(), 2, "prefix");
+    assert_eq!(vault.messages().search("creme brulee", 10).unwrap().len(), 1, "diacritics folded");
     for hostile in ["\"", "fox\" OR", "NEAR(", "a AND", "*", "'); DROP TABLE messages; --", "^fox"] {
-        match vault.search(hostile, 10) {
+        match vault.messages().search(hostile, 10) {
             Ok(_) | Err(Error::InvalidInput(_)) => {}
             Err(other) => panic!("query {hostile:?} gave {other}"),
         }
     }
-    assert_eq!(vault.messages("a", 10).unwrap().len(), 2);
+    assert_eq!(vault.messages().list("a", 10).unwrap().len(), 2);
 }
 
 #[test]
 fn deleting_a_message_removes_it_from_search() {
     let (_tv, mut vault) = new_vault("pw");
-    let id = vault.add_message(&NewMessage::new("a", "x", "ephemeral secret plan")).unwrap();
-    assert_eq!(vault.search("ephemeral", 10).unwrap().len(), 1);
-    assert!(vault.set_message_status(id, MessageStatus::Read).unwrap());
-    assert!(vault.delete_message(id).unwrap());
-    assert!(!vault.delete_message(id).unwrap());
-    assert!(vault.search("ephemeral", 10).unwrap().is_empty());
+    let id = vault.messages().add(&NewMessage::new("a", "x", "ephemeral secret plan")).unwrap();
+    assert_eq!(vault.messages().search("ephemeral", 10).unwrap().len(), 1);
+    assert!(vault.messages().set_status(id, MessageStatus::Read).unwrap());
+    assert!(vault.messages().delete(id).unwrap());
+    assert!(!vault.messages().delete(id).unwrap());
+    assert!(vault.messages().search("ephemeral", 10).unwrap().is_empty());
     assert!(vault.verify().unwrap().is_ok());
 }
 
 #[test]
 fn app_secrets_round_trip() {
     let (tv, mut vault) = new_vault("pw");
-    vault.put_secret("identity-key", &[1, 2, 3]).unwrap();
-    vault.put_secret("identity-key", &[4, 5]).unwrap();
-    vault.put_secret("token", b"t").unwrap();
+    vault.secrets().put("identity-key", &[1, 2, 3]).unwrap();
+    vault.secrets().put("identity-key", &[4, 5]).unwrap();
+    vault.secrets().put("token", b"t").unwrap();
     vault.lock();
     let mut vault = Vault::unlock_with_passphrase(&tv.dir, &pass("pw")).unwrap();
-    assert_eq!(vault.secret("identity-key").unwrap().unwrap().expose_secret(), &[4, 5]);
-    assert_eq!(vault.secret_names().unwrap(), ["identity-key", "token"]);
-    assert!(vault.delete_secret("token").unwrap());
-    assert!(vault.secret("token").unwrap().is_none());
-    assert!(matches!(vault.put_secret("", b"x"), Err(Error::InvalidInput(_))));
+    assert_eq!(vault.secrets().get("identity-key").unwrap().unwrap().expose_secret(), &[4, 5]);
+    assert_eq!(vault.secrets().names().unwrap(), ["identity-key", "token"]);
+    assert!(vault.secrets().delete("token").unwrap());
+    assert!(vault.secrets().get("token").unwrap().is_none());
+    assert!(matches!(vault.secrets().put("", b"x"), Err(Error::InvalidInput(_))));
     let big = vec![0u8; vault_core::MAX_SECRET_LEN + 1];
-    assert!(matches!(vault.put_secret("big", &big), Err(Error::InvalidInput(_))));
+    assert!(matches!(vault.secrets().put("big", &big), Err(Error::InvalidInput(_))));
 }
 
 #[test]
@@ -133,15 +134,15 @@ fn wrong_passphrase_is_refused_and_logged_at_next_unlock() {
 fn slots_can_be_added_changed_and_removed_but_never_the_last() {
     let (tv, mut vault) = new_vault("first");
     let database_before = std::fs::metadata(tv.dir.join(vault_core::DATABASE_FILE)).unwrap().len();
-    let second = vault.add_passphrase_slot(&pass("second"), FAST_KDF).unwrap();
+    let second = vault.keys().add_passphrase(&pass("second"), FAST_KDF).unwrap();
     vault.lock();
 
     let mut vault = Vault::unlock_with_passphrase(&tv.dir, &pass("second")).unwrap();
     assert_eq!(vault.unlocked_by(), second);
-    vault.change_passphrase(second, &pass("second-changed"), FAST_KDF).unwrap();
-    vault.remove_slot(vault_core::SlotId(0)).unwrap();
-    assert!(matches!(vault.remove_slot(second), Err(Error::LastSlot)));
-    assert!(matches!(vault.remove_slot(vault_core::SlotId(77)), Err(Error::NotFound(_))));
+    vault.keys().change_passphrase(second, &pass("second-changed"), FAST_KDF).unwrap();
+    vault.keys().remove(vault_core::SlotId(0)).unwrap();
+    assert!(matches!(vault.keys().remove(second), Err(Error::LastSlot)));
+    assert!(matches!(vault.keys().remove(vault_core::SlotId(77)), Err(Error::NotFound(_))));
     vault.lock();
 
     for old in ["first", "second"] {
@@ -166,11 +167,11 @@ fn device_key_slot_unlocks_and_is_reported_as_software() {
     let dir = tmp.path().join("v");
     let wrapper = SoftwareKeyWrapper::open_or_create(&tmp.path().join("device.key")).unwrap();
     let mut vault = Vault::create(&dir, &pass("pw"), CreateOptions { kdf: FAST_KDF, wrapper: Some(&wrapper) }).unwrap();
-    vault.add_message(&NewMessage::new("c", "s", "hello")).unwrap();
+    vault.messages().add(&NewMessage::new("c", "s", "hello")).unwrap();
     vault.lock();
 
-    let vault = Vault::unlock_with_wrapper(&dir, &wrapper).unwrap();
-    assert_eq!(vault.messages("c", 5).unwrap().len(), 1);
+    let mut vault = Vault::unlock_with_wrapper(&dir, &wrapper).unwrap();
+    assert_eq!(vault.messages().list("c", 5).unwrap().len(), 1);
     let status = vault.status().unwrap();
     assert!(status.slots.iter().any(|s| matches!(
         &s.method,

@@ -25,14 +25,14 @@ fn main() -> std::process::ExitCode {
     for n in start.. {
         let line = if crash::is_media(n) {
             let data = crash::media_content(n);
-            match vault.import_media(&mut &data[..], MediaImport::default()) {
+            match vault.media().import(&mut &data[..], MediaImport::default()) {
                 Ok(id) => format!("media {n} {id}"),
                 Err(e) => format!("error {e}"),
             }
         } else {
             let message =
                 NewMessage { sent_at: n as i64, ..NewMessage::new("crash", "writer", crash::message_body(n)) };
-            match vault.add_message(&message) {
+            match vault.messages().add(&message) {
                 Ok(id) => format!("msg {n} {}", id.0),
                 Err(e) => format!("error {e}"),
             }

@@ -92,8 +92,8 @@ fn init(ctx: &mut Context<'_>, kdf: KdfArgs) -> Result<(), Failure> {
     };
     let options =
         CreateOptions { kdf: kdf.params(), wrapper: wrapper.as_ref().map(|w| w as &dyn vault_core::KeyWrapper) };
-    let vault = Vault::create(&ctx.dir, &passphrase, options)?;
-    let slots = vault.slots();
+    let mut vault = Vault::create(&ctx.dir, &passphrase, options)?;
+    let slots = vault.keys().list();
     if ctx.json {
         let value = json!({
             "vault": ctx.dir.display().to_string(),
@@ -127,7 +127,7 @@ fn msg_add(
     };
     if !from_stdin {
         let body = body.ok_or_else(|| Failure::usage("--body or --stdin is required"))?;
-        let id = vault.add_message(&make(body))?;
+        let id = vault.messages().add(&make(body))?;
         return if ctx.json { ctx.print_json(&json!({ "id": id.0 })) } else { ctx.print(id.0) };
     }
     let mut added = 0usize;
@@ -141,7 +141,7 @@ fn msg_add(
             batch.push(make(line));
         }
         if batch.len() == BULK_BATCH || (end && !batch.is_empty()) {
-            added += vault.add_messages(&batch)?.len();
+            added += vault.messages().add_batch(&batch)?.len();
             batch.clear();
         }
         if end {
@@ -153,8 +153,8 @@ fn msg_add(
 }
 
 fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize) -> Result<(), Failure> {
-    let vault = ctx.unlock()?;
-    let messages = vault.messages(conversation, limit)?;
+    let mut vault = ctx.unlock()?;
+    let messages = vault.messages().list(conversation, limit)?;
     if ctx.json {
         return ctx.print_json(&json!({ "messages": messages }));
     }
@@ -165,8 +165,8 @@ fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize) -> Result<(
 }
 
 fn search(ctx: &mut Context<'_>, query: &str, limit: usize) -> Result<(), Failure> {
-    let vault = ctx.unlock()?;
-    let hits = vault.search(query, limit)?;
+    let mut vault = ctx.unlock()?;
+    let hits = vault.messages().search(query, limit)?;
     if ctx.json {
         return ctx.print_json(&json!({ "hits": hits }));
     }
@@ -273,19 +273,19 @@ fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {
         KeyCommand::AddPassphrase(kdf) => {
             let mut vault = ctx.unlock()?;
             let new = ctx.input.new_passphrase()?;
-            let id = vault.add_passphrase_slot(&new, kdf.params())?;
+            let id = vault.keys().add_passphrase(&new, kdf.params())?;
             report_slot(ctx, "added", id)
         }
         KeyCommand::AddDeviceKey { file } => {
             let mut vault = ctx.unlock()?;
             let wrapper = SoftwareKeyWrapper::open_or_create(&file).map_err(vault_core::Error::KeyWrapper)?;
-            let id = vault.add_wrapper_slot(&wrapper)?;
+            let id = vault.keys().add_wrapper(&wrapper)?;
             report_slot(ctx, "added", id)
         }
         KeyCommand::ChangePassphrase { slot, kdf } => change_passphrase(ctx, slot, kdf.params()),
         KeyCommand::RemoveSlot { id } => {
             let mut vault = ctx.unlock()?;
-            vault.remove_slot(SlotId(id))?;
+            vault.keys().remove(SlotId(id))?;
             report_slot(ctx, "removed", SlotId(id))
         }
         KeyCommand::Rotate { root: true } => rotate_root(ctx),
@@ -318,8 +318,8 @@ fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
     if let Some(w) = &wrapper {
         others.push(SlotSecret::Wrapper(w));
     }
-    vault.rotate_root_key(&others)?;
-    let slots = vault.slots().len();
+    vault.keys().rotate_root_key(&others)?;
+    let slots = vault.keys().list().len();
     if ctx.json {
         ctx.print_json(&json!({ "rotated": "root", "slots_resealed": slots }))
     } else {
@@ -334,7 +334,7 @@ fn rotate_device_key(ctx: &mut Context<'_>) -> Result<(), Failure> {
         .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key (or use --root)"))?;
     let (mut vault, old) = ctx.unlock_with_device_key(&path)?;
     let next = SoftwareKeyWrapper::prepare_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
-    let ids = vault.rotate_wrapper_key(&old, &next)?;
+    let ids = vault.keys().rotate_wrapper_key(&old, &next)?;
     SoftwareKeyWrapper::complete_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
     let ids: Vec<u32> = ids.iter().map(|id| id.0).collect();
     if ctx.json {
@@ -349,12 +349,12 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
         MediaCommand::Add { file, conversation, message } => {
             let mut vault = ctx.unlock()?;
             let place = MediaImport { conversation: conversation.as_deref(), message: message.map(MessageId) };
-            let id = vault.import_media_file(&file, place)?;
+            let id = vault.media().import_file(&file, place)?;
             if ctx.json { ctx.print_json(&json!({ "id": id })) } else { ctx.print(id) }
         }
         MediaCommand::Get { id, out, offset, length } => {
-            let vault = ctx.unlock()?;
-            let written = vault.export_media(&MediaId::parse(&id)?, &out, offset, length)?;
+            let mut vault = ctx.unlock()?;
+            let written = vault.media().export(&MediaId::parse(&id)?, &out, offset, length)?;
             if ctx.json {
                 ctx.print_json(&json!({ "bytes": written }))
             } else {
@@ -363,14 +363,14 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
         }
         MediaCommand::Rm { id } => {
             let mut vault = ctx.unlock()?;
-            if !vault.delete_media(&MediaId::parse(&id)?)? {
+            if !vault.media().delete(&MediaId::parse(&id)?)? {
                 return Err(vault_core::Error::NotFound(format!("media {id}")).into());
             }
             if ctx.json { ctx.print_json(&json!({ "deleted": id })) } else { ctx.print(format!("deleted media {id}")) }
         }
         MediaCommand::List => {
-            let vault = ctx.unlock()?;
-            let items = vault.media()?;
+            let mut vault = ctx.unlock()?;
+            let items = vault.media().list()?;
             if ctx.json {
                 return ctx.print_json(&json!({ "media": items }));
             }
@@ -396,24 +396,24 @@ fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Fai
     match command {
         RetentionCommand::Show => {}
         RetentionCommand::Set { max_age_days, max_messages } => {
-            let mut policy = vault.retention_policy()?;
+            let mut policy = vault.retention().policy()?;
             if let Some(days) = max_age_days {
                 policy.max_age_secs = (days > 0).then(|| days.saturating_mul(86_400));
             }
             if let Some(count) = max_messages {
                 policy.max_messages = (count > 0).then_some(count);
             }
-            vault.set_retention_policy(&policy)?;
+            vault.retention().set_policy(&policy)?;
         }
         RetentionCommand::Expiry { conversation, seconds } => {
-            vault.set_conversation_expiry(&conversation, (seconds > 0).then_some(seconds))?;
+            vault.retention().set_conversation_expiry(&conversation, (seconds > 0).then_some(seconds))?;
         }
         RetentionCommand::Purge => {}
     }
     // Unlock already purged what was due; `show` only reports, the others apply the new rules.
-    let purged = if only_show { Default::default() } else { vault.purge_expired()? };
+    let purged = if only_show { Default::default() } else { vault.retention().purge()? };
     let at_unlock = vault.open_report().purged;
-    let policy: RetentionPolicy = vault.retention_policy()?;
+    let policy: RetentionPolicy = vault.retention().policy()?;
     let messages = purged.messages + at_unlock.messages;
     let media = purged.media + at_unlock.media;
     if ctx.json {
@@ -433,7 +433,7 @@ fn change_passphrase(ctx: &mut Context<'_>, slot: Option<u32>, kdf: KdfParams) -
         None => return Err(Failure::usage("unlocked with a device key: name the passphrase slot with --slot")),
     };
     let new = ctx.input.new_passphrase()?;
-    vault.change_passphrase(id, &new, kdf)?;
+    vault.keys().change_passphrase(id, &new, kdf)?;
     report_slot(ctx, "changed", id)
 }
 

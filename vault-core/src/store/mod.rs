@@ -250,12 +250,12 @@ pub mod bench_support {
         Ok(conn)
     }
 
-    /// Inserts messages in one transaction, as [`crate::Vault::add_messages`] does.
+    /// Inserts messages in one transaction, as [`crate::Messages::add_batch`] does.
     pub fn insert_messages(conn: &mut Connection, batch: &[NewMessage]) -> Result<Vec<MessageId>> {
         messages::insert(conn, batch)
     }
 
-    /// Full-text search, as [`crate::Vault::search`] does.
+    /// Full-text search, as [`crate::Messages::search`] does.
     pub fn search(conn: &Connection, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         messages::search(conn, query, limit)
     }

@@ -10,7 +10,7 @@ const MAX_MESSAGES_SETTING: &str = "retention_max_messages";
 
 /// A vault-wide retention limit. Messages beyond either limit are purged (with their search
 /// entries and the media attached only to them) whenever the vault purges: on unlock and when
-/// the app calls [`crate::Vault::purge_expired`].
+/// the app calls [`crate::Retention::purge`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionPolicy {
     /// Messages older than this many seconds (by the earlier of send and receipt) are purged.

@@ -256,16 +256,18 @@ mod tests {
             .map(|i| NewMessage::new(format!("chat-{}", i % 4), "alice", format!("message {i} — crème brûlée")))
             .collect();
         batch[7].expires_at = Some(i64::MAX / 2);
-        v.add_messages(&batch).unwrap();
-        v.put_secret("token", b"\x00\x01 secret bytes").unwrap();
-        v.set_retention_policy(&RetentionPolicy { max_age_secs: Some(30 * 86_400), max_messages: Some(10_000) })
+        v.messages().add_batch(&batch).unwrap();
+        v.secrets().put("token", b"\x00\x01 secret bytes").unwrap();
+        v.retention()
+            .set_policy(&RetentionPolicy { max_age_secs: Some(30 * 86_400), max_messages: Some(10_000) })
             .unwrap();
-        v.set_conversation_expiry("chat-1", Some(3600)).unwrap();
+        v.retention().set_conversation_expiry("chat-1", Some(3600)).unwrap();
         let media = v
-            .import_media(&mut &b"media bytes"[..], MediaImport { conversation: Some("chat-2"), message: None })
+            .media()
+            .import(&mut &b"media bytes"[..], MediaImport { conversation: Some("chat-2"), message: None })
             .unwrap();
-        let first = v.messages("chat-0", 1).unwrap()[0].id;
-        v.attach_media(&media, first).unwrap();
+        let first = v.messages().list("chat-0", 1).unwrap()[0].id;
+        v.media().attach(&media, first).unwrap();
         v
     }
 
@@ -309,8 +311,8 @@ mod tests {
         let own: Vec<_> = own_events.iter().map(|r| r[1..].to_vec()).collect();
         assert_eq!(tail, own);
         // Search works on the restored messages (the FTS index was rebuilt by the triggers).
-        assert_eq!(b.search("brûlée", 500).unwrap().len(), 300);
-        assert_eq!(b.search("message 299", 5).unwrap().len(), 1);
+        assert_eq!(b.messages().search("brûlée", 500).unwrap().len(), 300);
+        assert_eq!(b.messages().search("message 299", 5).unwrap().len(), 1);
     }
 
     #[test]
@@ -320,7 +322,7 @@ mod tests {
         let mut export = Vec::new();
         a.export_database(&mut export).unwrap();
         let mut b = vault(&b_dir.path().join("v"));
-        b.add_message(&NewMessage::new("mine", "me", "already here")).unwrap();
+        b.messages().add(&NewMessage::new("mine", "me", "already here")).unwrap();
         let before = rows(&b, "messages");
         assert!(matches!(b.import_database(&export[..]), Err(Error::InvalidInput(_))));
         assert_eq!(rows(&b, "messages"), before);
@@ -360,8 +362,8 @@ mod tests {
         b.import_database(&export[..]).unwrap();
         assert_eq!(rows(&b, "messages").len(), 300);
         // The search index was rebuilt, and the failed imports left its trigger in place.
-        assert_eq!(b.search("brûlée", 500).unwrap().len(), 300);
-        b.add_message(&NewMessage::new("later", "me", "zebra unicorn")).unwrap();
-        assert_eq!(b.search("unicorn", 5).unwrap().len(), 1);
+        assert_eq!(b.messages().search("brûlée", 500).unwrap().len(), 300);
+        b.messages().add(&NewMessage::new("later", "me", "zebra unicorn")).unwrap();
+        assert_eq!(b.messages().search("unicorn", 5).unwrap().len(), 1);
     }
 }

@@ -32,7 +32,7 @@ impl Vault {
     /// opens and finishes.
     pub fn rotate_key_file(&mut self, key_file: &Path, current: &SoftwareKeyWrapper) -> Result<Vec<SlotId>> {
         let next = SoftwareKeyWrapper::prepare_rotation(key_file).map_err(Error::KeyWrapper)?;
-        let ids = self.rotate_wrapper_key(current, &next)?;
+        let ids = self.keys().rotate_wrapper_key(current, &next)?;
         SoftwareKeyWrapper::complete_rotation(key_file).map_err(Error::KeyWrapper)?;
         Ok(ids)
     }

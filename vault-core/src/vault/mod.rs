@@ -1,5 +1,20 @@
 //! The vault: a directory holding the key-slot file and the encrypted database, unlocked by one
 //! of its slots. This is the main entry point of the crate.
+//!
+//! [`Vault`] is a facade: it opens, locks, reports on and checks the vault, and hands out one
+//! handle per kind of work.
+//!
+//! - Borrowed handles work in the vault session, one group of operations each: [`Messages`]
+//!   ([`Vault::messages`]), [`Secrets`] ([`Vault::secrets`]), [`Media`] ([`Vault::media`]),
+//!   [`Keys`] ([`Vault::keys`]) and [`Retention`] ([`Vault::retention`]). The rule: a borrowed
+//!   handle holds `&mut Vault` whenever any of its methods changes the vault (and `&Vault` only
+//!   if none does). Every group above changes something, so each handle holds `&mut Vault` and
+//!   its accessor takes `&mut self`; its read-only methods (`list`, `get`, `search`, ...) take
+//!   `&self` on the handle. Call sites read as `vault.messages().add(&message)`.
+//! - Owned handles do long work on database connections of their own, so the vault stays
+//!   usable meanwhile: [`Backups`] ([`Vault::backups`]), [`Recovery`] ([`Vault::recovery`]) and
+//!   [`MediaTransfers`] ([`Vault::media_transfers`]). Their accessors take `&self`; while one
+//!   exists, a root-key rotation is refused.
 
 use crate::error::DataKind;
 use std::fs::{self, File, OpenOptions};
@@ -19,17 +34,24 @@ use crate::media::MediaFiles;
 use crate::secret::{Passphrase, SecretKey};
 use crate::store::events::{self, SecurityEvent, SecurityEventKind};
 use crate::store::retention::PurgeReport;
-use crate::store::{self, CipherInfo, Store, media_rows, messages, migrations, secrets};
+use crate::store::{self, CipherInfo, Store, media_rows, migrations};
 
 mod backup;
-mod content;
 mod key_file;
+mod media;
+mod messages;
 mod recovery;
+mod retention;
+mod secrets;
 mod slots;
 
 pub use backup::{Backups, RestoreOptions, restore_backup};
-pub use content::{MediaImport, MediaTransfers};
+pub use media::{Media, MediaImport, MediaTransfers};
+pub use messages::Messages;
 pub use recovery::{GuardianRestore, Recovery, recover_key, restore_from_guardians};
+pub use retention::Retention;
+pub use secrets::Secrets;
+pub use slots::Keys;
 
 /// Name of the key-slot file inside a vault directory.
 pub const KEYSLOTS_FILE: &str = "keyslots";
@@ -133,11 +155,11 @@ pub struct OpenReport {
 /// # let _ = std::fs::remove_dir_all(&dir);
 /// let options = CreateOptions { kdf: KdfParams { memory_kib: 8192, iterations: 1, parallelism: 1 }, wrapper: None };
 /// let mut vault = Vault::create(&dir, &Passphrase::new("correct horse".into()), options)?;
-/// vault.add_message(&NewMessage::new("family", "alice", "dinner at eight"))?;
+/// vault.messages().add(&NewMessage::new("family", "alice", "dinner at eight"))?;
 /// vault.lock();
 ///
-/// let vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new("correct horse".into()))?;
-/// assert_eq!(vault.search("dinner", 10)?.len(), 1);
+/// let mut vault = Vault::unlock_with_passphrase(&dir, &Passphrase::new("correct horse".into()))?;
+/// assert_eq!(vault.messages().search("dinner", 10)?.len(), 1);
 /// # std::fs::remove_dir_all(&dir).ok();
 /// # Ok(())
 /// # }
@@ -395,7 +417,7 @@ impl Vault {
             None => {}
         }
         vault.open_report.orphans_removed = vault.remove_orphan_media()?;
-        vault.open_report.purged = vault.purge_expired()?;
+        vault.open_report.purged = vault.retention().purge()?;
         Ok(vault)
     }
 
@@ -498,7 +520,7 @@ impl Vault {
         store::open_keyed(&self.dir.join(DATABASE_FILE), &derive_subkey(&self.root, Subkey::Database), false)
     }
 
-    /// A token held by a long-work handle (see [`Vault::rotate_root_key`]).
+    /// A token held by a long-work handle (see [`Keys::rotate_root_key`]).
     fn long_work(&self) -> LongWork {
         LongWork(std::sync::Arc::clone(&self.long_work))
     }
@@ -544,14 +566,14 @@ impl Vault {
         Ok(VaultStatus {
             cipher: self.store.cipher_info()?,
             schema_version: migrations::current_version(&self.store.conn)?,
-            slots: self.slots(),
+            slots: self.slot_infos(),
             unlocked_by: self.unlocked_by,
-            conversations: messages::conversation_count(&self.store.conn)?,
-            messages: messages::count(&self.store.conn)?,
+            conversations: store::messages::conversation_count(&self.store.conn)?,
+            messages: store::messages::count(&self.store.conn)?,
             media_items,
             media_bytes,
-            app_secrets: secrets::count(&self.store.conn)?,
-            retention: self.retention_policy()?,
+            app_secrets: store::secrets::count(&self.store.conn)?,
+            retention: crate::store::retention::policy(&self.store.conn)?,
             security_events: events::count(&self.store.conn)?,
             recent_events: self.security_events(10)?,
         })

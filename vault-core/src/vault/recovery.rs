@@ -268,9 +268,9 @@ mod tests {
     fn phone(dir: &Path, network: &MemoryNetwork, urls: &[String]) -> (Vault, RecoveryCode) {
         let mut vault = Vault::create(dir, &passphrase(), CreateOptions { kdf: kdf(), wrapper: None }).unwrap();
         for i in 0..50 {
-            vault.add_message(&NewMessage::new("family", "ann", format!("message {i} CANARY"))).unwrap();
+            vault.messages().add(&NewMessage::new("family", "ann", format!("message {i} CANARY"))).unwrap();
         }
-        vault.import_media(&mut &[7u8; 100_000][..], crate::MediaImport::default()).unwrap();
+        vault.media().import(&mut &[7u8; 100_000][..], crate::MediaImport::default()).unwrap();
         let policy = RecoveryPolicy::new(urls.len(), None, true, false).unwrap();
         let setup = RecoverySetup { servers: urls, account: ACCOUNT, policy, device_name: "phone" };
         let mut recovery = vault.recovery().unwrap();
@@ -296,8 +296,8 @@ mod tests {
     fn a_new_device_restores_with_each_share_combination() {
         let work = tempfile::tempdir().unwrap();
         let (network, urls) = MemoryNetwork::with_guardians(2);
-        let (vault, code) = phone(&work.path().join("phone"), &network, &urls);
-        let want = vault.search("CANARY", 100).unwrap().len();
+        let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
+        let want = vault.messages().search("CANARY", 100).unwrap().len();
         for (n, (servers, code)) in
             [(&urls[..], None), (&urls[..1], Some(&code)), (&urls[1..], Some(&code))].into_iter().enumerate()
         {
@@ -312,9 +312,9 @@ mod tests {
             let report = report.unwrap();
             assert_eq!(report.restore.generation, 1);
             assert_eq!(report.enrolled, servers.len() == 2);
-            let restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
-            assert_eq!(restored.search("CANARY", 100).unwrap().len(), want);
-            assert_eq!(restored.media().unwrap().len(), 1);
+            let mut restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
+            assert_eq!(restored.messages().search("CANARY", 100).unwrap().len(), want);
+            assert_eq!(restored.media().list().unwrap().len(), 1);
             assert_eq!(restored.recovery().unwrap().status().unwrap().is_some(), report.enrolled);
         }
         // The key alone, from the guardian that holds no data and the code.
@@ -328,7 +328,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let (network, urls) = MemoryNetwork::with_guardians(2);
         let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
-        vault.add_message(&NewMessage::new("family", "ann", "newer")).unwrap();
+        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
         assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
         network.guardian(&urls[0]).script(Fault::ReplayHead(0));
         let target = work.path().join("new");
@@ -370,14 +370,14 @@ mod tests {
         let (mut vault, _) = phone(&work.path().join("phone"), &network, &urls);
         // While a backup handle exists, the vault keeps working (its own connection)...
         let mut recovery = vault.recovery().unwrap();
-        vault.add_message(&NewMessage::new("family", "ann", "during")).unwrap();
-        assert_eq!(vault.search("during", 5).unwrap().len(), 1);
+        vault.messages().add(&NewMessage::new("family", "ann", "during")).unwrap();
+        assert_eq!(vault.messages().search("during", 5).unwrap().len(), 1);
         // ...and a root-key rotation, which would re-key under it, is refused.
-        assert!(matches!(vault.rotate_root_key(&[]), Err(Error::Busy)));
+        assert!(matches!(vault.keys().rotate_root_key(&[]), Err(Error::Busy)));
         assert_eq!(recovery.revoke_device(&network, &password(), "phone").unwrap(), 2);
         let refused = recovery.backup(&network, None);
         assert!(matches!(refused, Err(Error::BackupAuthentication(_) | Error::BackupStorage(_))), "{refused:?}");
         drop(recovery);
-        vault.rotate_root_key(&[]).unwrap();
+        vault.keys().rotate_root_key(&[]).unwrap();
     }
 }

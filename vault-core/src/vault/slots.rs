@@ -1,4 +1,4 @@
-//! Key-slot management and key rotation.
+//! Key-slot management and key rotation: the [`Keys`] handle.
 
 use crate::error::DataKind;
 use std::fs;
@@ -15,15 +15,27 @@ use crate::secret::{Passphrase, SecretKey};
 use crate::store;
 use crate::store::Store;
 
+/// The key slots of a vault and the keys behind them: adding, changing and removing unlock
+/// methods, rotating a platform key, rotating the vault root key. Get one with [`Vault::keys`].
+#[derive(Debug)]
+pub struct Keys<'a> {
+    vault: &'a mut Vault,
+}
+
 impl Vault {
+    /// The key slots and keys (see [`Keys`]).
+    pub fn keys(&mut self) -> Keys<'_> {
+        Keys { vault: self }
+    }
+
     /// Lists the key slots of the vault in `dir` without unlocking it (the slot file holds no
     /// secret in the clear).
     pub fn inspect_slots(dir: &std::path::Path) -> Result<Vec<SlotInfo>> {
         Ok(read_slot_file(dir)?.slots.iter().map(SlotInfo::of).collect())
     }
 
-    /// The key slots.
-    pub fn slots(&self) -> Vec<SlotInfo> {
+    /// The key slots (see [`Keys::list`]).
+    pub(super) fn slot_infos(&self) -> Vec<SlotInfo> {
         self.slots.slots.iter().map(SlotInfo::of).collect()
     }
 
@@ -71,9 +83,64 @@ impl Vault {
         Ok(id)
     }
 
+    /// Replaces slot `id` with the slot `make` builds (same number). If it is the slot that
+    /// unlocked, its new KEK is kept for a later root-key rotation.
+    fn replace_slot(
+        &mut self,
+        id: SlotId,
+        make: impl FnOnce(SlotId, &[u8; 16], &SecretKey, &SlotMethod) -> Result<(Slot, SecretKey)>,
+    ) -> Result<()> {
+        let kek = self.change_slots(|file, root| {
+            let vault_id = file.vault_id;
+            let slot =
+                file.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
+            let (new_slot, kek) = make(id, &vault_id, root, &SlotInfo::of(slot).method)?;
+            *slot = new_slot;
+            Ok(kek)
+        })?;
+        if id == self.unlocked_by {
+            self.unlock_kek = kek;
+        }
+        Ok(())
+    }
+
+    fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId, note: &str) -> Result<()> {
+        let detail =
+            self.slot_infos().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
+        let detail = if note.is_empty() { detail } else { format!("{detail}: {note}") };
+        self.record(kind, &detail)
+    }
+
+    /// After a failed re-key: reopens the database under the old key on a fresh connection (the
+    /// failed one may be half switched) and discards the journal. If the old key no longer opens
+    /// it either, the journal stays for the next unlock to resolve.
+    fn recover_from_failed_rekey(&mut self, error: Error) -> Error {
+        let old_key = derive_subkey(&self.root, Subkey::Database);
+        match Store::open(&self.dir.join(DATABASE_FILE), &old_key, &self.slots.vault_id) {
+            Ok(store) => {
+                self.store = store;
+                let _ = fs::remove_file(self.dir.join(KEYSLOTS_NEXT_FILE));
+                let _ = fsutil::sync_dir(&self.dir);
+                error
+            }
+            Err(_) => Error::Integrity {
+                object: DataKind::Database,
+                problem: "the database could not be re-keyed and did not reopen: lock the vault and unlock it again"
+                    .to_owned(),
+            },
+        }
+    }
+}
+
+impl Keys<'_> {
+    /// The key slots.
+    pub fn list(&self) -> Vec<SlotInfo> {
+        self.vault.slot_infos()
+    }
+
     /// Adds a passphrase slot.
-    pub fn add_passphrase_slot(&mut self, passphrase: &Passphrase, kdf: KdfParams) -> Result<SlotId> {
-        let id = self.change_slots(|file, root| {
+    pub fn add_passphrase(&mut self, passphrase: &Passphrase, kdf: KdfParams) -> Result<SlotId> {
+        let id = self.vault.change_slots(|file, root| {
             let passphrase_slots =
                 file.slots.iter().filter(|s| matches!(SlotInfo::of(s).method, SlotMethod::Passphrase { .. })).count();
             if passphrase_slots >= keys::MAX_PASSPHRASE_SLOTS {
@@ -81,57 +148,57 @@ impl Vault {
                     "the vault already has the maximum number of passphrase slots".to_owned(),
                 ));
             }
-            let id = Self::allocate_slot_id(file)?;
+            let id = Vault::allocate_slot_id(file)?;
             let vault_id = file.vault_id;
             file.slots.push(keys::passphrase_slot(id, now_secs(), &vault_id, root, passphrase, kdf)?.0);
             Ok(id)
         })?;
-        self.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
+        self.vault.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
         Ok(id)
     }
 
     /// Adds a key-wrapper slot.
-    pub fn add_wrapper_slot(&mut self, wrapper: &dyn KeyWrapper) -> Result<SlotId> {
-        let id = self.change_slots(|file, root| {
-            let id = Self::allocate_slot_id(file)?;
+    pub fn add_wrapper(&mut self, wrapper: &dyn KeyWrapper) -> Result<SlotId> {
+        let id = self.vault.change_slots(|file, root| {
+            let id = Vault::allocate_slot_id(file)?;
             let vault_id = file.vault_id;
             file.slots.push(keys::wrapper_slot(id, now_secs(), &vault_id, root, wrapper)?.0);
             Ok(id)
         })?;
-        self.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
+        self.vault.record_slot_event(SecurityEventKind::SlotAdded, id, "")?;
         Ok(id)
     }
 
     /// Replaces the passphrase of passphrase slot `id` (new salt, same slot number).
     pub fn change_passphrase(&mut self, id: SlotId, new: &Passphrase, kdf: KdfParams) -> Result<()> {
-        self.replace_slot(id, |slot_id, vault_id, root, info| match info {
+        self.vault.replace_slot(id, |slot_id, vault_id, root, info| match info {
             SlotMethod::Passphrase { .. } => keys::passphrase_slot(slot_id, now_secs(), vault_id, root, new, kdf),
             SlotMethod::KeyWrapper { .. } => {
                 Err(Error::InvalidInput(format!("key slot {id} is not a passphrase slot")))
             }
         })?;
-        self.record_slot_event(SecurityEventKind::SlotChanged, id, "new passphrase")
+        self.vault.record_slot_event(SecurityEventKind::SlotChanged, id, "new passphrase")
     }
 
     /// Re-wraps key-wrapper slot `id` with `new_wrapper` (a rotated platform key): the slot
     /// gets a fresh KEK wrapped by the new key; the root key and all data stay as they are.
     /// The app deletes the old platform key only after this returns.
-    pub fn rewrap_slot(&mut self, id: SlotId, new_wrapper: &dyn KeyWrapper) -> Result<()> {
-        self.replace_slot(id, |slot_id, vault_id, root, info| match info {
+    pub fn rewrap(&mut self, id: SlotId, new_wrapper: &dyn KeyWrapper) -> Result<()> {
+        self.vault.replace_slot(id, |slot_id, vault_id, root, info| match info {
             SlotMethod::KeyWrapper { .. } => keys::wrapper_slot(slot_id, now_secs(), vault_id, root, new_wrapper),
             SlotMethod::Passphrase { .. } => {
                 Err(Error::InvalidInput(format!("key slot {id} is not a key-wrapper slot")))
             }
         })?;
-        self.record_slot_event(SecurityEventKind::WrapperKeyRotated, id, "")
+        self.vault.record_slot_event(SecurityEventKind::WrapperKeyRotated, id, "")
     }
 
     /// Re-wraps every slot that `old` opens with `new` (a rotated platform key), in one write of
     /// the slot file. Returns the slots re-wrapped; none is an authentication failure.
     pub fn rotate_wrapper_key(&mut self, old: &dyn KeyWrapper, new: &dyn KeyWrapper) -> Result<Vec<SlotId>> {
         crate::failpoint::hit("wrapper-rotate:before-slots-written");
-        let unlocked_by = self.unlocked_by;
-        let (ids, unlocking_kek) = self.change_slots(|file, root| {
+        let unlocked_by = self.vault.unlocked_by;
+        let (ids, unlocking_kek) = self.vault.change_slots(|file, root| {
             let vault_id = file.vault_id;
             let mut ids = Vec::new();
             let mut unlocking_kek = None;
@@ -155,38 +222,17 @@ impl Vault {
         })?;
         crate::failpoint::hit("wrapper-rotate:after-slots-written");
         if let Some(kek) = unlocking_kek {
-            self.unlock_kek = kek;
+            self.vault.unlock_kek = kek;
         }
         for id in &ids {
-            self.record_slot_event(SecurityEventKind::WrapperKeyRotated, *id, "")?;
+            self.vault.record_slot_event(SecurityEventKind::WrapperKeyRotated, *id, "")?;
         }
         Ok(ids)
     }
 
-    /// Replaces slot `id` with the slot `make` builds (same number). If it is the slot that
-    /// unlocked, its new KEK is kept for a later root-key rotation.
-    fn replace_slot(
-        &mut self,
-        id: SlotId,
-        make: impl FnOnce(SlotId, &[u8; 16], &SecretKey, &SlotMethod) -> Result<(Slot, SecretKey)>,
-    ) -> Result<()> {
-        let kek = self.change_slots(|file, root| {
-            let vault_id = file.vault_id;
-            let slot =
-                file.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
-            let (new_slot, kek) = make(id, &vault_id, root, &SlotInfo::of(slot).method)?;
-            *slot = new_slot;
-            Ok(kek)
-        })?;
-        if id == self.unlocked_by {
-            self.unlock_kek = kek;
-        }
-        Ok(())
-    }
-
     /// Removes slot `id`. Refuses to remove the last slot.
-    pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
-        self.change_slots(|file, _| {
+    pub fn remove(&mut self, id: SlotId) -> Result<()> {
+        self.vault.change_slots(|file, _| {
             let position =
                 file.slots.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("key slot {id}")))?;
             if file.slots.len() == 1 {
@@ -195,14 +241,7 @@ impl Vault {
             file.slots.remove(position);
             Ok(())
         })?;
-        self.record(SecurityEventKind::SlotRemoved, &format!("slot {id}"))
-    }
-
-    fn record_slot_event(&self, kind: SecurityEventKind, id: SlotId, note: &str) -> Result<()> {
-        let detail =
-            self.slots().iter().find(|s| s.id == id).map(describe_slot).unwrap_or_else(|| format!("slot {id}"));
-        let detail = if note.is_empty() { detail } else { format!("{detail}: {note}") };
-        self.record(kind, &detail)
+        self.vault.record(SecurityEventKind::SlotRemoved, &format!("slot {id}"))
     }
 
     /// Rotates the vault root key: a new random root key, the database re-keyed with the new
@@ -220,9 +259,10 @@ impl Vault {
     /// is re-keyed (one transaction), then `keyslots.next` replaces `keyslots`. An unlock after a
     /// crash at any point finishes or rolls back (see [`Vault::unlock`]).
     pub fn rotate_root_key(&mut self, others: &[SlotSecret<'_>]) -> Result<()> {
-        self.check_no_long_work()?;
-        let _lock = lock_slots(&self.dir)?;
-        let mut file = self.read_current_slots()?;
+        let vault = &mut *self.vault;
+        vault.check_no_long_work()?;
+        let _lock = lock_slots(&vault.dir)?;
+        let mut file = vault.read_current_slots()?;
         // Each slot's KEK must open that slot, in the file as it is now, to this session's root
         // key: a KEK made stale by another process (a changed passphrase, a re-wrapped slot, a
         // rotation) would re-seal a slot nobody can open.
@@ -230,9 +270,9 @@ impl Vault {
         let mut missing = Vec::new();
         for slot in &file.slots {
             let mut kek = None;
-            if slot.id == self.unlocked_by
-                && let Some(candidate) = SecretKey::try_from_slice(self.unlock_kek.expose_secret())
-                && keys::opens_to(&file, slot, &candidate, &self.root)
+            if slot.id == vault.unlocked_by
+                && let Some(candidate) = SecretKey::try_from_slice(vault.unlock_kek.expose_secret())
+                && keys::opens_to(&file, slot, &candidate, &vault.root)
             {
                 kek = Some(candidate);
             }
@@ -241,7 +281,7 @@ impl Vault {
                     break;
                 }
                 kek = keys::kek_for(&file, slot, *secret)?
-                    .filter(|(root, _)| root.expose_secret() == self.root.expose_secret())
+                    .filter(|(root, _)| root.expose_secret() == vault.root.expose_secret())
                     .map(|(_, kek)| kek);
             }
             match kek {
@@ -260,7 +300,7 @@ impl Vault {
         for (slot, kek) in file.slots.iter_mut().zip(&keks) {
             keys::reseal(slot, &vault_id, kek, &new_root)?;
         }
-        let next_path = self.dir.join(KEYSLOTS_NEXT_FILE);
+        let next_path = vault.dir.join(KEYSLOTS_NEXT_FILE);
         fsutil::atomic_write(&next_path, &file.encode(), 0o600).map_err(Error::io("writing the rotated key slots"))?;
         crate::failpoint::hit("rotate:after-next-written");
         let new_key = derive_subkey(&new_root, Subkey::Database);
@@ -268,49 +308,29 @@ impl Vault {
         // not always reported), so the new key is proven on a fresh connection before anything
         // depends on it; on any doubt the old key is proven instead and the journal discarded.
         let rekeyed =
-            self.store.rekey(&new_key).and_then(|()| Store::open(&self.dir.join(DATABASE_FILE), &new_key, &vault_id));
+            vault.store.rekey(&new_key).and_then(|()| Store::open(&vault.dir.join(DATABASE_FILE), &new_key, &vault_id));
         let fresh = match rekeyed {
             Ok(fresh) => fresh,
-            Err(error) => return Err(self.recover_from_failed_rekey(error)),
+            Err(error) => return Err(vault.recover_from_failed_rekey(error)),
         };
         crate::failpoint::hit("rotate:after-rekey");
         // From here the database is under the new key: the session follows it whatever happens
         // to the rename (if that fails, the journal stays and the next unlock installs it).
-        self.store = fresh;
-        self.root = new_root;
-        let installed = fs::rename(&next_path, self.dir.join(super::KEYSLOTS_FILE))
-            .and_then(|()| fsutil::sync_dir(&self.dir))
+        vault.store = fresh;
+        vault.root = new_root;
+        let installed = fs::rename(&next_path, vault.dir.join(super::KEYSLOTS_FILE))
+            .and_then(|()| fsutil::sync_dir(&vault.dir))
             .map_err(Error::io("installing the rotated key slots"));
-        self.slots = file;
+        vault.slots = file;
         installed?;
         crate::failpoint::hit("rotate:after-install");
         // Best effort: pages under the old key leave the log at this or a later checkpoint.
-        let _ = self.store.checkpoint();
+        let _ = vault.store.checkpoint();
         crate::store::events::record(
-            &self.store.conn,
+            &vault.store.conn,
             store::now_millis(),
             SecurityEventKind::RootKeyRotated,
             &format!("{} slots re-sealed", keks.len()),
         )
-    }
-
-    /// After a failed re-key: reopens the database under the old key on a fresh connection (the
-    /// failed one may be half switched) and discards the journal. If the old key no longer opens
-    /// it either, the journal stays for the next unlock to resolve.
-    fn recover_from_failed_rekey(&mut self, error: Error) -> Error {
-        let old_key = derive_subkey(&self.root, Subkey::Database);
-        match Store::open(&self.dir.join(DATABASE_FILE), &old_key, &self.slots.vault_id) {
-            Ok(store) => {
-                self.store = store;
-                let _ = fs::remove_file(self.dir.join(KEYSLOTS_NEXT_FILE));
-                let _ = fsutil::sync_dir(&self.dir);
-                error
-            }
-            Err(_) => Error::Integrity {
-                object: DataKind::Database,
-                problem: "the database could not be re-keyed and did not reopen: lock the vault and unlock it again"
-                    .to_owned(),
-            },
-        }
     }
 }

@@ -1,0 +1,81 @@
+//! Retention rules and the purge that applies them: the [`Retention`] handle.
+
+use super::{Result, Vault, media_rows};
+use crate::store::messages;
+use crate::store::messages::MessageId;
+use crate::store::retention::{self, PurgeReport, RetentionPolicy};
+use crate::store::{self};
+
+/// The retention rules of a vault (a vault-wide limit, disappearing messages per conversation)
+/// and the purge that applies them. Get one with [`Vault::retention`].
+#[derive(Debug)]
+pub struct Retention<'a> {
+    vault: &'a mut Vault,
+}
+
+impl Vault {
+    /// The retention rules (see [`Retention`]).
+    pub fn retention(&mut self) -> Retention<'_> {
+        Retention { vault: self }
+    }
+}
+
+impl Retention<'_> {
+    /// The vault-wide retention limit.
+    pub fn policy(&self) -> Result<RetentionPolicy> {
+        retention::policy(&self.vault.store.conn)
+    }
+
+    /// Sets the vault-wide retention limit (applied at the next purge).
+    pub fn set_policy(&mut self, policy: &RetentionPolicy) -> Result<()> {
+        retention::set_policy(&self.vault.store.conn, policy)
+    }
+
+    /// Sets (or clears) the default expiry of new messages in a conversation (disappearing
+    /// messages).
+    pub fn set_conversation_expiry(&mut self, conversation: &str, secs: Option<u64>) -> Result<()> {
+        retention::set_conversation_expiry(&self.vault.store.conn, conversation, secs)
+    }
+
+    /// Purges messages whose expiry has passed or that fall outside the retention limit, with
+    /// their search entries and the media attached only to them. Deleted content is
+    /// overwritten in the database (`secure_delete`), merged out of the search index, and
+    /// flushed from the write-ahead log. The app calls this on its own schedule; unlock calls
+    /// it too.
+    pub fn purge(&mut self) -> Result<PurgeReport> {
+        let policy = retention::policy(&self.vault.store.conn)?;
+        let due = retention::due(&self.vault.store.conn, store::now_millis(), &policy)?;
+        self.vault.delete_messages(&due)
+    }
+}
+
+impl Vault {
+    /// Deletes messages with their search entries and the media attached only to them, then
+    /// scrubs the database (used by [`super::Messages::delete`] and [`Retention::purge`]).
+    pub(super) fn delete_messages(&mut self, ids: &[MessageId]) -> Result<PurgeReport> {
+        if ids.is_empty() {
+            return Ok(PurgeReport::default());
+        }
+        let tx = self.store.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let media = media_rows::only_attached_to(&tx, ids)?;
+        let mut deleted = 0u64;
+        for id in ids {
+            if messages::delete(&tx, *id)? {
+                deleted += 1;
+            }
+        }
+        for id in &media {
+            media_rows::delete(&tx, id)?;
+        }
+        tx.commit()?;
+        for id in &media {
+            self.media.remove(id)?;
+        }
+        let complete = self.store.scrub()?;
+        Ok(PurgeReport {
+            messages: deleted,
+            media: u64::try_from(media.len()).unwrap_or(0),
+            checkpoint_deferred: !complete,
+        })
+    }
+}
