@@ -55,7 +55,8 @@ pub fn decode_backup_objects(data: &[u8]) -> usize {
 /// Reads a chunk from a pack: the first 8 bytes of `data` are the entry's offset and sealed
 /// length, the rest is the pack. True if the chunk opened.
 pub fn open_pack_chunk(data: &[u8]) -> bool {
-    use crate::backup::{ChunkId, PackEntry, open_chunk};
+    use crate::backup::pack::open_chunk;
+    use crate::backup::{ChunkId, PackEntry};
     let Some((meta, pack)) = data.split_first_chunk::<8>() else { return false };
     let offset = u32::from_le_bytes([meta[0], meta[1], meta[2], meta[3]]);
     let sealed_len = u32::from_le_bytes([meta[4], meta[5], meta[6], meta[7]]);

@@ -9,6 +9,8 @@
 //! operations. No error carries a secret or a message's content.
 
 pub mod backup;
+#[doc(hidden)]
+pub mod bench_support;
 mod crypto;
 mod error;
 mod failpoint;
@@ -31,8 +33,6 @@ pub use media::stream::{MediaFormatError, SEGMENT_LEN as MEDIA_SEGMENT_LEN};
 pub use media::{MEDIA_DIR, MediaId};
 pub use progress::Progress;
 pub use secret::{KEY_LEN, Passphrase, SecretBytes, SecretKey};
-#[doc(hidden)]
-pub use store::bench_support;
 pub use store::events::{SecurityEvent, SecurityEventKind};
 pub use store::media_rows::MediaInfo;
 pub use store::messages::{

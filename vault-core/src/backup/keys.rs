@@ -1,5 +1,5 @@
 //! Keys derived from the Backup Root Key (BRK), one derivation purpose each
-//! (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`).
+//! (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`). Only the crate reads them.
 
 use crate::crypto::derive::{Purpose, derive_bytes, derive_subkey, keyed_hash, keyed_output};
 use crate::secret::SecretKey;
@@ -17,7 +17,7 @@ impl std::fmt::Debug for ChunkId {
 }
 
 /// Every key a backup needs, derived from one BRK.
-pub struct BackupKeys {
+pub(crate) struct BackupKeys {
     chunk_id: SecretKey,
     chunk_seal: SecretKey,
     index: SecretKey,
@@ -50,44 +50,39 @@ impl BackupKeys {
         }
     }
 
-    /// Every key, from a caller-held Backup Root Key.
-    pub fn from_root(key: &super::BackupRootKey) -> Self {
-        Self::derive(&key.0)
-    }
-
     /// The id of a chunk with this plaintext.
-    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+    pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(keyed_hash(&self.chunk_id, plaintext))
     }
 
     /// The key chunks are sealed under.
-    pub fn chunk_seal_key(&self) -> &SecretKey {
+    pub(crate) fn chunk_seal_key(&self) -> &SecretKey {
         &self.chunk_seal
     }
 
     /// The key index objects are sealed under.
-    pub fn index_key(&self) -> &SecretKey {
+    pub(crate) fn index_key(&self) -> &SecretKey {
         &self.index
     }
 
     /// The key manifests are sealed under.
-    pub fn manifest_key(&self) -> &SecretKey {
+    pub(crate) fn manifest_key(&self) -> &SecretKey {
         &self.manifest
     }
 
     /// The key the head record is sealed under.
-    pub fn head_key(&self) -> &SecretKey {
+    pub(crate) fn head_key(&self) -> &SecretKey {
         &self.head
     }
 
     /// The keyed gear table of the content-defined chunker.
-    pub fn gear(&self) -> &[u64; 256] {
+    pub(crate) fn gear(&self) -> &[u64; 256] {
         &self.gear
     }
 
     /// A 16-byte value that confirms a BRK without revealing it (recovery checks a recombined key
     /// against it before use).
-    pub fn key_check(&self) -> [u8; 16] {
+    pub(crate) fn key_check(&self) -> [u8; 16] {
         self.key_check
     }
 }
