@@ -12,7 +12,8 @@ use std::time::Duration;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vault_core::backup::{BackupKeys, BackupRootKey, ChunkParams, Chunker, PackWriter};
+use vault_core::backup::BackupRootKey;
+use vault_core::bench_support::BackupPipeline;
 
 fn data(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -28,7 +29,7 @@ fn data(len: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let input = data(32 << 20);
-    let keys = BackupKeys::from_root(&BackupRootKey::from_bytes(&[7; 32]).unwrap());
+    let root = BackupRootKey::from_bytes(&[7; 32]).unwrap();
     let mut group = c.benchmark_group("backup_pipeline");
     group.throughput(Throughput::Bytes(input.len() as u64));
     group.bench_function("raw_aead", |b| {
@@ -42,27 +43,11 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    for (label, params) in [
-        ("chunk_and_seal_export", ChunkParams::EXPORT),
-        ("chunk_and_seal_64k", ChunkParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 }),
+    for (label, pipeline) in [
+        ("chunk_and_seal_export", BackupPipeline::export(&root)),
+        ("chunk_and_seal_64k", BackupPipeline::with_chunk_sizes(&root, 16 << 10, 64 << 10, 256 << 10)),
     ] {
-        let chunker = Chunker::new(keys.gear(), params);
-        group.bench_function(label, |b| {
-            b.iter(|| {
-                let mut writer = PackWriter::new();
-                let mut rest = &input[..];
-                let mut sealed = 0usize;
-                for len in chunker.chunk_lengths(&input) {
-                    let (chunk, tail) = rest.split_at(len);
-                    rest = tail;
-                    writer.add(&keys, keys.chunk_id(chunk), chunk).unwrap();
-                    if writer.len() >= 4 << 20 {
-                        sealed += std::mem::take(&mut writer).finish().unwrap().0.len();
-                    }
-                }
-                sealed + writer.len()
-            })
-        });
+        group.bench_function(label, |b| b.iter(|| pipeline.chunk_and_seal(&input).unwrap()));
     }
     group.finish();
 }

@@ -2,8 +2,6 @@
 //! with a gear table derived from the Backup Root Key, so cut points depend on a secret and cannot
 //! be predicted or fingerprinted from chunk lengths by anyone without the key.
 
-use std::io::Read;
-
 use fastcdc::v2020::{Normalization, cut_gear, select_masks};
 
 /// Minimum, average and maximum chunk sizes (all even, within fastcdc's bounds).
@@ -73,43 +71,6 @@ impl Chunker {
             rest = &rest[len..];
         }
         out
-    }
-
-    /// Reads `input` to its end and calls `each` with every chunk in order, holding at most about
-    /// two maximum chunks in memory.
-    pub fn for_each_chunk<R: Read, E: From<std::io::Error>>(
-        &self,
-        mut input: R,
-        mut each: impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let window = self.params.max * 2;
-        let mut buf: Vec<u8> = Vec::with_capacity(window);
-        let mut start = 0;
-        let mut eof = false;
-        loop {
-            if !eof && buf.len() - start < self.params.max {
-                buf.drain(..start);
-                start = 0;
-                let filled = buf.len();
-                buf.resize(window, 0);
-                let mut end = filled;
-                while end < window {
-                    let n = input.read(&mut buf[end..])?;
-                    if n == 0 {
-                        eof = true;
-                        break;
-                    }
-                    end += n;
-                }
-                buf.truncate(end);
-            }
-            if start == buf.len() {
-                return Ok(());
-            }
-            let len = self.cut(&buf[start..]);
-            each(&buf[start..start + len])?;
-            start += len;
-        }
     }
 }
 
@@ -181,23 +142,18 @@ mod tests {
             .collect()
     }
 
-    fn streamed(chunker: &Chunker, data: &[u8], read_size: usize) -> Vec<Vec<u8>> {
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.0.len().min(out.len()).min(self.1);
-                out[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
+    /// The chunks of `data` fed to a [`ChunkStream`] in pieces of `piece` bytes.
+    fn streamed(chunker: &Chunker, data: &[u8], piece: usize) -> Vec<Vec<u8>> {
         let mut chunks = Vec::new();
-        chunker
-            .for_each_chunk::<_, std::io::Error>(Trickle(data, read_size), |c| {
-                chunks.push(c.to_vec());
-                Ok(())
-            })
-            .unwrap();
+        let mut each = |c: &[u8]| -> Result<(), ()> {
+            chunks.push(c.to_vec());
+            Ok(())
+        };
+        let mut stream = ChunkStream::new(chunker);
+        for part in data.chunks(piece) {
+            stream.push(part, &mut each).unwrap();
+        }
+        stream.finish(&mut each).unwrap();
         chunks
     }
 

@@ -87,7 +87,7 @@ fn open(key: &SecretKey, magic: &[u8; 8], name: &str, sealed: &[u8], what: &str)
 }
 
 /// Which sealed object [`seal_for_fuzzing`] makes.
-#[doc(hidden)]
+#[cfg(fuzzing)]
 #[derive(Clone, Copy)]
 pub enum FuzzObject {
     /// `manifest-0000000000000001`.
@@ -100,8 +100,9 @@ pub enum FuzzObject {
 
 /// Seals arbitrary bytes as the plaintext of an object, so the fuzz targets reach the decoders
 /// behind authentication (which see hostile bytes only if the key leaked, and must still refuse
-/// them cleanly). Returns the sealed bytes and the object's name.
-#[doc(hidden)]
+/// them cleanly). Returns the sealed bytes and the object's name. Only in fuzzing builds: anywhere
+/// else it would be a sealing oracle.
+#[cfg(fuzzing)]
 pub fn seal_for_fuzzing(keys: &BackupKeys, object: FuzzObject, plaintext: &[u8]) -> (Vec<u8>, String) {
     match object {
         FuzzObject::Manifest => {

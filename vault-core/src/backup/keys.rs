@@ -1,18 +1,8 @@
-//! Keys derived from the Backup Root Key (BRK), one BLAKE3 `derive_key` context per purpose. The
-//! contexts are part of the backup format (listed in `docs/key-hierarchy.md`); never change one.
+//! Keys derived from the Backup Root Key (BRK), one derivation purpose each
+//! (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`). Only the crate reads them.
 
+use crate::crypto::derive::{Purpose, derive_bytes, derive_subkey, keyed_hash, keyed_output};
 use crate::secret::SecretKey;
-
-/// Derivation contexts.
-mod context {
-    pub const CHUNK_ID: &str = "vault-core 2026-11-27 backup chunk id v1";
-    pub const CHUNK_SEAL: &str = "vault-core 2026-11-27 backup chunk seal v1";
-    pub const INDEX: &str = "vault-core 2026-11-27 backup index seal v1";
-    pub const MANIFEST: &str = "vault-core 2026-11-27 backup manifest seal v1";
-    pub const HEAD: &str = "vault-core 2026-11-27 backup head record seal v1";
-    pub const CDC_GEAR: &str = "vault-core 2026-11-27 backup cdc gear table v1";
-    pub const KEY_CHECK: &str = "vault-core 2026-11-27 backup key check v1";
-}
 
 /// A chunk identifier: the BLAKE3 keyed hash of the chunk's plaintext under the chunk-id key.
 /// Equal plaintexts have equal ids (deduplication); without the key nobody can compute or confirm
@@ -27,7 +17,7 @@ impl std::fmt::Debug for ChunkId {
 }
 
 /// Every key a backup needs, derived from one BRK.
-pub struct BackupKeys {
+pub(crate) struct BackupKeys {
     chunk_id: SecretKey,
     chunk_seal: SecretKey,
     index: SecretKey,
@@ -40,67 +30,59 @@ pub struct BackupKeys {
 impl BackupKeys {
     /// Derives every key from the Backup Root Key.
     pub(crate) fn derive(brk: &SecretKey) -> Self {
-        let derive = |ctx: &str| SecretKey::from_bytes(blake3::derive_key(ctx, brk.expose_secret()));
-        let gear_key = derive(context::CDC_GEAR);
+        let gear_key = derive_subkey(brk, Purpose::BackupCdcGear);
         let mut gear_bytes = zeroize::Zeroizing::new([0u8; 256 * 8]);
-        blake3::Hasher::new_keyed(gear_key.expose_secret()).finalize_xof().fill(&mut gear_bytes[..]);
+        keyed_output(&gear_key, b"", &mut gear_bytes[..]);
         let mut gear = Box::new([0u64; 256]);
         for (entry, bytes) in gear.iter_mut().zip(gear_bytes.chunks_exact(8)) {
             let mut word = [0u8; 8];
             word.copy_from_slice(bytes);
             *entry = u64::from_le_bytes(word);
         }
-        let mut key_check = [0u8; 16];
-        key_check.copy_from_slice(&blake3::derive_key(context::KEY_CHECK, brk.expose_secret())[..16]);
         Self {
-            chunk_id: derive(context::CHUNK_ID),
-            chunk_seal: derive(context::CHUNK_SEAL),
-            index: derive(context::INDEX),
-            manifest: derive(context::MANIFEST),
-            head: derive(context::HEAD),
+            chunk_id: derive_subkey(brk, Purpose::BackupChunkId),
+            chunk_seal: derive_subkey(brk, Purpose::BackupChunkSeal),
+            index: derive_subkey(brk, Purpose::BackupIndexSeal),
+            manifest: derive_subkey(brk, Purpose::BackupManifestSeal),
+            head: derive_subkey(brk, Purpose::BackupHeadSeal),
             gear,
-            key_check,
+            key_check: derive_bytes(Purpose::BackupKeyCheck, brk.expose_secret()),
         }
     }
 
-    /// Every key, from a caller-held Backup Root Key.
-    pub fn from_root(key: &super::BackupRootKey) -> Self {
-        Self::derive(&key.0)
-    }
-
     /// The id of a chunk with this plaintext.
-    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        ChunkId(*blake3::keyed_hash(self.chunk_id.expose_secret(), plaintext).as_bytes())
+    pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(keyed_hash(&self.chunk_id, plaintext))
     }
 
     /// The key chunks are sealed under.
-    pub fn chunk_seal_key(&self) -> &SecretKey {
+    pub(crate) fn chunk_seal_key(&self) -> &SecretKey {
         &self.chunk_seal
     }
 
     /// The key index objects are sealed under.
-    pub fn index_key(&self) -> &SecretKey {
+    pub(crate) fn index_key(&self) -> &SecretKey {
         &self.index
     }
 
     /// The key manifests are sealed under.
-    pub fn manifest_key(&self) -> &SecretKey {
+    pub(crate) fn manifest_key(&self) -> &SecretKey {
         &self.manifest
     }
 
     /// The key the head record is sealed under.
-    pub fn head_key(&self) -> &SecretKey {
+    pub(crate) fn head_key(&self) -> &SecretKey {
         &self.head
     }
 
     /// The keyed gear table of the content-defined chunker.
-    pub fn gear(&self) -> &[u64; 256] {
+    pub(crate) fn gear(&self) -> &[u64; 256] {
         &self.gear
     }
 
     /// A 16-byte value that confirms a BRK without revealing it (recovery checks a recombined key
     /// against it before use).
-    pub fn key_check(&self) -> [u8; 16] {
+    pub(crate) fn key_check(&self) -> [u8; 16] {
         self.key_check
     }
 }
@@ -138,8 +120,9 @@ mod tests {
     }
 
     // Computed independently with the Python `blake3` package (BRK = 32 zero bytes):
-    // keyed_hash(derive_key(CHUNK_ID, brk), b""), the first little-endian u64 of the keyed XOF
-    // under derive_key(CDC_GEAR, brk), and derive_key(KEY_CHECK, brk)[..16].
+    // keyed_hash(derive_key(backup chunk id label, brk), b""), the first little-endian u64 of the
+    // keyed XOF under derive_key(backup cdc gear table label, brk), and
+    // derive_key(backup key check label, brk)[..16].
     const PINNED_EMPTY_CHUNK_ID: &str = "9fd167ac76939fbb06c8a242e6885867f9681351ebf406b4944dfd16e9381dd7";
     const PINNED_GEAR_0: &str = "4da85be6805957eb";
     const PINNED_KEY_CHECK: &str = "08380b27ecc2d4859735eb4442585df5";

@@ -148,7 +148,7 @@ pub fn open_sealed(keys: &BackupKeys, sealed: &[u8], id: &ChunkId) -> Result<Sec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{ChunkParams, Chunker};
+    use crate::backup::chunker::{ChunkParams, Chunker};
     use crate::secret::SecretKey;
     use proptest::prelude::*;
 

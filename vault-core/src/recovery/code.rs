@@ -1,19 +1,18 @@
 //! The recovery code: one share of the Backup Root Key, printed once for the user to keep.
 //!
 //! Format v1 (`docs/formats.md`): 37 bytes `version (1) ‖ share index (1) ‖ share (32) ‖
-//! checksum (3)`, the checksum being the first 3 bytes of BLAKE3 `derive_key` under
-//! [`CHECKSUM_CONTEXT`] of the first 34 bytes. Written in Crockford base32 (60 characters, the last
+//! checksum (3)`, the checksum being the first 3 bytes derived for `Purpose::RecoveryCodeChecksum`
+//! (BLAKE3 `derive_key`, `docs/key-hierarchy.md`) from the first 34 bytes. Written in Crockford base32 (60 characters, the last
 //! 4 bits zero) in 12 groups of 5 joined by `-`. Reading ignores case, spaces and hyphens and
 //! maps `O` to `0` and `I`, `L` to `1`; a typo fails the checksum (1 in 16.7 million passes).
 
 use zeroize::{Zeroize, Zeroizing};
 
 use super::shares::Share;
+use crate::crypto::derive::{Purpose, derive_bytes};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
-/// Derivation context of the checksum (part of the format; never change it).
-pub(crate) const CHECKSUM_CONTEXT: &str = "vault-core 2026-11-27 recovery code checksum v1";
 const VERSION: u8 = 1;
 const PAYLOAD: usize = 34;
 const LEN: usize = PAYLOAD + 3;
@@ -126,8 +125,7 @@ impl std::fmt::Debug for RecoveryCode {
 }
 
 fn checksum(payload: &[u8]) -> [u8; 3] {
-    let digest = blake3::derive_key(CHECKSUM_CONTEXT, payload);
-    [digest[0], digest[1], digest[2]]
+    derive_bytes(Purpose::RecoveryCodeChecksum, payload)
 }
 
 #[cfg(test)]

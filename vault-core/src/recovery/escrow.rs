@@ -10,7 +10,8 @@
 //! sealed share (32 + 16)
 //! ```
 //!
-//! The share is XChaCha20-Poly1305 under `BLAKE3 derive_key(SEAL_CONTEXT, export_key)`; the AAD is
+//! The share is XChaCha20-Poly1305 under the key derived for `Purpose::EscrowShareSeal` from the
+//! `export_key` (`docs/key-hierarchy.md`); the AAD is
 //! the 46 header bytes before the nonce ‖ BLAKE3(account) ‖ the server's OPAQUE public key. So a
 //! record opens only for this account at this server, and nobody can change its policy, index or
 //! key check without the open failing. Flag bit 0: this server holds the backup data.
@@ -18,12 +19,11 @@
 use super::policy::RecoveryPolicy;
 use super::shares::Share;
 use crate::crypto::aead;
+use crate::crypto::derive::{Purpose, derive_key};
 use crate::error::DataKind;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
-/// Derivation context of the sealing key (part of the format; never change it).
-pub(crate) const SEAL_CONTEXT: &str = "vault-core 2026-11-27 escrow share seal v1";
 const MAGIC: &[u8; 8] = b"VESCROW1";
 const VERSION: u8 = 1;
 const HEADER: usize = 8 + 1 + 16 + 1 + 1 + 1 + 1 + 1 + 16;
@@ -103,7 +103,7 @@ fn aad(header: &[u8; HEADER], account: &str, server_key: &[u8]) -> Vec<u8> {
 }
 
 fn seal_key(export_key: &[u8]) -> SecretKey {
-    SecretKey::from_bytes(blake3::derive_key(SEAL_CONTEXT, export_key))
+    derive_key(Purpose::EscrowShareSeal, export_key)
 }
 
 /// Seals `share` for `account` at the server with OPAQUE public key `server_key`.

@@ -30,6 +30,7 @@ pub use policy::{MAX_SERVERS, RecoveryPolicy};
 pub use recover::RecoveryReport;
 
 pub(crate) use enrolment::{EnrolledGuardian, Enrolment};
+#[cfg(fuzzing)]
 pub(crate) use escrow::{header as escrow_header, open as open_escrow};
 pub(crate) use guardian::in_parallel;
 

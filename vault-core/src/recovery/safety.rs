@@ -2,26 +2,24 @@
 //! public keys, which two devices of the same account show identically. A difference means one
 //! device talks to a different server key (a replaced or impersonated server).
 //!
-//! 60 digits in 12 groups of 5: group `i` is the little-endian integer of bytes `5i..5i+5` of
-//! BLAKE3 `derive_key` mode under [`CONTEXT`] (extended output) over `u32 LE length ‖ account`
-//! and each key, sorted, as `u32 LE length ‖ key`, modulo 100000.
+//! 60 digits in 12 groups of 5: group `i` is the little-endian integer of bytes `5i..5i+5`, modulo
+//! 100000, of the output derived for `Purpose::SafetyNumber` (BLAKE3 `derive_key` mode, extended
+//! output, `docs/key-hierarchy.md`) over `u32 LE length ‖ account` and each key, sorted, as
+//! `u32 LE length ‖ key`.
 
-/// Derivation context (part of the format; never change it).
-pub(crate) const CONTEXT: &str = "vault-core 2026-11-27 recovery safety number v1";
+use crate::crypto::derive::{Derivation, Purpose};
 
 /// The safety number of `account` with guardians whose keys are `server_keys` (any order).
 pub(crate) fn safety_number(account: &str, server_keys: &[&[u8]]) -> String {
     let mut keys = server_keys.to_vec();
     keys.sort();
-    let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
-    hasher.update(&(account.len() as u32).to_le_bytes());
-    hasher.update(account.as_bytes());
+    let mut derivation = Derivation::new(Purpose::SafetyNumber);
+    derivation.update(&(account.len() as u32).to_le_bytes()).update(account.as_bytes());
     for key in keys {
-        hasher.update(&(key.len() as u32).to_le_bytes());
-        hasher.update(key);
+        derivation.update(&(key.len() as u32).to_le_bytes()).update(key);
     }
     let mut bytes = [0u8; 60];
-    hasher.finalize_xof().fill(&mut bytes);
+    derivation.fill(&mut bytes);
     bytes
         .chunks_exact(5)
         .map(|group| {

@@ -1,0 +1,57 @@
+//! Entry points for the benchmarks in `benches/` (and a few integration tests): the store opened in
+//! the ways the benchmarks compare, and the backup pipeline's chunk-and-seal step. Not part of the
+//! API; hidden from the documentation.
+
+pub use crate::store::bench_support::*;
+
+use crate::backup::BackupRootKey;
+use crate::backup::chunker::{ChunkParams, Chunker};
+use crate::backup::keys::BackupKeys;
+use crate::backup::pack::PackWriter;
+use crate::backup::run::PACK_TARGET;
+use crate::error::{Error, Result};
+
+/// What a first backup does per byte of the database export: keyed content-defined chunking, the
+/// keyed id of every chunk, and sealing the chunks into packs. The keys stay inside.
+pub struct BackupPipeline {
+    keys: BackupKeys,
+    chunker: Chunker,
+}
+
+impl BackupPipeline {
+    /// The pipeline keyed by `root`, chunking as the database export is chunked (1 KiB average).
+    pub fn export(root: &BackupRootKey) -> Self {
+        Self::with_params(root, ChunkParams::EXPORT)
+    }
+
+    /// The pipeline keyed by `root`, chunking with the given minimum, average and maximum chunk
+    /// sizes (even, within FastCDC's bounds).
+    pub fn with_chunk_sizes(root: &BackupRootKey, min: usize, avg: usize, max: usize) -> Self {
+        Self::with_params(root, ChunkParams { min, avg, max })
+    }
+
+    fn with_params(root: &BackupRootKey, params: ChunkParams) -> Self {
+        let keys = BackupKeys::derive(&root.0);
+        let chunker = Chunker::new(keys.gear(), params);
+        Self { keys, chunker }
+    }
+
+    /// Chunks `input`, seals every chunk into packs of about the size a backup run uploads, and
+    /// returns the bytes sealed (finished packs, padded, and the unfinished last one).
+    pub fn chunk_and_seal(&self, input: &[u8]) -> Result<usize> {
+        let mut writer = PackWriter::new();
+        let mut rest = input;
+        let mut sealed = 0;
+        for len in self.chunker.chunk_lengths(input) {
+            let (chunk, tail) = rest.split_at(len);
+            rest = tail;
+            writer
+                .add(&self.keys, self.keys.chunk_id(chunk), chunk)
+                .map_err(|e| Error::Integrity { object: crate::DataKind::BackupPack, problem: e.to_string() })?;
+            if writer.len() >= PACK_TARGET {
+                sealed += std::mem::take(&mut writer).finish().map_err(Error::from_rng)?.0.len();
+            }
+        }
+        Ok(sealed + writer.len())
+    }
+}
