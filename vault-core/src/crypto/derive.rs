@@ -73,9 +73,6 @@ impl Purpose {
     }
 }
 
-/// The name the vault's call sites use for [`Purpose`] (subkeys of the vault root key).
-pub(crate) type Subkey = Purpose;
-
 /// Derives the 32-byte key for `purpose` from `input`.
 pub(crate) fn derive_key(purpose: Purpose, input: &[u8]) -> SecretKey {
     SecretKey::from_bytes(blake3::derive_key(purpose.label(), input))

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::crypto::derive::{Subkey, derive_subkey};
+use crate::crypto::derive::{Purpose, derive_subkey};
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::random_array;
 use crate::error::{Error, Result};
@@ -344,7 +344,7 @@ impl Vault {
             slots.push(keys::wrapper_slot(SlotId(1), now, &vault_id, &root, wrapper)?.0);
         }
         let file = SlotFile { vault_id, next_slot_id: u32::try_from(slots.len()).unwrap_or(2), slots };
-        let store = Store::create(&staging.join(DATABASE_FILE), &derive_subkey(&root, Subkey::Database), &vault_id)?;
+        let store = Store::create(&staging.join(DATABASE_FILE), &derive_subkey(&root, Purpose::Database), &vault_id)?;
         let at = store::now_millis();
         events::record(&store.conn, at, SecurityEventKind::VaultCreated, "")?;
         for slot in &file.slots {
@@ -433,7 +433,7 @@ impl Vault {
     ) -> Result<(SlotFile, Opened, Store, Option<RotationRecovery>)> {
         let db = dir.join(DATABASE_FILE);
         let next_path = dir.join(KEYSLOTS_NEXT_FILE);
-        let first = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &slots.vault_id);
+        let first = Store::open(&db, &derive_subkey(&opened.root, Purpose::Database), &slots.vault_id);
         let next_exists = next_path.exists();
         match first {
             Ok(store) => {
@@ -464,7 +464,7 @@ impl Vault {
                 }
                 let opened = keys::open(&next, secret)
                     .map_err(|_| Error::Integrity { object: DataKind::Database, problem: first_error.clone() })?;
-                let store = Store::open(&db, &derive_subkey(&opened.root, Subkey::Database), &next.vault_id)?;
+                let store = Store::open(&db, &derive_subkey(&opened.root, Purpose::Database), &next.vault_id)?;
                 fs::rename(&next_path, dir.join(KEYSLOTS_FILE))
                     .map_err(Error::io("installing the rotated key slots"))?;
                 fsutil::sync_dir(dir).map_err(Error::io("syncing the vault directory"))?;
@@ -517,7 +517,7 @@ impl Vault {
     /// A second connection to the vault's database, keyed like the first, for long work that
     /// must not hold this session (WAL lets it read a snapshot while this session writes).
     fn side_connection(&self) -> Result<rusqlite::Connection> {
-        store::open_keyed(&self.dir.join(DATABASE_FILE), &derive_subkey(&self.root, Subkey::Database), false)
+        store::open_keyed(&self.dir.join(DATABASE_FILE), &derive_subkey(&self.root, Purpose::Database), false)
     }
 
     /// A token held by a long-work handle (see [`Keys::rotate_root_key`]).
@@ -634,7 +634,7 @@ impl Vault {
     /// can be opened by an independent SQLCipher 4 build (interoperability tests, forensic
     /// export by the owner). Never log it or write it to disk.
     pub fn dangerous_export_database_key(&self) -> SecretKey {
-        derive_subkey(&self.root, Subkey::Database)
+        derive_subkey(&self.root, Purpose::Database)
     }
 }
 

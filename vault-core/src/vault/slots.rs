@@ -7,7 +7,7 @@ use super::{
     DATABASE_FILE, Error, KEYSLOTS_NEXT_FILE, Result, SecurityEventKind, SlotFile, SlotId, SlotInfo, SlotMethod,
     SlotSecret, Vault, describe_slot, fsutil, lock_slots, now_secs, read_slot_file, write_slot_file,
 };
-use crate::crypto::derive::{Subkey, derive_subkey};
+use crate::crypto::derive::{Purpose, derive_subkey};
 use crate::crypto::kdf::KdfParams;
 use crate::keys::slot_file::{MAX_TOTAL_KDF_COST, Slot, total_kdf_cost};
 use crate::keys::{self, wrapper::KeyWrapper};
@@ -115,7 +115,7 @@ impl Vault {
     /// failed one may be half switched) and discards the journal. If the old key no longer opens
     /// it either, the journal stays for the next unlock to resolve.
     fn recover_from_failed_rekey(&mut self, error: Error) -> Error {
-        let old_key = derive_subkey(&self.root, Subkey::Database);
+        let old_key = derive_subkey(&self.root, Purpose::Database);
         match Store::open(&self.dir.join(DATABASE_FILE), &old_key, &self.slots.vault_id) {
             Ok(store) => {
                 self.store = store;
@@ -303,7 +303,7 @@ impl Keys<'_> {
         let next_path = vault.dir.join(KEYSLOTS_NEXT_FILE);
         fsutil::atomic_write(&next_path, &file.encode(), 0o600).map_err(Error::io("writing the rotated key slots"))?;
         crate::failpoint::hit("rotate:after-next-written");
-        let new_key = derive_subkey(&new_root, Subkey::Database);
+        let new_key = derive_subkey(&new_root, Purpose::Database);
         // A failed rekey can leave SQLCipher's connection half switched (and a failed commit is
         // not always reported), so the new key is proven on a fresh connection before anything
         // depends on it; on any doubt the old key is proven instead and the journal discarded.
