@@ -4,11 +4,12 @@ use std::path::Path;
 
 use serde_json::json;
 use vault_core::backup::{BackupRootKey, DirTransport, Transport};
+use vault_core::recovery::GuardianBackupReport;
 use vault_core::{RestoreOptions, Vault};
 use vault_core_net::HttpNetwork;
 
 use crate::cli::{BackupCommand, BackupTarget};
-use crate::commands::Context;
+use crate::context::Context;
 use crate::failure::{Failure, exit};
 use crate::progress_bar::TerminalProgress;
 
@@ -39,32 +40,22 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let vault = ctx.unlock()?;
             let bar = TerminalProgress::new("backing up", ctx.json);
             let progress = bar.as_ref().map(|b| b as &dyn vault_core::Progress);
-            let mut head_copies_failed = Vec::new();
             let mut recovery = vault.recovery()?;
-            let report = if target.dir.is_none() && recovery.status()?.is_some() {
-                let guarded = recovery.backup(&HttpNetwork::default(), progress)?;
-                head_copies_failed = guarded.head_copies_failed;
-                guarded.backup
+            let guarded = if target.dir.is_none() && recovery.status()?.is_some() {
+                recovery.backup(&HttpNetwork::default(), progress)?
             } else {
                 let transport = transport_for(&vault, &target)?;
-                vault.backups()?.run(transport.as_ref(), progress)?
+                GuardianBackupReport {
+                    backup: vault.backups()?.run(transport.as_ref(), progress)?,
+                    head_copies_failed: Vec::new(),
+                }
             };
             drop(bar);
             if ctx.json {
-                return ctx.print_json(&json!({
-                    "generation": report.generation,
-                    "uploaded_bytes": report.uploaded_bytes,
-                    "new_chunks": report.new_chunks,
-                    "reused_chunks": report.reused_chunks,
-                    "packs": report.packs,
-                    "media_uploaded": report.media_uploaded,
-                    "media_reused": report.media_reused,
-                    "export_bytes": report.export_bytes,
-                    "duration_ms": report.duration.as_millis() as u64,
-                    "head_copies_failed": head_copies_failed,
-                }));
+                return ctx.print_report(&guarded);
             }
-            for failure in &head_copies_failed {
+            let report = &guarded.backup;
+            for failure in &guarded.head_copies_failed {
                 ctx.print(format!("warning: the head record was not copied to {failure}"))?;
             }
             ctx.print(format!(
@@ -84,11 +75,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let transport = transport_for(&vault, &target)?;
             let snapshots = vault.backups()?.list(transport.as_ref())?;
             if ctx.json {
-                let list: Vec<_> = snapshots
-                    .iter()
-                    .map(|s| json!({"generation": s.generation, "created_at_ms": s.created_at, "export_bytes": s.export_bytes, "media": s.media_count}))
-                    .collect();
-                return ctx.print_json(&json!({ "snapshots": list }));
+                return ctx.print_json(&json!({ "snapshots": snapshots }));
             }
             for s in snapshots {
                 ctx.print(format!(
@@ -109,17 +96,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let transport = transport_for(&vault, &target)?;
             let check = vault.backups()?.verify(transport.as_ref(), fraction)?;
             if ctx.json {
-                ctx.print_json(&json!({
-                    "generation": check.generation,
-                    "manifests_checked": check.manifests_checked,
-                    "snapshots": check.snapshots,
-                    "packs_read": check.packs_read,
-                    "chunks_authenticated": check.chunks_authenticated,
-                    "media_checked": check.media_checked,
-                    "media_authenticated": check.media_authenticated,
-                    "media_without_key": check.media_without_key,
-                    "problems": check.problems,
-                }))?;
+                ctx.print_report(&check)?;
             } else {
                 ctx.print(format!(
                     "generation {}: {} manifests chained, {} snapshots, {} packs read, {} chunks authenticated, {} media checked, {} media authenticated ({} not held by this vault)",
@@ -147,14 +124,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let transport = transport_for(&vault, &target)?;
             let report = vault.backups()?.prune(transport.as_ref(), keep)?;
             if ctx.json {
-                return ctx.print_json(&json!({
-                    "generation": report.generation,
-                    "snapshots_removed": report.snapshots_removed,
-                    "packs_deleted": report.packs_deleted,
-                    "packs_repacked": report.packs_repacked,
-                    "media_deleted": report.media_deleted,
-                    "bytes_freed": report.bytes_freed,
-                }));
+                return ctx.print_report(&report);
             }
             ctx.print(format!(
                 "pruned to generation {}: {} snapshots removed, {} packs deleted, {} repacked, {} media deleted, {} bytes freed",
@@ -198,15 +168,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let report = vault_core::restore_backup(transport.as_ref(), &key, &dir, &passphrase, options)?;
             drop(bar);
             if ctx.json {
-                return ctx.print_json(&json!({
-                    "generation": report.generation,
-                    "manifests_checked": report.manifests_checked,
-                    "messages": report.messages,
-                    "media": report.media,
-                    "media_resumed": report.media_resumed,
-                    "export_bytes": report.export_bytes,
-                    "downloaded_bytes": report.downloaded_bytes,
-                }));
+                return ctx.print_report(&report);
             }
             ctx.print(format!(
                 "restored generation {} into {}: {} messages, {} media items ({} manifests chained, {} bytes downloaded)",

@@ -1,7 +1,6 @@
 //! One function per command. Each unlocks (if needed), calls the library, and prints.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde_json::json;
 use vault_core::{
@@ -10,61 +9,18 @@ use vault_core::{
 };
 
 use crate::cli::{Cli, Command, KdfArgs, KeyCommand, MediaCommand, MsgCommand, RetentionCommand};
-use crate::failure::{Failure, exit};
+use crate::context::Context;
+use crate::failure::Failure;
 use crate::input::Input;
 use crate::render;
 
 /// Messages per transaction for `msg add --stdin`.
 const BULK_BATCH: usize = 1000;
 
-/// Everything a command needs: options, input, output.
-pub(crate) struct Context<'a> {
-    pub(crate) dir: PathBuf,
-    device_key: Option<PathBuf>,
-    pub(crate) json: bool,
-    pub(crate) input: Input,
-    out: &'a mut dyn Write,
-}
-
-impl Context<'_> {
-    /// Unlocks with the device key; finishes an interrupted device-key rotation (the slot was
-    /// re-wrapped with the next key, but the next key file was not yet installed).
-    fn unlock_with_device_key(&self, path: &std::path::Path) -> Result<(Vault, SoftwareKeyWrapper), Failure> {
-        let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
-        let vault = Vault::unlock_with_wrapper(&self.dir, &wrapper)?;
-        if wrapper.unwrapped_with_pending_key() {
-            SoftwareKeyWrapper::complete_rotation(path).map_err(vault_core::Error::KeyWrapper)?;
-            let wrapper = SoftwareKeyWrapper::open(path).map_err(vault_core::Error::KeyWrapper)?;
-            return Ok((vault, wrapper));
-        }
-        Ok((vault, wrapper))
-    }
-
-    pub(crate) fn unlock(&mut self) -> Result<Vault, Failure> {
-        match self.device_key.clone() {
-            Some(path) => Ok(self.unlock_with_device_key(&path)?.0),
-            None => {
-                let passphrase = self.input.passphrase()?;
-                Ok(Vault::unlock_with_passphrase(&self.dir, &passphrase)?)
-            }
-        }
-    }
-
-    pub(crate) fn print(&mut self, text: impl std::fmt::Display) -> Result<(), Failure> {
-        writeln!(self.out, "{text}")
-            .map_err(|e| Failure { code: exit::OTHER, message: format!("cannot write output: {}", e.kind()) })
-    }
-
-    pub(crate) fn print_json(&mut self, value: &serde_json::Value) -> Result<(), Failure> {
-        self.print(value)
-    }
-}
-
 /// Runs the parsed command line.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     let dir = cli.vault.ok_or_else(|| Failure::usage("no vault directory: pass --vault DIR or set VAULT_DIR"))?;
-    let mut ctx =
-        Context { dir, device_key: cli.device_key, json: cli.json, input: Input::new(cli.passphrase_stdin), out };
+    let mut ctx = Context::new(dir, cli.device_key, cli.json, Input::new(cli.passphrase_stdin), out);
     match cli.command {
         Command::Init(kdf) => init(&mut ctx, kdf),
         Command::Msg(MsgCommand::Add { conversation, sender, body, stdin, expires_in }) => {
@@ -332,10 +288,8 @@ fn rotate_device_key(ctx: &mut Context<'_>) -> Result<(), Failure> {
         .device_key
         .clone()
         .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key (or use --root)"))?;
-    let (mut vault, old) = ctx.unlock_with_device_key(&path)?;
-    let next = SoftwareKeyWrapper::prepare_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
-    let ids = vault.keys().rotate_wrapper_key(&old, &next)?;
-    SoftwareKeyWrapper::complete_rotation(&path).map_err(vault_core::Error::KeyWrapper)?;
+    let (mut vault, current) = ctx.unlock_with_device_key(&path)?;
+    let ids = vault.rotate_key_file(&path, &current)?;
     let ids: Vec<u32> = ids.iter().map(|id| id.0).collect();
     if ctx.json {
         ctx.print_json(&json!({ "rotated": "device_key", "slots": ids }))

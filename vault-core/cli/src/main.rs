@@ -6,6 +6,7 @@
 mod backup;
 mod cli;
 mod commands;
+mod context;
 mod failure;
 mod input;
 mod progress_bar;

@@ -6,7 +6,7 @@ use vault_core::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup};
 use vault_core::{CreateOptions, GuardianRestore, Progress};
 use vault_core_net::HttpNetwork;
 
-use crate::commands::Context;
+use crate::context::Context;
 use crate::failure::Failure;
 use crate::progress_bar::TerminalProgress;
 
@@ -63,13 +63,7 @@ pub fn restore(
     if key_only {
         let (_, report) = vault_core::recover_key(&network, servers, account, &password, code.as_ref())?;
         if ctx.json {
-            return ctx.print_json(&json!({
-                "servers_used": report.servers_used,
-                "servers_failed": report.servers_failed,
-                "recovery_code_used": report.recovery_code_used,
-                "newest_generation": report.newest_generation,
-                "duration_ms": report.duration.as_millis() as u64,
-            }));
+            return ctx.print_report(&report);
         }
         return ctx.print(format!(
             "recovered and checked the backup key in {:.2} s (servers used: {}; recovery code used: {})",
@@ -93,18 +87,7 @@ pub fn restore(
     drop(bar);
     let (r, k) = (&report.restore, &report.recovery);
     if ctx.json {
-        return ctx.print_json(&json!({
-            "generation": r.generation,
-            "messages": r.messages,
-            "media": r.media,
-            "downloaded_bytes": r.downloaded_bytes,
-            "manifests_checked": r.manifests_checked,
-            "servers_used": k.servers_used,
-            "servers_failed": k.servers_failed,
-            "recovery_code_used": k.recovery_code_used,
-            "key_recovery_ms": k.duration.as_millis() as u64,
-            "enrolled": report.enrolled,
-        }));
+        return ctx.print_report(&report);
     }
     ctx.print(format!(
         "restored generation {} into {}: {} messages, {} media items",
@@ -171,17 +154,7 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Fail
     }
     let lists = recovery.devices(&network)?;
     if ctx.json {
-        let value: Vec<_> = lists
-            .iter()
-            .map(|l| {
-                json!({
-                    "server": l.server,
-                    "this_device": l.this_device,
-                    "devices": l.devices.iter().map(|d| json!({"id": d.id, "name": d.name, "created_at": d.enrolled_at_secs})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        return ctx.print_json(&json!({ "guardians": value }));
+        return ctx.print_json(&json!({ "guardians": lists }));
     }
     for list in lists {
         ctx.print(list.server.clone())?;

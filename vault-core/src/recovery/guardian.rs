@@ -65,7 +65,7 @@ pub struct Versioned {
 }
 
 /// A device enrolled at a guardian.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GuardianDevice {
     /// The device identifier the guardian gave.
     pub id: String,

@@ -84,7 +84,7 @@ pub struct GuardianBackupReport {
 }
 
 /// The devices enrolled at one guardian server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct GuardianDevices {
     /// The server.
     pub server: String,
