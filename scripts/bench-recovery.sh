@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
-cargo build --release --locked -p vault-cli -p backup-server >/dev/null
-BIN="$PWD/target/release"
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+BIN=$RELEASE_DIR
 work=$(mktemp -d)
 . scripts/lib/backup-servers.sh
 trap 'stop_backup_servers; rm -rf "$work"' EXIT

@@ -11,8 +11,9 @@ secs=${1:-10}
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light
 fi
-cargo build --release --locked -p backup-server --bin backup-server --example enrol_device >/dev/null
-bin=target/release/backup-server
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+bin=$RELEASE_DIR/backup-server
 work=$(mktemp -d)
 . scripts/lib/backup-servers.sh
 pids=() # nginx
@@ -30,7 +31,7 @@ start_server() { # NAME ARGS... -> sets url (and SERVER_PID); not in $(...): see
 }
 
 token_for() { # URL -> device token
-    echo "benchmark password" | target/release/examples/enrol_device "$1" "bench-$RANDOM$RANDOM"
+    echo "benchmark password" | "$RELEASE_DIR/examples/enrol_device" "$1" "bench-$RANDOM$RANDOM"
 }
 
 head -c 4096 /dev/urandom >"$work/4k.bin"
