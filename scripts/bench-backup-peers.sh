@@ -9,8 +9,9 @@ mib=${1:-1024}
 if ! command -v restic >/dev/null || [ ! -x /usr/bin/time ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic time
 fi
-cargo build --release --locked -p vault-cli >/dev/null
-VAULT="$PWD/target/release/vault"
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+VAULT="$RELEASE_DIR/vault"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export VAULT_DIR="$work/vault" VAULT_PASSPHRASE="bench passphrase" RESTIC_PASSWORD="bench passphrase"

@@ -10,8 +10,9 @@ BASE="${2:-/dev/shm}"
 for tool in age age-keygen hyperfine /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install age hyperfine time)" >&2; exit 1; }
 done
-cargo build --release -p vault-cli --locked >/dev/null
-VAULT="$PWD/target/release/vault"
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+VAULT="$RELEASE_DIR/vault"
 WORK="$(mktemp -d "$BASE/media-peers.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 export VAULT_DIR="$WORK/vault" VAULT_PASSPHRASE="bench passphrase"

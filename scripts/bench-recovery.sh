@@ -7,26 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
-cargo build --release --locked -p vault-cli -p backup-server >/dev/null
-BIN="$PWD/target/release"
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+BIN=$RELEASE_DIR
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/lib/backup-servers.sh
+trap 'stop_backup_servers; rm -rf "$work"' EXIT
 
-start_server() { # NAME -> prints URL
-    "$BIN/backup-server" --listen 127.0.0.1:0 --data-dir "$work/$1" --rate-limit-per-ip 0 \
-        --rate-limit-per-account 0 >"$work/$1.out" 2>/dev/null &
-    pids+=($!)
-    for _ in $(seq 100); do
-        url=$(sed -n 's/^backup-server listening on //p' "$work/$1.out")
-        [ -n "$url" ] && { echo "$url"; return; }
-        sleep 0.05
-    done
-    echo "server $1 did not start" >&2; exit 1
-}
-a=$(start_server a)
-b=$(start_server b)
+# Not a=$(start_backup_server …): the server's PID must be recorded in this shell.
+start_backup_server "$BIN/backup-server" "$work/a"
+a=$SERVER_URL
+start_backup_server "$BIN/backup-server" "$work/b"
+b=$SERVER_URL
 export VAULT_PASSPHRASE="bench passphrase" VAULT_BACKUP_PASSWORD="bench backup password"
 ms() { python3 -c 'import sys,time; print(int(time.time()*1000))'; }
 

@@ -11,31 +11,27 @@ secs=${1:-10}
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light
 fi
-cargo build --release --locked -p backup-server --bin backup-server --example enrol_device >/dev/null
-bin=target/release/backup-server
+. scripts/lib/release-build.sh
+build_release_binaries >/dev/null
+bin=$RELEASE_DIR/backup-server
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+. scripts/lib/backup-servers.sh
+pids=() # nginx
+cleanup() {
+    stop_backup_servers
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
-start_server() { # NAME ARGS... -> prints URL
+start_server() { # NAME ARGS... -> sets url (and SERVER_PID); not in $(...): see scripts/lib/backup-servers.sh
     local name=$1; shift
-    "$bin" --listen 127.0.0.1:0 --data-dir "$work/$name" --rate-limit-per-ip 0 --rate-limit-per-account 0 "$@" \
-        >"$work/$name.out" 2>"$work/$name.log" &
-    pids+=($!)
-    echo $! >"$work/$name.pid"
-    for _ in $(seq 1 100); do
-        if grep -q "listening on" "$work/$name.out" 2>/dev/null; then
-            sed -n 's/^backup-server listening on //p' "$work/$name.out"
-            return
-        fi
-        sleep 0.1
-    done
-    echo "server $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+    start_backup_server "$bin" "$work/$name" "$@"
+    url=$SERVER_URL
 }
 
 token_for() { # URL -> device token
-    echo "benchmark password" | target/release/examples/enrol_device "$1" "bench-$RANDOM$RANDOM"
+    echo "benchmark password" | "$RELEASE_DIR/examples/enrol_device" "$1" "bench-$RANDOM$RANDOM"
 }
 
 head -c 4096 /dev/urandom >"$work/4k.bin"
@@ -68,7 +64,7 @@ report() { # LABEL wrk-output
 
 echo "wrk: 2 threads, 32 connections, ${secs}s per run; machine: $(nproc) cores"
 for store in local memory; do
-    if [ "$store" = memory ]; then url=$(start_server mem --store memory://); else url=$(start_server local); fi
+    if [ "$store" = memory ]; then start_server mem --store memory://; else start_server local; fi
     token=$(token_for "$url")
     curl -sf -X PUT -H "Authorization: Bearer $token" --data-binary @"$work/4k.bin" "$url/v1/objects/get-target" >/dev/null
     out=$(wrk -t2 -c32 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$url/v1/objects/get-target")
@@ -102,8 +98,8 @@ report "nginx GET 4 KiB static file" "$out"
 
 echo
 echo "RSS while uploading one 1 GiB object (default local store):"
-url=$(start_server rss)
-pid=$(cat "$work/rss.pid")
+start_server rss
+pid=$SERVER_PID
 token=$(token_for "$url")
 head -c $((1 << 30)) /dev/urandom >"$work/1g.bin"
 curl -sf -X PUT -H "Authorization: Bearer $token" --data-binary @"$work/4k.bin" "$url/v1/objects/warm-up" >/dev/null

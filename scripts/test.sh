@@ -24,9 +24,10 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "cargo deny: licenses, bans, sources (advisories need the RustSec database, unreachable here)"
+log "cargo deny: advisories (offline RustSec snapshot), licenses, bans, sources"
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
-cargo deny check licenses bans sources
+. scripts/lib/advisory-db.sh
+cargo_deny_check_offline
 
 log "S3 server for the S3 tests: SeaweedFS on loopback, telemetry off, fresh data"
 trap stop_seaweedfs EXIT
