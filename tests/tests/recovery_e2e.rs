@@ -107,6 +107,16 @@ fn restore_on_new_devices_with_each_share_combination() {
         "",
     ));
     assert_eq!(json(run(&phone, &["--json", "backup", "run"], &[]))["generation"], 2);
+    // A directory backup would start a second history: refused with the reason, not as damage.
+    let elsewhere = work.path().join("usb-stick");
+    let refused = run(&phone, &["backup", "run", "--dir", elsewhere.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused)
+            .contains("this vault backs up to its guardian servers; a directory backup would start a second history"),
+        "{}",
+        stderr(&refused)
+    );
     let status = json(run(&phone, &["--json", "status"], &[]));
     assert_eq!(status["recovery"]["safety_number"], setup["safety_number"]);
     let pw = password(PASSWORD);

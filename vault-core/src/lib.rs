@@ -39,7 +39,7 @@ pub use store::messages::{
     ConversationSummary, MAX_BODY_LEN, MAX_LIMIT, MAX_NAME_LEN, Message, MessageId, MessageStatus, NewMessage,
     SearchHit,
 };
-pub use store::retention::{PurgeReport, RetentionPolicy};
+pub use store::retention::{ConversationExpiry, PurgeReport, RetentionPolicy};
 pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
 pub use vault::{

@@ -79,8 +79,11 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             }
             for s in snapshots {
                 ctx.print(format!(
-                    "generation {:>4}  created {} ms  export {} bytes  {} media",
-                    s.generation, s.created_at, s.export_bytes, s.media_count
+                    "generation {:>4}  created {}  export {} bytes  {} media",
+                    s.generation,
+                    crate::render::local_time(s.created_at),
+                    s.export_bytes,
+                    s.media_count
                 ))?;
             }
             Ok(())
@@ -126,14 +129,25 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             if ctx.json {
                 return ctx.print_report(&report);
             }
+            let kept = generations(&report.kept_generations);
+            if !report.rewritten {
+                let n = report.kept_generations.len();
+                return ctx.print(format!(
+                    "nothing to remove; kept all {n} snapshots ({kept}); the backup was not rewritten"
+                ));
+            }
             ctx.print(format!(
-                "pruned to generation {}: {} snapshots removed, {} packs deleted, {} repacked, {} media deleted, {} bytes freed",
-                report.generation,
+                "removed {} snapshots, kept {} ({kept}); deleted {} packs, repacked {}, deleted {} media; {} bytes freed",
                 report.snapshots_removed,
+                report.kept_generations.len(),
                 report.packs_deleted,
                 report.packs_repacked,
                 report.media_deleted,
                 report.bytes_freed
+            ))?;
+            ctx.print(format!(
+                "wrote a new manifest and index as backup generation {} (it holds no new snapshot)",
+                report.generation
             ))
         }
         BackupCommand::ExportKey { dangerous: _, file } => {
@@ -183,12 +197,31 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
     }
 }
 
+/// "generation 3" or "generations 1, 2, 3", as `backup list` numbers snapshots.
+fn generations(list: &[u64]) -> String {
+    let joined: Vec<String> = list.iter().map(u64::to_string).collect();
+    match list {
+        [one] => format!("generation {one}"),
+        _ => format!("generations {}", joined.join(", ")),
+    }
+}
+
 fn storage_failure(e: vault_core::backup::TransportError) -> Failure {
     Failure { code: exit::SERVER_UNREACHABLE, message: format!("backup storage: {e}") }
 }
 
+/// Why a vault with guardians refuses `--dir`: a vault keeps one backup history (it remembers the
+/// newest generation it wrote so that a rolled-back copy is detected), and that history is at the
+/// guardians' data server.
+const SECOND_HISTORY: &str = "this vault backs up to its guardian servers; a directory backup would start a second \
+     history, and a vault keeps one (it remembers its newest generation to detect a rolled-back copy): \
+     run `vault backup` commands without --dir";
+
 fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transport>, Failure> {
     if let Some(dir) = &target.dir {
+        if vault.recovery()?.status()?.is_some() {
+            return Err(Failure::usage(SECOND_HISTORY));
+        }
         return Ok(Box::new(DirTransport::new(dir).map_err(storage_failure)?));
     }
     vault

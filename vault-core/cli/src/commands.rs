@@ -14,6 +14,10 @@ use crate::failure::Failure;
 use crate::input::Input;
 use crate::render;
 
+/// Events the dashboard reads to group, and the grouped lines it shows.
+const STATUS_EVENTS_SCANNED: usize = 500;
+const STATUS_EVENT_LINES: usize = 10;
+
 /// Messages per transaction for `msg add --stdin`.
 const BULK_BATCH: usize = 1000;
 
@@ -115,7 +119,7 @@ fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize) -> Result<(
         return ctx.print_json(&json!({ "messages": messages }));
     }
     for m in &messages {
-        ctx.print(format!("#{} [{}] {}: {}", m.id.0, render::utc(m.sent_at), m.sender, m.body))?;
+        ctx.print(format!("#{} [{}] {}: {}", m.id.0, render::local_time(m.sent_at), m.sender, m.body))?;
     }
     Ok(())
 }
@@ -128,7 +132,14 @@ fn search(ctx: &mut Context<'_>, query: &str, limit: usize) -> Result<(), Failur
     }
     for hit in &hits {
         let m = &hit.message;
-        ctx.print(format!("#{} [{}] {} / {}: {}", m.id.0, render::utc(m.sent_at), m.conversation, m.sender, m.body))?;
+        ctx.print(format!(
+            "#{} [{}] {} / {}: {}",
+            m.id.0,
+            render::local_time(m.sent_at),
+            m.conversation,
+            m.sender,
+            m.body
+        ))?;
     }
     Ok(())
 }
@@ -207,9 +218,13 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let age = s.retention.max_age_secs.map_or("none".to_owned(), |secs| format!("{} days", secs / 86_400));
     let count = s.retention.max_messages.map_or("none".to_owned(), |n| n.to_string());
     ctx.print(format!("Retention    max age {age}, max messages {count}"))?;
-    ctx.print(format!("Security events ({} in total, newest first)", s.security_events))?;
-    for event in &s.recent_events {
-        ctx.print(format!("  {}  {:<17} {}", render::utc(event.at), event.kind.as_str(), event.detail))?;
+    // Runs of one kind (routine unlocks) are folded into one line each, so a failed unlock or a
+    // slot change among them stays visible; `--json` keeps the raw events.
+    let events = vault.security_events(STATUS_EVENTS_SCANNED)?;
+    let groups = render::group_events(&events);
+    ctx.print(format!("Security events ({} in total, newest first, repeats grouped)", s.security_events))?;
+    for group in groups.iter().take(STATUS_EVENT_LINES) {
+        ctx.print(format!("  {}", render::event_group_line(group)))?;
     }
     Ok(())
 }
@@ -308,7 +323,8 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
         }
         MediaCommand::Get { id, out, offset, length } => {
             let mut vault = ctx.unlock()?;
-            let written = vault.media().export(&MediaId::parse(&id)?, &out, offset, length)?;
+            let id = vault.media().resolve_prefix(&id)?;
+            let written = vault.media().export(&id, &out, offset, length)?;
             if ctx.json {
                 ctx.print_json(&json!({ "bytes": written }))
             } else {
@@ -334,7 +350,7 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
                     "{}  {:>12} bytes  [{}]  {}  messages: {}",
                     item.id,
                     item.length,
-                    render::utc(item.created_at),
+                    render::local_time(item.created_at),
                     item.conversation.as_deref().unwrap_or("-"),
                     if messages.is_empty() { "-".to_owned() } else { messages.join(",") }
                 ))?;
@@ -347,6 +363,7 @@ fn media(ctx: &mut Context<'_>, command: MediaCommand) -> Result<(), Failure> {
 fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Failure> {
     let mut vault = ctx.unlock()?;
     let only_show = matches!(command, RetentionCommand::Show);
+    let mut confirmation = None;
     match command {
         RetentionCommand::Show => {}
         RetentionCommand::Set { max_age_days, max_messages } => {
@@ -361,6 +378,11 @@ fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Fai
         }
         RetentionCommand::Expiry { conversation, seconds } => {
             vault.retention().set_conversation_expiry(&conversation, (seconds > 0).then_some(seconds))?;
+            confirmation = Some(if seconds > 0 {
+                format!("messages in {conversation} now expire after {}", render::duration(seconds))
+            } else {
+                format!("messages in {conversation} no longer expire")
+            });
         }
         RetentionCommand::Purge => {}
     }
@@ -370,12 +392,28 @@ fn retention(ctx: &mut Context<'_>, command: RetentionCommand) -> Result<(), Fai
     let policy: RetentionPolicy = vault.retention().policy()?;
     let messages = purged.messages + at_unlock.messages;
     let media = purged.media + at_unlock.media;
+    let expiries = vault.retention().conversation_expiries()?;
     if ctx.json {
-        return ctx.print_json(&json!({ "policy": policy, "purged": { "messages": messages, "media": media } }));
+        return ctx.print_json(&json!({
+            "policy": policy,
+            "conversation_expiries": expiries,
+            "purged": { "messages": messages, "media": media },
+        }));
+    }
+    if let Some(line) = confirmation {
+        ctx.print(line)?;
     }
     let age = policy.max_age_secs.map_or("none".to_owned(), |s| format!("{} days", s / 86_400));
     let count = policy.max_messages.map_or("none".to_owned(), |n| n.to_string());
     ctx.print(format!("retention: max age {age}, max messages {count}"))?;
+    if expiries.is_empty() {
+        ctx.print("disappearing messages: none")?;
+    } else {
+        ctx.print("disappearing messages:")?;
+        for e in &expiries {
+            ctx.print(format!("  {}  after {}", e.conversation, render::duration(e.expiry_secs)))?;
+        }
+    }
     ctx.print(format!("purged {messages} messages and {media} media items"))
 }
 

@@ -10,6 +10,19 @@ use crate::context::Context;
 use crate::failure::Failure;
 use crate::progress_bar::TerminalProgress;
 
+/// Why a restored vault is not enrolled, from what the escrows record (the policy's number of
+/// servers), never naming a server the user did not give.
+fn not_enrolled_note(report: &vault_core::recovery::RecoveryReport) -> String {
+    let reached = report.servers_used.len();
+    let named = match &report.policy {
+        Some(policy) => {
+            format!("the recovery policy names {} guardian servers; {reached} were reached", policy.servers)
+        }
+        None => format!("{reached} guardian servers were reached, not every one the recovery policy names"),
+    };
+    format!("{named}: run `vault backup setup` on this vault to back up again")
+}
+
 /// `vault backup setup`.
 #[allow(clippy::too_many_arguments)]
 pub fn setup(
@@ -106,7 +119,7 @@ pub fn restore(
         ctx.print(format!("not used: {failure}"))?;
     }
     if !report.enrolled {
-        ctx.print("not every guardian was reached: run `vault backup setup` on this vault to back up again")?;
+        ctx.print(not_enrolled_note(k))?;
     }
     Ok(())
 }
@@ -160,8 +173,32 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Fail
         ctx.print(list.server.clone())?;
         for d in &list.devices {
             let mark = if d.id == list.this_device { " (this device)" } else { "" };
-            ctx.print(format!("  {}  {}  enrolled {}{mark}", d.id, d.name, d.enrolled_at_secs))?;
+            ctx.print(format!(
+                "  {}  {}  enrolled {}{mark}",
+                d.id,
+                d.name,
+                crate::render::local_time_secs(d.enrolled_at_secs)
+            ))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::recovery::{RecoveryPolicy, RecoveryReport};
+
+    #[test]
+    fn an_unenrolled_restore_names_the_policy_not_a_server_nobody_gave() {
+        let report = RecoveryReport {
+            servers_used: vec!["https://a.example".to_owned()],
+            recovery_code_used: true,
+            policy: RecoveryPolicy::new(3, None, true, false).ok(),
+            ..RecoveryReport::default()
+        };
+        assert_eq!(
+            super::not_enrolled_note(&report),
+            "the recovery policy names 3 guardian servers; 1 were reached: run `vault backup setup` on this vault to back up again"
+        );
+    }
 }

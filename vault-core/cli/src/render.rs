@@ -1,27 +1,84 @@
 //! Human-readable rendering helpers.
 
-use vault_core::{SlotInfo, SlotMethod};
+use vault_core::{SecurityEvent, SlotInfo, SlotMethod};
 
-/// Formats milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
-pub fn utc(millis: i64) -> String {
-    let secs = millis.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+/// Formats milliseconds since the Unix epoch as ISO 8601 local time with its offset, e.g.
+/// `2026-12-05 09:14:03 +01:00`, in the system time zone (`TZ` honoured). `--json` output keeps
+/// the raw numbers.
+pub fn local_time(millis: i64) -> String {
+    local_time_in(millis, &jiff::tz::TimeZone::system())
 }
 
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// [`local_time`] for seconds since the Unix epoch.
+pub fn local_time_secs(secs: u64) -> String {
+    local_time(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
+}
+
+fn local_time_in(millis: i64, zone: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(millis) {
+        Ok(at) => at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        // Outside the years -9999..=9999: no calendar date to show, so the raw number.
+        Err(_) => format!("{millis} ms since 1970"),
+    }
+}
+
+/// A lifetime in words: `1 day`, `2 hours 30 minutes`, `45 seconds`.
+pub fn duration(secs: u64) -> String {
+    let units = [("day", 86_400), ("hour", 3600), ("minute", 60), ("second", 1)];
+    let mut rest = secs;
+    let mut parts = Vec::new();
+    for (name, size) in units {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if parts.is_empty() { "0 seconds".to_owned() } else { parts.join(" ") }
+}
+
+/// A run of consecutive security events of one kind, newest first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EventGroup<'a> {
+    /// The newest event of the run.
+    pub last: &'a SecurityEvent,
+    /// When the oldest event of the run happened (ms since the epoch).
+    pub first_at: i64,
+    /// Events in the run.
+    pub count: usize,
+}
+
+/// Groups consecutive events (given newest first) of the same kind, so that one failed unlock or
+/// slot change stands out between runs of routine unlocks.
+pub fn group_events(events: &[SecurityEvent]) -> Vec<EventGroup<'_>> {
+    let mut groups: Vec<EventGroup<'_>> = Vec::new();
+    for event in events {
+        match groups.last_mut() {
+            Some(group) if group.last.kind == event.kind => {
+                group.first_at = event.at;
+                group.count += 1;
+            }
+            _ => groups.push(EventGroup { last: event, first_at: event.at, count: 1 }),
+        }
+    }
+    groups
+}
+
+/// One dashboard line for a group: the event itself, or `14 times since …, last: slot 1`.
+pub fn event_group_line(group: &EventGroup<'_>) -> String {
+    event_group_line_in(group, &jiff::tz::TimeZone::system())
+}
+
+fn event_group_line_in(group: &EventGroup<'_>, zone: &jiff::tz::TimeZone) -> String {
+    let local_time = |at| local_time_in(at, zone);
+    let event = group.last;
+    let what = if group.count == 1 {
+        event.detail.clone()
+    } else {
+        let last = if event.detail.is_empty() { String::new() } else { format!(", last: {}", event.detail) };
+        format!("{} times since {}{last}", group.count, local_time(group.first_at))
+    };
+    format!("{}  {:<17} {what}", local_time(event.at), event.kind.as_str()).trim_end().to_owned()
 }
 
 /// One line describing a slot.
@@ -78,10 +135,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_795_776_245_000), "2026-11-27 10:44:05");
-        assert_eq!(utc(-1000), "1969-12-31 23:59:59");
+    fn durations_in_words() {
+        assert_eq!(duration(86_400), "1 day");
+        assert_eq!(duration(9000), "2 hours 30 minutes");
+        assert_eq!(duration(45), "45 seconds");
+        assert_eq!(duration(2 * 86_400 + 1), "2 days 1 second");
+        assert_eq!(duration(0), "0 seconds");
+    }
+
+    fn event(id: i64, kind: vault_core::SecurityEventKind, detail: &str) -> SecurityEvent {
+        SecurityEvent { id, at: id * 1000, kind, detail: detail.to_owned() }
+    }
+
+    #[test]
+    fn groups_runs_of_one_kind_and_keeps_the_rest_visible() {
+        use vault_core::SecurityEventKind::{SlotAdded, UnlockFailed, UnlockSucceeded};
+        // Newest first: 3 unlocks, a failed unlock, 2 unlocks, a slot added.
+        let events = [
+            event(7, UnlockSucceeded, "slot 1"),
+            event(6, UnlockSucceeded, "slot 0"),
+            event(5, UnlockSucceeded, "slot 0"),
+            event(4, UnlockFailed, "slot 0"),
+            event(3, UnlockSucceeded, "slot 0"),
+            event(2, UnlockSucceeded, "slot 0"),
+            event(1, SlotAdded, "slot 1 passphrase"),
+        ];
+        let groups = group_events(&events);
+        let summary: Vec<_> = groups.iter().map(|g| (g.last.id, g.first_at, g.count)).collect();
+        assert_eq!(summary, [(7, 5000, 3), (4, 4000, 1), (3, 2000, 2), (1, 1000, 1)]);
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(
+            event_group_line_in(&groups[0], &utc),
+            "1970-01-01 00:00:07 +00:00  unlock_succeeded  3 times since 1970-01-01 00:00:05 +00:00, last: slot 1"
+        );
+        assert_eq!(event_group_line_in(&groups[1], &utc), "1970-01-01 00:00:04 +00:00  unlock_failed     slot 0");
+    }
+
+    #[test]
+    fn formats_local_times_with_offsets() {
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(local_time_in(0, &utc), "1970-01-01 00:00:00 +00:00");
+        assert_eq!(local_time_in(951_782_400_000, &utc), "2000-02-29 00:00:00 +00:00");
+        assert_eq!(local_time_in(-1000, &utc), "1969-12-31 23:59:59 +00:00");
+        let kolkata = jiff::tz::TimeZone::fixed(jiff::tz::offset(5));
+        assert_eq!(local_time_in(1_795_776_245_000, &utc), "2026-11-27 10:44:05 +00:00");
+        assert_eq!(local_time_in(1_795_776_245_000, &kolkata), "2026-11-27 15:44:05 +05:00");
+        assert_eq!(local_time_in(i64::MAX, &utc), format!("{} ms since 1970", i64::MAX));
     }
 }

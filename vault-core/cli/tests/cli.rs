@@ -30,6 +30,34 @@ fn vault(env: &Env, passphrase: Option<&str>, args: &[&str], stdin: Option<&str>
     command.stdin(stdin.unwrap_or_default()).output()
 }
 
+/// `vault` with extra environment (for example `TZ`).
+fn vault_with(env: &Env, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    VaultCommand::new(env!("CARGO_BIN_EXE_vault"))
+        .arg("--vault")
+        .arg(&env.dir)
+        .args(args)
+        .passphrase(PASS)
+        .envs(envs)
+        .stdin("")
+        .output()
+}
+
+/// Asserts `line` holds an ISO 8601 local time `YYYY-MM-DD HH:MM:SS +HH:MM` with `offset`.
+fn has_local_time(line: &str, offset: &str) -> bool {
+    line.split("  ").chain(line.split(['[', ']'])).any(|part| {
+        let part = part.trim().trim_start_matches("created ").trim_start_matches("enrolled ");
+        let b = part.as_bytes();
+        part.len() == 26
+            && part.ends_with(offset)
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b' '
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b' '
+    })
+}
+
 fn init(env: &Env) {
     let mut args = vec!["init"];
     args.extend(FAST);
@@ -88,6 +116,22 @@ fn walkthrough_with_json_output() {
 
     let report = json(vault(&env, Some(PASS), &["--json", "verify"], None));
     assert_eq!(report["ok"], true);
+    assert_eq!(report["checks"][2]["name"], "search index");
+}
+
+#[test]
+fn verify_lists_the_search_index_check() {
+    let env = env();
+    init(&env);
+    ok(vault(
+        &env,
+        Some(PASS),
+        &["msg", "add", "--conversation", "c", "--sender", "a", "--body", "indexed words"],
+        None,
+    ));
+    let text = ok(vault(&env, Some(PASS), &["verify"], None));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["ok       key slots", "ok       database", "ok       search index", "ok       media"]);
 }
 
 #[test]
@@ -262,6 +306,15 @@ fn media_commands_round_trip_and_range_export() {
     assert_eq!(list["media"][0]["length"], 300_000);
     assert_eq!(list["media"][0]["messages"][0].to_string(), msg_id);
     fails_with(&vault(&env, Some(PASS), &["media", "get", "zz", "x"], None), 2, &[PASS]);
+    // A unique prefix of at least 4 hex digits names the item; too short or unknown ones fail.
+    let by_prefix = env.root.join("by-prefix.bin");
+    ok(vault(&env, Some(PASS), &["media", "get", &id[..6].to_uppercase(), by_prefix.to_str().unwrap()], None));
+    assert_eq!(std::fs::read(&by_prefix).unwrap(), std::fs::read(&out).unwrap());
+    let short = fails_with(&vault(&env, Some(PASS), &["media", "get", &id[..3], "x"], None), 2, &[PASS]);
+    assert!(short.contains("at least 4"), "{short}");
+    let other = if id.starts_with("0000") { "ffff" } else { "0000" };
+    let unknown = fails_with(&vault(&env, Some(PASS), &["media", "get", other, "x"], None), 1, &[PASS]);
+    assert!(unknown.contains(&format!("media with an id starting {other}")), "{unknown}");
     // Tamper with the file: get fails with the integrity code and writes nothing.
     let file = env.dir.join("media").join(&id);
     let mut bytes = std::fs::read(&file).unwrap();
@@ -344,4 +397,117 @@ fn verify_names_slot_file_damage_without_unlocking() {
     let out = vault(&env, Some(PASS), &["verify"], None);
     fails_with(&out, 4, &[PASS]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED  key slots"));
+}
+
+#[test]
+fn text_output_shows_local_times_with_the_offset() {
+    let env = env();
+    init(&env);
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "a", "--body", "hello"], None));
+    let backups = env.root.join("backups");
+    ok(vault(&env, Some(PASS), &["backup", "run", "--dir", backups.to_str().unwrap()], None));
+    for (zone, offset) in [("UTC", "+00:00"), ("Asia/Kolkata", "+05:30"), ("XST-3", "+03:00")] {
+        let tz = [("TZ", zone)];
+        let list = ok(vault_with(&env, &tz, &["backup", "list", "--dir", backups.to_str().unwrap()]));
+        let line = list.lines().next().unwrap();
+        assert!(has_local_time(line, offset), "{zone}: {line}");
+        assert!(!line.contains(" ms "), "{line}");
+        let msgs = ok(vault_with(&env, &tz, &["msg", "list", "--conversation", "c"]));
+        assert!(has_local_time(msgs.lines().next().unwrap(), offset), "{zone}: {msgs}");
+        let status = ok(vault_with(&env, &tz, &["status"]));
+        let event = status.lines().find(|l| l.contains("unlock")).unwrap();
+        assert!(event.contains(offset), "{zone}: {event}");
+    }
+    // The JSON keeps the raw epoch milliseconds.
+    let list = json(vault_with(
+        &env,
+        &[("TZ", "Asia/Kolkata")],
+        &["--json", "backup", "list", "--dir", backups.to_str().unwrap()],
+    ));
+    assert!(list["snapshots"][0]["created_at_ms"].as_i64().unwrap() > 1_700_000_000_000);
+}
+
+#[test]
+fn prune_with_nothing_to_remove_says_so_and_rewrites_nothing() {
+    let env = env();
+    init(&env);
+    let backups = env.root.join("backups");
+    let dir = backups.to_str().unwrap();
+    for body in ["one", "two", "three"] {
+        ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "a", "--body", body], None));
+        ok(vault(&env, Some(PASS), &["backup", "run", "--dir", dir], None));
+    }
+    let before: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "7"], None));
+    assert_eq!(
+        pruned.trim(),
+        "nothing to remove; kept all 3 snapshots (generations 1, 2, 3); the backup was not rewritten"
+    );
+    let after: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before.len(), after.len());
+    let report = json(vault(&env, Some(PASS), &["--json", "backup", "prune", "--dir", dir, "--keep", "7"], None));
+    assert_eq!((report["generation"].as_u64(), report["bytes_freed"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(report["rewritten"], false);
+
+    // Removing one names the snapshots `list` shows and the new generation for what it is.
+    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "2"], None));
+    assert!(pruned.starts_with("removed 1 snapshots, kept 2 (generations 2, 3);"), "{pruned}");
+    assert!(pruned.contains("backup generation 4 (it holds no new snapshot)"), "{pruned}");
+    let list = json(vault(&env, Some(PASS), &["--json", "backup", "list", "--dir", dir], None));
+    let listed: Vec<_> =
+        list["snapshots"].as_array().unwrap().iter().map(|s| s["generation"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [2, 3]);
+    ok(vault(&env, Some(PASS), &["backup", "verify", "--dir", dir], None));
+}
+
+#[test]
+fn status_groups_routine_unlocks_so_a_failed_unlock_stands_out() {
+    let env = env();
+    init(&env);
+    for _ in 0..12 {
+        ok(vault(&env, Some(PASS), &["msg", "list", "--conversation", "c"], None));
+    }
+    fails_with(&vault(&env, Some("wrong-pass"), &["status"], None), 3, &["wrong-pass"]);
+    for _ in 0..3 {
+        ok(vault(&env, Some(PASS), &["msg", "list", "--conversation", "c"], None));
+    }
+    let status = ok(vault_with(&env, &[("TZ", "UTC")], &["status"]));
+    let events: Vec<&str> = status.lines().skip_while(|l| !l.starts_with("Security events")).skip(1).collect();
+    // Newest first: the unlocks after the failure (with this status's own), the failed unlock
+    // (recorded at the next unlock), the unlocks before it, the slot added and the vault created.
+    assert_eq!(events.len(), 5, "{status}");
+    assert!(events[1].contains("unlock_failed"), "{status}");
+    let count = |line: &str| -> usize {
+        assert!(line.contains("unlock_succeeded") && line.contains(" times since "), "{status}");
+        line.split("unlock_succeeded").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // 12 + 3 + this status's, and init's (create opens the vault it made).
+    assert_eq!(count(events[0]) + count(events[2]), 17, "{status}");
+    assert!(events[0].ends_with(", last: slot 0"), "{status}");
+    assert!(events[3].contains("slot_added") && events[4].contains("vault_created"), "{status}");
+    let raw = json(vault(&env, Some(PASS), &["--json", "status"], None));
+    assert_eq!(raw["recent_events"].as_array().unwrap().len(), 10, "the JSON keeps single events");
+}
+
+#[test]
+fn retention_expiry_confirms_and_show_lists_conversations() {
+    let env = env();
+    init(&env);
+    for chat in ["family", "work"] {
+        ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", chat, "--sender", "a", "--body", "hi"], None));
+    }
+    let set = ok(vault(&env, Some(PASS), &["retention", "expiry", "family", "86400"], None));
+    assert_eq!(set.lines().next(), Some("messages in family now expire after 1 day"), "{set}");
+    let set = ok(vault(&env, Some(PASS), &["retention", "expiry", "work", "5400"], None));
+    assert_eq!(set.lines().next(), Some("messages in work now expire after 1 hour 30 minutes"), "{set}");
+    let show = ok(vault(&env, Some(PASS), &["retention", "show"], None));
+    assert!(
+        show.contains("disappearing messages:\n  family  after 1 day\n  work  after 1 hour 30 minutes\n"),
+        "{show}"
+    );
+    let cleared = ok(vault(&env, Some(PASS), &["retention", "expiry", "work", "0"], None));
+    assert_eq!(cleared.lines().next(), Some("messages in work no longer expire"), "{cleared}");
+    let shown = json(vault(&env, Some(PASS), &["--json", "retention", "show"], None));
+    assert_eq!(shown["conversation_expiries"], serde_json::json!([{ "conversation": "family", "expiry_secs": 86400 }]));
+    fails_with(&vault(&env, Some(PASS), &["retention", "expiry", "nobody", "60"], None), 1, &[PASS]);
 }

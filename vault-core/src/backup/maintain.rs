@@ -62,17 +62,22 @@ pub struct BackupCheck {
 /// What `prune` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PruneReport {
-    /// The generation written.
+    /// The backup's head generation afterwards: a new one when the prune rewrote the manifest
+    /// (it holds no new snapshot, so `list` does not show it), else the existing one.
     pub generation: u64,
+    /// Whether a new manifest and index were written (false when there was nothing to remove).
+    pub rewritten: bool,
     /// Snapshots dropped.
     pub snapshots_removed: u64,
+    /// The generations of the snapshots kept, oldest first, as `list` shows them.
+    pub kept_generations: Vec<u64>,
     /// Packs deleted because nothing kept needs them.
     pub packs_deleted: u64,
     /// Packs rewritten because most of their chunks were dead.
     pub packs_repacked: u64,
     /// Media objects deleted.
     pub media_deleted: u64,
-    /// Bytes of deleted objects.
+    /// Bytes of deleted packs and media (the replaced index is not counted: a new one is written).
     pub bytes_freed: u64,
 }
 
@@ -232,7 +237,11 @@ pub(crate) fn prune(
     let known = load_index(transport, keys, &head.manifest)?;
     let all = &head.manifest.snapshots;
     let kept = all[all.len().saturating_sub(keep)..].to_vec();
-    let mut report = PruneReport { snapshots_removed: (all.len() - kept.len()) as u64, ..PruneReport::default() };
+    let mut report = PruneReport {
+        snapshots_removed: (all.len() - kept.len()) as u64,
+        kept_generations: kept.iter().map(|s| s.generation).collect(),
+        ..PruneReport::default()
+    };
 
     let mut live: HashSet<ChunkId> = HashSet::new();
     let mut live_media: HashSet<String> = HashSet::new();
@@ -253,6 +262,19 @@ pub(crate) fn prune(
             entry.2.push(*location);
         }
     }
+    let orphan_media = |names: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+        names.filter(|n| n.starts_with("media-") && !live_media.contains(*n)).cloned().collect()
+    };
+    let nothing_dead = report.snapshots_removed == 0 && packs.values().all(|(live, total, _)| *live * 2 >= *total);
+    if nothing_dead {
+        let listed = transport.list().map_err(transport_error("listing the backup"))?;
+        if orphan_media(&mut listed.iter().map(|(name, _)| name)).is_empty() {
+            // Nothing to remove: leave the backup exactly as it is (no new generation).
+            report.generation = head.head.generation;
+            return Ok((report, head.head));
+        }
+    }
+
     let mut new_locations: Vec<Location> = Vec::new();
     let mut doomed: Vec<ObjectId> = Vec::new();
     let mut writer = PackWriter::new();
@@ -300,6 +322,7 @@ pub(crate) fn prune(
         .put_head(&new_head.seal(keys), Some(&head.version))
         .map_err(transport_error("updating the head record"))?;
     report.generation = new_head.generation;
+    report.rewritten = true;
 
     // Only now, with the new generation in place, delete what it does not reference.
     let sizes: HashMap<String, u64> =
@@ -312,11 +335,9 @@ pub(crate) fn prune(
         delete(pack_name(&pack), &mut report)?;
     }
     for old in &head.manifest.indexes {
-        delete(index_name(old), &mut report)?;
+        transport.delete(&index_name(old)).map_err(transport_error("deleting an object"))?;
     }
-    for name in
-        sizes.keys().filter(|n| n.starts_with("media-") && !live_media.contains(*n)).cloned().collect::<Vec<_>>()
-    {
+    for name in orphan_media(&mut sizes.keys()) {
         report.media_deleted += 1;
         delete(name, &mut report)?;
     }

@@ -77,6 +77,26 @@ pub(crate) fn set_conversation_expiry(conn: &Connection, conversation: &str, sec
     Ok(())
 }
 
+/// A conversation whose new messages disappear after a set time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationExpiry {
+    /// The conversation's name.
+    pub conversation: String,
+    /// Lifetime of its new messages, in seconds.
+    pub expiry_secs: u64,
+}
+
+/// Every conversation with a default expiry, by name.
+pub(crate) fn conversation_expiries(conn: &Connection) -> Result<Vec<ConversationExpiry>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, default_expiry_secs FROM conversations WHERE default_expiry_secs IS NOT NULL ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ConversationExpiry { conversation: r.get(0)?, expiry_secs: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0) })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// Messages due for deletion at `now` (ms since the epoch) under `policy` and their own expiry.
 ///
 /// Age and "newest N" use `min(sent_at, received_at)`: a sender's clock can make its message

@@ -97,7 +97,9 @@ impl Backups {
     pub fn prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
         let (keys, local) = self.keys()?;
         let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep)?;
-        backup_state::advance(&self.state, head.generation, &head.manifest_hash)?;
+        if report.rewritten {
+            backup_state::advance(&self.state, head.generation, &head.manifest_hash)?;
+        }
         Ok(report)
     }
 

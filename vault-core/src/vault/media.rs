@@ -167,6 +167,37 @@ impl Media<'_> {
     pub fn list(&self) -> Result<Vec<MediaInfo>> {
         media_rows::list(&self.vault.store.conn)
     }
+
+    /// The media item whose id is `text` or starts with it: a full id, or a prefix of at least
+    /// 4 hex digits (either case) that exactly one item's id starts with.
+    /// [`Error::NotFound`] when none does, [`Error::InvalidInput`] when several do.
+    pub fn resolve_prefix(&self, text: &str) -> Result<MediaId> {
+        resolve_prefix(media_rows::ids(&self.vault.store.conn)?, text)
+    }
+}
+
+/// The shortest id prefix [`Media::resolve_prefix`] accepts.
+const MIN_MEDIA_PREFIX: usize = 4;
+/// Hex digits in a whole media id.
+const ID_HEX_DIGITS: usize = 2 * std::mem::size_of::<MediaId>();
+
+fn resolve_prefix(ids: impl IntoIterator<Item = MediaId>, text: &str) -> Result<MediaId> {
+    let prefix = text.trim().to_ascii_lowercase();
+    if prefix.len() == ID_HEX_DIGITS {
+        return MediaId::parse(&prefix);
+    }
+    if prefix.len() < MIN_MEDIA_PREFIX || prefix.len() > ID_HEX_DIGITS || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(Error::InvalidInput(format!(
+            "a media id is 32 hex digits, or a unique prefix of at least {MIN_MEDIA_PREFIX}"
+        )));
+    }
+    let mut matching: Vec<MediaId> = ids.into_iter().filter(|id| id.to_string().starts_with(&prefix)).collect();
+    match matching.len() {
+        0 => Err(Error::NotFound(format!("media with an id starting {prefix}"))),
+        1 => Ok(matching.remove(0)),
+        n => Err(Error::InvalidInput(format!("{n} media items have ids starting {prefix}: give more digits"))),
+    }
 }
 
 /// Media imports and exports on a connection of their own: a large import or export through this
@@ -288,4 +319,30 @@ fn export_media(
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_prefix;
+    use crate::Error;
+    use crate::media::MediaId;
+
+    fn id(hex: &str) -> MediaId {
+        MediaId::parse(hex).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_unique_prefix_names_one_item() {
+        let a = id("3f2a0000000000000000000000000000");
+        let b = id("3f2b00000000000000000000000000e9");
+        let c = id("3f2b11111111111111111111111111e9");
+        let ids = || [a, b, c];
+        assert_eq!(resolve_prefix(ids(), "3f2a").ok(), Some(a));
+        assert_eq!(resolve_prefix(ids(), "3F2B0").ok(), Some(b));
+        assert_eq!(resolve_prefix(ids(), &c.to_string()).ok(), Some(c));
+        assert!(matches!(resolve_prefix(ids(), "3f2b"), Err(Error::InvalidInput(m)) if m.starts_with("2 media items")));
+        assert!(matches!(resolve_prefix(ids(), "3f2c"), Err(Error::NotFound(_))));
+        assert!(matches!(resolve_prefix(ids(), "3f2"), Err(Error::InvalidInput(_))));
+        assert!(matches!(resolve_prefix(ids(), "3f2z"), Err(Error::InvalidInput(_))));
+    }
 }

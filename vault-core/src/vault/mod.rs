@@ -597,6 +597,7 @@ impl Vault {
             };
         checks.push(VerifyCheck { name: "key slots", problems: slot_problems });
         checks.push(VerifyCheck { name: "database", problems: self.store.verify()? });
+        checks.push(VerifyCheck { name: "search index", problems: self.store.verify_search_index() });
         checks.push(VerifyCheck { name: "media", problems: self.verify_media()? });
         Ok(VerifyReport { checks })
     }

@@ -163,12 +163,10 @@ pub fn restore_from_guardians(
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
     let recovered = recover::recover(network, request.servers, request.account, request.password, request.code)?;
-    let data = recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
-        Error::BackupStorage(format!(
-            "the server holding the backup data was not reached ({})",
-            recovered.report.servers_failed.join("; ")
-        ))
-    })?;
+    let data =
+        recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
+            Error::BackupStorage(data_server_not_reached(&recovered.report, recovered.policy.servers))
+        })?;
     let devices = in_parallel(&recovered.reached, |r| {
         r.remote.guardian.enrol_device(&r.session.token, request.device_name).map_err(|e| r.remote.error(e))
     })
@@ -218,6 +216,23 @@ pub fn restore_from_guardians(
     enrolment.save(&vault.store.conn)?;
     record(&vault.store.conn, SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
     Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled })
+}
+
+/// Why a restore that recovered the key has no data: the escrows name no URL, but the data is at
+/// the first server given at setup, and the policy says how many servers there are.
+fn data_server_not_reached(report: &RecoveryReport, servers: u8) -> String {
+    let reached = report.servers_used.len();
+    let failed = if report.servers_failed.is_empty() {
+        String::new()
+    } else {
+        format!("; not reached: {}", report.servers_failed.join("; "))
+    };
+    format!(
+        "the server holding the backup data (the first one given to `vault backup setup`) was not reached: \
+         the recovery policy names {servers} guardian servers; {reached} were reached ({}){failed}; \
+         give the data server's URL with --server",
+        report.servers_used.join(", ")
+    )
 }
 
 /// Recovers only the Backup Root Key (no restore): for measuring recovery and for tools.
@@ -305,7 +320,16 @@ mod tests {
             let report = restore(&network, servers, code, &target);
             if servers == &urls[1..] {
                 // The data guardian was not asked: the key is recovered, the data is not reached.
-                assert!(matches!(&report, Err(Error::BackupStorage(m)) if m.contains("holding the backup data")));
+                let Err(Error::BackupStorage(message)) = &report else { panic!("{:?}", report.err()) };
+                assert_eq!(
+                    message,
+                    &format!(
+                        "the server holding the backup data (the first one given to `vault backup setup`) was not \
+                         reached: the recovery policy names 2 guardian servers; 1 were reached ({}); give the \
+                         data server's URL with --server",
+                        urls[1]
+                    )
+                );
                 assert!(!target.exists());
                 continue;
             }

@@ -3,7 +3,7 @@
 use super::{Result, Vault, media_rows};
 use crate::store::messages;
 use crate::store::messages::MessageId;
-use crate::store::retention::{self, PurgeReport, RetentionPolicy};
+use crate::store::retention::{self, ConversationExpiry, PurgeReport, RetentionPolicy};
 use crate::store::{self};
 
 /// The retention rules of a vault (a vault-wide limit, disappearing messages per conversation)
@@ -35,6 +35,11 @@ impl Retention<'_> {
     /// messages).
     pub fn set_conversation_expiry(&mut self, conversation: &str, secs: Option<u64>) -> Result<()> {
         retention::set_conversation_expiry(&self.vault.store.conn, conversation, secs)
+    }
+
+    /// The conversations whose new messages disappear, with their lifetimes, by name.
+    pub fn conversation_expiries(&self) -> Result<Vec<ConversationExpiry>> {
+        retention::conversation_expiries(&self.vault.store.conn)
     }
 
     /// Purges messages whose expiry has passed or that fall outside the retention limit, with
@@ -77,5 +82,32 @@ impl Vault {
             media: u64::try_from(media.len()).unwrap_or(0),
             checkpoint_deferred: !complete,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConversationExpiry, CreateOptions, KdfParams, NewMessage, Passphrase, Vault};
+
+    #[test]
+    fn lists_the_conversations_that_have_an_expiry() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let kdf = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
+        let mut v =
+            Vault::create(&dir.path().join("v"), &Passphrase::new("pw".into()), CreateOptions { kdf, wrapper: None })
+                .unwrap_or_else(|e| panic!("{e}"));
+        for chat in ["work", "family", "news"] {
+            v.messages().add(&NewMessage::new(chat, "alice", "hi")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(v.retention().conversation_expiries().ok(), Some(Vec::new()));
+        v.retention().set_conversation_expiry("work", Some(3600)).unwrap_or_else(|e| panic!("{e}"));
+        v.retention().set_conversation_expiry("family", Some(86_400)).unwrap_or_else(|e| panic!("{e}"));
+        v.retention().set_conversation_expiry("news", Some(60)).unwrap_or_else(|e| panic!("{e}"));
+        v.retention().set_conversation_expiry("news", None).unwrap_or_else(|e| panic!("{e}"));
+        let expiry = |name: &str, secs| ConversationExpiry { conversation: name.to_owned(), expiry_secs: secs };
+        assert_eq!(
+            v.retention().conversation_expiries().ok(),
+            Some(vec![expiry("family", 86_400), expiry("work", 3600)])
+        );
     }
 }
