@@ -98,7 +98,7 @@ def test_messages_search_secrets_and_status_with_a_python_keystore(vault_dir):
     assert [m.id for m in vault.messages("paged", 10, None)] == added[1:]
     assert [m.body for m in vault.messages("paged", 10, added[3])] == ["page 0", "page 1"]
     status = vault.status()
-    assert status.messages == 2 and status.cipher_version.startswith("4.")
+    assert status.messages == 7 and status.cipher_version.startswith("4.")
     assert [(s.kind, s.hardware_backed) for s in status.slots] == [("passphrase", False), ("key_wrapper", True)]
     assert status.slots[1].label == "python-test-keystore"
     assert any(e.kind == "unlock_succeeded" for e in status.recent_events)
