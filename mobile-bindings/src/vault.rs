@@ -102,9 +102,13 @@ impl Vault {
         self.with(|v| v.messages().add(&message)).map(|id| id.0)
     }
 
-    /// The newest `limit` messages of a conversation, oldest first.
-    pub fn messages(&self, conversation: String, limit: u32) -> Result<Vec<Message>, VaultError> {
-        self.with(|v| v.messages().list(&conversation, limit as usize)).map(|m| m.into_iter().map(Into::into).collect())
+    /// The newest `limit` messages of a conversation, oldest first (`limit` at most 10,000). With
+    /// `before` (a message id of the conversation), the newest `limit` before that message: pass
+    /// the first id of a page to get the page before it; an empty page is the start.
+    #[uniffi::method(default(before = None))]
+    pub fn messages(&self, conversation: String, limit: u32, before: Option<i64>) -> Result<Vec<Message>, VaultError> {
+        self.with(|v| v.messages().list_before(&conversation, limit as usize, before.map(MessageId)))
+            .map(|m| m.into_iter().map(Into::into).collect())
     }
 
     /// Full-text search, best match first.

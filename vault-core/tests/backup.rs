@@ -572,3 +572,115 @@ fn a_run_interrupted_between_manifest_and_head_is_published_by_the_next() {
     let restored = restore_to(&storage, &key, &work.path().join("new-phone")).unwrap();
     assert_eq!(restored.generation, 3);
 }
+
+fn pack_names(transport: &DirTransport) -> Vec<String> {
+    transport.list().unwrap().into_iter().map(|(n, _)| n).filter(|n| n.starts_with("pack-")).collect()
+}
+
+fn flip_a_bit(storage: &Path, object: &str) {
+    let path = storage.join("objects").join(object);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+}
+
+/// `--read-data-subset`: a share `f` of `n` packs reads `ceil(f × n)` of them, at least one when
+/// `f > 0`; 0 reads none, 1 reads all.
+#[test]
+fn a_read_subset_rounds_up_to_whole_packs() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault =
+        Vault::create(&work.path().join("phone"), &Passphrase::new("first device".into()), options()).unwrap();
+    let transport = DirTransport::new(&storage).unwrap();
+    // Three runs, each with new messages: three packs.
+    for run in 0..3 {
+        let batch: Vec<NewMessage> =
+            (0..20).map(|i| NewMessage::new("chat", "alice", format!("run {run} message {i}"))).collect();
+        vault.messages().add_batch(&batch).unwrap();
+        vault.backups().unwrap().run(&transport, None).unwrap();
+    }
+    let packs = pack_names(&transport);
+    assert_eq!(packs.len(), 3, "{packs:?}");
+
+    let tenth = vault.backups().unwrap().verify(&transport, 0.1).unwrap();
+    assert_eq!((tenth.packs_read, tenth.packs_total), (1, 3), "{tenth:?}");
+    assert!(tenth.chunks_authenticated > 0 && tenth.problems.is_empty(), "{tenth:?}");
+    let none = vault.backups().unwrap().verify(&transport, 0.0).unwrap();
+    assert_eq!((none.packs_read, none.packs_total, none.chunks_authenticated), (0, 3, 0), "{none:?}");
+    let half = vault.backups().unwrap().verify(&transport, 0.5).unwrap();
+    assert_eq!(half.packs_read, 2, "ceil(1.5) packs: {half:?}");
+    let all = vault.backups().unwrap().verify(&transport, 1.0).unwrap();
+    assert_eq!(all.packs_read, 3, "{all:?}");
+    assert!(all.chunks_authenticated > tenth.chunks_authenticated);
+
+    // A bit flipped in every pack: the one pack a 10 % check reads is reported, and only it.
+    for pack in &packs {
+        flip_a_bit(&storage, pack);
+    }
+    let damaged = vault.backups().unwrap().verify(&transport, 0.1).unwrap();
+    assert_eq!(damaged.packs_read, 1);
+    let named: Vec<&String> = packs.iter().filter(|p| damaged.problems.iter().any(|q| q.contains(*p))).collect();
+    assert_eq!(named.len(), 1, "{:?}", damaged.problems);
+}
+
+/// With a single pack, 10 % reads it: a flipped bit in it is found.
+#[test]
+fn a_small_read_subset_finds_a_flipped_bit_in_the_sampled_pack() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault =
+        Vault::create(&work.path().join("phone"), &Passphrase::new("first device".into()), options()).unwrap();
+    let batch: Vec<NewMessage> = (0..20).map(|i| NewMessage::new("chat", "alice", format!("message {i}"))).collect();
+    vault.messages().add_batch(&batch).unwrap();
+    let transport = DirTransport::new(&storage).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
+    let packs = pack_names(&transport);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    flip_a_bit(&storage, &packs[0]);
+    let check = vault.backups().unwrap().verify(&transport, 0.1).unwrap();
+    assert_eq!((check.packs_read, check.packs_total), (1, 1));
+    assert!(check.problems.iter().any(|p| p.contains(&packs[0])), "{:?}", check.problems);
+}
+
+/// Message ids are never reused: not after the newest messages are deleted or purged, and not in
+/// a vault restored from a backup taken after the purge; restored messages keep their ids.
+#[test]
+fn message_ids_are_never_reused_after_a_purge_or_a_restore() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault =
+        Vault::create(&work.path().join("phone"), &Passphrase::new("first device".into()), options()).unwrap();
+    let batch: Vec<NewMessage> = (0..10).map(|i| NewMessage::new("chat", "alice", format!("message {i}"))).collect();
+    let ids = vault.messages().add_batch(&batch).unwrap();
+    let mut highest = *ids.iter().max().unwrap();
+    for id in &ids[7..] {
+        assert!(vault.messages().delete(*id).unwrap());
+    }
+    let again = vault.messages().add(&NewMessage::new("chat", "alice", "after the delete")).unwrap();
+    assert!(again > highest, "{again:?} after {highest:?}");
+    highest = again;
+    // Purged by a retention limit: the newest, by send time, first kept; ours is the oldest.
+    let mut old = NewMessage::new("chat", "bob", "sent long ago, stored last");
+    old.sent_at = 1;
+    let purged = vault.messages().add(&old).unwrap();
+    assert!(purged > highest);
+    highest = purged;
+    vault.messages().delete(purged).unwrap();
+    let next = vault.messages().add(&NewMessage::new("chat", "alice", "after the purge")).unwrap();
+    assert!(next > highest);
+    highest = next;
+    assert!(vault.messages().delete(next).unwrap());
+
+    let transport = DirTransport::new(&storage).unwrap();
+    vault.backups().unwrap().run(&transport, None).unwrap();
+    let target = work.path().join("restored");
+    restore_to(&storage, &vault.backups().unwrap().dangerous_export_key().unwrap().unwrap(), &target).unwrap();
+    let mut restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
+    let kept: Vec<_> = vault.messages().list("chat", 100).unwrap().into_iter().map(|m| (m.id, m.body)).collect();
+    let back: Vec<_> = restored.messages().list("chat", 100).unwrap().into_iter().map(|m| (m.id, m.body)).collect();
+    assert_eq!(back, kept, "restored messages keep their ids");
+    let after_restore = restored.messages().add(&NewMessage::new("chat", "alice", "on the new device")).unwrap();
+    assert!(after_restore > highest, "{after_restore:?} reuses an id up to {highest:?}");
+}

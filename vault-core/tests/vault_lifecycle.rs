@@ -233,3 +233,49 @@ fn a_passphrase_slot_over_the_work_budget_is_refused_before_anything_is_written(
     assert!(!dir.exists());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no staging directory left");
 }
+
+/// Past `MAX_LIMIT` messages, `list_before` pages back: the first message of a page gives the
+/// page before it (by send time, then id), oldest first, down to an empty page.
+#[test]
+fn listing_pages_back_past_the_limit_with_before() {
+    let (_tv, mut vault) = new_vault("pw");
+    let total = vault_core::MAX_LIMIT + 50;
+    // Send times in id order, but for one late-stored message sent first: it sorts first.
+    let mut batch: Vec<NewMessage> = (0..total)
+        .map(|i| NewMessage { sent_at: 10_000 + i as i64, ..NewMessage::new("big", "alice", format!("m{i}")) })
+        .collect();
+    batch.push(NewMessage { sent_at: 1, ..NewMessage::new("big", "bob", "sent first, stored last") });
+    vault.messages().add_batch(&batch).unwrap();
+    vault.messages().add(&NewMessage::new("other", "carol", "not in big")).unwrap();
+
+    let newest = vault.messages().list("big", vault_core::MAX_LIMIT).unwrap();
+    assert_eq!(newest, vault.messages().list_before("big", vault_core::MAX_LIMIT, None).unwrap());
+    assert_eq!(newest.len(), vault_core::MAX_LIMIT);
+    assert_eq!(newest.last().unwrap().body, format!("m{}", total - 1));
+    let older = vault.messages().list_before("big", vault_core::MAX_LIMIT, Some(newest[0].id)).unwrap();
+    assert_eq!(older.len(), 51);
+    assert_eq!(older[0].body, "sent first, stored last");
+    assert_eq!(older.last().unwrap().body, "m49");
+    assert!(vault.messages().list_before("big", 10, Some(older[0].id)).unwrap().is_empty());
+
+    // Small pages cover every message exactly once.
+    let mut seen = Vec::new();
+    let mut page = vault.messages().list("big", 3_000).unwrap();
+    while let Some(first) = page.first().map(|m| m.id) {
+        seen.splice(0..0, page.iter().map(|m| m.id));
+        page = vault.messages().list_before("big", 3_000, Some(first)).unwrap();
+    }
+    assert_eq!(seen.len(), total + 1);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len());
+
+    // The limit still holds, and `before` must be a message of this conversation.
+    assert!(matches!(
+        vault.messages().list_before("big", vault_core::MAX_LIMIT + 1, None),
+        Err(Error::InvalidInput(_))
+    ));
+    let elsewhere = vault.messages().list("other", 1).unwrap()[0].id;
+    assert!(matches!(vault.messages().list_before("big", 10, Some(elsewhere)), Err(Error::NotFound(_))));
+}

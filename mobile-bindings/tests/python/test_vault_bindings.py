@@ -87,8 +87,18 @@ def test_messages_search_secrets_and_status_with_a_python_keystore(vault_dir):
     assert len(hits) == 1 and hits[0].message.sender == "alice"
     assert vault.secret("token") == b"\x00\x01secret"
     assert vault.secret("absent") is None
+    # Paging back with `before` (keyword or positional; without it, the newest page).
+    added = [first] + [vault.add_message("paged", "carol", f"page {i}", None) for i in range(5)]
+    pages = []
+    page = vault.messages("paged", 2)
+    while page:
+        pages.insert(0, [m.body for m in page])
+        page = vault.messages("paged", 2, before=page[0].id)
+    assert pages == [["page 0"], ["page 1", "page 2"], ["page 3", "page 4"]]
+    assert [m.id for m in vault.messages("paged", 10, None)] == added[1:]
+    assert [m.body for m in vault.messages("paged", 10, added[3])] == ["page 0", "page 1"]
     status = vault.status()
-    assert status.messages == 2 and status.cipher_version.startswith("4.")
+    assert status.messages == 7 and status.cipher_version.startswith("4.")
     assert [(s.kind, s.hardware_backed) for s in status.slots] == [("passphrase", False), ("key_wrapper", True)]
     assert status.slots[1].label == "python-test-keystore"
     assert any(e.kind == "unlock_succeeded" for e in status.recent_events)

@@ -102,11 +102,13 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 ctx.print_report(&check)?;
             } else {
                 ctx.print(format!(
-                    "generation {}: {} manifests chained, {} snapshots, {} packs read, {} chunks authenticated, {} media checked, {} media authenticated ({} not held by this vault)",
+                    "generation {}: {} manifests chained, {} snapshots; read and authenticated {} of {} packs ({} %), {} chunks; {} media checked, {} read and authenticated ({} not held by this vault)",
                     check.generation,
                     check.manifests_checked,
                     check.snapshots,
                     check.packs_read,
+                    check.packs_total,
+                    fraction * 100.0,
                     check.chunks_authenticated,
                     check.media_checked,
                     check.media_authenticated,

@@ -279,9 +279,13 @@ pub enum MsgCommand {
         /// Conversation name.
         #[arg(long)]
         conversation: String,
-        /// Most messages to show.
+        /// Most messages to show (at most 10,000; page further back with --before).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only messages before this one (by send time, then id): pass the first id of a page
+        /// to get the page before it.
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
     },
 }
 

@@ -30,7 +30,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Msg(MsgCommand::Add { conversation, sender, body, stdin, expires_in }) => {
             msg_add(&mut ctx, &conversation, &sender, body, stdin, expires_in)
         }
-        Command::Msg(MsgCommand::List { conversation, limit }) => msg_list(&mut ctx, &conversation, limit),
+        Command::Msg(MsgCommand::List { conversation, limit, before }) => {
+            msg_list(&mut ctx, &conversation, limit, before)
+        }
         Command::Search { query, limit } => search(&mut ctx, &query, limit),
         Command::Status => status(&mut ctx),
         Command::Key(command) => key(&mut ctx, command),
@@ -112,9 +114,9 @@ fn msg_add(
     if ctx.json { ctx.print_json(&json!({ "added": added })) } else { ctx.print(format!("added {added} messages")) }
 }
 
-fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize) -> Result<(), Failure> {
+fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize, before: Option<i64>) -> Result<(), Failure> {
     let mut vault = ctx.unlock()?;
-    let messages = vault.messages().list(conversation, limit)?;
+    let messages = vault.messages().list_before(conversation, limit, before.map(MessageId))?;
     if ctx.json {
         return ctx.print_json(&json!({ "messages": messages }));
     }

@@ -511,3 +511,42 @@ fn retention_expiry_confirms_and_show_lists_conversations() {
     assert_eq!(shown["conversation_expiries"], serde_json::json!([{ "conversation": "family", "expiry_secs": 86400 }]));
     fails_with(&vault(&env, Some(PASS), &["retention", "expiry", "nobody", "60"], None), 1, &[PASS]);
 }
+
+/// `msg list --before ID` pages back through a conversation: each page the newest `--limit`
+/// before the first message of the page after it, oldest first, down to an empty page.
+#[test]
+fn msg_list_pages_back_with_before() {
+    let env = env();
+    init(&env);
+    let lines: String = (0..5).map(|i| format!("message {i}\n")).collect();
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], Some(&lines)));
+    let page = |before: Option<i64>| -> Vec<(i64, String)> {
+        let mut args = vec!["--json", "msg", "list", "--conversation", "c", "--limit", "2"];
+        let before = before.map(|b| b.to_string());
+        if let Some(b) = &before {
+            args.extend(["--before", b.as_str()]);
+        }
+        let list = json(vault(&env, Some(PASS), &args, None));
+        list["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["id"].as_i64().unwrap(), m["body"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let mut pages = Vec::new();
+    let mut current = page(None);
+    while let Some((first, _)) = current.first() {
+        let before = *first;
+        pages.insert(0, current.iter().map(|(_, body)| body.clone()).collect::<Vec<_>>());
+        current = page(Some(before));
+    }
+    assert_eq!(pages, [vec!["message 0"], vec!["message 1", "message 2"], vec!["message 3", "message 4"]]);
+
+    let human =
+        ok(vault(&env, Some(PASS), &["msg", "list", "--conversation", "c", "--limit", "1", "--before", "3"], None));
+    assert!(human.contains("message 1") && !human.contains("message 2"), "{human}");
+    // An id not in the conversation is an error, not an empty page.
+    let out = vault(&env, Some(PASS), &["msg", "list", "--conversation", "c", "--before", "999"], None);
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -43,14 +43,18 @@ pub struct BackupCheck {
     pub manifests_checked: u64,
     /// Snapshots whose trees were read.
     pub snapshots: u64,
-    /// Packs read in full (all, or the sampled share).
+    /// Packs the index lists.
+    pub packs_total: u64,
+    /// Packs read in full: all, or with a read fraction `f` of `n` packs, `ceil(f × n)` chosen at
+    /// random (at least one when `f > 0`).
     pub packs_read: u64,
     /// Chunks authenticated in those packs.
     pub chunks_authenticated: u64,
     /// Media objects whose presence and padded size were checked.
     pub media_checked: u64,
-    /// Media objects read and authenticated segment by segment (with a read fraction, under the
-    /// key this vault holds for the item).
+    /// Media objects read and authenticated segment by segment (with a read fraction `f`,
+    /// `ceil(f × media_checked)` present objects chosen at random, under the key this vault holds
+    /// for the item).
     pub media_authenticated: u64,
     /// Sampled media objects not authenticated because this vault no longer holds their key
     /// (items deleted since; their key is only inside the snapshot's export).
@@ -130,6 +134,7 @@ pub(crate) fn verify(
     let sizes: HashMap<String, u64> =
         transport.list().map_err(transport_error("listing the backup"))?.into_iter().collect();
     let mut media_seen = HashSet::new();
+    let mut present = Vec::new();
     for snapshot in &head.manifest.snapshots {
         let tree = match read_tree(transport, keys, &known, snapshot) {
             Ok(tree) => tree,
@@ -150,52 +155,50 @@ pub(crate) fn verify(
             check.media_checked += 1;
             let name = media_object_name(keys, &media.media_id);
             match sizes.get(&name) {
-                Some(size) if *size == padme_len(media.file_len) => {}
-                Some(_) => {
-                    check.problems.push(format!("{name} has the wrong size"));
-                    continue;
+                Some(size) if *size == padme_len(media.file_len) => {
+                    present.push((name, media.media_id, media.file_len))
                 }
-                None => {
-                    check.problems.push(format!("{name} is missing"));
-                    continue;
-                }
+                Some(_) => check.problems.push(format!("{name} has the wrong size")),
+                None => check.problems.push(format!("{name} is missing")),
             }
-            if !sampled(read_fraction)? {
-                continue;
-            }
-            let Some((key, len)) = media_key(&media.media_id) else {
-                check.media_without_key += 1;
-                continue;
-            };
-            let mut object = RemoteObject::new(transport, &name, media.file_len);
-            let read = MediaReader::open(&mut object, |h| SegmentCipher::new(&key, h), &media.media_id, len)
-                .map_err(stream_error)
-                .and_then(|mut reader| {
-                    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::Integrity {
-                        object: DataKind::BackupMedia,
-                        problem: format!("a media segment failed authentication: {e}"),
-                    })
-                });
-            match (read, object.take_failure()) {
-                // The storage failed (not the data): the check cannot go on.
-                (_, Some(failure @ (Error::BackupStorage(_) | Error::BackupAuthentication(_)))) => return Err(failure),
-                (_, Some(failure)) => check.problems.push(format!("{name}: {failure}")),
-                (Ok(_), None) => check.media_authenticated += 1,
-                (Err(e), None) => check.problems.push(format!("{name}: {e}")),
-            }
+        }
+    }
+    let chosen = sample(present.len(), read_fraction)?;
+    for (name, media_id, file_len) in present.iter().zip(&chosen).filter(|(_, c)| **c).map(|(m, _)| m) {
+        let Some((key, len)) = media_key(media_id) else {
+            check.media_without_key += 1;
+            continue;
+        };
+        let mut object = RemoteObject::new(transport, name, *file_len);
+        let read = MediaReader::open(&mut object, |h| SegmentCipher::new(&key, h), media_id, len)
+            .map_err(stream_error)
+            .and_then(|mut reader| {
+                std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::Integrity {
+                    object: DataKind::BackupMedia,
+                    problem: format!("a media segment failed authentication: {e}"),
+                })
+            });
+        match (read, object.take_failure()) {
+            // The storage failed (not the data): the check cannot go on.
+            (_, Some(failure @ (Error::BackupStorage(_) | Error::BackupAuthentication(_)))) => return Err(failure),
+            (_, Some(failure)) => check.problems.push(format!("{name}: {failure}")),
+            (Ok(_), None) => check.media_authenticated += 1,
+            (Err(e), None) => check.problems.push(format!("{name}: {e}")),
         }
     }
     let mut by_pack: BTreeMap<ObjectId, Vec<Location>> = BTreeMap::new();
     for location in known.values() {
         by_pack.entry(location.pack).or_default().push(*location);
     }
-    for (pack, locations) in &by_pack {
+    check.packs_total = by_pack.len() as u64;
+    let chosen = sample(by_pack.len(), read_fraction)?;
+    for ((pack, locations), read) in by_pack.iter().zip(chosen) {
         let name = pack_name(pack);
         if !sizes.contains_key(&name) {
             check.problems.push(format!("{name} is missing"));
             continue;
         }
-        if !sampled(read_fraction)? {
+        if !read {
             continue;
         }
         let bytes = transport.get(&name).map_err(transport_error("reading a pack"))?.unwrap_or_default();
@@ -210,15 +213,36 @@ pub(crate) fn verify(
     Ok(check)
 }
 
-fn sampled(fraction: f64) -> Result<bool> {
+/// How many of `n` objects a read fraction reads: `ceil(fraction × n)`, at least one when the
+/// fraction is above zero (and there is anything), all from 1.0.
+pub(crate) fn sample_size(n: usize, fraction: f64) -> usize {
+    if n == 0 || fraction.is_nan() || fraction <= 0.0 {
+        return 0;
+    }
     if fraction >= 1.0 {
-        return Ok(true);
+        return n;
     }
-    if fraction <= 0.0 {
-        return Ok(false);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let k = (fraction * n as f64).ceil() as usize;
+    k.clamp(1, n)
+}
+
+/// Which of `n` objects to read: [`sample_size`] of them, chosen uniformly at random.
+fn sample(n: usize, fraction: f64) -> Result<Vec<bool>> {
+    let k = sample_size(n, fraction);
+    let mut order: Vec<usize> = (0..n).collect();
+    // A partial Fisher–Yates shuffle: the first `k` places get a uniform random subset.
+    for i in 0..k {
+        let draw: [u8; 8] = crate::crypto::random_array().map_err(Error::from_rng)?;
+        let span = (n - i) as u64;
+        let j = i + usize::try_from(u64::from_le_bytes(draw) % span).map_err(|_| Error::internal("sample"))?;
+        order.swap(i, j);
     }
-    let draw: [u8; 4] = crate::crypto::random_array().map_err(Error::from_rng)?;
-    Ok(f64::from(u32::from_le_bytes(draw)) / f64::from(u32::MAX) < fraction)
+    let mut chosen = vec![false; n];
+    for &i in &order[..k] {
+        chosen[i] = true;
+    }
+    Ok(chosen)
 }
 
 /// Keeps the newest `keep` snapshots: writes a new generation that lists only them with a fresh

@@ -14,7 +14,8 @@
 //! all read inside one read transaction, so the same database content always gives the same bytes
 //! and appending messages appends to the stream. Not exported: `meta` (the vault identifier belongs
 //! to the vault directory, not its content) and the FTS5 index (rebuilt by the insert triggers on
-//! import). The stream holds message bodies, app secrets and media keys in clear: it is only ever
+//! import). `id_high_water` (schema 7) carries the highest message id ever given, so a restored
+//! vault never reuses the id of a message purged before the backup. The stream holds message bodies, app secrets and media keys in clear: it is only ever
 //! passed, in memory, to the chunker and sealer, never written to disk.
 
 use crate::error::DataKind;
@@ -30,38 +31,56 @@ const END: u8 = 0xFF;
 /// Longest TEXT or BLOB value accepted on import.
 const MAX_VALUE_LEN: u32 = 64 << 20;
 
-/// One exported table: tag, name, columns in export order, primary-key order.
+/// One exported table: tag, name, columns in export order, primary-key order, and the schema
+/// version that added it (older exports have no rows of it).
 struct Table {
     tag: u8,
     name: &'static str,
     columns: &'static [&'static str],
     order_by: &'static str,
+    since: u32,
 }
+
+/// The oldest export schema version import reads (the first with backups). Exports of versions
+/// 5 and 6 differ from 7 only in lacking `id_high_water`, which their messages' ids rebuild.
+const OLDEST_IMPORTED: u32 = 5;
 
 /// Every exported table, in stream order (parents before the rows that reference them).
 const TABLES: &[Table] = &[
-    Table { tag: 1, name: "settings", columns: &["name", "value"], order_by: "name" },
+    Table { tag: 1, name: "settings", columns: &["name", "value"], order_by: "name", since: 4 },
     Table {
         tag: 2,
         name: "conversations",
         columns: &["id", "name", "created_at", "default_expiry_secs"],
         order_by: "id",
+        since: 1,
     },
-    Table { tag: 3, name: "app_secrets", columns: &["name", "value", "updated_at"], order_by: "name" },
-    Table { tag: 4, name: "security_events", columns: &["id", "at", "kind", "detail"], order_by: "id" },
+    Table { tag: 3, name: "app_secrets", columns: &["name", "value", "updated_at"], order_by: "name", since: 1 },
+    Table { tag: 4, name: "security_events", columns: &["id", "at", "kind", "detail"], order_by: "id", since: 3 },
     Table {
         tag: 5,
         name: "media",
         columns: &["id", "file_key", "length", "created_at", "conversation_id"],
         order_by: "id",
+        since: 4,
     },
     Table {
         tag: 6,
         name: "messages",
         columns: &["id", "conversation_id", "sender", "sent_at", "received_at", "body", "status", "expires_at"],
         order_by: "id",
+        since: 1,
     },
-    Table { tag: 7, name: "attachments", columns: &["message_id", "media_id"], order_by: "message_id, media_id" },
+    Table {
+        tag: 7,
+        name: "attachments",
+        columns: &["message_id", "media_id"],
+        order_by: "message_id, media_id",
+        since: 4,
+    },
+    // After the messages: their insert trigger has raised the mark to the largest imported id, and
+    // the exported mark (which counts purged ids too) can only raise it further.
+    Table { tag: 8, name: "id_high_water", columns: &["name", "value"], order_by: "name", since: 7 },
 ];
 
 /// Counts of what an export or import carried.
@@ -202,8 +221,9 @@ fn read_value<R: Read>(input: &mut R) -> Result<Value> {
 }
 
 /// Inserts every row of an export into `conn`, in one transaction: on any error nothing changes.
-/// The database must have the same schema version and no content (no row in any exported table
-/// but `security_events`). The database's own security events (its creation and unlocks) are kept
+/// The export's schema version must be at most the database's (and at least
+/// [`OLDEST_IMPORTED`]); the database must have no content (no row in any exported table but
+/// `security_events` and `id_high_water`). The database's own security events (its creation and unlocks) are kept
 /// and renumbered after the imported history.
 pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<ExportStats> {
     let mut header = [0u8; 12];
@@ -213,11 +233,12 @@ pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<Exp
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     let ours: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if i64::from(version) != ours {
+    if version < OLDEST_IMPORTED || i64::from(version) > ours {
         return Err(Error::UnsupportedVersion { what: "database export schema", found: u64::from(version) });
     }
     let tx = conn.transaction()?;
-    for table in TABLES.iter().filter(|t| t.name != "security_events") {
+    // The high-water mark may outlive the rows (all messages deleted): it only ever rises.
+    for table in TABLES.iter().filter(|t| t.name != "security_events" && t.name != "id_high_water") {
         let rows: i64 = tx.query_row(&format!("SELECT count(*) FROM {}", table.name), [], |r| r.get(0))?;
         if rows != 0 {
             return Err(Error::InvalidInput("a backup can only be restored into an empty vault".into()));
@@ -252,6 +273,9 @@ pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<Exp
         }
         last_tag = tag[0];
         let table = &TABLES[position];
+        if table.since > version {
+            return Err(corrupt("a table its schema version does not have"));
+        }
         let mut width = [0u8; 1];
         read_exact(&mut input, &mut width)?;
         if usize::from(width[0]) != table.columns.len() {
@@ -259,7 +283,12 @@ pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<Exp
         }
         let values = (0..table.columns.len()).map(|_| read_value(&mut input)).collect::<Result<Vec<_>>>()?;
         let placeholders = vec!["?"; values.len()].join(", ");
-        let sql = format!("INSERT INTO {} ({}) VALUES ({placeholders})", table.name, table.columns.join(", "));
+        let upsert = if table.name == "id_high_water" {
+            " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
+        } else {
+            ""
+        };
+        let sql = format!("INSERT INTO {} ({}) VALUES ({placeholders}){upsert}", table.name, table.columns.join(", "));
         tx.prepare_cached(&sql)?
             .execute(rusqlite::params_from_iter(values.iter()))
             .map_err(|_| corrupt("a row the schema refuses"))?;

@@ -13,7 +13,8 @@ pub const MAX_BODY_LEN: usize = 1 << 20;
 /// Most results a search or listing returns in one call.
 pub const MAX_LIMIT: usize = 10_000;
 
-/// A message's row id, stable for the life of the vault.
+/// A message's row id, stable for the life of the vault and never given to another message, even
+/// after this one is deleted or purged (nor after a backup and restore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct MessageId(pub i64);
 
@@ -189,8 +190,13 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
         let mut find = tx.prepare_cached("SELECT id, default_expiry_secs FROM conversations WHERE name = ?1")?;
         let mut create = tx.prepare_cached("INSERT INTO conversations (name, created_at) VALUES (?1, ?2)")?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (conversation_id, sender, sent_at, received_at, body, status, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            // The next id above any ever given (the high-water mark outlives deleted rows; SQLite's
+            // own choice, one past the largest present, would reuse a purged newest id).
+            "INSERT INTO messages (id, conversation_id, sender, sent_at, received_at, body, status, expires_at)
+             VALUES (
+                 max(coalesce((SELECT value FROM id_high_water WHERE name = 'messages'), 0),
+                     coalesce((SELECT max(id) FROM messages), 0)) + 1,
+                 ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let now = super::now_millis();
         for m in messages {
@@ -230,16 +236,39 @@ pub(crate) fn insert(conn: &mut Connection, messages: &[NewMessage]) -> Result<V
     Ok(ids)
 }
 
-/// The newest `limit` messages of a conversation, oldest first.
-pub(crate) fn list(conn: &Connection, conversation: &str, limit: usize) -> Result<Vec<Message>> {
+/// The newest `limit` messages of a conversation, oldest first; with `before`, the newest
+/// `limit` that come before that message (in the listing order: send time, then id), so that
+/// passing the first message of one page gives the page before it. `before` must be a message of
+/// the conversation.
+pub(crate) fn list(
+    conn: &Connection,
+    conversation: &str,
+    limit: usize,
+    before: Option<MessageId>,
+) -> Result<Vec<Message>> {
     let limit = check_limit(limit)?;
+    // (sent_at, id) of the message to page before; past every message without one.
+    let (sent_at, id) = match before {
+        None => (i64::MAX, i64::MAX),
+        Some(before) => {
+            let mut find = conn.prepare_cached(
+                "SELECT m.sent_at FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.id = ?1 AND c.name = ?2",
+            )?;
+            let sent_at: Option<i64> = find.query_row(params![before.0, conversation], |r| r.get(0)).optional()?;
+            let sent_at = sent_at
+                .ok_or_else(|| Error::NotFound(format!("message {} in conversation {conversation:?}", before.0)))?;
+            (sent_at, before.0)
+        }
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT * FROM (
              SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
-             WHERE c.name = ?1 ORDER BY m.sent_at DESC, m.id DESC LIMIT ?2
+             WHERE c.name = ?1 AND (m.sent_at, m.id) < (?3, ?4)
+             ORDER BY m.sent_at DESC, m.id DESC LIMIT ?2
          ) ORDER BY sent_at ASC, id ASC"
     ))?;
-    let rows = stmt.query_map(params![conversation, limit], message_from_row)?;
+    let rows = stmt.query_map(params![conversation, limit, sent_at, id], message_from_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

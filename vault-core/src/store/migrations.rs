@@ -110,6 +110,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          device_token TEXT NOT NULL,
          share        BLOB CHECK (share IS NULL OR length(share) = 32)
      ) STRICT;",
+    // 7: message ids are never reused: the highest id ever given, kept by a trigger on every
+    // insert (whatever assigns the id) and never lowered by a delete; new messages take the next
+    // one. Seeded from the rows there are (an id reused before this migration cannot be undone).
+    "CREATE TABLE id_high_water (
+         name  TEXT PRIMARY KEY NOT NULL,
+         value INTEGER NOT NULL CHECK (value >= 0)
+     ) STRICT;
+     INSERT INTO id_high_water (name, value) SELECT 'messages', max(id) FROM messages HAVING count(*) > 0;
+     CREATE TRIGGER messages_high_water AFTER INSERT ON messages BEGIN
+         INSERT INTO id_high_water (name, value) VALUES ('messages', new.id)
+         ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value);
+     END;",
 ];
 
 /// The schema version this build writes.
@@ -196,6 +208,12 @@ mod tests {
             if start >= 1 {
                 let hits = crate::store::messages::search(&conn, "upgrade", 5).unwrap_or_default();
                 assert_eq!(hits.len(), 1, "old rows searchable after upgrading from {start}");
+                // The newest message purged: its id is not given again.
+                let first = hits[0].message.id;
+                assert!(crate::store::messages::delete(&conn, first).unwrap_or(false));
+                let new = crate::store::messages::NewMessage::new("old", "b", "after the upgrade");
+                let ids = crate::store::messages::insert(&mut conn, &[new]).unwrap_or_else(|e| panic!("{e}"));
+                assert!(ids[0] > first, "from {start}: {:?} reuses {first:?}", ids[0]);
             }
         }
     }

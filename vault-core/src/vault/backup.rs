@@ -82,7 +82,8 @@ impl Backups {
     }
 
     /// Checks the backup at `transport` (see [`BackupCheck`]); `read_fraction` is the share of
-    /// packs read and authenticated in full (0 to 1).
+    /// packs (and media objects) read and authenticated in full (0 to 1), rounded up to whole
+    /// objects: any share above 0 reads at least one.
     pub fn verify(&self, transport: &dyn Transport, read_fraction: f64) -> Result<BackupCheck> {
         if !(0.0..=1.0).contains(&read_fraction) {
             return Err(Error::InvalidInput("the share of packs to read is between 0 and 1".into()));
@@ -284,7 +285,8 @@ mod tests {
             .unwrap()
     }
 
-    const CONTENT_TABLES: [&str; 6] = ["settings", "conversations", "app_secrets", "media", "messages", "attachments"];
+    const CONTENT_TABLES: [&str; 7] =
+        ["settings", "conversations", "app_secrets", "media", "messages", "attachments", "id_high_water"];
 
     #[test]
     fn export_is_deterministic_and_import_reproduces_every_row() {
@@ -367,5 +369,44 @@ mod tests {
         assert_eq!(b.messages().search("brûlée", 500).unwrap().len(), 300);
         b.messages().add(&NewMessage::new("later", "me", "zebra unicorn")).unwrap();
         assert_eq!(b.messages().search("unicorn", 5).unwrap().len(), 1);
+    }
+
+    /// The export carries the highest message id ever given: a purged newest id is not reused
+    /// after an import either. An export of schema 6 (no mark) still imports, its mark rebuilt
+    /// from its messages.
+    #[test]
+    fn the_id_high_water_mark_survives_export_and_import() {
+        let dirs = [(); 4].map(|()| tempfile::tempdir().unwrap());
+        let (a_dir, b_dir, c_dir) = (&dirs[0], &dirs[1], &dirs[2]);
+        let mut a = filled(&a_dir.path().join("v"));
+        let newest = a.messages().add(&NewMessage::new("chat-0", "alice", "purged before the backup")).unwrap();
+        assert!(a.messages().delete(newest).unwrap());
+        let mut export = Vec::new();
+        let stats = a.export_database(&mut export).unwrap();
+        assert_eq!(stats.rows_of("id_high_water"), 1);
+
+        let mut b = vault(&b_dir.path().join("v"));
+        b.import_database(&export[..]).unwrap();
+        let next = b.messages().add(&NewMessage::new("chat-0", "alice", "after the restore")).unwrap();
+        assert!(next > newest, "{next:?} reuses or precedes the purged {newest:?}");
+        assert_eq!(next, a.messages().add(&NewMessage::new("chat-0", "alice", "on the old device")).unwrap());
+
+        // The same export as schema 6 wrote it: version 6, no `id_high_water` row (the last
+        // 24 bytes before the end: tag, width, TEXT "messages", INTEGER).
+        let mut old = export[..export.len() - 1].to_vec();
+        assert_eq!(old[old.len() - 24..old.len() - 22], [8, 2]);
+        old.truncate(old.len() - 24);
+        old.push(0xFF);
+        old[8..12].copy_from_slice(&6u32.to_le_bytes());
+        let mut c = vault(&c_dir.path().join("v"));
+        c.import_database(&old[..]).unwrap();
+        assert_eq!(rows(&c, "messages"), rows(&a, "messages")[..300]);
+        let next = c.messages().add(&NewMessage::new("chat-0", "alice", "after an old restore")).unwrap();
+        assert_eq!(next.0, 301, "the mark rebuilt from the imported ids");
+        // A schema-6 export holding a table schema 6 does not have is malformed.
+        let mut wrong = export.clone();
+        wrong[8..12].copy_from_slice(&6u32.to_le_bytes());
+        let mut d = vault(&dirs[3].path().join("v"));
+        assert!(matches!(d.import_database(&wrong[..]), Err(Error::Integrity { .. })));
     }
 }

@@ -29,9 +29,19 @@ impl Messages<'_> {
         messages::insert(&mut self.vault.store.conn, batch)
     }
 
-    /// The newest `limit` messages of a conversation, oldest first.
+    /// The newest `limit` messages of a conversation, oldest first (`limit` at most
+    /// [`MAX_LIMIT`](crate::store::messages::MAX_LIMIT); page further back with
+    /// [`list_before`](Self::list_before)).
     pub fn list(&self, conversation: &str, limit: usize) -> Result<Vec<Message>> {
-        messages::list(&self.vault.store.conn, conversation, limit)
+        self.list_before(conversation, limit, None)
+    }
+
+    /// The newest `limit` messages of a conversation that come before the message `before`
+    /// (messages are ordered by send time, then id), oldest first; with `None`, as [`list`](Self::list).
+    /// Pass the first message of a page to get the page before it; an empty page is the start.
+    /// `before` must be a message of the conversation ([`Error::NotFound`] otherwise).
+    pub fn list_before(&self, conversation: &str, limit: usize, before: Option<MessageId>) -> Result<Vec<Message>> {
+        messages::list(&self.vault.store.conn, conversation, limit, before)
     }
 
     /// One message.
