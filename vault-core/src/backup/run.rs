@@ -81,8 +81,9 @@ pub(crate) fn current(
     current_checked(transport, keys, local, &|_| Ok(()))
 }
 
-/// [`current`], with `check` run on the head record as soon as it authenticates (before the
-/// history is compared with this device's): a backup run refuses a head another device writes.
+/// [`current`], with `check` run on the head record once it authenticates and is not older than
+/// this device's (a rollback is reported as one), before the history is read and compared: a
+/// backup run refuses a head another device writes.
 pub(crate) fn current_checked(
     transport: &dyn Transport,
     keys: &BackupKeys,
@@ -102,7 +103,6 @@ pub(crate) fn current_checked(
         return Ok(None);
     };
     let head = Head::open(keys, &bytes)?;
-    check(&head)?;
     if head.generation < local.0 {
         return Err(Error::Integrity {
             object: DataKind::BackupHead,
@@ -112,6 +112,7 @@ pub(crate) fn current_checked(
             ),
         });
     }
+    check(&head)?;
     let manifest = fetch_manifest(transport, keys, head.generation, &head.manifest_hash)?;
     // A newer history must descend from what this device wrote.
     if let (Some(local_hash), true) = (local.1, local.0 > 0) {
