@@ -183,12 +183,20 @@ impl Backup {
         .await
     }
 
-    /// Revokes every device with this identifier or name at every guardian; returns how many.
-    pub async fn revoke_device(self: Arc<Self>, password: String, device: String) -> Result<u32, VaultError> {
+    /// Revokes a device at every guardian, by its id (also revoked at the other guardians where
+    /// one device carries its name) or by a name exactly one device carries at each guardian (a
+    /// name several carry is refused: `InvalidInput`); revoking this device itself needs
+    /// `this_device`. Returns how many enrolments were revoked.
+    pub async fn revoke_device(
+        self: Arc<Self>,
+        password: String,
+        device: String,
+        this_device: bool,
+    ) -> Result<u32, VaultError> {
         blocking::run(move || {
             let password = Passphrase::new(password);
             self.recovery()
-                .and_then(|mut r| r.revoke_device(&self.network, &password, &device))
+                .and_then(|mut r| r.revoke_device(&self.network, &password, &device, this_device))
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                 .map_err(Into::into)
         })

@@ -77,6 +77,18 @@ pub enum VaultError {
         /// The guardian.
         guardian: Option<u32>,
     },
+    /// Another device took this backup over (restored it, so it is now the one device that
+    /// writes it): this device no longer backs up to it. Tell the user; restoring on this device
+    /// takes it back. `by_device` is the new writer's device id at the data guardian (as in the
+    /// device list) and `at_ms` when it took over; both are absent when a build without writers
+    /// wrote the newest backup.
+    #[error("the backup was taken over by another device")]
+    TakenOver {
+        /// The device that writes the backup now.
+        by_device: Option<String>,
+        /// When it took over, milliseconds since the Unix epoch.
+        at_ms: Option<i64>,
+    },
     /// Anything else (I/O, an unexpected database error).
     #[error("{detail}")]
     Other {
@@ -161,6 +173,11 @@ impl From<vault_core::Error> for VaultError {
             E::BackupAuthentication(_) => VaultError::BackupLoginFailed { guardian: None },
             E::BackupStorage(_) => retry(RetryReason::ServerUnreachable),
             E::BackupConflict => retry(RetryReason::BackupConflict),
+            E::TakenOver { by_device, at_ms } => VaultError::TakenOver { by_device, at_ms },
+            // The names are the user's: only the case crosses.
+            E::AmbiguousDevice { matches } => VaultError::InvalidInput {
+                reason: format!("{} devices carry that name; revoke one by its id", matches.len()),
+            },
             E::AlreadyExists(what) => VaultError::InvalidInput { reason: format!("already exists: {what}") },
             E::Guardian { index, error, .. } => match error {
                 GuardianError::LoginRefused | GuardianError::TokenRefused => {

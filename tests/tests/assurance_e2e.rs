@@ -286,7 +286,12 @@ fn the_whole_lifecycle_under_attack() {
             let expected = if kind == "head" && case == "deletion" && !std::ptr::eq(server, &a) { 0 } else { 4 };
             if expected == 0 {
                 let target = w.join("guardian-head-deleted");
+                // The restore takes the backup over (its head names the new device); put the
+                // data server's head back so device B stays the writer for the rest.
+                let data_head = account_file(&a.data, "head");
+                let writer_b = std::fs::read(&data_head).unwrap();
                 ok(run(&target, NEW_PASSPHRASE, &restore_args(&through, code_if_needed), &env));
+                std::fs::write(&data_head, &writer_b).unwrap();
                 std::fs::remove_dir_all(&target).unwrap();
                 summary.adversary_cases += 1;
                 summary.restores += 1;

@@ -437,14 +437,16 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
     for guardian in devices["guardians"].as_array().unwrap() {
         let names: Vec<&str> =
             guardian["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"tablet") && names.contains(&"vault cli"), "{names:?}");
+        assert!(names.contains(&"tablet") && names.iter().any(|n| n.starts_with("vault cli (")), "{names:?}");
     }
     let revoked = json(run(&phone, &["--json", "backup", "devices", "--revoke", "tablet"], &new_env));
     assert_eq!(revoked["revoked"], 2, "one token per guardian");
     let out = run(&tablet, &["backup", "run"], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("refused this device's token"), "{}", stderr(&out));
-    ok(run(&phone, &["backup", "run"], &[]));
+    // The tablet took the backup over when it restored: the phone no longer writes to it.
+    let out = run(&phone, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
 
     // Server B is replaced by one with another key, where someone registered the account anew.
     b.stop();
@@ -481,4 +483,92 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
     let out =
         run(&intruder, &["backup", "setup", "--account", "x", "--server", &servers[1], "--threshold", "1"], &new_env);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+fn this_device(dir: &Path) -> String {
+    let devices = json(run(dir, &["--json", "backup", "devices"], &[]));
+    devices["guardians"][0]["this_device"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_restore_takes_the_backup_over_and_revocation_cannot_cut_off_by_accident() {
+    let work = tempfile::tempdir().unwrap();
+    let a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+
+    // Device A sets up and backs up; device B restores, which takes the backup over.
+    let device_a = work.path().join("device-a");
+    phone_with_backup(&device_a, work.path(), &servers);
+    let a_id = this_device(&device_a);
+    let device_b = work.path().join("device-b");
+    let restored = json(run(&device_b, &restore_args(&servers, None, &[]), &env));
+    assert_eq!(restored["enrolled"], true);
+    assert_eq!(restored["took_over_from"], a_id.as_str());
+    let b_id = this_device(&device_b);
+    ok(vault(
+        &device_b,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "FROM-DEVICE-B"],
+        &[],
+        "",
+    ));
+    assert_eq!(json(run(&device_b, &["--json", "backup", "run"], &[]))["generation"], 2);
+
+    // A's next backup is refused with the takeover exit code, naming B; nothing is overwritten.
+    ok(vault(
+        &device_a,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "ann", "--body", "FROM-DEVICE-A"],
+        &[],
+        "",
+    ));
+    let out = run(&device_a, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("taken over by device {b_id} on ")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("this device no longer writes to it"), "{}", stderr(&out));
+    // A can still read the backup.
+    ok(run(&device_a, &["backup", "list"], &[]));
+
+    // A fresh restore has B's message (generation 2), not A's.
+    let device_c = work.path().join("device-c");
+    let restored = json(run(&device_c, &restore_args(&servers, None, &["--device-name", "twin"]), &env));
+    assert_eq!(restored["generation"], 2);
+    assert_eq!(restored["took_over_from"], b_id.as_str());
+    let bodies = messages(&device_c).to_string();
+    assert!(bodies.contains("FROM-DEVICE-B") && !bodies.contains("FROM-DEVICE-A"), "{bodies}");
+
+    // Default names differ (platform and a short id); a name several devices carry is refused
+    // with the list, and nothing is revoked.
+    let names: Vec<String> = json(run(&device_c, &["--json", "backup", "devices"], &[]))["guardians"][0]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    let defaults: Vec<&String> = names.iter().filter(|n| n.starts_with("vault cli (")).collect();
+    assert_eq!(defaults.len(), 2, "{names:?}");
+    assert_ne!(defaults[0], defaults[1]);
+    let device_d = work.path().join("device-d");
+    ok(run(&device_d, &restore_args(&servers, None, &["--device-name", "twin"]), &env));
+    let out = run(&device_c, &["backup", "devices", "--revoke", "twin"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("4 devices carry that name"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&this_device(&device_d)), "{}", stderr(&out));
+    ok(run(&device_c, &["backup", "devices"], &[]));
+
+    // Revoking this device needs the explicit flag.
+    let out = run(&device_b, &["backup", "devices", "--revoke", &b_id], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--revoke-this-device"), "{}", stderr(&out));
+    ok(run(&device_b, &["backup", "devices"], &[]));
+    let revoked =
+        json(run(&device_b, &["--json", "backup", "devices", "--revoke", &b_id, "--revoke-this-device"], &env));
+    assert_eq!(revoked["revoked"], 2, "its enrolment at each guardian");
+    let out = run(&device_b, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // The device that restored last writes the backup.
+    assert_eq!(json(run(&device_d, &["--json", "backup", "run"], &[]))["generation"], 3);
 }

@@ -118,6 +118,25 @@ pub enum Error {
     /// Running the backup again continues from the newer generation.
     #[error("another device wrote a backup at the same time: run the backup again")]
     BackupConflict,
+    /// Another device took this backup over (a restore on a new device makes that device the
+    /// backup's one writer): this device no longer writes to it. Restoring on this device takes
+    /// it back. `by_device` is the writer's device id at the data guardian and `at_ms` when it
+    /// took over (milliseconds since the epoch); both are `None` when a build without writers
+    /// wrote the head (the run's base is then not the current head, which another device wrote).
+    #[error("{}", taken_over_message(by_device.as_deref(), *at_ms))]
+    TakenOver {
+        /// The device that writes the backup now, when the head record names it.
+        by_device: Option<String>,
+        /// When it took over, milliseconds since the Unix epoch.
+        at_ms: Option<i64>,
+    },
+    /// A device to revoke was given by a name that several enrolled devices carry: nothing was
+    /// revoked. `matches` lists them (guardian URL, device id, name); revoke by id instead.
+    #[error("{}", ambiguous_message(matches))]
+    AmbiguousDevice {
+        /// Every device the name matched: (guardian URL, device id, device name).
+        matches: Vec<(String, String, String)>,
+    },
     /// A backup server did not accept the backup password, or a recovery code does not match the
     /// account's shares. Servers do not say whether an account is locked or unknown, so the
     /// message says "wrong password, or locked" for each server that refused.
@@ -140,6 +159,21 @@ pub enum Error {
     /// A bug or an impossible state; the message names it without any data.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+fn taken_over_message(by: Option<&str>, at_ms: Option<i64>) -> String {
+    match (by, at_ms) {
+        (Some(by), Some(at)) => format!(
+            "this backup was taken over by device {by} at {at} ms since the epoch; this device no longer writes to it"
+        ),
+        _ => "the backup's newest generation was written by another device; this device no longer writes to it"
+            .to_owned(),
+    }
+}
+
+fn ambiguous_message(matches: &[(String, String, String)]) -> String {
+    let list: Vec<String> = matches.iter().map(|(url, id, name)| format!("{id} ({name:?}) at {url}")).collect();
+    format!("{} devices carry that name: {}; revoke one by its id", matches.len(), list.join(", "))
 }
 
 impl Error {

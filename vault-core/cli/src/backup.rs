@@ -31,11 +31,13 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             threshold,
             no_recovery_code,
             allow_single_provider,
-            &device_name,
+            &device_name.unwrap_or_else(crate::cli::default_device_name),
         ),
         BackupCommand::Password => crate::recovery::password(ctx),
         BackupCommand::RefreshShares | BackupCommand::NewRecoveryCode => crate::recovery::refresh(ctx),
-        BackupCommand::Devices { revoke } => crate::recovery::devices(ctx, revoke),
+        BackupCommand::Devices { revoke, revoke_this_device } => {
+            crate::recovery::devices(ctx, revoke, revoke_this_device)
+        }
         BackupCommand::Run(target) => {
             let vault = ctx.unlock()?;
             let bar = TerminalProgress::new("backing up", ctx.json);

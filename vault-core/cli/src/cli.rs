@@ -79,9 +79,10 @@ pub enum Command {
         /// The recovery code printed at setup (needed when too few servers are reachable).
         #[arg(long, env = "VAULT_RECOVERY_CODE", hide_env_values = true)]
         recovery_code: Option<String>,
-        /// Name of this device in the servers' device lists.
-        #[arg(long, default_value = "vault cli")]
-        device_name: String,
+        /// Name of this device in the servers' device lists [default: "vault cli (PLATFORM,
+        /// SHORT-ID)", with a random short id].
+        #[arg(long)]
+        device_name: Option<String>,
         /// Recover and check the backup key only; restore nothing (for timing recovery).
         #[arg(long)]
         key_only: bool,
@@ -123,9 +124,10 @@ pub enum BackupCommand {
         /// Accept a policy in which one provider alone can recover the key (weaker).
         #[arg(long)]
         allow_single_provider: bool,
-        /// Name of this device in the servers' device lists.
-        #[arg(long, default_value = "vault cli")]
-        device_name: String,
+        /// Name of this device in the servers' device lists [default: "vault cli (PLATFORM,
+        /// SHORT-ID)", with a random short id].
+        #[arg(long)]
+        device_name: Option<String>,
     },
     /// Change the backup password on every guardian (current one from VAULT_BACKUP_PASSWORD or
     /// stdin, new one from VAULT_BACKUP_NEW_PASSWORD or the next stdin line).
@@ -137,9 +139,15 @@ pub enum BackupCommand {
     NewRecoveryCode,
     /// The devices enrolled at each guardian; --revoke stops a lost device's tokens at once.
     Devices {
-        /// Revoke every device with this identifier or name (needs the backup password).
+        /// Revoke a device (needs the backup password): by its id (also revoked at the other
+        /// guardians where one device carries its name), or by a name exactly one device carries
+        /// at each guardian; a name several devices carry is refused with the list.
         #[arg(long, value_name = "ID_OR_NAME")]
         revoke: Option<String>,
+        /// Allow --revoke to revoke the device running this command (its backups then stop
+        /// until `vault backup setup` enrols it again).
+        #[arg(long, requires = "revoke")]
+        revoke_this_device: bool,
     },
     /// Back up: a new snapshot that uploads only what changed.
     Run(BackupTarget),
@@ -350,4 +358,21 @@ impl KdfArgs {
             parallelism: self.kdf_parallelism,
         }
     }
+}
+
+/// The default device name: `vault cli (PLATFORM, SHORT-ID)`, with 4 random hex digits, so
+/// devices set up with the default can be told apart (and revoked) by name.
+pub fn default_device_name() -> String {
+    let id: [u8; 2] = rand_bytes();
+    format!("vault cli ({}, {:02x}{:02x})", std::env::consts::OS, id[0], id[1])
+}
+
+fn rand_bytes() -> [u8; 2] {
+    let mut out = [0u8; 2];
+    // A name, not a secret: the time is a fine fallback if the system's randomness fails.
+    if getrandom::fill(&mut out).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        out = [(nanos >> 8) as u8, nanos as u8];
+    }
+    out
 }

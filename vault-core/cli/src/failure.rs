@@ -20,6 +20,8 @@ pub mod exit {
     pub const LOCKED_OUT: u8 = 5;
     /// The backup server or backup directory could not be reached or failed.
     pub const SERVER_UNREACHABLE: u8 = 6;
+    /// Another device took the backup over (restored it); this device no longer writes to it.
+    pub const TAKEN_OVER: u8 = 7;
 }
 
 /// A failed command.
@@ -56,9 +58,18 @@ impl From<Error> for Failure {
                 GuardianError::Refused(_) => exit::USAGE,
                 _ => exit::OTHER,
             },
-            Error::InvalidInput(_) | Error::LastSlot => exit::USAGE,
+            Error::InvalidInput(_) | Error::LastSlot | Error::AmbiguousDevice { .. } => exit::USAGE,
+            Error::TakenOver { .. } => exit::TAKEN_OVER,
             _ => exit::OTHER,
         };
+        if let Error::TakenOver { by_device: Some(by), at_ms: Some(at) } = &e {
+            let message = format!(
+                "this backup was taken over by device {by} on {}; this device no longer writes to it \
+                 (restore on this device to take it back)",
+                crate::render::local_time(*at)
+            );
+            return Self { code, message };
+        }
         Self { code, message: e.to_string() }
     }
 }

@@ -120,6 +120,14 @@ pub fn restore(
     }
     if !report.enrolled {
         ctx.print(not_enrolled_note(k))?;
+    } else {
+        ctx.print(format!(
+            "this device ({device_name}) now writes the backup{}",
+            match &report.took_over_from {
+                Some(previous) => format!("; device {previous} no longer does (it can still read and restore it)"),
+                None => String::new(),
+            }
+        ))?;
     }
     Ok(())
 }
@@ -149,14 +157,20 @@ pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `vault backup devices [--revoke ID_OR_NAME]`.
-pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>) -> Result<(), Failure> {
+/// `vault backup devices [--revoke ID_OR_NAME [--revoke-this-device]]`.
+pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>, revoke_this_device: bool) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
     let network = HttpNetwork::default();
     let mut recovery = vault.recovery()?;
     if let Some(device) = revoke {
         let password = ctx.input.backup_password()?;
-        let revoked = recovery.revoke_device(&network, &password, &device)?;
+        let revoked =
+            recovery.revoke_device(&network, &password, &device, revoke_this_device).map_err(|e| match e {
+                vault_core::Error::InvalidInput(m) if m.starts_with("that is this device") => {
+                    Failure::usage(format!("{m}: add --revoke-this-device"))
+                }
+                other => other.into(),
+            })?;
         if revoked == 0 {
             return Err(Failure::usage(format!("no device with id or name {device:?} at any guardian")));
         }

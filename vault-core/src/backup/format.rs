@@ -113,7 +113,7 @@ pub fn seal_for_fuzzing(keys: &BackupKeys, object: FuzzObject, plaintext: &[u8])
             let name = index_name(&[0; 16]);
             (seal(keys.index_key(), INDEX_MAGIC, &name, plaintext), name)
         }
-        FuzzObject::Head => (seal(keys.head_key(), HEAD_MAGIC, "head", plaintext), "head".to_owned()),
+        FuzzObject::Head => (aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), plaintext), "head".to_owned()),
     }
 }
 
@@ -364,34 +364,117 @@ pub fn manifest_hash(sealed: &[u8]) -> [u8; 32] {
 // ---- head record -------------------------------------------------------------------------------
 
 const HEAD_MAGIC: &[u8; 8] = b"VBAKHEAD";
+/// The head record's version: 2 names the writing device; 1 (40 bytes, no writer) still opens.
+const HEAD_VERSION: u16 = 2;
+/// Longest writer device id a head record holds (guardians' ids are 32 hex digits).
+pub const MAX_WRITER_ID_LEN: usize = 64;
+const HEAD_V2_LEN: usize = 8 + 32 + 1 + MAX_WRITER_ID_LEN + 8;
 
-/// The newest generation and its manifest hash, as kept in the server's head record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The device that writes a backup: its enrolment's device id at the data guardian, and since
+/// when (the time it took the backup over, or its first run), milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    /// The device id at the data guardian (printable ASCII, at most [`MAX_WRITER_ID_LEN`] bytes).
+    pub device: String,
+    /// Since when it writes.
+    pub since_ms: i64,
+}
+
+impl Writer {
+    /// A writer, checking the id fits a head record.
+    pub fn new(device: &str, since_ms: i64) -> Result<Self> {
+        if device.is_empty() || device.len() > MAX_WRITER_ID_LEN || !device.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Internal("a device id that does not fit a head record"));
+        }
+        Ok(Self { device: device.to_owned(), since_ms })
+    }
+}
+
+/// The newest generation, its manifest hash and the device that writes the backup, as kept in
+/// the server's head record.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// Newest generation.
     pub generation: u64,
     /// Hash of its sealed manifest.
     pub manifest_hash: [u8; 32],
+    /// The writing device; `None` for a record of version 1 or one written without a device
+    /// (a backup directory).
+    pub writer: Option<Writer>,
 }
 
 impl Head {
-    /// Seals the head record: `u64 generation ‖ manifest hash (32)`.
+    /// Seals the head record (version 2): `u64 generation ‖ manifest hash (32) ‖ u8 n ‖ writer id
+    /// (n bytes, then zeros to 64) ‖ i64 writer since ms`; n = 0 (and since = 0) is "no writer".
     pub fn seal(&self, keys: &BackupKeys) -> Vec<u8> {
-        let mut out = [0u8; 40];
+        let mut out = zeroize::Zeroizing::new([0u8; HEAD_V2_LEN]);
         out[..8].copy_from_slice(&self.generation.to_le_bytes());
-        out[8..].copy_from_slice(&self.manifest_hash);
-        seal(keys.head_key(), HEAD_MAGIC, "head", &out)
+        out[8..40].copy_from_slice(&self.manifest_hash);
+        if let Some(w) = &self.writer {
+            // `Writer::new` bounds the id; a longer one is cut rather than overflow.
+            let id = &w.device.as_bytes()[..w.device.len().min(MAX_WRITER_ID_LEN)];
+            out[40] = id.len() as u8;
+            out[41..41 + id.len()].copy_from_slice(id);
+            out[41 + MAX_WRITER_ID_LEN..].copy_from_slice(&w.since_ms.to_le_bytes());
+        }
+        aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), &out[..])
     }
 
-    /// Opens a head record.
+    /// Opens a head record of version 2, or of version 1 (then with no writer).
     pub fn open(keys: &BackupKeys, sealed: &[u8]) -> Result<Self> {
+        if sealed.len() > MAX_OBJECT_LEN {
+            return Err(malformed("head record"));
+        }
+        if let Ok(plain) = aead::open(keys.head_key(), &head_aad(HEAD_VERSION), sealed) {
+            return Self::decode_v2(plain.expose_secret());
+        }
         let plain = open(keys.head_key(), HEAD_MAGIC, "head", sealed, "head record")?;
         let mut r = Reader { bytes: plain.expose_secret(), what: "head record" };
         let generation = r.u64()?;
         let manifest_hash = r.array()?;
         r.finish()?;
-        Ok(Self { generation, manifest_hash })
+        Ok(Self { generation, manifest_hash, writer: None })
     }
+
+    fn decode_v2(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader { bytes, what: "head record" };
+        let generation = r.u64()?;
+        let manifest_hash = r.array()?;
+        let n = usize::from(r.array::<1>()?[0]);
+        let id: [u8; MAX_WRITER_ID_LEN] = r.array()?;
+        let since_ms = r.u64()? as i64;
+        r.finish()?;
+        if n > MAX_WRITER_ID_LEN || id[n..].iter().any(|&b| b != 0) {
+            return Err(malformed("head record"));
+        }
+        let writer = match n {
+            0 if since_ms == 0 => None,
+            0 => return Err(malformed("head record")),
+            _ => {
+                let device = std::str::from_utf8(&id[..n]).map_err(|_| malformed("head record"))?;
+                Some(Writer::new(device, since_ms).map_err(|_| malformed("head record"))?)
+            }
+        };
+        Ok(Self { generation, manifest_hash, writer })
+    }
+}
+
+fn head_aad(version: u16) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(14);
+    aad.extend_from_slice(HEAD_MAGIC);
+    aad.extend_from_slice(&version.to_le_bytes());
+    aad.extend_from_slice(b"head");
+    aad
+}
+
+/// Seals a version-1 head record (no writer), as builds before version 2 wrote it: for tests
+/// that an old record still opens.
+#[cfg(test)]
+pub(crate) fn seal_head_v1(keys: &BackupKeys, generation: u64, manifest_hash: &[u8; 32]) -> Vec<u8> {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&generation.to_le_bytes());
+    out[8..].copy_from_slice(manifest_hash);
+    seal(keys.head_key(), HEAD_MAGIC, "head", &out)
 }
 
 #[cfg(test)]
@@ -440,7 +523,7 @@ mod tests {
         assert_eq!(open_index(&k, "index-a", &sealed).unwrap(), locations);
         assert!(open_index(&k, "index-b", &sealed).is_err(), "an index object moved to another name");
 
-        let head = Head { generation: 3, manifest_hash: [6; 32] };
+        let head = Head { generation: 3, manifest_hash: [6; 32], writer: None };
         assert_eq!(Head::open(&k, &head.seal(&k)).unwrap(), head);
         assert!(Head::open(&keys(3), &head.seal(&k)).is_err());
 
@@ -454,6 +537,36 @@ mod tests {
         for cut in 0..encoded.len() {
             assert!(Tree::decode(&encoded[..cut]).is_err(), "truncated at {cut}");
         }
+    }
+
+    #[test]
+    fn head_records_name_their_writer_and_version_1_still_opens_without_one() {
+        let k = keys(1);
+        let writer = Writer::new(&"ab".repeat(16), 1_700_000_000_123).unwrap();
+        let head = Head { generation: 9, manifest_hash: [4; 32], writer: Some(writer) };
+        let sealed = head.seal(&k);
+        assert_eq!(sealed.len(), 24 + HEAD_V2_LEN + 16, "fixed size whatever the writer");
+        assert_eq!(sealed.len(), Head { writer: None, ..head.clone() }.seal(&k).len());
+        assert_eq!(Head::open(&k, &sealed).unwrap(), head);
+        for i in [0, 30, sealed.len() - 1] {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(Head::open(&k, &bad).is_err());
+        }
+        let old = seal_head_v1(&k, 5, &[7; 32]);
+        assert_eq!(Head::open(&k, &old).unwrap(), Head { generation: 5, manifest_hash: [7; 32], writer: None });
+        assert!(Writer::new("", 1).is_err());
+        assert!(Writer::new(&"a".repeat(65), 1).is_err());
+        assert!(Writer::new("a b", 1).is_err());
+        // Non-zero padding after the id, or a time without an id, is refused.
+        let mut plain = [0u8; HEAD_V2_LEN];
+        plain[40] = 1;
+        plain[41] = b'a';
+        plain[42] = b'b';
+        assert!(Head::decode_v2(&plain).is_err());
+        let mut plain = [0u8; HEAD_V2_LEN];
+        plain[HEAD_V2_LEN - 1] = 1;
+        assert!(Head::decode_v2(&plain).is_err());
     }
 
     #[test]

@@ -341,7 +341,12 @@ pub(crate) fn prune(
     };
     let sealed = manifest.seal(keys)?;
     transport.put(&manifest_name(manifest.generation), &sealed).map_err(transport_error("writing the manifest"))?;
-    let new_head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed) };
+    // The writer stays: pruning does not change which device writes the backup.
+    let new_head = Head {
+        generation: manifest.generation,
+        manifest_hash: manifest_hash(&sealed),
+        writer: head.head.writer.clone(),
+    };
     transport
         .put_head(&new_head.seal(keys), Some(&head.version))
         .map_err(transport_error("updating the head record"))?;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::chunker::{ChunkParams, ChunkStream, Chunker};
 use super::format::{
-    Head, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, index_name, manifest_hash, manifest_name,
-    media_object_name, open_index, pack_name, random_object_id, seal_index,
+    Head, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, Writer, index_name, manifest_hash,
+    manifest_name, media_object_name, open_index, pack_name, random_object_id, seal_index,
 };
 use super::keys::{BackupKeys, ChunkId};
 use super::pack::{PackEntry, PackWriter, open_chunk};
@@ -78,6 +78,18 @@ pub(crate) fn current(
     keys: &BackupKeys,
     local: crate::store::backup_state::Position,
 ) -> Result<Option<Current>> {
+    current_checked(transport, keys, local, &|_| Ok(()))
+}
+
+/// [`current`], with `check` run on the head record once it authenticates and is not older than
+/// this device's (a rollback is reported as one), before the history is read and compared: a
+/// backup run refuses a head another device writes.
+pub(crate) fn current_checked(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    local: crate::store::backup_state::Position,
+    check: &dyn Fn(&Head) -> Result<()>,
+) -> Result<Option<Current>> {
     let Some((bytes, version)) = transport.get_head().map_err(transport_error("reading the head record"))? else {
         if local.0 > 0 {
             return Err(Error::Integrity {
@@ -100,6 +112,7 @@ pub(crate) fn current(
             ),
         });
     }
+    check(&head)?;
     let manifest = fetch_manifest(transport, keys, head.generation, &head.manifest_hash)?;
     // A newer history must descend from what this device wrote.
     if let (Some(local_hash), true) = (local.1, local.0 > 0) {
@@ -341,17 +354,37 @@ pub(crate) struct Database<'a> {
     pub(crate) state: &'a rusqlite::Connection,
 }
 
-/// One backup run over the vault's database and media files.
+/// Whether a run may write over the head record `head` as the device `me` (`None`: a run
+/// without a device identity, to a backup directory): returns the writer the new head names.
+/// A head naming another writer is refused ([`Error::TakenOver`]); so is a head of a build
+/// without writers whose generation is not the one this device last wrote or restored (another
+/// device wrote it). A head without a writer is otherwise claimed by `me`, since now.
+pub(crate) fn claim(head: Option<&Head>, me: Option<&str>, local_generation: u64) -> Result<Option<Writer>> {
+    let Some(head) = head else { return me.map(|d| Writer::new(d, crate::store::now_millis())).transpose() };
+    match (&head.writer, me) {
+        (Some(w), Some(d)) if w.device == d => Ok(Some(w.clone())),
+        (Some(w), _) => Err(Error::TakenOver { by_device: Some(w.device.clone()), at_ms: Some(w.since_ms) }),
+        (None, Some(_)) if local_generation > 0 && head.generation != local_generation => {
+            Err(Error::TakenOver { by_device: None, at_ms: None })
+        }
+        (None, Some(d)) => Writer::new(d, crate::store::now_millis()).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// One backup run over the vault's database and media files, as the writing device `writer`
+/// (its device id at the data guardian; `None` for a backup directory).
 pub(crate) fn run(
     db: &Database<'_>,
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
+    writer: Option<&str>,
 ) -> Result<Written> {
     // A run interrupted between its manifest and its head record leaves that manifest unpublished
     // under the next generation's name: it is published, and the run starts again above it.
     for _ in 0..2 {
-        if let Some(written) = run_once(db, media_files, transport, progress)? {
+        if let Some(written) = run_once(db, media_files, transport, progress, writer)? {
             return Ok(written);
         }
     }
@@ -366,6 +399,7 @@ fn publish_unfinished(
     keys: &BackupKeys,
     previous: Option<&Current>,
     generation: u64,
+    writer: Option<Writer>,
 ) -> Result<()> {
     let name = manifest_name(generation);
     let sealed = fetch_named(transport, &name, "manifest")?;
@@ -376,7 +410,7 @@ fn publish_unfinished(
             problem: format!("backup {name} exists but does not continue the current head"),
         });
     }
-    let head = Head { generation, manifest_hash: manifest_hash(&sealed) };
+    let head = Head { generation, manifest_hash: manifest_hash(&sealed), writer };
     transport
         .put_head(&head.seal(keys), previous.map(|c| c.version.as_str()))
         .map_err(transport_error("publishing an interrupted run's manifest"))
@@ -388,6 +422,7 @@ fn run_once(
     media_files: &crate::media::MediaFiles,
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
+    me: Option<&str>,
 ) -> Result<Option<Written>> {
     let started = Instant::now();
     let conn = db.state;
@@ -401,7 +436,8 @@ fn run_once(
     };
     let keys = BackupKeys::derive(&brk);
     let local = crate::store::backup_state::position(conn)?;
-    let previous = current(transport, &keys, local)?;
+    let previous = current_checked(transport, &keys, local, &|head| claim(Some(head), me, local.0).map(|_| ()))?;
+    let writer = claim(previous.as_ref().map(|c| &c.head), me, local.0)?;
 
     let mut known = match &previous {
         Some(c) => load_index(transport, &keys, &c.manifest)?,
@@ -537,12 +573,12 @@ fn run_once(
     match transport.put(&manifest_name(manifest.generation), &sealed) {
         Ok(()) => {}
         Err(TransportError::Exists) => {
-            publish_unfinished(transport, &keys, previous.as_ref(), manifest.generation)?;
+            publish_unfinished(transport, &keys, previous.as_ref(), manifest.generation, writer)?;
             return Ok(None);
         }
         Err(e) => return Err(transport_error("writing the manifest")(e)),
     }
-    let head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed) };
+    let head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed), writer };
     let head_bytes = head.seal(&keys);
     transport
         .put_head(&head_bytes, previous.as_ref().map(|c| c.version.as_str()))

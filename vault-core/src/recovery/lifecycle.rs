@@ -214,29 +214,84 @@ pub(crate) fn devices(network: &dyn GuardianNetwork, enrolment: &Enrolment) -> R
         .collect()
 }
 
-/// Revokes, at every guardian, each device whose identifier or name is `device` (needs the
-/// backup password). Its tokens stop working at once. Returns how many were revoked.
+/// Revokes a device at every guardian (needs the backup password); see
+/// [`crate::Recovery::revoke_device`] for how `device` is matched. Nothing is revoked when the
+/// name is ambiguous, or when the device is this one and `this_device` is false. Returns how
+/// many enrolments were revoked.
 pub(crate) fn revoke_device(
     network: &dyn GuardianNetwork,
     conn: &Connection,
     password: &Passphrase,
     device: &str,
+    this_device: bool,
 ) -> Result<usize> {
     let enrolment = Enrolment::require(conn)?;
     let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
-    let mut revoked = 0;
+    let mut lists = Vec::new();
     for (remote, session) in &sessions {
-        let at = |e| remote.error(e);
-        let list = remote.guardian.devices(&session.token).map_err(at)?;
-        for d in list.iter().filter(|d| d.id == device || d.name == device) {
-            remote.guardian.revoke_device(&session.token, &d.id).map_err(at)?;
-            revoked += 1;
-        }
+        lists.push(remote.guardian.devices(&session.token).map_err(|e| remote.error(e))?);
+    }
+    let targets = revocation_targets(&enrolment, &lists, device)?;
+    let own: Vec<usize> = targets
+        .iter()
+        .filter(|(position, id)| enrolment.guardians[*position].device_id == **id)
+        .map(|(position, _)| *position)
+        .collect();
+    if !own.is_empty() && !this_device {
+        return Err(Error::InvalidInput(
+            "that is this device: revoking it stops its backups until recovery is set up again; \
+             confirm revoking this device explicitly"
+                .into(),
+        ));
+    }
+    let mut revoked = 0;
+    for (position, id) in &targets {
+        let (remote, session) = &sessions[*position];
+        remote.guardian.revoke_device(&session.token, id).map_err(|e| remote.error(e))?;
+        revoked += 1;
     }
     if revoked > 0 {
-        record(conn, SecurityEventKind::DeviceRevoked, &format!("{revoked} tokens"))?;
+        let detail =
+            if own.is_empty() { format!("{revoked} tokens") } else { format!("{revoked} tokens, this device's") };
+        record(conn, SecurityEventKind::DeviceRevoked, &detail)?;
     }
     Ok(revoked)
+}
+
+/// The enrolments `device` names, as (guardian position, device id): an id at one guardian
+/// (with the devices of its name at the other guardians where exactly one carries it), or a name
+/// that at most one device carries at each guardian.
+fn revocation_targets(
+    enrolment: &Enrolment,
+    lists: &[Vec<super::GuardianDevice>],
+    device: &str,
+) -> Result<Vec<(usize, String)>> {
+    let by_id = lists.iter().enumerate().find_map(|(p, list)| list.iter().find(|d| d.id == device).map(|d| (p, d)));
+    if let Some((position, found)) = by_id {
+        let mut targets = vec![(position, found.id.clone())];
+        for (p, list) in lists.iter().enumerate().filter(|(p, _)| *p != position) {
+            let named: Vec<_> = list.iter().filter(|d| d.name == found.name).collect();
+            if let [only] = named.as_slice() {
+                targets.push((p, only.id.clone()));
+            }
+        }
+        return Ok(targets);
+    }
+    let named: Vec<(usize, &super::GuardianDevice)> = lists
+        .iter()
+        .enumerate()
+        .flat_map(|(p, list)| list.iter().filter(|d| d.name == device).map(move |d| (p, d)))
+        .collect();
+    let ambiguous = lists.iter().any(|list| list.iter().filter(|d| d.name == device).count() > 1);
+    if ambiguous {
+        return Err(Error::AmbiguousDevice {
+            matches: named
+                .iter()
+                .map(|(p, d)| (enrolment.guardians[*p].url.clone(), d.id.clone(), d.name.clone()))
+                .collect(),
+        });
+    }
+    Ok(named.into_iter().map(|(p, d)| (p, d.id.clone())).collect())
 }
 
 /// Refuses a session whose guardian key differs from the pinned one, recording the event.

@@ -106,6 +106,11 @@ pub struct GuardianRestoreReport {
     /// Whether every guardian was reached, so the new vault is enrolled and backs up as before
     /// (otherwise run `vault backup setup` on it).
     pub enrolled: bool,
+    /// When enrolled, this device took the backup over (it is now the one device that writes
+    /// it): the device id, at the data guardian, of the writer it replaced, when the head named
+    /// one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_over_from: Option<String>,
 }
 
 /// The backup storage of `account` at the guardian `url`, reached with a password login instead

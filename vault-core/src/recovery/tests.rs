@@ -14,7 +14,7 @@ use super::lifecycle;
 use super::recover::recover;
 use super::setup::set_up;
 use super::testing::{Call, Fault, MemoryNetwork};
-use super::{Enrolment, GuardianError, RecoveryCode, RecoveryPolicy, RecoverySetup};
+use super::{Enrolment, GuardianError, GuardianNetwork, RecoveryCode, RecoveryPolicy, RecoverySetup};
 use crate::backup::format::Head;
 use crate::backup::{BackupKeys, TransportError};
 use crate::error::Error;
@@ -140,7 +140,7 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
     let (conn, _) = enrolled(&network, &urls);
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
-    let head = |generation| Head { generation, manifest_hash: [generation as u8; 32] }.seal(&keys);
+    let head = |generation| Head { generation, manifest_hash: [generation as u8; 32], writer: None }.seal(&keys);
     let data = lifecycle::data_transport(&network, &enrolment).unwrap();
     data.put_head(&head(1), None).unwrap();
     let version = data.get_head().unwrap().unwrap().1;
@@ -253,14 +253,54 @@ fn devices_are_listed_and_a_revoked_device_token_is_refused_at_once() {
     assert_eq!(lists.len(), 2);
     assert!(lists.iter().all(|l| l.devices.len() == 1 && l.devices[0].id == l.this_device));
 
-    let revoked = lifecycle::revoke_device(&network, &conn, &password(), "phone").unwrap();
+    // This device itself is revoked only when asked for explicitly.
+    let refused = lifecycle::revoke_device(&network, &conn, &password(), "phone", false);
+    assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("this device")), "{refused:?}");
+    assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 1, "nothing revoked");
+    let revoked = lifecycle::revoke_device(&network, &conn, &password(), "phone", true).unwrap();
     assert_eq!(revoked, 2);
     let transport = lifecycle::data_transport(&network, &enrolment).unwrap();
     assert!(matches!(transport.get_head(), Err(TransportError::Unauthorized(_))));
     let listed = lifecycle::devices(&network, &enrolment);
     assert!(matches!(listed, Err(Error::Guardian { index: 0, error: GuardianError::TokenRefused, .. })), "{listed:?}");
     assert_eq!(events(&conn, SecurityEventKind::DeviceRevoked), 1);
-    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device").unwrap(), 0);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device", false).unwrap(), 0);
+}
+
+#[test]
+fn revocation_by_an_ambiguous_name_is_refused_with_the_list_and_by_id_or_unique_name_works() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, _) = enrolled(&network, &urls);
+    // Two more devices at each guardian: another "phone" (the same name as this device) and a
+    // "tablet".
+    let mut other_phone = Vec::new();
+    for url in &urls {
+        let guardian = network.connect(url).unwrap();
+        let session = guardian.login(ACCOUNT, &password()).unwrap();
+        other_phone.push(guardian.enrol_device(&session.token, "phone").unwrap().0);
+        guardian.enrol_device(&session.token, "tablet").unwrap();
+    }
+    let ambiguous = lifecycle::revoke_device(&network, &conn, &password(), "phone", true);
+    let Err(Error::AmbiguousDevice { matches }) = &ambiguous else { panic!("{ambiguous:?}") };
+    assert_eq!(matches.len(), 4);
+    assert!(matches.iter().all(|(url, _, name)| urls.contains(url) && name == "phone"));
+    assert!(ambiguous.as_ref().unwrap_err().to_string().contains(&other_phone[0]));
+    assert!(urls.iter().all(|u| network.guardian(u).devices_of(ACCOUNT).len() == 3), "nothing revoked");
+
+    // By id: that enrolment only (the name is ambiguous at the other guardian).
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &other_phone[0], false).unwrap(), 1);
+    assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 2);
+    assert_eq!(network.guardian(&urls[1]).devices_of(ACCOUNT).len(), 3);
+    // A name one device carries at each guardian revokes it everywhere.
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "tablet", false).unwrap(), 2);
+    // This device's own id is refused without the flag, even where its name is unique.
+    let own = Enrolment::require(&conn).unwrap().guardians[0].device_id.clone();
+    let refused = lifecycle::revoke_device(&network, &conn, &password(), &own, false);
+    assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("this device")), "{refused:?}");
+    // Its name is unique at guardian 0 now, so the id also finds it nowhere else ambiguous:
+    // at guardian 1 two "phone"s remain and are left alone.
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &own, true).unwrap(), 1);
+    assert_eq!(network.guardian(&urls[1]).devices_of(ACCOUNT).len(), 2);
 }
 
 #[test]
@@ -273,7 +313,7 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
     for attempt in [
         lifecycle::change_password(&network, &conn, key_check, &password(), &new).map(|_| ()),
         lifecycle::refresh_shares(&network, &conn, &key(), &password()).map(|_| ()),
-        lifecycle::revoke_device(&network, &conn, &password(), "phone").map(|_| ()),
+        lifecycle::revoke_device(&network, &conn, &password(), "phone", true).map(|_| ()),
     ] {
         assert!(
             matches!(&attempt, Err(Error::Integrity { object: DataKind::GuardianKey, problem: m }) if m.contains(&urls[0]) && m.contains("pinned"))

@@ -62,17 +62,19 @@ impl Backups {
     /// what this vault last wrote. `progress` hears the bytes processed (export and media); a
     /// cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
     pub fn run(&mut self, transport: &dyn Transport, progress: Option<&dyn Progress>) -> Result<BackupReport> {
-        self.run_written(transport, progress).map(|w| w.report)
+        self.run_written(transport, progress, None).map(|w| w.report)
     }
 
-    /// [`Backups::run`], also returning the sealed head record it wrote.
+    /// [`Backups::run`] as the writing device `writer` (its device id at the data guardian;
+    /// `None` for a backup directory), also returning the sealed head record it wrote.
     pub(crate) fn run_written(
         &mut self,
         transport: &dyn Transport,
         progress: Option<&dyn Progress>,
+        writer: Option<&str>,
     ) -> Result<Written> {
         let db = Database { snapshot: &self.snapshot, state: &self.state };
-        crate::backup::run::run(&db, &self.media, transport, progress)
+        crate::backup::run::run(&db, &self.media, transport, progress, writer)
     }
 
     /// The snapshots the backup at `transport` retains, oldest first.

@@ -75,7 +75,9 @@ impl Recovery {
     }
 
     /// Backs up to the guardian that holds the data, then copies the new head record to every
-    /// other guardian (so a new device detects a data server that hides newer snapshots).
+    /// other guardian (so a new device detects a data server that hides newer snapshots). The
+    /// head record names this device as the backup's writer; a backup another device took over
+    /// (by a restore) is refused with [`Error::TakenOver`], and nothing is written.
     pub fn backup(
         &mut self,
         network: &dyn GuardianNetwork,
@@ -83,7 +85,8 @@ impl Recovery {
     ) -> Result<GuardianBackupReport> {
         let enrolment = Enrolment::require(self.backups.state())?;
         let transport = lifecycle::data_transport(network, &enrolment)?;
-        let written = self.backups.run_written(&*transport, progress)?;
+        let me = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?.device_id.clone();
+        let written = self.backups.run_written(&*transport, progress, Some(&me))?;
         let keys = BackupKeys::derive(&self.backups.root_key()?);
         let head_copies_failed =
             lifecycle::copy_heads(network, &enrolment, &keys, &written.head, written.report.generation);
@@ -115,15 +118,20 @@ impl Recovery {
         lifecycle::devices(network, &Enrolment::require(self.backups.state())?)
     }
 
-    /// Revokes, at every guardian, each device whose identifier or name is `device` (needs the
-    /// backup password). Its tokens stop working at once. Returns how many were revoked.
+    /// Revokes a device at every guardian (needs the backup password); its tokens stop working
+    /// at once. `device` is a device id (at any guardian; the device is then also revoked at the
+    /// other guardians where exactly one device carries its name) or a name that exactly one
+    /// device carries at each guardian; a name several devices carry is refused with
+    /// [`Error::AmbiguousDevice`]. Revoking this device itself is refused unless `this_device`
+    /// is true. Returns how many enrolments were revoked.
     pub fn revoke_device(
         &mut self,
         network: &dyn GuardianNetwork,
         password: &Passphrase,
         device: &str,
+        this_device: bool,
     ) -> Result<usize> {
-        lifecycle::revoke_device(network, self.backups.state(), password, device)
+        lifecycle::revoke_device(network, self.backups.state(), password, device, this_device)
     }
 
     /// The backups of this vault, for listing, verifying and pruning the data at the guardian
@@ -180,6 +188,10 @@ pub fn restore_from_guardians(
     };
     let transport = recovered.reached[data].remote.guardian.transport(&devices[data].1);
     let key = BackupRootKey(SecretKey::from_bytes(*recovered.key.expose_secret()));
+    let keys = BackupKeys::derive(&key.0);
+    // The head as it is before the restore: the takeover replaces exactly this version, so a
+    // backup the previous writer finishes meanwhile is not lost under it.
+    let before = transport.get_head().ok().flatten();
     let options = RestoreOptions { create, progress, at_least: recovered.newest };
     let restore = restore_backup(&*transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
 
@@ -188,8 +200,19 @@ pub fn restore_from_guardians(
     let enrolled = recovered.reached.len() == usize::from(recovered.policy.servers);
     if !enrolled {
         withdraw();
-        return Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled });
+        return Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from: None });
     }
+    // Take the backup over: the same generation and manifest, naming this device as the writer.
+    let taken = take_over(&*transport, &keys, before, restore.generation, &devices[data].0);
+    let (head_bytes, took_over_from) = match taken {
+        Ok(done) => done,
+        Err(e) => {
+            // The previous writer backed up during the restore: this vault lacks that backup.
+            withdraw();
+            let _ = std::fs::remove_dir_all(target);
+            return Err(e);
+        }
+    };
     let mut guardians: Vec<(u8, EnrolledGuardian)> = recovered
         .reached
         .iter()
@@ -215,7 +238,37 @@ pub fn restore_from_guardians(
     };
     enrolment.save(&vault.store.conn)?;
     record(&vault.store.conn, SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
-    Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled })
+    // Best effort, as after a backup: the next backup copies it again.
+    let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head_bytes, restore.generation);
+    Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from })
+}
+
+/// Replaces the head record `before` (read before the restore; it must still be current and
+/// state the restored `generation`) with one for the same generation and manifest naming
+/// `device` as the writer, since now. Returns the sealed record and the previous writer's device
+/// id. The previous writer's enrolment is not revoked: it may still read and restore, and its
+/// next backup is refused ([`Error::TakenOver`]); a lost device is revoked explicitly.
+fn take_over(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    before: Option<(Vec<u8>, String)>,
+    generation: u64,
+    device: &str,
+) -> Result<(Vec<u8>, Option<String>)> {
+    let moved = || Error::BackupConflict;
+    let (bytes, version) = before.ok_or_else(moved)?;
+    let head = crate::backup::format::Head::open(keys, &bytes)?;
+    if head.generation != generation {
+        return Err(moved());
+    }
+    let writer = crate::backup::format::Writer::new(device, crate::store::now_millis())?;
+    let previous = head.writer.as_ref().map(|w| w.device.clone());
+    let sealed = crate::backup::format::Head { writer: Some(writer), ..head }.seal(keys);
+    match transport.put_head(&sealed, Some(&version)) {
+        Ok(()) => Ok((sealed, previous)),
+        Err(crate::backup::TransportError::Conflict) => Err(moved()),
+        Err(e) => Err(crate::backup::run::transport_error("taking the backup over")(e)),
+    }
 }
 
 /// Why a restore that recovered the key has no data: the escrows name no URL, but the data is at
@@ -398,10 +451,106 @@ mod tests {
         assert_eq!(vault.messages().search("during", 5).unwrap().len(), 1);
         // ...and a root-key rotation, which would re-key under it, is refused.
         assert!(matches!(vault.keys().rotate_root_key(&[]), Err(Error::Busy)));
-        assert_eq!(recovery.revoke_device(&network, &password(), "phone").unwrap(), 2);
+        assert_eq!(recovery.revoke_device(&network, &password(), "phone", true).unwrap(), 2);
         let refused = recovery.backup(&network, None);
         assert!(matches!(refused, Err(Error::BackupAuthentication(_) | Error::BackupStorage(_))), "{refused:?}");
         drop(recovery);
         vault.keys().rotate_root_key(&[]).unwrap();
+    }
+
+    #[test]
+    fn a_restore_takes_the_backup_over_the_old_writer_is_refused_and_the_new_one_backs_up() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut old, _) = phone(&work.path().join("phone"), &network, &urls);
+        let old_id = network.guardian(&urls[0]).devices_of(ACCOUNT)[0].id.clone();
+
+        let report = restore(&network, &urls, None, &work.path().join("new")).unwrap();
+        assert!(report.enrolled);
+        assert_eq!(report.took_over_from.as_deref(), Some(old_id.as_str()));
+        let mut new = Vault::unlock_with_passphrase(&work.path().join("new"), &passphrase()).unwrap();
+        let new_id =
+            network.guardian(&urls[0]).devices_of(ACCOUNT).iter().find(|d| d.name == "new").unwrap().id.clone();
+        // The old device is superseded, not revoked: it still reads the backup.
+        assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).iter().any(|d| d.id == old_id));
+
+        // The new writer adds a message and backs up (generation 2).
+        new.messages().add(&NewMessage::new("family", "ann", "from the new phone")).unwrap();
+        assert_eq!(new.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+
+        // The old writer's next run is refused, naming the new device and when it took over,
+        // and writes nothing.
+        old.messages().add(&NewMessage::new("family", "ann", "from the old phone")).unwrap();
+        let before = network.guardian(&urls[0]).objects_of(ACCOUNT);
+        let refused = old.recovery().unwrap().backup(&network, None);
+        let Err(Error::TakenOver { by_device: Some(by), at_ms: Some(at) }) = &refused else { panic!("{refused:?}") };
+        assert_eq!(by, &new_id);
+        assert!(*at > 1_600_000_000_000);
+        assert!(refused.as_ref().unwrap_err().to_string().contains("no longer writes"));
+        assert_eq!(network.guardian(&urls[0]).objects_of(ACCOUNT), before, "nothing uploaded");
+
+        // A fresh restore has the new phone's message at generation 2 and not the old one's.
+        let report = restore(&network, &urls, None, &work.path().join("third")).unwrap();
+        assert_eq!(report.restore.generation, 2);
+        assert_eq!(report.took_over_from.as_deref(), Some(new_id.as_str()));
+        let mut third = Vault::unlock_with_passphrase(&work.path().join("third"), &passphrase()).unwrap();
+        assert_eq!(third.messages().search("new phone", 5).unwrap().len(), 1);
+        assert_eq!(third.messages().search("old phone", 5).unwrap().len(), 0);
+        // The third device now writes; the second is refused in turn.
+        let refused = new.recovery().unwrap().backup(&network, None);
+        assert!(matches!(refused, Err(Error::TakenOver { .. })), "{refused:?}");
+        assert_eq!(third.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 3);
+    }
+
+    #[test]
+    fn a_backup_the_old_writer_finishes_during_the_restore_is_not_lost_under_the_takeover() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut old, _) = phone(&work.path().join("phone"), &network, &urls);
+        let keys =
+            crate::backup::BackupKeys::derive(&old.backups().unwrap().dangerous_export_key().unwrap().unwrap().0);
+        // The head as the restore read it, then a backup by the old writer.
+        let data = old.recovery().unwrap().data_transport(&network).unwrap().unwrap();
+        let before = data.get_head().unwrap();
+        old.messages().add(&NewMessage::new("family", "ann", "late")).unwrap();
+        old.recovery().unwrap().backup(&network, None).unwrap();
+        let taken = super::take_over(&*data, &keys, before.clone(), 1, "abcd");
+        assert!(matches!(taken, Err(Error::BackupConflict)), "{taken:?}");
+        // Against the current head it succeeds, and the old writer is refused after.
+        let current = data.get_head().unwrap();
+        let (_, previous) = super::take_over(&*data, &keys, current, 2, "abcd").unwrap();
+        assert!(previous.is_some());
+        let refused = old.recovery().unwrap().backup(&network, None);
+        assert!(matches!(&refused, Err(Error::TakenOver { by_device: Some(d), .. }) if d == "abcd"), "{refused:?}");
+    }
+
+    #[test]
+    fn the_writer_rules_for_a_run() {
+        use crate::backup::format::{Head, Writer};
+        use crate::backup::run::claim;
+        let head = |generation, writer: Option<&str>| Head {
+            generation,
+            manifest_hash: [1; 32],
+            writer: writer.map(|w| Writer::new(w, 5).unwrap()),
+        };
+        // A first backup is claimed; a directory run names no writer.
+        assert_eq!(claim(None, Some("me"), 0).unwrap().unwrap().device, "me");
+        assert_eq!(claim(None, None, 0).unwrap(), None);
+        // This device's own head keeps its "since".
+        assert_eq!(claim(Some(&head(4, Some("me"))), Some("me"), 4).unwrap(), Some(Writer::new("me", 5).unwrap()));
+        // Another writer's head: refused, whatever the base, and for a run without identity.
+        for (me, base) in [(Some("me"), 4), (Some("me"), 3), (None, 4)] {
+            let refused = claim(Some(&head(4, Some("them"))), me, base);
+            assert!(
+                matches!(&refused, Err(Error::TakenOver { by_device: Some(d), at_ms: Some(5) }) if d == "them"),
+                "{refused:?}"
+            );
+        }
+        // A head of an older build (no writer): claimed when it is this device's base, refused
+        // when another device wrote it after this device's base.
+        assert_eq!(claim(Some(&head(4, None)), Some("me"), 4).unwrap().unwrap().device, "me");
+        let stale = claim(Some(&head(5, None)), Some("me"), 4);
+        assert!(matches!(stale, Err(Error::TakenOver { by_device: None, at_ms: None })), "{stale:?}");
+        assert_eq!(claim(Some(&head(5, None)), None, 4).unwrap(), None);
     }
 }
