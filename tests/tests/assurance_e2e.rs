@@ -79,7 +79,8 @@ fn restore_args<'a>(servers: &'a [String], code: Option<&'a str>) -> Vec<&'a str
         args.extend(["--server", s.as_str()]);
     }
     if let Some(code) = code {
-        args.extend(["--recovery-code", code]);
+        // The code goes through VAULT_RECOVERY_CODE, never argv.
+        args.extend([test_support::cli::RECOVERY_CODE, code]);
     }
     args
 }
