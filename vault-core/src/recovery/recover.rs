@@ -165,14 +165,16 @@ pub(crate) fn recover(
             try_group(&servers, code, g.policy.threshold, &g.key_check)
         })
         .collect();
-    // The split the code belongs to wins (a guardian cannot replay the user's code), then the one
-    // most guardians hold, then the first given.
+    // Every split that recovers a key recovers the same one (a refresh re-splits the same key;
+    // setup refuses an account that protects another), so the choice decides only which
+    // guardians are used and enrolled: the split whose key most guardians' shares confirm, then
+    // the one the code belongs to, then the first given.
     let winner = tried
         .iter()
         .enumerate()
         .filter_map(|(i, t)| if let Tried::Found(found) = t { Some((i, found)) } else { None })
         .max_by_key(|(i, found)| {
-            (found.code_consistent, found.servers_consistent.iter().filter(|c| **c).count(), std::cmp::Reverse(*i))
+            (found.servers_consistent.iter().filter(|c| **c).count(), found.code_consistent, std::cmp::Reverse(*i))
         })
         .map(|(i, _)| i);
 

@@ -449,3 +449,23 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
     assert!(replaced.is_err());
     assert_eq!(network.guardian(&urls[1]).calls(Call::PutEscrow), 0, "nothing was written to the impostor");
 }
+
+#[test]
+fn with_an_old_code_and_a_stale_guardian_the_split_most_guardians_confirm_is_used() {
+    let (network, urls) = MemoryNetwork::with_guardians(3);
+    let policy = RecoveryPolicy::new(3, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let old_code = report.recovery_code.unwrap();
+    let conn = database();
+    enrolment.save(&conn).unwrap();
+    lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap();
+    // Guardian 0 and the old code form the first split, guardians 1 and 2 the new one: both
+    // recover the same key, and the split two guardians confirm is the one used (and enrolled).
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&old_code)).unwrap();
+    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.report.servers_used, vec![urls[1].clone(), urls[2].clone()]);
+    assert!(!recovered.report.recovery_code_used);
+    assert!(recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")));
+}
