@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 /// input, must not hang the suite).
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A marker for argument lists built by tests (`restore_args` helpers): followed by a recovery
+/// code, it makes [`VaultCommand::args`] pass the code through `VAULT_RECOVERY_CODE` instead of
+/// the command line.
+pub const RECOVERY_CODE: &str = "\u{0}recovery code through VAULT_RECOVERY_CODE";
+
 /// One command of the `vault` CLI. The caller's own `VAULT_*` variables never reach it: only
 /// what the test sets does.
 pub struct VaultCommand {
@@ -53,9 +58,25 @@ impl VaultCommand {
         self
     }
 
-    /// Command-line arguments.
+    /// Command-line arguments. The pair [`RECOVERY_CODE`], `code` is not passed as arguments: the
+    /// code goes to `VAULT_RECOVERY_CODE`, as users are told to pass it.
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
-        self.command.args(args);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg.as_ref() == OsStr::new(RECOVERY_CODE) {
+                let code = args.next().expect("a recovery code after RECOVERY_CODE");
+                self.command.env("VAULT_RECOVERY_CODE", code.as_ref());
+            } else {
+                self.command.arg(arg);
+            }
+        }
+        self
+    }
+
+    /// The recovery code, through `VAULT_RECOVERY_CODE` (never the command line, where other
+    /// users and the shell history see it).
+    pub fn recovery_code(mut self, code: &str) -> Self {
+        self.command.env("VAULT_RECOVERY_CODE", code);
         self
     }
 

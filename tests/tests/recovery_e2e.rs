@@ -77,7 +77,8 @@ fn restore_args<'a>(servers: &'a [String], code: Option<&'a str>, extra: &[&'a s
         args.extend(["--server", s.as_str()]);
     }
     if let Some(code) = code {
-        args.extend(["--recovery-code", code]);
+        // The code goes through VAULT_RECOVERY_CODE, never argv.
+        args.extend([test_support::cli::RECOVERY_CODE, code]);
     }
     args.extend_from_slice(extra);
     args

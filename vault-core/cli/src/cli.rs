@@ -67,8 +67,10 @@ pub enum Command {
     #[command(subcommand)]
     Backup(BackupCommand),
     /// Restore on a new device: recover the backup key from the guardian servers with the backup
-    /// password (VAULT_BACKUP_PASSWORD or stdin) and, if needed, the recovery code, then rebuild
-    /// the newest snapshot into a new vault at --vault (its passphrase from VAULT_PASSPHRASE).
+    /// password (VAULT_BACKUP_PASSWORD or stdin) and, if needed, the recovery code
+    /// (VAULT_RECOVERY_CODE, or stdin with --recovery-code-stdin; never on the command line),
+    /// then rebuild the newest snapshot into a new vault at --vault (its passphrase from
+    /// VAULT_PASSPHRASE).
     Restore {
         /// A guardian server (repeat for each; at least enough to reach the threshold).
         #[arg(long = "server", value_name = "URL", required = true)]
@@ -76,9 +78,16 @@ pub enum Command {
         /// The account name used at setup.
         #[arg(long)]
         account: String,
-        /// The recovery code printed at setup (needed when too few servers are reachable).
-        #[arg(long, env = "VAULT_RECOVERY_CODE", hide_env_values = true)]
+        /// The recovery code printed at setup (needed when too few servers are reachable), from
+        /// VAULT_RECOVERY_CODE. The `--recovery-code CODE` form is kept for compatibility only and
+        /// hidden: a code in argv is visible to other users (ps) and kept in shell history.
+        #[arg(long, env = "VAULT_RECOVERY_CODE", hide = true, conflicts_with = "recovery_code_stdin")]
         recovery_code: Option<String>,
+        /// Read the recovery code from standard input: the line after the backup password (and,
+        /// with --passphrase-stdin, after the new vault's passphrase). Or set VAULT_RECOVERY_CODE.
+        /// Needed only when too few servers are reachable.
+        #[arg(long)]
+        recovery_code_stdin: bool,
         /// Name of this device in the servers' device lists [default: "vault cli (PLATFORM,
         /// SHORT-ID)", with a random short id].
         #[arg(long)]

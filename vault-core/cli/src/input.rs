@@ -57,6 +57,15 @@ impl Input {
         self.secret("VAULT_BACKUP_NEW_PASSWORD", "new backup server password")
     }
 
+    /// The recovery code: the next stdin line (after any passwords read from it), in zeroized
+    /// memory until handed over.
+    pub fn recovery_code(&mut self) -> Result<String, Failure> {
+        let line = self
+            .stdin_line("recovery code")?
+            .ok_or_else(|| Failure::usage("standard input ended before the recovery code".to_owned()))?;
+        Ok(line.expose_secret().trim().to_owned())
+    }
+
     /// With --passphrase-stdin, every further non-empty stdin line as a passphrase (for
     /// commands that need the secrets of several slots); nothing otherwise.
     pub fn remaining_passphrases(&mut self) -> Result<Vec<Passphrase>, Failure> {

@@ -61,19 +61,57 @@ pub fn setup(
     ctx.print(format!("safety number: {}", report.safety_number))
 }
 
+/// Where `vault restore` takes the recovery code from.
+pub enum CodeSource {
+    /// None given.
+    None,
+    /// VAULT_RECOVERY_CODE (or, deprecated and hidden from the help, `--recovery-code`).
+    Given(String),
+    /// A line of standard input (`--recovery-code-stdin`).
+    Stdin,
+}
+
+impl CodeSource {
+    /// The source per the parsed arguments.
+    pub fn new(code: Option<String>, stdin: bool) -> Self {
+        match (code, stdin) {
+            (_, true) => Self::Stdin,
+            (Some(code), false) => {
+                // Clap takes the variable when no argument is given: a code that differs from it
+                // (or without it) came from argv.
+                if std::env::var("VAULT_RECOVERY_CODE").ok().as_deref() != Some(code.as_str()) {
+                    eprintln!(
+                        "vault: warning: --recovery-code on the command line is deprecated (other users \
+                         and the shell history can see it); set VAULT_RECOVERY_CODE or use --recovery-code-stdin"
+                    );
+                }
+                Self::Given(code)
+            }
+            (None, false) => Self::None,
+        }
+    }
+}
+
 /// `vault restore`.
 pub fn restore(
     ctx: &mut Context<'_>,
     servers: &[String],
     account: &str,
-    recovery_code: Option<String>,
+    code: CodeSource,
     device_name: &str,
     key_only: bool,
 ) -> Result<(), Failure> {
-    let code = recovery_code.map(RecoveryCode::new);
     let password = ctx.input.backup_password()?;
+    // With --passphrase-stdin the new vault's passphrase is the line after the password; the
+    // code comes after both.
+    let passphrase = if key_only { None } else { Some(ctx.input.passphrase()?) };
+    let code = match code {
+        CodeSource::None => None,
+        CodeSource::Given(text) => Some(RecoveryCode::new(text)),
+        CodeSource::Stdin => Some(RecoveryCode::new(ctx.input.recovery_code()?)),
+    };
     let network = HttpNetwork::default();
-    if key_only {
+    let Some(passphrase) = passphrase else {
         let (_, report) = vault_core::recover_key(&network, servers, account, &password, code.as_ref())?;
         if ctx.json {
             return ctx.print_report(&report);
@@ -84,8 +122,7 @@ pub fn restore(
             report.servers_used.join(", "),
             report.recovery_code_used
         ));
-    }
-    let passphrase = ctx.input.passphrase()?;
+    };
     let dir = ctx.dir.clone();
     let bar = TerminalProgress::new("restoring", ctx.json);
     let request = GuardianRestore { servers, account, password: &password, code: code.as_ref(), device_name };

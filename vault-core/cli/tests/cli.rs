@@ -550,3 +550,39 @@ fn msg_list_pages_back_with_before() {
     let out = vault(&env, Some(PASS), &["msg", "list", "--conversation", "c", "--before", "999"], None);
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn the_recovery_code_comes_from_the_environment_or_stdin_and_the_help_never_shows_it_in_argv() {
+    let env = env();
+    let help = vault(&env, None, &["restore", "--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("VAULT_RECOVERY_CODE") && help.contains("--recovery-code-stdin"), "{help}");
+    assert!(!help.contains("--recovery-code "), "the argv form is hidden: {help}");
+    let readme = include_str!("../../../README.md");
+    assert!(!readme.contains("--recovery-code "), "the README shows no code in argv");
+
+    // A code with a typo is refused (exit 2) before any login, so no server is needed: the
+    // refusal shows where the code was read from.
+    let typo = "041GA-AJFEJ-CVXRR-85N97-F761W-R5K0N-BTKZ2-EJ3HK-B1YT5-HZC24-V5Q03-2VG91";
+    let base = ["restore", "--server", "http://127.0.0.1:9", "--account", "ann", "--key-only"];
+    let run = |command: VaultCommand| command.arg("--vault").arg(env.root.join("new")).output();
+    let with_password = || VaultCommand::new(env!("CARGO_BIN_EXE_vault")).args(base);
+    let through_env = run(with_password().envs(&[("VAULT_BACKUP_PASSWORD", "pw")]).recovery_code(typo));
+    assert!(fails_with(&through_env, 2, &[typo]).contains("typo"));
+    let through_stdin = run(with_password()
+        .arg("--recovery-code-stdin")
+        .envs(&[("VAULT_BACKUP_PASSWORD", "pw")])
+        .stdin(format!("{typo}\n")));
+    assert!(fails_with(&through_stdin, 2, &[typo]).contains("typo"));
+    // With --passphrase-stdin the code is the line after the backup password.
+    let after_password =
+        run(with_password().arg("--recovery-code-stdin").arg("--passphrase-stdin").stdin(format!("pw\n{typo}\n")));
+    assert!(fails_with(&after_password, 2, &[typo]).contains("typo"));
+    let ended = run(with_password().arg("--recovery-code-stdin").envs(&[("VAULT_BACKUP_PASSWORD", "pw")]));
+    assert!(fails_with(&ended, 2, &[]).contains("before the recovery code"));
+    // The argv form still works, with a warning.
+    let argv = run(with_password().envs(&[("VAULT_BACKUP_PASSWORD", "pw")]).args(["--recovery-code", typo]));
+    assert_eq!(argv.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&argv.stderr);
+    assert!(stderr.contains("deprecated") && stderr.contains("typo"), "{stderr}");
+}

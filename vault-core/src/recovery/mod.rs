@@ -36,11 +36,21 @@ pub(crate) use guardian::in_parallel;
 
 use crate::backup::{BackupReport, RestoreReport};
 
+/// The account name as every flow uses it: Unicode NFC, so "José" typed with a combining accent
+/// (NFD, as some keyboards and file systems produce) is the same account as the precomposed
+/// spelling. The guardians see a keyed hash of this form, and the escrow record's AAD binds its
+/// BLAKE3 hash, so every entry point normalises before anything is sent or sealed.
+pub(crate) fn account_name(account: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    account.nfc().collect()
+}
+
 /// What `vault backup setup` asks for.
 pub struct RecoverySetup<'a> {
     /// Guardian servers; the first also holds the backup data.
     pub servers: &'a [String],
-    /// The account identifier (the servers see only a keyed hash of it).
+    /// The account identifier (the servers see only a keyed hash of it). Normalised to Unicode
+    /// NFC before use: NFC and NFD spellings name the same account.
     pub account: &'a str,
     /// Threshold and shares.
     pub policy: RecoveryPolicy,
@@ -122,7 +132,8 @@ pub fn password_transport(
     account: &str,
     password: &crate::Passphrase,
 ) -> crate::Result<Box<dyn crate::backup::Transport + Send + Sync>> {
+    let account = account_name(account);
     let remote = guardian::Remote::connect(network, 0, url)?;
-    let session = remote.guardian.login(account, password).map_err(|e| remote.error(e))?;
+    let session = remote.guardian.login(&account, password).map_err(|e| remote.error(e))?;
     Ok(remote.guardian.transport(&session.token))
 }

@@ -101,6 +101,7 @@ pub(crate) fn recover(
     if unique.len() != servers.len() {
         return Err(Error::InvalidInput("a server is given twice".into()));
     }
+    let account = &super::account_name(account);
     // A typo in the code is caught before any login is spent.
     let code_share = code.map(RecoveryCode::decode).transpose()?;
     let started = Instant::now();
@@ -136,115 +137,307 @@ pub(crate) fn recover(
             }
         }
     }
-    // Every record must belong to one split; a server replaying a record of an older split is
-    // set aside (the newest split is the one most servers hold, ties to the first given).
-    let (mut share_set, mut most) = ([0u8; 16], 0);
-    for r in &reached {
-        let holding = reached.iter().filter(|other| other.header.share_set == r.header.share_set).count();
-        if holding > most {
-            (share_set, most) = (r.header.share_set, holding);
+    // Group the records by split (share set and the header it states). The recovery code names
+    // no split, so it is tried with every group whose policy gives it its index; within a group
+    // every subset of threshold size is tried (at most C(9, t) of them) until one combines to the
+    // group's key check, and every other share of the group is checked against that key.
+    let mut groups: Vec<Group> = Vec::new();
+    for (position, r) in reached.iter().enumerate() {
+        let h = &r.header;
+        match groups
+            .iter_mut()
+            .find(|g| g.share_set == h.share_set && g.policy == h.policy && g.key_check == h.key_check)
+        {
+            Some(group) => group.members.push(position),
+            None => groups.push(Group {
+                share_set: h.share_set,
+                policy: h.policy,
+                key_check: h.key_check,
+                members: vec![position],
+            }),
         }
     }
-    let (current, stale): (Vec<Reached>, Vec<Reached>) =
-        reached.into_iter().partition(|r| r.header.share_set == share_set);
-    for r in &stale {
-        failed.push(format!("{}: its escrow record belongs to an older split of the key (ignored)", r.remote.url));
-    }
-    let reached = current;
-    let policy = reached.first().map(|r| r.header.policy);
-    let mut report = RecoveryReport { servers_failed: failed, policy, ..RecoveryReport::default() };
+    let tried: Vec<Tried> = groups
+        .iter()
+        .map(|g| {
+            let servers: Vec<&Share> = g.members.iter().map(|&m| &reached[m].share).collect();
+            let code = code_share.as_ref().filter(|c| g.policy.code_index() == Some(c.index));
+            try_group(&servers, code, g.policy.threshold, &g.key_check)
+        })
+        .collect();
+    // Every split that recovers a key recovers the same one (a refresh re-splits the same key;
+    // setup refuses an account that protects another), so the choice decides only which
+    // guardians are used and enrolled: the split whose key most guardians' shares confirm, then
+    // the one the code belongs to, then the first given.
+    let winner = tried
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| if let Tried::Found(found) = t { Some((i, found)) } else { None })
+        .max_by_key(|(i, found)| {
+            (found.servers_consistent.iter().filter(|c| **c).count(), found.code_consistent, std::cmp::Reverse(*i))
+        })
+        .map(|(i, _)| i);
 
-    let code_given = code_share.is_some();
-    let not_enough = |report: &RecoveryReport, needed: Option<u8>, available: usize| {
-        let code_note = if code_given { "" } else { "; no recovery code given" };
-        let failures = report.servers_failed.join("; ");
-        let message = match needed {
-            None => format!("no server could be used: {failures}"),
-            Some(needed) if failures.is_empty() => {
-                format!("{needed} shares are needed, {available} available{code_note}")
+    let mut slots: Vec<Option<Reached>> = reached.into_iter().map(Some).collect();
+    let Some(w) = winner else {
+        let report = RecoveryReport { servers_failed: failed, ..RecoveryReport::default() };
+        let outcomes: Vec<(&Group, Tried)> = groups.iter().zip(tried).collect();
+        return Err(no_key(&report, &outcomes, code_share.is_some(), refused_password, damaged, &slots));
+    };
+    let mut current = Vec::new();
+    let mut found = None;
+    for (i, (group, outcome)) in groups.iter().zip(tried).enumerate() {
+        match outcome {
+            Tried::Found(f) if i == w => {
+                for (&member, &consistent) in group.members.iter().zip(&f.servers_consistent) {
+                    let Some(r) = slots[member].take() else { continue };
+                    if consistent {
+                        current.push((member, r));
+                    } else {
+                        failed.push(format!(
+                            "{}: its share does not combine to the key the other shares recover (ignored)",
+                            r.remote.url
+                        ));
+                    }
+                }
+                found = Some(f);
             }
-            Some(needed) => format!("{needed} shares are needed, {available} available ({failures}){code_note}"),
-        };
-        if refused_password {
-            Error::BackupAuthentication(message)
-        } else if damaged {
-            Error::Integrity { object: DataKind::EscrowRecord, problem: message }
-        } else if report.servers_failed.is_empty() {
-            // Everyone answered: the caller gave too few servers and no (or no usable) code.
-            Error::InvalidInput(message)
-        } else {
-            Error::BackupStorage(message)
+            _ => {
+                let why = if groups[w].share_set == group.share_set {
+                    "its escrow record disagrees with the other records of its split about the policy or key (ignored)"
+                } else {
+                    "its escrow record belongs to another split of the key than the one that recovered it \
+                     (stale: from before a share refresh or a new setup; ignored)"
+                };
+                for &member in &group.members {
+                    if let Some(r) = slots[member].take() {
+                        failed.push(format!("{}: {why}", r.remote.url));
+                    }
+                }
+            }
         }
-    };
-    let Some(policy) = policy else {
-        return Err(not_enough(&report, None, usize::from(code_share.is_some())));
-    };
-    if reached.iter().any(|r| r.header.policy != policy || r.header.key_check != reached[0].header.key_check) {
-        return Err(Error::Integrity {
-            object: DataKind::EscrowRecord,
-            problem: "the guardians' escrow records disagree about the policy".into(),
-        });
     }
-    let key_check = reached[0].header.key_check;
-    let threshold = usize::from(policy.threshold);
-    let server_shares: Vec<&Share> = reached.iter().map(|r| &r.share).collect();
-    let checks = |key: &SecretKey| BackupKeys::derive(key).key_check() == key_check;
-
-    let code_share = match (code_share, policy.code_index()) {
-        (Some(share), Some(index)) if share.index == index => Some(share),
-        (Some(_), _) => {
-            return Err(Error::BackupAuthentication(
-                "the recovery code does not belong to this account's shares".into(),
-            ));
-        }
-        (None, _) => None,
-    };
-    let key = if server_shares.len() >= threshold {
-        let key = shares::combine(&server_shares[..threshold], policy.threshold)?;
-        if !checks(&key) {
-            return Err(Error::Integrity {
-                object: DataKind::EscrowRecord,
-                problem: "the guardians' shares do not combine to the key their records name".into(),
-            });
-        }
-        key
-    } else if let Some(code) = &code_share
-        && server_shares.len() + 1 >= threshold
-    {
-        let mut set = server_shares[..threshold - 1].to_vec();
-        set.push(code);
-        let key = shares::combine(&set, policy.threshold)?;
-        if !checks(&key) {
-            return Err(Error::BackupAuthentication(
-                "the recovery code does not match this account's shares (a wrong code, or one replaced by a refresh)"
-                    .into(),
-            ));
-        }
-        report.recovery_code_used = true;
-        key
-    } else {
-        return Err(not_enough(
-            &report,
-            Some(policy.threshold),
-            server_shares.len() + usize::from(code_share.is_some()),
-        ));
-    };
+    let found = found.ok_or(Error::Internal("the winning split was not found"))?;
+    current.sort_by_key(|(position, _)| *position);
+    let reached: Vec<Reached> = current.into_iter().map(|(_, r)| r).collect();
+    let (share_set, policy) = (groups[w].share_set, groups[w].policy);
+    let mut report = RecoveryReport { servers_failed: failed, ..RecoveryReport::default() };
+    report.policy = Some(policy);
+    report.recovery_code_used = found.code_used;
+    let key = found.key;
 
     let keys = BackupKeys::derive(&key);
     let mut newest: Option<(u64, [u8; 32])> = None;
     for r in &reached {
-        if let Some(bytes) = &r.head {
-            let head = Head::open(&keys, bytes).map_err(|_| Error::Integrity {
-                object: DataKind::BackupHead,
-                problem: format!("{}: the head record does not authenticate", r.remote.url),
-            })?;
-            if newest.is_none_or(|(g, _)| head.generation > g) {
-                newest = Some((head.generation, head.manifest_hash));
-            }
+        let Some(bytes) = &r.head else { continue };
+        // A head that does not authenticate is no attestation: it is reported and skipped. The
+        // data server's own head is read and checked again by the restore, which then fails.
+        let Ok(head) = Head::open(&keys, bytes) else {
+            report.servers_failed.push(format!(
+                "{}: its head record does not authenticate under the recovered key (ignored{})",
+                r.remote.url,
+                if r.header.holds_data { "; it holds the backup data, whose restore checks it again" } else { "" }
+            ));
+            continue;
+        };
+        if newest.is_none_or(|(g, _)| head.generation > g) {
+            newest = Some((head.generation, head.manifest_hash));
         }
     }
     report.servers_used = reached.iter().map(|r| r.remote.url.clone()).collect();
     report.newest_generation = newest.map_or(0, |(g, _)| g);
     report.duration = started.elapsed();
     Ok(Recovered { key, share_set, policy, newest, reached, report })
+}
+
+/// The records of one split among the guardians reached: the header they state, and their
+/// positions in the list of guardians reached.
+struct Group {
+    share_set: [u8; 16],
+    policy: RecoveryPolicy,
+    key_check: [u8; 16],
+    members: Vec<usize>,
+}
+
+/// A split's key, recovered.
+struct Found {
+    key: SecretKey,
+    /// Per member of the group: whether its share lies on the recovered key's polynomial.
+    servers_consistent: Vec<bool>,
+    /// Whether the recovery code's share does (false when no code was given, or it is not for
+    /// this split's policy).
+    code_consistent: bool,
+    /// Whether the subset that recovered the key needed the code.
+    code_used: bool,
+}
+
+/// What trying one split gave.
+enum Tried {
+    Found(Found),
+    /// Fewer shares than the threshold (counting the code when it fits the policy).
+    Short {
+        available: usize,
+    },
+    /// Enough guardians' shares, and no subset of them combines to the key check: the guardians'
+    /// records are damaged (or forged).
+    ServersFail,
+    /// Too few guardians' shares alone, and no subset with the code combines to the key check:
+    /// the code is wrong for this split.
+    CodeFail,
+}
+
+/// Every `k`-subset of `0..n`, in lexicographic order.
+fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+    fn extend(from: usize, n: usize, k: usize, current: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if current.len() == k {
+            out.push(current.clone());
+            return;
+        }
+        for i in from..n {
+            if n - i < k - current.len() {
+                break;
+            }
+            current.push(i);
+            extend(i + 1, n, k, current, out);
+            current.pop();
+        }
+    }
+    let mut out = Vec::new();
+    if k <= n {
+        extend(0, n, k, &mut Vec::with_capacity(k), &mut out);
+    }
+    out
+}
+
+/// Tries one split: every `threshold`-subset of the guardians' shares first, then every one with
+/// the code's share, until one combines to `key_check`; then checks every other share against the
+/// key found.
+fn try_group(servers: &[&Share], code: Option<&Share>, threshold: u8, key_check: &[u8; 16]) -> Tried {
+    let t = usize::from(threshold.max(1));
+    let checks = |set: &[&Share]| {
+        shares::combine(set, threshold).ok().filter(|key| BackupKeys::derive(key).key_check() == *key_check)
+    };
+    let mut winning: Option<(SecretKey, Vec<&Share>, bool)> = None;
+    for subset in subsets(servers.len(), t) {
+        let set: Vec<&Share> = subset.iter().map(|&i| servers[i]).collect();
+        if let Some(key) = checks(&set) {
+            winning = Some((key, set, false));
+            break;
+        }
+    }
+    if winning.is_none()
+        && let Some(code) = code
+    {
+        for subset in subsets(servers.len(), t - 1) {
+            let mut set: Vec<&Share> = subset.iter().map(|&i| servers[i]).collect();
+            set.push(code);
+            if let Some(key) = checks(&set) {
+                winning = Some((key, set, true));
+                break;
+            }
+        }
+    }
+    let Some((key, set, code_used)) = winning else {
+        return if servers.len() >= t {
+            Tried::ServersFail
+        } else if code.is_some() && servers.len() + 1 >= t {
+            Tried::CodeFail
+        } else {
+            Tried::Short { available: servers.len() + usize::from(code.is_some()) }
+        };
+    };
+    // A share lies on the key's polynomial if it equals the winning subset's share of its index,
+    // or if it and `t - 1` others of the subset combine to the same key.
+    let consistent = |share: &Share| {
+        if let Some(same) = set.iter().find(|s| s.index == share.index) {
+            return same.value.expose_secret() == share.value.expose_secret();
+        }
+        let mut with: Vec<&Share> = set.iter().take(t - 1).copied().collect();
+        with.push(share);
+        checks(&with).is_some()
+    };
+    let servers_consistent = servers.iter().map(|s| consistent(s)).collect();
+    let code_consistent = code.is_some_and(consistent);
+    Tried::Found(Found { key, servers_consistent, code_consistent, code_used })
+}
+
+/// The error when no split recovered the key, blaming the part that failed: the guardians'
+/// records when enough of them do not combine, the recovery code when it fails with every split
+/// it could complete, otherwise too few shares (with why the missing guardians failed).
+fn no_key(
+    report: &RecoveryReport,
+    outcomes: &[(&Group, Tried)],
+    code_given: bool,
+    refused_password: bool,
+    damaged: bool,
+    slots: &[Option<Reached>],
+) -> Error {
+    let urls = |group: &Group| -> String {
+        group
+            .members
+            .iter()
+            .filter_map(|&m| slots[m].as_ref().map(|r| r.remote.url.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some((group, _)) = outcomes.iter().find(|(_, t)| matches!(t, Tried::ServersFail)) {
+        return Error::Integrity {
+            object: DataKind::EscrowRecord,
+            problem: format!("the guardians' shares ({}) do not combine to the key their records name", urls(group)),
+        };
+    }
+    if code_given
+        && outcomes.iter().any(|(_, t)| matches!(t, Tried::CodeFail))
+        && outcomes.iter().all(|(g, t)| match t {
+            Tried::CodeFail => true,
+            // The code did not fit this split's policy at all.
+            Tried::Short { available } => *available == g.members.len(),
+            _ => false,
+        })
+    {
+        return Error::BackupAuthentication(
+            "the recovery code does not match this account's shares (a wrong code, or one replaced by a refresh)"
+                .into(),
+        );
+    }
+    if code_given
+        && !outcomes.is_empty()
+        && outcomes.iter().all(|(g, t)| matches!(t, Tried::Short { available } if *available == g.members.len()))
+    {
+        return Error::BackupAuthentication("the recovery code does not belong to this account's shares".into());
+    }
+    // The split closest to the threshold says how many shares were missing.
+    let closest = outcomes
+        .iter()
+        .filter_map(
+            |(g, t)| if let Tried::Short { available } = t { Some((g.policy.threshold, *available)) } else { None },
+        )
+        .max_by_key(|(threshold, available)| (*available, std::cmp::Reverse(*threshold)));
+    let code_note = if code_given { "" } else { "; no recovery code given" };
+    let mut failures = report.servers_failed.clone();
+    if outcomes.len() > 1 {
+        let splits: Vec<String> = outcomes.iter().map(|(g, _)| format!("[{}]", urls(g))).collect();
+        failures.push(format!("the guardians hold records of different splits of the key: {}", splits.join(", ")));
+    }
+    let nobody_failed = failures.is_empty();
+    let failures = failures.join("; ");
+    let message = match closest {
+        None => format!("no server could be used: {failures}"),
+        Some((needed, available)) if failures.is_empty() => {
+            format!("{needed} shares are needed, {available} available{code_note}")
+        }
+        Some((needed, available)) => {
+            format!("{needed} shares are needed, {available} available ({failures}){code_note}")
+        }
+    };
+    if refused_password {
+        Error::BackupAuthentication(message)
+    } else if damaged {
+        Error::Integrity { object: DataKind::EscrowRecord, problem: message }
+    } else if nobody_failed {
+        // Everyone answered: the caller gave too few servers and no (or no usable) code.
+        Error::InvalidInput(message)
+    } else {
+        Error::BackupStorage(message)
+    }
 }

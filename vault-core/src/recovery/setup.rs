@@ -23,6 +23,8 @@ pub(crate) fn set_up(
     key: &SecretKey,
     previous: Option<&Enrolment>,
 ) -> Result<(Enrolment, SetupReport)> {
+    let account = super::account_name(setup.account);
+    let setup = &RecoverySetup { account: &account, ..*setup };
     let policy = setup.policy;
     if setup.servers.len() != usize::from(policy.servers) {
         return Err(Error::InvalidInput("the policy's server count differs from the servers given".into()));

@@ -241,7 +241,168 @@ fn a_guardian_replaying_its_escrow_from_before_a_refresh_is_set_aside() {
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     let report = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
     assert_eq!(report.key.expose_secret(), key().expose_secret());
-    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older split")));
+    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")));
+}
+
+/// Two guardians and a code, refreshed once: the returned code is the new one.
+fn refreshed(network: &MemoryNetwork, urls: &[String]) -> (Connection, RecoveryCode, RecoveryCode) {
+    let (conn, old_code) = enrolled(network, urls);
+    let new_code = lifecycle::refresh_shares(network, &conn, &key(), &password()).unwrap().unwrap();
+    (conn, old_code, new_code)
+}
+
+#[test]
+fn a_stale_guardian_listed_first_does_not_stop_the_new_code_and_is_named() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (_, _, new_code) = refreshed(&network, &urls);
+    // Guardian 0 serves its record of the first split; guardian 1 and the new code suffice. Each
+    // split holds one guardian, so only the code can tell them apart.
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&new_code)).unwrap();
+    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert!(recovered.report.recovery_code_used);
+    assert_eq!(recovered.report.servers_used, vec![urls[1].clone()]);
+    assert!(
+        recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")),
+        "{:?}",
+        recovered.report.servers_failed
+    );
+    assert_eq!(recovered.reached.len(), 1, "the stale guardian is not used (nor enrolled by a restore)");
+    // Listed last instead of first: the same outcome.
+    let reversed = [urls[1].clone(), urls[0].clone()];
+    let recovered = recover(&network, &reversed, ACCOUNT, &password(), Some(&new_code)).unwrap();
+    assert_eq!(recovered.report.servers_used, vec![urls[1].clone()]);
+}
+
+#[test]
+fn a_garbage_head_at_a_guardian_without_the_data_is_reported_and_the_rest_recover() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, code) = enrolled(&network, &urls);
+    let enrolment = Enrolment::require(&conn).unwrap();
+    let keys = BackupKeys::derive(&key());
+    let head = Head { generation: 1, manifest_hash: [1; 32], writer: None }.seal(&keys);
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 1).is_empty());
+    network.guardian(&urls[1]).script(Fault::GarbageHead);
+    for code in [None, Some(&code)] {
+        let recovered = recover(&network, &urls, ACCOUNT, &password(), code).unwrap();
+        assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+        assert_eq!(recovered.newest.map(|(g, _)| g), Some(1), "the data guardian's head still counts");
+        assert!(
+            recovered
+                .report
+                .servers_failed
+                .iter()
+                .any(|f| f.starts_with(&urls[1]) && f.contains("does not authenticate")),
+            "{:?}",
+            recovered.report.servers_failed
+        );
+        // Its share is sound: it stays among the guardians used (and enrolled by a restore).
+        assert_eq!(recovered.reached.len(), 2);
+    }
+    // At the data guardian a garbage head is reported too; the restore, which reads that head
+    // itself, is what fails (`vault::recovery::tests::a_tampered_backup_object_…`).
+    network.guardian(&urls[1]).heal();
+    network.guardian(&urls[0]).script(Fault::GarbageHead);
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
+    assert!(
+        recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("holds the backup data"))
+    );
+}
+
+#[test]
+fn a_stale_guardian_one_down_and_a_garbage_head_together_still_recover_with_the_rest() {
+    let (network, urls) = MemoryNetwork::with_guardians(4);
+    let policy = RecoveryPolicy::new(4, Some(2), true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let conn = database();
+    enrolment.save(&conn).unwrap();
+    let new_code = lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap().unwrap();
+    let keys = BackupKeys::derive(&key());
+    let head = Head { generation: 3, manifest_hash: [3; 32], writer: None }.seal(&keys);
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 3).is_empty());
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    network.guardian(&urls[1]).script(Fault::Down);
+    network.guardian(&urls[2]).script(Fault::GarbageHead);
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&new_code)).unwrap();
+    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.report.servers_used, vec![urls[2].clone(), urls[3].clone()]);
+    assert!(!recovered.report.recovery_code_used, "guardians 2 and 3 suffice");
+    let failed = &recovered.report.servers_failed;
+    assert!(failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.starts_with(&urls[1]) && f.contains("unavailable")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.starts_with(&urls[2]) && f.contains("head record")), "{failed:?}");
+    assert_eq!(recovered.newest.map(|(g, _)| g), Some(3), "guardian 3's copy attests it");
+}
+
+#[test]
+fn failed_recoveries_blame_the_part_that_failed() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (_, old_code, new_code) = refreshed(&network, &urls);
+    // The old code after a refresh: the code is blamed, with one guardian or both (where the
+    // guardians alone suffice and the code is not needed).
+    for servers in [&urls[..1], &urls[1..]] {
+        let old = recovered_key(&network, servers, &password(), Some(&old_code));
+        assert!(
+            matches!(&old, Err(Error::BackupAuthentication(m)) if m.contains("recovery code does not match")),
+            "{old:?}"
+        );
+    }
+    recovered_key(&network, &urls, &password(), Some(&old_code)).unwrap();
+
+    // A code of another account, with a stale guardian and a current one: the code fails with
+    // both splits and is blamed, not the guardians.
+    let (other_network, other_urls) = MemoryNetwork::with_guardians(2);
+    let (_, foreign) = enrolled(&other_network, &other_urls);
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let wrong = recovered_key(&network, &urls, &password(), Some(&foreign));
+    assert!(
+        matches!(&wrong, Err(Error::BackupAuthentication(m)) if m.contains("recovery code does not match")),
+        "{wrong:?}"
+    );
+    // Without a code the two splits are one share each: too few, both named, a storage failure
+    // (a guardian misbehaved), not the caller's input.
+    let short = recovered_key(&network, &urls, &password(), None);
+    assert!(
+        matches!(&short, Err(Error::BackupStorage(m)) if m.contains("2 shares are needed, 1 available") && m.contains("different splits") && m.contains(&urls[0])),
+        "{short:?}"
+    );
+    // The stale guardian alone with the new code: the code fails with the only split there is.
+    let stale = recovered_key(&network, &urls[..1], &password(), Some(&new_code));
+    assert!(matches!(&stale, Err(Error::BackupAuthentication(m)) if m.contains("does not match")), "{stale:?}");
+    // A wrong password still reads as one, a damaged record still as damage.
+    network.guardian(&urls[0]).heal();
+    let refused = recovered_key(&network, &urls, &Passphrase::new("wrong".into()), Some(&new_code));
+    assert!(matches!(refused, Err(Error::BackupAuthentication(_))), "{refused:?}");
+    network.guardian(&urls[0]).script(Fault::GarbageEscrow);
+    let damaged = recovered_key(&network, &urls, &password(), None);
+    assert!(matches!(damaged, Err(Error::Integrity { object: DataKind::EscrowRecord, .. })), "{damaged:?}");
+    recovered_key(&network, &urls, &password(), Some(&new_code)).unwrap();
+}
+
+#[test]
+fn nfc_and_nfd_spellings_of_an_account_are_the_same_account() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let nfd = "Jose\u{301}@example.org";
+    let nfc = "Jos\u{e9}@example.org";
+    assert_ne!(nfd, nfc);
+    let policy = RecoveryPolicy::new(2, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: nfd, policy, device_name: "phone" };
+    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    assert_eq!(enrolment.account, nfc, "the enrolment keeps the normalised name");
+    let code = report.recovery_code.unwrap();
+    for account in [nfc, nfd] {
+        let recovered = recover(&network, &urls, account, &password(), None).unwrap();
+        assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+        let with_code = recover(&network, &urls[1..], account, &password(), Some(&code)).unwrap();
+        assert_eq!(with_code.key.expose_secret(), key().expose_secret());
+        super::password_transport(&network, &urls[0], account, &password()).unwrap();
+    }
+    // The guardians hold one account, under the NFC name.
+    assert_eq!(network.guardian(&urls[0]).devices_of(nfc).len(), 1);
+    assert!(network.guardian(&urls[0]).devices_of(nfd).is_empty());
 }
 
 #[test]
@@ -327,4 +488,24 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
     let replaced = lifecycle::refresh_shares(&network, &conn, &key(), &password());
     assert!(replaced.is_err());
     assert_eq!(network.guardian(&urls[1]).calls(Call::PutEscrow), 0, "nothing was written to the impostor");
+}
+
+#[test]
+fn with_an_old_code_and_a_stale_guardian_the_split_most_guardians_confirm_is_used() {
+    let (network, urls) = MemoryNetwork::with_guardians(3);
+    let policy = RecoveryPolicy::new(3, None, true, false).unwrap();
+    let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let old_code = report.recovery_code.unwrap();
+    let conn = database();
+    enrolment.save(&conn).unwrap();
+    lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap();
+    // Guardian 0 and the old code form the first split, guardians 1 and 2 the new one: both
+    // recover the same key, and the split two guardians confirm is the one used (and enrolled).
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&old_code)).unwrap();
+    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.report.servers_used, vec![urls[1].clone(), urls[2].clone()]);
+    assert!(!recovered.report.recovery_code_used);
+    assert!(recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")));
 }

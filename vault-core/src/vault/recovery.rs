@@ -231,7 +231,7 @@ pub fn restore_from_guardians(
     guardians.sort_by_key(|(index, _)| *index);
     let vault = Vault::unlock_with_passphrase(target, passphrase)?;
     let enrolment = Enrolment {
-        account: request.account.to_owned(),
+        account: crate::recovery::account_name(request.account),
         policy: recovered.policy,
         share_set: recovered.share_set,
         guardians: guardians.into_iter().map(|(_, g)| g).collect(),
