@@ -143,7 +143,11 @@ pub(crate) fn change_password(
         remote.guardian.put_escrow(&session.token, &sealed, record.as_ref().map(|r| r.version.as_str())).map_err(at)?;
     }
     enrolment.save(conn)?;
-    record(conn, SecurityEventKind::RecoveryPasswordChanged, &format!("{} servers", enrolment.guardians.len()))
+    events::record_now(
+        conn,
+        SecurityEventKind::RecoveryPasswordChanged,
+        &format!("{} servers", enrolment.guardians.len()),
+    )
 }
 
 /// Replaces every share with a new split of `key` (every guardian must be reachable): the old
@@ -196,7 +200,7 @@ pub(crate) fn refresh_shares(
         guardian.share = Some(copy_key(&share.value));
     }
     enrolment.save(conn)?;
-    record(conn, SecurityEventKind::RecoverySharesRefreshed, &enrolment.policy.describe())?;
+    events::record_now(conn, SecurityEventKind::RecoverySharesRefreshed, &enrolment.policy.describe())?;
     Ok(enrolment.policy.code_index().map(|index| RecoveryCode::encode(&shares[usize::from(index) - 1])))
 }
 
@@ -253,7 +257,7 @@ pub(crate) fn revoke_device(
     if revoked > 0 {
         let detail =
             if own.is_empty() { format!("{revoked} tokens") } else { format!("{revoked} tokens, this device's") };
-        record(conn, SecurityEventKind::DeviceRevoked, &detail)?;
+        events::record_now(conn, SecurityEventKind::DeviceRevoked, &detail)?;
     }
     Ok(revoked)
 }
@@ -299,7 +303,7 @@ pub(crate) fn check_pin(conn: &Connection, guardian: &EnrolledGuardian, session:
     if session.server_key == guardian.server_key {
         return Ok(());
     }
-    record(conn, SecurityEventKind::ServerKeyChanged, &guardian.url)?;
+    events::record_now(conn, SecurityEventKind::ServerKeyChanged, &guardian.url)?;
     Err(Error::Integrity {
         object: DataKind::GuardianKey,
         problem: format!(
@@ -330,8 +334,4 @@ fn log_in_everywhere(
         sessions.push((remote, session));
     }
     Ok(sessions)
-}
-
-fn record(conn: &Connection, kind: SecurityEventKind, detail: &str) -> Result<()> {
-    events::record(conn, crate::store::now_millis(), kind, detail)
 }

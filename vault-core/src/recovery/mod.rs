@@ -29,7 +29,7 @@ pub use guardian::{AccessToken, Guardian, GuardianDevice, GuardianError, Guardia
 pub use policy::{MAX_SERVERS, RecoveryPolicy};
 pub use recover::RecoveryReport;
 
-pub(crate) use enrolment::{EnrolledGuardian, Enrolment};
+pub(crate) use enrolment::{EnrolledGuardian, Enrolment, copy_key};
 #[cfg(fuzzing)]
 pub(crate) use escrow::{header as escrow_header, open as open_escrow};
 pub(crate) use guardian::in_parallel;

@@ -112,6 +112,11 @@ pub(crate) fn record(conn: &Connection, at: i64, kind: SecurityEventKind, detail
     Ok(())
 }
 
+/// Appends an event that happens now.
+pub(crate) fn record_now(conn: &Connection, kind: SecurityEventKind, detail: &str) -> Result<()> {
+    record(conn, crate::store::now_millis(), kind, detail)
+}
+
 /// The newest `limit` events, newest first. Rows of an unknown kind (written by a newer build)
 /// are skipped.
 pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<SecurityEvent>> {

@@ -511,7 +511,7 @@ impl Vault {
     }
 
     fn record(&self, kind: SecurityEventKind, detail: &str) -> Result<()> {
-        events::record(&self.store.conn, store::now_millis(), kind, detail)
+        events::record_now(&self.store.conn, kind, detail)
     }
 
     /// A second connection to the vault's database, keyed like the first, for long work that

@@ -8,6 +8,8 @@ use super::backup::{Backups, RestoreOptions, restore_backup};
 use super::{CreateOptions, Vault};
 use crate::backup::{BackupKeys, BackupRootKey, Transport};
 use crate::error::{Error, Result};
+use crate::recovery::AccessToken;
+use crate::recovery::copy_key;
 use crate::recovery::lifecycle;
 use crate::recovery::recover::{self, RecoveryReport};
 use crate::recovery::setup::set_up;
@@ -15,7 +17,6 @@ use crate::recovery::{
     EnrolledGuardian, Enrolment, GuardianBackupReport, GuardianDevices, GuardianNetwork, GuardianRestoreReport,
     RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, in_parallel,
 };
-use crate::secret::SecretKey;
 use crate::store::events;
 use crate::{Passphrase, Progress, SecurityEventKind};
 
@@ -53,7 +54,12 @@ impl Recovery {
         let previous = Enrolment::load(conn)?;
         let (enrolment, report) = set_up(network, setup, password, &key, previous.as_ref())?;
         enrolment.save(conn)?;
-        record(conn, SecurityEventKind::RecoveryEnrolled, &report.policy.describe())?;
+        events::record_now(conn, SecurityEventKind::RecoveryEnrolled, &report.policy.describe())?;
+        // This device's identity at the data guardian is new: a backup it wrote under the old
+        // one stays its own.
+        if let Some(old) = previous.as_ref().and_then(|p| p.guardians.first()) {
+            rename_writer(network, &enrolment, &BackupKeys::derive(&key), &old.device_id)?;
+        }
         Ok(report)
     }
 
@@ -175,33 +181,75 @@ pub fn restore_from_guardians(
         recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
             Error::BackupStorage(data_server_not_reached(&recovered.report, recovered.policy.servers))
         })?;
-    let devices = in_parallel(&recovered.reached, |r| {
+    let outcomes = in_parallel(&recovered.reached, |r| {
         r.remote.guardian.enrol_device(&r.session.token, request.device_name).map_err(|e| r.remote.error(e))
-    })
-    .into_iter()
-    .collect::<Result<Vec<_>>>()?;
+    });
     // Best effort: the device enrolments made for this restore, withdrawn when unused.
-    let withdraw = || {
-        for (r, (device_id, _)) in recovered.reached.iter().zip(&devices) {
-            let _ = r.remote.guardian.revoke_device(&r.session.token, device_id);
+    let withdraw = |enrolled: &[Option<&(String, AccessToken)>]| {
+        for (r, device) in recovered.reached.iter().zip(enrolled) {
+            if let Some((device_id, _)) = device {
+                let _ = r.remote.guardian.revoke_device(&r.session.token, device_id);
+            }
         }
     };
+    if let Some(position) = outcomes.iter().position(Result::is_err) {
+        withdraw(&outcomes.iter().map(|o| o.as_ref().ok()).collect::<Vec<_>>());
+        return Err(outcomes.into_iter().nth(position).and_then(Result::err).unwrap_or(Error::Internal("enrolment")));
+    }
+    let devices: Vec<(String, AccessToken)> = outcomes.into_iter().filter_map(Result::ok).collect();
+    let withdraw = || withdraw(&devices.iter().map(Some).collect::<Vec<_>>());
     let transport = recovered.reached[data].remote.guardian.transport(&devices[data].1);
-    let key = BackupRootKey(SecretKey::from_bytes(*recovered.key.expose_secret()));
+    let key = BackupRootKey(copy_key(&recovered.key));
     let keys = BackupKeys::derive(&key.0);
     // The head as it is before the restore: the takeover replaces exactly this version, so a
     // backup the previous writer finishes meanwhile is not lost under it.
-    let before = transport.get_head().ok().flatten();
+    let before = transport
+        .get_head()
+        .map_err(crate::backup::run::transport_error("reading the head record"))
+        .inspect_err(|_| withdraw())?;
     let options = RestoreOptions { create, progress, at_least: recovered.newest };
     let restore = restore_backup(&*transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
 
-    // The new vault is enrolled when every guardian was reached (share indexes 1..=servers, all
-    // distinct within one split); otherwise its tokens would go unused.
-    let enrolled = recovered.reached.len() == usize::from(recovered.policy.servers);
+    // The new vault is enrolled when every guardian was reached: share indexes exactly
+    // 1..=servers (two URLs of one server give one index twice); otherwise its tokens would go
+    // unused.
+    let mut indexes: Vec<u8> = recovered.reached.iter().map(|r| r.header.index).collect();
+    indexes.sort_unstable();
+    let enrolled = indexes.iter().copied().eq(1..=recovered.policy.servers);
     if !enrolled {
         withdraw();
         return Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from: None });
     }
+    let mut guardians: Vec<(u8, EnrolledGuardian)> = recovered
+        .reached
+        .iter()
+        .zip(devices.iter().cloned())
+        .map(|(r, (device_id, device_token))| {
+            let guardian = EnrolledGuardian {
+                url: r.remote.url.clone(),
+                server_key: r.session.server_key.clone(),
+                device_id,
+                device_token,
+                share: Some(copy_key(&r.share.value)),
+            };
+            (r.header.index, guardian)
+        })
+        .collect();
+    guardians.sort_by_key(|(index, _)| *index);
+    let enrolment = Enrolment {
+        account: crate::recovery::account_name(request.account),
+        policy: recovered.policy,
+        share_set: recovered.share_set,
+        guardians: guardians.into_iter().map(|(_, g)| g).collect(),
+    };
+    // The enrolment is saved before the takeover, so a failure here leaves the old writer in
+    // place; a failed takeover removes the new vault.
+    let enrol = || {
+        let vault = Vault::unlock_with_passphrase(target, passphrase)?;
+        enrolment.save(&vault.store.conn)?;
+        events::record_now(&vault.store.conn, SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())
+    };
+    enrol().inspect_err(|_| withdraw())?;
     // Take the backup over: the same generation and manifest, naming this device as the writer.
     let taken = take_over(&*transport, &keys, before, restore.generation, &devices[data].0);
     let (head_bytes, took_over_from) = match taken {
@@ -213,31 +261,6 @@ pub fn restore_from_guardians(
             return Err(e);
         }
     };
-    let mut guardians: Vec<(u8, EnrolledGuardian)> = recovered
-        .reached
-        .iter()
-        .zip(devices)
-        .map(|(r, (device_id, device_token))| {
-            let guardian = EnrolledGuardian {
-                url: r.remote.url.clone(),
-                server_key: r.session.server_key.clone(),
-                device_id,
-                device_token,
-                share: Some(SecretKey::from_bytes(*r.share.value.expose_secret())),
-            };
-            (r.header.index, guardian)
-        })
-        .collect();
-    guardians.sort_by_key(|(index, _)| *index);
-    let vault = Vault::unlock_with_passphrase(target, passphrase)?;
-    let enrolment = Enrolment {
-        account: crate::recovery::account_name(request.account),
-        policy: recovered.policy,
-        share_set: recovered.share_set,
-        guardians: guardians.into_iter().map(|(_, g)| g).collect(),
-    };
-    enrolment.save(&vault.store.conn)?;
-    record(&vault.store.conn, SecurityEventKind::RecoveryEnrolled, &recovered.policy.describe())?;
     // Best effort, as after a backup: the next backup copies it again.
     let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head_bytes, restore.generation);
     Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from })
@@ -271,6 +294,31 @@ fn take_over(
     }
 }
 
+/// After a new setup of this device: the head record at the data guardian that names this
+/// device's previous identity there (`old`) is rewritten to name its new one, so the device keeps
+/// writing its backup. A head naming another device is left alone.
+fn rename_writer(network: &dyn GuardianNetwork, enrolment: &Enrolment, keys: &BackupKeys, old: &str) -> Result<()> {
+    let transport = lifecycle::data_transport(network, enrolment)?;
+    let new = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?;
+    for _ in 0..3 {
+        let read = transport.get_head().map_err(crate::backup::run::transport_error("reading the head record"))?;
+        let Some((bytes, version)) = read else { return Ok(()) };
+        let head = crate::backup::format::Head::open(keys, &bytes)?;
+        if head.writer.as_ref().is_none_or(|w| w.device != old) {
+            return Ok(());
+        }
+        match take_over(&*transport, keys, Some((bytes, version)), head.generation, &new.device_id) {
+            Ok((sealed, _)) => {
+                let _ = lifecycle::copy_heads(network, enrolment, keys, &sealed, head.generation);
+                return Ok(());
+            }
+            Err(Error::BackupConflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::BackupConflict)
+}
+
 /// Why a restore that recovered the key has no data: the escrows name no URL, but the data is at
 /// the first server given at setup, and the policy says how many servers there are.
 fn data_server_not_reached(report: &RecoveryReport, servers: u8) -> String {
@@ -298,10 +346,6 @@ pub fn recover_key(
 ) -> Result<(BackupRootKey, RecoveryReport)> {
     let recovered = recover::recover(network, servers, account, password, code)?;
     Ok((BackupRootKey(recovered.key), recovered.report))
-}
-
-fn record(conn: &rusqlite::Connection, kind: SecurityEventKind, detail: &str) -> Result<()> {
-    events::record(conn, crate::store::now_millis(), kind, detail)
 }
 
 #[cfg(test)]
@@ -453,9 +497,38 @@ mod tests {
         assert!(matches!(vault.keys().rotate_root_key(&[]), Err(Error::Busy)));
         assert_eq!(recovery.revoke_device(&network, &password(), "phone", true).unwrap(), 2);
         let refused = recovery.backup(&network, None);
-        assert!(matches!(refused, Err(Error::BackupAuthentication(_) | Error::BackupStorage(_))), "{refused:?}");
+        assert!(matches!(refused, Err(Error::BackupAuthentication(_))), "{refused:?}");
         drop(recovery);
         vault.keys().rotate_root_key(&[]).unwrap();
+    }
+
+    #[test]
+    fn setting_recovery_up_again_keeps_this_device_the_writer_of_its_backup() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (vault, _) = phone(&work.path().join("phone"), &network, &urls);
+        let policy = RecoveryPolicy::new(urls.len(), None, true, false).unwrap();
+        let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
+        let mut recovery = vault.recovery().unwrap();
+        recovery.setup(&network, &setup, &password()).unwrap();
+        assert_eq!(recovery.backup(&network, None).unwrap().backup.generation, 2);
+        // The old identity is gone at every guardian; the new one is the only device.
+        for url in &urls {
+            assert_eq!(network.guardian(url).devices_of(ACCOUNT).len(), 1, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_restore_whose_device_enrolment_fails_at_one_guardian_withdraws_the_others() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (_vault, _) = phone(&work.path().join("phone"), &network, &urls);
+        network.guardian(&urls[1]).script(Fault::DropNext(crate::recovery::testing::Call::EnrolDevice));
+        let target = work.path().join("new");
+        let failed = restore(&network, &urls, None, &target);
+        assert!(matches!(failed, Err(Error::Guardian { index: 1, .. })), "{failed:?}");
+        assert!(!target.exists());
+        assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).iter().all(|d| d.name != "new"), "withdrawn");
     }
 
     #[test]
