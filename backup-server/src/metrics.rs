@@ -25,13 +25,12 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Object bytes sent in downloads.
     pub bytes_out: AtomicU64,
-    /// Password guesses: login starts on an existing, unlocked account, each counted against the
-    /// account before the OPRF is evaluated. Every one either succeeds (`logins_ok`) or not.
+    /// Login starts, whatever the account (existing, locked or unknown alike, so that the counter
+    /// tells nobody which accounts exist or are locked). Every one either succeeds (`logins_ok`)
+    /// or not.
     pub login_attempts: AtomicU64,
     /// Successful password logins (login finishes that reset the account's counter).
     pub logins_ok: AtomicU64,
-    /// Login starts refused because the account is locked (answered with a decoy).
-    pub logins_locked: AtomicU64,
     /// Login finishes the server rejected: a finalization that does not verify, a sealed state
     /// that is expired or forged, or a password changed since the start. A wrong password normally
     /// fails on the client, which then never sends a finish.
@@ -98,16 +97,15 @@ impl Metrics {
             let _ = writeln!(out, "backup_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "backup_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             ("backup_object_bytes_received_total", "Object bytes received in uploads.", &self.bytes_in),
             ("backup_object_bytes_sent_total", "Object bytes sent in downloads.", &self.bytes_out),
             (
                 "backup_login_attempts_total",
-                "Password guesses counted at login start (existing, unlocked account); failed guesses are attempts minus successes.",
+                "Login starts, whatever the account; failed logins are attempts minus successes.",
                 &self.login_attempts,
             ),
             ("backup_logins_ok_total", "Successful password logins.", &self.logins_ok),
-            ("backup_logins_locked_total", "Login starts refused because the account is locked.", &self.logins_locked),
             (
                 "backup_login_finishes_rejected_total",
                 "Login finishes the server rejected (bad finalization, expired or forged state).",
@@ -151,12 +149,10 @@ mod tests {
         let metrics = Metrics::default();
         bump(&metrics.login_attempts);
         bump(&metrics.login_attempts);
-        bump(&metrics.logins_locked);
         let text = metrics.render();
         for line in [
             "backup_login_attempts_total 2",
             "backup_logins_ok_total 0",
-            "backup_logins_locked_total 1",
             "backup_login_finishes_rejected_total 0",
             "backup_lockouts_total 0",
         ] {

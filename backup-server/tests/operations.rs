@@ -169,8 +169,8 @@ fn wrong_passwords_and_lockouts_show_in_the_metrics() {
     assert_eq!(counter(&metrics, "backup_login_attempts_total"), 3, "{metrics}");
     assert_eq!(counter(&metrics, "backup_logins_ok_total"), 0);
     assert_eq!(counter(&metrics, "backup_lockouts_total"), 1);
-    assert_eq!(counter(&metrics, "backup_logins_locked_total"), 0);
     assert_eq!(counter(&metrics, "backup_login_finishes_rejected_total"), 0);
+    assert!(!metrics.contains("backup_logins_locked_total"), "no metric tells a locked account apart");
 
     // Locked: wrong and right passwords alike are refused at login/start and counted there.
     for password in [&b"wrong again"[..], b"still wrong", b"right password"] {
@@ -180,16 +180,15 @@ fn wrong_passwords_and_lockouts_show_in_the_metrics() {
     client.register("metrics-other@example.org", b"pw", ksf()).unwrap();
     client.login("metrics-other@example.org", b"pw").unwrap();
     assert!(client.login("metrics-other@example.org", b"nope").is_err());
-    // An unknown account is neither a guess nor a locked account.
+    // An unknown account's start counts like any other.
     assert!(client.login("metrics-nobody@example.org", b"pw").is_err());
 
     let (_, metrics) = get(server.addr, "/metrics");
     let attempts = counter(&metrics, "backup_login_attempts_total");
     let ok = counter(&metrics, "backup_logins_ok_total");
-    assert_eq!(attempts, 5, "{metrics}");
+    assert_eq!(attempts, 9, "{metrics}");
     assert_eq!(ok, 1);
-    assert_eq!(attempts - ok, 4, "failed guesses: 3 before the lockout and 1 on the other account");
-    assert_eq!(counter(&metrics, "backup_logins_locked_total"), 3);
+    assert_eq!(attempts - ok, 8, "failed logins: 3 before the lockout, 3 while locked, 1 elsewhere, 1 unknown");
     assert_eq!(counter(&metrics, "backup_lockouts_total"), 1);
     assert_eq!(counter(&metrics, "backup_login_finishes_rejected_total"), 0);
     assert!(
@@ -200,6 +199,43 @@ fn wrong_passwords_and_lockouts_show_in_the_metrics() {
 
 /// Every metric the operator guide names (in the table and the alert examples) is one the server
 /// exports, so the examples work as written.
+/// A stranger who knows an account name reads the public /metrics around one login start: the
+/// change is the same for an existing, a locked and an unknown account.
+#[test]
+fn metrics_do_not_tell_a_stranger_whether_an_account_exists_or_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--login-attempt-limit", "3"], &[]);
+    let client = BackupClient::new(&server.url()).unwrap();
+    register_and_fail(&client, "probe-existing@example.org", 0);
+    register_and_fail(&client, "probe-locked@example.org", 3);
+    // The counters (the duration histogram varies with timing, not with the account).
+    let counters = || -> Vec<(String, u64)> {
+        let (_, metrics) = get(server.addr, "/metrics");
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("backup_http_request_duration_seconds"))
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0))))
+            .collect()
+    };
+    let mut changes = Vec::new();
+    for account in ["probe-existing@example.org", "probe-locked@example.org", "probe-unknown@example.org"] {
+        let before = counters();
+        assert!(client.login(account, b"a guess").is_err());
+        let after = counters();
+        let changed: Vec<(String, u64)> = after
+            .iter()
+            .filter_map(|(k, v)| {
+                let old = before.iter().find(|(b, _)| b == k).map_or(0, |(_, o)| *o);
+                (*v != old).then(|| (k.clone(), v - old))
+            })
+            .collect();
+        assert!(!changed.is_empty(), "the probe moved some counter (it is a real observation)");
+        changes.push((account, changed));
+    }
+    assert_eq!(changes[0].1, changes[1].1, "existing vs locked: {changes:?}");
+    assert_eq!(changes[0].1, changes[2].1, "existing vs unknown: {changes:?}");
+}
+
 #[test]
 fn the_operator_guide_names_only_exported_metrics() {
     let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operator-guide.md")).unwrap();

@@ -228,11 +228,12 @@ pub async fn login_start(
         })
         .await?;
 
+    // Every start counts alike, whatever the account: a guess is decided here (with a wrong
+    // password the OPAQUE client fails on its side and sends no finish), and a metric that told
+    // existing, locked and unknown accounts apart would be an oracle on the public /metrics.
+    bump(&state.metrics.login_attempts);
     let (password_file, nonce, ksf) = match counted {
         Counted::Real(record) => {
-            // The guess is decided here: it counts whether or not the client ever finishes (with a
-            // wrong password the OPAQUE client fails on its side and sends no finish).
-            bump(&state.metrics.login_attempts);
             if record.failed_logins == limit {
                 bump(&state.metrics.lockouts);
                 tracing::warn!(account = %account.tag(), "failed-login limit reached; account locked");
@@ -244,7 +245,6 @@ pub async fn login_start(
         }
         decoy @ (Counted::Locked | Counted::Unknown) => {
             if matches!(decoy, Counted::Locked) {
-                bump(&state.metrics.logins_locked);
                 tracing::debug!(account = %account.tag(), "login start refused: account locked");
             }
             // Cost parity with the counted path, which wrote the record.
