@@ -30,6 +30,8 @@ impl Vault {
         &self,
         f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>,
     ) -> Result<T, vault_core::Error> {
+        // A panic in an app callback poisons the lock; the vault's own state is transactional,
+        // so the session carries on.
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let vault = guard.as_mut().ok_or_else(|| vault_core::Error::InvalidInput("the vault is locked".into()))?;
         f(vault)
@@ -40,11 +42,7 @@ impl Vault {
         &self,
         f: impl FnOnce(&mut vault_core::Vault) -> Result<T, vault_core::Error>,
     ) -> Result<T, VaultError> {
-        // A panic in an app callback poisons the lock; the vault's own state is transactional,
-        // so the session carries on.
-        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let vault = guard.as_mut().ok_or(VaultError::InvalidInput { reason: "the vault is locked".into() })?;
-        f(vault).map_err(Into::into)
+        self.with_core(f).map_err(Into::into)
     }
 }
 

@@ -94,7 +94,8 @@ impl VaultCommand {
 
     /// Runs it to completion; fails the test if it runs longer than [`RUN_TIMEOUT`].
     pub fn output(mut self) -> Output {
-        let description = format!("{:?}", self.command);
+        // Not `{:?}` of the command: it prints the environment, passphrases included.
+        let description = describe(&self.command);
         let mut child = self
             .command
             .stdin(Stdio::piped())
@@ -171,4 +172,19 @@ pub fn ok(output: impl Borrow<Output>) -> String {
 pub fn json(output: impl Borrow<Output>) -> serde_json::Value {
     let text = ok(output);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The program and its arguments, and the names (never the values) of the variables set.
+fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    let names: Vec<String> =
+        command.get_envs().filter(|(_, v)| v.is_some()).map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+    if !names.is_empty() {
+        text.push_str(&format!(" (environment: {})", names.join(", ")));
+    }
+    text
 }

@@ -81,7 +81,7 @@ pub enum Command {
         /// The recovery code printed at setup (needed when too few servers are reachable), from
         /// VAULT_RECOVERY_CODE. The `--recovery-code CODE` form is kept for compatibility only and
         /// hidden: a code in argv is visible to other users (ps) and kept in shell history.
-        #[arg(long, env = "VAULT_RECOVERY_CODE", hide = true, conflicts_with = "recovery_code_stdin")]
+        #[arg(long, env = "VAULT_RECOVERY_CODE", hide = true)]
         recovery_code: Option<String>,
         /// Read the recovery code from standard input: the line after the backup password (and,
         /// with --passphrase-stdin, after the new vault's passphrase). Or set VAULT_RECOVERY_CODE.

@@ -54,7 +54,7 @@ impl From<Error> for Failure {
             Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,
             Error::Guardian { error, .. } => match error {
                 GuardianError::LoginRefused | GuardianError::TokenRefused => exit::AUTHENTICATION,
-                GuardianError::Unavailable(_) | GuardianError::Conflict => exit::SERVER_UNREACHABLE,
+                GuardianError::Unavailable(_) => exit::SERVER_UNREACHABLE,
                 GuardianError::Refused(_) => exit::USAGE,
                 _ => exit::OTHER,
             },

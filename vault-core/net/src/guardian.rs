@@ -28,8 +28,8 @@ impl HttpNetwork {
         Self { client, ksf: None }
     }
 
-    /// The guardian at `url`, as its concrete type (for callers that want the client itself).
-    pub fn guardian(&self, url: &str) -> Result<HttpGuardian, GuardianError> {
+    /// The guardian at `url`.
+    fn guardian(&self, url: &str) -> Result<HttpGuardian, GuardianError> {
         let client = BackupClient::with_options(url, self.client.clone()).map_err(guardian_error)?;
         Ok(HttpGuardian { client, ksf: self.ksf.unwrap_or_else(KsfParams::recommended) })
     }
@@ -46,13 +46,6 @@ impl GuardianNetwork for HttpNetwork {
 pub struct HttpGuardian {
     client: BackupClient,
     ksf: KsfParams,
-}
-
-impl HttpGuardian {
-    /// The blocking client underneath.
-    pub fn client(&self) -> &BackupClient {
-        &self.client
-    }
 }
 
 /// A client error as a guardian error: a refused login or token, a lost compare-and-swap, a

@@ -256,8 +256,8 @@ pub(crate) fn list(
                  WHERE m.id = ?1 AND c.name = ?2",
             )?;
             let sent_at: Option<i64> = find.query_row(params![before.0, conversation], |r| r.get(0)).optional()?;
-            let sent_at = sent_at
-                .ok_or_else(|| Error::NotFound(format!("message {} in conversation {conversation:?}", before.0)))?;
+            let sent_at =
+                sent_at.ok_or_else(|| Error::NotFound(format!("message {} in this conversation", before.0)))?;
             (sent_at, before.0)
         }
     };

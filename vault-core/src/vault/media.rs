@@ -114,10 +114,8 @@ impl Media<'_> {
         place: MediaImport<'_>,
         progress: &dyn crate::Progress,
     ) -> Result<MediaId> {
-        let file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
-        let total = file.metadata().ok().map(|m| m.len());
-        let mut tracked = crate::progress::Tracked::new(file, progress, total);
-        self.import(&mut tracked, place)
+        let vault = &*self.vault;
+        import_media_file(&vault.store.conn, &vault.dir, &vault.media, path, place, progress)
     }
 
     /// Opens a media item for reading: `Read + Seek`, random access, only authenticated bytes.
@@ -241,11 +239,7 @@ impl MediaTransfers {
         place: MediaImport<'_>,
         progress: Option<&dyn crate::Progress>,
     ) -> Result<MediaId> {
-        let file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
-        let total = file.metadata().ok().map(|m| m.len());
-        let progress = progress.unwrap_or(&NoProgress);
-        let mut tracked = crate::progress::Tracked::new(file, progress, total);
-        import_media(&self.conn, &self.dir, &self.media, &mut tracked, place)
+        import_media_file(&self.conn, &self.dir, &self.media, path, place, progress.unwrap_or(&NoProgress))
     }
 
     /// [`Media::export_with_progress`].
@@ -259,6 +253,21 @@ impl MediaTransfers {
     ) -> Result<u64> {
         export_media(&self.conn, &self.media, id, path, offset, length, progress.unwrap_or(&NoProgress))
     }
+}
+
+/// Imports the file at `path`, telling `progress` how far it got against the file's size.
+fn import_media_file(
+    conn: &rusqlite::Connection,
+    dir: &Path,
+    media: &crate::media::MediaFiles,
+    path: &Path,
+    place: MediaImport<'_>,
+    progress: &dyn crate::Progress,
+) -> Result<MediaId> {
+    let file = fs::File::open(path).map_err(Error::io("opening the file to import"))?;
+    let total = file.metadata().ok().map(|m| m.len());
+    let mut tracked = crate::progress::Tracked::new(file, progress, total);
+    import_media(conn, dir, media, &mut tracked, place)
 }
 
 /// Imports media from `input` under a fresh random key (see [`Media::import`]).
