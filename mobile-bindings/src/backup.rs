@@ -9,7 +9,8 @@ use vault_core::{CreateOptions, GuardianRestore, KdfParams, Passphrase};
 use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult, ServerConfig, SetupResult,
+    Snapshot,
 };
 use crate::blocking;
 use crate::error::VaultError;
@@ -186,18 +187,20 @@ impl Backup {
     /// Revokes a device at every guardian, by its id (also revoked at the other guardians where
     /// one device carries its name) or by a name exactly one device carries at each guardian (a
     /// name several carry is refused: `InvalidInput`); revoking this device itself needs
-    /// `this_device`. Returns how many enrolments were revoked.
+    /// `this_device`. Another device's revocation then rotates the backup key, so the revoked
+    /// device's copy opens nothing backed up afterwards: the result carries the new recovery code
+    /// (show it once; the old one stops working).
     pub async fn revoke_device(
         self: Arc<Self>,
         password: String,
         device: String,
         this_device: bool,
-    ) -> Result<u32, VaultError> {
+    ) -> Result<RevokeResult, VaultError> {
         blocking::run(move || {
             let password = Passphrase::new(password);
             self.recovery()
                 .and_then(|mut r| r.revoke_device(&self.network, &password, &device, this_device))
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .map(Into::into)
                 .map_err(Into::into)
         })
         .await
@@ -237,8 +240,11 @@ impl Recovery {
     }
 
     /// Restores the newest backup into a new vault at `dir`, protected by `passphrase` and, if
-    /// given, this device's platform key.
+    /// given, this device's platform key. Refused (`CorruptOrTampered`, `BackupRolledBack`) when
+    /// no guardian other than the data server attests that the backup is the newest, unless
+    /// `accept_unverified_freshness`; the result says which guardians attested it.
     #[allow(clippy::too_many_arguments)]
+    #[uniffi::method(default(accept_unverified_freshness = false))]
     pub async fn restore(
         self: Arc<Self>,
         dir: String,
@@ -249,6 +255,7 @@ impl Recovery {
         device_name: String,
         listener: Option<Arc<dyn ProgressListener>>,
         cancel: Option<Arc<CancelToken>>,
+        accept_unverified_freshness: bool,
     ) -> Result<RestoreResult, VaultError> {
         blocking::run(move || {
             let code = recovery_code.map(RecoveryCode::new);
@@ -265,6 +272,7 @@ impl Recovery {
                 password: &password,
                 code: code.as_ref(),
                 device_name: &device_name,
+                accept_unverified_freshness,
             };
             vault_core::restore_from_guardians(
                 &self.network,

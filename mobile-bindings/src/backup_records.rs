@@ -197,6 +197,30 @@ pub struct RestoreResult {
     pub recovery: RecoveryResult,
     /// Whether every guardian was reached and the new vault backs up as before.
     pub enrolled: bool,
+    /// The guardians (other than the data server) that attest the restored generation is the
+    /// newest; empty when the restore accepted an unverified backup.
+    pub freshness_verified_by: Vec<String>,
+}
+
+/// What a device revocation did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RevokeResult {
+    /// How many enrolments were revoked.
+    pub revoked: u32,
+    /// Whether the backup key was rotated (not when this device revoked itself).
+    pub key_rotated: bool,
+    /// The new recovery code after a rotation: show it once, never store it.
+    pub recovery_code: Option<String>,
+}
+
+impl From<vault_core::RevokeReport> for RevokeResult {
+    fn from(r: vault_core::RevokeReport) -> Self {
+        Self {
+            revoked: u32::try_from(r.revoked).unwrap_or(u32::MAX),
+            key_rotated: r.key_rotated,
+            recovery_code: r.recovery_code.map(|c| c.expose_secret().to_owned()),
+        }
+    }
 }
 
 impl From<GuardianRestoreReport> for RestoreResult {
@@ -208,6 +232,10 @@ impl From<GuardianRestoreReport> for RestoreResult {
             downloaded_bytes: r.restore.downloaded_bytes,
             recovery: r.recovery.into(),
             enrolled: r.enrolled,
+            freshness_verified_by: match r.freshness {
+                vault_core::recovery::Freshness::Verified { by } => by,
+                vault_core::recovery::Freshness::Unverified => Vec::new(),
+            },
         }
     }
 }

@@ -176,12 +176,17 @@ fn the_whole_lifecycle_under_attack() {
     std::fs::remove_dir_all(&phone).unwrap();
     summary.note("lifecycle: device A set up 2 of {2 servers, recovery code}, 2 backups, then destroyed");
 
-    let device_b = w.join("device-b");
-    let restored = json(run(&device_b, NEW_PASSPHRASE, &restore_args(&servers, None), &env));
-    assert_eq!((restored["generation"].as_u64(), restored["enrolled"].as_bool()), (Some(2), Some(true)));
+    // Device C is given one server and the code: the escrow's guardian list reaches B too, so C
+    // is enrolled, B attests the head, and C takes the backup over. Device B restores after it
+    // and is the writer from then on.
     let device_c = w.join("device-c");
     let restored = json(run(&device_c, NEW_PASSPHRASE, &restore_args(&servers[..1], Some(&code)), &env));
     assert_eq!(restored["recovery_code_used"], true);
+    assert_eq!(restored["enrolled"], true);
+    assert_eq!(restored["freshness"]["by"], serde_json::json!([servers[1].clone()]));
+    let device_b = w.join("device-b");
+    let restored = json(run(&device_b, NEW_PASSPHRASE, &restore_args(&servers, None), &env));
+    assert_eq!((restored["generation"].as_u64(), restored["enrolled"].as_bool()), (Some(2), Some(true)));
     summary.restores += 2;
     for device in [&device_b, &device_c] {
         assert_eq!(content(device, NEW_PASSPHRASE), original, "{}", device.display());
@@ -263,7 +268,7 @@ fn the_whole_lifecycle_under_attack() {
     attempt(&mut summary, "manifest replayed", &servers, None, 4);
     std::fs::write(manifests.last().unwrap(), &newest).unwrap();
     // Head records and escrow records, on the data server and on the guardian.
-    let mut harmless = 0;
+    let mut accepted_unverified = 0;
     for (server, kind) in [(&a, "head"), (&b, "head"), (&a, "escrow"), (&b, "escrow")] {
         // Alice's (the second account does not exist yet): exactly one.
         let file = &account_file(&server.data, kind);
@@ -283,18 +288,25 @@ fn the_whole_lifecycle_under_attack() {
                 None => std::fs::remove_file(file).unwrap(),
             }
             let label = format!("{kind} at {} {case}", if std::ptr::eq(server, &a) { "A" } else { "B" });
-            // A head copy at the guardian that is deleted, or does not authenticate, only loses
-            // its attestation (reported, not fatal: the data server and B's share suffice);
-            // everything else fails.
+            // A head copy at the guardian that is deleted, or does not authenticate, loses the only
+            // attestation of the data server's head: the restore is refused (exit 4, nothing left)
+            // unless an unverified restore is accepted explicitly, and then it says so.
             let expected = if kind == "head" && !std::ptr::eq(server, &a) { 0 } else { 4 };
             if expected == 0 {
                 let target = w.join("guardian-head-deleted");
+                let refused = run(&target, NEW_PASSPHRASE, &restore_args(&through, code_if_needed), &env);
+                assert_eq!(refused.status.code(), Some(4), "{label}: {}", stderr(&refused));
+                assert!(stderr(&refused).contains("--accept-unverified-freshness"), "{label}: {}", stderr(&refused));
+                assert!(!target.exists(), "{label}: a refused restore left a vault");
                 // The restore takes the backup over (its head names the new device); put the
                 // data server's head back so device B stays the writer for the rest.
                 let data_head = account_file(&a.data, "head");
                 let writer_b = std::fs::read(&data_head).unwrap();
-                let restored = json(run(&target, NEW_PASSPHRASE, &restore_args(&through, code_if_needed), &env));
+                let mut accepting = restore_args(&through, code_if_needed);
+                accepting.push("--accept-unverified-freshness");
+                let restored = json(run(&target, NEW_PASSPHRASE, &accepting, &env));
                 std::fs::write(&data_head, &writer_b).unwrap();
+                assert_eq!(restored["freshness"]["state"], "unverified", "{label}");
                 let failed = restored["servers_failed"].to_string();
                 if case == "deletion" {
                     assert_eq!(restored["servers_failed"].as_array().unwrap().len(), 0, "{label}: {failed}");
@@ -302,9 +314,9 @@ fn the_whole_lifecycle_under_attack() {
                     assert!(failed.contains(&b.url()) && failed.contains("does not authenticate"), "{label}: {failed}");
                 }
                 std::fs::remove_dir_all(&target).unwrap();
-                summary.adversary_cases += 1;
+                summary.adversary_cases += 2;
                 summary.restores += 1;
-                harmless += 1;
+                accepted_unverified += 1;
             } else {
                 attempt(&mut summary, &label, &through, code_if_needed, expected);
             }
@@ -314,10 +326,11 @@ fn the_whole_lifecycle_under_attack() {
     summary.note(format!(
         "adversary: every stored object kind (pack, index, manifest, media, head at A and B, escrow at A and B) \
          bit-flipped, truncated, deleted, swapped or replayed: {} cases; {} refused with exit 4 leaving nothing, \
-         {harmless} harmless (a deleted or damaged head copy at the guardian only drops its attestation, the \
-         damaged one named: the restore succeeds)",
+         {accepted_unverified} restored only when an unverified restore was accepted (a deleted or damaged head copy at \
+         the guardian drops the only attestation: refused by default, restored and marked unverified with \
+         --accept-unverified-freshness, the damaged copy named)",
         summary.adversary_cases,
-        summary.adversary_cases - harmless
+        summary.adversary_cases - accepted_unverified
     ));
 
     // The data server serves its generation-1 head record again (hiding generation 2); B's head

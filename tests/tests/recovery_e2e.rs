@@ -91,7 +91,7 @@ fn messages(dir: &Path) -> serde_json::Value {
 #[test]
 fn restore_on_new_devices_with_each_share_combination() {
     let work = tempfile::tempdir().unwrap();
-    let a = guardian(work.path().join("server-a"), &[]);
+    let mut a = guardian(work.path().join("server-a"), &[]);
     let b = guardian(work.path().join("server-b"), &[]);
     let servers = [a.url(), b.url()];
     let phone = work.path().join("phone");
@@ -134,11 +134,13 @@ fn restore_on_new_devices_with_each_share_combination() {
     // The restored device continues the backup history.
     assert_eq!(json(run(&tablet, &["--json", "backup", "run"], &[]))["generation"], 3);
 
-    // The data server plus the recovery code.
+    // The data server plus the recovery code: the escrow's guardian list reaches the other
+    // server too, which attests the head; the laptop is enrolled (and takes the backup over).
     let laptop = work.path().join("laptop");
     let restored = json(run(&laptop, &restore_args(&servers[..1], Some(&code), &[]), &env));
     assert_eq!(restored["recovery_code_used"], true);
-    assert_eq!(restored["enrolled"], false);
+    assert_eq!(restored["enrolled"], true);
+    assert_eq!(restored["freshness"]["by"], serde_json::json!([servers[1].clone()]));
     assert_eq!(messages(&laptop), messages(&phone));
 
     // One server alone: too few shares, nothing written.
@@ -176,14 +178,21 @@ fn restore_on_new_devices_with_each_share_combination() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("wrong password, or the account is locked"), "{}", stderr(&out));
 
-    // The guardian server alone with the code recovers the key, but the data lives on the first.
-    let out = run(&alone, &restore_args(&servers[1..], Some(&code), &[]), &env);
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(stderr(&out).contains("holding the backup data"), "{}", stderr(&out));
+    // The guardian server alone with the code: its escrow lists the data server, which the
+    // restore reaches and restores from.
     let key_only = json(run(&alone, &restore_args(&servers[1..], Some(&code), &["--key-only"]), &env));
     assert_eq!(key_only["recovery_code_used"], true);
-    assert_eq!(key_only["newest_generation"], 3, "the guardian's head copy is current");
     assert!(!alone.exists());
+    let restored = json(run(&alone, &restore_args(&servers[1..], Some(&code), &[]), &env));
+    assert_eq!(restored["servers_used"], serde_json::json!([servers[0].clone(), servers[1].clone()]));
+    assert_eq!(messages(&alone), messages(&phone));
+    // With the data server down, the key is recovered but the data is not reached.
+    a.stop();
+    let unreached = work.path().join("unreached");
+    let out = run(&unreached, &restore_args(&servers[1..], Some(&code), &[]), &env);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holding the backup data"), "{}", stderr(&out));
+    assert!(!unreached.exists());
 }
 
 #[test]
@@ -440,8 +449,15 @@ fn refresh_password_change_revocation_and_server_key_pinning() {
             guardian["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"tablet") && names.iter().any(|n| n.starts_with("vault cli (")), "{names:?}");
     }
-    let revoked = json(run(&phone, &["--json", "backup", "devices", "--revoke", "tablet"], &new_env));
-    assert_eq!(revoked["revoked"], 2, "one token per guardian");
+    // The tablet took the backup over when it restored, so the phone revokes it but cannot
+    // rotate the key of a backup another device writes: it says so (exit 7) and what to do.
+    let refused = run(&phone, &["--json", "backup", "devices", "--revoke", "tablet"], &new_env);
+    assert_eq!(refused.status.code(), Some(7), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("revoked at every guardian, but the backup key was NOT rotated"),
+        "{}",
+        stderr(&refused)
+    );
     let out = run(&tablet, &["backup", "run"], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("refused this device's token"), "{}", stderr(&out));
@@ -572,4 +588,99 @@ fn a_restore_takes_the_backup_over_and_revocation_cannot_cut_off_by_accident() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     // The device that restored last writes the backup.
     assert_eq!(json(run(&device_d, &["--json", "backup", "run"], &[]))["generation"], 3);
+}
+
+/// The one account directory file `name` (`escrow`, `head`) under a server's data directory.
+fn account_file(data: &Path, name: &str) -> PathBuf {
+    let files: Vec<PathBuf> = find_files(data, name)
+        .into_iter()
+        .filter(|f| {
+            f.file_name().unwrap() == name && f.parent().unwrap().parent().unwrap().file_name().unwrap() == "accounts"
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{name} under {}", data.display());
+    files.into_iter().next().unwrap()
+}
+
+/// Adversaries: a thief holding the lost phone (its vault, so its backup key) and its recovery
+/// code, helped by the data server, which replays its escrow and head records from before the
+/// revocation; and the data server alone rolling the head back while the other guardian is
+/// unreachable. Real servers, the real CLI.
+#[test]
+fn a_revocation_rotates_the_key_and_a_rolled_back_head_needs_an_explicit_choice() {
+    let work = tempfile::tempdir().unwrap();
+    let mut a = guardian(work.path().join("server-a"), &[]);
+    let mut b = guardian(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+    let phone = work.path().join("phone");
+    let old_code = phone_with_backup(&phone, work.path(), &servers)["recovery_code"].as_str().unwrap().to_owned();
+    let lost_phone_id = this_device(&phone);
+    // What the data server keeps from before the revocation.
+    let (old_escrow, old_head) = (
+        std::fs::read(account_file(&a.data, "escrow")).unwrap(),
+        std::fs::read(account_file(&a.data, "head")).unwrap(),
+    );
+
+    // The phone is lost: a new device restores, revokes it (which rotates the key) and backs up.
+    let new = work.path().join("new");
+    ok(run(&new, &restore_args(&servers, None, &[]), &env));
+    let revoked = json(run(&new, &["--json", "backup", "devices", "--revoke", &lost_phone_id], &env));
+    assert_eq!((revoked["revoked"].as_u64(), revoked["key_rotated"].as_bool()), (Some(2), Some(true)), "{revoked}");
+    let new_code = revoked["recovery_code"].as_str().unwrap().to_owned();
+    assert_ne!(new_code, old_code);
+    let (new_escrow, rotated_head) = (
+        std::fs::read(account_file(&a.data, "escrow")).unwrap(),
+        std::fs::read(account_file(&a.data, "head")).unwrap(),
+    );
+    let body = ["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "AFTER-REVOCATION-CANARY"];
+    ok(vault(&new, "device passphrase", &body, &[], ""));
+    assert_eq!(json(run(&new, &["--json", "backup", "run"], &[]))["generation"], 2);
+
+    // The lost phone's own token is refused.
+    let out = run(&phone, &["backup", "run"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // The data server replays the old escrow; B is out of reach. The old code recovers the old
+    // key, which opens nothing written since: the restore fails as damage and leaves nothing.
+    std::fs::write(account_file(&a.data, "escrow"), &old_escrow).unwrap();
+    b.stop();
+    let thief = work.path().join("thief");
+    ok(run(&thief, &restore_args(&servers[..1], Some(&old_code), &["--key-only"]), &env));
+    let accept = ["--accept-unverified-freshness"];
+    let out = run(&thief, &restore_args(&servers[..1], Some(&old_code), &accept), &env);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("failed authentication"), "{}", stderr(&out));
+    assert!(!thief.exists());
+    // With the old head replayed too, the thief gets the snapshot from before the revocation,
+    // which the phone held anyway, and nothing written after it.
+    std::fs::write(account_file(&a.data, "head"), &old_head).unwrap();
+    let stale = json(run(&thief, &restore_args(&servers[..1], Some(&old_code), &accept), &env));
+    assert_eq!(stale["generation"], 1);
+    assert_eq!(stale["freshness"]["state"], "unverified");
+    assert!(!messages(&thief).to_string().contains("AFTER-REVOCATION-CANARY"));
+
+    // The data server (honest escrow again) rolls its head back to the rotated generation 1.
+    std::fs::write(account_file(&a.data, "escrow"), &new_escrow).unwrap();
+    std::fs::write(account_file(&a.data, "head"), &rotated_head).unwrap();
+    b.restart();
+    // Given one server and the code, the restore still reaches B through the escrow's list, and
+    // B's head copy exposes the rollback.
+    let target = work.path().join("rolled-back");
+    let out = run(&target, &restore_args(&servers[..1], Some(&new_code), &[]), &env);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hides newer snapshots"), "{}", stderr(&out));
+    // With B unreachable nothing vouches for A's head: refused by default, leaving nothing...
+    b.stop();
+    let out = run(&target, &restore_args(&servers[..1], Some(&new_code), &[]), &env);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--accept-unverified-freshness"), "{}", stderr(&out));
+    assert!(!target.exists());
+    // ...and restored only when accepted, the result marked unverified.
+    let accepted = json(run(&target, &restore_args(&servers[..1], Some(&new_code), &accept), &env));
+    assert_eq!(accepted["generation"], 1);
+    assert_eq!(accepted["freshness"]["state"], "unverified");
+    assert_eq!(accepted["enrolled"], false);
+    b.restart();
+    a.stop();
 }

@@ -28,6 +28,9 @@ pub enum DataKind {
     BackupSnapshot,
     /// A backed-up media object.
     BackupMedia,
+    /// A backup keyring (the keys of earlier key epochs), or an object naming an epoch its
+    /// key does not reach.
+    BackupKeyring,
     /// A guardian's escrow record, or shares that do not combine.
     EscrowRecord,
     /// A guardian's key differs from the one pinned at setup.
@@ -47,6 +50,7 @@ impl DataKind {
             DataKind::BackupHead => "backup-head",
             DataKind::BackupSnapshot => "backup-snapshot",
             DataKind::BackupMedia => "backup-media",
+            DataKind::BackupKeyring => "backup-keyring",
             DataKind::EscrowRecord => "escrow-record",
             DataKind::GuardianKey => "guardian-key",
         }
@@ -114,6 +118,14 @@ pub enum Error {
     /// be reached; the message names the operation, never stored content.
     #[error("backup storage: {0}")]
     BackupStorage(String),
+    /// A rotation of the backup key (a new recovery code, a share refresh or a device revocation)
+    /// stopped before every guardian had its new share: backups wait until it is finished, by
+    /// running the same operation again with the backup password (it continues with the same new
+    /// key).
+    #[error(
+        "a backup key rotation did not finish at every guardian: run it again with the backup password to finish it"
+    )]
+    KeyRotationUnfinished,
     /// Another device wrote a backup generation at the same time; nothing of this run is visible.
     /// Running the backup again continues from the newer generation.
     #[error("another device wrote a backup at the same time: run the backup again")]

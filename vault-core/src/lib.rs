@@ -44,9 +44,9 @@ pub use store::secrets::{MAX_SECRET_LEN, MAX_SECRET_NAME_LEN};
 pub use store::{CIPHER_COMPATIBILITY, CipherInfo};
 pub use vault::{
     Backups, CreateOptions, DATABASE_FILE, GuardianRestore, KEYSLOTS_FILE, KEYSLOTS_NEXT_FILE, Keys, Media,
-    MediaImport, MediaTransfers, Messages, OpenReport, Recovery, RestoreOptions, Retention, RotationRecovery, Secrets,
-    UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport, recover_key, restore_backup,
-    restore_from_guardians,
+    MediaImport, MediaTransfers, Messages, OpenReport, Recovery, RestoreOptions, Retention, RevokeReport,
+    RotationRecovery, Secrets, UNLOCK_FAILURES_FILE, Vault, VaultStatus, VerifyCheck, VerifyReport, recover_key,
+    restore_backup, restore_from_guardians,
 };
 
 /// Entry points for the fuzz targets in `fuzz/`; built only by cargo-fuzz (`--cfg fuzzing`).

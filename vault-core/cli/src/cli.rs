@@ -95,6 +95,11 @@ pub enum Command {
         /// Recover and check the backup key only; restore nothing (for timing recovery).
         #[arg(long)]
         key_only: bool,
+        /// Restore even if no guardian other than the data server confirms the backup is the
+        /// newest (the data server alone could be hiding newer snapshots). Without it such a
+        /// restore is refused (exit 4); with it the output says the backup is unverified.
+        #[arg(long)]
+        accept_unverified_freshness: bool,
     },
 }
 

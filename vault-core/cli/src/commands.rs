@@ -40,10 +40,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Media(command) => media(&mut ctx, command),
         Command::Retention(command) => retention(&mut ctx, command),
         Command::Backup(command) => crate::backup::run(&mut ctx, command),
-        Command::Restore { servers, account, recovery_code, recovery_code_stdin, device_name, key_only } => {
+        Command::Restore {
+            servers,
+            account,
+            recovery_code,
+            recovery_code_stdin,
+            device_name,
+            key_only,
+            accept_unverified_freshness,
+        } => {
             let code = crate::recovery::CodeSource::new(recovery_code, recovery_code_stdin);
             let device_name = device_name.unwrap_or_else(crate::cli::default_device_name);
-            crate::recovery::restore(&mut ctx, &servers, &account, code, &device_name, key_only)
+            let how = crate::recovery::RestoreHow { device_name: &device_name, key_only, accept_unverified_freshness };
+            crate::recovery::restore(&mut ctx, &servers, &account, code, how)
         }
     }
 }

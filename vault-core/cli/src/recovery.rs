@@ -92,15 +92,25 @@ impl CodeSource {
     }
 }
 
+/// How `vault restore` runs.
+pub struct RestoreHow<'a> {
+    /// This device's name at the guardians.
+    pub device_name: &'a str,
+    /// Recover and check the key only.
+    pub key_only: bool,
+    /// Restore a backup whose freshness no guardian but the data server attests.
+    pub accept_unverified_freshness: bool,
+}
+
 /// `vault restore`.
 pub fn restore(
     ctx: &mut Context<'_>,
     servers: &[String],
     account: &str,
     code: CodeSource,
-    device_name: &str,
-    key_only: bool,
+    how: RestoreHow<'_>,
 ) -> Result<(), Failure> {
+    let RestoreHow { device_name, key_only, accept_unverified_freshness } = how;
     let password = ctx.input.backup_password()?;
     // With --passphrase-stdin the new vault's passphrase is the line after the password; the
     // code comes after both.
@@ -125,7 +135,14 @@ pub fn restore(
     };
     let dir = ctx.dir.clone();
     let bar = TerminalProgress::new("restoring", ctx.json);
-    let request = GuardianRestore { servers, account, password: &password, code: code.as_ref(), device_name };
+    let request = GuardianRestore {
+        servers,
+        account,
+        password: &password,
+        code: code.as_ref(),
+        device_name,
+        accept_unverified_freshness,
+    };
     let report = vault_core::restore_from_guardians(
         &network,
         &request,
@@ -133,7 +150,17 @@ pub fn restore(
         &passphrase,
         CreateOptions::default(),
         bar.as_ref().map(|b| b as &dyn Progress),
-    )?;
+    )
+    .map_err(|e| match e {
+        vault_core::Error::Integrity { problem, .. }
+            if problem.starts_with("no guardian other than the data server") =>
+        {
+            Failure::integrity(format!(
+                "{problem} (--accept-unverified-freshness restores it anyway, marked unverified)"
+            ))
+        }
+        other => other.into(),
+    })?;
     drop(bar);
     let (r, k) = (&report.restore, &report.recovery);
     if ctx.json {
@@ -155,6 +182,15 @@ pub fn restore(
     for failure in &k.servers_failed {
         ctx.print(format!("not used: {failure}"))?;
     }
+    match &report.freshness {
+        vault_core::recovery::Freshness::Verified { by } => {
+            ctx.print(format!("freshness: generation {} confirmed by {}", r.generation, by.join(", ")))?
+        }
+        vault_core::recovery::Freshness::Unverified => ctx.print(
+            "freshness: UNVERIFIED: no guardian other than the data server confirmed this is the newest backup \
+             (restored because --accept-unverified-freshness was given)",
+        )?,
+    }
     if !report.enrolled {
         ctx.print(not_enrolled_note(k))?;
     } else {
@@ -175,7 +211,11 @@ pub fn password(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let old = ctx.input.backup_password()?;
     let new = ctx.input.new_backup_password()?;
     vault.recovery()?.change_password(&HttpNetwork::default(), &old, &new)?;
-    ctx.print("backup password changed on every guardian; the recovery code stays valid")
+    ctx.print(
+        "backup password changed on every guardian; the recovery code stays valid (a guardian that kept its \
+         old record still opens it with the old password: run `vault backup new-recovery-code` if the old \
+         password may have leaked)",
+    )
 }
 
 /// `vault backup refresh-shares` and `vault backup new-recovery-code`.
@@ -186,7 +226,11 @@ pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
     if ctx.json {
         return ctx.print_json(&json!({ "recovery_code": code.as_ref().map(RecoveryCode::expose_secret) }));
     }
-    ctx.print("the backup key was split anew: the old shares and the old recovery code no longer work")?;
+    ctx.print(
+        "the backup key was rotated: backups from now on open only with the new key, so the old recovery \
+         code, the old shares (even a guardian's kept copy) and copies of this vault made before open none of \
+         them; older backups stay readable to those until pruned",
+    )?;
     if let Some(code) = code {
         ctx.print("new recovery code (shown only this once):")?;
         ctx.print(format!("  {}", code.expose_secret()))?;
@@ -206,15 +250,41 @@ pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>, revoke_this_device
                 vault_core::Error::InvalidInput(m) if m.starts_with("that is this device") => {
                     Failure::usage(format!("{m}: add --revoke-this-device"))
                 }
+                // Only the rotation after the revocation checks the writer: the tokens are gone.
+                taken @ vault_core::Error::TakenOver { .. } => {
+                    let failure = Failure::from(taken);
+                    Failure {
+                        message: format!(
+                            "the device was revoked at every guardian, but the backup key was NOT rotated: {}; \
+                             then run `vault backup refresh-shares`",
+                            failure.message
+                        ),
+                        ..failure
+                    }
+                }
                 other => other.into(),
             })?;
-        if revoked == 0 {
+        if revoked.revoked == 0 {
             return Err(Failure::usage(format!("no device with id or name {device:?} at any guardian")));
         }
+        let code = revoked.recovery_code.as_ref().map(RecoveryCode::expose_secret);
         if ctx.json {
-            return ctx.print_json(&json!({ "revoked": revoked }));
+            return ctx.print_json(
+                &json!({ "revoked": revoked.revoked, "key_rotated": revoked.key_rotated, "recovery_code": code }),
+            );
         }
-        return ctx.print(format!("revoked {revoked} device tokens"));
+        ctx.print(format!("revoked {} device tokens", revoked.revoked))?;
+        if revoked.key_rotated {
+            ctx.print("the backup key was rotated: the revoked device's copy opens nothing backed up from now on")?;
+        }
+        if let Some(code) = code {
+            ctx.print(
+                "new recovery code (shown only this once; the old one, with any guardian's old record, recovers \
+                 only the old key, which opens nothing backed up from now on):",
+            )?;
+            ctx.print(format!("  {code}"))?;
+        }
+        return Ok(());
     }
     let lists = recovery.devices(&network)?;
     if ctx.json {

@@ -8,6 +8,7 @@ use super::pack::PackEntry;
 use crate::crypto::aead;
 use crate::error::DataKind;
 use crate::error::{Error, Result};
+#[cfg(test)]
 use crate::secret::SecretKey;
 
 const VERSION: u16 = 1;
@@ -65,25 +66,27 @@ fn malformed(what: &str) -> Error {
 }
 
 fn aad(magic: &[u8; 8], name: &str) -> Vec<u8> {
+    versioned_aad(magic, VERSION, name)
+}
+
+fn versioned_aad(magic: &[u8; 8], version: u16, name: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(10 + name.len());
     aad.extend_from_slice(magic);
-    aad.extend_from_slice(&VERSION.to_le_bytes());
+    aad.extend_from_slice(&version.to_le_bytes());
     aad.extend_from_slice(name.as_bytes());
     aad
 }
 
+#[cfg(test)]
 fn seal(key: &SecretKey, magic: &[u8; 8], name: &str, plaintext: &[u8]) -> Vec<u8> {
     aead::seal(key, &aad(magic, name), plaintext)
 }
 
-fn open(key: &SecretKey, magic: &[u8; 8], name: &str, sealed: &[u8], what: &str) -> Result<crate::SecretBytes> {
-    if sealed.len() > MAX_OBJECT_LEN {
-        return Err(malformed(what));
-    }
-    aead::open(key, &aad(magic, name), sealed).map_err(|_| Error::Integrity {
+fn failed(what: &str, name: &str) -> Error {
+    Error::Integrity {
         object: DataKind::BackupSnapshot,
         problem: format!("backup {what} {name} failed authentication"),
-    })
+    }
 }
 
 /// Which sealed object [`seal_for_fuzzing`] makes.
@@ -96,6 +99,8 @@ pub enum FuzzObject {
     Index,
     /// The head record.
     Head,
+    /// The keyring object of the key's epoch.
+    Keyring,
 }
 
 /// Seals arbitrary bytes as the plaintext of an object, so the fuzz targets reach the decoders
@@ -107,13 +112,17 @@ pub fn seal_for_fuzzing(keys: &BackupKeys, object: FuzzObject, plaintext: &[u8])
     match object {
         FuzzObject::Manifest => {
             let name = manifest_name(1);
-            (seal(keys.manifest_key(), MANIFEST_MAGIC, &name, plaintext), name)
+            (aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), plaintext), name)
         }
         FuzzObject::Index => {
             let name = index_name(&[0; 16]);
-            (seal(keys.index_key(), INDEX_MAGIC, &name, plaintext), name)
+            (aead::seal(keys.index_key(), &versioned_aad(INDEX_MAGIC, INDEX_VERSION, &name), plaintext), name)
         }
         FuzzObject::Head => (aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), plaintext), "head".to_owned()),
+        FuzzObject::Keyring => {
+            let name = super::keys::Keyring::object_name(&keys.key_check());
+            (aead::seal(keys.current().keyring_key(), &versioned_aad(b"VBAKKRNG", 1, &name), plaintext), name)
+        }
     }
 }
 
@@ -158,12 +167,20 @@ pub struct Location {
     pub pack: ObjectId,
     /// Offset and length of the sealed chunk in the pack.
     pub entry: PackEntry,
+    /// The key epoch the chunk is sealed under: that of the index object listing it.
+    pub epoch: u32,
 }
 
 const INDEX_MAGIC: &[u8; 8] = b"VBAKINDX";
-const INDEX_ENTRY_LEN: usize = 32 + 16 + 4 + 4;
+/// The index object's version: 2 names each chunk's key epoch; 1 (every chunk of the index's
+/// epoch) still opens.
+const INDEX_VERSION: u16 = 2;
+const INDEX_V1_ENTRY_LEN: usize = 32 + 16 + 4 + 4;
+const INDEX_ENTRY_LEN: usize = INDEX_V1_ENTRY_LEN + 4;
 
-/// Seals an index object: `u32 count ‖ (chunk id 32 ‖ pack id 16 ‖ u32 offset ‖ u32 sealed length)*`.
+/// Seals an index object (version 2) under the current key epoch: `u32 count ‖ (chunk id 32 ‖
+/// pack id 16 ‖ u32 offset ‖ u32 sealed length ‖ u32 epoch)*`. A prune keeps chunks of earlier
+/// epochs where they are, so one index lists chunks of several epochs, none newer than its own.
 pub fn seal_index(keys: &BackupKeys, name: &str, locations: &[Location]) -> Result<Vec<u8>> {
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(4 + locations.len() * INDEX_ENTRY_LEN));
     out.extend_from_slice(
@@ -174,22 +191,38 @@ pub fn seal_index(keys: &BackupKeys, name: &str, locations: &[Location]) -> Resu
         out.extend_from_slice(&l.pack);
         out.extend_from_slice(&l.entry.offset.to_le_bytes());
         out.extend_from_slice(&l.entry.sealed_len.to_le_bytes());
+        if l.epoch > keys.current_epoch() {
+            return Err(Error::Internal("a chunk of an epoch newer than the index"));
+        }
+        out.extend_from_slice(&l.epoch.to_le_bytes());
     }
-    Ok(seal(keys.index_key(), INDEX_MAGIC, name, &out))
+    Ok(aead::seal(keys.index_key(), &versioned_aad(INDEX_MAGIC, INDEX_VERSION, name), &out))
 }
 
-/// Opens an index object.
-pub fn open_index(keys: &BackupKeys, name: &str, sealed: &[u8]) -> Result<Vec<Location>> {
-    let plain = open(keys.index_key(), INDEX_MAGIC, name, sealed, "index object")?;
+/// Opens an index object sealed under key epoch `epoch` (version 2, or version 1, whose chunks
+/// are all of that epoch). A chunk said to be of a newer epoch than the index is refused.
+pub fn open_index(keys: &BackupKeys, epoch: u32, name: &str, sealed: &[u8]) -> Result<Vec<Location>> {
+    if sealed.len() > MAX_OBJECT_LEN {
+        return Err(malformed("index object"));
+    }
+    let key = keys.epoch(epoch)?.index_key();
+    let (plain, version) = match aead::open(key, &versioned_aad(INDEX_MAGIC, INDEX_VERSION, name), sealed) {
+        Ok(plain) => (plain, INDEX_VERSION),
+        Err(_) => (aead::open(key, &aad(INDEX_MAGIC, name), sealed).map_err(|_| failed("index object", name))?, 1),
+    };
     let mut r = Reader { bytes: plain.expose_secret(), what: "index object" };
-    let n = r.count(INDEX_ENTRY_LEN)?;
+    let n = r.count(if version == 1 { INDEX_V1_ENTRY_LEN } else { INDEX_ENTRY_LEN })?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let id = ChunkId(r.array()?);
         let pack = r.array()?;
         let offset = r.u32()?;
         let sealed_len = r.u32()?;
-        out.push(Location { pack, entry: PackEntry { id, offset, sealed_len } });
+        let chunk_epoch = if version == 1 { epoch } else { r.u32()? };
+        if chunk_epoch > epoch {
+            return Err(malformed("index object"));
+        }
+        out.push(Location { pack, entry: PackEntry { id, offset, sealed_len }, epoch: chunk_epoch });
     }
     r.finish()?;
     Ok(out)
@@ -279,6 +312,15 @@ pub struct SnapshotEntry {
     pub media_count: u32,
 }
 
+/// An index object in force, and the key epoch it (and every chunk it lists) is sealed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRef {
+    /// The index object's id.
+    pub id: ObjectId,
+    /// Its key epoch.
+    pub epoch: u32,
+}
+
 /// The state of the whole backup at one generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -286,29 +328,37 @@ pub struct Manifest {
     pub generation: u64,
     /// BLAKE3 of the previous manifest's sealed bytes (zeros for the first).
     pub previous: [u8; 32],
+    /// The key epoch the previous manifest is sealed under.
+    pub previous_epoch: u32,
     /// When it was written, milliseconds since the Unix epoch.
     pub created_at: i64,
     /// Index objects in force.
-    pub indexes: Vec<ObjectId>,
+    pub indexes: Vec<IndexRef>,
     /// Retained snapshots, oldest first.
     pub snapshots: Vec<SnapshotEntry>,
 }
 
 const MANIFEST_MAGIC: &[u8; 8] = b"VBAKMNFT";
+/// The manifest's version: 2 names each index's key epoch and the previous manifest's; 1 (all
+/// epoch 0) still opens.
+const MANIFEST_VERSION: u16 = 2;
 
 impl Manifest {
-    /// Seals the manifest under its name (`manifest-<generation>`):
-    /// `u64 generation ‖ previous (32) ‖ i64 created_at ‖ u32 k ‖ index id (16)* ‖ u32 s ‖ snapshot*`,
+    /// Seals the manifest (version 2) under the current key epoch and its name
+    /// (`manifest-<generation>`): `u64 generation ‖ previous (32) ‖ u32 previous epoch ‖
+    /// i64 created_at ‖ u32 k ‖ (index id (16) ‖ u32 epoch)* ‖ u32 s ‖ snapshot*`,
     /// snapshot = `u64 generation ‖ i64 created_at ‖ u64 export length ‖ u32 media count ‖ u32 t ‖ chunk id*`.
     pub fn seal(&self, keys: &BackupKeys) -> Result<Vec<u8>> {
         let too_big = |_| Error::Internal("manifest too large");
         let mut out = zeroize::Zeroizing::new(Vec::new());
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.extend_from_slice(&self.previous);
+        out.extend_from_slice(&self.previous_epoch.to_le_bytes());
         out.extend_from_slice(&self.created_at.to_le_bytes());
         out.extend_from_slice(&u32::try_from(self.indexes.len()).map_err(too_big)?.to_le_bytes());
-        for id in &self.indexes {
-            out.extend_from_slice(id);
+        for index in &self.indexes {
+            out.extend_from_slice(&index.id);
+            out.extend_from_slice(&index.epoch.to_le_bytes());
         }
         out.extend_from_slice(&u32::try_from(self.snapshots.len()).map_err(too_big)?.to_le_bytes());
         for s in &self.snapshots {
@@ -321,13 +371,22 @@ impl Manifest {
                 out.extend_from_slice(&id.0);
             }
         }
-        Ok(seal(keys.manifest_key(), MANIFEST_MAGIC, &manifest_name(self.generation), &out))
+        let name = manifest_name(self.generation);
+        Ok(aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), &out))
     }
 
-    /// Opens the manifest stored as `manifest-<generation>`, checking it says it is that generation.
-    pub fn open(keys: &BackupKeys, generation: u64, sealed: &[u8]) -> Result<Self> {
+    /// Opens the manifest stored as `manifest-<generation>` under key epoch `epoch` (version 2,
+    /// or version 1, whose indexes are all of epoch 0), checking it says it is that generation.
+    pub fn open(keys: &BackupKeys, epoch: u32, generation: u64, sealed: &[u8]) -> Result<Self> {
         let name = manifest_name(generation);
-        let plain = open(keys.manifest_key(), MANIFEST_MAGIC, &name, sealed, "manifest")?;
+        if sealed.len() > MAX_OBJECT_LEN {
+            return Err(malformed("manifest"));
+        }
+        let key = keys.epoch(epoch)?.manifest_key();
+        let (plain, version) = match aead::open(key, &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), sealed) {
+            Ok(plain) => (plain, MANIFEST_VERSION),
+            Err(_) => (aead::open(key, &aad(MANIFEST_MAGIC, &name), sealed).map_err(|_| failed("manifest", &name))?, 1),
+        };
         let mut r = Reader { bytes: plain.expose_secret(), what: "manifest" };
         let stated = r.u64()?;
         if stated != generation {
@@ -337,9 +396,15 @@ impl Manifest {
             });
         }
         let previous = r.array()?;
+        let previous_epoch = if version == 1 { 0 } else { r.u32()? };
         let created_at = r.u64()? as i64;
-        let k = r.count(16)?;
-        let indexes = (0..k).map(|_| r.array()).collect::<Result<_>>()?;
+        let indexes = if version == 1 {
+            let k = r.count(16)?;
+            (0..k).map(|_| Ok(IndexRef { id: r.array()?, epoch: 0 })).collect::<Result<_>>()?
+        } else {
+            let k = r.count(20)?;
+            (0..k).map(|_| Ok(IndexRef { id: r.array()?, epoch: r.u32()? })).collect::<Result<_>>()?
+        };
         let s = r.count(32)?;
         let mut snapshots = Vec::with_capacity(s);
         for _ in 0..s {
@@ -352,7 +417,7 @@ impl Manifest {
             snapshots.push(SnapshotEntry { generation, created_at, tree_chunks, export_len, media_count });
         }
         r.finish()?;
-        Ok(Self { generation, previous, created_at, indexes, snapshots })
+        Ok(Self { generation, previous, previous_epoch, created_at, indexes, snapshots })
     }
 }
 
@@ -364,11 +429,13 @@ pub fn manifest_hash(sealed: &[u8]) -> [u8; 32] {
 // ---- head record -------------------------------------------------------------------------------
 
 const HEAD_MAGIC: &[u8; 8] = b"VBAKHEAD";
-/// The head record's version: 2 names the writing device; 1 (40 bytes, no writer) still opens.
-const HEAD_VERSION: u16 = 2;
+/// The head record's version: 3 names its manifest's key epoch; 2 (the writing device, no epoch)
+/// and 1 (40 bytes, no writer) still open under a backup's first epoch.
+const HEAD_VERSION: u16 = 3;
 /// Longest writer device id a head record holds (guardians' ids are 32 hex digits).
 pub const MAX_WRITER_ID_LEN: usize = 64;
 const HEAD_V2_LEN: usize = 8 + 32 + 1 + MAX_WRITER_ID_LEN + 8;
+const HEAD_V3_LEN: usize = HEAD_V2_LEN + 4;
 
 /// The device that writes a backup: its enrolment's device id at the data guardian, and since
 /// when (the time it took the backup over, or its first run), milliseconds since the epoch.
@@ -401,13 +468,16 @@ pub struct Head {
     /// The writing device; `None` for a record of version 1 or one written without a device
     /// (a backup directory).
     pub writer: Option<Writer>,
+    /// The key epoch its manifest is sealed under (0 for versions 1 and 2).
+    pub manifest_epoch: u32,
 }
 
 impl Head {
-    /// Seals the head record (version 2): `u64 generation ‖ manifest hash (32) ‖ u8 n ‖ writer id
-    /// (n bytes, then zeros to 64) ‖ i64 writer since ms`; n = 0 (and since = 0) is "no writer".
+    /// Seals the head record (version 3) under the current key epoch: `u64 generation ‖ manifest
+    /// hash (32) ‖ u8 n ‖ writer id (n bytes, then zeros to 64) ‖ i64 writer since ms ‖ u32
+    /// manifest epoch`; n = 0 (and since = 0) is "no writer".
     pub fn seal(&self, keys: &BackupKeys) -> Vec<u8> {
-        let mut out = zeroize::Zeroizing::new([0u8; HEAD_V2_LEN]);
+        let mut out = zeroize::Zeroizing::new([0u8; HEAD_V3_LEN]);
         out[..8].copy_from_slice(&self.generation.to_le_bytes());
         out[8..40].copy_from_slice(&self.manifest_hash);
         if let Some(w) = &self.writer {
@@ -415,25 +485,79 @@ impl Head {
             let id = &w.device.as_bytes()[..w.device.len().min(MAX_WRITER_ID_LEN)];
             out[40] = id.len() as u8;
             out[41..41 + id.len()].copy_from_slice(id);
-            out[41 + MAX_WRITER_ID_LEN..].copy_from_slice(&w.since_ms.to_le_bytes());
+            out[41 + MAX_WRITER_ID_LEN..HEAD_V2_LEN].copy_from_slice(&w.since_ms.to_le_bytes());
         }
+        out[HEAD_V2_LEN..].copy_from_slice(&self.manifest_epoch.to_le_bytes());
         aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), &out[..])
     }
 
-    /// Opens a head record of version 2, or of version 1 (then with no writer).
+    /// Opens the head record under the current key epoch. Under a backup's first epoch a record
+    /// of version 2 or 1 opens too. After a rotation, a record still sealed under the previous
+    /// epoch opens only if it is the head the rotation started from (the keyring's rotation
+    /// point): that is the state a rotation interrupted before its re-seal leaves, and nothing
+    /// else sealed under an old key is accepted.
     pub fn open(keys: &BackupKeys, sealed: &[u8]) -> Result<Self> {
         if sealed.len() > MAX_OBJECT_LEN {
             return Err(malformed("head record"));
         }
-        if let Ok(plain) = aead::open(keys.head_key(), &head_aad(HEAD_VERSION), sealed) {
-            return Self::decode_v2(plain.expose_secret());
+        let current = keys.current_epoch();
+        if let Some(head) = Self::open_under(keys.current(), current == 0, sealed) {
+            return head;
         }
-        let plain = open(keys.head_key(), HEAD_MAGIC, "head", sealed, "head record")?;
+        if let (Some(point), Some(previous)) = (keys.rotation(), current.checked_sub(1))
+            && point.generation > 0
+            && let Some(head) = Self::open_under(keys.epoch(previous)?, previous == 0, sealed)
+        {
+            let head = head?;
+            if head.generation == point.generation && head.manifest_hash == point.manifest_hash {
+                return Ok(head);
+            }
+            return Err(Error::Integrity {
+                object: DataKind::BackupHead,
+                problem: "the head record is sealed under the key before the last rotation and is not the one \
+                          the rotation started from (written by someone holding an old key)"
+                    .into(),
+            });
+        }
+        Err(failed("head record", "head"))
+    }
+
+    /// Whether `sealed` opens under the current key epoch itself (not through the rotation
+    /// point): a rotation re-seals a head that does not.
+    pub(crate) fn sealed_under_current(keys: &BackupKeys, sealed: &[u8]) -> bool {
+        Self::open_under(keys.current(), keys.current_epoch() == 0, sealed).is_some_and(|h| h.is_ok())
+    }
+
+    /// The record opened under one epoch's head key (`legacy`: versions 2 and 1 too); `None`
+    /// when it does not authenticate under that key.
+    fn open_under(keys: &super::keys::EpochKeys, legacy: bool, sealed: &[u8]) -> Option<Result<Self>> {
+        if let Ok(plain) = aead::open(keys.head_key(), &head_aad(HEAD_VERSION), sealed) {
+            return Some(Self::decode_v3(plain.expose_secret()));
+        }
+        if !legacy {
+            return None;
+        }
+        if let Ok(plain) = aead::open(keys.head_key(), &head_aad(2), sealed) {
+            return Some(Self::decode_v2(plain.expose_secret()));
+        }
+        let plain = aead::open(keys.head_key(), &aad(HEAD_MAGIC, "head"), sealed).ok()?;
         let mut r = Reader { bytes: plain.expose_secret(), what: "head record" };
-        let generation = r.u64()?;
-        let manifest_hash = r.array()?;
-        r.finish()?;
-        Ok(Self { generation, manifest_hash, writer: None })
+        Some((|| {
+            let generation = r.u64()?;
+            let manifest_hash = r.array()?;
+            r.finish()?;
+            Ok(Self { generation, manifest_hash, writer: None, manifest_epoch: 0 })
+        })())
+    }
+
+    fn decode_v3(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != HEAD_V3_LEN {
+            return Err(malformed("head record"));
+        }
+        let mut head = Self::decode_v2(&bytes[..HEAD_V2_LEN])?;
+        head.manifest_epoch =
+            u32::from_le_bytes(bytes[HEAD_V2_LEN..].try_into().map_err(|_| malformed("head record"))?);
+        Ok(head)
     }
 
     fn decode_v2(bytes: &[u8]) -> Result<Self> {
@@ -455,7 +579,7 @@ impl Head {
                 Some(Writer::new(device, since_ms).map_err(|_| malformed("head record"))?)
             }
         };
-        Ok(Self { generation, manifest_hash, writer })
+        Ok(Self { generation, manifest_hash, writer, manifest_epoch: 0 })
     }
 }
 
@@ -489,8 +613,9 @@ mod tests {
         Manifest {
             generation: 7,
             previous: [9; 32],
+            previous_epoch: 0,
             created_at: 1_700_000_000_000,
-            indexes: vec![[1; 16], [2; 16]],
+            indexes: vec![IndexRef { id: [1; 16], epoch: 0 }, IndexRef { id: [2; 16], epoch: 0 }],
             snapshots: vec![SnapshotEntry {
                 generation: 7,
                 created_at: 5,
@@ -505,25 +630,29 @@ mod tests {
     fn objects_round_trip_and_refuse_other_names_keys_and_tampering() {
         let k = keys(1);
         let sealed = manifest().seal(&k).unwrap();
-        assert_eq!(Manifest::open(&k, 7, &sealed).unwrap(), manifest());
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed).unwrap(), manifest());
         assert!(
-            matches!(Manifest::open(&k, 8, &sealed), Err(Error::Integrity { .. })),
+            matches!(Manifest::open(&k, 0, 8, &sealed), Err(Error::Integrity { .. })),
             "replayed under another generation"
         );
-        assert!(matches!(Manifest::open(&keys(2), 7, &sealed), Err(Error::Integrity { .. })));
+        assert!(matches!(Manifest::open(&keys(2), 0, 7, &sealed), Err(Error::Integrity { .. })));
         for i in [0, 30, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(matches!(Manifest::open(&k, 7, &bad), Err(Error::Integrity { .. })));
+            assert!(matches!(Manifest::open(&k, 0, 7, &bad), Err(Error::Integrity { .. })));
         }
 
-        let locations =
-            vec![Location { pack: [4; 16], entry: PackEntry { id: ChunkId([5; 32]), offset: 10, sealed_len: 99 } }];
+        let locations = vec![Location {
+            pack: [4; 16],
+            entry: PackEntry { id: ChunkId([5; 32]), offset: 10, sealed_len: 99 },
+            epoch: 0,
+        }];
         let sealed = seal_index(&k, "index-a", &locations).unwrap();
-        assert_eq!(open_index(&k, "index-a", &sealed).unwrap(), locations);
-        assert!(open_index(&k, "index-b", &sealed).is_err(), "an index object moved to another name");
+        assert_eq!(open_index(&k, 0, "index-a", &sealed).unwrap(), locations);
+        assert!(open_index(&k, 0, "index-b", &sealed).is_err(), "an index object moved to another name");
+        assert!(open_index(&k, 1, "index-a", &sealed).is_err(), "an epoch this key does not reach");
 
-        let head = Head { generation: 3, manifest_hash: [6; 32], writer: None };
+        let head = Head { generation: 3, manifest_hash: [6; 32], writer: None, manifest_epoch: 0 };
         assert_eq!(Head::open(&k, &head.seal(&k)).unwrap(), head);
         assert!(Head::open(&keys(3), &head.seal(&k)).is_err());
 
@@ -543,9 +672,9 @@ mod tests {
     fn head_records_name_their_writer_and_version_1_still_opens_without_one() {
         let k = keys(1);
         let writer = Writer::new(&"ab".repeat(16), 1_700_000_000_123).unwrap();
-        let head = Head { generation: 9, manifest_hash: [4; 32], writer: Some(writer) };
+        let head = Head { generation: 9, manifest_hash: [4; 32], writer: Some(writer), manifest_epoch: 0 };
         let sealed = head.seal(&k);
-        assert_eq!(sealed.len(), 24 + HEAD_V2_LEN + 16, "fixed size whatever the writer");
+        assert_eq!(sealed.len(), 24 + HEAD_V3_LEN + 16, "fixed size whatever the writer");
         assert_eq!(sealed.len(), Head { writer: None, ..head.clone() }.seal(&k).len());
         assert_eq!(Head::open(&k, &sealed).unwrap(), head);
         for i in [0, 30, sealed.len() - 1] {
@@ -554,7 +683,10 @@ mod tests {
             assert!(Head::open(&k, &bad).is_err());
         }
         let old = seal_head_v1(&k, 5, &[7; 32]);
-        assert_eq!(Head::open(&k, &old).unwrap(), Head { generation: 5, manifest_hash: [7; 32], writer: None });
+        assert_eq!(
+            Head::open(&k, &old).unwrap(),
+            Head { generation: 5, manifest_hash: [7; 32], writer: None, manifest_epoch: 0 }
+        );
         assert!(Writer::new("", 1).is_err());
         assert!(Writer::new(&"a".repeat(65), 1).is_err());
         assert!(Writer::new("a b", 1).is_err());
@@ -567,6 +699,76 @@ mod tests {
         let mut plain = [0u8; HEAD_V2_LEN];
         plain[HEAD_V2_LEN - 1] = 1;
         assert!(Head::decode_v2(&plain).is_err());
+    }
+
+    /// A backup rotated to epoch 1: keys `[1; 32]` (epoch 0) then `[2; 32]`, rotated at
+    /// generation 4.
+    fn rotated() -> (BackupKeys, BackupKeys) {
+        use super::super::keys::{Keyring, RotationPoint};
+        let old = keys(1);
+        let keyring = Keyring {
+            earlier: vec![SecretKey::from_bytes([1; 32])],
+            rotation: RotationPoint { generation: 4, manifest_hash: [4; 32] },
+        };
+        (old, BackupKeys::with_keyring(&SecretKey::from_bytes([2; 32]), Some(&keyring)))
+    }
+
+    #[test]
+    fn a_new_epoch_reads_old_objects_and_an_old_key_reads_nothing_new() {
+        let (old, new) = rotated();
+        assert_eq!(new.current_epoch(), 1);
+        assert_eq!(new.chunk_id(b"x"), old.chunk_id(b"x"), "deduplication keys stay across epochs");
+        // Written before the rotation: opens under its epoch with the new keyring.
+        let before = manifest().seal(&old).unwrap();
+        assert_eq!(Manifest::open(&new, 0, 7, &before).unwrap(), manifest());
+        // Written after: the old key opens none of it.
+        let mut after = manifest();
+        after.indexes.push(IndexRef { id: [3; 16], epoch: 1 });
+        let sealed = after.seal(&new).unwrap();
+        assert_eq!(Manifest::open(&new, 1, 7, &sealed).unwrap(), after);
+        assert!(Manifest::open(&old, 0, 7, &sealed).is_err());
+        assert!(Manifest::open(&new, 0, 7, &sealed).is_err(), "opened only under the epoch that names it");
+        let head = Head { generation: 8, manifest_hash: [8; 32], writer: None, manifest_epoch: 1 };
+        assert!(Head::open(&old, &head.seal(&new)).is_err());
+        let index = seal_index(&new, "index-c", &[]).unwrap();
+        assert!(open_index(&old, 0, "index-c", &index).is_err());
+    }
+
+    #[test]
+    fn after_a_rotation_an_old_key_head_opens_only_at_the_rotation_point() {
+        let (old, new) = rotated();
+        let at_rotation = Head { generation: 4, manifest_hash: [4; 32], writer: None, manifest_epoch: 0 };
+        assert_eq!(Head::open(&new, &at_rotation.seal(&old)).unwrap(), at_rotation);
+        assert!(!Head::sealed_under_current(&new, &at_rotation.seal(&old)));
+        assert!(Head::sealed_under_current(&new, &at_rotation.seal(&new)));
+        // Whoever holds the old key cannot pass off another head record.
+        for forged in
+            [Head { generation: 5, ..at_rotation.clone() }, Head { manifest_hash: [5; 32], ..at_rotation.clone() }]
+        {
+            let error = Head::open(&new, &forged.seal(&old)).unwrap_err();
+            assert!(matches!(error, Error::Integrity { object: DataKind::BackupHead, .. }), "{error}");
+        }
+    }
+
+    #[test]
+    fn manifests_of_version_1_still_open_with_every_index_of_epoch_0() {
+        let k = keys(1);
+        let mut plain = Vec::new();
+        plain.extend_from_slice(&7u64.to_le_bytes());
+        plain.extend_from_slice(&[9; 32]);
+        plain.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+        plain.extend_from_slice(&2u32.to_le_bytes());
+        plain.extend_from_slice(&[1; 16]);
+        plain.extend_from_slice(&[2; 16]);
+        plain.extend_from_slice(&1u32.to_le_bytes());
+        plain.extend_from_slice(&7u64.to_le_bytes());
+        plain.extend_from_slice(&5i64.to_le_bytes());
+        plain.extend_from_slice(&1234u64.to_le_bytes());
+        plain.extend_from_slice(&2u32.to_le_bytes());
+        plain.extend_from_slice(&1u32.to_le_bytes());
+        plain.extend_from_slice(&[3; 32]);
+        let sealed = seal(k.manifest_key(), MANIFEST_MAGIC, &manifest_name(7), &plain);
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed).unwrap(), manifest());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Keys derived from the Backup Root Key (BRK), one derivation purpose each
-//! (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`). Only the crate reads them.
+//! Keys derived from the Backup Root Key (BRK) and from each later key epoch's key, one derivation
+//! purpose each (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`), and the keyring
+//! that carries earlier epochs' keys forward. Only the crate reads them.
 
 use crate::crypto::derive::{Purpose, derive_bytes, derive_subkey, keyed_hash, keyed_output};
+use crate::error::{DataKind, Error, Result};
 use crate::secret::SecretKey;
 
 /// A chunk identifier: the BLAKE3 keyed hash of the chunk's plaintext under the chunk-id key.
@@ -16,43 +18,27 @@ impl std::fmt::Debug for ChunkId {
     }
 }
 
-/// Every key a backup needs, derived from one BRK.
-pub(crate) struct BackupKeys {
-    chunk_id: SecretKey,
+/// The keys of one key epoch, derived from that epoch's key (the Backup Root Key for epoch 0).
+/// What an epoch writes (chunks, index objects, manifests, head records) is sealed under these.
+pub(crate) struct EpochKeys {
     chunk_seal: SecretKey,
     index: SecretKey,
     manifest: SecretKey,
     head: SecretKey,
-    gear: Box<[u64; 256]>,
+    keyring: SecretKey,
     key_check: [u8; 16],
 }
 
-impl BackupKeys {
-    /// Derives every key from the Backup Root Key.
-    pub(crate) fn derive(brk: &SecretKey) -> Self {
-        let gear_key = derive_subkey(brk, Purpose::BackupCdcGear);
-        let mut gear_bytes = zeroize::Zeroizing::new([0u8; 256 * 8]);
-        keyed_output(&gear_key, b"", &mut gear_bytes[..]);
-        let mut gear = Box::new([0u64; 256]);
-        for (entry, bytes) in gear.iter_mut().zip(gear_bytes.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(bytes);
-            *entry = u64::from_le_bytes(word);
-        }
+impl EpochKeys {
+    fn derive(key: &SecretKey) -> Self {
         Self {
-            chunk_id: derive_subkey(brk, Purpose::BackupChunkId),
-            chunk_seal: derive_subkey(brk, Purpose::BackupChunkSeal),
-            index: derive_subkey(brk, Purpose::BackupIndexSeal),
-            manifest: derive_subkey(brk, Purpose::BackupManifestSeal),
-            head: derive_subkey(brk, Purpose::BackupHeadSeal),
-            gear,
-            key_check: derive_bytes(Purpose::BackupKeyCheck, brk.expose_secret()),
+            chunk_seal: derive_subkey(key, Purpose::BackupChunkSeal),
+            index: derive_subkey(key, Purpose::BackupIndexSeal),
+            manifest: derive_subkey(key, Purpose::BackupManifestSeal),
+            head: derive_subkey(key, Purpose::BackupHeadSeal),
+            keyring: derive_subkey(key, Purpose::BackupKeyringSeal),
+            key_check: derive_bytes(Purpose::BackupKeyCheck, key.expose_secret()),
         }
-    }
-
-    /// The id of a chunk with this plaintext.
-    pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        ChunkId(keyed_hash(&self.chunk_id, plaintext))
     }
 
     /// The key chunks are sealed under.
@@ -75,16 +61,223 @@ impl BackupKeys {
         &self.head
     }
 
+    /// The key this epoch's keyring object is sealed under.
+    pub(crate) fn keyring_key(&self) -> &SecretKey {
+        &self.keyring
+    }
+
+    /// This epoch's key-check value.
+    pub(crate) fn key_check(&self) -> [u8; 16] {
+        self.key_check
+    }
+}
+
+/// The newest generation and its manifest hash when a key epoch began: the one head record the
+/// epoch's key accepts sealed under the previous epoch's key (a rotation that stopped between the
+/// guardians' new shares and the head record's re-seal), so whoever holds only an old key cannot
+/// pass off a head record of their own making.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RotationPoint {
+    /// The generation at the rotation (0 before any backup).
+    pub(crate) generation: u64,
+    /// Its manifest hash (zeros before any backup).
+    pub(crate) manifest_hash: [u8; 32],
+}
+
+/// Every key a backup needs: the deduplication keys of the backup's first key (chunk ids and the
+/// chunker's gear table stay the same across epochs, so a rotation re-uploads nothing), and the
+/// sealing keys of every key epoch up to the current one (`docs/key-hierarchy.md`, "Key
+/// epochs"). New objects are sealed under the current epoch; older ones open under theirs.
+pub(crate) struct BackupKeys {
+    chunk_id: SecretKey,
+    gear: Box<[u64; 256]>,
+    epochs: Vec<EpochKeys>,
+    rotation: Option<RotationPoint>,
+}
+
+impl BackupKeys {
+    /// The keys of a backup still in its first epoch, whose key is `brk`.
+    pub(crate) fn derive(brk: &SecretKey) -> Self {
+        let gear_key = derive_subkey(brk, Purpose::BackupCdcGear);
+        let mut gear_bytes = zeroize::Zeroizing::new([0u8; 256 * 8]);
+        keyed_output(&gear_key, b"", &mut gear_bytes[..]);
+        let mut gear = Box::new([0u64; 256]);
+        for (entry, bytes) in gear.iter_mut().zip(gear_bytes.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            *entry = u64::from_le_bytes(word);
+        }
+        Self {
+            chunk_id: derive_subkey(brk, Purpose::BackupChunkId),
+            gear,
+            epochs: vec![EpochKeys::derive(brk)],
+            rotation: None,
+        }
+    }
+
+    /// The keys of a backup whose current epoch key is `current`, with the keyring that holds
+    /// the earlier epochs' keys (`None`: the backup is in its first epoch).
+    pub(crate) fn with_keyring(current: &SecretKey, keyring: Option<&Keyring>) -> Self {
+        let Some(keyring) = keyring.filter(|k| !k.earlier.is_empty()) else { return Self::derive(current) };
+        let mut keys = Self::derive(&keyring.earlier[0]);
+        keys.epochs = keyring.earlier.iter().chain(std::iter::once(current)).map(EpochKeys::derive).collect();
+        keys.rotation = Some(keyring.rotation);
+        keys
+    }
+
+    /// The current epoch (0 for a backup never rotated).
+    pub(crate) fn current_epoch(&self) -> u32 {
+        u32::try_from(self.epochs.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The current epoch's keys, which seal everything written now.
+    pub(crate) fn current(&self) -> &EpochKeys {
+        // `epochs` is never empty: every constructor puts at least the current epoch in.
+        &self.epochs[self.epochs.len() - 1]
+    }
+
+    /// The keys of `epoch`; an epoch this keyring does not reach (newer than the current one)
+    /// is an integrity failure of the object that names it.
+    pub(crate) fn epoch(&self, epoch: u32) -> Result<&EpochKeys> {
+        self.epochs.get(epoch as usize).ok_or_else(|| Error::Integrity {
+            object: DataKind::BackupKeyring,
+            problem: format!("a backup object names key epoch {epoch}, newer than this key's"),
+        })
+    }
+
+    /// The head record a rotation to the current epoch started from, if the backup was rotated.
+    pub(crate) fn rotation(&self) -> Option<RotationPoint> {
+        self.rotation
+    }
+
+    /// The id of a chunk with this plaintext.
+    pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(keyed_hash(&self.chunk_id, plaintext))
+    }
+
+    /// The key chunks are sealed under now.
+    pub(crate) fn chunk_seal_key(&self) -> &SecretKey {
+        self.current().chunk_seal_key()
+    }
+
+    /// The key index objects are sealed under now.
+    pub(crate) fn index_key(&self) -> &SecretKey {
+        self.current().index_key()
+    }
+
+    /// The key manifests are sealed under now.
+    pub(crate) fn manifest_key(&self) -> &SecretKey {
+        self.current().manifest_key()
+    }
+
+    /// The key the head record is sealed under now.
+    pub(crate) fn head_key(&self) -> &SecretKey {
+        self.current().head_key()
+    }
+
     /// The keyed gear table of the content-defined chunker.
     pub(crate) fn gear(&self) -> &[u64; 256] {
         &self.gear
     }
 
-    /// A 16-byte value that confirms a BRK without revealing it (recovery checks a recombined key
-    /// against it before use).
+    /// A 16-byte value that confirms the current epoch's key without revealing it (recovery
+    /// checks a recombined key against it before use; the keyring object is named by it).
     pub(crate) fn key_check(&self) -> [u8; 16] {
-        self.key_check
+        self.current().key_check()
     }
+}
+
+/// The key-check value of an epoch key.
+pub(crate) fn key_check_of(key: &SecretKey) -> [u8; 16] {
+    derive_bytes(Purpose::BackupKeyCheck, key.expose_secret())
+}
+
+/// Most key epochs a backup may have (a rotation per new recovery code, share refresh or device
+/// revocation; the keyring of the last one holds every earlier key).
+pub(crate) const MAX_EPOCHS: usize = 1024;
+
+/// What a key epoch's keyring holds: the keys of every earlier epoch, oldest first, and the head
+/// the rotation started from. Stored sealed as the backup object `keyring-<key check>` and, in
+/// the clear, in the vault's encrypted database (`docs/formats.md`, "Keyring").
+pub(crate) struct Keyring {
+    pub(crate) earlier: Vec<SecretKey>,
+    pub(crate) rotation: RotationPoint,
+}
+
+const KEYRING_MAGIC: &[u8; 8] = b"VBAKKRNG";
+const KEYRING_VERSION: u16 = 1;
+
+impl Keyring {
+    /// The epoch whose keyring this is (the number of earlier epochs).
+    pub(crate) fn epoch(&self) -> u32 {
+        u32::try_from(self.earlier.len()).unwrap_or(u32::MAX)
+    }
+
+    /// `u32 epoch ‖ u64 rotation generation ‖ rotation manifest hash (32) ‖ key (32)^epoch`.
+    pub(crate) fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(44 + 32 * self.earlier.len()));
+        out.extend_from_slice(&self.epoch().to_le_bytes());
+        out.extend_from_slice(&self.rotation.generation.to_le_bytes());
+        out.extend_from_slice(&self.rotation.manifest_hash);
+        for key in &self.earlier {
+            out.extend_from_slice(key.expose_secret());
+        }
+        out
+    }
+
+    /// Parses [`Keyring::encode`]'s bytes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad =
+            || Error::Integrity { object: DataKind::BackupKeyring, problem: "the backup keyring is malformed".into() };
+        if bytes.len() < 44 {
+            return Err(bad());
+        }
+        let epoch = u32::from_le_bytes(bytes[..4].try_into().map_err(|_| bad())?) as usize;
+        if epoch == 0 || epoch >= MAX_EPOCHS || bytes.len() != 44 + 32 * epoch {
+            return Err(bad());
+        }
+        let generation = u64::from_le_bytes(bytes[4..12].try_into().map_err(|_| bad())?);
+        let manifest_hash = bytes[12..44].try_into().map_err(|_| bad())?;
+        let earlier = bytes[44..]
+            .chunks_exact(32)
+            .map(|k| SecretKey::try_from_slice(k).ok_or_else(bad))
+            .collect::<Result<_>>()?;
+        Ok(Self { earlier, rotation: RotationPoint { generation, manifest_hash } })
+    }
+
+    /// The name of the keyring object of the epoch whose key has this key check.
+    pub(crate) fn object_name(key_check: &[u8; 16]) -> String {
+        format!("keyring-{}", hex::encode(key_check))
+    }
+
+    /// Seals the keyring under the epoch key `current` (associated data
+    /// `"VBAKKRNG" ‖ u16 1 ‖ object name`).
+    pub(crate) fn seal(&self, current: &SecretKey) -> Vec<u8> {
+        let epoch = EpochKeys::derive(current);
+        let name = Self::object_name(&epoch.key_check());
+        crate::crypto::aead::seal(epoch.keyring_key(), &keyring_aad(&name), &self.encode())
+    }
+
+    /// Opens the keyring object of the epoch key `current`.
+    pub(crate) fn open(current: &SecretKey, sealed: &[u8]) -> Result<Self> {
+        let epoch = EpochKeys::derive(current);
+        let name = Self::object_name(&epoch.key_check());
+        let plain = crate::crypto::aead::open(epoch.keyring_key(), &keyring_aad(&name), sealed).map_err(|_| {
+            Error::Integrity {
+                object: DataKind::BackupKeyring,
+                problem: format!("backup {name} failed authentication"),
+            }
+        })?;
+        Self::decode(plain.expose_secret())
+    }
+}
+
+fn keyring_aad(name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(10 + name.len());
+    aad.extend_from_slice(KEYRING_MAGIC);
+    aad.extend_from_slice(&KEYRING_VERSION.to_le_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    aad
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use crate::error::DataKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::format::{
-    Head, Location, Manifest, ObjectId, index_name, manifest_hash, manifest_name, media_object_name, pack_name,
-    random_object_id, seal_index,
+    Head, IndexRef, Location, Manifest, ObjectId, index_name, manifest_hash, manifest_name, media_object_name,
+    pack_name, random_object_id, seal_index,
 };
 use super::keys::{BackupKeys, ChunkId};
 use super::pack::{PackWriter, open_chunk};
@@ -204,7 +204,7 @@ pub(crate) fn verify(
         let bytes = transport.get(&name).map_err(transport_error("reading a pack"))?.unwrap_or_default();
         check.packs_read += 1;
         for location in locations {
-            match open_chunk(keys, &bytes, &location.entry) {
+            match open_chunk(keys, location.epoch, &bytes, &location.entry) {
                 Ok(_) => check.chunks_authenticated += 1,
                 Err(e) => check.problems.push(format!("{name}: {e} ({:?})", location.entry.id)),
             }
@@ -314,7 +314,7 @@ pub(crate) fn prune(
                     .add(keys, location.entry.id, plain.expose_secret())
                     .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
                 if writer.len() >= super::run::PACK_TARGET {
-                    upload_pack(transport, std::mem::take(&mut writer), &mut new_locations)?;
+                    upload_pack(transport, keys, std::mem::take(&mut writer), &mut new_locations)?;
                 }
             }
             doomed.push(*pack);
@@ -324,7 +324,7 @@ pub(crate) fn prune(
         }
     }
     if !writer.is_empty() {
-        upload_pack(transport, writer, &mut new_locations)?;
+        upload_pack(transport, keys, writer, &mut new_locations)?;
     }
 
     let index_id = random_object_id()?;
@@ -335,8 +335,9 @@ pub(crate) fn prune(
     let manifest = Manifest {
         generation: head.head.generation + 1,
         previous: head.head.manifest_hash,
+        previous_epoch: head.head.manifest_epoch,
         created_at: crate::store::now_millis(),
-        indexes: vec![index_id],
+        indexes: vec![IndexRef { id: index_id, epoch: keys.current_epoch() }],
         snapshots: kept,
     };
     let sealed = manifest.seal(keys)?;
@@ -346,6 +347,7 @@ pub(crate) fn prune(
         generation: manifest.generation,
         manifest_hash: manifest_hash(&sealed),
         writer: head.head.writer.clone(),
+        manifest_epoch: keys.current_epoch(),
     };
     transport
         .put_head(&new_head.seal(keys), Some(&head.version))
@@ -364,7 +366,7 @@ pub(crate) fn prune(
         delete(pack_name(&pack), &mut report)?;
     }
     for old in &head.manifest.indexes {
-        transport.delete(&index_name(old)).map_err(transport_error("deleting an object"))?;
+        transport.delete(&index_name(&old.id)).map_err(transport_error("deleting an object"))?;
     }
     for name in orphan_media(&mut sizes.keys()) {
         report.media_deleted += 1;
@@ -373,10 +375,15 @@ pub(crate) fn prune(
     Ok((report, new_head))
 }
 
-fn upload_pack(transport: &dyn Transport, writer: PackWriter, out: &mut Vec<Location>) -> Result<()> {
+fn upload_pack(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    writer: PackWriter,
+    out: &mut Vec<Location>,
+) -> Result<()> {
     let (bytes, entries) = writer.finish().map_err(Error::from_rng)?;
     let pack = random_object_id()?;
     transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
-    out.extend(entries.into_iter().map(|entry| Location { pack, entry }));
+    out.extend(entries.into_iter().map(|entry| Location { pack, entry, epoch: keys.current_epoch() }));
     Ok(())
 }

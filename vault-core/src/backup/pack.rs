@@ -126,19 +126,21 @@ pub fn check_header(pack: &[u8]) -> Result<(), PackError> {
 
 /// Opens the chunk `entry` describes from a whole pack: bounds, authentication under the entry's
 /// id, and the plaintext's keyed hash against that id.
-pub fn open_chunk(keys: &BackupKeys, pack: &[u8], entry: &PackEntry) -> Result<SecretBytes, PackError> {
+pub fn open_chunk(keys: &BackupKeys, epoch: u32, pack: &[u8], entry: &PackEntry) -> Result<SecretBytes, PackError> {
     check_header(pack)?;
     let start = entry.offset as usize;
     let end = start.checked_add(entry.sealed_len as usize).ok_or(PackError::OutOfBounds)?;
     if start < PACK_HEADER_LEN || end > pack.len() {
         return Err(PackError::OutOfBounds);
     }
-    open_sealed(keys, &pack[start..end], &entry.id)
+    open_sealed(keys, epoch, &pack[start..end], &entry.id)
 }
 
 /// Opens one sealed chunk (as fetched by a ranged read) under its id.
-pub fn open_sealed(keys: &BackupKeys, sealed: &[u8], id: &ChunkId) -> Result<SecretBytes, PackError> {
-    let plaintext = aead::open(keys.chunk_seal_key(), &chunk_aad(id), sealed).map_err(|_| PackError::Authentication)?;
+pub fn open_sealed(keys: &BackupKeys, epoch: u32, sealed: &[u8], id: &ChunkId) -> Result<SecretBytes, PackError> {
+    // A chunk of an epoch this key does not reach cannot be authenticated.
+    let key = keys.epoch(epoch).map_err(|_| PackError::Authentication)?.chunk_seal_key();
+    let plaintext = aead::open(key, &chunk_aad(id), sealed).map_err(|_| PackError::Authentication)?;
     if keys.chunk_id(plaintext.expose_secret()) != *id {
         return Err(PackError::Authentication);
     }
@@ -169,25 +171,28 @@ mod tests {
         let keys = keys();
         let (pack, entries) = packed(&keys, &[b"first chunk", b"second chunk"]);
         assert_eq!(pack.len() as u64, padme_len(pack.len() as u64));
-        assert_eq!(open_chunk(&keys, &pack, &entries[1]).unwrap().expose_secret(), b"second chunk");
+        assert_eq!(open_chunk(&keys, 0, &pack, &entries[1]).unwrap().expose_secret(), b"second chunk");
         // Any flipped bit inside a sealed chunk or the header.
         let sealed_end = (entries[1].offset + entries[1].sealed_len) as usize;
         for i in 0..sealed_end {
             let mut bad = pack.clone();
             bad[i] ^= 0x10;
-            let result = entries.iter().map(|e| open_chunk(&keys, &bad, e)).find(|r| r.is_err());
+            let result = entries.iter().map(|e| open_chunk(&keys, 0, &bad, e)).find(|r| r.is_err());
             assert!(result.is_some(), "flip at {i} went unnoticed");
         }
         // Swapped entries (a chunk presented under another id), truncation, other keys.
         let swapped = PackEntry { id: entries[0].id, ..entries[1] };
-        assert_eq!(open_chunk(&keys, &pack, &swapped).err(), Some(PackError::Authentication));
-        assert_eq!(open_chunk(&keys, &pack[..sealed_end - 1], &entries[1]).err(), Some(PackError::OutOfBounds));
+        assert_eq!(open_chunk(&keys, 0, &pack, &swapped).err(), Some(PackError::Authentication));
+        assert_eq!(open_chunk(&keys, 0, &pack[..sealed_end - 1], &entries[1]).err(), Some(PackError::OutOfBounds));
         let other = BackupKeys::derive(&SecretKey::from_bytes([5; 32]));
-        assert_eq!(open_chunk(&other, &pack, &entries[0]).err(), Some(PackError::Authentication));
+        assert_eq!(open_chunk(&other, 0, &pack, &entries[0]).err(), Some(PackError::Authentication));
         let far = PackEntry { offset: u32::MAX, ..entries[0] };
-        assert_eq!(open_chunk(&keys, &pack, &far).err(), Some(PackError::OutOfBounds));
-        assert_eq!(open_chunk(&keys, b"VBAKPACK\x02\x00", &entries[0]).err(), Some(PackError::UnsupportedVersion(2)));
-        assert_eq!(open_chunk(&keys, b"not a pack", &entries[0]).err(), Some(PackError::NotAPack));
+        assert_eq!(open_chunk(&keys, 0, &pack, &far).err(), Some(PackError::OutOfBounds));
+        assert_eq!(
+            open_chunk(&keys, 0, b"VBAKPACK\x02\x00", &entries[0]).err(),
+            Some(PackError::UnsupportedVersion(2))
+        );
+        assert_eq!(open_chunk(&keys, 0, b"not a pack", &entries[0]).err(), Some(PackError::NotAPack));
     }
 
     proptest! {
@@ -216,7 +221,7 @@ mod tests {
             let mut rebuilt = Vec::new();
             for (pack, index) in order {
                 let (bytes, entries) = &packs[pack];
-                rebuilt.extend_from_slice(open_chunk(&keys, bytes, &entries[index]).unwrap().expose_secret());
+                rebuilt.extend_from_slice(open_chunk(&keys, 0, bytes, &entries[index]).unwrap().expose_secret());
             }
             prop_assert_eq!(rebuilt, data);
         }

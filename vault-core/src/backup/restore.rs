@@ -10,9 +10,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::format::{Location, ObjectId, media_object_name, pack_name};
-use super::keys::{BackupKeys, ChunkId};
+use super::keys::{BackupKeys, ChunkId, Keyring};
 use super::remote::RemoteObject;
-use super::run::{current, fetch_named, load_index, open_in_pack, read_tree, verify_chain};
+use super::run::{current, fetch_named, load_index, load_keys, open_in_pack, read_tree, verify_chain};
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Progress};
@@ -136,7 +136,13 @@ pub(crate) trait RestoredVault {
     /// Checks every page, the index and every media segment; true when all passed.
     fn verify(&mut self) -> Result<bool>;
     /// Records the backup the vault came from, so its next backup continues that history.
-    fn adopt(&mut self, key: &SecretKey, generation: u64, manifest_hash: &[u8; 32]) -> Result<()>;
+    fn adopt(
+        &mut self,
+        key: &SecretKey,
+        keyring: Option<&Keyring>,
+        generation: u64,
+        manifest_hash: &[u8; 32],
+    ) -> Result<()>;
     /// How many messages the vault holds.
     fn message_count(&self) -> Result<u64>;
 }
@@ -177,7 +183,7 @@ pub(crate) fn restore(
     if target.exists() {
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
-    let keys = BackupKeys::derive(&key.0);
+    let (keys, keyring) = load_keys(transport, &key.0)?;
     let Some(head) = current(transport, &keys, (0, None))? else {
         if let Some((attested, _)) = options.at_least {
             return Err(Error::Integrity {
@@ -276,7 +282,7 @@ pub(crate) fn restore(
                 problem: "the restored vault failed verification".into(),
             });
         }
-        vault.adopt(&key.0, head.head.generation, &head.head.manifest_hash)?;
+        vault.adopt(&key.0, keyring.as_ref(), head.head.generation, &head.head.manifest_hash)?;
         Ok(RestoreReport {
             generation: head.head.generation,
             manifests_checked,

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use super::chunker::{ChunkParams, ChunkStream, Chunker};
 use super::format::{
-    Head, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, Writer, index_name, manifest_hash,
+    Head, IndexRef, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, Writer, index_name, manifest_hash,
     manifest_name, media_object_name, open_index, pack_name, random_object_id, seal_index,
 };
-use super::keys::{BackupKeys, ChunkId};
+use super::keys::{BackupKeys, ChunkId, Keyring, key_check_of};
 use super::pack::{PackEntry, PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
@@ -113,12 +113,25 @@ pub(crate) fn current_checked(
         });
     }
     check(&head)?;
-    let manifest = fetch_manifest(transport, keys, head.generation, &head.manifest_hash)?;
+    let manifest = fetch_manifest(transport, keys, head.manifest_epoch, head.generation, &head.manifest_hash)?;
     // A newer history must descend from what this device wrote.
     if let (Some(local_hash), true) = (local.1, local.0 > 0) {
         verify_chain(transport, keys, &manifest, head.manifest_hash, Some((local.0, local_hash)))?;
     }
     Ok(Some(Current { head, version, manifest }))
+}
+
+/// The keys of the backup whose current epoch key is `key`: its keyring object
+/// (`keyring-<key check>`) when the backup was rotated, else the first epoch's keys. Returns the
+/// keyring too, for a restored vault to keep.
+pub(crate) fn load_keys(transport: &dyn Transport, key: &SecretKey) -> Result<(BackupKeys, Option<Keyring>)> {
+    let name = Keyring::object_name(&key_check_of(key));
+    let keyring = transport
+        .get(&name)
+        .map_err(transport_error("reading the backup keyring"))?
+        .map(|sealed| Keyring::open(key, &sealed))
+        .transpose()?;
+    Ok((BackupKeys::with_keyring(key, keyring.as_ref()), keyring))
 }
 
 /// Reads a whole object the backup names; a missing one is an integrity failure naming it.
@@ -130,16 +143,17 @@ pub(crate) fn fetch_named(transport: &dyn Transport, name: &str, kind: &str) -> 
 
 /// Opens the chunk `location` names in a whole pack fetched by [`fetch_named`].
 pub(crate) fn open_in_pack(keys: &BackupKeys, pack: &[u8], location: &Location) -> Result<SecretBytes> {
-    open_chunk(keys, pack, &location.entry).map_err(|e| Error::Integrity {
+    open_chunk(keys, location.epoch, pack, &location.entry).map_err(|e| Error::Integrity {
         object: DataKind::BackupPack,
         problem: format!("backup {}: {e} ({:?})", pack_name(&location.pack), location.entry.id),
     })
 }
 
-/// Fetches `manifest-<generation>` and checks its hash.
+/// Fetches `manifest-<generation>`, checks its hash and opens it under key epoch `epoch`.
 pub(crate) fn fetch_manifest(
     transport: &dyn Transport,
     keys: &BackupKeys,
+    epoch: u32,
     generation: u64,
     expected_hash: &[u8; 32],
 ) -> Result<Manifest> {
@@ -151,7 +165,7 @@ pub(crate) fn fetch_manifest(
             problem: format!("backup manifest {name} is not the one the history names"),
         });
     }
-    Manifest::open(keys, generation, &sealed)
+    Manifest::open(keys, epoch, generation, &sealed)
 }
 
 /// Walks the manifest chain down from `newest`: each manifest's `previous` must hash-match its
@@ -209,7 +223,7 @@ pub(crate) fn verify_chain(
             });
         }
         hash = manifest.previous;
-        manifest = Manifest::open(keys, previous_generation, &sealed)?;
+        manifest = Manifest::open(keys, manifest.previous_epoch, previous_generation, &sealed)?;
         checked += 1;
     }
 }
@@ -221,10 +235,10 @@ pub(crate) fn load_index(
     manifest: &Manifest,
 ) -> Result<HashMap<ChunkId, Location>> {
     let mut known = HashMap::new();
-    for id in &manifest.indexes {
-        let name = index_name(id);
+    for index in &manifest.indexes {
+        let name = index_name(&index.id);
         let sealed = fetch_named(transport, &name, "index object")?;
-        for location in open_index(keys, &name, &sealed)? {
+        for location in open_index(keys, index.epoch, &name, &sealed)? {
             known.insert(location.entry.id, location);
         }
     }
@@ -308,7 +322,7 @@ impl Uploader<'_> {
         self.report.uploaded_bytes += bytes.len() as u64;
         self.report.packs += 1;
         for entry in entries {
-            let location = Location { pack, entry };
+            let location = Location { pack, entry, epoch: self.keys.current_epoch() };
             self.known.insert(entry.id, location);
             self.new_locations.push(location);
         }
@@ -403,14 +417,14 @@ fn publish_unfinished(
 ) -> Result<()> {
     let name = manifest_name(generation);
     let sealed = fetch_named(transport, &name, "manifest")?;
-    let found = Manifest::open(keys, generation, &sealed)?;
+    let found = Manifest::open(keys, keys.current_epoch(), generation, &sealed)?;
     if found.previous != previous.map_or([0; 32], |c| c.head.manifest_hash) {
         return Err(Error::Integrity {
             object: DataKind::BackupHead,
             problem: format!("backup {name} exists but does not continue the current head"),
         });
     }
-    let head = Head { generation, manifest_hash: manifest_hash(&sealed), writer };
+    let head = Head { generation, manifest_hash: manifest_hash(&sealed), writer, manifest_epoch: keys.current_epoch() };
     transport
         .put_head(&head.seal(keys), previous.map(|c| c.version.as_str()))
         .map_err(transport_error("publishing an interrupted run's manifest"))
@@ -426,15 +440,14 @@ fn run_once(
 ) -> Result<Option<Written>> {
     let started = Instant::now();
     let conn = db.state;
-    let brk = match crate::store::backup_state::root_key(conn)? {
-        Some(key) => key,
-        None => {
-            let key = SecretKey::generate().map_err(Error::from_rng)?;
-            crate::store::backup_state::set_root_key(conn, &key)?;
-            key
-        }
-    };
-    let keys = BackupKeys::derive(&brk);
+    if crate::store::backup_state::root_key(conn)?.is_none() {
+        let key = SecretKey::generate().map_err(Error::from_rng)?;
+        crate::store::backup_state::set_root_key(conn, &key)?;
+    }
+    let keys = crate::store::backup_state::keys(conn)?.ok_or(Error::Internal("no backup key after creating one"))?;
+    if crate::store::backup_state::pending_rotation(conn)?.is_some() {
+        return Err(Error::KeyRotationUnfinished);
+    }
     let local = crate::store::backup_state::position(conn)?;
     let previous = current_checked(transport, &keys, local, &|head| claim(Some(head), me, local.0).map(|_| ()))?;
     let writer = claim(previous.as_ref().map(|c| &c.head), me, local.0)?;
@@ -452,7 +465,7 @@ fn run_once(
             Err(e) => return Err(transport_error("checking an earlier run's pack")(e)),
         }
         for entry in entries {
-            let location = Location { pack, entry };
+            let location = Location { pack, entry, epoch: keys.current_epoch() };
             if known.insert(entry.id, location).is_none() {
                 new_locations.push(location);
             }
@@ -545,9 +558,14 @@ fn run_once(
     // The index object for this run's packs, the manifest, the head.
     let mut manifest = match &previous {
         Some(c) => c.manifest.clone(),
-        None => {
-            Manifest { generation: 0, previous: [0; 32], created_at: 0, indexes: Vec::new(), snapshots: Vec::new() }
-        }
+        None => Manifest {
+            generation: 0,
+            previous: [0; 32],
+            previous_epoch: 0,
+            created_at: 0,
+            indexes: Vec::new(),
+            snapshots: Vec::new(),
+        },
     };
     if !uploader.new_locations.is_empty() {
         let id = random_object_id()?;
@@ -555,11 +573,12 @@ fn run_once(
         let sealed = seal_index(&keys, &name, &uploader.new_locations)?;
         transport.put(&name, &sealed).map_err(transport_error("uploading an index object"))?;
         uploader.report.uploaded_bytes += sealed.len() as u64;
-        manifest.indexes.push(id);
+        manifest.indexes.push(IndexRef { id, epoch: keys.current_epoch() });
     }
     let now = crate::store::now_millis();
     manifest.generation += 1;
     manifest.previous = previous.as_ref().map_or([0; 32], |c| c.head.manifest_hash);
+    manifest.previous_epoch = previous.as_ref().map_or(0, |c| c.head.manifest_epoch);
     manifest.created_at = now;
     manifest.snapshots.push(SnapshotEntry {
         generation: manifest.generation,
@@ -578,7 +597,12 @@ fn run_once(
         }
         Err(e) => return Err(transport_error("writing the manifest")(e)),
     }
-    let head = Head { generation: manifest.generation, manifest_hash: manifest_hash(&sealed), writer };
+    let head = Head {
+        generation: manifest.generation,
+        manifest_hash: manifest_hash(&sealed),
+        writer,
+        manifest_epoch: keys.current_epoch(),
+    };
     let head_bytes = head.seal(&keys);
     transport
         .put_head(&head_bytes, previous.as_ref().map(|c| c.version.as_str()))

@@ -30,6 +30,9 @@ pub(crate) enum Purpose {
     BackupCdcGear,
     /// The key-check value that confirms a Backup Root Key (first 16 bytes), from that key.
     BackupKeyCheck,
+    /// The key a backup keyring (the keys of the earlier key epochs) is sealed under, from the
+    /// current epoch's key.
+    BackupKeyringSeal,
     /// The key an escrowed share is sealed under, from an OPAQUE `export_key`.
     EscrowShareSeal,
     /// The checksum of a recovery code (first 3 bytes), from the code's payload.
@@ -41,7 +44,7 @@ pub(crate) enum Purpose {
 impl Purpose {
     /// Every purpose, in declaration order (for the tests that pin them).
     #[cfg(test)]
-    pub(crate) const ALL: [Purpose; 11] = [
+    pub(crate) const ALL: [Purpose; 12] = [
         Purpose::Database,
         Purpose::BackupChunkId,
         Purpose::BackupChunkSeal,
@@ -50,6 +53,7 @@ impl Purpose {
         Purpose::BackupHeadSeal,
         Purpose::BackupCdcGear,
         Purpose::BackupKeyCheck,
+        Purpose::BackupKeyringSeal,
         Purpose::EscrowShareSeal,
         Purpose::RecoveryCodeChecksum,
         Purpose::SafetyNumber,
@@ -66,6 +70,7 @@ impl Purpose {
             Purpose::BackupHeadSeal => "vault-core 2026-11-27 backup head record seal v1",
             Purpose::BackupCdcGear => "vault-core 2026-11-27 backup cdc gear table v1",
             Purpose::BackupKeyCheck => "vault-core 2026-11-27 backup key check v1",
+            Purpose::BackupKeyringSeal => "vault-core 2026-11-27 backup keyring seal v1",
             Purpose::EscrowShareSeal => "vault-core 2026-11-27 escrow share seal v1",
             Purpose::RecoveryCodeChecksum => "vault-core 2026-11-27 recovery code checksum v1",
             Purpose::SafetyNumber => "vault-core 2026-11-27 recovery safety number v1",
@@ -139,6 +144,7 @@ mod tests {
             Purpose::BackupHeadSeal => "bd264a74d03497bc06385f76ea8c370b8ee49140784806f2002fd84119c40352",
             Purpose::BackupCdcGear => "445f27d50d86c685155dc045b7c224994aed6fad8fba39c0031adeb33eaf51fc",
             Purpose::BackupKeyCheck => "9597f56924d0da89dbad2fa60f97c6dea49dc55a3b4f862efd9970503d6eccdd",
+            Purpose::BackupKeyringSeal => "da99258b2470201775051d811bd081dda05dd08cc7baaa66e48643a81f4c652a",
             Purpose::EscrowShareSeal => "1a71fe7e1442b33d51d5674f6e75649eecc8dd70cc2741ea069e416d29b4c8d9",
             Purpose::RecoveryCodeChecksum => "f8f331061a3ad7fb180290380ae22fbac7d1b39e484c7ecc399a080f88e8d01e",
             Purpose::SafetyNumber => "e7fa7b9338ea72d1ae3150b9eac2e52d28890318401abf86a23c8f09cfd06a3b",

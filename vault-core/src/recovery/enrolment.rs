@@ -102,6 +102,14 @@ impl Enrolment {
         let keys: Vec<&[u8]> = self.guardians.iter().map(|g| g.server_key.as_slice()).collect();
         super::safety::safety_number(&self.account, &keys)
     }
+
+    /// The guardians as every escrow record lists them: URL and pinned key, in setup order.
+    pub(crate) fn listed(&self) -> Vec<super::escrow::ListedGuardian> {
+        self.guardians
+            .iter()
+            .map(|g| super::escrow::ListedGuardian { url: g.url.clone(), server_key: g.server_key.clone() })
+            .collect()
+    }
 }
 
 /// A copy of a key (shares are kept both in the enrolment and in flight).

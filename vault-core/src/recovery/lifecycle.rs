@@ -12,9 +12,11 @@ use super::escrow::{self, EscrowHeader};
 use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::shares::{Share, split};
 use crate::backup::format::Head;
+use crate::backup::keys::{Keyring, MAX_EPOCHS, RotationPoint, key_check_of};
 use crate::backup::{BackupKeys, Transport, TransportError};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
+use crate::store::backup_state;
 use crate::store::events;
 use crate::{Passphrase, SecurityEventKind};
 
@@ -84,6 +86,7 @@ pub(crate) fn change_password(
     network: &dyn GuardianNetwork,
     conn: &Connection,
     key_check: [u8; 16],
+    epoch: u32,
     old: &Passphrase,
     new: &Passphrase,
 ) -> Result<()> {
@@ -91,6 +94,7 @@ pub(crate) fn change_password(
         return Err(Error::InvalidInput("the new backup password is empty".into()));
     }
     let mut enrolment = Enrolment::require(conn)?;
+    let listed = enrolment.listed();
     for position in 0..enrolment.guardians.len() {
         let guardian = &enrolment.guardians[position];
         let remote = Remote::connect(network, position, &guardian.url)?;
@@ -107,12 +111,12 @@ pub(crate) fn change_password(
             escrow::open(&r.bytes, session.export_key.expose_secret(), &enrolment.account, &session.server_key)
         });
         let (header, share) = match opened {
-            Some(Ok(pair)) if !with_old => {
+            Some(Ok(opened)) if !with_old => {
                 // Already sealed under the new password by an earlier, interrupted change.
-                enrolment.guardians[position].share = Some(copy_key(&pair.1.value));
+                enrolment.guardians[position].share = Some(copy_key(&opened.share.value));
                 continue;
             }
-            Some(Ok(pair)) => pair,
+            Some(Ok(opened)) => (opened.header, opened.share),
             _ => {
                 let share = guardian.share.as_ref().ok_or_else(|| at(GuardianError::ShareUnknown))?;
                 let index = u8::try_from(position + 1).map_err(|_| Error::Internal("position"))?;
@@ -122,6 +126,7 @@ pub(crate) fn change_password(
                     index,
                     holds_data: position == 0,
                     key_check,
+                    epoch,
                 };
                 (header, Share { index, value: copy_key(share) })
             }
@@ -138,8 +143,14 @@ pub(crate) fn change_password(
         } else {
             session
         };
-        let sealed =
-            escrow::seal(&header, &share, session.export_key.expose_secret(), &enrolment.account, &session.server_key);
+        let sealed = escrow::seal(
+            &header,
+            &share,
+            &listed,
+            session.export_key.expose_secret(),
+            &enrolment.account,
+            &session.server_key,
+        )?;
         remote.guardian.put_escrow(&session.token, &sealed, record.as_ref().map(|r| r.version.as_str())).map_err(at)?;
     }
     enrolment.save(conn)?;
@@ -150,20 +161,36 @@ pub(crate) fn change_password(
     )
 }
 
-/// Replaces every share with a new split of `key` (every guardian must be reachable): the old
-/// shares and the old recovery code stop working at guardians that replace their record. Returns
+/// Starts a new backup key epoch (`docs/recovery.md`, "Key epochs"), or finishes the one a
+/// stopped rotation began: a fresh random key, its keyring (every earlier epoch's key and the
+/// head it starts from) stored as a backup object, a new split of the new key to every guardian
+/// (all must be reachable, with their pinned keys), the head record re-sealed under the new
+/// epoch, and only then the new key made current on this device. From then on everything the
+/// backup writes opens only with the new key: the old shares, the old recovery code, a replayed
+/// old escrow record and a copy of this vault taken before open nothing written after. Returns
 /// the new recovery code when the policy has one.
-pub(crate) fn refresh_shares(
+///
+/// The new key is kept in the vault before any guardian learns of it, and backups wait while a
+/// rotation is unfinished ([`Error::KeyRotationUnfinished`]); running this again continues with
+/// the same key.
+pub(crate) fn rotate(
     network: &dyn GuardianNetwork,
     conn: &Connection,
-    key: &SecretKey,
     password: &Passphrase,
 ) -> Result<Option<RecoveryCode>> {
     let mut enrolment = Enrolment::require(conn)?;
     let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
-    let key_check = BackupKeys::derive(key).key_check();
+    let transport = data_transport(network, &enrolment)?;
+    let (key, keyring) = match backup_state::pending_rotation(conn)? {
+        Some(pending) => pending,
+        None => begin_rotation(conn, &*transport, &enrolment)?,
+    };
+    let keys = BackupKeys::with_keyring(&key, Some(&keyring));
+    store_keyring(&*transport, &key, &keyring)?;
+
     let share_set: [u8; 16] = crate::crypto::random_array().map_err(Error::from_rng)?;
-    let shares = split(key, enrolment.policy.threshold, enrolment.policy.shares())?;
+    let shares = split(&key, enrolment.policy.threshold, enrolment.policy.shares())?;
+    let listed = enrolment.listed();
     let mut updated = Vec::new();
     for (position, (remote, session)) in sessions.iter().enumerate() {
         let header = EscrowHeader {
@@ -171,37 +198,114 @@ pub(crate) fn refresh_shares(
             policy: enrolment.policy,
             index: shares[position].index,
             holds_data: position == 0,
-            key_check,
+            key_check: keys.key_check(),
+            epoch: keys.current_epoch(),
         };
-        let sealed = escrow::seal(
+        let result = escrow::seal(
             &header,
             &shares[position],
+            &listed,
             session.export_key.expose_secret(),
             &enrolment.account,
             &session.server_key,
-        );
-        let result = remote
-            .guardian
-            .escrow(&session.token)
-            .and_then(|current| {
-                remote.guardian.put_escrow(&session.token, &sealed, current.as_ref().map(|r| r.version.as_str()))
-            })
-            .map_err(|e| remote.error(e));
+        )
+        .and_then(|sealed| {
+            remote
+                .guardian
+                .escrow(&session.token)
+                .and_then(|current| {
+                    remote.guardian.put_escrow(&session.token, &sealed, current.as_ref().map(|r| r.version.as_str()))
+                })
+                .map_err(|e| remote.error(e))
+        });
         if let Err(e) = result {
             return Err(Error::BackupStorage(format!(
-                "{e}; updated so far: [{}]; refresh the shares again",
+                "{e}; the new backup key reached [{}]; run this again to finish the rotation (backups wait until then)",
                 updated.join(", ")
             )));
         }
         updated.push(remote.url.clone());
     }
+    let head = reseal_head(&*transport, &keys)?;
     enrolment.share_set = share_set;
     for (guardian, share) in enrolment.guardians.iter_mut().zip(&shares) {
         guardian.share = Some(copy_key(&share.value));
     }
-    enrolment.save(conn)?;
-    events::record_now(conn, SecurityEventKind::RecoverySharesRefreshed, &enrolment.policy.describe())?;
+    backup_state::commit_rotation(conn, &|tx| enrolment.save(tx))?;
+    events::record_now(
+        conn,
+        SecurityEventKind::RecoverySharesRefreshed,
+        &format!("new backup key, epoch {}; {}", keys.current_epoch(), enrolment.policy.describe()),
+    )?;
+    if let Some((sealed, generation)) = head {
+        // Best effort, as after a backup: the next backup copies it again.
+        let _ = copy_heads(network, &enrolment, &keys, &sealed, generation);
+    }
     Ok(enrolment.policy.code_index().map(|index| RecoveryCode::encode(&shares[usize::from(index) - 1])))
+}
+
+/// Draws the next epoch's key and keyring and keeps them in the vault: the keyring holds every
+/// key so far and the head the rotation starts from (read and checked as a backup run would: not
+/// rolled back, and written by this device).
+fn begin_rotation(conn: &Connection, transport: &dyn Transport, enrolment: &Enrolment) -> Result<(SecretKey, Keyring)> {
+    let keys = backup_state::keys(conn)?.ok_or_else(|| Error::NotFound("this vault has no backup key yet".into()))?;
+    let local = backup_state::position(conn)?;
+    let me = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?.device_id.clone();
+    let current = crate::backup::run::current_checked(transport, &keys, local, &|head| {
+        crate::backup::run::claim(Some(head), Some(&me), local.0).map(|_| ())
+    })?;
+    let rotation = current.map_or(RotationPoint { generation: 0, manifest_hash: [0; 32] }, |c| RotationPoint {
+        generation: c.head.generation,
+        manifest_hash: c.head.manifest_hash,
+    });
+    let mut earlier = backup_state::keyring(conn)?.map(|k| k.earlier).unwrap_or_default();
+    earlier.push(backup_state::root_key(conn)?.ok_or(Error::Internal("backup keys without a root key"))?);
+    if earlier.len() >= MAX_EPOCHS {
+        return Err(Error::InvalidInput(format!("the backup key was rotated {MAX_EPOCHS} times, the most it can be")));
+    }
+    let key = SecretKey::generate().map_err(Error::from_rng)?;
+    let keyring = Keyring { earlier, rotation };
+    backup_state::begin_rotation(conn, &key, &keyring)?;
+    Ok((key, keyring))
+}
+
+/// Stores the keyring object of the epoch key `key` (write-once: one stored by an earlier attempt
+/// of the same rotation must open to the same keyring).
+fn store_keyring(transport: &dyn Transport, key: &SecretKey, keyring: &Keyring) -> Result<()> {
+    let name = Keyring::object_name(&key_check_of(key));
+    match transport.put(&name, &keyring.seal(key)) {
+        Ok(()) => Ok(()),
+        Err(TransportError::Exists) => {
+            let stored = crate::backup::run::fetch_named(transport, &name, "keyring")?;
+            if Keyring::open(key, &stored)?.encode() == keyring.encode() {
+                Ok(())
+            } else {
+                Err(Error::Integrity { object: DataKind::BackupKeyring, problem: format!("backup {name} differs") })
+            }
+        }
+        Err(e) => Err(crate::backup::run::transport_error("storing the backup keyring")(e)),
+    }
+}
+
+/// Re-seals the head record under the new epoch (unless an earlier attempt did); it must be the
+/// head the rotation started from. Returns the sealed record and its generation, or `None` when
+/// the backup has no head yet.
+fn reseal_head(transport: &dyn Transport, keys: &BackupKeys) -> Result<Option<(Vec<u8>, u64)>> {
+    for _ in 0..3 {
+        let read = transport.get_head().map_err(crate::backup::run::transport_error("reading the head record"))?;
+        let Some((bytes, version)) = read else { return Ok(None) };
+        let head = Head::open(keys, &bytes)?;
+        if Head::sealed_under_current(keys, &bytes) {
+            return Ok(Some((bytes, head.generation)));
+        }
+        let sealed = head.seal(keys);
+        match transport.put_head(&sealed, Some(&version)) {
+            Ok(()) => return Ok(Some((sealed, head.generation))),
+            Err(TransportError::Conflict) => continue,
+            Err(e) => return Err(crate::backup::run::transport_error("re-sealing the head record")(e)),
+        }
+    }
+    Err(Error::BackupConflict)
 }
 
 /// The devices enrolled at each guardian (read with this device's tokens).
@@ -221,14 +325,14 @@ pub(crate) fn devices(network: &dyn GuardianNetwork, enrolment: &Enrolment) -> R
 /// Revokes a device at every guardian (needs the backup password); see
 /// [`crate::Recovery::revoke_device`] for how `device` is matched. Nothing is revoked when the
 /// name is ambiguous, or when the device is this one and `this_device` is false. Returns how
-/// many enrolments were revoked.
+/// many enrolments were revoked and whether this device's was among them.
 pub(crate) fn revoke_device(
     network: &dyn GuardianNetwork,
     conn: &Connection,
     password: &Passphrase,
     device: &str,
     this_device: bool,
-) -> Result<usize> {
+) -> Result<Revoked> {
     let enrolment = Enrolment::require(conn)?;
     let sessions = log_in_everywhere(network, conn, &enrolment, password)?;
     let mut lists = Vec::new();
@@ -259,7 +363,15 @@ pub(crate) fn revoke_device(
             if own.is_empty() { format!("{revoked} tokens") } else { format!("{revoked} tokens, this device's") };
         events::record_now(conn, SecurityEventKind::DeviceRevoked, &detail)?;
     }
-    Ok(revoked)
+    Ok(Revoked { count: revoked, own: !own.is_empty() })
+}
+
+/// What [`revoke_device`] revoked.
+#[derive(Debug)]
+pub(crate) struct Revoked {
+    pub(crate) count: usize,
+    /// Whether one of them was this device's enrolment.
+    pub(crate) own: bool,
 }
 
 /// The enrolments `device` names, as (guardian position, device id): an id at one guardian

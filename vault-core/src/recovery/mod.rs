@@ -121,6 +121,23 @@ pub struct GuardianRestoreReport {
     /// one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub took_over_from: Option<String>,
+    /// Whether a guardian other than the data server attested the restored generation.
+    pub freshness: Freshness,
+}
+
+/// Whether a restore established that the backup it restored is the newest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Freshness {
+    /// These guardians (other than the data server) attest the restored generation.
+    Verified {
+        /// Their URLs.
+        by: Vec<String>,
+    },
+    /// No guardian other than the data server did (none listed, reachable, or holding a head
+    /// record that authenticates): the data server could have hidden newer snapshots. Only
+    /// restored when the caller accepted that explicitly.
+    Unverified,
 }
 
 /// The backup storage of `account` at the guardian `url`, reached with a password login instead

@@ -6,13 +6,12 @@ use crate::error::DataKind;
 use std::time::{Duration, Instant};
 
 use super::code::RecoveryCode;
-use super::escrow::{self, EscrowHeader};
+use super::escrow::{self, EscrowHeader, ListedGuardian};
 use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::policy::RecoveryPolicy;
 use super::shares::{self, Share};
 use crate::Passphrase;
-use crate::backup::BackupKeys;
-use crate::backup::format::Head;
+use crate::backup::keys::key_check_of;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -35,12 +34,14 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
-/// One guardian reached: its session, escrow header and share, and its head record.
+/// One guardian reached: its session, escrow header, share and guardian list, and its head
+/// record.
 pub(crate) struct Reached {
     pub(crate) remote: Remote,
     pub(crate) session: GuardianSession,
     pub(crate) header: EscrowHeader,
     pub(crate) share: Share,
+    pub(crate) guardians: Vec<ListedGuardian>,
     pub(crate) head: Option<Vec<u8>>,
 }
 
@@ -49,8 +50,6 @@ pub(crate) struct Recovered {
     pub(crate) key: SecretKey,
     pub(crate) share_set: [u8; 16],
     pub(crate) policy: RecoveryPolicy,
-    /// The newest generation and manifest hash the guardians attest.
-    pub(crate) newest: Option<(u64, [u8; 32])>,
     pub(crate) reached: Vec<Reached>,
     pub(crate) report: RecoveryReport,
 }
@@ -68,7 +67,7 @@ fn reach(
     let session = remote.guardian.login(account, password).map_err(at)?;
     let record =
         remote.guardian.escrow(&session.token).map_err(at)?.ok_or_else(|| at(GuardianError::NoEscrowRecord))?;
-    let (header, share) = escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key)
+    let opened = escrow::open(&record.bytes, session.export_key.expose_secret(), account, &session.server_key)
         .map_err(|e| match e {
             Error::Integrity { problem: m, .. } => {
                 Error::Integrity { object: DataKind::EscrowRecord, problem: format!("{url}: {m}") }
@@ -81,7 +80,7 @@ fn reach(
         .get_head()
         .map_err(|e| Error::BackupStorage(format!("{url}: reading the head record: {e}")))?
         .map(|(bytes, _)| bytes);
-    Ok(Reached { remote, session, header, share, head })
+    Ok(Reached { remote, session, header: opened.header, share: opened.share, guardians: opened.guardians, head })
 }
 
 /// Recovers the Backup Root Key from `servers` (and the recovery code, if given).
@@ -107,7 +106,150 @@ pub(crate) fn recover(
     let started = Instant::now();
     let positions: Vec<usize> = (0..servers.len()).collect();
     let outcomes = in_parallel(&positions, |&index| reach(network, index, &servers[index], account, password));
+    let mut found = combine(servers, outcomes, code_share.as_ref())?;
+    // The escrow records name every guardian of the account: the ones not given are reached too
+    // (a password login), for their head records (freshness) and so the new device is enrolled
+    // everywhere. Each must present the key the records pin and hold a share of the same split.
+    let missing: Vec<ListedGuardian> = found.listed.iter().filter(|g| !servers.contains(&g.url)).cloned().collect();
+    let offset = servers.len();
+    let outcomes = in_parallel(&(0..missing.len()).collect::<Vec<_>>(), |&i| {
+        reach(network, offset + i, &missing[i].url, account, password)
+    });
+    for (listed, outcome) in missing.iter().zip(outcomes) {
+        match outcome {
+            Ok(r) if !found.fits(&r) => found.report.servers_failed.push(format!(
+                "{}: its escrow record belongs to another split or key epoch than the one recovered (stale; ignored)",
+                listed.url
+            )),
+            Ok(r) => found.reached.push(r),
+            Err(e) => found.report.servers_failed.push(describe(&listed.url, e)),
+        }
+    }
+    // A guardian whose key is not the one the records pin is not trusted for anything.
+    let listed = found.listed.clone();
+    let (trusted, impostors): (Vec<Reached>, Vec<Reached>) =
+        std::mem::take(&mut found.reached).into_iter().partition(|r| {
+            listed.iter().find(|g| g.url == r.remote.url).is_none_or(|g| g.server_key == r.session.server_key)
+        });
+    for r in impostors {
+        found.report.servers_failed.push(format!(
+            "{}: its server key differs from the one the escrow records pin (a replaced or impersonated server; ignored)",
+            r.remote.url
+        ));
+    }
+    found.reached = trusted;
+    found.reached.sort_by_key(|r| r.header.index);
+    found.report.servers_used = found.reached.iter().map(|r| r.remote.url.clone()).collect();
+    found.report.duration = started.elapsed();
+    Ok(found.into_recovered())
+}
 
+/// The newest generation (and manifest hash) the guardians other than the data guardian
+/// (position `data` among those reached) attest, and whether one of them attests the data
+/// guardian's own generation (`data_generation`), which is what establishes that the data
+/// guardian is not hiding newer snapshots. A head record that does not authenticate is no
+/// attestation: it is reported and skipped.
+pub(crate) fn attestations(
+    reached: &[Reached],
+    keys: &crate::backup::BackupKeys,
+    data: usize,
+    data_generation: Option<u64>,
+) -> Attestations {
+    let mut newest: Option<(u64, [u8; 32])> = None;
+    let mut by = Vec::new();
+    let mut unauthentic = Vec::new();
+    for (position, r) in reached.iter().enumerate() {
+        if position == data {
+            continue;
+        }
+        let Some(bytes) = &r.head else { continue };
+        match crate::backup::format::Head::open(keys, bytes) {
+            Ok(head) => {
+                if newest.is_none_or(|(g, _)| head.generation > g) {
+                    newest = Some((head.generation, head.manifest_hash));
+                }
+                if data_generation.is_some_and(|g| head.generation >= g) {
+                    by.push(r.remote.url.clone());
+                }
+            }
+            Err(_) => unauthentic.push(format!(
+                "{}: its head record does not authenticate under the recovered key (ignored)",
+                r.remote.url
+            )),
+        }
+    }
+    let freshness = if by.is_empty() { super::Freshness::Unverified } else { super::Freshness::Verified { by } };
+    Attestations { newest, freshness, unauthentic }
+}
+
+/// What the guardians other than the data guardian attest ([`attestations`]).
+pub(crate) struct Attestations {
+    /// The newest generation and manifest hash any of them attests.
+    pub(crate) newest: Option<(u64, [u8; 32])>,
+    /// Whether one of them attests the data guardian's own generation.
+    pub(crate) freshness: super::Freshness,
+    /// The guardians whose head record did not authenticate, with the reason.
+    pub(crate) unauthentic: Vec<String>,
+}
+
+/// Why a guardian could not be used, naming it once.
+fn describe(url: &str, e: Error) -> String {
+    let message = match e {
+        Error::BackupAuthentication(m) | Error::BackupStorage(m) => m,
+        other => other.to_string(),
+    };
+    if message.contains(url) { message } else { format!("{url}: {message}") }
+}
+
+/// The key a combination recovered, with the guardians it used and what it can check.
+struct Combined {
+    key: SecretKey,
+    share_set: [u8; 16],
+    policy: RecoveryPolicy,
+    key_check: [u8; 16],
+    listed: Vec<ListedGuardian>,
+    /// Shares known to lie on the key's polynomial (the consistent guardians', and the code's
+    /// when it fits), for checking a guardian reached later.
+    confirmed: Vec<Share>,
+    reached: Vec<Reached>,
+    report: RecoveryReport,
+}
+
+impl Combined {
+    /// Whether a guardian reached after the combination holds a share of the same split.
+    fn fits(&self, r: &Reached) -> bool {
+        if r.header.share_set != self.share_set
+            || r.header.key_check != self.key_check
+            || r.header.policy != self.policy
+        {
+            return false;
+        }
+        let t = usize::from(self.policy.threshold.max(1));
+        if t == 1 {
+            return r.share.value.expose_secret() == self.key.expose_secret();
+        }
+        let mut set: Vec<&Share> = self.confirmed.iter().filter(|s| s.index != r.share.index).take(t - 1).collect();
+        if set.len() < t - 1 {
+            return false;
+        }
+        set.push(&r.share);
+        shares::combine(&set, self.policy.threshold).is_ok_and(|key| key_check_of(&key) == self.key_check)
+    }
+
+    fn into_recovered(self) -> Recovered {
+        Recovered {
+            key: self.key,
+            share_set: self.share_set,
+            policy: self.policy,
+            reached: self.reached,
+            report: self.report,
+        }
+    }
+}
+
+/// Combines the shares of the guardians reached (and the code's): groups them by split, tries
+/// each, and keeps the newest key epoch that recovers.
+fn combine(servers: &[String], outcomes: Vec<Result<Reached>>, code_share: Option<&Share>) -> Result<Combined> {
     let mut reached = Vec::new();
     let mut failed = Vec::new();
     let mut refused_password = false;
@@ -128,12 +270,7 @@ pub(crate) fn recover(
                         | Error::UnsupportedVersion { .. }
                         | Error::Guardian { error: GuardianError::NoEscrowRecord, .. }
                 );
-                let message = match e {
-                    Error::BackupAuthentication(m) | Error::BackupStorage(m) => m,
-                    other => other.to_string(),
-                };
-                // Most messages name the server already.
-                failed.push(if message.contains(url.as_str()) { message } else { format!("{url}: {message}") });
+                failed.push(describe(url, e));
             }
         }
     }
@@ -144,15 +281,15 @@ pub(crate) fn recover(
     let mut groups: Vec<Group> = Vec::new();
     for (position, r) in reached.iter().enumerate() {
         let h = &r.header;
-        match groups
-            .iter_mut()
-            .find(|g| g.share_set == h.share_set && g.policy == h.policy && g.key_check == h.key_check)
-        {
+        match groups.iter_mut().find(|g| {
+            g.share_set == h.share_set && g.policy == h.policy && g.key_check == h.key_check && g.epoch == h.epoch
+        }) {
             Some(group) => group.members.push(position),
             None => groups.push(Group {
                 share_set: h.share_set,
                 policy: h.policy,
                 key_check: h.key_check,
+                epoch: h.epoch,
                 members: vec![position],
             }),
         }
@@ -161,20 +298,25 @@ pub(crate) fn recover(
         .iter()
         .map(|g| {
             let servers: Vec<&Share> = g.members.iter().map(|&m| &reached[m].share).collect();
-            let code = code_share.as_ref().filter(|c| g.policy.code_index() == Some(c.index));
+            let code = code_share.filter(|c| g.policy.code_index() == Some(c.index));
             try_group(&servers, code, g.policy.threshold, &g.key_check)
         })
         .collect();
-    // Every split that recovers a key recovers the same one (a refresh re-splits the same key;
-    // setup refuses an account that protects another), so the choice decides only which
-    // guardians are used and enrolled: the split whose key most guardians' shares confirm, then
-    // the one the code belongs to, then the first given.
+    // Splits of different key epochs recover different keys: the newest epoch wins (an older
+    // one is a guardian's stale or replayed record, whose key opens nothing written since).
+    // Within an epoch the choice decides only which guardians are used and enrolled: the split
+    // whose key most guardians' shares confirm, then the one the code belongs to, then the first.
     let winner = tried
         .iter()
         .enumerate()
         .filter_map(|(i, t)| if let Tried::Found(found) = t { Some((i, found)) } else { None })
         .max_by_key(|(i, found)| {
-            (found.servers_consistent.iter().filter(|c| **c).count(), found.code_consistent, std::cmp::Reverse(*i))
+            (
+                groups[*i].epoch,
+                found.servers_consistent.iter().filter(|c| **c).count(),
+                found.code_consistent,
+                std::cmp::Reverse(*i),
+            )
         })
         .map(|(i, _)| i);
 
@@ -205,6 +347,9 @@ pub(crate) fn recover(
             _ => {
                 let why = if groups[w].share_set == group.share_set {
                     "its escrow record disagrees with the other records of its split about the policy or key (ignored)"
+                } else if group.epoch < groups[w].epoch {
+                    "its escrow record is of an older key epoch than the one recovered (stale: from before a new \
+                     recovery code, share refresh or device revocation; ignored)"
                 } else {
                     "its escrow record belongs to another split of the key than the one that recovered it \
                      (stale: from before a share refresh or a new setup; ignored)"
@@ -220,34 +365,19 @@ pub(crate) fn recover(
     let found = found.ok_or(Error::Internal("the winning split was not found"))?;
     current.sort_by_key(|(position, _)| *position);
     let reached: Vec<Reached> = current.into_iter().map(|(_, r)| r).collect();
-    let (share_set, policy) = (groups[w].share_set, groups[w].policy);
+    let (share_set, policy, key_check) = (groups[w].share_set, groups[w].policy, groups[w].key_check);
     let mut report = RecoveryReport { servers_failed: failed, ..RecoveryReport::default() };
     report.policy = Some(policy);
     report.recovery_code_used = found.code_used;
-    let key = found.key;
-
-    let keys = BackupKeys::derive(&key);
-    let mut newest: Option<(u64, [u8; 32])> = None;
-    for r in &reached {
-        let Some(bytes) = &r.head else { continue };
-        // A head that does not authenticate is no attestation: it is reported and skipped. The
-        // data server's own head is read and checked again by the restore, which then fails.
-        let Ok(head) = Head::open(&keys, bytes) else {
-            report.servers_failed.push(format!(
-                "{}: its head record does not authenticate under the recovered key (ignored{})",
-                r.remote.url,
-                if r.header.holds_data { "; it holds the backup data, whose restore checks it again" } else { "" }
-            ));
-            continue;
-        };
-        if newest.is_none_or(|(g, _)| head.generation > g) {
-            newest = Some((head.generation, head.manifest_hash));
-        }
+    let listed = reached.iter().map(|r| r.guardians.clone()).find(|l| !l.is_empty()).unwrap_or_default();
+    let mut confirmed: Vec<Share> =
+        reached.iter().map(|r| Share { index: r.share.index, value: super::copy_key(&r.share.value) }).collect();
+    if found.code_consistent
+        && let Some(code) = code_share
+    {
+        confirmed.push(Share { index: code.index, value: super::copy_key(&code.value) });
     }
-    report.servers_used = reached.iter().map(|r| r.remote.url.clone()).collect();
-    report.newest_generation = newest.map_or(0, |(g, _)| g);
-    report.duration = started.elapsed();
-    Ok(Recovered { key, share_set, policy, newest, reached, report })
+    Ok(Combined { key: found.key, share_set, policy, key_check, listed, confirmed, reached, report })
 }
 
 /// The records of one split among the guardians reached: the header they state, and their
@@ -256,6 +386,7 @@ struct Group {
     share_set: [u8; 16],
     policy: RecoveryPolicy,
     key_check: [u8; 16],
+    epoch: u32,
     members: Vec<usize>,
 }
 
@@ -314,9 +445,7 @@ fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
 /// key found.
 fn try_group(servers: &[&Share], code: Option<&Share>, threshold: u8, key_check: &[u8; 16]) -> Tried {
     let t = usize::from(threshold.max(1));
-    let checks = |set: &[&Share]| {
-        shares::combine(set, threshold).ok().filter(|key| BackupKeys::derive(key).key_check() == *key_check)
-    };
+    let checks = |set: &[&Share]| shares::combine(set, threshold).ok().filter(|key| key_check_of(key) == *key_check);
     let mut winning: Option<(SecretKey, Vec<&Share>, bool)> = None;
     for subset in subsets(servers.len(), t) {
         let set: Vec<&Share> = subset.iter().map(|&i| servers[i]).collect();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::lifecycle;
-use super::recover::recover;
+use super::recover::{Attestations, attestations, recover};
 use super::setup::set_up;
 use super::testing::{Call, Fault, MemoryNetwork};
 use super::{Enrolment, GuardianError, GuardianNetwork, RecoveryCode, RecoveryPolicy, RecoverySetup};
@@ -42,8 +42,9 @@ fn database() -> Connection {
 fn enrolled(network: &MemoryNetwork, urls: &[String]) -> (Connection, RecoveryCode) {
     let policy = RecoveryPolicy::new(urls.len(), None, true, false).unwrap();
     let setup = RecoverySetup { servers: urls, account: ACCOUNT, policy, device_name: "phone" };
-    let (enrolment, report) = set_up(network, &setup, &password(), &key(), None).unwrap();
+    let (enrolment, report) = set_up(network, &setup, &password(), &key(), 0, None).unwrap();
     let conn = database();
+    crate::store::backup_state::set_root_key(&conn, &key()).unwrap();
     enrolment.save(&conn).unwrap();
     (conn, report.recovery_code.unwrap())
 }
@@ -55,6 +56,11 @@ fn recovered_key(
     code: Option<&RecoveryCode>,
 ) -> Result<SecretKey, Error> {
     recover(network, servers, ACCOUNT, password, code).map(|r| r.key)
+}
+
+/// The backup key the vault holds now (a rotation replaces it).
+fn current_key(conn: &Connection) -> SecretKey {
+    crate::store::backup_state::root_key(conn).unwrap().unwrap()
 }
 
 fn events(conn: &Connection, kind: SecurityEventKind) -> usize {
@@ -140,7 +146,9 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
     let (conn, _) = enrolled(&network, &urls);
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
-    let head = |generation| Head { generation, manifest_hash: [generation as u8; 32], writer: None }.seal(&keys);
+    let head = |generation| {
+        Head { generation, manifest_hash: [generation as u8; 32], writer: None, manifest_epoch: 0 }.seal(&keys)
+    };
     let data = lifecycle::data_transport(&network, &enrolment).unwrap();
     data.put_head(&head(1), None).unwrap();
     let version = data.get_head().unwrap().unwrap().1;
@@ -149,7 +157,9 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
     // The data guardian rolls its head back; the other guardian's copy still says 2.
     network.guardian(&urls[0]).script(Fault::ReplayHead(0));
     let recovered = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
-    assert_eq!(recovered.newest.map(|(g, _)| g), Some(2));
+    let Attestations { newest, freshness, .. } = attestations(&recovered.reached, &keys, 0, Some(1));
+    assert_eq!(newest.map(|(g, _)| g), Some(2));
+    assert_eq!(freshness, super::Freshness::Verified { by: vec![urls[1].clone()] });
     // A guardian's copy never moves backwards.
     let refused = lifecycle::copy_heads(&network, &enrolment, &keys, &head(1), 1);
     assert!(refused[0].contains("newer than the data server's 1"), "{refused:?}");
@@ -161,14 +171,14 @@ fn a_failed_setup_withdraws_the_devices_it_enrolled_and_names_what_it_replaced()
     network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
     let policy = RecoveryPolicy::new(2, None, true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
-    let failed = set_up(&network, &setup, &password(), &key(), None).map(|_| ());
+    let failed = set_up(&network, &setup, &password(), &key(), 0, None).map(|_| ());
     assert!(
         matches!(&failed, Err(Error::BackupStorage(m)) if m.contains(&urls[1]) && m.contains(&format!("[{}]", urls[0]))),
         "{failed:?}"
     );
     assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).is_empty(), "the unused enrolment was withdrawn");
     // Running it again completes, and the account then recovers.
-    set_up(&network, &setup, &password(), &key(), None).unwrap();
+    set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 1);
     recovered_key(&network, &urls, &password(), None).unwrap();
 }
@@ -178,11 +188,11 @@ fn setup_refuses_an_account_that_protects_another_vaults_key() {
     let (network, urls) = MemoryNetwork::with_guardians(1);
     let policy = RecoveryPolicy::new(1, None, true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
-    set_up(&network, &setup, &password(), &key(), None).unwrap();
+    set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     let other = SecretKey::from_bytes([7; 32]);
-    let in_use = set_up(&network, &setup, &password(), &other, None).map(|_| ());
+    let in_use = set_up(&network, &setup, &password(), &other, 0, None).map(|_| ());
     assert!(matches!(in_use, Err(Error::Guardian { index: 0, error: GuardianError::AccountInUse, .. })), "{in_use:?}");
-    let wrong = set_up(&network, &setup, &Passphrase::new("another".into()), &key(), None).map(|_| ());
+    let wrong = set_up(&network, &setup, &Passphrase::new("another".into()), &key(), 0, None).map(|_| ());
     assert!(matches!(&wrong, Err(Error::BackupAuthentication(m)) if m.contains("another password")), "{wrong:?}");
 }
 
@@ -194,7 +204,7 @@ fn a_password_change_keeps_the_code_valid_and_an_interrupted_one_finishes_when_r
     let new = Passphrase::new("the new backup password".into());
 
     network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
-    let interrupted = lifecycle::change_password(&network, &conn, key_check, &password(), &new);
+    let interrupted = lifecycle::change_password(&network, &conn, key_check, 0, &password(), &new);
     let dropped = Error::Guardian {
         index: 1,
         url: urls[1].clone(),
@@ -202,7 +212,7 @@ fn a_password_change_keeps_the_code_valid_and_an_interrupted_one_finishes_when_r
     };
     assert_eq!(interrupted.unwrap_err().to_string(), dropped.to_string());
     // Guardian 1 took the new password but holds no share under it yet; this device kept it.
-    lifecycle::change_password(&network, &conn, key_check, &password(), &new).unwrap();
+    lifecycle::change_password(&network, &conn, key_check, 0, &password(), &new).unwrap();
 
     assert!(matches!(recovered_key(&network, &urls, &password(), None), Err(Error::BackupAuthentication(_))));
     assert_eq!(recovered_key(&network, &urls, &new, None).unwrap().expose_secret(), key().expose_secret());
@@ -217,7 +227,7 @@ fn a_password_change_keeps_the_code_valid_and_an_interrupted_one_finishes_when_r
 fn a_share_refresh_issues_a_new_code_and_the_old_code_no_longer_matches() {
     let (network, urls) = MemoryNetwork::with_guardians(2);
     let (conn, old_code) = enrolled(&network, &urls);
-    let new_code = lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap().unwrap();
+    let new_code = lifecycle::rotate(&network, &conn, &password()).unwrap().unwrap();
     assert_ne!(old_code.expose_secret(), new_code.expose_secret());
     for url in &urls {
         let servers = std::slice::from_ref(url);
@@ -233,37 +243,38 @@ fn a_guardian_replaying_its_escrow_from_before_a_refresh_is_set_aside() {
     let (network, urls) = MemoryNetwork::with_guardians(3);
     let policy = RecoveryPolicy::new(3, None, true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
-    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     let conn = database();
+    crate::store::backup_state::set_root_key(&conn, &key()).unwrap();
     enrolment.save(&conn).unwrap();
-    lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap();
+    lifecycle::rotate(&network, &conn, &password()).unwrap();
     // Guardian 0 serves the record of the first split; the two others agree on the new one.
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     let report = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
-    assert_eq!(report.key.expose_secret(), key().expose_secret());
-    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")));
+    assert_eq!(report.key.expose_secret(), current_key(&conn).expose_secret());
+    assert!(report.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older key epoch")));
 }
 
 /// Two guardians and a code, refreshed once: the returned code is the new one.
 fn refreshed(network: &MemoryNetwork, urls: &[String]) -> (Connection, RecoveryCode, RecoveryCode) {
     let (conn, old_code) = enrolled(network, urls);
-    let new_code = lifecycle::refresh_shares(network, &conn, &key(), &password()).unwrap().unwrap();
+    let new_code = lifecycle::rotate(network, &conn, &password()).unwrap().unwrap();
     (conn, old_code, new_code)
 }
 
 #[test]
 fn a_stale_guardian_listed_first_does_not_stop_the_new_code_and_is_named() {
     let (network, urls) = MemoryNetwork::with_guardians(2);
-    let (_, _, new_code) = refreshed(&network, &urls);
+    let (conn, _, new_code) = refreshed(&network, &urls);
     // Guardian 0 serves its record of the first split; guardian 1 and the new code suffice. Each
     // split holds one guardian, so only the code can tell them apart.
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&new_code)).unwrap();
-    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.key.expose_secret(), current_key(&conn).expose_secret());
     assert!(recovered.report.recovery_code_used);
     assert_eq!(recovered.report.servers_used, vec![urls[1].clone()]);
     assert!(
-        recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")),
+        recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("stale")),
         "{:?}",
         recovered.report.servers_failed
     );
@@ -280,34 +291,31 @@ fn a_garbage_head_at_a_guardian_without_the_data_is_reported_and_the_rest_recove
     let (conn, code) = enrolled(&network, &urls);
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
-    let head = Head { generation: 1, manifest_hash: [1; 32], writer: None }.seal(&keys);
+    let head = Head { generation: 1, manifest_hash: [1; 32], writer: None, manifest_epoch: 0 }.seal(&keys);
     lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
     assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 1).is_empty());
     network.guardian(&urls[1]).script(Fault::GarbageHead);
     for code in [None, Some(&code)] {
         let recovered = recover(&network, &urls, ACCOUNT, &password(), code).unwrap();
         assert_eq!(recovered.key.expose_secret(), key().expose_secret());
-        assert_eq!(recovered.newest.map(|(g, _)| g), Some(1), "the data guardian's head still counts");
+        let Attestations { newest, freshness, unauthentic } = attestations(&recovered.reached, &keys, 0, Some(1));
+        assert_eq!(newest, None, "the garbage is no attestation");
+        assert_eq!(freshness, super::Freshness::Unverified);
         assert!(
-            recovered
-                .report
-                .servers_failed
-                .iter()
-                .any(|f| f.starts_with(&urls[1]) && f.contains("does not authenticate")),
-            "{:?}",
-            recovered.report.servers_failed
+            unauthentic.iter().any(|f| f.starts_with(&urls[1]) && f.contains("does not authenticate")),
+            "{unauthentic:?}"
         );
         // Its share is sound: it stays among the guardians used (and enrolled by a restore).
         assert_eq!(recovered.reached.len(), 2);
     }
-    // At the data guardian a garbage head is reported too; the restore, which reads that head
-    // itself, is what fails (`vault::recovery::tests::a_tampered_backup_object_…`).
+    // A garbage head at the data guardian is not read here: the restore reads that head itself and
+    // is what fails (`vault::recovery::tests::a_tampered_backup_object_…`), and `attestations`
+    // never counts the data guardian as a witness of its own head.
     network.guardian(&urls[1]).heal();
     network.guardian(&urls[0]).script(Fault::GarbageHead);
     let recovered = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
-    assert!(
-        recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("holds the backup data"))
-    );
+    let Attestations { unauthentic, .. } = attestations(&recovered.reached, &keys, 0, Some(1));
+    assert!(unauthentic.is_empty(), "{unauthentic:?}");
 }
 
 #[test]
@@ -315,26 +323,30 @@ fn a_stale_guardian_one_down_and_a_garbage_head_together_still_recover_with_the_
     let (network, urls) = MemoryNetwork::with_guardians(4);
     let policy = RecoveryPolicy::new(4, Some(2), true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
-    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let (enrolment, _) = set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     let conn = database();
+    crate::store::backup_state::set_root_key(&conn, &key()).unwrap();
     enrolment.save(&conn).unwrap();
-    let new_code = lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap().unwrap();
-    let keys = BackupKeys::derive(&key());
-    let head = Head { generation: 3, manifest_hash: [3; 32], writer: None }.seal(&keys);
+    let new_code = lifecycle::rotate(&network, &conn, &password()).unwrap().unwrap();
+    let keys = crate::store::backup_state::keys(&conn).unwrap().unwrap();
+    let head = Head { generation: 3, manifest_hash: [3; 32], writer: None, manifest_epoch: 1 }.seal(&keys);
     lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
     assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 3).is_empty());
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     network.guardian(&urls[1]).script(Fault::Down);
     network.guardian(&urls[2]).script(Fault::GarbageHead);
     let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&new_code)).unwrap();
-    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.key.expose_secret(), current_key(&conn).expose_secret());
     assert_eq!(recovered.report.servers_used, vec![urls[2].clone(), urls[3].clone()]);
     assert!(!recovered.report.recovery_code_used, "guardians 2 and 3 suffice");
     let failed = &recovered.report.servers_failed;
-    assert!(failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older key epoch")), "{failed:?}");
     assert!(failed.iter().any(|f| f.starts_with(&urls[1]) && f.contains("unavailable")), "{failed:?}");
-    assert!(failed.iter().any(|f| f.starts_with(&urls[2]) && f.contains("head record")), "{failed:?}");
-    assert_eq!(recovered.newest.map(|(g, _)| g), Some(3), "guardian 3's copy attests it");
+    // Guardian 0 (the data guardian) is set aside: the attestations are 2's garbage and 3's copy.
+    let Attestations { newest, freshness, unauthentic } = attestations(&recovered.reached, &keys, usize::MAX, Some(3));
+    assert!(unauthentic.iter().any(|f| f.starts_with(&urls[2]) && f.contains("head record")), "{unauthentic:?}");
+    assert_eq!(newest.map(|(g, _)| g), Some(3), "guardian 3's copy attests it");
+    assert_eq!(freshness, super::Freshness::Verified { by: vec![urls[3].clone()] });
 }
 
 #[test]
@@ -390,7 +402,7 @@ fn nfc_and_nfd_spellings_of_an_account_are_the_same_account() {
     assert_ne!(nfd, nfc);
     let policy = RecoveryPolicy::new(2, None, true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: nfd, policy, device_name: "phone" };
-    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     assert_eq!(enrolment.account, nfc, "the enrolment keeps the normalised name");
     let code = report.recovery_code.unwrap();
     for account in [nfc, nfd] {
@@ -419,13 +431,13 @@ fn devices_are_listed_and_a_revoked_device_token_is_refused_at_once() {
     assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("this device")), "{refused:?}");
     assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 1, "nothing revoked");
     let revoked = lifecycle::revoke_device(&network, &conn, &password(), "phone", true).unwrap();
-    assert_eq!(revoked, 2);
+    assert_eq!((revoked.count, revoked.own), (2, true));
     let transport = lifecycle::data_transport(&network, &enrolment).unwrap();
     assert!(matches!(transport.get_head(), Err(TransportError::Unauthorized(_))));
     let listed = lifecycle::devices(&network, &enrolment);
     assert!(matches!(listed, Err(Error::Guardian { index: 0, error: GuardianError::TokenRefused, .. })), "{listed:?}");
     assert_eq!(events(&conn, SecurityEventKind::DeviceRevoked), 1);
-    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device", false).unwrap(), 0);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "no such device", false).unwrap().count, 0);
 }
 
 #[test]
@@ -449,18 +461,18 @@ fn revocation_by_an_ambiguous_name_is_refused_with_the_list_and_by_id_or_unique_
     assert!(urls.iter().all(|u| network.guardian(u).devices_of(ACCOUNT).len() == 3), "nothing revoked");
 
     // By id: that enrolment only (the name is ambiguous at the other guardian).
-    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &other_phone[0], false).unwrap(), 1);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &other_phone[0], false).unwrap().count, 1);
     assert_eq!(network.guardian(&urls[0]).devices_of(ACCOUNT).len(), 2);
     assert_eq!(network.guardian(&urls[1]).devices_of(ACCOUNT).len(), 3);
     // A name one device carries at each guardian revokes it everywhere.
-    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "tablet", false).unwrap(), 2);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), "tablet", false).unwrap().count, 2);
     // This device's own id is refused without the flag, even where its name is unique.
     let own = Enrolment::require(&conn).unwrap().guardians[0].device_id.clone();
     let refused = lifecycle::revoke_device(&network, &conn, &password(), &own, false);
     assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("this device")), "{refused:?}");
     // Its name is unique at guardian 0 now, so the id also finds it nowhere else ambiguous:
     // at guardian 1 two "phone"s remain and are left alone.
-    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &own, true).unwrap(), 1);
+    assert_eq!(lifecycle::revoke_device(&network, &conn, &password(), &own, true).unwrap().count, 1);
     assert_eq!(network.guardian(&urls[1]).devices_of(ACCOUNT).len(), 2);
 }
 
@@ -472,8 +484,8 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
     let new = Passphrase::new("new".into());
     network.guardian(&urls[0]).script(Fault::LieAboutKey(vec![9; 32]));
     for attempt in [
-        lifecycle::change_password(&network, &conn, key_check, &password(), &new).map(|_| ()),
-        lifecycle::refresh_shares(&network, &conn, &key(), &password()).map(|_| ()),
+        lifecycle::change_password(&network, &conn, key_check, 0, &password(), &new).map(|_| ()),
+        lifecycle::rotate(&network, &conn, &password()).map(|_| ()),
         lifecycle::revoke_device(&network, &conn, &password(), "phone", true).map(|_| ()),
     ] {
         assert!(
@@ -485,7 +497,7 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
     // A guardian replaced by another server (another key) is refused the same way.
     network.guardian(&urls[0]).heal();
     network.replace(&urls[1], 99);
-    let replaced = lifecycle::refresh_shares(&network, &conn, &key(), &password());
+    let replaced = lifecycle::rotate(&network, &conn, &password());
     // The impostor has no such account: the login there is refused, and nothing is written.
     assert!(
         matches!(replaced, Err(Error::Guardian { index: 1, error: GuardianError::LoginRefused, .. })),
@@ -495,21 +507,25 @@ fn a_guardian_whose_key_changed_is_refused_on_every_session_and_the_change_is_re
 }
 
 #[test]
-fn with_an_old_code_and_a_stale_guardian_the_split_most_guardians_confirm_is_used() {
+fn with_an_old_code_and_a_stale_guardian_the_newest_key_epoch_is_used() {
     let (network, urls) = MemoryNetwork::with_guardians(3);
     let policy = RecoveryPolicy::new(3, None, true, false).unwrap();
     let setup = RecoverySetup { servers: &urls, account: ACCOUNT, policy, device_name: "phone" };
-    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), None).unwrap();
+    let (enrolment, report) = set_up(&network, &setup, &password(), &key(), 0, None).unwrap();
     let old_code = report.recovery_code.unwrap();
     let conn = database();
+    crate::store::backup_state::set_root_key(&conn, &key()).unwrap();
     enrolment.save(&conn).unwrap();
-    lifecycle::refresh_shares(&network, &conn, &key(), &password()).unwrap();
-    // Guardian 0 and the old code form the first split, guardians 1 and 2 the new one: both
-    // recover the same key, and the split two guardians confirm is the one used (and enrolled).
+    lifecycle::rotate(&network, &conn, &password()).unwrap();
+    let rotated = crate::store::backup_state::root_key(&conn).unwrap().unwrap();
+    assert_ne!(rotated.expose_secret(), key().expose_secret());
+    // Guardian 0 and the old code form the epoch-0 split, guardians 1 and 2 the epoch-1 one: each
+    // recovers its own key, and the newest epoch's is the one used (and enrolled); the stale
+    // guardian is named.
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&old_code)).unwrap();
-    assert_eq!(recovered.key.expose_secret(), key().expose_secret());
+    assert_eq!(recovered.key.expose_secret(), rotated.expose_secret());
     assert_eq!(recovered.report.servers_used, vec![urls[1].clone(), urls[2].clone()]);
     assert!(!recovered.report.recovery_code_used);
-    assert!(recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("another split")));
+    assert!(recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older key epoch")));
 }

@@ -1,10 +1,13 @@
-//! The vault's own backup state (migration 5): the Backup Root Key, the newest generation and
-//! manifest hash this device wrote or restored, and the packs of an unfinished run.
+//! The vault's own backup state (migration 5): the Backup Root Key (the current key epoch's key;
+//! migration 8 adds the keyring of earlier epochs and a rotation under way), the newest
+//! generation and manifest hash this device wrote or restored, and the packs of an unfinished run.
 
 use crate::error::DataKind;
 use rusqlite::{Connection, OptionalExtension};
 use zeroize::Zeroizing;
 
+use crate::backup::BackupKeys;
+use crate::backup::keys::Keyring;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -28,6 +31,81 @@ pub(crate) fn root_key(conn: &Connection) -> Result<Option<SecretKey>> {
 /// Stores the Backup Root Key with no generation yet; fails if one exists.
 pub(crate) fn set_root_key(conn: &Connection, key: &SecretKey) -> Result<()> {
     conn.execute("INSERT INTO backup_state (id, root_key) VALUES (1, ?1)", [&key.expose_secret()[..]])?;
+    Ok(())
+}
+
+/// Stores a restored backup's current key and keyring, with no generation yet; fails if a key
+/// exists.
+pub(crate) fn set_keys(conn: &Connection, key: &SecretKey, keyring: Option<&Keyring>) -> Result<()> {
+    let keyring = keyring.map(Keyring::encode);
+    conn.execute(
+        "INSERT INTO backup_state (id, root_key, keyring) VALUES (1, ?1, ?2)",
+        (&key.expose_secret()[..], keyring.as_ref().map(|k| &k[..])),
+    )?;
+    Ok(())
+}
+
+/// The keyring of the current epoch (`None` in a backup's first epoch).
+pub(crate) fn keyring(conn: &Connection) -> Result<Option<Keyring>> {
+    let bytes: Option<Option<Zeroizing<Vec<u8>>>> = conn
+        .query_row("SELECT keyring FROM backup_state WHERE id = 1", [], |r| {
+            r.get::<_, Option<Vec<u8>>>(0).map(|k| k.map(Zeroizing::new))
+        })
+        .optional()?;
+    bytes.flatten().map(|b| Keyring::decode(&b)).transpose()
+}
+
+/// Every key the backup needs (current epoch and keyring), if a key exists.
+pub(crate) fn keys(conn: &Connection) -> Result<Option<BackupKeys>> {
+    let Some(key) = root_key(conn)? else { return Ok(None) };
+    Ok(Some(BackupKeys::with_keyring(&key, keyring(conn)?.as_ref())))
+}
+
+/// A `backup_rotation` row as stored: the key and the keyring's plaintext.
+type RotationRow = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
+/// The next epoch's key and keyring while a rotation is under way.
+pub(crate) fn pending_rotation(conn: &Connection) -> Result<Option<(SecretKey, Keyring)>> {
+    let row: Option<RotationRow> = conn
+        .query_row("SELECT root_key, keyring FROM backup_rotation WHERE id = 1", [], |r| {
+            Ok((Zeroizing::new(r.get::<_, Vec<u8>>(0)?), Zeroizing::new(r.get::<_, Vec<u8>>(1)?)))
+        })
+        .optional()?;
+    let Some((key, keyring)) = row else { return Ok(None) };
+    let key = SecretKey::try_from_slice(&key).ok_or_else(|| Error::Integrity {
+        object: DataKind::Database,
+        problem: "the next backup key has the wrong length".into(),
+    })?;
+    Ok(Some((key, Keyring::decode(&keyring)?)))
+}
+
+/// Records a rotation under way to `key` with `keyring` (before any guardian learns of it).
+pub(crate) fn begin_rotation(conn: &Connection, key: &SecretKey, keyring: &Keyring) -> Result<()> {
+    conn.execute(
+        "INSERT INTO backup_rotation (id, root_key, keyring) VALUES (1, ?1, ?2)",
+        (&key.expose_secret()[..], &keyring.encode()[..]),
+    )?;
+    Ok(())
+}
+
+/// Ends the rotation under way: its key and keyring become current, in one transaction with
+/// `also` (the recovery enrolment's new shares). The packs of an unfinished run, sealed under the
+/// old epoch, are forgotten (the next run uploads their chunks again).
+pub(crate) fn commit_rotation(conn: &Connection, also: &dyn Fn(&Connection) -> Result<()>) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let changed = tx.execute(
+        "UPDATE backup_state SET root_key = (SELECT root_key FROM backup_rotation WHERE id = 1),
+                                 keyring = (SELECT keyring FROM backup_rotation WHERE id = 1)
+         WHERE id = 1 AND EXISTS (SELECT 1 FROM backup_rotation WHERE id = 1)",
+        [],
+    )?;
+    if changed != 1 {
+        return Err(Error::Internal("no backup key rotation to finish"));
+    }
+    tx.execute("DELETE FROM backup_rotation", [])?;
+    tx.execute("DELETE FROM backup_pending_packs", [])?;
+    also(&tx)?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -122,6 +122,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          INSERT INTO id_high_water (name, value) VALUES ('messages', new.id)
          ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value);
      END;",
+    // 8: backup key epochs. `keyring` holds the earlier epochs' keys and the rotation point
+    // (`backup::keys::Keyring`), NULL in a backup's first epoch; `backup_rotation` the next
+    // epoch's key and keyring while a rotation is under way.
+    "ALTER TABLE backup_state ADD COLUMN keyring BLOB;
+     CREATE TABLE backup_rotation (
+         id       INTEGER PRIMARY KEY CHECK (id = 1),
+         root_key BLOB NOT NULL CHECK (length(root_key) = 32),
+         keyring  BLOB NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

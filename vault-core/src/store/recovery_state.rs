@@ -86,9 +86,19 @@ pub(crate) fn load(conn: &Connection) -> Result<Option<EnrolmentRow>> {
     }))
 }
 
-/// Replaces the whole enrolment.
+/// Replaces the whole enrolment, in a transaction of its own or, when the caller has one open
+/// (a backup key rotation commits the enrolment with the new key), in the caller's.
 pub(crate) fn save(conn: &Connection, enrolment: &EnrolmentRow) -> Result<()> {
+    if !conn.is_autocommit() {
+        return save_rows(conn, enrolment);
+    }
     let tx = conn.unchecked_transaction()?;
+    save_rows(&tx, enrolment)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn save_rows(tx: &Connection, enrolment: &EnrolmentRow) -> Result<()> {
     tx.execute("DELETE FROM recovery_guardians", [])?;
     tx.execute("DELETE FROM recovery_enrolment", [])?;
     tx.execute(
@@ -117,6 +127,5 @@ pub(crate) fn save(conn: &Connection, enrolment: &EnrolmentRow) -> Result<()> {
             ],
         )?;
     }
-    tx.commit()?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::{CreateOptions, Vault};
+use crate::backup::keys::Keyring;
 use crate::backup::restore::{Restore, RestoreStaging, RestoredVault};
 use crate::backup::run::{Database, Written};
 use crate::backup::{
@@ -98,6 +99,9 @@ impl Backups {
 
     /// Keeps the newest `keep` snapshots and deletes what only the others needed.
     pub fn prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
+        if backup_state::pending_rotation(&self.state)?.is_some() {
+            return Err(Error::KeyRotationUnfinished);
+        }
         let (keys, local) = self.keys()?;
         let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep)?;
         if report.rewritten {
@@ -123,20 +127,20 @@ impl Backups {
         Ok(key)
     }
 
-    /// The Backup Root Key, which must exist.
-    pub(crate) fn root_key(&self) -> Result<SecretKey> {
-        backup_state::root_key(&self.state)?.ok_or_else(|| Error::NotFound("this vault has no backup key yet".into()))
-    }
-
     /// The connection the backup state is kept on (recovery keeps its enrolment there too).
     pub(crate) fn state(&self) -> &Connection {
         &self.state
     }
 
     fn keys(&self) -> Result<(BackupKeys, backup_state::Position)> {
-        let key = backup_state::root_key(&self.state)?
-            .ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
-        Ok((BackupKeys::derive(&key), backup_state::position(&self.state)?))
+        let keys =
+            backup_state::keys(&self.state)?.ok_or_else(|| Error::NotFound("this vault has no backup yet".into()))?;
+        Ok((keys, backup_state::position(&self.state)?))
+    }
+
+    /// Every key of the backup (current epoch and keyring), which must exist.
+    pub(crate) fn backup_keys(&self) -> Result<BackupKeys> {
+        self.keys().map(|(keys, _)| keys)
     }
 }
 
@@ -213,8 +217,14 @@ impl RestoredVault for Vault {
         Vault::verify(self).map(|report| report.is_ok())
     }
 
-    fn adopt(&mut self, key: &SecretKey, generation: u64, manifest_hash: &[u8; 32]) -> Result<()> {
-        backup_state::set_root_key(&self.store.conn, key)?;
+    fn adopt(
+        &mut self,
+        key: &SecretKey,
+        keyring: Option<&Keyring>,
+        generation: u64,
+        manifest_hash: &[u8; 32],
+    ) -> Result<()> {
+        backup_state::set_keys(&self.store.conn, key, keyring)?;
         backup_state::advance(&self.store.conn, generation, manifest_hash)?;
         events::record(
             &self.store.conn,

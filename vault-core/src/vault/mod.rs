@@ -48,7 +48,7 @@ mod slots;
 pub use backup::{Backups, RestoreOptions, restore_backup};
 pub use media::{Media, MediaImport, MediaTransfers};
 pub use messages::Messages;
-pub use recovery::{GuardianRestore, Recovery, recover_key, restore_from_guardians};
+pub use recovery::{GuardianRestore, Recovery, RevokeReport, recover_key, restore_from_guardians};
 pub use retention::Retention;
 pub use secrets::Secrets;
 pub use slots::Keys;

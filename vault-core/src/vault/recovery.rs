@@ -6,16 +6,17 @@ use std::path::Path;
 
 use super::backup::{Backups, RestoreOptions, restore_backup};
 use super::{CreateOptions, Vault};
+use crate::backup::format::Head;
 use crate::backup::{BackupKeys, BackupRootKey, Transport};
 use crate::error::{Error, Result};
 use crate::recovery::AccessToken;
 use crate::recovery::copy_key;
 use crate::recovery::lifecycle;
-use crate::recovery::recover::{self, RecoveryReport};
+use crate::recovery::recover::{self, Attestations, RecoveryReport};
 use crate::recovery::setup::set_up;
 use crate::recovery::{
-    EnrolledGuardian, Enrolment, GuardianBackupReport, GuardianDevices, GuardianNetwork, GuardianRestoreReport,
-    RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, in_parallel,
+    EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianNetwork,
+    GuardianRestoreReport, RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, in_parallel,
 };
 use crate::store::events;
 use crate::{Passphrase, Progress, SecurityEventKind};
@@ -42,7 +43,10 @@ impl Recovery {
     /// exists), creates the Backup Root Key if the vault has none, splits it per `setup.policy`,
     /// seals one share in each guardian's escrow record, enrols this device at each, and pins
     /// each guardian's key. Returns the recovery code (shown once) and the safety number.
-    /// Running it again makes a new split (the old recovery code stops working).
+    /// Running it again makes a new split of the same key: the old recovery code no longer
+    /// combines with the guardians' new records, but a guardian that kept its old record could
+    /// still combine with it; to revoke an old code or share against that, rotate the key
+    /// ([`Recovery::refresh_shares`]).
     pub fn setup(
         &mut self,
         network: &dyn GuardianNetwork,
@@ -51,14 +55,18 @@ impl Recovery {
     ) -> Result<SetupReport> {
         let key = self.backups.root_key_or_create()?;
         let conn = self.backups.state();
+        if crate::store::backup_state::pending_rotation(conn)?.is_some() {
+            return Err(Error::KeyRotationUnfinished);
+        }
+        let keys = self.backups.backup_keys()?;
         let previous = Enrolment::load(conn)?;
-        let (enrolment, report) = set_up(network, setup, password, &key, previous.as_ref())?;
+        let (enrolment, report) = set_up(network, setup, password, &key, keys.current_epoch(), previous.as_ref())?;
         enrolment.save(conn)?;
         events::record_now(conn, SecurityEventKind::RecoveryEnrolled, &report.policy.describe())?;
         // This device's identity at the data guardian is new: a backup it wrote under the old
         // one stays its own.
         if let Some(old) = previous.as_ref().and_then(|p| p.guardians.first()) {
-            rename_writer(network, &enrolment, &BackupKeys::derive(&key), &old.device_id)?;
+            rename_writer(network, &enrolment, &keys, &old.device_id)?;
         }
         Ok(report)
     }
@@ -93,7 +101,7 @@ impl Recovery {
         let transport = lifecycle::data_transport(network, &enrolment)?;
         let me = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?.device_id.clone();
         let written = self.backups.run_written(&*transport, progress, Some(&me))?;
-        let keys = BackupKeys::derive(&self.backups.root_key()?);
+        let keys = self.backups.backup_keys()?;
         let head_copies_failed =
             lifecycle::copy_heads(network, &enrolment, &keys, &written.head, written.report.generation);
         Ok(GuardianBackupReport { backup: written.report, head_copies_failed })
@@ -101,22 +109,27 @@ impl Recovery {
 
     /// Changes the backup password on every guardian: logs in with `old` (or, where an earlier
     /// change got that far, with `new`), re-registers, and re-seals the guardian's share under
-    /// the new password. The shares and the recovery code stay valid.
+    /// the new password. The key, the shares and the recovery code stay as they are: a guardian
+    /// that kept its record sealed under the old password still opens with the old password
+    /// (rotate the key with [`Recovery::refresh_shares`] if the old password may have leaked).
     pub fn change_password(&mut self, network: &dyn GuardianNetwork, old: &Passphrase, new: &Passphrase) -> Result<()> {
-        let key_check = BackupKeys::derive(&self.backups.root_key()?).key_check();
-        lifecycle::change_password(network, self.backups.state(), key_check, old, new)
+        let keys = self.backups.backup_keys()?;
+        lifecycle::change_password(network, self.backups.state(), keys.key_check(), keys.current_epoch(), old, new)
     }
 
-    /// Replaces every share with a new split of the same key (every guardian must be
-    /// reachable): the old shares and the old recovery code stop working. Returns the new
-    /// recovery code when the policy has one.
+    /// Rotates the backup key (every guardian must be reachable): a new key epoch with a fresh
+    /// key, a new split of it to every guardian, and a new recovery code. Everything backed up
+    /// from then on opens only with the new key, so the old recovery code, the old shares (even
+    /// an old escrow record a guardian kept or replays) and any copy of this vault taken before
+    /// open nothing written after; what they could read before stays readable to them until
+    /// pruned. Also finishes a rotation that stopped part way ([`Error::KeyRotationUnfinished`]).
+    /// Returns the new recovery code when the policy has one.
     pub fn refresh_shares(
         &mut self,
         network: &dyn GuardianNetwork,
         password: &Passphrase,
     ) -> Result<Option<RecoveryCode>> {
-        let key = self.backups.root_key()?;
-        lifecycle::refresh_shares(network, self.backups.state(), &key, password)
+        lifecycle::rotate(network, self.backups.state(), password)
     }
 
     /// The devices enrolled at each guardian (read with this device's tokens).
@@ -129,15 +142,24 @@ impl Recovery {
     /// other guardians where exactly one device carries its name) or a name that exactly one
     /// device carries at each guardian; a name several devices carry is refused with
     /// [`Error::AmbiguousDevice`]. Revoking this device itself is refused unless `this_device`
-    /// is true. Returns how many enrolments were revoked.
+    /// is true. Then, unless this device revoked itself, the backup key is rotated as by
+    /// [`Recovery::refresh_shares`], so the revoked device's copy of the key (in its vault, or a
+    /// stolen copy of it) opens nothing backed up afterwards; the report carries the new
+    /// recovery code. If the rotation fails, the revocation stands and the error says to finish
+    /// the rotation.
     pub fn revoke_device(
         &mut self,
         network: &dyn GuardianNetwork,
         password: &Passphrase,
         device: &str,
         this_device: bool,
-    ) -> Result<usize> {
-        lifecycle::revoke_device(network, self.backups.state(), password, device, this_device)
+    ) -> Result<RevokeReport> {
+        let conn = self.backups.state();
+        let revoked = lifecycle::revoke_device(network, conn, password, device, this_device)?;
+        let own_revoked = revoked.own;
+        let recovery_code =
+            if revoked.count > 0 && !own_revoked { lifecycle::rotate(network, conn, password)? } else { None };
+        Ok(RevokeReport { revoked: revoked.count, key_rotated: revoked.count > 0 && !own_revoked, recovery_code })
     }
 
     /// The backups of this vault, for listing, verifying and pruning the data at the guardian
@@ -145,6 +167,17 @@ impl Recovery {
     pub fn backups(&mut self) -> &mut Backups {
         &mut self.backups
     }
+}
+
+/// What [`Recovery::revoke_device`] did.
+#[derive(Debug)]
+pub struct RevokeReport {
+    /// How many enrolments were revoked.
+    pub revoked: usize,
+    /// Whether the backup key was rotated afterwards (not when this device revoked itself).
+    pub key_rotated: bool,
+    /// The new recovery code, when the key was rotated and the policy has one.
+    pub recovery_code: Option<RecoveryCode>,
 }
 
 /// What a restore on a new device is given.
@@ -159,6 +192,10 @@ pub struct GuardianRestore<'a> {
     pub code: Option<&'a RecoveryCode>,
     /// This device's name in the guardians' device lists.
     pub device_name: &'a str,
+    /// Restore even when no guardian other than the data server attests that the backup is the
+    /// newest (a data server alone can hide newer snapshots); the report then says the
+    /// backup's freshness is unverified.
+    pub accept_unverified_freshness: bool,
 }
 
 /// Restores the newest backup of `request.account` into a new vault at `target` on a new device,
@@ -176,7 +213,7 @@ pub fn restore_from_guardians(
     if target.exists() {
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
-    let recovered = recover::recover(network, request.servers, request.account, request.password, request.code)?;
+    let mut recovered = recover::recover(network, request.servers, request.account, request.password, request.code)?;
     let data =
         recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
             Error::BackupStorage(data_server_not_reached(&recovered.report, recovered.policy.servers))
@@ -200,14 +237,23 @@ pub fn restore_from_guardians(
     let withdraw = || withdraw(&devices.iter().map(Some).collect::<Vec<_>>());
     let transport = recovered.reached[data].remote.guardian.transport(&devices[data].1);
     let key = BackupRootKey(copy_key(&recovered.key));
-    let keys = BackupKeys::derive(&key.0);
+    let (keys, _) = crate::backup::run::load_keys(&*transport, &key.0).inspect_err(|_| withdraw())?;
     // The head as it is before the restore: the takeover replaces exactly this version, so a
     // backup the previous writer finishes meanwhile is not lost under it.
     let before = transport
         .get_head()
         .map_err(crate::backup::run::transport_error("reading the head record"))
         .inspect_err(|_| withdraw())?;
-    let options = RestoreOptions { create, progress, at_least: recovered.newest };
+    let data_generation = before.as_ref().and_then(|(bytes, _)| Head::open(&keys, bytes).ok()).map(|h| h.generation);
+    let Attestations { newest, freshness, unauthentic } =
+        recover::attestations(&recovered.reached, &keys, data, data_generation);
+    recovered.report.servers_failed.extend(unauthentic);
+    if freshness == Freshness::Unverified && !request.accept_unverified_freshness {
+        withdraw();
+        return Err(unverified(&recovered.report));
+    }
+    recovered.report.newest_generation = newest.map_or(0, |(g, _)| g);
+    let options = RestoreOptions { create, progress, at_least: newest };
     let restore = restore_backup(&*transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
 
     // The new vault is enrolled when every guardian was reached: share indexes exactly
@@ -218,7 +264,13 @@ pub fn restore_from_guardians(
     let enrolled = indexes.iter().copied().eq(1..=recovered.policy.servers);
     if !enrolled {
         withdraw();
-        return Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from: None });
+        return Ok(GuardianRestoreReport {
+            recovery: recovered.report,
+            restore,
+            enrolled,
+            took_over_from: None,
+            freshness,
+        });
     }
     let mut guardians: Vec<(u8, EnrolledGuardian)> = recovered
         .reached
@@ -263,7 +315,24 @@ pub fn restore_from_guardians(
     };
     // Best effort, as after a backup: the next backup copies it again.
     let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head_bytes, restore.generation);
-    Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from })
+    Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from, freshness })
+}
+
+/// The refusal of a restore whose freshness no guardian other than the data guardian attests.
+fn unverified(report: &RecoveryReport) -> Error {
+    let failures = if report.servers_failed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", report.servers_failed.join("; "))
+    };
+    Error::Integrity {
+        object: crate::error::DataKind::BackupHead,
+        problem: format!(
+            "no guardian other than the data server attests that its backup is the newest{failures}: \
+             a data server alone can hide newer snapshots; restoring anyway needs the explicit choice \
+             to accept an unverified backup"
+        ),
+    }
 }
 
 /// Replaces the head record `before` (read before the restore; it must still be current and
@@ -280,7 +349,7 @@ fn take_over(
 ) -> Result<(Vec<u8>, Option<String>)> {
     let moved = || Error::BackupConflict;
     let (bytes, version) = before.ok_or_else(moved)?;
-    let head = crate::backup::format::Head::open(keys, &bytes)?;
+    let head = Head::open(keys, &bytes)?;
     if head.generation != generation {
         return Err(moved());
     }
@@ -319,8 +388,8 @@ fn rename_writer(network: &dyn GuardianNetwork, enrolment: &Enrolment, keys: &Ba
     Err(Error::BackupConflict)
 }
 
-/// Why a restore that recovered the key has no data: the escrows name no URL, but the data is at
-/// the first server given at setup, and the policy says how many servers there are.
+/// Why a restore that recovered the key has no data: the data is at the first server given at
+/// setup, which was neither given nor reachable at the URL its escrow listing names.
 fn data_server_not_reached(report: &RecoveryReport, servers: u8) -> String {
     let reached = report.servers_used.len();
     let failed = if report.servers_failed.is_empty() {
@@ -359,7 +428,7 @@ mod tests {
 
     use super::{GuardianRestore, recover_key, restore_from_guardians};
     use crate::recovery::testing::{Fault, MemoryNetwork};
-    use crate::recovery::{RecoveryCode, RecoveryPolicy, RecoverySetup};
+    use crate::recovery::{Freshness, RecoveryCode, RecoveryPolicy, RecoverySetup};
     use crate::{CreateOptions, DataKind, Error, KdfParams, NewMessage, Passphrase, Vault};
 
     const ACCOUNT: &str = "ann@example.org";
@@ -399,7 +468,14 @@ mod tests {
         target: &Path,
     ) -> crate::Result<crate::recovery::GuardianRestoreReport> {
         let password = password();
-        let request = GuardianRestore { servers, account: ACCOUNT, password: &password, code, device_name: "new" };
+        let request = GuardianRestore {
+            servers,
+            account: ACCOUNT,
+            password: &password,
+            code,
+            device_name: "new",
+            accept_unverified_freshness: false,
+        };
         let create = CreateOptions { kdf: kdf(), wrapper: None };
         restore_from_guardians(network, &request, target, &passphrase(), create, None)
     }
@@ -410,38 +486,129 @@ mod tests {
         let (network, urls) = MemoryNetwork::with_guardians(2);
         let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
         let want = vault.messages().search("CANARY", 100).unwrap().len();
+        // Every escrow lists every guardian, so one URL and the code reach the other too (and
+        // the data guardian when it is the one not given): every restore enrols, and the
+        // guardian that holds no data attests the head.
         for (n, (servers, code)) in
             [(&urls[..], None), (&urls[..1], Some(&code)), (&urls[1..], Some(&code))].into_iter().enumerate()
         {
             let target = work.path().join(format!("new-{n}"));
-            let report = restore(&network, servers, code, &target);
-            if servers == &urls[1..] {
-                // The data guardian was not asked: the key is recovered, the data is not reached.
-                let Err(Error::BackupStorage(message)) = &report else { panic!("{:?}", report.err()) };
-                assert_eq!(
-                    message,
-                    &format!(
-                        "the server holding the backup data (the first one given to `vault backup setup`) was not \
-                         reached: the recovery policy names 2 guardian servers; 1 were reached ({}); give the \
-                         data server's URL with --server",
-                        urls[1]
-                    )
-                );
-                assert!(!target.exists());
-                continue;
-            }
-            let report = report.unwrap();
+            let report = restore(&network, servers, code, &target).unwrap();
             assert_eq!(report.restore.generation, 1);
-            assert_eq!(report.enrolled, servers.len() == 2);
+            assert!(report.enrolled);
+            assert_eq!(report.freshness, Freshness::Verified { by: vec![urls[1].clone()] });
             let mut restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
             assert_eq!(restored.messages().search("CANARY", 100).unwrap().len(), want);
             assert_eq!(restored.media().list().unwrap().len(), 1);
-            assert_eq!(restored.recovery().unwrap().status().unwrap().is_some(), report.enrolled);
+            assert!(restored.recovery().unwrap().status().unwrap().is_some());
         }
         // The key alone, from the guardian that holds no data and the code.
         let (key, _) = recover_key(&network, &urls[1..], ACCOUNT, &password(), Some(&code)).unwrap();
         let own = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
         assert_eq!(key.expose_secret(), own.expose_secret());
+    }
+
+    /// Adversary: the data server, rolling its head back to an older snapshot while the only
+    /// other guardian is unreachable (or withheld by the same operator).
+    #[test]
+    fn a_restore_no_other_guardian_can_vouch_for_is_refused_unless_accepted_and_then_reported() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
+        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
+        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
+        network.guardian(&urls[1]).script(Fault::Down);
+        let target = work.path().join("new");
+        let refused = restore(&network, &urls[..1], Some(&code), &target);
+        assert!(
+            matches!(&refused, Err(Error::Integrity { object: DataKind::BackupHead, problem: m })
+                if m.contains("no guardian other than the data server")),
+            "{refused:?}"
+        );
+        assert!(!target.exists());
+        assert!(network.guardian(&urls[0]).devices_of(ACCOUNT).iter().all(|d| d.name != "new"), "withdrawn");
+        // Accepted explicitly, the restore goes ahead and says nothing vouched for it.
+        let password = password();
+        let request = GuardianRestore {
+            servers: &urls[..1],
+            account: ACCOUNT,
+            password: &password,
+            code: Some(&code),
+            device_name: "new",
+            accept_unverified_freshness: true,
+        };
+        let create = CreateOptions { kdf: kdf(), wrapper: None };
+        let report = restore_from_guardians(&network, &request, &target, &passphrase(), create, None).unwrap();
+        assert_eq!(report.freshness, Freshness::Unverified);
+        assert_eq!(report.restore.generation, 1, "the rolled-back snapshot, as reported");
+        assert!(!report.enrolled);
+    }
+
+    /// Adversary: a thief holding the lost phone's vault (its backup key) and its recovery code,
+    /// helped by the data server, which replays its escrow and head records from before the
+    /// revocation. The new device revoked the phone, which rotated the backup key.
+    #[test]
+    fn after_a_revocation_the_old_key_and_code_open_nothing_backed_up_later_even_with_a_replaying_server() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (phone_vault, old_code) = phone(&work.path().join("phone"), &network, &urls);
+        let stolen = phone_vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
+        let new_dir = work.path().join("new");
+        restore(&network, &urls, None, &new_dir).unwrap();
+        let mut new = Vault::unlock_with_passphrase(&new_dir, &passphrase()).unwrap();
+        let mut recovery = new.recovery().unwrap();
+        let revoked = recovery.revoke_device(&network, &password(), "phone", false).unwrap();
+        assert_eq!(revoked.revoked, 2);
+        assert!(revoked.key_rotated);
+        let new_code = revoked.recovery_code.unwrap();
+        assert_ne!(new_code.expose_secret(), old_code.expose_secret());
+        drop(recovery);
+        new.messages().add(&NewMessage::new("family", "ann", "after the revocation")).unwrap();
+        assert_eq!(new.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+
+        // The old code and the replayed escrow recover the old key, and only it.
+        network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+        network.guardian(&urls[1]).script(Fault::Down);
+        let (old, _) = recover_key(&network, &urls[..1], ACCOUNT, &password(), Some(&old_code)).unwrap();
+        assert_eq!(old.expose_secret(), stolen.expose_secret());
+        let current = new.backups().unwrap().dangerous_export_key().unwrap().unwrap();
+        assert_ne!(current.expose_secret(), stolen.expose_secret());
+        // With the current head, the old key reads nothing: the restore fails and leaves nothing.
+        let password = password();
+        let thief = |target: &Path| {
+            let request = GuardianRestore {
+                servers: &urls[..1],
+                account: ACCOUNT,
+                password: &password,
+                code: Some(&old_code),
+                device_name: "thief",
+                accept_unverified_freshness: true,
+            };
+            let create = CreateOptions { kdf: kdf(), wrapper: None };
+            restore_from_guardians(&network, &request, target, &passphrase(), create, None)
+        };
+        let target = work.path().join("thief");
+        let refused = thief(&target);
+        assert!(
+            matches!(&refused, Err(Error::Integrity { problem, .. }) if problem.contains("failed authentication")),
+            "{:?}",
+            refused.as_ref().err()
+        );
+        assert!(!target.exists());
+        // With the head replayed too, the thief gets the snapshot from before the rotation, which
+        // the stolen key opened anyway: nothing written after it.
+        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
+        let report = thief(&target).unwrap();
+        assert_eq!(report.restore.generation, 1);
+        let mut restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
+        assert!(!restored.messages().search("CANARY", 100).unwrap().is_empty());
+        assert!(restored.messages().search("revocation", 10).unwrap().is_empty());
+        // The new code and the honest guardians recover the current key.
+        network.guardian(&urls[0]).heal();
+        network.guardian(&urls[1]).heal();
+        let (key, _) = recover_key(&network, &urls[1..], ACCOUNT, &password, Some(&new_code)).unwrap();
+        assert_eq!(key.expose_secret(), current.expose_secret());
     }
 
     #[test]
@@ -495,7 +662,7 @@ mod tests {
         assert_eq!(vault.messages().search("during", 5).unwrap().len(), 1);
         // ...and a root-key rotation, which would re-key under it, is refused.
         assert!(matches!(vault.keys().rotate_root_key(&[]), Err(Error::Busy)));
-        assert_eq!(recovery.revoke_device(&network, &password(), "phone", true).unwrap(), 2);
+        assert_eq!(recovery.revoke_device(&network, &password(), "phone", true).unwrap().revoked, 2);
         let refused = recovery.backup(&network, None);
         assert!(matches!(refused, Err(Error::BackupAuthentication(_))), "{refused:?}");
         drop(recovery);
@@ -604,6 +771,7 @@ mod tests {
         let head = |generation, writer: Option<&str>| Head {
             generation,
             manifest_hash: [1; 32],
+            manifest_epoch: 0,
             writer: writer.map(|w| Writer::new(w, 5).unwrap()),
         };
         // A first backup is claimed; a directory run names no writer.
