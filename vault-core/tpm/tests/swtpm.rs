@@ -1,6 +1,7 @@
 //! The TPM wrapper against real software TPMs (swtpm): each test starts its own, so lockouts and
 //! clears stay within it. Run by scripts/test.sh (`VAULT_TEST_SWTPM`); ignored elsewhere.
 #![cfg(feature = "tpm")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::Command;
 
@@ -184,4 +185,17 @@ fn a_vault_opens_through_its_tpm_slot() {
     let wrong = wrapper(&tpm, Some("9999"));
     assert!(matches!(Vault::unlock_with_wrapper(&vault_dir, &wrong), Err(Error::AuthenticationFailed)));
     assert!(Vault::unlock_with_passphrase(&vault_dir, &pass).is_ok());
+}
+
+#[test]
+#[cfg_attr(not(swtpm_available), ignore = "needs swtpm: run scripts/test.sh")]
+fn the_tpm_the_environment_names_is_used() {
+    // scripts/test.sh starts one swtpm for the run and names it in TPM2TOOLS_TCTI.
+    let tcti = std::env::var("TPM2TOOLS_TCTI").expect("TPM2TOOLS_TCTI names the run's swtpm");
+    let config = TpmConfig::from_env().unwrap();
+    assert_eq!(config.tcti, tcti);
+    assert_eq!((config.parent, config.pcrs), (Parent::Srk, None));
+    let w = TpmKeyWrapper::open(config, None).unwrap();
+    let blob = w.wrap(KEK).unwrap();
+    assert_eq!(w.unwrap(&blob).unwrap().expose_secret(), KEK);
 }
