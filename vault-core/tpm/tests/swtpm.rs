@@ -199,3 +199,12 @@ fn the_tpm_the_environment_names_is_used() {
     let blob = w.wrap(KEK).unwrap();
     assert_eq!(w.unwrap(&blob).unwrap().expose_secret(), KEK);
 }
+
+#[test]
+#[cfg_attr(not(swtpm_available), ignore = "needs swtpm: run scripts/test.sh")]
+fn the_golden_blob_from_another_tpm_is_unusable_here() {
+    let tpm = Swtpm::start();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tpm-blob-v1-plain.bin");
+    let golden = std::fs::read(path).unwrap();
+    assert_eq!(wrapper(&tpm, None).unwrap(&golden).err(), Some(WrapperError::KeyInvalidated));
+}
