@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every check CI runs: formatting, clippy, and the whole
 # test suite (unit, integration, CLI, the independent SQLCipher reader, the backup server against
-# a real S3 server, and the Python bindings).
+# a real S3 server, the TPM key wrapper against software TPMs, and the Python bindings).
 # Works on a fresh machine with the Rust toolchain and python3: nothing else is assumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/system-deps.sh
 . scripts/lib/seaweedfs.sh
+. scripts/lib/swtpm.sh
 ensure_system_deps
+ensure_swtpm
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -30,16 +32,30 @@ command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
 cargo_deny_check_offline
 
 log "S3 server for the S3 tests: SeaweedFS on loopback, telemetry off, fresh data"
-trap stop_seaweedfs EXIT
+trap 'stop_seaweedfs; stop_swtpm' EXIT
 start_seaweedfs "$PWD/target/test-seaweedfs"
 # BACKUP_TEST_S3_BUCKET, exported now, is seen by the build scripts of the crates with S3 tests
 # (backup-server, tests/): `cargo test` compiles those tests to run (without it they are reported
 # as ignored), and a test that runs fails if the server does not answer.
 
+log "Software TPM for the TPM tests: swtpm on loopback, fresh state"
+start_swtpm "$PWD/target/test-swtpm"
+
 log "cargo test"
 rm -f target/assurance-summary.txt
 cargo test --workspace --locked
 stop_seaweedfs
+
+log "TPM key wrapper (feature tpm): clippy, its tests and the CLI's against swtpm"
+# The default build must not need the TSS libraries: no tss-esapi in its dependency graph.
+if cargo tree --workspace --locked -e normal,build | grep -q tss-esapi; then
+    echo "tss-esapi is in the default build" >&2
+    exit 1
+fi
+cargo clippy -p vault-tpm -p vault-cli --all-targets --locked --features vault-tpm/tpm,vault-cli/tpm -- -D warnings
+cargo test -p vault-tpm --features tpm --locked
+cargo test -p vault-cli --features tpm --locked --test tpm
+stop_swtpm
 
 log "bindings: generate Python, Kotlin and Swift from the built library; run the Python tests"
 cargo build --workspace --locked

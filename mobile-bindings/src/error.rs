@@ -23,8 +23,9 @@ pub enum VaultError {
         /// Which guardian refused, when one did.
         guardian: Option<u32>,
     },
-    /// Too many attempts: wait, or recover another way. Not raised at present: backup servers do
-    /// not reveal a locked account (a locked login is `BackupLoginFailed`, ADR 0012).
+    /// Too many attempts: wait, or unlock or recover another way. Raised when a key wrapper is
+    /// locked out (a TPM's dictionary-attack lockout); backup servers do not reveal a locked
+    /// account (a locked login is `BackupLoginFailed`, ADR 0012).
     #[error("locked out")]
     LockedOut,
     /// Something is busy or unreachable: retry later.
@@ -163,6 +164,7 @@ impl From<vault_core::Error> for VaultError {
             E::KeyWrapper(WrapperError::KeyInvalidated) => VaultError::KeyInvalidated,
             E::KeyWrapper(WrapperError::Unavailable) => retry(RetryReason::KeystoreUnavailable),
             E::KeyWrapper(WrapperError::Rejected) => VaultError::WrongPassword,
+            E::KeyWrapper(WrapperError::LockedOut { .. }) => VaultError::LockedOut,
             E::InvalidInput(reason) => VaultError::InvalidInput { reason },
             E::LastSlot => VaultError::InvalidInput { reason: e.to_string() },
             E::NotFound(what) => VaultError::NotFound { what },

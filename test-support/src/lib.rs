@@ -13,6 +13,7 @@ pub mod cli;
 pub mod fs;
 pub mod s3;
 pub mod server;
+pub mod swtpm;
 
 use std::path::PathBuf;
 

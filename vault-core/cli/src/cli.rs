@@ -24,6 +24,30 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub device_key: Option<PathBuf>,
 
+    /// Unlock with the TPM 2.0 (its key-wrapper slot) instead of the passphrase; with `init`,
+    /// also add a TPM slot; with `key rotate`, re-seal the TPM slots. The TPM is found through
+    /// --tpm-tcti, else TPM2TOOLS_TCTI, TSS2_TCTI or TCTI, else /dev/tpmrm0 or /dev/tpm0.
+    /// Needs a build with the `tpm` feature.
+    #[arg(long, global = true, conflicts_with = "device_key")]
+    pub tpm: bool,
+
+    /// Read the TPM PIN from the first line of standard input (before any passphrase) instead
+    /// of VAULT_TPM_PIN. New TPM slots are protected by it (the TPM's own lockout counts wrong
+    /// PINs); without a PIN from either, TPM slots have none.
+    #[arg(long, global = true)]
+    pub tpm_pin_stdin: bool,
+
+    /// The TPM's TCTI, such as device:/dev/tpmrm0, tabrmd: or swtpm:host=127.0.0.1,port=2321
+    /// (overrides the environment).
+    #[arg(long, global = true, value_name = "TCTI")]
+    pub tpm_tcti: Option<String>,
+
+    /// Seal new TPM slots to these PCRs of the SHA-256 bank (for example 0,2,7): the slot then
+    /// opens only while they hold today's values (a firmware or boot change makes it unusable).
+    /// Off by default.
+    #[arg(long, global = true, value_name = "LIST")]
+    pub tpm_pcrs: Option<String>,
+
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -36,7 +60,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a vault (a passphrase slot, plus a device-key slot with --device-key).
+    /// Create a vault (a passphrase slot, plus a device-key slot with --device-key or a TPM slot
+    /// with --tpm).
     Init(KdfArgs),
     /// Add and list messages.
     #[command(subcommand)]
@@ -323,6 +348,10 @@ pub enum KeyCommand {
         /// The key file.
         file: PathBuf,
     },
+    /// Add a TPM slot: the slot's key is sealed by the TPM (PIN from --tpm-pin-stdin or
+    /// VAULT_TPM_PIN, PCR policy with --tpm-pcrs). Unlocks with the passphrase (or
+    /// --device-key) first.
+    AddTpm,
     /// Change the passphrase of the slot that unlocks (or of --slot).
     ChangePassphrase {
         /// The slot to change (default: the one the current passphrase opens).
@@ -337,11 +366,12 @@ pub enum KeyCommand {
         /// Slot number, as shown by `vault key list`.
         id: u32,
     },
-    /// Rotate a key. Without --root: rotate the device key given with --device-key (re-wraps
-    /// its slots; data untouched). With --root: rotate the vault root key (re-keys the database
-    /// and re-seals every slot; give the passphrase and, if the vault has a device-key slot,
-    /// --device-key, so every slot can be re-sealed; with --passphrase-stdin, further lines are
-    /// the passphrases of other passphrase slots).
+    /// Rotate a key. Without --root: rotate the device key given with --device-key, or with
+    /// --tpm re-seal the TPM slots under new TPM objects (re-wraps their slots; data
+    /// untouched). With --root: rotate the vault root key (re-keys the database and re-seals
+    /// every slot; give the passphrase and, if the vault has a device-key or TPM slot,
+    /// --device-key or --tpm, so every slot can be re-sealed; with --passphrase-stdin, further
+    /// lines are the passphrases of other passphrase slots).
     Rotate {
         /// Rotate the vault root key.
         #[arg(long)]

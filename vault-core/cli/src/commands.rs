@@ -1,6 +1,7 @@
 //! One function per command. Each unlocks (if needed), calls the library, and prints.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use serde_json::json;
 use vault_core::{
@@ -24,7 +25,13 @@ const BULK_BATCH: usize = 1000;
 /// Runs the parsed command line.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     let dir = cli.vault.ok_or_else(|| Failure::usage("no vault directory: pass --vault DIR or set VAULT_DIR"))?;
-    let mut ctx = Context::new(dir, cli.device_key, cli.json, Input::new(cli.passphrase_stdin), out);
+    let tpm = crate::tpm::TpmOptions {
+        enabled: cli.tpm,
+        pin_stdin: cli.tpm_pin_stdin,
+        tcti: cli.tpm_tcti,
+        pcrs: cli.tpm_pcrs,
+    };
+    let mut ctx = Context::new(dir, cli.device_key, cli.json, Input::new(cli.passphrase_stdin), tpm, out);
     match cli.command {
         Command::Init(kdf) => init(&mut ctx, kdf),
         Command::Msg(MsgCommand::Add { conversation, sender, body, stdin, expires_in }) => {
@@ -58,14 +65,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 fn init(ctx: &mut Context<'_>, kdf: KdfArgs) -> Result<(), Failure> {
+    // The TPM PIN, if it comes from stdin, is the first line: connect before the passphrase.
+    let tpm = if ctx.tpm.enabled { Some(ctx.tpm_wrapper()?) } else { None };
     let passphrase = ctx.input.passphrase()?;
-    let wrapper = match &ctx.device_key {
-        Some(path) => Some(SoftwareKeyWrapper::open_or_create(path).map_err(vault_core::Error::KeyWrapper)?),
-        None => None,
+    let wrapper: Option<Arc<dyn vault_core::KeyWrapper>> = match (&ctx.device_key, tpm) {
+        (Some(path), _) => {
+            Some(Arc::new(SoftwareKeyWrapper::open_or_create(path).map_err(vault_core::Error::KeyWrapper)?))
+        }
+        (None, Some(tpm)) => Some(tpm),
+        (None, None) => None,
     };
-    let options =
-        CreateOptions { kdf: kdf.params(), wrapper: wrapper.as_ref().map(|w| w as &dyn vault_core::KeyWrapper) };
-    let mut vault = Vault::create(&ctx.dir, &passphrase, options)?;
+    let options = CreateOptions { kdf: kdf.params(), wrapper: wrapper.as_deref() };
+    let created = Vault::create(&ctx.dir, &passphrase, options);
+    let mut vault = if ctx.tpm.enabled { created.map_err(crate::tpm::failure)? } else { created? };
     let slots = vault.keys().list();
     if ctx.json {
         let value = json!({
@@ -266,6 +278,13 @@ fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {
             let id = vault.keys().add_wrapper(&wrapper)?;
             report_slot(ctx, "added", id)
         }
+        KeyCommand::AddTpm => {
+            // Connect (and read the PIN) before the unlock reads a passphrase.
+            let wrapper = ctx.tpm_wrapper()?;
+            let mut vault = ctx.unlock()?;
+            let id = vault.keys().add_wrapper(&*wrapper).map_err(crate::tpm::failure)?;
+            report_slot(ctx, "added", id)
+        }
         KeyCommand::ChangePassphrase { slot, kdf } => change_passphrase(ctx, slot, kdf.params()),
         KeyCommand::RemoveSlot { id } => {
             let mut vault = ctx.unlock()?;
@@ -273,15 +292,23 @@ fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {
             report_slot(ctx, "removed", SlotId(id))
         }
         KeyCommand::Rotate { root: true } => rotate_root(ctx),
+        KeyCommand::Rotate { root: false } if ctx.tpm.enabled => rotate_tpm(ctx),
         KeyCommand::Rotate { root: false } => rotate_device_key(ctx),
     }
 }
 
 fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
-    let (mut vault, passphrase, wrapper) = match ctx.device_key.clone() {
+    let (mut vault, passphrase, wrapper): (_, _, Option<Arc<dyn vault_core::KeyWrapper>>) = match ctx.device_key.clone()
+    {
         Some(path) => {
             let (vault, wrapper) = ctx.unlock_with_device_key(&path)?;
             // The passphrase is optional here: needed only if the vault has a passphrase slot.
+            let has_source = ctx.input.has_passphrase_source();
+            let passphrase = if has_source { Some(ctx.input.passphrase()?) } else { None };
+            (vault, passphrase, Some(Arc::new(wrapper)))
+        }
+        None if ctx.tpm.enabled => {
+            let (vault, wrapper) = ctx.unlock_with_tpm()?;
             let has_source = ctx.input.has_passphrase_source();
             let passphrase = if has_source { Some(ctx.input.passphrase()?) } else { None };
             (vault, passphrase, Some(wrapper))
@@ -300,9 +327,14 @@ fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
     }
     others.extend(extra.iter().map(SlotSecret::Passphrase));
     if let Some(w) = &wrapper {
-        others.push(SlotSecret::Wrapper(w));
+        others.push(SlotSecret::Wrapper(&**w));
     }
-    vault.keys().rotate_root_key(&others)?;
+    let rotated = vault.keys().rotate_root_key(&others);
+    if ctx.tpm.enabled {
+        rotated.map_err(crate::tpm::failure)?
+    } else {
+        rotated?
+    };
     let slots = vault.keys().list().len();
     if ctx.json {
         ctx.print_json(&json!({ "rotated": "root", "slots_resealed": slots }))
@@ -311,11 +343,24 @@ fn rotate_root(ctx: &mut Context<'_>) -> Result<(), Failure> {
     }
 }
 
+/// Re-seals every slot this TPM opens under new TPM objects (fresh KEKs, the current PIN and
+/// --tpm-pcrs): for a new PIN or PCR policy, or after a PCR change the old policy allowed.
+fn rotate_tpm(ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let (mut vault, wrapper) = ctx.unlock_with_tpm()?;
+    let ids = vault.keys().rotate_wrapper_key(&*wrapper, &*wrapper).map_err(crate::tpm::failure)?;
+    let ids: Vec<u32> = ids.iter().map(|id| id.0).collect();
+    if ctx.json {
+        ctx.print_json(&json!({ "rotated": "tpm", "slots": ids }))
+    } else {
+        ctx.print(format!("re-sealed the TPM slot(s) {ids:?} under new TPM keys"))
+    }
+}
+
 fn rotate_device_key(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let path = ctx
         .device_key
         .clone()
-        .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key (or use --root)"))?;
+        .ok_or_else(|| Failure::usage("give the device key to rotate with --device-key, or --tpm (or use --root)"))?;
     let (mut vault, current) = ctx.unlock_with_device_key(&path)?;
     let ids = vault.rotate_key_file(&path, &current)?;
     let ids: Vec<u32> = ids.iter().map(|id| id.0).collect();
@@ -434,8 +479,10 @@ fn change_passphrase(ctx: &mut Context<'_>, slot: Option<u32>, kdf: KdfParams) -
     let mut vault = ctx.unlock()?;
     let id = match slot {
         Some(id) => SlotId(id),
-        None if ctx.device_key.is_none() => vault.unlocked_by(),
-        None => return Err(Failure::usage("unlocked with a device key: name the passphrase slot with --slot")),
+        None if ctx.device_key.is_none() && !ctx.tpm.enabled => vault.unlocked_by(),
+        None => {
+            return Err(Failure::usage("unlocked with a device key or TPM: name the passphrase slot with --slot"));
+        }
     };
     let new = ctx.input.new_passphrase()?;
     vault.keys().change_passphrase(id, &new, kdf)?;

@@ -15,8 +15,7 @@ pub mod exit {
     pub const AUTHENTICATION: u8 = 3;
     /// Tampered, corrupt or rolled-back data.
     pub const INTEGRITY: u8 = 4;
-    /// Locked out after too many attempts.
-    #[allow(dead_code)]
+    /// Locked out after too many attempts (a TPM in dictionary-attack lockout).
     pub const LOCKED_OUT: u8 = 5;
     /// The backup server or backup directory could not be reached or failed.
     pub const SERVER_UNREACHABLE: u8 = 6;
@@ -50,6 +49,7 @@ impl From<Error> for Failure {
         let code = match &e {
             Error::AuthenticationFailed | Error::BackupAuthentication(_) => exit::AUTHENTICATION,
             Error::KeyWrapper(WrapperError::Rejected) => exit::AUTHENTICATION,
+            Error::KeyWrapper(WrapperError::LockedOut { .. }) => exit::LOCKED_OUT,
             Error::Integrity { .. } => exit::INTEGRITY,
             Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,
             Error::Guardian { error, .. } => match error {

@@ -57,6 +57,19 @@ impl Input {
         self.secret("VAULT_BACKUP_NEW_PASSWORD", "new backup server password")
     }
 
+    /// The TPM PIN: with `from_stdin`, the next stdin line (the first, when read before any
+    /// passphrase); otherwise VAULT_TPM_PIN, or none.
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    pub fn tpm_pin(&mut self, from_stdin: bool) -> Result<Option<Passphrase>, Failure> {
+        if from_stdin {
+            return self
+                .stdin_line("TPM PIN")?
+                .map(Some)
+                .ok_or_else(|| Failure::usage("standard input ended before the TPM PIN".to_owned()));
+        }
+        Ok(std::env::var("VAULT_TPM_PIN").ok().map(Passphrase::new))
+    }
+
     /// The recovery code: the next stdin line (after any passwords read from it), in zeroized
     /// memory until handed over.
     pub fn recovery_code(&mut self) -> Result<String, Failure> {

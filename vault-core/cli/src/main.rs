@@ -12,6 +12,7 @@ mod input;
 mod progress_bar;
 mod recovery;
 mod render;
+mod tpm;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -91,6 +91,9 @@ pub fn slot_line(slot: &SlotInfo) -> String {
             kdf.iterations,
             kdf.parallelism
         ),
+        SlotMethod::KeyWrapper { label, hardware_backed } if vault_tpm::is_tpm_label(label) => {
+            format!("slot {:<3} TPM 2.0      {label}: {}", slot.id, hardware_label(*hardware_backed))
+        }
         SlotMethod::KeyWrapper { label, hardware_backed } => {
             format!("slot {:<3} key wrapper  {label}: {}", slot.id, hardware_label(*hardware_backed))
         }
@@ -123,6 +126,7 @@ pub fn slot_json(slot: &SlotInfo) -> serde_json::Value {
             "kind": "key_wrapper",
             "created_at": slot.created_at,
             "label": label,
+            "tpm": vault_tpm::is_tpm_label(label),
             "hardware_backed": hardware_backed,
             "protection": hardware_label(*hardware_backed),
         }),

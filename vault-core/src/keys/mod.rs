@@ -190,15 +190,21 @@ pub(crate) fn kek_for(
 }
 
 /// Tries every slot `secret` applies to. Keystore failures other than a refused blob
-/// (cancelled, invalidated, unavailable) are returned as they are; everything else is
+/// (cancelled, unavailable, locked out) are returned as they are; a slot whose keystore key is
+/// invalidated is skipped (another slot of the same wrapper may still open, for example one
+/// made after a TPM was cleared) and reported only if no slot opens; everything else is
 /// [`Error::AuthenticationFailed`].
 pub(crate) fn open(file: &SlotFile, secret: SlotSecret<'_>) -> Result<Opened, Error> {
+    let mut invalidated = None;
     for slot in &file.slots {
-        if let Some((root, kek)) = kek_for(file, slot, secret)? {
-            return Ok(Opened { root, slot: slot.id, kek });
+        match kek_for(file, slot, secret) {
+            Ok(Some((root, kek))) => return Ok(Opened { root, slot: slot.id, kek }),
+            Ok(None) => {}
+            Err(e @ Error::KeyWrapper(WrapperError::KeyInvalidated)) => invalidated = Some(e),
+            Err(e) => return Err(e),
         }
     }
-    Err(Error::AuthenticationFailed)
+    Err(invalidated.unwrap_or(Error::AuthenticationFailed))
 }
 
 /// Whether `kek` opens `slot` of `file` and yields exactly `root`.
@@ -279,5 +285,43 @@ mod tests {
         ));
         let rejecting = Failing(WrapperError::Rejected);
         assert!(matches!(open(&file, SlotSecret::Wrapper(&rejecting)).map(|_| ()), Err(Error::AuthenticationFailed)));
+    }
+
+    /// Opens the first slot; refuses every other one as invalidated.
+    struct FirstOnly(SecretBytes);
+    impl KeyWrapper for FirstOnly {
+        fn wrap(&self, kek: &[u8]) -> Result<Vec<u8>, WrapperError> {
+            Ok(kek.to_vec())
+        }
+        fn unwrap(&self, wrapped: &[u8]) -> Result<SecretBytes, WrapperError> {
+            if wrapped == self.0.expose_secret() {
+                Ok(SecretBytes::new(wrapped.to_vec()))
+            } else {
+                Err(WrapperError::KeyInvalidated)
+            }
+        }
+        fn descriptor(&self) -> wrapper::WrapperDescriptor {
+            wrapper::WrapperDescriptor { label: "test".to_owned(), hardware_backed: true }
+        }
+    }
+
+    #[test]
+    fn an_invalidated_slot_does_not_hide_a_later_slot_of_the_same_wrapper() {
+        let root = SecretKey::from_bytes([3; 32]);
+        let (dead, _) = wrapper_slot(SlotId(0), 1, &[5; 16], &root, &Failing(WrapperError::KeyInvalidated)).unwrap();
+        let opener = FirstOnly(SecretBytes::new(Vec::new()));
+        let (live, kek) = wrapper_slot(SlotId(1), 1, &[5; 16], &root, &opener).unwrap();
+        let opener = FirstOnly(SecretBytes::new(kek.expose_secret().to_vec()));
+        let mut file = file_with(dead);
+        file.slots.push(live);
+        file.next_slot_id = 2;
+        let opened = open(&file, SlotSecret::Wrapper(&opener)).map(|o| (o.slot, *o.root.expose_secret()));
+        assert_eq!(opened.ok(), Some((SlotId(1), [3; 32])));
+        // With only the dead slot, the invalidation is what is reported.
+        file.slots.pop();
+        assert!(matches!(
+            open(&file, SlotSecret::Wrapper(&opener)).map(|_| ()),
+            Err(Error::KeyWrapper(WrapperError::KeyInvalidated))
+        ));
     }
 }

@@ -25,12 +25,26 @@ pub enum WrapperError {
     /// The keystore cannot be used right now (locked device, busy secure element).
     #[error("the keystore is unavailable")]
     Unavailable,
+    /// Too many failed attempts: the keystore refuses the key for now (a TPM's dictionary-attack
+    /// lockout). Retry after `retry_after_secs` seconds when known, or unlock with another slot.
+    #[error("the keystore is locked out after too many failed attempts; {}", retry_text(*retry_after_secs))]
+    LockedOut {
+        /// How long until the keystore accepts one more attempt, when it says.
+        retry_after_secs: Option<u64>,
+    },
     /// The wrapped bytes were refused (wrong key or tampered); reported as authentication failure.
     #[error("the wrapped key was refused")]
     Rejected,
     /// Any other failure, described without secrets.
     #[error("key wrapper failed: {0}")]
     Other(String),
+}
+
+fn retry_text(secs: Option<u64>) -> String {
+    match secs {
+        Some(secs) => format!("retry in {secs} s or use another slot"),
+        None => "retry later or use another slot".to_owned(),
+    }
 }
 
 /// What a key wrapper says about itself; shown in the privacy dashboard and stored in the slot.
