@@ -9,7 +9,8 @@ use vault_core::{CreateOptions, GuardianRestore, KdfParams, Passphrase};
 use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupOptions, SetupResult,
+    Snapshot,
 };
 use crate::blocking;
 use crate::error::VaultError;
@@ -45,26 +46,26 @@ impl Backup {
 #[uniffi::export]
 impl Backup {
     /// Backups of `vault`, reaching the servers as `config` says (`None`: the defaults).
-    #[uniffi::constructor]
+    #[uniffi::constructor(default(config = None))]
     pub fn new(vault: Arc<Vault>, config: Option<ServerConfig>) -> Arc<Self> {
         Arc::new(Self { vault, network: ServerConfig::network(config) })
     }
 
     /// Sets up recovery with `servers` (the first also holds the data): registers `account`,
-    /// splits the backup key (`threshold` of one share per server plus, if `recovery_code`, the
-    /// code's; default 2), seals each server's share under `password`, enrols this device.
-    #[allow(clippy::too_many_arguments)]
+    /// splits the backup key as `options` say (by default 2 of one share per server plus the
+    /// recovery code's), seals each server's share under `password`, enrols this device as
+    /// `device_name`.
+    #[uniffi::method(default(options))]
     pub async fn setup(
         self: Arc<Self>,
         servers: Vec<String>,
         account: String,
         password: String,
-        threshold: Option<u8>,
-        recovery_code: bool,
-        allow_single_provider: bool,
         device_name: String,
+        options: SetupOptions,
     ) -> Result<SetupResult, VaultError> {
         blocking::run(move || {
+            let SetupOptions { threshold, recovery_code, allow_single_provider } = options;
             let policy = RecoveryPolicy::new(servers.len(), threshold, recovery_code, allow_single_provider)?;
             let setup = RecoverySetup { servers: &servers, account: &account, policy, device_name: &device_name };
             let password = Passphrase::new(password);
@@ -74,7 +75,9 @@ impl Backup {
         .await
     }
 
-    /// Backs up to the guardian servers (incremental; resumes an interrupted run).
+    /// Backs up to the guardian servers (incremental; resumes an interrupted run). `listener`
+    /// hears progress; cancelling `cancel` stops the run and publishes nothing.
+    #[uniffi::method(default(listener = None, cancel = None))]
     pub async fn run(
         self: Arc<Self>,
         listener: Option<Arc<dyn ProgressListener>>,
@@ -187,6 +190,7 @@ impl Backup {
     /// one device carries its name) or by a name exactly one device carries at each guardian (a
     /// name several carry is refused: `InvalidInput`); revoking this device itself needs
     /// `this_device`. Returns how many enrolments were revoked.
+    #[uniffi::method(default(this_device = false))]
     pub async fn revoke_device(
         self: Arc<Self>,
         password: String,
@@ -215,12 +219,14 @@ pub struct Recovery {
 #[uniffi::export]
 impl Recovery {
     /// Recovery of `account` through `servers`, reached as `config` says (`None`: the defaults).
-    #[uniffi::constructor]
+    #[uniffi::constructor(default(config = None))]
     pub fn new(servers: Vec<String>, account: String, config: Option<ServerConfig>) -> Arc<Self> {
         Arc::new(Self { servers, account, network: ServerConfig::network(config) })
     }
 
-    /// Recovers and checks the backup key only (nothing is restored).
+    /// Recovers and checks the backup key only (nothing is restored), with `password` and, when
+    /// the servers alone are not enough, `recovery_code`.
+    #[uniffi::method(default(recovery_code = None))]
     pub async fn check_key(
         self: Arc<Self>,
         password: String,
@@ -237,16 +243,19 @@ impl Recovery {
     }
 
     /// Restores the newest backup into a new vault at `dir`, protected by `passphrase` and, if
-    /// given, this device's platform key.
+    /// given, this device's platform key `wrapper`; this device is enrolled as `device_name`.
+    /// `recovery_code` is needed when the servers alone are not enough; `listener` hears
+    /// progress; cancelling `cancel` stops the restore and leaves no vault.
     #[allow(clippy::too_many_arguments)]
+    #[uniffi::method(default(recovery_code = None, wrapper = None, listener = None, cancel = None))]
     pub async fn restore(
         self: Arc<Self>,
         dir: String,
         password: String,
-        recovery_code: Option<String>,
         passphrase: String,
-        wrapper: Option<Arc<dyn PlatformKeyWrapper>>,
         device_name: String,
+        recovery_code: Option<String>,
+        wrapper: Option<Arc<dyn PlatformKeyWrapper>>,
         listener: Option<Arc<dyn ProgressListener>>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<RestoreResult, VaultError> {
