@@ -24,7 +24,12 @@ fn main() -> Result<(), VaultError> {
 /// The vault both sides measure: 2,000 messages over 50 topics and one 32-byte secret.
 fn fill(vault: &Vault) -> Result<(), VaultError> {
     for i in 0..2_000 {
-        vault.add_message("bench".into(), "ann".into(), format!("message {i} about topic{} and more words", i % 50), None)?;
+        vault.add_message(
+            "bench".into(),
+            "ann".into(),
+            format!("message {i} about topic{} and more words", i % 50),
+            None,
+        )?;
     }
     vault.put_secret("token".into(), vec![7; 32])
 }
