@@ -9,15 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB="${1:-256}"
 command -v mvn >/dev/null 2>&1 || { echo "Maven is needed (scripts/test-kotlin.sh installs it)" >&2; exit 1; }
-cargo build --locked --release -p mobile-bindings -p uniffi-bindgen --example call_baseline >&2
+cargo build --locked --release -p mobile-bindings -p uniffi-bindgen >&2
+cargo build --locked --release -p mobile-bindings --example call_baseline >&2
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-kotlin.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
 target/release/examples/call_baseline "$WORK/rust" > "$WORK/results.txt"
-(cd mobile-bindings/kotlin && mvn -B -q --no-transfer-progress install -DskipTests -Dvault.profile.dir="$PWD/../../target/release" >&2 \
-    && mvn -B -q --no-transfer-progress -pl vault-sdk test-compile exec:exec@bench \
+(cd mobile-bindings/kotlin && mvn -B -q --no-transfer-progress -Dstyle.color=never install -DskipTests -Dvault.profile.dir="$PWD/../../target/release" >&2 \
+    && mvn -B -q --no-transfer-progress -Dstyle.color=never -pl vault-sdk test-compile exec:exec@bench \
         -Dvault.profile.dir="$PWD/../../target/release" -Dbench.dir="$WORK/kotlin" -Dbench.mib="$MIB") \
-    | grep '^kotlin ' >> "$WORK/results.txt"
+    | grep -o 'kotlin [a-z_0-9]* [0-9.]*' >> "$WORK/results.txt"
 
 python3 - "$WORK/results.txt" "$MIB" <<'PY'
 import sys
