@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every check CI runs: formatting, clippy, and the whole
 # test suite (unit, integration, CLI, the independent SQLCipher reader, the backup server against
-# a real S3 server, the TPM key wrapper against software TPMs, and the Python bindings).
+# a real S3 server, the TPM key wrapper against software TPMs, the Python bindings, and the Kotlin
+# SDK on the JVM through Maven).
 # Works on a fresh machine with the Rust toolchain and python3: nothing else is assumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,18 @@ stop_swtpm
 log "bindings: generate Python, Kotlin and Swift from the built library; run the Python tests"
 cargo build --workspace --locked
 scripts/gen-bindings.sh
-PYTHONPATH=target/bindings/python .venv/bin/python -m pytest -q mobile-bindings/tests/python
+PYTHONPATH=target/bindings/python .venv/bin/python -m pytest -q mobile-bindings/tests/python \
+    | tee target/python-test-output.txt
+
+log "Kotlin SDK: built by Maven (pinned pom, cached in ~/.m2), JUnit tests on the JVM"
+scripts/test-kotlin.sh
+
+log "Swift package: generated sources laid out and named by Package.swift (not compiled here)"
+scripts/package-ios.sh --check
 
 log "assurance suite summary (tests/tests/assurance_e2e.rs)"
 cat target/assurance-summary.txt
+
+log "bindings test summary"
+echo "Python: $(tail -n 1 target/python-test-output.txt)"
+cat target/kotlin-test-summary.txt

@@ -9,7 +9,8 @@ use vault_core::{CreateOptions, GuardianRestore, KdfParams, Passphrase};
 use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult, ServerConfig, SetupResult,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult, ServerConfig,
+    SetupOptions, SetupResult,
     Snapshot,
 };
 use crate::blocking;
@@ -46,26 +47,26 @@ impl Backup {
 #[uniffi::export]
 impl Backup {
     /// Backups of `vault`, reaching the servers as `config` says (`None`: the defaults).
-    #[uniffi::constructor]
+    #[uniffi::constructor(default(config = None))]
     pub fn new(vault: Arc<Vault>, config: Option<ServerConfig>) -> Arc<Self> {
         Arc::new(Self { vault, network: ServerConfig::network(config) })
     }
 
     /// Sets up recovery with `servers` (the first also holds the data): registers `account`,
-    /// splits the backup key (`threshold` of one share per server plus, if `recovery_code`, the
-    /// code's; default 2), seals each server's share under `password`, enrols this device.
-    #[allow(clippy::too_many_arguments)]
+    /// splits the backup key as `options` say (by default 2 of one share per server plus the
+    /// recovery code's), seals each server's share under `password`, enrols this device as
+    /// `device_name`.
+    #[uniffi::method(default(options))]
     pub async fn setup(
         self: Arc<Self>,
         servers: Vec<String>,
         account: String,
         password: String,
-        threshold: Option<u8>,
-        recovery_code: bool,
-        allow_single_provider: bool,
         device_name: String,
+        options: SetupOptions,
     ) -> Result<SetupResult, VaultError> {
         blocking::run(move || {
+            let SetupOptions { threshold, recovery_code, allow_single_provider } = options;
             let policy = RecoveryPolicy::new(servers.len(), threshold, recovery_code, allow_single_provider)?;
             let setup = RecoverySetup { servers: &servers, account: &account, policy, device_name: &device_name };
             let password = Passphrase::new(password);
@@ -75,7 +76,9 @@ impl Backup {
         .await
     }
 
-    /// Backs up to the guardian servers (incremental; resumes an interrupted run).
+    /// Backs up to the guardian servers (incremental; resumes an interrupted run). `listener`
+    /// hears progress; cancelling `cancel` stops the run and publishes nothing.
+    #[uniffi::method(default(listener = None, cancel = None))]
     pub async fn run(
         self: Arc<Self>,
         listener: Option<Arc<dyn ProgressListener>>,
@@ -190,6 +193,7 @@ impl Backup {
     /// `this_device`. Another device's revocation then rotates the backup key, so the revoked
     /// device's copy opens nothing backed up afterwards: the result carries the new recovery code
     /// (show it once; the old one stops working).
+    #[uniffi::method(default(this_device = false))]
     pub async fn revoke_device(
         self: Arc<Self>,
         password: String,
@@ -218,12 +222,14 @@ pub struct Recovery {
 #[uniffi::export]
 impl Recovery {
     /// Recovery of `account` through `servers`, reached as `config` says (`None`: the defaults).
-    #[uniffi::constructor]
+    #[uniffi::constructor(default(config = None))]
     pub fn new(servers: Vec<String>, account: String, config: Option<ServerConfig>) -> Arc<Self> {
         Arc::new(Self { servers, account, network: ServerConfig::network(config) })
     }
 
-    /// Recovers and checks the backup key only (nothing is restored).
+    /// Recovers and checks the backup key only (nothing is restored), with `password` and, when
+    /// the servers alone are not enough, `recovery_code`.
+    #[uniffi::method(default(recovery_code = None))]
     pub async fn check_key(
         self: Arc<Self>,
         password: String,
@@ -240,19 +246,28 @@ impl Recovery {
     }
 
     /// Restores the newest backup into a new vault at `dir`, protected by `passphrase` and, if
-    /// given, this device's platform key. Refused (`CorruptOrTampered`, `BackupRolledBack`) when
-    /// no guardian other than the data server attests that the backup is the newest, unless
-    /// `accept_unverified_freshness`; the result says which guardians attested it.
+    /// given, this device's platform key `wrapper`; this device is enrolled as `device_name`.
+    /// `recovery_code` is needed when the servers alone are not enough; `listener` hears
+    /// progress; cancelling `cancel` stops the restore and leaves no vault. Refused
+    /// (`CorruptOrTampered`) when no guardian other than the data server attests that the backup
+    /// is the newest, unless `accept_unverified_freshness`; the result says which guardians
+    /// attested it.
     #[allow(clippy::too_many_arguments)]
-    #[uniffi::method(default(accept_unverified_freshness = false))]
+    #[uniffi::method(default(
+        recovery_code = None,
+        wrapper = None,
+        listener = None,
+        cancel = None,
+        accept_unverified_freshness = false
+    ))]
     pub async fn restore(
         self: Arc<Self>,
         dir: String,
         password: String,
-        recovery_code: Option<String>,
         passphrase: String,
-        wrapper: Option<Arc<dyn PlatformKeyWrapper>>,
         device_name: String,
+        recovery_code: Option<String>,
+        wrapper: Option<Arc<dyn PlatformKeyWrapper>>,
         listener: Option<Arc<dyn ProgressListener>>,
         cancel: Option<Arc<CancelToken>>,
         accept_unverified_freshness: bool,

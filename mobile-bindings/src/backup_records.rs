@@ -9,9 +9,33 @@ pub struct ServerConfig {
     /// Root certificates (DER) to trust instead of the platform's verifier: the server's own CA,
     /// or the public roots an app ships (needed on Android unless the platform verifier is
     /// initialised from the JVM).
+    #[uniffi(default)]
     pub root_certificates_der: Vec<Vec<u8>>,
     /// Connect and response timeout in seconds [default: 30].
+    #[uniffi(default)]
     pub timeout_secs: Option<u32>,
+}
+
+/// How recovery is set up: which shares recover the backup key. The defaults are the
+/// recommended policy: 2 of {one share per server, the recovery code}.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SetupOptions {
+    /// Shares needed to recover the key [default: 2].
+    #[uniffi(default)]
+    pub threshold: Option<u8>,
+    /// Whether a recovery code (shown once) holds one share [default: true].
+    #[uniffi(default = true)]
+    pub recovery_code: bool,
+    /// Accept a policy in which one provider alone can recover the key (a weaker mode: one
+    /// server without a recovery code, or a threshold of 1) [default: false].
+    #[uniffi(default = false)]
+    pub allow_single_provider: bool,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        Self { threshold: None, recovery_code: true, allow_single_provider: false }
+    }
 }
 
 impl ServerConfig {

@@ -17,7 +17,8 @@ mod wrapper;
 
 pub use backup::{Backup, Recovery};
 pub use backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, ServerConfig, SetupOptions, SetupResult,
+    Snapshot,
 };
 pub use error::{DamagedData, KeyWrapperError, RetryReason, VaultError};
 pub use media::{MediaImport, MediaReader};

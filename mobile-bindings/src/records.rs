@@ -112,7 +112,9 @@ pub struct VerifyCheck {
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct RetentionPolicy {
     /// Purge messages older than this many seconds.
+    #[uniffi(default)]
     pub max_age_secs: Option<u64>,
     /// Keep only this many newest messages.
+    #[uniffi(default)]
     pub max_messages: Option<u64>,
 }

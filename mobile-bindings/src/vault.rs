@@ -52,9 +52,9 @@ fn media_id(id: &str) -> Result<MediaId, vault_core::Error> {
 
 #[uniffi::export]
 impl Vault {
-    /// Creates a vault in `dir` with a passphrase slot (default Argon2id) and, if given, a
-    /// platform-key slot.
-    #[uniffi::constructor]
+    /// Creates a vault in `dir` with a passphrase slot (default Argon2id) and, if `wrapper` is
+    /// given, a platform-key slot.
+    #[uniffi::constructor(default(wrapper = None))]
     pub fn create(
         dir: String,
         passphrase: String,
@@ -87,6 +87,7 @@ impl Vault {
     }
 
     /// Stores a message; `expires_in_secs` makes it disappear.
+    #[uniffi::method(default(expires_in_secs = None))]
     pub fn add_message(
         &self,
         conversation: String,
@@ -130,8 +131,10 @@ impl Vault {
         self.with(|v| v.secrets().get(&name)).map(|s| s.map(|s| s.expose_secret().to_vec()))
     }
 
-    /// Imports the file at `path` (streaming); returns the media id. `listener` hears progress;
-    /// cancelling `cancel` stops the import and stores nothing.
+    /// Imports the file at `path` (streaming); returns the media id. `conversation` and
+    /// `message` attach it; `listener` hears progress; cancelling `cancel` stops the import and
+    /// stores nothing.
+    #[uniffi::method(default(conversation = None, message = None, listener = None, cancel = None))]
     pub async fn import_media_file(
         self: Arc<Self>,
         path: String,
@@ -151,6 +154,8 @@ impl Vault {
     }
 
     /// Starts a chunked import: `write` chunks to the returned object, then `finish`.
+    /// `conversation` and `message` attach the item.
+    #[uniffi::method(default(conversation = None, message = None))]
     pub fn begin_media_import(self: Arc<Self>, conversation: Option<String>, message: Option<i64>) -> Arc<MediaImport> {
         Arc::new(MediaImport::start(move |reader| {
             let mut transfers = self.with(|v| v.media_transfers())?;
@@ -159,8 +164,10 @@ impl Vault {
         }))
     }
 
-    /// Decrypts a media item (or a range) into a new file at `path`; returns the bytes written.
-    /// `listener` hears progress; cancelling `cancel` stops the export and leaves no file.
+    /// Decrypts a media item (or the range of `length` bytes from `offset`) into a new file at
+    /// `path`; returns the bytes written. `listener` hears progress; cancelling `cancel` stops
+    /// the export and leaves no file.
+    #[uniffi::method(default(offset = 0, length = None, listener = None, cancel = None))]
     pub async fn export_media(
         self: Arc<Self>,
         id: String,

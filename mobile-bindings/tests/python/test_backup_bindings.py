@@ -56,18 +56,18 @@ def server(tmp_path):
 def filled_vault(path, keystore, tmp_path):
     vault = vm.Vault.create(str(path), "phone passphrase", keystore)
     for i in range(200):
-        vault.add_message("family", "ann", f"message {i}: PYTHON-CANARY", None)
+        vault.add_message("family", "ann", f"message {i}: PYTHON-CANARY")
     photo = tmp_path / "photo.bin"
     photo.write_bytes(os.urandom(2_500_000))
-    asyncio.run(vault.import_media_file(str(photo), "family", None, None, None))
+    asyncio.run(vault.import_media_file(str(photo), conversation="family"))
     return vault
 
 
 def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_path):
     phone_keys = SoftKeystore("phone-keystore")
     vault = filled_vault(tmp_path / "phone", phone_keys, tmp_path)
-    backup = vm.Backup(vault, None)
-    setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, None, True, False, "python phone"))
+    backup = vm.Backup(vault)
+    setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, "python phone"))
     assert setup.policy == "2 of {1 server, recovery code}"
     assert setup.threshold == 2 and setup.shares == 2 and not setup.single_provider
     code = setup.recovery_code
@@ -77,11 +77,11 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
     assert info.safety_number == setup.safety_number
 
     listener = Recorder()
-    first = asyncio.run(backup.run(listener, None))
+    first = asyncio.run(backup.run(listener))
     assert first.generation == 1 and first.media_uploaded == 1
     assert listener.seen and listener.seen[-1][0] >= 2_500_000
-    vault.add_message("family", "bob", "after the first backup", None)
-    second = asyncio.run(backup.run(None, None))
+    vault.add_message("family", "bob", "after the first backup")
+    second = asyncio.run(backup.run())
     assert second.generation == 2 and second.media_reused == 1 and second.media_uploaded == 0
     assert [s.generation for s in asyncio.run(backup.snapshots())] == [1, 2]
     assert asyncio.run(backup.verify(1.0)) == []
@@ -89,23 +89,31 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
     assert [(d.name, d.this_device) for d in devices] == [("python phone", True)]
 
     # A cancelled backup publishes nothing; the next run completes.
-    vault.add_message("family", "bob", "third", None)
+    vault.add_message("family", "bob", "third")
     token = vm.CancelToken()
     token.cancel()
     with pytest.raises(vm.VaultError.Cancelled):
-        asyncio.run(backup.run(None, token))
+        asyncio.run(backup.run(cancel=token))
     assert [s.generation for s in asyncio.run(backup.snapshots())] == [1, 2]
-    assert asyncio.run(backup.run(None, None)).generation == 3
+    assert asyncio.run(backup.run()).generation == 3
 
     # The phone is lost: a new device, another keystore, the password and the recovery code.
     tablet_keys = SoftKeystore("tablet-keystore")
-    recovery = vm.Recovery([server.url], ACCOUNT, None)
+    recovery = vm.Recovery([server.url], ACCOUNT)
     checked = asyncio.run(recovery.check_key(PASSWORD, code))
     assert checked.recovery_code_used and checked.newest_generation == 3
     target = tmp_path / "tablet"
     progress = Recorder()
+    # One server is both the data server and the only guardian: nothing else can attest that its
+    # backup is the newest, so the restore is refused unless that is accepted explicitly.
+    with pytest.raises(vm.VaultError.CorruptOrTampered):
+        asyncio.run(recovery.restore(
+            str(target), PASSWORD, "tablet passphrase", "python tablet", recovery_code=code, wrapper=tablet_keys))
+    assert not target.exists()
     restored = asyncio.run(recovery.restore(
-        str(target), PASSWORD, code, "tablet passphrase", tablet_keys, "python tablet", progress, None))
+        str(target), PASSWORD, "tablet passphrase", "python tablet",
+        recovery_code=code, wrapper=tablet_keys, listener=progress, accept_unverified_freshness=True))
+    assert restored.freshness_verified_by == []
     assert restored.generation == 3 and restored.messages == 202 and restored.media == 1
     assert restored.recovery.recovery_code_used
     assert progress.seen and progress.seen[-1][0] == progress.seen[-1][1]
@@ -125,13 +133,13 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
 
 def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     vault = filled_vault(tmp_path / "phone", None, tmp_path)
-    backup = vm.Backup(vault, None)
+    backup = vm.Backup(vault)
     # One server and no code would let that server alone recover the key: refused by default.
     with pytest.raises(vm.VaultError.InvalidInput):
-        asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, 1, False, False, "p"))
-    setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, None, True, False, "p"))
-    asyncio.run(backup.run(None, None))
-    recovery = vm.Recovery([server.url], ACCOUNT, None)
+        asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, "p", vm.SetupOptions(threshold=1, recovery_code=False)))
+    setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, "p"))
+    asyncio.run(backup.run())
+    recovery = vm.Recovery([server.url], ACCOUNT)
 
     with pytest.raises(vm.VaultError.BackupLoginFailed):
         asyncio.run(recovery.check_key("wrong password", setup.recovery_code))
@@ -139,12 +147,12 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     with pytest.raises(vm.VaultError.InvalidInput):
         asyncio.run(recovery.check_key(PASSWORD, typo))
     with pytest.raises(vm.VaultError.InvalidInput):
-        asyncio.run(recovery.check_key(PASSWORD, None))  # one share of two
+        asyncio.run(recovery.check_key(PASSWORD))  # one share of two
     target = tmp_path / "new"
     token = vm.CancelToken()
     token.cancel()
     with pytest.raises(vm.VaultError.Cancelled):
-        asyncio.run(recovery.restore(str(target), PASSWORD, setup.recovery_code, "pw", None, "n", None, token))
+        asyncio.run(recovery.restore(str(target), PASSWORD, "pw", "n", recovery_code=setup.recovery_code, cancel=token))
     assert not target.exists()
 
     # A new split: the old code no longer matches.
@@ -171,7 +179,8 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
         open(pack, "wb").write(bytes(raw))
     with pytest.raises(vm.VaultError.CorruptOrTampered):
         asyncio.run(recovery.restore(
-            str(target), "an even longer backup password", new_code, "pw", None, "n", None, None))
+            str(target), "an even longer backup password", "pw", "n", recovery_code=new_code,
+            accept_unverified_freshness=True))
     assert not target.exists()
 
     # The server is gone: retry later.
@@ -179,5 +188,5 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     with pytest.raises(vm.VaultError.RetryLater):
         asyncio.run(recovery.check_key("an even longer backup password", new_code))
     with pytest.raises(vm.VaultError.RetryLater):
-        asyncio.run(backup.run(None, None))
+        asyncio.run(backup.run())
     shutil.rmtree(tmp_path / "server")

@@ -60,17 +60,17 @@ def test_search_and_add_message_stay_fast_while_a_backup_uploads(server, proxy, 
     phone_keys = SoftKeystore("phone-keystore")
     vault = vm.Vault.create(str(tmp_path / "phone"), "phone passphrase", phone_keys)
     for i in range(MESSAGES_BEFORE):
-        vault.add_message("family", "ann", f"message {i} before the backup canary", None)
+        vault.add_message("family", "ann", f"message {i} before the backup canary")
     media = os.urandom(MEDIA_BYTES)
     source = tmp_path / "video.bin"
     source.write_bytes(media)
-    media_id = asyncio.run(vault.import_media_file(str(source), "family", None, None, None))
+    media_id = asyncio.run(vault.import_media_file(str(source), conversation="family"))
     before = [m.body for m in vault.messages("family", 10_000)]
     assert len(before) == MESSAGES_BEFORE
 
     # Setup through the proxy, unthrottled; the run goes through it throttled.
-    backup = vm.Backup(vault, None)
-    setup = asyncio.run(backup.setup([proxy.url], ACCOUNT, PASSWORD, None, True, False, "python phone"))
+    backup = vm.Backup(vault)
+    setup = asyncio.run(backup.setup([proxy.url], ACCOUNT, PASSWORD, "python phone"))
     code = setup.recovery_code
     assert code
 
@@ -82,7 +82,7 @@ def test_search_and_add_message_stay_fast_while_a_backup_uploads(server, proxy, 
     def run_backup():
         outcome["started"] = time.perf_counter()
         try:
-            outcome["result"] = asyncio.run(backup.run(listener, None))
+            outcome["result"] = asyncio.run(backup.run(listener))
         except BaseException as e:  # reported by the main thread
             outcome["error"] = e
         outcome["finished"] = time.perf_counter()
@@ -106,7 +106,7 @@ def test_search_and_add_message_stay_fast_while_a_backup_uploads(server, proxy, 
             returned = time.perf_counter()
             calls.append(("search", returned - start, returned))
             body = f"added during the backup {i}"
-            vault.add_message("family", "bob", body, None)
+            vault.add_message("family", "bob", body)
             added.append(body)
             start, returned = returned, time.perf_counter()
             calls.append(("add_message", returned - start, returned))
@@ -126,9 +126,10 @@ def test_search_and_add_message_stay_fast_while_a_backup_uploads(server, proxy, 
     proxy.set_rate(None)
     tablet_keys = SoftKeystore("tablet-keystore")
     target = tmp_path / "tablet"
-    recovery = vm.Recovery([proxy.url], ACCOUNT, None)
+    recovery = vm.Recovery([proxy.url], ACCOUNT)
     restored = asyncio.run(recovery.restore(
-        str(target), PASSWORD, code, "tablet passphrase", tablet_keys, "python tablet", None, None))
+        str(target), PASSWORD, "tablet passphrase", "python tablet", recovery_code=code, wrapper=tablet_keys,
+        accept_unverified_freshness=True))
     assert restored.generation == 1 and restored.media == 1
     tablet = vm.Vault.unlock_with_wrapper(str(target), tablet_keys)
     bodies = [m.body for m in tablet.messages("family", 10_000)]
@@ -140,7 +141,7 @@ def test_search_and_add_message_stay_fast_while_a_backup_uploads(server, proxy, 
     assert len(tablet.search("canary", 1_000)) == MESSAGES_BEFORE
     assert len(tablet.search("during", 1_000)) == kept
     out = tmp_path / "restored-video.bin"
-    assert asyncio.run(tablet.export_media(media_id, str(out), 0, None, None, None)) == MEDIA_BYTES
+    assert asyncio.run(tablet.export_media(media_id, str(out))) == MEDIA_BYTES
     assert out.read_bytes() == media
     tablet.lock()
     vault.lock()

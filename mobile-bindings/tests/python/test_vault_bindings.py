@@ -72,8 +72,8 @@ def test_messages_search_secrets_and_status_with_a_python_keystore(vault_dir):
     keystore = SoftKeystore()
     vault = vm.Vault.create(vault_dir, "correct horse", keystore)
     assert keystore.calls == 1, "the slot key was wrapped by the Python keystore"
-    first = vault.add_message("family", "alice", "dinner at eight, crème brûlée", None)
-    vault.add_message("family", "bob", "on my way", None)
+    first = vault.add_message("family", "alice", "dinner at eight, crème brûlée")
+    vault.add_message("family", "bob", "on my way")
     vault.put_secret("token", b"\x00\x01secret")
     vault.lock()
     with pytest.raises(vm.VaultError.InvalidInput):
@@ -88,7 +88,7 @@ def test_messages_search_secrets_and_status_with_a_python_keystore(vault_dir):
     assert vault.secret("token") == b"\x00\x01secret"
     assert vault.secret("absent") is None
     # Paging back with `before` (keyword or positional; without it, the newest page).
-    added = [first] + [vault.add_message("paged", "carol", f"page {i}", None) for i in range(5)]
+    added = [first] + [vault.add_message("paged", "carol", f"page {i}") for i in range(5)]
     pages = []
     page = vault.messages("paged", 2)
     while page:
@@ -107,21 +107,21 @@ def test_messages_search_secrets_and_status_with_a_python_keystore(vault_dir):
 
 
 def test_media_by_path_and_by_chunks_with_ranges(vault_dir, tmp_path):
-    vault = vm.Vault.create(vault_dir, "pw", None)
-    message = vault.add_message("c", "s", "see attachment", None)
+    vault = vm.Vault.create(vault_dir, "pw")
+    message = vault.add_message("c", "s", "see attachment")
     data = os.urandom(300_000)
     source = tmp_path / "photo.bin"
     source.write_bytes(data)
-    by_path = asyncio.run(vault.import_media_file(str(source), "c", message, None, None))
+    by_path = asyncio.run(vault.import_media_file(str(source), conversation="c", message=message))
     reader = vault.open_media(by_path)
     assert reader.length() == len(data)
     assert reader.read(65_530, 20) == data[65_530:65_550]
     assert reader.read(len(data) - 5, 100) == data[-5:]
     out = tmp_path / "out.bin"
-    assert asyncio.run(vault.export_media(by_path, str(out), 0, None, None, None)) == len(data)
+    assert asyncio.run(vault.export_media(by_path, str(out))) == len(data)
     assert out.read_bytes() == data
 
-    importer = vault.begin_media_import(None, None)
+    importer = vault.begin_media_import()
     for start in range(0, len(data), 7_000):
         importer.write(data[start:start + 7_000])
     by_chunks = importer.finish()
@@ -129,7 +129,7 @@ def test_media_by_path_and_by_chunks_with_ranges(vault_dir, tmp_path):
     with pytest.raises(vm.VaultError.InvalidInput):
         importer.write(b"late")
 
-    cancelled = vault.begin_media_import(None, None)
+    cancelled = vault.begin_media_import()
     cancelled.write(b"partial")
     cancelled.cancel()
     assert vault.status().media_items == 2, "a cancelled import stores nothing"
@@ -142,10 +142,10 @@ def test_media_by_path_and_by_chunks_with_ranges(vault_dir, tmp_path):
 
 
 def test_tampered_media_raises_corrupt_or_tampered(vault_dir, tmp_path):
-    vault = vm.Vault.create(vault_dir, "pw", None)
+    vault = vm.Vault.create(vault_dir, "pw")
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(200_000))
-    media_id = asyncio.run(vault.import_media_file(str(source), None, None, None, None))
+    media_id = asyncio.run(vault.import_media_file(str(source)))
     path = os.path.join(vault_dir, "media", media_id)
     raw = bytearray(open(path, "rb").read())
     raw[100_000] ^= 1
@@ -153,14 +153,14 @@ def test_tampered_media_raises_corrupt_or_tampered(vault_dir, tmp_path):
     with pytest.raises(vm.VaultError.CorruptOrTampered):
         vault.open_media(media_id).read(99_000, 5_000)
     with pytest.raises(vm.VaultError.CorruptOrTampered):
-        asyncio.run(vault.export_media(media_id, str(tmp_path / "x"), 0, None, None, None))
+        asyncio.run(vault.export_media(media_id, str(tmp_path / "x")))
     assert not (tmp_path / "x").exists()
 
 
 def test_key_rotation_through_the_bindings(vault_dir):
     old = SoftKeystore()
     vault = vm.Vault.create(vault_dir, "pw", old)
-    vault.add_message("c", "s", "kept", None)
+    vault.add_message("c", "s", "kept")
     with pytest.raises(vm.VaultError.InvalidInput):
         asyncio.run(vault.rotate_root_key([], []))  # slot 1 needs its keystore
     asyncio.run(vault.rotate_root_key([], [old]))
@@ -229,19 +229,19 @@ class Recorder(vm.ProgressListener):
 
 
 def test_progress_callbacks_and_cancellation(vault_dir, tmp_path):
-    vault = vm.Vault.create(vault_dir, "pw", None)
+    vault = vm.Vault.create(vault_dir, "pw")
     data = os.urandom(4_000_000)
     source = tmp_path / "video.bin"
     source.write_bytes(data)
     listener = Recorder()
-    media_id = asyncio.run(vault.import_media_file(str(source), None, None, listener, None))
+    media_id = asyncio.run(vault.import_media_file(str(source), listener=listener))
     assert listener.seen[-1] == (len(data), len(data))
     assert len(listener.seen) >= 3
 
     token = vm.CancelToken()
     stopper = Recorder(cancel_at=1_000_000, token=token)
     with pytest.raises(vm.VaultError.Cancelled):
-        asyncio.run(vault.import_media_file(str(source), None, None, stopper, token))
+        asyncio.run(vault.import_media_file(str(source), listener=stopper, cancel=token))
     assert token.is_cancelled()
     assert vault.status().media_items == 1
 
@@ -249,9 +249,9 @@ def test_progress_callbacks_and_cancellation(vault_dir, tmp_path):
     token = vm.CancelToken()
     token.cancel()
     with pytest.raises(vm.VaultError.Cancelled):
-        asyncio.run(vault.export_media(media_id, str(out), 0, None, None, token))
+        asyncio.run(vault.export_media(media_id, str(out), cancel=token))
     assert not out.exists()
-    assert asyncio.run(vault.export_media(media_id, str(out), 0, None, Recorder(), None)) == len(data)
+    assert asyncio.run(vault.export_media(media_id, str(out), listener=Recorder())) == len(data)
     assert out.read_bytes() == data
 
 
@@ -261,17 +261,17 @@ class ThrowingListener(vm.ProgressListener):
 
 
 def test_a_throwing_callback_fails_the_call_instead_of_hanging(vault_dir, tmp_path):
-    vault = vm.Vault.create(vault_dir, "pw", None)
+    vault = vm.Vault.create(vault_dir, "pw")
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(100_000))
     with pytest.raises((vm.VaultError.Other, vm.InternalError)):
-        asyncio.run(asyncio.wait_for(vault.import_media_file(str(source), None, None, ThrowingListener(), None), 30))
+        asyncio.run(asyncio.wait_for(vault.import_media_file(str(source), listener=ThrowingListener()), 30))
 
 
 def test_a_dropped_chunked_import_stores_nothing_and_rewrap_after_invalidation(vault_dir):
     old = SoftKeystore()
     vault = vm.Vault.create(vault_dir, "pw", old)
-    importer = vault.begin_media_import(None, None)
+    importer = vault.begin_media_import()
     importer.write(b"half of a photo")
     del importer
     import gc
