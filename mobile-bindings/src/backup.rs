@@ -10,8 +10,7 @@ use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
     BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult, ServerConfig,
-    SetupOptions, SetupResult,
-    Snapshot,
+    SetupOptions, SetupResult, Snapshot,
 };
 use crate::blocking;
 use crate::error::VaultError;
