@@ -789,4 +789,35 @@ mod tests {
         assert!(!name.contains(&hex::encode([7u8; 16])));
         assert_ne!(name, media_object_name(&keys(2), &[7; 16]));
     }
+
+    /// A version 3 head record kept as a file, sealed once by `regenerate_golden_head` under the
+    /// epoch-1 keys of [`rotated`].
+    const GOLDEN_HEAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/head-v3.bin");
+
+    fn golden_head() -> Head {
+        Head {
+            generation: 5,
+            manifest_hash: [5; 32],
+            writer: Some(Writer::new("0123456789abcdef0123456789abcdef", 1_700_000_000_000).unwrap()),
+            manifest_epoch: 1,
+        }
+    }
+
+    #[test]
+    fn the_version_3_golden_head_opens_under_its_epoch_only() {
+        let golden = std::fs::read(GOLDEN_HEAD).unwrap();
+        let (old, new) = rotated();
+        assert_eq!(Head::open(&new, &golden).unwrap(), golden_head());
+        assert!(Head::sealed_under_current(&new, &golden));
+        assert!(Head::open(&old, &golden).is_err(), "an old key opens no head of a later epoch");
+        // nonce 24 ‖ 117 bytes of plaintext ‖ tag 16
+        assert_eq!(golden.len(), 24 + HEAD_V3_LEN + 16);
+    }
+
+    /// Rewrites the golden head record (ignored: run by hand only for a new format version).
+    #[test]
+    #[ignore]
+    fn regenerate_golden_head() {
+        std::fs::write(GOLDEN_HEAD, golden_head().seal(&rotated().1)).unwrap();
+    }
 }

@@ -319,4 +319,39 @@ mod tests {
     const PINNED_EMPTY_CHUNK_ID: &str = "9fd167ac76939fbb06c8a242e6885867f9681351ebf406b4944dfd16e9381dd7";
     const PINNED_GEAR_0: &str = "4da85be6805957eb";
     const PINNED_KEY_CHECK: &str = "08380b27ecc2d4859735eb4442585df5";
+
+    /// A keyring object kept as a file, sealed once by `regenerate_golden_keyring`: epoch 2,
+    /// earlier keys `[1; 32]` and `[2; 32]`, rotated at generation 7 with manifest hash `[9; 32]`,
+    /// sealed under the epoch key `[3; 32]`.
+    const GOLDEN_KEYRING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyring-v1.bin");
+
+    fn golden_keyring() -> Keyring {
+        Keyring {
+            earlier: vec![SecretKey::from_bytes([1; 32]), SecretKey::from_bytes([2; 32])],
+            rotation: RotationPoint { generation: 7, manifest_hash: [9; 32] },
+        }
+    }
+
+    #[test]
+    fn the_golden_keyring_opens_under_its_epoch_key_only() {
+        let golden = std::fs::read(GOLDEN_KEYRING).unwrap();
+        let keyring = Keyring::open(&SecretKey::from_bytes([3; 32]), &golden).unwrap();
+        assert_eq!(keyring.encode(), golden_keyring().encode());
+        assert_eq!(keyring.epoch(), 2);
+        // nonce 24 ‖ (u32 epoch ‖ u64 generation ‖ hash 32 ‖ 2 keys of 32) ‖ tag 16
+        assert_eq!(golden.len(), 24 + 4 + 8 + 32 + 2 * 32 + 16);
+        for older in [[1; 32], [2; 32]] {
+            assert!(Keyring::open(&SecretKey::from_bytes(older), &golden).is_err());
+        }
+        let keys = BackupKeys::with_keyring(&SecretKey::from_bytes([3; 32]), Some(&keyring));
+        assert_eq!(keys.current_epoch(), 2);
+        assert_eq!(keys.chunk_id(b"x"), BackupKeys::derive(&SecretKey::from_bytes([1; 32])).chunk_id(b"x"));
+    }
+
+    /// Rewrites the golden keyring (ignored: run by hand only for a new format version).
+    #[test]
+    #[ignore]
+    fn regenerate_golden_keyring() {
+        std::fs::write(GOLDEN_KEYRING, golden_keyring().seal(&SecretKey::from_bytes([3; 32]))).unwrap();
+    }
 }

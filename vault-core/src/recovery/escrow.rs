@@ -342,4 +342,33 @@ mod tests {
         let long = ListedGuardian { url: "x".repeat(MAX_URL_LEN + 1), server_key: vec![] };
         assert!(seal(&header(), &share(), &[long], b"k", "alice", b"s").is_err());
     }
+
+    /// A version 2 record kept as a file, sealed once by `regenerate_golden` (with the header,
+    /// share and list above, export key `golden export key`, account `alice`, server key
+    /// `server-a`): a change to the format or the sealing breaks this test.
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/escrow-v2.bin");
+
+    #[test]
+    fn the_version_2_golden_record_opens_and_is_laid_out_as_specified() {
+        let golden = std::fs::read(GOLDEN).unwrap();
+        let opened = open(&golden, b"golden export key", "alice", b"server-a").unwrap();
+        assert_eq!(opened.header, header());
+        assert_eq!(opened.share.value.expose_secret(), share().value.expose_secret());
+        assert_eq!(opened.guardians, guardians());
+        // docs/formats.md, "Escrow record": magic, version 2, share set, t, s, code, index, flags,
+        // key check, u32 epoch; then nonce (24) and the sealed payload
+        // (share 32 ‖ u8 n ‖ (u16 len ‖ url ‖ u8 len ‖ key)ⁿ) with its tag (16).
+        assert_eq!(&golden[..9], b"VESCROW1\x02");
+        assert_eq!(&golden[9..25], &[7; 16]);
+        assert_eq!(golden[25..30], [2, 2, 1, 2, 0]);
+        assert_eq!(&golden[46..50], &3u32.to_le_bytes());
+        assert_eq!(golden.len(), 50 + 24 + 32 + 1 + 2 * (2 + 17 + 1 + 32) + 16);
+    }
+
+    /// Rewrites the golden record (ignored: run by hand only for a new format version).
+    #[test]
+    #[ignore]
+    fn regenerate_golden() {
+        std::fs::write(GOLDEN, sealed(b"golden export key", "alice", b"server-a")).unwrap();
+    }
 }
