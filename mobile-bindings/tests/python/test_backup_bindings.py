@@ -152,7 +152,9 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     token = vm.CancelToken()
     token.cancel()
     with pytest.raises(vm.VaultError.Cancelled):
-        asyncio.run(recovery.restore(str(target), PASSWORD, "pw", "n", recovery_code=setup.recovery_code, cancel=token))
+        asyncio.run(recovery.restore(
+            str(target), PASSWORD, "pw", "n", recovery_code=setup.recovery_code, cancel=token,
+            accept_unverified_freshness=True))
     assert not target.exists()
 
     # A new split: the old code no longer matches.

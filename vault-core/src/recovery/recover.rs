@@ -27,7 +27,8 @@ pub struct RecoveryReport {
     /// The policy the escrow records state.
     #[serde(skip)]
     pub policy: Option<RecoveryPolicy>,
-    /// The newest generation any guardian attests.
+    /// The newest generation attested: by any guardian reached, for a key-only recovery; by the
+    /// guardians other than the data server, for a restore (0: none).
     pub newest_generation: u64,
     /// Time from the first login to the checked key.
     #[serde(rename = "duration_ms", serialize_with = "crate::progress::serialize_millis")]

@@ -413,7 +413,13 @@ pub fn recover_key(
     password: &Passphrase,
     code: Option<&RecoveryCode>,
 ) -> Result<(BackupRootKey, RecoveryReport)> {
-    let recovered = recover::recover(network, servers, account, password, code)?;
+    let mut recovered = recover::recover(network, servers, account, password, code)?;
+    // Every guardian's head counts here, the data guardian's too: nothing is restored, this only
+    // reports how far the backup goes (a head still sealed under the previous key epoch, left by
+    // an interrupted rotation, is not read without the keyring and counts as none).
+    let keys = crate::backup::BackupKeys::derive(&recovered.key);
+    let Attestations { newest, .. } = recover::attestations(&recovered.reached, &keys, usize::MAX, None);
+    recovered.report.newest_generation = newest.map_or(0, |(generation, _)| generation);
     Ok((BackupRootKey(recovered.key), recovered.report))
 }
 

@@ -157,7 +157,10 @@ class BackupTest {
         val target = tmp.resolve("new")
         assertThrows<VaultException.Cancelled> {
             runBlocking {
-                recovery.restore(target.toString(), PASSWORD, "pw", "n", recoveryCode = code, cancel = CancelToken().apply { cancel() })
+                recovery.restore(
+                    target.toString(), PASSWORD, "pw", "n", recoveryCode = code,
+                    cancel = CancelToken().apply { cancel() }, acceptUnverifiedFreshness = true,
+                )
             }
         }
         assertFalse(Files.exists(target))
