@@ -433,7 +433,7 @@ mod tests {
     use std::path::Path;
 
     use super::{GuardianRestore, recover_key, restore_from_guardians};
-    use crate::recovery::testing::{Fault, MemoryNetwork};
+    use crate::recovery::testing::{Call, Fault, MemoryNetwork};
     use crate::recovery::{Freshness, RecoveryCode, RecoveryPolicy, RecoverySetup};
     use crate::{CreateOptions, DataKind, Error, KdfParams, NewMessage, Passphrase, Vault};
 
@@ -615,6 +615,39 @@ mod tests {
         network.guardian(&urls[1]).heal();
         let (key, _) = recover_key(&network, &urls[1..], ACCOUNT, &password, Some(&new_code)).unwrap();
         assert_eq!(key.expose_secret(), current.expose_secret());
+    }
+
+    #[test]
+    fn an_interrupted_rotation_holds_backups_back_and_finishes_when_run_again() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut vault, _) = phone(&work.path().join("phone"), &network, &urls);
+        let before = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
+        let mut recovery = vault.recovery().unwrap();
+        network.guardian(&urls[1]).script(Fault::DropNext(Call::PutEscrow));
+        let interrupted = recovery.refresh_shares(&network, &password());
+        assert!(
+            matches!(&interrupted, Err(Error::BackupStorage(m)) if m.contains("run this again to finish the rotation")),
+            "{:?}",
+            interrupted.err()
+        );
+        // Nothing is backed up under a key the guardians do not all hold yet.
+        let held = recovery.backup(&network, None);
+        assert!(matches!(held, Err(Error::KeyRotationUnfinished)), "{held:?}");
+        let code = recovery.refresh_shares(&network, &password()).unwrap().unwrap();
+        drop(recovery);
+        vault.messages().add(&NewMessage::new("family", "ann", "after the rotation")).unwrap();
+        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+        let after = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
+        assert_ne!(after.expose_secret(), before.expose_secret());
+        // A new device with one guardian and the new code reads both epochs' data.
+        let target = work.path().join("new");
+        let report = restore(&network, &urls[..1], Some(&code), &target).unwrap();
+        assert_eq!(report.restore.generation, 2);
+        let mut restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
+        assert_eq!(restored.messages().search("CANARY", 100).unwrap().len(), 50);
+        assert_eq!(restored.messages().search("rotation", 10).unwrap().len(), 1);
+        assert_eq!(restored.media().list().unwrap().len(), 1);
     }
 
     #[test]
