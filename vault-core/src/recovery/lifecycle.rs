@@ -246,7 +246,8 @@ pub(crate) fn rotate(
 
 /// Draws the next epoch's key and keyring and keeps them in the vault: the keyring holds every
 /// key so far and the head the rotation starts from (read and checked as a backup run would: not
-/// rolled back, and written by this device).
+/// rolled back, and written by this device). Refused with [`Error::BackupConflict`] while an
+/// interrupted backup run's manifest waits to be published (run the backup, then rotate).
 fn begin_rotation(conn: &Connection, transport: &dyn Transport, enrolment: &Enrolment) -> Result<(SecretKey, Keyring)> {
     let keys = backup_state::keys(conn)?.ok_or_else(|| Error::NotFound("this vault has no backup key yet".into()))?;
     let local = backup_state::position(conn)?;
@@ -254,6 +255,17 @@ fn begin_rotation(conn: &Connection, transport: &dyn Transport, enrolment: &Enro
     let current = crate::backup::run::current_checked(transport, &keys, local, &|head| {
         crate::backup::run::claim(Some(head), Some(&me), local.0).map(|_| ())
     })?;
+    // A run interrupted after its manifest and before its head left `manifest-<next>` sealed
+    // under the current key; the next run publishes it. After a rotation no run could (it would
+    // not open under the new key, and adopting a manifest sealed under an old key is exactly what
+    // an old key's holder must not be able to make a device do), so that run goes first.
+    let next = current.as_ref().map_or(1, |c| c.head.generation + 1);
+    let unfinished = transport
+        .get(&crate::backup::format::manifest_name(next))
+        .map_err(crate::backup::run::transport_error("reading the backup manifests"))?;
+    if unfinished.is_some() {
+        return Err(Error::BackupConflict);
+    }
     let rotation = current.map_or(RotationPoint { generation: 0, manifest_hash: [0; 32] }, |c| RotationPoint {
         generation: c.head.generation,
         manifest_hash: c.head.manifest_hash,

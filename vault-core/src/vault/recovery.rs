@@ -651,6 +651,21 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_waits_for_an_interrupted_run_to_be_published() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (vault, _) = phone(&work.path().join("phone"), &network, &urls);
+        let mut recovery = vault.recovery().unwrap();
+        // What a run that stopped between its manifest and its head leaves at the data guardian.
+        let data = recovery.data_transport(&network).unwrap().unwrap();
+        data.put(&crate::backup::format::manifest_name(2), b"sealed under the current key").unwrap();
+        let refused = recovery.refresh_shares(&network, &password());
+        assert!(matches!(refused, Err(Error::BackupConflict)), "{refused:?}");
+        // Nothing was started: backups are not held back.
+        assert!(crate::store::backup_state::pending_rotation(recovery.backups().state()).unwrap().is_none());
+    }
+
+    #[test]
     fn a_data_guardian_hiding_newer_snapshots_is_caught_and_nothing_is_left_at_the_target() {
         let work = tempfile::tempdir().unwrap();
         let (network, urls) = MemoryNetwork::with_guardians(2);
