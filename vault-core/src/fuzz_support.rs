@@ -28,26 +28,32 @@ pub fn read_media_file(file: &[u8], len: u64) -> usize {
     out.len()
 }
 
-fn backup_keys() -> crate::backup::BackupKeys {
-    crate::backup::BackupKeys::derive(&crate::secret::SecretKey::from_bytes([9; 32]))
+fn backup_key() -> crate::secret::SecretKey {
+    crate::secret::SecretKey::from_bytes([9; 32])
 }
 
-/// Decodes `data` as the plaintext of a manifest, an index object and a head record (sealed
-/// under a fixed key, then opened as a restore does), as a snapshot tree, and as each of those
-/// sealed objects itself; returns how many decoded.
+fn backup_keys() -> crate::backup::BackupKeys {
+    crate::backup::BackupKeys::derive(&backup_key())
+}
+
+/// Decodes `data` as the plaintext of a manifest, an index object, a head record and a keyring
+/// (sealed under a fixed key, then opened as a restore does), as a snapshot tree, and as each of
+/// those sealed objects itself; returns how many decoded.
 pub fn decode_backup_objects(data: &[u8]) -> usize {
     use crate::backup::format::{FuzzObject, Head, Manifest, Tree, open_index, seal_for_fuzzing};
     let keys = backup_keys();
     let mut decoded = 0;
     let (manifest, _) = seal_for_fuzzing(&keys, FuzzObject::Manifest, data);
-    decoded += usize::from(Manifest::open(&keys, 1, &manifest).is_ok());
+    decoded += usize::from(Manifest::open(&keys, 0, 1, &manifest).is_ok());
     let (index, name) = seal_for_fuzzing(&keys, FuzzObject::Index, data);
-    decoded += usize::from(open_index(&keys, &name, &index).is_ok());
+    decoded += usize::from(open_index(&keys, 0, &name, &index).is_ok());
     let (head, _) = seal_for_fuzzing(&keys, FuzzObject::Head, data);
     decoded += usize::from(Head::open(&keys, &head).is_ok());
+    let (keyring, _) = seal_for_fuzzing(&keys, FuzzObject::Keyring, data);
+    decoded += usize::from(crate::backup::keys::Keyring::open(&backup_key(), &keyring).is_ok());
     decoded += usize::from(Tree::decode(data).is_ok());
-    decoded += usize::from(Manifest::open(&keys, 1, data).is_ok());
-    decoded += usize::from(open_index(&keys, &name, data).is_ok());
+    decoded += usize::from(Manifest::open(&keys, 0, 1, data).is_ok());
+    decoded += usize::from(open_index(&keys, 0, &name, data).is_ok());
     decoded += usize::from(Head::open(&keys, data).is_ok());
     decoded
 }
@@ -62,7 +68,7 @@ pub fn open_pack_chunk(data: &[u8]) -> bool {
     let sealed_len = u32::from_le_bytes([meta[4], meta[5], meta[6], meta[7]]);
     let entry = PackEntry { id: ChunkId([0; 32]), offset, sealed_len };
     let _ = crate::backup::pack::check_header(pack);
-    open_chunk(&backup_keys(), pack, &entry).is_ok()
+    open_chunk(&backup_keys(), 0, pack, &entry).is_ok()
 }
 
 /// Parses an escrow record's header and tries to open it; true if either worked.

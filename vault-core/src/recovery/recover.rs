@@ -159,8 +159,12 @@ pub(crate) fn attestations(
     let mut newest: Option<(u64, [u8; 32])> = None;
     let mut by = Vec::new();
     let mut unauthentic = Vec::new();
+    // The data guardian never witnesses its own head, however it was reached: a second URL of
+    // the same server (another spelling, a proxy) has its key and its holds-data record.
+    let data_key = reached.get(data).map(|r| r.session.server_key.as_slice());
     for (position, r) in reached.iter().enumerate() {
-        if position == data {
+        let is_data_server = data_key.is_some_and(|key| r.header.holds_data || r.session.server_key.as_slice() == key);
+        if position == data || is_data_server {
             continue;
         }
         let Some(bytes) = &r.head else { continue };
@@ -351,6 +355,13 @@ fn combine(servers: &[String], outcomes: Vec<Result<Reached>>, code_share: Optio
                 } else if group.epoch < groups[w].epoch {
                     "its escrow record is of an older key epoch than the one recovered (stale: from before a new \
                      recovery code, share refresh or device revocation; ignored)"
+                } else if group.epoch > groups[w].epoch {
+                    // Too few shares of the newer key were at hand (a rotation that stopped part way,
+                    // or the new recovery code not given): the older key is used, and opens nothing
+                    // written under the newer one.
+                    "its escrow record is of a NEWER key epoch than the one recovered, whose key the shares at \
+                     hand do not reach (a rotation that stopped part way, or the new recovery code is needed); \
+                     ignored: the older key opens nothing backed up under the newer one"
                 } else {
                     "its escrow record belongs to another split of the key than the one that recovered it \
                      (stale: from before a share refresh or a new setup; ignored)"

@@ -458,6 +458,14 @@ impl MemoryNetwork {
         Arc::clone(self.guardians.lock().unwrap().get(url).expect("a guardian of this network"))
     }
 
+    /// Makes the guardian at `url` reachable at `alias` too (another spelling of its URL, a
+    /// proxy): one server, two URLs.
+    pub(crate) fn alias(&self, url: &str, alias: &str) -> String {
+        let guardian = self.guardian(url);
+        self.guardians.lock().unwrap().insert(alias.to_owned(), guardian);
+        alias.to_owned()
+    }
+
     /// Replaces the guardian at `url` with a fresh one (another secret and key): a replaced
     /// or impersonated server.
     pub(crate) fn replace(&self, url: &str, seed: u8) {

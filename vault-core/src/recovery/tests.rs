@@ -529,3 +529,18 @@ fn with_an_old_code_and_a_stale_guardian_the_newest_key_epoch_is_used() {
     assert!(!recovered.report.recovery_code_used);
     assert!(recovered.report.servers_failed.iter().any(|f| f.starts_with(&urls[0]) && f.contains("older key epoch")));
 }
+
+/// The old code with a guardian replaying its old escrow, while the other guardian holds the new
+/// epoch: the old key is all the shares at hand reach, and the newer guardian is named as newer,
+/// not as stale.
+#[test]
+fn a_newer_epoch_the_shares_at_hand_cannot_reach_is_named_as_newer() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, old_code, _) = refreshed(&network, &urls);
+    network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
+    let recovered = recover(&network, &urls, ACCOUNT, &password(), Some(&old_code)).unwrap();
+    assert_eq!(recovered.key.expose_secret(), key().expose_secret(), "the old key, and only it");
+    assert_ne!(recovered.key.expose_secret(), current_key(&conn).expose_secret());
+    let failed = &recovered.report.servers_failed;
+    assert!(failed.iter().any(|f| f.starts_with(&urls[1]) && f.contains("NEWER key epoch")), "{failed:?}");
+}

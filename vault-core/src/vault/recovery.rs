@@ -665,6 +665,28 @@ mod tests {
         assert!(crate::store::backup_state::pending_rotation(recovery.backups().state()).unwrap().is_none());
     }
 
+    /// Adversary: the data server rolling its head back, reached under a second URL as well (the
+    /// user typed it another way, or a proxy): it must not vouch for itself.
+    #[test]
+    fn the_data_server_reached_twice_does_not_vouch_for_its_own_head() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
+        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
+        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
+        network.guardian(&urls[1]).script(Fault::Down);
+        let other_spelling = network.alias(&urls[0], "mem://G0/");
+        let target = work.path().join("new");
+        let servers = [urls[0].clone(), other_spelling];
+        let refused = restore(&network, &servers, Some(&code), &target);
+        assert!(
+            matches!(&refused, Err(Error::Integrity { problem, .. }) if problem.contains("no guardian other than the data server")),
+            "{refused:?}"
+        );
+        assert!(!target.exists());
+    }
+
     #[test]
     fn a_data_guardian_hiding_newer_snapshots_is_caught_and_nothing_is_left_at_the_target() {
         let work = tempfile::tempdir().unwrap();
