@@ -6,20 +6,14 @@
 # Usage: scripts/test-kotlin.sh [PROFILE_DIR]   (default target/debug; builds what is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/system-deps.sh
 PROFILE_DIR="$(cd "${1:-target/debug}" 2>/dev/null && pwd || echo "$PWD/${1:-target/debug}")"
 
 ensure_jdk_and_maven() {
     local missing=()
     command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null 2>&1 || missing+=(maven)
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing system packages: ${missing[*]}"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-    else
-        echo "Missing: ${missing[*]} (a JDK 17 or newer and Maven 3.8 or newer)" >&2
-        return 1
-    fi
+    apt_install "system packages" "a JDK 17 or newer and Maven 3.8 or newer" "${missing[@]}"
 }
 ensure_jdk_and_maven
 

@@ -1,4 +1,5 @@
 # Sourced by the scripts: a software TPM 2.0 (swtpm) for the TPM key wrapper's tests and benchmark.
+# Needs scripts/lib/system-deps.sh (apt_install), which it sources.
 #
 #   ensure_swtpm          installs swtpm, swtpm-tools, tpm2-tools and the TSS 2.0 libraries
 #                         (libtss2-dev, which the `tpm` feature links) with apt when root and
@@ -13,21 +14,14 @@
 # The tests that need several TPMs, a clear or a lockout start their own instances
 # (test-support's `swtpm` module); this one is the TPM the environment names.
 
+. "$(dirname "${BASH_SOURCE[0]}")/system-deps.sh"
+
 ensure_swtpm() {
     local missing=()
     command -v swtpm >/dev/null 2>&1 || missing+=(swtpm swtpm-tools)
     command -v tpm2_getcap >/dev/null 2>&1 || missing+=(tpm2-tools)
     pkg-config --exists tss2-esys tss2-tctildr tss2-mu tss2-sys 2>/dev/null || missing+=(libtss2-dev)
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
-    fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing TPM test packages: ${missing[*]}"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-    else
-        echo "Missing TPM test packages: ${missing[*]} (install them, e.g. with apt-get)" >&2
-        return 1
-    fi
+    apt_install "TPM test packages" "install them, e.g. with apt-get" "${missing[@]}"
 }
 
 start_swtpm() {

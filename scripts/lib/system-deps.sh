@@ -9,14 +9,20 @@ ensure_system_deps() {
     # The backup-server TLS test makes its certificate with the openssl command.
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
-    fi
+    apt_install "system packages" "install them, e.g. with apt-get" "${missing[@]}"
+}
+
+# apt_install WHAT HINT PACKAGE...: installs the packages with apt when running as root (nothing
+# to do when none are given); otherwise names them and HINT on stderr and fails.
+apt_install() {
+    local what="$1" hint="$2"
+    shift 2
+    [ $# -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing system packages: ${missing[*]}"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+        echo "Installing $what: $*"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
     else
-        echo "Missing system packages: ${missing[*]} (install them, e.g. with apt-get)" >&2
+        echo "Missing $what: $* ($hint)" >&2
         return 1
     fi
 }

@@ -31,3 +31,17 @@ pub fn find_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The one file `name` (`escrow`, `head`, `record`) of the one account under a backup server's
+/// data directory (`…/accounts/<hash>/<name>`); panics unless there is exactly one.
+pub fn account_file(data: &Path, name: &str) -> PathBuf {
+    let files: Vec<PathBuf> = find_files(data, name)
+        .into_iter()
+        .filter(|f| {
+            f.file_name().is_some_and(|n| n == name)
+                && f.parent().and_then(Path::parent).and_then(Path::file_name).is_some_and(|d| d == "accounts")
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{name} under {}", data.display());
+    files.into_iter().next().unwrap()
+}

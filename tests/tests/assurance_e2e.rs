@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use backup_api::client::BackupClient;
 use test_support::canary::assert_absent;
 use test_support::cli::{json, ok, spawn_vault, vault};
-use test_support::fs::{copy_dir, find_files};
+use test_support::fs::{account_file, copy_dir, find_files};
 use test_support::server::{RestartableServer, run_server};
 use test_support::workspace_binary;
 
@@ -516,16 +516,4 @@ fn the_whole_lifecycle_under_attack() {
     std::fs::write(out, &report).unwrap();
     eprintln!("{report}");
     drop((a, b));
-}
-
-/// The one file named `name` directly under an account directory (`accounts/<hash>/<name>`).
-fn account_file(data: &Path, name: &str) -> PathBuf {
-    let files: Vec<PathBuf> = find_files(data, name)
-        .into_iter()
-        .filter(|f| {
-            f.file_name().unwrap() == name && f.parent().unwrap().parent().unwrap().file_name().unwrap() == "accounts"
-        })
-        .collect();
-    assert_eq!(files.len(), 1, "{name} under {}", data.display());
-    files.into_iter().next().unwrap()
 }

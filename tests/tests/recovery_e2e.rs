@@ -9,7 +9,7 @@ use std::process::Output;
 
 use test_support::canary::assert_absent;
 use test_support::cli::{json, ok, vault};
-use test_support::fs::{copy_dir, find_files};
+use test_support::fs::{account_file, copy_dir, find_files};
 use test_support::s3::{S3Env, s3_env};
 use test_support::server::{RestartableServer, run_server};
 use test_support::workspace_binary;
@@ -588,18 +588,6 @@ fn a_restore_takes_the_backup_over_and_revocation_cannot_cut_off_by_accident() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     // The device that restored last writes the backup.
     assert_eq!(json(run(&device_d, &["--json", "backup", "run"], &[]))["generation"], 3);
-}
-
-/// The one account directory file `name` (`escrow`, `head`) under a server's data directory.
-fn account_file(data: &Path, name: &str) -> PathBuf {
-    let files: Vec<PathBuf> = find_files(data, name)
-        .into_iter()
-        .filter(|f| {
-            f.file_name().unwrap() == name && f.parent().unwrap().parent().unwrap().file_name().unwrap() == "accounts"
-        })
-        .collect();
-    assert_eq!(files.len(), 1, "{name} under {}", data.display());
-    files.into_iter().next().unwrap()
 }
 
 /// Adversaries: a thief holding the lost phone (its vault, so its backup key) and its recovery

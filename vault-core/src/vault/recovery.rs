@@ -467,6 +467,18 @@ mod tests {
         (vault, report.recovery_code.unwrap())
     }
 
+    /// A phone backed up twice, then the data guardian (`urls[0]`) serving its first head again
+    /// while the other guardian is down.
+    fn rolled_back_with_the_other_guardian_down(work: &Path) -> (MemoryNetwork, Vec<String>, RecoveryCode) {
+        let (network, urls) = MemoryNetwork::with_guardians(2);
+        let (mut vault, code) = phone(&work.join("phone"), &network, &urls);
+        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
+        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
+        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
+        network.guardian(&urls[1]).script(Fault::Down);
+        (network, urls, code)
+    }
+
     fn restore(
         network: &MemoryNetwork,
         servers: &[String],
@@ -519,12 +531,7 @@ mod tests {
     #[test]
     fn a_restore_no_other_guardian_can_vouch_for_is_refused_unless_accepted_and_then_reported() {
         let work = tempfile::tempdir().unwrap();
-        let (network, urls) = MemoryNetwork::with_guardians(2);
-        let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
-        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
-        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
-        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
-        network.guardian(&urls[1]).script(Fault::Down);
+        let (network, urls, code) = rolled_back_with_the_other_guardian_down(work.path());
         let target = work.path().join("new");
         let refused = restore(&network, &urls[..1], Some(&code), &target);
         assert!(
@@ -670,12 +677,7 @@ mod tests {
     #[test]
     fn the_data_server_reached_twice_does_not_vouch_for_its_own_head() {
         let work = tempfile::tempdir().unwrap();
-        let (network, urls) = MemoryNetwork::with_guardians(2);
-        let (mut vault, code) = phone(&work.path().join("phone"), &network, &urls);
-        vault.messages().add(&NewMessage::new("family", "ann", "newer")).unwrap();
-        assert_eq!(vault.recovery().unwrap().backup(&network, None).unwrap().backup.generation, 2);
-        network.guardian(&urls[0]).script(Fault::ReplayHead(0));
-        network.guardian(&urls[1]).script(Fault::Down);
+        let (network, urls, code) = rolled_back_with_the_other_guardian_down(work.path());
         let other_spelling = network.alias(&urls[0], "mem://G0/");
         let target = work.path().join("new");
         let servers = [urls[0].clone(), other_spelling];
