@@ -48,16 +48,22 @@ fn prepare(server: &RunningServer, account: &str, ksf: KsfParams) -> Prepared {
     Prepared { account: account.to_owned(), requests, finishes }
 }
 
+/// The request head a handler sees (no client address: the per-address limit does not apply).
+fn parts() -> axum::http::request::Parts {
+    axum::http::Request::new(()).into_parts().0
+}
+
 fn bench(c: &mut Criterion) {
-    // Sealed login states stay valid for the whole run; no rate limits; the counter never locks
-    // (every finish resets it, and the limit is high).
-    let limits = Limits {
+    // Sealed login states stay valid for the whole run; no rate limits; the counter never
+    // delays (every finish resets it, and the free count is high).
+    let mut limits = Limits {
         protocol_state_ttl: Duration::from_secs(24 * 3600),
-        login_attempt_limit: u32::MAX,
         per_ip_rate: (0, 0),
         per_account_rate: (0, 0),
         ..Limits::default()
     };
+    limits.login.delays.free = u32::MAX;
+    limits.login.starts_per_ip_minute = (0, 0);
     let server = RunningServer::start(AppState::new(ServerSecrets::generate(), Storage::memory(), limits)).unwrap();
     let state: Arc<AppState> = server.state.clone();
     let cheap = prepare(&server, "ksf-8MiB-1pass", KsfParams::new(8 * 1024, 1, 1).unwrap());
@@ -70,9 +76,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("start/{}", prepared.account), |b| {
             b.iter(|| {
                 i = (i + 1) % prepared.requests.len();
-                let body =
-                    LoginStartRequest { account: prepared.account.clone(), request: prepared.requests[i].clone() };
-                runtime.block_on(login_start(State(state.clone()), JsonBody(body))).unwrap()
+                let body = LoginStartRequest {
+                    account: prepared.account.clone(),
+                    request: prepared.requests[i].clone(),
+                    ticket: None,
+                };
+                runtime.block_on(login_start(State(state.clone()), parts(), JsonBody(body))).unwrap()
             })
         });
         let mut j = 0usize;
@@ -92,8 +101,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("start/unknown-account", |b| {
         b.iter(|| {
             k = (k + 1) % unknown.requests.len();
-            let body = LoginStartRequest { account: unknown.account.clone(), request: unknown.requests[k].clone() };
-            runtime.block_on(login_start(State(state.clone()), JsonBody(body))).unwrap()
+            let body = LoginStartRequest {
+                account: unknown.account.clone(),
+                request: unknown.requests[k].clone(),
+                ticket: None,
+            };
+            runtime.block_on(login_start(State(state.clone()), parts(), JsonBody(body))).unwrap()
         })
     });
     group.finish();

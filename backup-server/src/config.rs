@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use backup_api::KsfParams;
+
+use crate::guesses::{LoginDelays, LoginPolicy};
 use crate::state::Limits;
 
 /// The port the server listens on by default (on 127.0.0.1).
@@ -36,6 +39,27 @@ pub enum Command {
         /// The account identifier as the app registered it.
         #[arg(long)]
         account: String,
+    },
+    /// Creates a login-ticket signing key, as an app's account service holds one (for tests and
+    /// development): writes the secret to FILE (0600; never over an existing file) and prints the
+    /// public key to give the server with --login-authoriser-key.
+    TicketKeygen {
+        /// Where to write the signing key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Issues a login ticket for an account with a key from `ticket-keygen` and prints it (what an
+    /// app's account service does after it has authenticated the user).
+    IssueTicket {
+        /// The signing key file.
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// The account identifier as the app registers it.
+        #[arg(long)]
+        account: String,
+        /// Lifetime in seconds (at most 3600).
+        #[arg(long, default_value_t = 300)]
+        ttl_secs: u64,
     },
 }
 
@@ -78,9 +102,28 @@ pub struct Settings {
     /// Allow a plain-HTTP S3 endpoint.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", global = true)]
     pub s3_allow_http: Option<bool>,
-    /// Failed logins after which an account locks [default: 10].
+    /// Counted login starts (reset by a success) admitted without delay; each further one waits
+    /// longer [default: 10].
     #[arg(long, global = true)]
     pub login_attempt_limit: Option<u32>,
+    /// The first delay after the free login starts, in seconds; it doubles with each further
+    /// counted start [default: 60].
+    #[arg(long, global = true)]
+    pub login_delay_base_secs: Option<u64>,
+    /// The longest delay between two counted login starts, in seconds [default: 14400].
+    #[arg(long, global = true)]
+    pub login_delay_max_secs: Option<u64>,
+    /// Login starts per minute from one client address, 0 for no limit [default: 30, burst 2x].
+    #[arg(long, global = true)]
+    pub login_starts_per_ip_minute: Option<u32>,
+    /// Public key (unpadded base64url Ed25519) of the app's account service; repeat for several.
+    /// When set, only login starts with a valid ticket from one of them are answered and counted.
+    #[arg(long = "login-authoriser-key", value_name = "KEY", global = true)]
+    pub login_authoriser_keys: Option<Vec<String>>,
+    /// Key-stretching parameters decoys answer with, as MEMORY_KIB:PASSES:LANES; repeat for each
+    /// set the apps register with [default: 65536:3:1].
+    #[arg(long = "decoy-ksf", value_name = "M:P:L", global = true)]
+    pub decoy_ksf: Option<Vec<String>>,
     /// Session token lifetime in seconds [default: 900].
     #[arg(long, global = true)]
     pub session_ttl_secs: Option<u64>,
@@ -136,6 +179,11 @@ impl Settings {
             s3_region,
             s3_allow_http,
             login_attempt_limit,
+            login_delay_base_secs,
+            login_delay_max_secs,
+            login_starts_per_ip_minute,
+            login_authoriser_keys,
+            decoy_ksf,
             session_ttl_secs,
             max_object_bytes,
             quota_bytes,
@@ -169,12 +217,42 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace_secs.unwrap_or(30))
     }
 
+    /// The login policy in force; an unusable key or parameter set is an error naming it.
+    pub fn login_policy(&self) -> Result<LoginPolicy, String> {
+        let defaults = LoginPolicy::default();
+        let rate = |given: Option<u32>, default: (u32, u32)| given.map_or(default, |r| (r, r.saturating_mul(2)));
+        let delays = LoginDelays {
+            free: self.login_attempt_limit.unwrap_or(defaults.delays.free).max(1),
+            base_secs: self.login_delay_base_secs.unwrap_or(defaults.delays.base_secs).max(1),
+            max_secs: self.login_delay_max_secs.unwrap_or(defaults.delays.max_secs).max(1),
+        };
+        let authorisers = self
+            .login_authoriser_keys
+            .iter()
+            .flatten()
+            .map(|text| {
+                backup_api::ticket::parse_public_key(text)
+                    .ok_or_else(|| format!("login authoriser key {text:?} is not a base64url Ed25519 public key"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let decoy_ksf = match &self.decoy_ksf {
+            Some(sets) if !sets.is_empty() => sets.iter().map(|text| parse_ksf(text)).collect::<Result<Vec<_>, _>>()?,
+            _ => defaults.decoy_ksf,
+        };
+        Ok(LoginPolicy {
+            delays,
+            authorisers,
+            decoy_ksf,
+            starts_per_ip_minute: rate(self.login_starts_per_ip_minute, defaults.starts_per_ip_minute),
+        })
+    }
+
     /// The limits in force.
-    pub fn limits(&self) -> Limits {
+    pub fn limits(&self) -> Result<Limits, String> {
         let defaults = Limits::default();
         let rate = |given: Option<u32>, default: (u32, u32)| given.map_or(default, |r| (r, r.saturating_mul(2)));
-        Limits {
-            login_attempt_limit: self.login_attempt_limit.unwrap_or(defaults.login_attempt_limit).max(1),
+        Ok(Limits {
+            login: self.login_policy()?,
             session_ttl: self.session_ttl_secs.map_or(defaults.session_ttl, Duration::from_secs),
             protocol_state_ttl: defaults.protocol_state_ttl,
             max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
@@ -185,7 +263,18 @@ impl Settings {
             request_timeout: self.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),
             transfer_timeout: self.transfer_timeout_secs.map_or(defaults.transfer_timeout, Duration::from_secs),
             header_read_timeout: defaults.header_read_timeout,
-        }
+        })
+    }
+}
+
+/// Parses `MEMORY_KIB:PASSES:LANES` into checked key-stretching parameters.
+fn parse_ksf(text: &str) -> Result<KsfParams, String> {
+    let refused = || format!("decoy KSF {text:?} is not MEMORY_KIB:PASSES:LANES within the accepted bounds");
+    let numbers: Vec<u32> =
+        text.split(':').map(|n| n.trim().parse().map_err(|_| refused())).collect::<Result<_, _>>()?;
+    match numbers[..] {
+        [memory, passes, lanes] => KsfParams::new(memory, passes, lanes).map_err(|_| refused()),
+        _ => Err(refused()),
     }
 }
 
@@ -202,8 +291,8 @@ mod tests {
             Cli::try_parse_from(["backup-server", "--config", file.to_str().unwrap(), "--quota-bytes", "7"]).unwrap();
         let settings = cli.settings.with_config_file().unwrap();
         assert_eq!(settings.listen().to_string(), "0.0.0.0:9000");
-        let limits = settings.limits();
-        assert_eq!(limits.login_attempt_limit, 5);
+        let limits = settings.limits().unwrap();
+        assert_eq!(limits.login.delays.free, 5);
         assert_eq!(limits.quota_bytes, 7);
         assert_eq!(limits.session_ttl, Duration::from_secs(900));
     }
@@ -237,6 +326,39 @@ mod tests {
         let before =
             Cli::try_parse_from(["backup-server", "--data-dir", "/srv/d", "unlock-account", "--account", "a"]).unwrap();
         assert_eq!(before.settings.data_dir(), PathBuf::from("/srv/d"));
+    }
+
+    #[test]
+    fn login_policy_settings_parse_and_bad_ones_are_named() {
+        let key = backup_api::ticket::public_key(&[3; 32]);
+        let key = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key);
+        let cli = Cli::try_parse_from([
+            "backup-server",
+            "--login-authoriser-key",
+            &key,
+            "--decoy-ksf",
+            "32768:2:1",
+            "--decoy-ksf",
+            "65536:3:1",
+            "--login-delay-max-secs",
+            "600",
+        ])
+        .unwrap();
+        let policy = cli.settings.login_policy().unwrap();
+        assert_eq!(policy.authorisers.len(), 1);
+        assert_eq!(policy.decoy_ksf, vec![KsfParams::new(32768, 2, 1).unwrap(), KsfParams::recommended()]);
+        assert_eq!(policy.delays, LoginDelays { free: 10, base_secs: 60, max_secs: 600 });
+        let bad_key = Cli::try_parse_from(["backup-server", "--login-authoriser-key", "nope"]).unwrap();
+        assert!(bad_key.settings.login_policy().unwrap_err().contains("\"nope\""));
+        let bad_ksf = Cli::try_parse_from(["backup-server", "--decoy-ksf", "1:1:1"]).unwrap();
+        assert!(bad_ksf.settings.login_policy().unwrap_err().contains("1:1:1"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, format!("login_authoriser_keys = [\"{key}\"]\ndecoy_ksf = [\"16384:1:1\"]\n")).unwrap();
+        let cli = Cli::try_parse_from(["backup-server", "--config", file.to_str().unwrap()]).unwrap();
+        let policy = cli.settings.with_config_file().unwrap().login_policy().unwrap();
+        assert_eq!(policy.authorisers.len(), 1);
+        assert_eq!(policy.decoy_ksf, vec![KsfParams::new(16384, 1, 1).unwrap()]);
     }
 
     #[test]

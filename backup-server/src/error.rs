@@ -30,7 +30,15 @@ impl ApiError {
         Self::new(ErrorCode::BadRequest, message)
     }
 
-    /// `rate_limited`, retry after `secs`.
+    /// `login_delayed`, retry after `secs` (only for a requester with a valid login ticket).
+    pub fn login_delayed(secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(ErrorCode::LoginDelayed, "too many failed logins for this account; retry later")
+        }
+    }
+
+    /// A 429 with `Retry-After` for a rate limit.
     pub fn rate_limited(secs: u64) -> Self {
         Self { retry_after: Some(secs.max(1)), ..Self::new(ErrorCode::RateLimited, "too many requests") }
     }

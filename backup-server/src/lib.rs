@@ -8,6 +8,7 @@
 pub mod authcache;
 pub mod config;
 pub mod error;
+pub mod guesses;
 pub mod http;
 pub mod metrics;
 pub mod random;

@@ -4,11 +4,14 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backup_api::wire::AccountEventKind;
 use backup_server::config::{Cli, Command, Settings};
-use backup_server::records::{self, AccountRecord};
+use backup_server::records;
 use backup_server::server::{self, StartError};
 use backup_server::storage::{Change, StorageError};
 use backup_server::{AppState, ServerSecrets, Storage};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser as _;
 
 /// S3's limit for a single copy, which places staged uploads.
@@ -28,6 +31,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         None => runtime.block_on(run(settings)),
         Some(Command::UnlockAccount { account }) => runtime.block_on(unlock_account(settings, &account)),
+        Some(Command::TicketKeygen { out }) => ticket_keygen(&out),
+        Some(Command::IssueTicket { signing_key, account, ttl_secs }) => issue_ticket(&signing_key, &account, ttl_secs),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,6 +100,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     if settings.tls_cert.is_some() != settings.tls_key.is_some() {
         return Err(StartError("TLS needs both tls_cert and tls_key".into()));
     }
+    let mut limits = settings.limits().map_err(StartError)?;
     let tls = settings.tls_cert.is_some();
     server::check_plain_http(addr, tls, settings.insecure_http.unwrap_or(false))?;
     // Everything that can fail without touching the data directory comes first, so that a failed
@@ -115,7 +121,9 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     println!("backup-server listening on {scheme}://{bound}");
     println!("store: {}", storage.description());
     println!("OPAQUE server key fingerprint: {}", server::key_fingerprint(&secrets));
-    let mut limits = settings.limits();
+    if limits.login.requires_ticket() {
+        println!("login starts need a ticket from one of {} authoriser key(s)", limits.login.authorisers.len());
+    }
     if storage.kind() == backup_server::storage::BackendKind::S3 && limits.max_object_bytes > S3_MAX_OBJECT {
         println!("max object size lowered to 5 GiB: large uploads are placed with one S3 copy, which S3 caps there");
         limits.max_object_bytes = S3_MAX_OBJECT;
@@ -135,8 +143,9 @@ async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartEr
     let found = storage
         .update::<_, StorageError>(&path, |current| {
             let Some(bytes) = current else { return Ok(Change::Keep(false)) };
-            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            let mut record = records::parse_account(bytes, &path)?;
             record.failed_logins = 0;
+            record.note(backup_server::state::now_secs(), AccountEventKind::Unlocked, false, None);
             Ok(Change::Write(records::encode(&record), true))
         })
         .await
@@ -144,6 +153,46 @@ async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartEr
     if !found {
         return Err(StartError("no such account".into()));
     }
-    println!("account {} unlocked: failed-login counter reset", hash.tag());
+    println!("account {} unlocked: failed-login count and delay reset", hash.tag());
+    Ok(())
+}
+
+/// Writes a new ticket-signing seed to `out` (0600, never over an existing file) and prints its
+/// public key.
+fn ticket_keygen(out: &std::path::Path) -> Result<(), StartError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    backup_server::random::fill(&mut seed[..]);
+    let text = zeroize::Zeroizing::new(format!("{}\n", URL_SAFE_NO_PAD.encode(&seed[..])));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| StartError(format!("cannot create {}: {e}", out.display())))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StartError(format!("cannot write {}: {e}", out.display())))?;
+    println!("{}", URL_SAFE_NO_PAD.encode(backup_api::ticket::public_key(&seed)));
+    Ok(())
+}
+
+/// Prints a ticket for `account`, valid for `ttl_secs`, signed with the seed in `signing_key`.
+fn issue_ticket(signing_key: &std::path::Path, account: &str, ttl_secs: u64) -> Result<(), StartError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(signing_key)
+            .map_err(|e| StartError(format!("cannot read {}: {e}", signing_key.display())))?,
+    );
+    let bad = || StartError(format!("{} does not hold a ticket-signing key", signing_key.display()));
+    let bytes = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?);
+    let seed: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(bytes.as_slice().try_into().map_err(|_| bad())?);
+    if ttl_secs == 0 || ttl_secs > backup_api::ticket::MAX_TICKET_LIFETIME_SECS {
+        return Err(StartError(format!("--ttl-secs must be 1 to {}", backup_api::ticket::MAX_TICKET_LIFETIME_SECS)));
+    }
+    let mut nonce = [0u8; 16];
+    backup_server::random::fill(&mut nonce);
+    let expires_at = backup_server::state::now_secs() + ttl_secs;
+    println!("{}", backup_api::ticket::issue(&seed, account, expires_at, nonce));
     Ok(())
 }

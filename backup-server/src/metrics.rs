@@ -25,8 +25,8 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Object bytes sent in downloads.
     pub bytes_out: AtomicU64,
-    /// Login starts, whatever the account (existing, locked or unknown alike, so that the counter
-    /// tells nobody which accounts exist or are locked). Every one either succeeds (`logins_ok`)
+    /// Login starts, whatever the account (existing, delayed or unknown alike, so that the counter
+    /// tells nobody which accounts exist or are delayed). Every one either succeeds (`logins_ok`)
     /// or not.
     pub login_attempts: AtomicU64,
     /// Successful password logins (login finishes that reset the account's counter).
@@ -35,8 +35,10 @@ pub struct Metrics {
     /// that is expired or forged, or a password changed since the start. A wrong password normally
     /// fails on the client, which then never sends a finish.
     pub login_finishes_rejected: AtomicU64,
-    /// Accounts that reached the failed-login limit (the limit-th counted guess).
-    pub lockouts: AtomicU64,
+    /// Accounts whose counted failed logins reached the free limit (further ones are delayed).
+    pub login_delays: AtomicU64,
+    /// Login starts refused for want of a valid login ticket.
+    pub login_tickets_refused: AtomicU64,
     /// Objects written.
     pub objects_stored: AtomicU64,
     /// Objects deleted.
@@ -97,7 +99,7 @@ impl Metrics {
             let _ = writeln!(out, "backup_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "backup_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             ("backup_object_bytes_received_total", "Object bytes received in uploads.", &self.bytes_in),
             ("backup_object_bytes_sent_total", "Object bytes sent in downloads.", &self.bytes_out),
             (
@@ -111,7 +113,12 @@ impl Metrics {
                 "Login finishes the server rejected (bad finalization, expired or forged state).",
                 &self.login_finishes_rejected,
             ),
-            ("backup_lockouts_total", "Accounts that reached the failed-login limit.", &self.lockouts),
+            ("backup_login_delays_total", "Accounts whose failed logins reached the free limit.", &self.login_delays),
+            (
+                "backup_login_tickets_refused_total",
+                "Login starts refused for want of a valid login ticket.",
+                &self.login_tickets_refused,
+            ),
             ("backup_objects_stored_total", "Objects written.", &self.objects_stored),
             ("backup_objects_deleted_total", "Objects deleted.", &self.objects_deleted),
         ];
@@ -154,7 +161,8 @@ mod tests {
             "backup_login_attempts_total 2",
             "backup_logins_ok_total 0",
             "backup_login_finishes_rejected_total 0",
-            "backup_lockouts_total 0",
+            "backup_login_delays_total 0",
+            "backup_login_tickets_refused_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }

@@ -64,6 +64,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
+    /// A limiter allowing `per_minute` requests per key with bursts of `burst`.
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self { per_second: f64::from(per_minute) / 60.0, ..Self::new(0, burst) }
+    }
+
     /// Takes one token for `key`: `Ok` if allowed, else `Err(seconds until a token is available)`.
     pub fn check(&self, key: &K) -> Result<(), u64> {
         if self.per_second <= 0.0 {
@@ -88,7 +93,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;
-            // A positive finite wait of at most a few seconds; rounding up to whole seconds.
+            // A positive finite wait (at most a minute or so); rounding up to whole seconds.
             Err(wait.ceil() as u64)
         }
     }

@@ -1,7 +1,7 @@
 //! What the server stores per account, and where.
 //!
 //! ```text
-//! accounts/<account hash>/record        AccountRecord (JSON): OPAQUE password file, login counter, devices
+//! accounts/<account hash>/record        AccountRecord (JSON): OPAQUE password file, login counter, devices, events
 //! accounts/<account hash>/usage         Usage (JSON): bytes and objects stored
 //! accounts/<account hash>/escrow        escrow record (opaque bytes from the client)
 //! accounts/<account hash>/head          head record (opaque bytes from the client)
@@ -12,14 +12,16 @@
 //! The account hash is the keyed hash of the account name (see [`crate::secrets`]); the name itself
 //! is stored nowhere.
 
-use backup_api::KsfParams;
+use backup_api::wire::{AccountEvent, AccountEventKind};
+use backup_api::{KsfParams, MAX_ACCOUNT_EVENTS};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::AccountHash;
 
-/// Current version of the account record format.
-pub const RECORD_FORMAT: u32 = 1;
+/// Current version of the account record format. Version 2 added the time of the last counted
+/// login start, the delay last noted and the event log; version-1 records read with them empty.
+pub const RECORD_FORMAT: u32 = 2;
 
 /// Path of the account record.
 pub fn record_path(account: &AccountHash) -> Path {
@@ -74,12 +76,22 @@ pub struct AccountRecord {
     pub password_file: Vec<u8>,
     /// The client's key-stretching parameters.
     pub ksf: KsfParams,
-    /// Login starts since the last successful login.
+    /// Counted login starts since the last successful login.
     pub failed_logins: u32,
+    /// When the latest counted login start happened (Unix seconds; 0: never).
+    #[serde(default)]
+    pub last_login_start: u64,
+    /// The end of the delay for which a refused login start was last noted as an event (Unix
+    /// seconds; 0: none), so each delay is noted once.
+    #[serde(default)]
+    pub delay_noted: u64,
     /// Registration time (Unix seconds).
     pub created_at: u64,
     /// Enrolled devices.
     pub devices: Vec<DeviceRecord>,
+    /// The newest events ([`MAX_ACCOUNT_EVENTS`] at most), oldest first.
+    #[serde(default)]
+    pub events: Vec<AccountEvent>,
 }
 
 /// One enrolled device as stored.
@@ -111,6 +123,14 @@ pub fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8], path: &Path) -> Result<
     serde_json::from_slice(bytes).map_err(|_| crate::storage::StorageError::CorruptRecord(path.to_string()))
 }
 
+/// Parses a stored account record of any format this version reads, as the current format (a
+/// format-1 record gains empty version-2 fields and is written back as format 2).
+pub fn parse_account(bytes: &[u8], path: &Path) -> Result<AccountRecord, crate::storage::StorageError> {
+    let mut record: AccountRecord = parse(bytes, path)?;
+    record.format = RECORD_FORMAT;
+    Ok(record)
+}
+
 /// Serialises a record for storage.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     // Serialising plain structs of strings and integers cannot fail.
@@ -129,5 +149,74 @@ impl AccountRecord {
     /// The credential nonce as bytes, if well formed.
     pub fn nonce(&self) -> Option<[u8; 16]> {
         hex::decode(&self.credential_nonce).ok()?.try_into().ok()
+    }
+
+    /// Appends an event at `at`, dropping the oldest beyond [`MAX_ACCOUNT_EVENTS`].
+    pub fn note(&mut self, at: u64, kind: AccountEventKind, authorised: bool, retry_at: Option<u64>) {
+        let seq = self.events.last().map_or(1, |e| e.seq + 1);
+        self.events.push(AccountEvent { seq, at, kind, authorised, retry_at });
+        let excess = self.events.len().saturating_sub(MAX_ACCOUNT_EVENTS);
+        self.events.drain(..excess);
+    }
+
+    /// The kept events after `after`, and how many after it are no longer kept.
+    pub fn events_after(&self, after: u64) -> (Vec<AccountEvent>, u64) {
+        let kept: Vec<AccountEvent> = self.events.iter().filter(|e| e.seq > after).cloned().collect();
+        let first_kept = self.events.first().map_or(after + 1, |e| e.seq);
+        (kept, first_kept.saturating_sub(after + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AccountRecord {
+        AccountRecord {
+            format: RECORD_FORMAT,
+            credential_nonce: "00".repeat(16),
+            password_file: Vec::new(),
+            ksf: KsfParams::recommended(),
+            failed_logins: 0,
+            last_login_start: 0,
+            delay_noted: 0,
+            created_at: 0,
+            devices: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_event_log_keeps_the_newest_and_counts_what_it_dropped() {
+        let mut record = record();
+        for at in 0..(MAX_ACCOUNT_EVENTS as u64 + 6) {
+            record.note(at, AccountEventKind::LoginStarted, false, None);
+        }
+        assert_eq!(record.events.len(), MAX_ACCOUNT_EVENTS);
+        assert_eq!(record.events[0].seq, 7);
+        let (events, dropped) = record.events_after(2);
+        assert_eq!((events.len(), dropped), (MAX_ACCOUNT_EVENTS, 4));
+        let (events, dropped) = record.events_after(68);
+        assert_eq!((events.len(), dropped), (2, 0));
+        let (events, dropped) = record.events_after(70);
+        assert_eq!((events.len(), dropped), (0, 0));
+    }
+
+    fn record_path_for_tests() -> Path {
+        Path::from("accounts/test/record")
+    }
+
+    #[test]
+    fn a_version_1_record_reads_with_no_events() {
+        let mut v1 = serde_json::to_value(record()).unwrap();
+        let object = v1.as_object_mut().unwrap();
+        object.remove("events");
+        object.remove("last_login_start");
+        object.remove("delay_noted");
+        object.insert("format".into(), 1.into());
+        let parsed = parse_account(v1.to_string().as_bytes(), &record_path_for_tests()).unwrap();
+        assert_eq!(parsed.format, RECORD_FORMAT, "read as the current format");
+        assert!(parsed.events.is_empty());
+        assert_eq!(parsed.last_login_start, 0);
     }
 }

@@ -206,6 +206,14 @@ impl ServerSecrets {
         nonce.copy_from_slice(&hash.as_bytes()[..16]);
         nonce
     }
+
+    /// A stable, keyed choice among `options` alternatives for an account's decoy (its
+    /// key-stretching parameters), independent of [`Self::decoy_nonce`].
+    pub fn decoy_choice(&self, account: &AccountHash, options: usize) -> usize {
+        let hash = blake3::keyed_hash(&self.decoy_key, account.as_bytes());
+        let word = u64::from_le_bytes(hash.as_bytes()[16..24].try_into().unwrap_or_default());
+        usize::try_from(word % options.max(1) as u64).unwrap_or(0)
+    }
 }
 
 #[cfg(unix)]

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::authcache::DeviceAuthCache;
+use crate::guesses::LoginPolicy;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::{AccountHash, ServerSecrets};
@@ -12,8 +13,8 @@ use crate::storage::Storage;
 /// Operator-set limits and lifetimes.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Failed logins (counted at login start, reset on success) after which the account locks.
-    pub login_attempt_limit: u32,
+    /// Who may guess passwords, how often, and what decoys look like.
+    pub login: LoginPolicy,
     /// Lifetime of a session token.
     pub session_ttl: Duration,
     /// Lifetime of sealed protocol state between two OPAQUE messages.
@@ -39,7 +40,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            login_attempt_limit: 10,
+            login: LoginPolicy::default(),
             session_ttl: Duration::from_secs(15 * 60),
             protocol_state_ttl: Duration::from_secs(60),
             max_object_bytes: 4 << 30,
@@ -68,6 +69,8 @@ pub struct AppState {
     pub ip_limiter: RateLimiter<IpAddr>,
     /// Per-account limiter.
     pub account_limiter: RateLimiter<AccountHash>,
+    /// Per-address limiter of login starts.
+    pub login_ip_limiter: RateLimiter<IpAddr>,
     /// Device tokens verified in the last moments.
     pub device_auth: DeviceAuthCache,
 }
@@ -78,6 +81,10 @@ impl AppState {
         Self {
             ip_limiter: RateLimiter::new(limits.per_ip_rate.0, limits.per_ip_rate.1),
             account_limiter: RateLimiter::new(limits.per_account_rate.0, limits.per_account_rate.1),
+            login_ip_limiter: RateLimiter::per_minute(
+                limits.login.starts_per_ip_minute.0,
+                limits.login.starts_per_ip_minute.1,
+            ),
             secrets,
             storage,
             limits,

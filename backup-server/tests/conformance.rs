@@ -47,36 +47,45 @@ fn register_login_and_refusals(h: &Harness) {
     client.login(&account, b"correct horse").unwrap();
     let status = client.account_status(&session.token).unwrap();
     assert_eq!(status.failed_logins, 0, "a successful login resets the counter");
-    assert!(!status.locked);
+    assert_eq!(status.next_login_at, 0, "no delay");
 
     let bogus = BearerToken::new("s1.AAAA.BBBB".into());
     assert_eq!(code(client.account_status(&bogus)), ErrorCode::Unauthorized);
 }
 
-fn lockout_after_the_limit(h: &Harness) {
+fn a_delayed_account_gives_no_uncounted_evaluation(h: &Harness) {
     let client = &h.client;
-    let account = unique("locked");
+    let account = unique("delayed");
     client.register(&account, b"right", ksf()).unwrap();
-    let limit = h.server.state.limits.login_attempt_limit;
+    let free = h.server.state.limits.login.delays.free;
 
-    // The same OPAQUE request twice before the lock: the OPRF evaluation (the first 32 bytes of the
-    // credential response) is the account's real one both times.
+    // The same OPAQUE request twice before the delay: the OPRF evaluation (the first 32 bytes of
+    // the credential response) is the account's real one both times.
     let mut rng = rand_08::rngs::OsRng;
     let probe = ClientLogin::<OpaqueSuite>::start(&mut rng, b"guess").unwrap().message.serialize().to_vec();
-    let before = client.login_start_raw(&account, &probe).unwrap().response;
-    assert_eq!(before[..32], client.login_start_raw(&account, &probe).unwrap().response[..32]);
+    let before = client.login_start_raw(&account, &probe).unwrap();
+    assert_eq!(before.response[..32], client.login_start_raw(&account, &probe).unwrap().response[..32]);
 
-    for _ in 2..limit {
+    for _ in 2..free {
         assert!(matches!(client.login(&account, b"wrong"), Err(ClientError::LoginFailed)));
     }
-    // The limit is reached: even the right password fails, and the server no longer evaluates
-    // under the account's OPRF key (no uncounted guessing oracle).
+    // The free starts are spent: even the right password fails until the delay ends, and the
+    // server no longer evaluates under the account's OPRF key: an uncounted evaluation would let
+    // a stranger test guesses offline against an answer captured from a counted start. The decoy
+    // is stable, keeps the account's parameters and the answer's shape.
     assert!(matches!(client.login(&account, b"right"), Err(ClientError::LoginFailed)));
-    let after = client.login_start_raw(&account, &probe).unwrap().response;
-    assert_ne!(before[..32], after[..32], "a locked account must not answer with its real OPRF evaluation");
-    assert_eq!(after.len(), before.len(), "a locked account answers with a well-formed decoy");
+    let after = client.login_start_raw(&account, &probe).unwrap();
+    assert_ne!(before.response[..32], after.response[..32], "no real evaluation during a delay");
+    assert_eq!(after.response[..32], client.login_start_raw(&account, &probe).unwrap().response[..32]);
+    assert_eq!(after.ksf, before.ksf);
+    assert_eq!(after.response.len(), before.response.len());
     let metrics = h.server.state.metrics.render();
-    assert!(metrics.contains("backup_lockouts_total 1"), "{metrics}");
+    assert!(metrics.contains("backup_login_delays_total 1"), "{metrics}");
+    // An unknown name answers alike, with the same shape and a stable evaluation.
+    let nobody = unique("nobody");
+    let decoy = client.login_start_raw(&nobody, &probe).unwrap();
+    assert_eq!(decoy.response.len(), before.response.len());
+    assert_eq!(decoy.response[..32], client.login_start_raw(&nobody, &probe).unwrap().response[..32]);
 }
 
 fn registration_is_not_an_oracle(h: &Harness) {
@@ -384,7 +393,7 @@ fn base64url(bytes: &[u8]) -> String {
 }
 
 fn small_limits() -> Limits {
-    Limits { login_attempt_limit: 4, quota_bytes: 1 << 20, max_object_bytes: 512 << 10, ..test_limits() }
+    Limits { quota_bytes: 1 << 20, max_object_bytes: 512 << 10, ..support::limits_with_delays(4, 3600, 3600) }
 }
 
 macro_rules! conformance {
@@ -403,8 +412,8 @@ macro_rules! conformance {
             }
             #[test]
             $(#[$attr])*
-            fn lockout_after_the_limit() {
-                run(super::lockout_after_the_limit, small_limits());
+            fn a_delayed_account_gives_no_uncounted_evaluation() {
+                run(super::a_delayed_account_gives_no_uncounted_evaluation, small_limits());
             }
             #[test]
             $(#[$attr])*

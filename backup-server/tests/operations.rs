@@ -1,5 +1,5 @@
 //! What an operator meets running the real binary: login metrics that count wrong passwords and
-//! lockouts, logs without colour codes off a terminal, settings accepted after the subcommand,
+//! delays, logs without colour codes off a terminal, settings accepted after the subcommand,
 //! failed starts that leave no directories behind, and `unlock-account` refusing plainly while a
 //! server holds the local store.
 //!
@@ -156,27 +156,28 @@ fn register_and_fail(client: &BackupClient, account: &str, wrong: usize) {
 }
 
 #[test]
-fn wrong_passwords_and_lockouts_show_in_the_metrics() {
+fn wrong_passwords_and_delays_show_in_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--login-attempt-limit", "3"], &[]);
     let client = BackupClient::new(&server.url()).unwrap();
 
-    // Three wrong passwords lock the account; the client fails each on its side and never sends
-    // login/finish, so the guesses are counted at login/start.
+    // Three wrong passwords spend the free starts (each further one waits); the client fails each
+    // on its side and never sends login/finish, so the guesses are counted at login/start.
     register_and_fail(&client, "metrics-victim@example.org", 3);
     let (status, metrics) = get(server.addr, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(counter(&metrics, "backup_login_attempts_total"), 3, "{metrics}");
     assert_eq!(counter(&metrics, "backup_logins_ok_total"), 0);
-    assert_eq!(counter(&metrics, "backup_lockouts_total"), 1);
+    assert_eq!(counter(&metrics, "backup_login_delays_total"), 1);
     assert_eq!(counter(&metrics, "backup_login_finishes_rejected_total"), 0);
-    assert!(!metrics.contains("backup_logins_locked_total"), "no metric tells a locked account apart");
+    assert!(!metrics.contains("backup_logins_delayed_total"), "no metric tells a delayed account apart");
 
-    // Locked: wrong and right passwords alike are refused at login/start and counted there.
+    // Delayed: wrong and right passwords alike fail (the starts come before the delay ends and
+    // are not counted against the account, but the metric counts every start alike).
     for password in [&b"wrong again"[..], b"still wrong", b"right password"] {
         assert!(matches!(client.login("metrics-victim@example.org", password), Err(ClientError::LoginFailed)));
     }
-    // A good login elsewhere, and a wrong one that does not lock.
+    // A good login elsewhere, and a wrong one that does not delay.
     client.register("metrics-other@example.org", b"pw", ksf()).unwrap();
     client.login("metrics-other@example.org", b"pw").unwrap();
     assert!(client.login("metrics-other@example.org", b"nope").is_err());
@@ -188,8 +189,8 @@ fn wrong_passwords_and_lockouts_show_in_the_metrics() {
     let ok = counter(&metrics, "backup_logins_ok_total");
     assert_eq!(attempts, 9, "{metrics}");
     assert_eq!(ok, 1);
-    assert_eq!(attempts - ok, 8, "failed logins: 3 before the lockout, 3 while locked, 1 elsewhere, 1 unknown");
-    assert_eq!(counter(&metrics, "backup_lockouts_total"), 1);
+    assert_eq!(attempts - ok, 8, "failed logins: 3 free ones, 3 during the delay, 1 elsewhere, 1 unknown");
+    assert_eq!(counter(&metrics, "backup_login_delays_total"), 1);
     assert_eq!(counter(&metrics, "backup_login_finishes_rejected_total"), 0);
     assert!(
         metrics.contains("backup_http_requests_total{route=\"/v1/login/start\",method=\"POST\",status=\"200\"} 9"),
@@ -200,14 +201,14 @@ fn wrong_passwords_and_lockouts_show_in_the_metrics() {
 /// Every metric the operator guide names (in the table and the alert examples) is one the server
 /// exports, so the examples work as written.
 /// A stranger who knows an account name reads the public /metrics around one login start: the
-/// change is the same for an existing, a locked and an unknown account.
+/// change is the same for an existing, a delayed and an unknown account.
 #[test]
-fn metrics_do_not_tell_a_stranger_whether_an_account_exists_or_is_locked() {
+fn metrics_do_not_tell_a_stranger_whether_an_account_exists_or_is_delayed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--login-attempt-limit", "3"], &[]);
     let client = BackupClient::new(&server.url()).unwrap();
     register_and_fail(&client, "probe-existing@example.org", 0);
-    register_and_fail(&client, "probe-locked@example.org", 3);
+    register_and_fail(&client, "probe-delayed@example.org", 3);
     // The counters (the duration histogram varies with timing, not with the account).
     let counters = || -> Vec<(String, u64)> {
         let (_, metrics) = get(server.addr, "/metrics");
@@ -218,7 +219,7 @@ fn metrics_do_not_tell_a_stranger_whether_an_account_exists_or_is_locked() {
             .collect()
     };
     let mut changes = Vec::new();
-    for account in ["probe-existing@example.org", "probe-locked@example.org", "probe-unknown@example.org"] {
+    for account in ["probe-existing@example.org", "probe-delayed@example.org", "probe-unknown@example.org"] {
         let before = counters();
         assert!(client.login(account, b"a guess").is_err());
         let after = counters();
@@ -232,7 +233,7 @@ fn metrics_do_not_tell_a_stranger_whether_an_account_exists_or_is_locked() {
         assert!(!changed.is_empty(), "the probe moved some counter (it is a real observation)");
         changes.push((account, changed));
     }
-    assert_eq!(changes[0].1, changes[1].1, "existing vs locked: {changes:?}");
+    assert_eq!(changes[0].1, changes[1].1, "existing vs delayed: {changes:?}");
     assert_eq!(changes[0].1, changes[2].1, "existing vs unknown: {changes:?}");
 }
 
@@ -292,7 +293,7 @@ fn settings_may_follow_the_subcommand() {
     let server = Server::start(dir.path(), &["--login-attempt-limit", "2"], &[]);
     let client = BackupClient::new(&server.url()).unwrap();
     register_and_fail(&client, account, 2);
-    assert!(client.login(account, b"right password").is_err(), "locked");
+    assert!(client.login(account, b"right password").is_err(), "delayed");
     server.stop();
 
     let unlocked = run(&["unlock-account", "--account", account, "--data-dir", data], None, &[]);
@@ -328,7 +329,7 @@ fn unlock_account_refuses_plainly_while_the_server_runs() {
         "{message}"
     );
     assert!(!message.contains(account), "{message}");
-    // The server is unaffected and the account still locked.
+    // The server is unaffected and the account still delayed.
     assert_eq!(get(server.addr, "/healthz").0, 200);
     assert!(client.login(account, b"right password").is_err());
 

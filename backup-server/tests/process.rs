@@ -227,7 +227,7 @@ fn a_second_process_cannot_use_the_same_directory() {
 }
 
 #[test]
-fn operator_unlocks_a_locked_account() {
+fn operator_unlocks_a_delayed_account() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let mut server = local_server(dir.path(), &["--login-attempt-limit", "2"]);
@@ -237,7 +237,7 @@ fn operator_unlocks_a_locked_account() {
     for _ in 0..2 {
         assert!(matches!(client.login(&account, b"wrong"), Err(ClientError::LoginFailed)));
     }
-    assert!(matches!(client.login(&account, b"right"), Err(ClientError::LoginFailed)), "locked");
+    assert!(matches!(client.login(&account, b"right"), Err(ClientError::LoginFailed)), "delayed");
     let busy = run(&["--data-dir", data, "unlock-account", "--account", &account], &[]);
     assert!(!busy.status.success(), "the running server holds the directory");
     server.terminate();

@@ -1,5 +1,6 @@
-//! Two server processes sharing one bucket on a real S3 server (SeaweedFS): guess counting stays
-//! exact across replicas, and what one replica stores the other serves.
+//! Two server processes sharing one bucket on a real S3 server (SeaweedFS): guess counting and
+//! the delay schedule stay exact across replicas and restarts, and what one replica stores the
+//! other serves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod support;
@@ -12,36 +13,55 @@ use support::{ServerProcess, ksf, spawn, unique};
 
 const LIMIT: u32 = 3;
 
-/// Two replicas on one fresh prefix of the S3 test server's bucket.
+/// Starts replicas of one server (same setup) on one fresh prefix of the S3 test server's bucket.
+struct Replicas {
+    dir: std::path::PathBuf,
+    setup: String,
+    store: String,
+    endpoint: String,
+    extra: Vec<String>,
+}
+
+impl Replicas {
+    fn new(dir: &std::path::Path, extra: &[&str]) -> Self {
+        let env = test_support::s3::s3_env();
+        use base64::Engine as _;
+        Self {
+            dir: dir.to_owned(),
+            setup: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ServerSecrets::generate().encode()),
+            store: format!("s3://{}/{}", env.bucket, unique("replicas")),
+            endpoint: env.endpoint,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn start(&self, name: &str) -> ServerProcess {
+        let data = self.dir.join(name);
+        let mut args = vec![
+            "--store",
+            &self.store,
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-allow-http",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--rate-limit-per-ip",
+            "0",
+            "--rate-limit-per-account",
+            "0",
+            "--login-starts-per-ip-minute",
+            "0",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        spawn(&args, &[("BACKUP_SERVER_SETUP", &self.setup)], &self.dir.join(format!("{name}.log")))
+    }
+}
+
+/// Two replicas with the free-login count [`LIMIT`] and an hour's delay after it.
 fn replicas(dir: &std::path::Path) -> (ServerProcess, ServerProcess) {
-    let env = test_support::s3::s3_env();
-    use base64::Engine as _;
-    let setup = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ServerSecrets::generate().encode());
-    let store = format!("s3://{}/{}", env.bucket, unique("replicas"));
     let limit = LIMIT.to_string();
-    let start = |name: &str| {
-        let data = dir.join(name);
-        spawn(
-            &[
-                "--store",
-                &store,
-                "--s3-endpoint",
-                &env.endpoint,
-                "--s3-allow-http",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--login-attempt-limit",
-                &limit,
-                "--rate-limit-per-ip",
-                "0",
-                "--rate-limit-per-account",
-                "0",
-            ],
-            &[("BACKUP_SERVER_SETUP", &setup)],
-            &dir.join(format!("{name}.log")),
-        )
-    };
-    (start("a"), start("b"))
+    let replicas = Replicas::new(dir, &["--login-attempt-limit", &limit, "--login-delay-base-secs", "3600"]);
+    (replicas.start("a"), replicas.start("b"))
 }
 
 /// One login start with the right password, never finished: whether the server evaluated it under
@@ -78,10 +98,40 @@ fn guesses_are_counted_exactly_across_replicas() {
         handles.into_iter().map(|h| h.join().unwrap()).filter(|r| *r).count()
     });
     assert_eq!(real, LIMIT as usize, "real evaluations across both replicas");
-    // Locked on both replicas.
+    // Delayed on both replicas.
     assert!(matches!(client_a.login(&account, b"right"), Err(ClientError::LoginFailed)));
     assert!(matches!(client_b.login(&account, b"right"), Err(ClientError::LoginFailed)));
     assert!(!real_evaluation(&client_b, &account, b"right"));
+}
+
+/// A stranger spends the free guesses at one replica: the owner's right password is then delayed
+/// at the other replica and after that replica restarts, and admitted once the delay has passed.
+#[test]
+#[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
+fn the_owner_is_delayed_not_refused_and_the_schedule_holds_across_replicas_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = Replicas::new(
+        dir.path(),
+        &["--login-attempt-limit", "2", "--login-delay-base-secs", "6", "--login-delay-max-secs", "6"],
+    );
+    let (a, mut b) = (replicas.start("a"), replicas.start("b"));
+    let client_a = BackupClient::new(&a.url).unwrap();
+    let account = unique("owner");
+    client_a.register(&account, b"right", ksf()).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(client_a.login(&account, b"stranger's guess"), Err(ClientError::LoginFailed)));
+    }
+    let spent = std::time::Instant::now();
+    let client_b = BackupClient::new(&b.url).unwrap();
+    assert!(!real_evaluation(&client_b, &account, b"right"), "delayed at the other replica");
+    b.terminate();
+    assert_eq!(b.wait_exit(std::time::Duration::from_secs(10)), Some(0));
+    let b = replicas.start("b");
+    let client_b = BackupClient::new(&b.url).unwrap();
+    assert!(spent.elapsed().as_secs() < 5, "the restart took too long for this test's delay");
+    assert!(!real_evaluation(&client_b, &account, b"right"), "still delayed after a restart");
+    std::thread::sleep(std::time::Duration::from_secs(7).saturating_sub(spent.elapsed()));
+    client_b.login(&account, b"right").expect("admitted once the delay has passed");
 }
 
 #[test]

@@ -9,8 +9,8 @@ use vault_core::{CreateOptions, GuardianRestore, KdfParams, Passphrase};
 use vault_core_net::HttpNetwork;
 
 use crate::backup_records::{
-    BackupResult, GuardianDevice, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult, ServerConfig,
-    SetupOptions, SetupResult, Snapshot,
+    BackupResult, GuardianDevice, GuardianEventsResult, RecoveryInfo, RecoveryResult, RestoreResult, RevokeResult,
+    ServerConfig, SetupOptions, SetupResult, Snapshot,
 };
 use crate::blocking;
 use crate::error::VaultError;
@@ -87,6 +87,19 @@ impl Backup {
             let progress = Adapter { listener, cancel };
             let result = self.recovery().and_then(|mut r| r.backup(&self.network, Some(&progress)));
             result.map(Into::into).map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Reads the backup account's event log at every guardian with this device's tokens and adds
+    /// what is new to the vault's security log (kinds `guardian_*`: password logins started and
+    /// succeeded, delays after failed logins, escrow reads, password and device changes). Also
+    /// done after every `run`. Show the user what it returns: someone trying the backup password,
+    /// or a recovery on another device.
+    pub async fn fetch_guardian_events(self: Arc<Self>) -> Result<GuardianEventsResult, VaultError> {
+        blocking::run(move || {
+            let fetched = self.recovery().and_then(|mut r| r.fetch_guardian_events(&self.network));
+            fetched.map(Into::into).map_err(Into::into)
         })
         .await
     }

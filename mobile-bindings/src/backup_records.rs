@@ -1,6 +1,10 @@
 //! Plain data of backups and recovery that crosses the boundary by value.
 
-use vault_core::recovery::{GuardianBackupReport, GuardianRestoreReport, RecoveryReport, RecoveryStatus, SetupReport};
+use vault_core::recovery::{
+    GuardianBackupReport, GuardianEventsReport, GuardianRestoreReport, RecoveryReport, RecoveryStatus, SetupReport,
+};
+
+use crate::records::SecurityEvent;
 
 /// How the vault reaches backup servers. `None` in the constructors: HTTPS checked by the
 /// platform's certificate verifier, 30 s timeouts.
@@ -14,6 +18,11 @@ pub struct ServerConfig {
     /// Connect and response timeout in seconds [default: 30].
     #[uniffi(default)]
     pub timeout_secs: Option<u32>,
+    /// A login ticket from the app's account service, sent with every password login (servers
+    /// configured with an authoriser answer logins only with one). Short-lived: make a new
+    /// `ServerConfig` (and `Backup` or `Recovery`) with a fresh ticket for each recovery session.
+    #[uniffi(default)]
+    pub login_ticket: Option<String>,
 }
 
 /// How recovery is set up: which shares recover the backup key. The defaults are the
@@ -46,6 +55,7 @@ impl ServerConfig {
             root_certificates: config.root_certificates_der,
             allow_insecure_http: false,
             timeout: config.timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))),
+            login_ticket: config.login_ticket.map(vault_core_net::LoginTicket::new),
         })
     }
 }
@@ -99,13 +109,36 @@ pub struct BackupResult {
     pub duration_ms: u64,
     /// Guardians whose head copy could not be updated (retried next run).
     pub head_copies_failed: Vec<String>,
+    /// What the guardians' account event logs added to the security log after the run
+    /// (recovery attempts, delays, escrow reads, device changes).
+    pub guardian_events: GuardianEventsResult,
 }
 
 impl From<GuardianBackupReport> for BackupResult {
     fn from(r: GuardianBackupReport) -> Self {
         let mut out = Self::from(r.backup);
         out.head_copies_failed = r.head_copies_failed;
+        out.guardian_events = r.guardian_events.into();
         out
+    }
+}
+
+/// What reading the guardians' account event logs added to the vault's security log.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct GuardianEventsResult {
+    /// The security events added (kinds `guardian_*`), oldest first.
+    pub new_events: Vec<SecurityEvent>,
+    /// Guardians whose log could not be read (unreachable, or this device's token revoked
+    /// there), by URL.
+    pub unread_guardians: Vec<String>,
+}
+
+impl From<GuardianEventsReport> for GuardianEventsResult {
+    fn from(r: GuardianEventsReport) -> Self {
+        Self {
+            new_events: r.new_events.into_iter().map(SecurityEvent::from).collect(),
+            unread_guardians: r.unread.into_iter().map(|(url, _)| url).filter(|url| !url.is_empty()).collect(),
+        }
     }
 }
 
@@ -120,6 +153,7 @@ impl From<vault_core::backup::BackupReport> for BackupResult {
             media_reused: b.media_reused,
             duration_ms: u64::try_from(b.duration.as_millis()).unwrap_or(u64::MAX),
             head_copies_failed: Vec::new(),
+            guardian_events: GuardianEventsResult::default(),
         }
     }
 }

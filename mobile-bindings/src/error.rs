@@ -13,8 +13,8 @@ pub enum VaultError {
     /// Wrong passphrase or key, or a damaged key-slot file: ask again.
     #[error("wrong password or key")]
     WrongPassword,
-    /// A guardian server refused the backup password (wrong, or the account is locked there:
-    /// the server does not say which) or this device's token (revoked), or the recovery code
+    /// A guardian server refused the backup password (wrong, or recent failed logins delay the
+    /// account there: without a login ticket the server does not say which) or this device's token (revoked), or the recovery code
     /// does not match the account's shares: ask again. `guardian` is the position of the
     /// guardian that refused, in the list the app gave (or the enrolment's order), when one
     /// guardian alone decided.
@@ -24,10 +24,28 @@ pub enum VaultError {
         guardian: Option<u32>,
     },
     /// Too many attempts: wait, or unlock or recover another way. Raised when a key wrapper is
-    /// locked out (a TPM's dictionary-attack lockout); backup servers do not reveal a locked
-    /// account (a locked login is `BackupLoginFailed`, ADR 0012).
+    /// locked out (a TPM's dictionary-attack lockout).
     #[error("locked out")]
     LockedOut,
+    /// A guardian delays password logins after recent failed ones: retry after
+    /// `retry_after_secs`. Said only when the app sent a login ticket (`ServerConfig.loginTicket`);
+    /// without one a delayed login is `BackupLoginFailed`, since the server does not tell a
+    /// stranger that the account exists.
+    #[error("backup login delayed: retry in {retry_after_secs} s")]
+    BackupLoginDelayed {
+        /// Which guardian, when one did.
+        guardian: Option<u32>,
+        /// Seconds until the guardian admits the next login.
+        retry_after_secs: u64,
+    },
+    /// A guardian answers password logins only with a valid ticket from the app's account
+    /// service, and none was sent (or it expired, or is for another account): get a fresh ticket
+    /// and pass it in `ServerConfig.loginTicket`.
+    #[error("a login ticket from the app's account service is needed")]
+    LoginTicketRequired {
+        /// Which guardian, when one did.
+        guardian: Option<u32>,
+    },
     /// Something is busy or unreachable: retry later.
     #[error("retry later ({reason:?})")]
     RetryLater {
@@ -185,6 +203,10 @@ impl From<vault_core::Error> for VaultError {
                 GuardianError::LoginRefused | GuardianError::TokenRefused => {
                     VaultError::BackupLoginFailed { guardian: guardian(index) }
                 }
+                GuardianError::LoginDelayed { retry_after_secs } => {
+                    VaultError::BackupLoginDelayed { guardian: guardian(index), retry_after_secs }
+                }
+                GuardianError::TicketRequired => VaultError::LoginTicketRequired { guardian: guardian(index) },
                 GuardianError::AccountExists | GuardianError::AccountInUse => {
                     VaultError::AccountInUse { guardian: guardian(index) }
                 }

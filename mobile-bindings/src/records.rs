@@ -82,6 +82,12 @@ pub struct SecurityEvent {
     pub detail: String,
 }
 
+impl From<vault_core::SecurityEvent> for SecurityEvent {
+    fn from(e: vault_core::SecurityEvent) -> Self {
+        Self { at: e.at, kind: e.kind.as_str().to_owned(), detail: e.detail }
+    }
+}
+
 /// The privacy dashboard.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct VaultStatus {

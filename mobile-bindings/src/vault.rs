@@ -256,11 +256,7 @@ impl Vault {
             unlocked_by: s.unlocked_by.0,
             messages: s.messages,
             media_items: s.media_items,
-            recent_events: s
-                .recent_events
-                .into_iter()
-                .map(|e| SecurityEvent { at: e.at, kind: e.kind.as_str().to_owned(), detail: e.detail })
-                .collect(),
+            recent_events: s.recent_events.into_iter().map(SecurityEvent::from).collect(),
         })
     }
 

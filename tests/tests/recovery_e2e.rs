@@ -1,7 +1,8 @@
 //! Recovery end to end, with real `backup-server` processes and the `vault` CLI: setup with two
 //! servers and a recovery code, restore on new devices with every share combination, the
-//! provider-blind test, brute-force lockout (across two replicas on S3), a data server hiding
-//! newer snapshots, share refresh, password change, device revocation and server-key pinning.
+//! provider-blind test, brute force slowed down (across two replicas on S3) and guarded by login
+//! tickets, recovery-attempt alerts on the enrolled device, a data server hiding newer snapshots,
+//! share refresh, password change, device revocation and server-key pinning.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,11 @@ fn stderr(output: &Output) -> String {
 /// A phone with messages (with canaries) and a media item, set up with `servers` and the
 /// recovery code, backed up once. Returns the setup's JSON.
 fn phone_with_backup(phone: &Path, work: &Path, servers: &[String]) -> serde_json::Value {
+    phone_with_backup_env(phone, work, servers, &[])
+}
+
+/// [`phone_with_backup`] with extra environment for the setup (a login ticket).
+fn phone_with_backup_env(phone: &Path, work: &Path, servers: &[String], envs: &[(&str, &str)]) -> serde_json::Value {
     ok(run(phone, &["init"], &[]));
     let lines: String = (0..400).map(|i| format!("{CANARY}-{i} see you at eight\n")).collect();
     ok(vault(
@@ -64,7 +70,9 @@ fn phone_with_backup(phone: &Path, work: &Path, servers: &[String]) -> serde_jso
         args.extend(["--server", s.as_str()]);
     }
     let pw = password(PASSWORD);
-    let setup = json(run(phone, &args, &with_password(&pw)));
+    let mut env = with_password(&pw);
+    env.extend_from_slice(envs);
+    let setup = json(run(phone, &args, &env));
     let backup = json(run(phone, &["--json", "backup", "run"], &[]));
     assert_eq!(backup["generation"], 1);
     assert_eq!(backup["head_copies_failed"].as_array().unwrap().len(), 0, "{backup}");
@@ -176,7 +184,7 @@ fn restore_on_new_devices_with_each_share_combination() {
     let wrong = password("not the password");
     let out = run(&alone, &restore_args(&servers, None, &[]), &with_password(&wrong));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("wrong password, or the account is locked"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong password, or too many recent attempts"), "{}", stderr(&out));
 
     // The guardian server alone with the code: its escrow lists the data server, which the
     // restore reaches and restores from.
@@ -254,9 +262,10 @@ fn one_servers_whole_state_and_the_password_decrypt_nothing() {
     assert!(scanned > 600_000, "the scan covered the stored bytes ({scanned})");
 }
 
-/// `limit` wrong passwords through `urls` in turn lock the escrow: the right password then
-/// fails too, until the operator unlocks the account.
-fn brute_force_locks(urls: &[String], work: &Path, code: &str, limit: usize, unlock: impl FnOnce()) {
+/// `limit` wrong passwords through `urls` in turn spend the free logins: the right password then
+/// fails too (an hour's delay, which a stranger without a ticket is not told about), until the
+/// operator unlocks the account.
+fn brute_force_delays(urls: &[String], work: &Path, code: &str, limit: usize, unlock: impl FnOnce()) {
     let attacker = work.join("attacker");
     let wrong = password("guess");
     for attempt in 0..limit {
@@ -275,7 +284,7 @@ fn brute_force_locks(urls: &[String], work: &Path, code: &str, limit: usize, unl
             &restore_args(std::slice::from_ref(url), Some(code), &["--key-only"]),
             &with_password(&right),
         );
-        assert_eq!(out.status.code(), Some(3), "locked at {url}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(3), "delayed at {url}: {}", stderr(&out));
     }
     unlock();
     let recovered =
@@ -284,16 +293,17 @@ fn brute_force_locks(urls: &[String], work: &Path, code: &str, limit: usize, unl
 }
 
 #[test]
-fn wrong_passwords_lock_the_escrow() {
+fn wrong_passwords_delay_the_escrow_until_the_operator_unlocks() {
     let work = tempfile::tempdir().unwrap();
-    let mut a = guardian(work.path().join("server-a"), &["--login-attempt-limit", "4"]);
+    let mut a =
+        guardian(work.path().join("server-a"), &["--login-attempt-limit", "4", "--login-delay-base-secs", "3600"]);
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &[a.url()]);
     assert_eq!(setup["policy"], "2 of {1 server, recovery code}");
     let code = setup["recovery_code"].as_str().unwrap().to_owned();
     let data = a.data.clone();
     let url = a.url();
-    brute_force_locks(&[url], work.path(), &code, 4, || {
+    brute_force_delays(&[url], work.path(), &code, 4, || {
         a.stop();
         let args = ["--data-dir", data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT];
         let out = run_server(&workspace_binary("backup-server"), &args, &[]);
@@ -323,6 +333,8 @@ fn wrong_passwords_through_two_replicas_count_together() {
         setup_file.to_str().unwrap(),
         "--login-attempt-limit",
         "4",
+        "--login-delay-base-secs",
+        "3600",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -333,7 +345,7 @@ fn wrong_passwords_through_two_replicas_count_together() {
     let phone = work.path().join("phone");
     let setup = phone_with_backup(&phone, work.path(), &[one.url()]);
     let code = setup["recovery_code"].as_str().unwrap().to_owned();
-    brute_force_locks(&[one.url(), two.url()], work.path(), &code, 4, || {
+    brute_force_delays(&[one.url(), two.url()], work.path(), &code, 4, || {
         let unlock_dir = work.path().join("unlock");
         let mut args = vec!["--data-dir", unlock_dir.to_str().unwrap()];
         args.extend_from_slice(&shared_args);
@@ -671,4 +683,121 @@ fn a_revocation_rotates_the_key_and_a_rolled_back_head_needs_an_explicit_choice(
     assert_eq!(accepted["enrolled"], false);
     b.restart();
     a.stop();
+}
+
+/// A stranger who knows the account name and an attacker guessing at a guardian, against the
+/// recommended deployment (an authoriser at server A) and a plain server B: starts without a
+/// ticket are refused at A before they count (exit 3, naming VAULT_LOGIN_TICKET); guesses at B
+/// are counted; the owner recovers with a ticket. The enrolled phone sees the guesses and the
+/// recovery as security events after its next backup run, `vault status` tallies them, and with
+/// a ticket a delay is reported as one (exit 5). Once the phone's enrolment is revoked it reads
+/// nothing new.
+#[test]
+fn an_enrolled_device_sees_recovery_attempts_and_a_revoked_one_sees_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let server = workspace_binary("backup-server");
+    let key_file = work.path().join("account-service.key");
+    let keygen = run_server(&server, &["ticket-keygen", "--out", key_file.to_str().unwrap()], &[]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public_key = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
+    let issue = |account: &str| {
+        let args = ["issue-ticket", "--signing-key", key_file.to_str().unwrap(), "--account", account];
+        let out = run_server(&server, &args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let delays = ["--login-attempt-limit", "3", "--login-delay-base-secs", "3600"];
+    let mut a =
+        guardian(work.path().join("server-a"), &[&delays[..], &["--login-authoriser-key", &public_key]].concat());
+    let b = guardian(work.path().join("server-b"), &delays);
+    let servers = [a.url(), b.url()];
+    let ticket = issue(ACCOUNT);
+    let with_ticket = [("VAULT_LOGIN_TICKET", ticket.as_str())];
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup_env(&phone, work.path(), &servers, &with_ticket);
+    let code = setup["recovery_code"].as_str().unwrap().to_owned();
+    let right = password(PASSWORD);
+    let wrong = password("a stranger's guess");
+
+    // Without a ticket server A answers nothing; a ticket for another account is no better.
+    let stranger = work.path().join("stranger");
+    let other = issue("someone-else@example.org");
+    for envs in [vec![], vec![("VAULT_LOGIN_TICKET", other.as_str())]] {
+        let mut env = with_password(&wrong);
+        env.extend_from_slice(&envs);
+        let out = run(&stranger, &restore_args(&servers[..1], Some(&code), &["--key-only"]), &env);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(stderr(&out).contains("VAULT_LOGIN_TICKET"), "{}", stderr(&out));
+    }
+    // Server B has no authoriser: two guesses there are counted.
+    for _ in 0..2 {
+        let out = run(&stranger, &restore_args(&servers[1..], Some(&code), &["--key-only"]), &with_password(&wrong));
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    // The owner, with a ticket, recovers the key from both (nothing of the above counted at A).
+    let mut owner_env = with_password(&right);
+    owner_env.extend_from_slice(&with_ticket);
+    let owner = work.path().join("owner");
+    ok(run(&owner, &restore_args(&servers, None, &["--key-only"]), &owner_env));
+
+    // The phone's next backup run reads both logs.
+    let backup = json(run(&phone, &["--json", "backup", "run"], &[]));
+    let events = backup["guardian_events"]["new_events"].as_array().unwrap().clone();
+    assert!(backup["guardian_events"]["unread"].as_array().unwrap().is_empty(), "{backup}");
+    let count = |guardian: usize, kind: &str, detail: &str| {
+        let name = format!("guardian {guardian} ({})", servers[guardian - 1]);
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .filter(|e| {
+                e["detail"].as_str().unwrap().starts_with(&name) && e["detail"].as_str().unwrap().contains(detail)
+            })
+            .count()
+    };
+    assert_eq!(
+        count(1, "guardian_login_started", ", with a login ticket"),
+        1,
+        "only the owner's start at A: {events:?}"
+    );
+    assert_eq!(count(1, "guardian_login_started", ""), 1, "{events:?}");
+    assert_eq!(count(2, "guardian_login_started", ""), 3, "two guesses and the owner's: {events:?}");
+    assert_eq!(count(2, "guardian_login_succeeded", ""), 1);
+    assert_eq!(count(1, "guardian_escrow_read", ""), 1);
+    assert_eq!(count(2, "guardian_escrow_read", ""), 1);
+    let status = ok(run(&phone, &["status"], &[]));
+    assert!(status.contains("Recovery attempts at the guardians"), "{status}");
+    // Over the last 30 days, with the setup's logins: one failed guess at A was not even counted.
+    assert!(status.contains(&format!("guardian 1 ({}): 2 login attempts (2 succeeded)", servers[0])), "{status}");
+    assert!(status.contains(&format!("guardian 2 ({}): 4 login attempts (2 succeeded)", servers[1])), "{status}");
+
+    // With a ticket, three wrong passwords at A are reported as such; then A says to wait.
+    let mut guesser_env = with_password(&wrong);
+    guesser_env.extend_from_slice(&with_ticket);
+    for _ in 0..3 {
+        let out = run(&stranger, &restore_args(&servers[..1], Some(&code), &["--key-only"]), &guesser_env);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    let out = run(&stranger, &restore_args(&servers[..1], Some(&code), &["--key-only"]), &owner_env);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("retry in"), "{}", stderr(&out));
+    let events = json(run(&phone, &["--json", "backup", "events"], &[]));
+    let delayed = events["new_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "guardian_login_delayed");
+    assert_eq!(delayed.count(), 1, "{events}");
+
+    // The operator ends the delay; the phone revokes its own enrolment (a password login at
+    // both): later guesses are not shown to it.
+    a.stop();
+    let unlock = ["--data-dir", a.data.to_str().unwrap(), "unlock-account", "--account", ACCOUNT];
+    let out = run_server(&server, &unlock, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    a.restart();
+    let this = this_device(&phone);
+    let mut revoke_env = with_password(&right);
+    revoke_env.extend_from_slice(&with_ticket);
+    ok(run(&phone, &["backup", "devices", "--revoke", &this, "--revoke-this-device"], &revoke_env));
+    let out = run(&stranger, &restore_args(&servers[1..], Some(&code), &["--key-only"]), &with_password(&wrong));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let after = json(run(&phone, &["--json", "backup", "events"], &[]));
+    assert_eq!(after["new_events"].as_array().unwrap().len(), 0, "{after}");
+    assert_eq!(after["unread"].as_array().unwrap().len(), 2, "{after}");
 }

@@ -150,8 +150,9 @@ pub enum Error {
         matches: Vec<(String, String, String)>,
     },
     /// A backup server did not accept the backup password, or a recovery code does not match the
-    /// account's shares. Servers do not say whether an account is locked or unknown, so the
-    /// message says "wrong password, or locked" for each server that refused.
+    /// account's shares. Servers do not tell a requester without a login ticket whether an
+    /// account is delayed after failed logins or unknown, so the message says "wrong password,
+    /// or too many recent attempts" for each server that refused.
     #[error("backup login failed: {0}")]
     BackupAuthentication(String),
     /// One guardian server failed or refused: `index` is its position in the list the caller

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::wire::{
-    AccountStatus, CreateDeviceRequest, DeviceList, DeviceTokenResponse, ErrorBody, LoginFinishRequest,
+    AccountEvents, AccountStatus, CreateDeviceRequest, DeviceList, DeviceTokenResponse, ErrorBody, LoginFinishRequest,
     LoginStartRequest, LoginStartResponse, ObjectList, RegisterFinishRequest, RegisterStartRequest,
     RegisterStartResponse, SessionResponse,
 };
@@ -54,6 +54,13 @@ pub enum ClientError {
     /// A caller-supplied value is not acceptable.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// Failed logins delay the account: the next login start is admitted after this many seconds
+    /// (a server says so only to a requester with a valid login ticket).
+    #[error("too many failed logins: retry in {retry_after_secs} s")]
+    LoginDelayed {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
 }
 
 impl ClientError {
@@ -118,6 +125,27 @@ pub struct ClientOptions {
     pub allow_insecure_http: bool,
     /// Connect and response timeout [default: 30 s].
     pub timeout: Option<Duration>,
+    /// A login ticket from the app's account service, sent with every login start
+    /// ([`crate::ticket`]); needed only by servers configured to require one.
+    pub login_ticket: Option<LoginTicket>,
+}
+
+/// A login ticket as the client holds it; redacted in `Debug` (it lets its holder spend the
+/// account's guesses until it expires).
+#[derive(Clone)]
+pub struct LoginTicket(Zeroizing<String>);
+
+impl LoginTicket {
+    /// Wraps a ticket string.
+    pub fn new(ticket: String) -> Self {
+        Self(Zeroizing::new(ticket))
+    }
+}
+
+impl std::fmt::Debug for LoginTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginTicket(..)")
+    }
 }
 
 /// A blocking client for one backup server.
@@ -125,6 +153,7 @@ pub struct ClientOptions {
 pub struct BackupClient {
     agent: ureq::Agent,
     base: String,
+    login_ticket: Option<LoginTicket>,
 }
 
 /// An object body to upload: its exact length and a reader producing it.
@@ -168,7 +197,7 @@ impl BackupClient {
             .tls_config(tls)
             .build()
             .new_agent();
-        Ok(Self { agent, base })
+        Ok(Self { agent, base, login_ticket: options.login_ticket })
     }
 
     fn url(&self, path: &str) -> String {
@@ -260,11 +289,17 @@ impl BackupClient {
     /// The first login round trip alone, with a caller-built OPAQUE credential request (for tests
     /// and tools that drive OPAQUE themselves).
     pub fn login_start_raw(&self, account: &str, request: &[u8]) -> Result<LoginStartResponse, ClientError> {
-        let body = LoginStartRequest { account: account.to_owned(), request: request.to_vec() };
+        let ticket = self.login_ticket.as_ref().map(|t| t.0.to_string());
+        let body = LoginStartRequest { account: account.to_owned(), request: request.to_vec(), ticket };
         self.post_json("/login/start", &body, None)
     }
 
     // ---- account and devices ----
+
+    /// The account's events after `after` (0: every kept event), with a session or device token.
+    pub fn account_events(&self, auth: &BearerToken, after: u64) -> Result<AccountEvents, ClientError> {
+        self.get_json(&format!("/events?after={after}"), auth)
+    }
 
     /// The caller's account status.
     pub fn account_status(&self, auth: &BearerToken) -> Result<AccountStatus, ClientError> {
@@ -604,6 +639,10 @@ fn check(response: &mut http::Response<ureq::Body>) -> Result<(), ClientError> {
     }
     let body = response.body_mut().with_config().limit(MAX_SMALL_RESPONSE).read_to_vec().unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(error) if error.error == ErrorCode::LoginDelayed => {
+            let retry_after_secs = header(response, "retry-after").and_then(|v| v.trim().parse().ok()).unwrap_or(60);
+            Err(ClientError::LoginDelayed { retry_after_secs })
+        }
         Ok(error) => Err(ClientError::Api { status, code: error.error, message: error.message }),
         Err(_) => Err(ClientError::Protocol(format!("HTTP {status} without an error body"))),
     }

@@ -13,8 +13,15 @@ pub enum ErrorCode {
     InvalidName,
     /// The bearer token is missing, malformed, expired or revoked.
     Unauthorized,
-    /// OPAQUE login did not complete: wrong password, unknown or locked account, or expired state.
+    /// OPAQUE login did not complete: wrong password, unknown account, an account whose failed
+    /// logins delay it (told so only to a requester with a login ticket), or expired state.
     LoginFailed,
+    /// This server counts only login starts that carry a valid login ticket from the app's account
+    /// service; the ticket is missing, malformed, expired or for another account.
+    LoginTicketRequired,
+    /// Failed logins delay this account: retry after `Retry-After` seconds (told only to a
+    /// requester with a valid login ticket).
+    LoginDelayed,
     /// The token is valid but not allowed on this route (a device token on a password-only route).
     Forbidden,
     /// The object, record or device does not exist.
@@ -53,7 +60,7 @@ impl ErrorCode {
     pub const fn status(self) -> u16 {
         match self {
             Self::BadRequest | Self::InvalidName => 400,
-            Self::Unauthorized | Self::LoginFailed => 401,
+            Self::Unauthorized | Self::LoginFailed | Self::LoginTicketRequired => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UnknownRoute => 404,
             Self::Timeout => 408,
@@ -63,7 +70,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::PreconditionRequired => 428,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::LoginDelayed => 429,
             Self::Internal => 500,
             Self::Unavailable => 503,
             Self::QuotaExceeded => 507,
@@ -99,6 +106,8 @@ impl ErrorCode {
             Self::InvalidName => "invalid_name",
             Self::Unauthorized => "unauthorized",
             Self::LoginFailed => "login_failed",
+            Self::LoginTicketRequired => "login_ticket_required",
+            Self::LoginDelayed => "login_delayed",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::UnknownRoute => "unknown_route",
@@ -130,7 +139,13 @@ mod tests {
 
     #[test]
     fn wire_names_match_serde() {
-        for code in [ErrorCode::BadRequest, ErrorCode::PreconditionRequired, ErrorCode::QuotaExceeded] {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::LoginTicketRequired,
+            ErrorCode::LoginDelayed,
+        ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

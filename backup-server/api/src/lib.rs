@@ -4,6 +4,7 @@
 //! - [`wire`]: the JSON request and response bodies of the `/v1` HTTP API, with binary fields in
 //!   unpadded base64url.
 //! - [`error`]: the machine-readable error codes every error response carries.
+//! - [`ticket`]: login tickets signed by the app's account service (Ed25519).
 //! - [`names`]: what account and object identifiers may look like, checked identically on both sides.
 //! - `client` (feature `client`): a blocking HTTPS client for the whole API.
 //!
@@ -12,6 +13,7 @@
 pub mod error;
 pub mod names;
 pub mod suite;
+pub mod ticket;
 pub mod wire;
 
 #[cfg(feature = "client")]
@@ -31,6 +33,9 @@ pub const MAX_HEAD_LEN: usize = 16 * 1024;
 
 /// Largest JSON request body the server accepts on the authentication and device routes, in bytes.
 pub const MAX_JSON_BODY_LEN: usize = 16 * 1024;
+
+/// Events an account's log keeps; older ones are dropped first.
+pub const MAX_ACCOUNT_EVENTS: usize = 64;
 
 /// Most objects one page of `GET /v1/objects` returns.
 pub const MAX_LIST_PAGE: usize = 1000;

@@ -67,6 +67,10 @@ pub struct LoginStartRequest {
     /// The serialised OPAQUE `CredentialRequest`.
     #[serde(with = "b64")]
     pub request: Vec<u8>,
+    /// A login ticket from the app's account service ([`crate::ticket`]); required by a server
+    /// configured with authoriser keys, ignored by one without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// Answer to `POST /v1/login/start` (KE2).
@@ -173,12 +177,12 @@ pub struct ObjectList {
 /// Answer to `GET /v1/account`: the state of the caller's own account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountStatus {
-    /// Failed logins since the last success.
+    /// Counted login starts since the last successful login.
     pub failed_logins: u32,
-    /// Failed logins allowed before the account locks.
+    /// Counted login starts admitted without delay; each one beyond waits longer.
     pub login_limit: u32,
-    /// Whether the account is locked (no password login succeeds).
-    pub locked: bool,
+    /// When the next counted login start is admitted (Unix seconds; 0: now, no delay in force).
+    pub next_login_at: u64,
     /// Bytes stored in objects.
     pub used_bytes: u64,
     /// Objects stored.
@@ -194,4 +198,59 @@ pub struct ErrorBody {
     pub error: ErrorCode,
     /// A human-readable explanation (never contains secrets or stored content).
     pub message: String,
+}
+
+/// What happened to an account at the server, as its event log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountEventKind {
+    /// A login start was counted against the account's guesses (a wrong password shows as a start
+    /// without a success).
+    LoginStarted,
+    /// A password login succeeded.
+    LoginSucceeded,
+    /// A login start came before the delay after failed logins had ended and was refused
+    /// (`retry_at` says when the delay ends); noted once per delay.
+    LoginDelayed,
+    /// The escrow record was read (a recovery, or a password-authenticated change).
+    EscrowRead,
+    /// The password was changed.
+    PasswordChanged,
+    /// A device was enrolled.
+    DeviceEnrolled,
+    /// A device was revoked.
+    DeviceRevoked,
+    /// An operator reset the failed-login count.
+    Unlocked,
+    /// A kind this build does not know (sent by a newer server); never sent by this one.
+    #[serde(other)]
+    Other,
+}
+
+/// One entry of an account's event log. Carries no secret, no client address and no account name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEvent {
+    /// Position in the account's log, from 1, increasing.
+    pub seq: u64,
+    /// When, in Unix seconds (the server's clock).
+    pub at: u64,
+    /// What happened.
+    pub kind: AccountEventKind,
+    /// Whether a login start carried a valid ticket from the app's account service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authorised: bool,
+    /// For [`AccountEventKind::LoginDelayed`]: when the delay ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+}
+
+/// Answer to `GET /v1/events?after=SEQ`: the events after `SEQ` the server still keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountEvents {
+    /// Events in order.
+    pub events: Vec<AccountEvent>,
+    /// Events after `SEQ` that are no longer kept (the log keeps the newest
+    /// [`crate::MAX_ACCOUNT_EVENTS`]).
+    pub dropped: u64,
 }

@@ -64,7 +64,13 @@ fn types() -> Vec<WireType> {
         ),
         (
             "LoginStartRequest",
-            serde_json::to_value(LoginStartRequest { account: "a".into(), request: vec![1] }).unwrap(),
+            serde_json::to_value(LoginStartRequest { account: "a".into(), request: vec![1], ticket: None }).unwrap(),
+            de::<LoginStartRequest>,
+        ),
+        (
+            "LoginStartRequest with a ticket",
+            serde_json::to_value(LoginStartRequest { account: "a".into(), request: vec![1], ticket: Some("t".into()) })
+                .unwrap(),
             de::<LoginStartRequest>,
         ),
         (
@@ -87,7 +93,7 @@ fn types() -> Vec<WireType> {
             serde_json::to_value(AccountStatus {
                 failed_logins: 0,
                 login_limit: 10,
-                locked: false,
+                next_login_at: 0,
                 used_bytes: 0,
                 objects: 0,
                 quota_bytes: 1,
@@ -121,6 +127,21 @@ fn types() -> Vec<WireType> {
             })
             .unwrap(),
             de::<ObjectList>,
+        ),
+        (
+            "AccountEvents",
+            serde_json::to_value(AccountEvents {
+                events: vec![AccountEvent {
+                    seq: 1,
+                    at: 1,
+                    kind: AccountEventKind::LoginDelayed,
+                    authorised: true,
+                    retry_at: Some(2),
+                }],
+                dropped: 0,
+            })
+            .unwrap(),
+            de::<AccountEvents>,
         ),
         ("ErrorBody", serde_json::json!({"error": "not_found", "message": "m"}), de::<ErrorBody>),
     ]

@@ -1,13 +1,17 @@
-//! The caller's own account: status, devices (enrol, list, revoke), escrow and head records.
+//! The caller's own account: status, event log, devices (enrol, list, revoke), escrow and head
+//! records.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_api::names::is_valid_device_id;
-use backup_api::wire::{AccountStatus, CreateDeviceRequest, DeviceInfo, DeviceList, DeviceTokenResponse};
+use backup_api::wire::{
+    AccountEventKind, AccountEvents, AccountStatus, CreateDeviceRequest, DeviceInfo, DeviceList, DeviceTokenResponse,
+};
 use backup_api::{ErrorCode, MAX_ESCROW_LEN, MAX_HEAD_LEN};
 
 use super::extract::{Caller, CallerKind, JsonBody, PathId, read_bounded};
@@ -37,11 +41,13 @@ pub async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Resul
         Some(r) => records::parse(&r.bytes, &usage_path)?,
         None => Usage::default(),
     };
-    let limit = state.limits.login_attempt_limit;
+    let delays = state.limits.login.delays;
     Ok(axum::Json(AccountStatus {
         failed_logins: record.failed_logins,
-        login_limit: limit,
-        locked: record.failed_logins >= limit,
+        login_limit: delays.free,
+        next_login_at: Some(delays.next_allowed(record.failed_logins, record.last_login_start))
+            .filter(|at| *at > now_secs())
+            .unwrap_or(0),
         used_bytes: usage.bytes,
         objects: usage.objects,
         quota_bytes: state.limits.quota_bytes,
@@ -71,7 +77,7 @@ pub async fn enrol_device(
         .update::<_, ApiError>(&path, |current| {
             let bytes =
                 current.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "the account no longer exists"))?;
-            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            let mut record = records::parse_account(bytes, &path)?;
             if record.devices.len() >= max {
                 return Err(ApiError::new(ErrorCode::BadRequest, format!("at most {max} devices; revoke one first")));
             }
@@ -81,6 +87,7 @@ pub async fn enrol_device(
                 created_at: now,
                 secret_hash: secret_hash.clone(),
             });
+            record.note(now, AccountEventKind::DeviceEnrolled, false, None);
             Ok(Change::Write(records::encode(&record), ()))
         })
         .await?;
@@ -118,12 +125,13 @@ pub async fn revoke_device(
         .storage
         .update::<_, ApiError>(&path, |current| {
             let bytes = current.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such device"))?;
-            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            let mut record = records::parse_account(bytes, &path)?;
             let before = record.devices.len();
             record.devices.retain(|d| d.id != id);
             if record.devices.len() == before {
                 return Err(ApiError::new(ErrorCode::NotFound, "no such device"));
             }
+            record.note(now_secs(), AccountEventKind::DeviceRevoked, false, None);
             Ok(Change::Write(records::encode(&record), ()))
         })
         .await?;
@@ -234,9 +242,47 @@ fn set_etag(response: &mut Response, etag: &str) {
     }
 }
 
-/// `GET /v1/escrow` (session only).
+/// `GET /v1/escrow` (session only): noted in the account's event log before it is read.
 pub async fn get_escrow(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_session()?;
+    note(&state, &caller, AccountEventKind::EscrowRead).await?;
     get_record(&state, &caller, ClientRecord::Escrow).await
+}
+
+/// Appends an event to the caller's account record.
+async fn note(state: &AppState, caller: &Caller, kind: AccountEventKind) -> Result<(), ApiError> {
+    let path = records::record_path(&caller.account);
+    state
+        .storage
+        .update::<_, ApiError>(&path, |current| {
+            let bytes =
+                current.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "the account no longer exists"))?;
+            let mut record = records::parse_account(bytes, &path)?;
+            record.note(now_secs(), kind, false, None);
+            Ok(Change::Write(records::encode(&record), ()))
+        })
+        .await
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Return events after this sequence number.
+    #[serde(default)]
+    after: u64,
+}
+
+/// `GET /v1/events?after=SEQ` (session or device): the account's kept events after `SEQ`.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<axum::Json<AccountEvents>, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::bad_request("the one query parameter is `after`"))?;
+    let record = load_record(&state, &caller).await?;
+    let (events, dropped) = record.events_after(query.after);
+    Ok(axum::Json(AccountEvents { events, dropped }))
 }
 
 /// `PUT /v1/escrow` (session only, conditional).

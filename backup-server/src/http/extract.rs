@@ -11,7 +11,7 @@ use backup_api::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::records::{self, AccountRecord};
+use crate::records;
 use crate::secrets::AccountHash;
 use crate::state::{AppState, now_secs};
 use crate::tokens::{self, Token};
@@ -63,7 +63,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
             if !state.device_auth.is_fresh(&account, &device_id, &presented) {
                 let path = records::record_path(&account);
                 let record = state.storage.read(&path).await?.ok_or_else(unauthorized)?;
-                let record: AccountRecord = records::parse(&record.bytes, &path)?;
+                let record = records::parse_account(&record.bytes, &path)?;
                 let enrolled = record.devices.iter().any(|d| {
                     d.id == device_id
                         && tokens::device_secret_matches(state.secrets.device_key(), &secret[..], &d.secret_hash)

@@ -1,23 +1,28 @@
 //! OPAQUE registration and login (RFC 9807 through opaque-ke), three messages each.
 //!
-//! Guess limiting: every login start for an existing, unlocked account increments the account's
-//! failed-login counter by compare-and-swap *before* the server evaluates the OPRF, and a
-//! successful finish resets it. Once the counter reaches the limit the account is locked: its login
-//! starts are answered exactly like an unknown account's (a decoy credential identifier, so the
-//! answer carries no evaluation under the account's real OPRF key), and no password login can
-//! succeed until an operator unlocks it.
+//! Guess limiting ([`crate::guesses`]): every admitted login start for an existing account
+//! increments the account's failed-login count by compare-and-swap *before* the server evaluates
+//! the OPRF, notes it in the account's event log, and a successful finish resets the count. Past
+//! the free starts each counted start waits longer; a start that comes too early is not counted
+//! and is answered with a decoy (never an evaluation under the account's real OPRF key, which would
+//! be an uncounted guessing oracle) under the account's own key-stretching parameters; the first
+//! such start in a delay is noted in the event log. With authoriser keys configured, a
+//! start without a valid login ticket is refused before anything is counted, and an authorised
+//! requester is told when to retry.
 //!
 //! Registration never evaluates the OPRF for an existing account without a session for it (that
 //! would be an uncounted guessing oracle), and each registration draws a fresh credential nonce, so
 //! evaluations collected before an account exists are useless against it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use backup_api::names::is_valid_account;
+use backup_api::wire::AccountEventKind;
 use backup_api::wire::{
     LoginFinishRequest, LoginStartRequest, LoginStartResponse, RegisterFinishRequest, RegisterStartRequest,
     RegisterStartResponse, SessionResponse,
@@ -44,15 +49,20 @@ fn login_params() -> ServerLoginParameters<'static, 'static> {
 }
 
 fn checked_account(state: &AppState, account: &str) -> Result<AccountHash, ApiError> {
+    let hash = valid_account(state, account)?;
+    state.account_limiter.check(&hash).map_err(ApiError::rate_limited)?;
+    Ok(hash)
+}
+
+/// The account's hash, if the name is acceptable (no rate limit taken).
+fn valid_account(state: &AppState, account: &str) -> Result<AccountHash, ApiError> {
     if !is_valid_account(account) {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
             "the account identifier is empty, too long or has control characters",
         ));
     }
-    let hash = state.secrets.account_hash(account);
-    state.account_limiter.check(&hash).map_err(ApiError::rate_limited)?;
-    Ok(hash)
+    Ok(state.secrets.account_hash(account))
 }
 
 fn malformed(what: &str) -> ApiError {
@@ -169,19 +179,23 @@ pub async fn register_finish(
                     password_file: password_file.clone(),
                     ksf: registration.ksf,
                     failed_logins: 0,
+                    last_login_start: 0,
+                    delay_noted: 0,
                     created_at: now,
                     devices: Vec::new(),
+                    events: Vec::new(),
                 };
                 Ok(Change::Write(records::encode(&record), ()))
             }
             (Some(_), false) => Err(ApiError::new(ErrorCode::AccountExists, "this account is already registered")),
             (None, true) => Err(ApiError::new(ErrorCode::NotFound, "no such account")),
             (Some(bytes), true) => {
-                let mut record: AccountRecord = records::parse(bytes, &path)?;
+                let mut record = records::parse_account(bytes, &path)?;
                 record.credential_nonce = hex::encode(registration.nonce);
                 record.password_file.clone_from(&password_file);
                 record.ksf = registration.ksf;
                 record.failed_logins = 0;
+                record.note(now, AccountEventKind::PasswordChanged, false, None);
                 Ok(Change::Write(records::encode(&record), ()))
             }
         })
@@ -199,57 +213,116 @@ pub async fn register_finish(
 enum Counted {
     /// The attempt was counted; evaluate with the real record.
     Real(Box<AccountRecord>),
-    /// Locked: answer with a decoy.
-    Locked,
+    /// Too early for another counted attempt: not counted, answered with a decoy under the
+    /// account's own parameters (or, to an authorised requester, with the time to retry).
+    Delayed { ksf: KsfParams, retry_at: u64 },
     /// Unknown: answer with a decoy.
     Unknown,
+}
+
+/// Whether the login start may proceed, and whether a valid ticket authorised it: with authoriser
+/// keys configured a start without a valid ticket is refused here, before anything is counted or
+/// stored.
+fn authorise_start(state: &AppState, body: &LoginStartRequest) -> Result<bool, ApiError> {
+    let policy = &state.limits.login;
+    if !policy.requires_ticket() {
+        return Ok(false);
+    }
+    let refused = |why: &dyn std::fmt::Display| {
+        bump(&state.metrics.login_tickets_refused);
+        tracing::debug!(reason = %why, "login start refused: no valid ticket");
+        ApiError::new(
+            ErrorCode::LoginTicketRequired,
+            "this server answers login starts only with a valid ticket from the app's account service",
+        )
+    };
+    let ticket = body.ticket.as_deref().ok_or_else(|| refused(&"no ticket"))?;
+    backup_api::ticket::verify(ticket, &body.account, now_secs(), &policy.authorisers).map_err(|e| refused(&e))?;
+    Ok(true)
+}
+
+/// Refuses a client address that starts logins faster than the per-address login limit.
+fn limit_client(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| crate::ratelimit::client_key(c.0.ip()));
+    match peer.map(|ip| state.login_ip_limiter.check(&ip)) {
+        Some(Err(wait)) => Err(ApiError::rate_limited(wait)),
+        _ => Ok(()),
+    }
 }
 
 /// `POST /v1/login/start`.
 pub async fn login_start(
     State(state): State<Arc<AppState>>,
+    parts: Parts,
     JsonBody(body): JsonBody<LoginStartRequest>,
 ) -> Result<axum::Json<LoginStartResponse>, ApiError> {
-    let account = checked_account(&state, &body.account)?;
+    // The address's login limit and the ticket come before the account's request budget, so a
+    // stranger cannot spend the owner's budget (which device requests share).
+    let account = valid_account(&state, &body.account)?;
+    limit_client(&state, &parts)?;
+    let authorised = authorise_start(&state, &body)?;
+    state.account_limiter.check(&account).map_err(ApiError::rate_limited)?;
     let request =
         CredentialRequest::<OpaqueSuite>::deserialize(&body.request).map_err(|_| malformed("credential request"))?;
     let path = records::record_path(&account);
-    let limit = state.limits.login_attempt_limit;
+    let delays = state.limits.login.delays;
+    let now = now_secs();
     let counted = state
         .storage
         .update::<_, ApiError>(&path, |current| {
             let Some(bytes) = current else { return Ok(Change::Keep(Counted::Unknown)) };
-            let mut record: AccountRecord = records::parse(bytes, &path)?;
-            if record.failed_logins >= limit {
-                return Ok(Change::Keep(Counted::Locked));
+            let mut record = records::parse_account(bytes, &path)?;
+            let admitted_at = delays.next_allowed(record.failed_logins, record.last_login_start);
+            if now < admitted_at {
+                let delayed = Counted::Delayed { ksf: record.ksf, retry_at: admitted_at };
+                // The first start refused in a delay is noted (one write per delay); the rest are not.
+                if record.delay_noted == admitted_at {
+                    return Ok(Change::Keep(delayed));
+                }
+                record.delay_noted = admitted_at;
+                record.note(now, AccountEventKind::LoginDelayed, authorised, Some(admitted_at));
+                return Ok(Change::Write(records::encode(&record), delayed));
             }
-            record.failed_logins += 1;
+            record.failed_logins = record.failed_logins.saturating_add(1);
+            record.last_login_start = now;
+            record.note(now, AccountEventKind::LoginStarted, authorised, None);
             Ok(Change::Write(records::encode(&record), Counted::Real(Box::new(record))))
         })
         .await?;
 
     // Every start counts alike, whatever the account: a guess is decided here (with a wrong
     // password the OPAQUE client fails on its side and sends no finish), and a metric that told
-    // existing, locked and unknown accounts apart would be an oracle on the public /metrics.
+    // existing, delayed and unknown accounts apart would be an oracle on the public /metrics.
     bump(&state.metrics.login_attempts);
     let (password_file, nonce, ksf) = match counted {
         Counted::Real(record) => {
-            if record.failed_logins == limit {
-                bump(&state.metrics.lockouts);
-                tracing::warn!(account = %account.tag(), "failed-login limit reached; account locked");
+            if record.failed_logins == delays.free {
+                bump(&state.metrics.login_delays);
+                tracing::warn!(account = %account.tag(), "failed logins reached the free limit; further ones are delayed");
             }
             let nonce = record.nonce().ok_or_else(|| StorageError::CorruptRecord(path.to_string()))?;
             let file = ServerRegistration::<OpaqueSuite>::deserialize(&record.password_file)
                 .map_err(|_| StorageError::CorruptRecord(path.to_string()))?;
             (Some(file), nonce, record.ksf)
         }
-        decoy @ (Counted::Locked | Counted::Unknown) => {
-            if matches!(decoy, Counted::Locked) {
-                tracing::debug!(account = %account.tag(), "login start refused: account locked");
+        Counted::Delayed { ksf, retry_at } => {
+            tracing::debug!(account = %account.tag(), "login start before its delay ended: not counted");
+            if authorised {
+                return Err(ApiError::login_delayed(retry_at.saturating_sub(now)));
             }
+            // A decoy evaluation (the key an unknown name gets), never the account's real one:
+            // an uncounted evaluation under the real key would let its holder test a guess
+            // offline against any answer captured from a counted start. The parameters stay the
+            // account's own. The login cannot succeed.
+            decoy_write(&state, &account).await;
+            (None, state.secrets.decoy_nonce(&account), ksf)
+        }
+        Counted::Unknown => {
             // Cost parity with the counted path, which wrote the record.
             decoy_write(&state, &account).await;
-            (None, state.secrets.decoy_nonce(&account), KsfParams::recommended())
+            let ksf = &state.limits.login.decoy_ksf;
+            let chosen = ksf.get(state.secrets.decoy_choice(&account, ksf.len())).copied();
+            (None, state.secrets.decoy_nonce(&account), chosen.unwrap_or_else(KsfParams::recommended))
         }
     };
     let start = ServerLogin::start(
@@ -310,14 +383,12 @@ pub async fn login_finish(
         .storage
         .update::<_, ApiError>(&path, |current| {
             let Some(bytes) = current else { return Ok(Change::Keep(false)) };
-            let mut record: AccountRecord = records::parse(bytes, &path)?;
+            let mut record = records::parse_account(bytes, &path)?;
             if record.credential_nonce != nonce {
                 return Ok(Change::Keep(false));
             }
-            if record.failed_logins == 0 {
-                return Ok(Change::Keep(true));
-            }
             record.failed_logins = 0;
+            record.note(now_secs(), AccountEventKind::LoginSucceeded, false, None);
             Ok(Change::Write(records::encode(&record), true))
         })
         .await?;

@@ -31,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/login/start", post(login::login_start))
         .route("/login/finish", post(login::login_finish))
         .route("/account", get(account::status))
+        .route("/events", get(account::events))
         .route("/devices", post(account::enrol_device).get(account::list_devices))
         .route("/devices/{id}", axum::routing::delete(account::revoke_device))
         .route("/escrow", get(account::get_escrow).put(account::put_escrow))

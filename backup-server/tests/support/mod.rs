@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backup_api::KsfParams;
 use backup_api::client::BackupClient;
+use backup_server::guesses::{LoginDelays, LoginPolicy};
 use backup_server::storage::S3Options;
 use backup_server::{AppState, Limits, RunningServer, ServerSecrets, Storage};
 pub use test_support::server::ServerProcess;
@@ -79,7 +80,15 @@ impl Harness {
 
 /// Limits for tests: no rate limiting unless a test asks for it.
 pub fn test_limits() -> Limits {
-    Limits { per_ip_rate: (0, 0), per_account_rate: (0, 0), ..Limits::default() }
+    let login = LoginPolicy { starts_per_ip_minute: (0, 0), ..LoginPolicy::default() };
+    Limits { login, per_ip_rate: (0, 0), per_account_rate: (0, 0), ..Limits::default() }
+}
+
+/// Test limits with this delay schedule.
+pub fn limits_with_delays(free: u32, base_secs: u64, max_secs: u64) -> Limits {
+    let mut limits = test_limits();
+    limits.login.delays = LoginDelays { free, base_secs, max_secs };
+    limits
 }
 
 /// A raw HTTP/1.1 exchange: sends `head` (request line and headers, without the blank line),

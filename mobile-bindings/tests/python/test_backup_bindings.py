@@ -24,12 +24,12 @@ ACCOUNT = "python-user@example.org"
 class BackupServer:
     """A backup-server process on a free loopback port with its data in `data`."""
 
-    def __init__(self, data):
+    def __init__(self, data, extra=()):
         if not os.path.exists(SERVER_BIN):
             pytest.fail(f"{SERVER_BIN} is not built: run `cargo build --workspace` first")
         self.process = subprocess.Popen(
             [SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", str(data),
-             "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0"],
+             "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         self.url = None
@@ -192,3 +192,50 @@ def test_recovery_errors_map_to_their_exceptions(server, tmp_path):
     with pytest.raises(vm.VaultError.RetryLater):
         asyncio.run(backup.run())
     shutil.rmtree(tmp_path / "server")
+
+
+def server_command(*args):
+    """Runs a backup-server maintenance command and returns its standard output."""
+    done = subprocess.run([SERVER_BIN, *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_login_tickets_delays_and_recovery_attempt_alerts(tmp_path):
+    """A server with an authoriser: without a ticket a recovery is LoginTicketRequired; with one,
+    wrong passwords are BackupLoginFailed and then BackupLoginDelayed with the wait; the phone
+    reads the attempts as guardian_* security events."""
+    key_file = tmp_path / "account-service.key"
+    public_key = server_command("ticket-keygen", "--out", str(key_file))
+    ticket = server_command("issue-ticket", "--signing-key", str(key_file), "--account", ACCOUNT)
+    server = BackupServer(tmp_path / "server", ["--login-authoriser-key", public_key,
+                                                "--login-attempt-limit", "2", "--login-delay-base-secs", "3600"])
+    try:
+        with_ticket = vm.ServerConfig(login_ticket=ticket)
+        vault = filled_vault(tmp_path / "phone", None, tmp_path)
+        backup = vm.Backup(vault, with_ticket)
+        setup = asyncio.run(backup.setup([server.url], ACCOUNT, PASSWORD, "phone"))
+        first = asyncio.run(backup.run())
+        assert any(e.kind == "guardian_device_enrolled" for e in first.guardian_events.new_events)
+        assert first.guardian_events.unread_guardians == []
+
+        stranger = vm.Recovery([server.url], ACCOUNT)
+        with pytest.raises(vm.VaultError.LoginTicketRequired) as refused:
+            asyncio.run(stranger.check_key("a guess", setup.recovery_code))
+        assert refused.value.guardian == 0
+        owner = vm.Recovery([server.url], ACCOUNT, with_ticket)
+        for _ in range(2):
+            with pytest.raises(vm.VaultError.BackupLoginFailed):
+                asyncio.run(owner.check_key("a wrong password", setup.recovery_code))
+        with pytest.raises(vm.VaultError.BackupLoginDelayed) as delayed:
+            asyncio.run(owner.check_key(PASSWORD, setup.recovery_code))
+        assert 3500 < delayed.value.retry_after_secs <= 3600
+
+        fetched = asyncio.run(backup.fetch_guardian_events())
+        kinds = [e.kind for e in fetched.new_events]
+        assert kinds == ["guardian_login_started", "guardian_login_started", "guardian_login_delayed"], kinds
+        assert all(e.detail.startswith(f"guardian 1 ({server.url}), with a login ticket") for e in fetched.new_events)
+        assert asyncio.run(backup.fetch_guardian_events()).new_events == []
+        assert any(e.kind == "guardian_login_delayed" for e in vault.status().recent_events)
+        vault.lock()
+    finally:
+        server.stop()

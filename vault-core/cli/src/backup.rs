@@ -4,9 +4,8 @@ use std::path::Path;
 
 use serde_json::json;
 use vault_core::backup::{BackupRootKey, DirTransport, Transport};
-use vault_core::recovery::GuardianBackupReport;
+use vault_core::recovery::{GuardianBackupReport, GuardianEventsReport};
 use vault_core::{RestoreOptions, Vault};
-use vault_core_net::HttpNetwork;
 
 use crate::cli::{BackupCommand, BackupTarget};
 use crate::context::Context;
@@ -44,12 +43,13 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let progress = bar.as_ref().map(|b| b as &dyn vault_core::Progress);
             let mut recovery = vault.recovery()?;
             let guarded = if target.dir.is_none() && recovery.status()?.is_some() {
-                recovery.backup(&HttpNetwork::default(), progress)?
+                recovery.backup(&crate::context::network(), progress)?
             } else {
                 let transport = transport_for(&vault, &target)?;
                 GuardianBackupReport {
                     backup: vault.backups()?.run(transport.as_ref(), progress)?,
                     head_copies_failed: Vec::new(),
+                    guardian_events: GuardianEventsReport::default(),
                 }
             };
             drop(bar);
@@ -60,6 +60,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             for failure in &guarded.head_copies_failed {
                 ctx.print(format!("warning: the head record was not copied to {failure}"))?;
             }
+            print_guardian_events(ctx, &guarded.guardian_events, false)?;
             ctx.print(format!(
                 "backup generation {}: uploaded {} bytes ({} new chunks, {} reused, {} packs; media {} new, {} reused) in {:.2} s",
                 report.generation,
@@ -71,6 +72,14 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 report.media_reused,
                 report.duration.as_secs_f64()
             ))
+        }
+        BackupCommand::Events => {
+            let vault = ctx.unlock()?;
+            let report = vault.recovery()?.fetch_guardian_events(&crate::context::network())?;
+            if ctx.json {
+                return ctx.print_report(&report);
+            }
+            print_guardian_events(ctx, &report, true)
         }
         BackupCommand::List(target) => {
             let vault = ctx.unlock()?;
@@ -172,7 +181,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 (Some(dir), _, _) => Box::new(DirTransport::new(&dir).map_err(storage_failure)?),
                 (None, Some(server), Some(account)) => {
                     let password = ctx.input.backup_password()?;
-                    vault_core::recovery::password_transport(&HttpNetwork::default(), &server, &account, &password)?
+                    vault_core::recovery::password_transport(&crate::context::network(), &server, &account, &password)?
                 }
                 _ => return Err(Failure::usage("give --from-dir DIR, or --server URL and --account NAME")),
             };
@@ -230,7 +239,7 @@ fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transpo
     }
     vault
         .recovery()?
-        .data_transport(&HttpNetwork::default())?
+        .data_transport(&crate::context::network())?
         .map(|t| t as Box<dyn Transport>)
         .ok_or_else(|| Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR"))
 }
@@ -271,4 +280,33 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect()
+}
+
+/// Prints what reading the guardians' event logs added: a summary per guardian (and, when asked
+/// for, each event), and a warning per guardian that could not be read.
+fn print_guardian_events(ctx: &mut Context<'_>, report: &GuardianEventsReport, each: bool) -> Result<(), Failure> {
+    for (url, reason) in &report.unread {
+        let at = if url.is_empty() { String::new() } else { format!(" at {url}") };
+        ctx.print(format!("warning: could not read the account events{at}: {reason}"))?;
+    }
+    if report.new_events.is_empty() {
+        if each {
+            ctx.print("no new events at the guardians")?;
+        }
+        return Ok(());
+    }
+    for line in crate::render::recovery_attempts(&report.new_events) {
+        ctx.print(format!("guardian events: {line}"))?;
+    }
+    if each {
+        for event in &report.new_events {
+            ctx.print(format!(
+                "  {}  {:<26} {}",
+                crate::render::local_time(event.at),
+                event.kind.as_str(),
+                event.detail
+            ))?;
+        }
+    }
+    Ok(())
 }

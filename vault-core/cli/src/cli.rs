@@ -188,8 +188,13 @@ pub enum BackupCommand {
         #[arg(long, requires = "revoke")]
         revoke_this_device: bool,
     },
-    /// Back up: a new snapshot that uploads only what changed.
+    /// Back up: a new snapshot that uploads only what changed. With recovery set up, also reads
+    /// the guardians' account event logs (as `vault backup events`).
     Run(BackupTarget),
+    /// Read the backup account's event log at every guardian now (password logins started and
+    /// succeeded, delays after failed logins, escrow reads, device changes), add what is new to
+    /// the security-event log and print it.
+    Events,
     /// The snapshots the backup keeps.
     List(BackupTarget),
     /// Authenticate everything reachable from the newest snapshot.

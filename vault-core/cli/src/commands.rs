@@ -205,6 +205,7 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
                 "servers": r.servers,
                 "safety_number": r.safety_number,
             })),
+            "recovery_attempts": if recovery.is_some() { render::recovery_attempts(&recovery_events(&vault)?) } else { Vec::new() },
         });
         return ctx.print_json(&value);
     }
@@ -237,6 +238,17 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
                 )?;
             }
             ctx.print(format!("Safety no.   {}", r.safety_number))?;
+            let attempts = render::recovery_attempts(&recovery_events(&vault)?);
+            if attempts.is_empty() {
+                ctx.print(format!(
+                    "Recovery attempts  none seen in the last {RECOVERY_ATTEMPT_DAYS} days (read at each backup run)"
+                ))?;
+            } else {
+                ctx.print(format!("Recovery attempts at the guardians, last {RECOVERY_ATTEMPT_DAYS} days"))?;
+                for line in attempts {
+                    ctx.print(format!("  {line}"))?;
+                }
+            }
         }
         None => ctx.print("Recovery     not set up (`vault backup setup`)")?,
     }
@@ -252,6 +264,17 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
         ctx.print(format!("  {}", render::event_group_line(group)))?;
     }
     Ok(())
+}
+
+/// How far back `vault status` tallies the guardians' account events.
+const RECOVERY_ATTEMPT_DAYS: i64 = 30;
+
+/// The guardians' account events of the last [`RECOVERY_ATTEMPT_DAYS`] days in the
+/// security-event log.
+fn recovery_events(vault: &Vault) -> Result<Vec<vault_core::SecurityEvent>, Failure> {
+    let since = jiff::Timestamp::now().as_millisecond() - RECOVERY_ATTEMPT_DAYS * 86_400_000;
+    let events = vault.security_events(STATUS_EVENTS_SCANNED)?;
+    Ok(events.into_iter().filter(|e| e.at >= since && e.kind.as_str().starts_with("guardian_")).collect())
 }
 
 fn key(ctx: &mut Context<'_>, command: KeyCommand) -> Result<(), Failure> {

@@ -15,7 +15,8 @@ pub mod exit {
     pub const AUTHENTICATION: u8 = 3;
     /// Tampered, corrupt or rolled-back data.
     pub const INTEGRITY: u8 = 4;
-    /// Locked out after too many attempts (a TPM in dictionary-attack lockout).
+    /// Locked out or slowed down after too many attempts: a TPM in dictionary-attack lockout, or
+    /// a guardian that delays logins after failed ones (retry after the time printed).
     pub const LOCKED_OUT: u8 = 5;
     /// The backup server or backup directory could not be reached or failed.
     pub const SERVER_UNREACHABLE: u8 = 6;
@@ -53,7 +54,10 @@ impl From<Error> for Failure {
             Error::Integrity { .. } => exit::INTEGRITY,
             Error::BackupStorage(_) => exit::SERVER_UNREACHABLE,
             Error::Guardian { error, .. } => match error {
-                GuardianError::LoginRefused | GuardianError::TokenRefused => exit::AUTHENTICATION,
+                GuardianError::LoginRefused | GuardianError::TokenRefused | GuardianError::TicketRequired => {
+                    exit::AUTHENTICATION
+                }
+                GuardianError::LoginDelayed { .. } => exit::LOCKED_OUT,
                 GuardianError::Unavailable(_) => exit::SERVER_UNREACHABLE,
                 GuardianError::Refused(_) => exit::USAGE,
                 _ => exit::OTHER,
@@ -68,6 +72,10 @@ impl From<Error> for Failure {
                  (restore on this device to take it back)",
                 crate::render::local_time(*at)
             );
+            return Self { code, message };
+        }
+        if let Error::Guardian { error: GuardianError::TicketRequired, .. } = &e {
+            let message = format!("{e} (set {})", crate::context::LOGIN_TICKET_VAR);
             return Self { code, message };
         }
         Self { code, message: e.to_string() }

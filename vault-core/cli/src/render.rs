@@ -81,6 +81,72 @@ fn event_group_line_in(group: &EventGroup<'_>, zone: &jiff::tz::TimeZone) -> Str
     format!("{}  {:<17} {what}", local_time(event.at), event.kind.as_str()).trim_end().to_owned()
 }
 
+/// What the guardians' account events say per guardian, one line each: login attempts (and how
+/// many succeeded), delays, escrow reads and device changes, with the time of the newest.
+/// `events` may be in any order; non-guardian events are ignored.
+pub fn recovery_attempts(events: &[SecurityEvent]) -> Vec<String> {
+    recovery_attempts_in(events, &jiff::tz::TimeZone::system())
+}
+
+fn recovery_attempts_in(events: &[SecurityEvent], zone: &jiff::tz::TimeZone) -> Vec<String> {
+    use vault_core::SecurityEventKind as K;
+    #[derive(Default)]
+    struct Tally {
+        started: usize,
+        succeeded: usize,
+        delayed: usize,
+        escrow_reads: usize,
+        devices: usize,
+        other: usize,
+        newest: i64,
+    }
+    let mut tallies: Vec<(String, Tally)> = Vec::new();
+    for event in events {
+        if !event.kind.as_str().starts_with("guardian_") {
+            continue;
+        }
+        // The detail starts with "guardian N (URL)".
+        let Some(guardian) = event.detail.split_once(')').map(|(name, _)| format!("{name})")) else { continue };
+        let position = match tallies.iter().position(|(name, _)| *name == guardian) {
+            Some(position) => position,
+            None => {
+                tallies.push((guardian, Tally::default()));
+                tallies.len() - 1
+            }
+        };
+        let tally = &mut tallies[position].1;
+        match event.kind {
+            K::GuardianLoginStarted => tally.started += 1,
+            K::GuardianLoginSucceeded => tally.succeeded += 1,
+            K::GuardianLoginDelayed => tally.delayed += 1,
+            K::GuardianEscrowRead => tally.escrow_reads += 1,
+            K::GuardianDeviceEnrolled | K::GuardianDeviceRevoked => tally.devices += 1,
+            _ => tally.other += 1,
+        }
+        tally.newest = tally.newest.max(event.at);
+    }
+    tallies.sort_by(|a, b| a.0.cmp(&b.0));
+    tallies
+        .into_iter()
+        .map(|(guardian, t)| {
+            let mut parts = vec![format!("{} login attempts ({} succeeded)", t.started, t.succeeded)];
+            if t.delayed > 0 {
+                parts.push(format!("delayed {} times after failed logins", t.delayed));
+            }
+            if t.escrow_reads > 0 {
+                parts.push(format!("share read {} times", t.escrow_reads));
+            }
+            if t.devices > 0 {
+                parts.push(format!("{} device changes", t.devices));
+            }
+            if t.other > 0 {
+                parts.push(format!("{} other events", t.other));
+            }
+            format!("{guardian}: {}; newest {}", parts.join(", "), local_time_in(t.newest, zone))
+        })
+        .collect()
+}
+
 /// One line describing a slot.
 pub fn slot_line(slot: &SlotInfo) -> String {
     match &slot.method {
@@ -173,6 +239,31 @@ mod tests {
             "1970-01-01 00:00:07 +00:00  unlock_succeeded  3 times since 1970-01-01 00:00:05 +00:00, last: slot 1"
         );
         assert_eq!(event_group_line_in(&groups[1], &utc), "1970-01-01 00:00:04 +00:00  unlock_failed     slot 0");
+    }
+
+    #[test]
+    fn recovery_attempts_are_tallied_per_guardian() {
+        use vault_core::SecurityEventKind as K;
+        let g1 = "guardian 1 (https://a.example)";
+        let g2 = "guardian 2 (https://b.example)";
+        let events = [
+            event(1, K::GuardianLoginStarted, g2),
+            event(2, K::GuardianLoginStarted, &format!("{g2}, with a login ticket")),
+            event(3, K::GuardianLoginDelayed, &format!("{g2}, next login admitted 60 s later")),
+            event(4, K::GuardianLoginStarted, g1),
+            event(5, K::GuardianLoginSucceeded, g1),
+            event(6, K::GuardianEscrowRead, g1),
+            event(7, K::UnlockSucceeded, ""),
+        ];
+        let utc = jiff::tz::TimeZone::UTC;
+        let lines = recovery_attempts_in(&events, &utc);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with(&format!("{g1}: 1 login attempts (1 succeeded), share read 1 times; newest")));
+        assert!(
+            lines[1]
+                .starts_with(&format!("{g2}: 2 login attempts (0 succeeded), delayed 1 times after failed logins;")),
+            "{lines:?}"
+        );
     }
 
     #[test]

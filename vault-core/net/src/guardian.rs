@@ -1,12 +1,14 @@
 //! A guardian server over HTTP: the [`Guardian`] trait on `backup-api`'s client.
 
 use backup_api::client::{BackupClient, BearerToken, ClientError, ClientOptions};
+use backup_api::wire::AccountEventKind;
 use backup_api::{ErrorCode, KsfParams};
 use vault_core::Passphrase;
 use vault_core::SecretBytes;
 use vault_core::backup::Transport;
 use vault_core::recovery::{
-    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned,
+    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
+    GuardianNetwork, GuardianSession, Versioned,
 };
 
 use crate::transport::ServerTransport;
@@ -53,6 +55,8 @@ pub struct HttpGuardian {
 pub(crate) fn guardian_error(e: ClientError) -> GuardianError {
     match e {
         ClientError::LoginFailed => GuardianError::LoginRefused,
+        ClientError::LoginDelayed { retry_after_secs } => GuardianError::LoginDelayed { retry_after_secs },
+        ClientError::Api { code: ErrorCode::LoginTicketRequired, .. } => GuardianError::TicketRequired,
         ClientError::InvalidInput(message) => GuardianError::Refused(message),
         ClientError::Api { code: ErrorCode::AccountExists, .. } => GuardianError::AccountExists,
         ClientError::Api { code: ErrorCode::Unauthorized | ErrorCode::Forbidden, .. } => GuardianError::TokenRefused,
@@ -119,7 +123,37 @@ impl Guardian for HttpGuardian {
         self.client.revoke_device(&bearer(auth), device_id).map_err(guardian_error)
     }
 
+    fn account_events(&self, auth: &AccessToken, after: u64) -> Result<GuardianEvents, GuardianError> {
+        let answer = self.client.account_events(&bearer(auth), after).map_err(guardian_error)?;
+        let events = answer
+            .events
+            .into_iter()
+            .map(|e| GuardianEvent {
+                seq: e.seq,
+                at_secs: e.at,
+                kind: event_kind(e.kind),
+                authorised: e.authorised,
+                retry_at_secs: e.retry_at,
+            })
+            .collect();
+        Ok(GuardianEvents { events, dropped: answer.dropped })
+    }
+
     fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync> {
         Box::new(ServerTransport::new(self.client.clone(), bearer(auth)))
+    }
+}
+
+fn event_kind(kind: AccountEventKind) -> GuardianEventKind {
+    match kind {
+        AccountEventKind::LoginStarted => GuardianEventKind::LoginStarted,
+        AccountEventKind::LoginSucceeded => GuardianEventKind::LoginSucceeded,
+        AccountEventKind::LoginDelayed => GuardianEventKind::LoginDelayed,
+        AccountEventKind::EscrowRead => GuardianEventKind::EscrowRead,
+        AccountEventKind::PasswordChanged => GuardianEventKind::PasswordChanged,
+        AccountEventKind::DeviceEnrolled => GuardianEventKind::DeviceEnrolled,
+        AccountEventKind::DeviceRevoked => GuardianEventKind::DeviceRevoked,
+        AccountEventKind::Unlocked => GuardianEventKind::Unlocked,
+        AccountEventKind::Other => GuardianEventKind::Other,
     }
 }

@@ -10,6 +10,6 @@ mod guardian;
 mod transport;
 
 pub use backup_api::KsfParams;
-pub use backup_api::client::ClientOptions;
+pub use backup_api::client::{ClientOptions, LoginTicket};
 pub use guardian::{HttpGuardian, HttpNetwork};
 pub use transport::ServerTransport;

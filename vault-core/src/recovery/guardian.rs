@@ -75,16 +75,81 @@ pub struct GuardianDevice {
     pub enrolled_at_secs: u64,
 }
 
+/// What happened to the account at a guardian, as the guardian's event log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GuardianEventKind {
+    /// A password login was started and counted (a wrong password is a start with no success
+    /// after it).
+    LoginStarted,
+    /// A password login succeeded.
+    LoginSucceeded,
+    /// Failed logins reached the point where each further one is delayed.
+    LoginDelayed,
+    /// The escrow record (the sealed share) was read: a recovery, or a password-authenticated
+    /// change.
+    EscrowRead,
+    /// The backup password was changed.
+    PasswordChanged,
+    /// A device was enrolled.
+    DeviceEnrolled,
+    /// A device was revoked.
+    DeviceRevoked,
+    /// The guardian's operator reset the failed-login count.
+    Unlocked,
+    /// A kind this build does not know (from a newer guardian).
+    Other,
+}
+
+/// One entry of an account's event log at a guardian. No secret, address or name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuardianEvent {
+    /// Position in the guardian's log for the account, increasing.
+    pub seq: u64,
+    /// When, seconds since the Unix epoch (the guardian's clock).
+    pub at_secs: u64,
+    /// What happened.
+    pub kind: GuardianEventKind,
+    /// Whether a login start carried a valid ticket from the app's account service.
+    pub authorised: bool,
+    /// When the guardian admits the next counted login, if this event delayed it.
+    pub retry_at_secs: Option<u64>,
+}
+
+/// The events a guardian still keeps after a given position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardianEvents {
+    /// The events, in order.
+    pub events: Vec<GuardianEvent>,
+    /// Events after the position that the guardian no longer keeps.
+    pub dropped: u64,
+}
+
 /// How a guardian call failed. No case carries a secret; [`GuardianError::Unavailable`] and
 /// [`GuardianError::Refused`] carry a description of the failure from the transport, never
 /// stored content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GuardianError {
-    /// The password login failed: a wrong password, or the account is locked or unknown there
-    /// (guardians do not say which).
-    #[error("wrong password, or the account is locked or unknown there")]
+    /// The password login failed: a wrong password, an account unknown there, or one whose
+    /// recent failed logins delay it (guardians do not say which to a requester without a login
+    /// ticket).
+    #[error("wrong password, or too many recent attempts there: try again later")]
     LoginRefused,
+    /// Recent failed logins delay the account there: retry after `retry_after_secs` (said only to
+    /// a requester with a valid login ticket).
+    #[error("too many recent login attempts there: retry in {retry_after_secs} s")]
+    LoginDelayed {
+        /// Seconds until the guardian admits the next login.
+        retry_after_secs: u64,
+    },
+    /// The guardian answers logins only with a valid ticket from the app's account service, and
+    /// none (or an expired or mismatched one) was given.
+    #[error(
+        "the guardian needs a login ticket from the app's account service (missing, expired or for another account)"
+    )]
+    TicketRequired,
     /// Registration of an account that exists.
     #[error("the account exists there")]
     AccountExists,
@@ -132,6 +197,8 @@ pub trait Guardian: Send + Sync {
     fn devices(&self, auth: &AccessToken) -> Result<Vec<GuardianDevice>, GuardianError>;
     /// Revokes a device: its tokens stop working at once.
     fn revoke_device(&self, auth: &AccessToken, device_id: &str) -> Result<(), GuardianError>;
+    /// The account's events after position `after` (0: all kept), with a session or device token.
+    fn account_events(&self, auth: &AccessToken, after: u64) -> Result<GuardianEvents, GuardianError>;
     /// The account's backup storage (objects and the head record) with `auth`.
     fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync>;
 }

@@ -9,6 +9,7 @@
 //! use a scripted in-memory guardian. The vault's side of these flows is [`crate::Recovery`]
 //! and [`crate::restore_from_guardians`].
 
+mod alerts;
 mod code;
 mod enrolment;
 mod escrow;
@@ -24,11 +25,16 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use alerts::GuardianEventsReport;
 pub use code::RecoveryCode;
-pub use guardian::{AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned};
+pub use guardian::{
+    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
+    GuardianNetwork, GuardianSession, Versioned,
+};
 pub use policy::{MAX_SERVERS, RecoveryPolicy};
 pub use recover::RecoveryReport;
 
+pub(crate) use alerts::fetch as fetch_guardian_events;
 pub(crate) use enrolment::{EnrolledGuardian, Enrolment, copy_key};
 #[cfg(fuzzing)]
 pub(crate) use escrow::{header as escrow_header, open as open_escrow};
@@ -91,6 +97,9 @@ pub struct GuardianBackupReport {
     /// Guardians whose copy of the head record could not be updated (the backup itself is
     /// complete; the next run retries).
     pub head_copies_failed: Vec<String>,
+    /// What the guardians' account event logs added to the security-event log (read after the
+    /// backup, best effort).
+    pub guardian_events: GuardianEventsReport,
 }
 
 /// The devices enrolled at one guardian server.

@@ -259,10 +259,24 @@ fn combine(servers: &[String], outcomes: Vec<Result<Reached>>, code_share: Optio
     let mut failed = Vec::new();
     let mut refused_password = false;
     let mut damaged = false;
+    // A guardian that said to wait, or wants a login ticket: named when no password was refused.
+    let mut blocked = None;
     for (url, outcome) in servers.iter().zip(outcomes) {
         match outcome {
             Ok(r) => reached.push(r),
             Err(e) => {
+                if let Error::Guardian {
+                    index,
+                    url,
+                    error: error @ (GuardianError::LoginDelayed { .. } | GuardianError::TicketRequired),
+                } = &e
+                {
+                    blocked.get_or_insert_with(|| Error::Guardian {
+                        index: *index,
+                        url: url.clone(),
+                        error: error.clone(),
+                    });
+                }
                 refused_password |= matches!(
                     e,
                     Error::BackupAuthentication(_)
@@ -329,7 +343,8 @@ fn combine(servers: &[String], outcomes: Vec<Result<Reached>>, code_share: Optio
     let Some(w) = winner else {
         let report = RecoveryReport { servers_failed: failed, ..RecoveryReport::default() };
         let outcomes: Vec<(&Group, Tried)> = groups.iter().zip(tried).collect();
-        return Err(no_key(&report, &outcomes, code_share.is_some(), refused_password, damaged, &slots));
+        let why = Failures { refused_password, damaged, blocked };
+        return Err(no_key(&report, &outcomes, code_share.is_some(), why, &slots));
     };
     let mut current = Vec::new();
     let mut found = None;
@@ -505,12 +520,21 @@ fn try_group(servers: &[&Share], code: Option<&Share>, threshold: u8, key_check:
 /// The error when no split recovered the key, blaming the part that failed: the guardians'
 /// records when enough of them do not combine, the recovery code when it fails with every split
 /// it could complete, otherwise too few shares (with why the missing guardians failed).
+/// What the guardians that failed had in common.
+struct Failures {
+    /// One refused the password (or this device's token).
+    refused_password: bool,
+    /// One's record did not open or was missing.
+    damaged: bool,
+    /// The first that said to wait before the next login, or wanted a login ticket.
+    blocked: Option<Error>,
+}
+
 fn no_key(
     report: &RecoveryReport,
     outcomes: &[(&Group, Tried)],
     code_given: bool,
-    refused_password: bool,
-    damaged: bool,
+    why: Failures,
     slots: &[Option<Reached>],
 ) -> Error {
     let urls = |group: &Group| -> String {
@@ -571,9 +595,11 @@ fn no_key(
             format!("{needed} shares are needed, {available} available ({failures}){code_note}")
         }
     };
-    if refused_password {
+    if why.refused_password {
         Error::BackupAuthentication(message)
-    } else if damaged {
+    } else if let Some(blocked) = why.blocked {
+        blocked
+    } else if why.damaged {
         Error::Integrity { object: DataKind::EscrowRecord, problem: message }
     } else if nobody_failed {
         // Everyone answered: the caller gave too few servers and no (or no usable) code.

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::guardian::{
-    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianNetwork, GuardianSession, Versioned,
+    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
+    GuardianNetwork, GuardianSession, Versioned,
 };
 use crate::Passphrase;
 use crate::backup::{Transport, TransportError};
@@ -33,6 +34,7 @@ pub(crate) enum Call {
     EnrolDevice,
     Devices,
     RevokeDevice,
+    Events,
     GetHead,
     PutHead,
     PutObject,
@@ -72,6 +74,20 @@ struct Account {
     head_history: Vec<Vec<u8>>,
     objects: HashMap<String, Vec<u8>>,
     devices: Vec<GuardianDevice>,
+    events: Vec<GuardianEvent>,
+}
+
+impl Account {
+    fn note(&mut self, kind: GuardianEventKind) {
+        let seq = self.events.last().map_or(1, |e| e.seq + 1);
+        self.events.push(GuardianEvent {
+            seq,
+            at_secs: 1_700_000_000 + seq,
+            kind,
+            authorised: false,
+            retry_at_secs: None,
+        });
+    }
 }
 
 struct TokenGrant {
@@ -241,10 +257,12 @@ impl Guardian for Connection {
             .fault(|f| if let Fault::LieAboutKey(k) = f { Some(k.clone()) } else { None })
             .unwrap_or_else(|| self.0.server_key());
         let mut state = self.0.state.lock().unwrap();
-        match state.accounts.get(account) {
-            Some(a) if a.verifier == verifier => {}
-            _ => return Err(GuardianError::LoginRefused),
+        let Some(a) = state.accounts.get_mut(account) else { return Err(GuardianError::LoginRefused) };
+        a.note(GuardianEventKind::LoginStarted);
+        if a.verifier != verifier {
+            return Err(GuardianError::LoginRefused);
         }
+        a.note(GuardianEventKind::LoginSucceeded);
         let token = MemoryGuardian::new_token(&mut state, account, None);
         Ok(GuardianSession { token, export_key: SecretBytes::new(export_key), server_key })
     }
@@ -256,7 +274,9 @@ impl Guardian for Connection {
             if owner != account {
                 return Err(GuardianError::TokenRefused);
             }
-            state.accounts.get_mut(owner).ok_or(GuardianError::TokenRefused)?.verifier = verifier;
+            let a = state.accounts.get_mut(owner).ok_or(GuardianError::TokenRefused)?;
+            a.verifier = verifier;
+            a.note(GuardianEventKind::PasswordChanged);
             Ok(())
         })
     }
@@ -267,7 +287,8 @@ impl Guardian for Connection {
         let garbage_escrow = self.0.fault(|f| matches!(f, Fault::GarbageEscrow).then_some(()));
         let missing = self.0.fault(|f| matches!(f, Fault::MissingEscrow).then_some(())).is_some();
         self.0.with_account(session, |state, account| {
-            let a = state.accounts.get(account).ok_or(GuardianError::TokenRefused)?;
+            let a = state.accounts.get_mut(account).ok_or(GuardianError::TokenRefused)?;
+            a.note(GuardianEventKind::EscrowRead);
             let Some(current) = a.escrow.as_ref().filter(|_| !missing) else { return Ok(None) };
             let bytes = match (replay, garbage_escrow) {
                 (_, Some(())) => garbage(),
@@ -298,6 +319,7 @@ impl Guardian for Connection {
             let id = hex::encode(crate::crypto::random_array::<16>().unwrap());
             let a = state.accounts.get_mut(account).ok_or(GuardianError::TokenRefused)?;
             a.devices.push(GuardianDevice { id: id.clone(), name: name.to_owned(), enrolled_at_secs: 1 });
+            a.note(GuardianEventKind::DeviceEnrolled);
             let token = MemoryGuardian::new_token(state, account, Some(id.clone()));
             Ok((id, token))
         })
@@ -315,8 +337,17 @@ impl Guardian for Connection {
         self.0.with_account(auth, |state, account| {
             if let Some(a) = state.accounts.get_mut(account) {
                 a.devices.retain(|d| d.id != device_id);
+                a.note(GuardianEventKind::DeviceRevoked);
             }
             Ok(())
+        })
+    }
+
+    fn account_events(&self, auth: &AccessToken, after: u64) -> Result<GuardianEvents, GuardianError> {
+        self.0.enter(Call::Events)?;
+        self.0.with_account(auth, |state, account| {
+            let a = state.accounts.get(account).ok_or(GuardianError::TokenRefused)?;
+            Ok(GuardianEvents { events: a.events.iter().filter(|e| e.seq > after).cloned().collect(), dropped: 0 })
         })
     }
 

@@ -544,3 +544,45 @@ fn a_newer_epoch_the_shares_at_hand_cannot_reach_is_named_as_newer() {
     let failed = &recovered.report.servers_failed;
     assert!(failed.iter().any(|f| f.starts_with(&urls[1]) && f.contains("NEWER key epoch")), "{failed:?}");
 }
+
+/// Someone with the account name and a guess tries the password at one guardian and a recovery
+/// succeeds elsewhere: the enrolled device's next read of the logs records both, once; after its
+/// enrolment is revoked it reads nothing more.
+#[test]
+fn guessing_and_recoveries_at_guardians_reach_the_enrolled_devices_security_log_once() {
+    let (network, urls) = MemoryNetwork::with_guardians(2);
+    let (conn, _) = enrolled(&network, &urls);
+    let enrolment = Enrolment::require(&conn).unwrap();
+    let first = super::fetch_guardian_events(&network, &conn, &enrolment).unwrap();
+    assert!(first.unread.is_empty(), "{:?}", first.unread);
+    assert!(first.new_events.iter().any(|e| e.kind == SecurityEventKind::GuardianDeviceEnrolled), "setup's own");
+
+    let stranger = network.connect(&urls[1]).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            stranger.login(ACCOUNT, &Passphrase::new("a guess".into())),
+            Err(GuardianError::LoginRefused)
+        ));
+    }
+    recovered_key(&network, &urls, &password(), None).unwrap();
+    let report = super::fetch_guardian_events(&network, &conn, &enrolment).unwrap();
+    let kinds = |guardian: &str, kind| {
+        report.new_events.iter().filter(|e| e.kind == kind && e.detail.starts_with(guardian)).count()
+    };
+    assert_eq!(kinds("guardian 2", SecurityEventKind::GuardianLoginStarted), 4, "three guesses and the recovery");
+    assert_eq!(kinds("guardian 2", SecurityEventKind::GuardianLoginSucceeded), 1);
+    assert_eq!(kinds("guardian 1", SecurityEventKind::GuardianLoginStarted), 1);
+    assert_eq!(kinds("guardian 1", SecurityEventKind::GuardianEscrowRead), 1);
+    assert!(report.new_events.iter().all(|e| e.detail.contains(&urls[0]) || e.detail.contains(&urls[1])));
+    assert!(super::fetch_guardian_events(&network, &conn, &enrolment).unwrap().new_events.is_empty(), "once");
+    assert_eq!(events(&conn, SecurityEventKind::GuardianLoginStarted), 7, "setup's two logins and these five");
+
+    // Revoked at guardian 2: its log is no longer readable by this device.
+    let session = network.connect(&urls[1]).unwrap().login(ACCOUNT, &password()).unwrap();
+    let revoked = &enrolment.guardians[1].device_id;
+    network.connect(&urls[1]).unwrap().revoke_device(&session.token, revoked).unwrap();
+    let after = super::fetch_guardian_events(&network, &conn, &enrolment).unwrap();
+    assert_eq!(after.unread.len(), 1);
+    assert_eq!(after.unread[0].0, urls[1]);
+    assert!(after.new_events.iter().all(|e| e.detail.starts_with("guardian 1")), "{:?}", after.new_events);
+}

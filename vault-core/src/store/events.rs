@@ -42,6 +42,27 @@ pub enum SecurityEventKind {
     DeviceRevoked,
     /// A guardian server answered with an OPAQUE key other than the one pinned at enrolment.
     ServerKeyChanged,
+    /// A password login for the backup account was started and counted at a guardian (a wrong password
+    /// shows as a start without a success).
+    GuardianLoginStarted,
+    /// A password login for the backup account succeeded at a guardian.
+    GuardianLoginSucceeded,
+    /// Failed logins at a guardian reached the point where each further one is delayed.
+    GuardianLoginDelayed,
+    /// A guardian's escrow record (its sealed share) was read: a recovery, or a password change.
+    GuardianEscrowRead,
+    /// The backup password was changed at a guardian.
+    GuardianPasswordChanged,
+    /// A device was enrolled at a guardian.
+    GuardianDeviceEnrolled,
+    /// A device was revoked at a guardian.
+    GuardianDeviceRevoked,
+    /// A guardian's operator reset the account's failed-login count.
+    GuardianUnlocked,
+    /// A guardian reported an event of a kind this build does not know.
+    GuardianEventOther,
+    /// A guardian no longer kept some events this device had not read yet.
+    GuardianEventsDropped,
 }
 
 impl SecurityEventKind {
@@ -64,6 +85,16 @@ impl SecurityEventKind {
             SecurityEventKind::RecoverySharesRefreshed => "recovery_shares_refreshed",
             SecurityEventKind::DeviceRevoked => "device_revoked",
             SecurityEventKind::ServerKeyChanged => "server_key_changed",
+            SecurityEventKind::GuardianLoginStarted => "guardian_login_started",
+            SecurityEventKind::GuardianLoginSucceeded => "guardian_login_succeeded",
+            SecurityEventKind::GuardianLoginDelayed => "guardian_login_delayed",
+            SecurityEventKind::GuardianEscrowRead => "guardian_escrow_read",
+            SecurityEventKind::GuardianPasswordChanged => "guardian_password_changed",
+            SecurityEventKind::GuardianDeviceEnrolled => "guardian_device_enrolled",
+            SecurityEventKind::GuardianDeviceRevoked => "guardian_device_revoked",
+            SecurityEventKind::GuardianUnlocked => "guardian_unlocked",
+            SecurityEventKind::GuardianEventOther => "guardian_event_other",
+            SecurityEventKind::GuardianEventsDropped => "guardian_events_dropped",
         }
     }
 
@@ -85,6 +116,16 @@ impl SecurityEventKind {
             "recovery_shares_refreshed" => SecurityEventKind::RecoverySharesRefreshed,
             "device_revoked" => SecurityEventKind::DeviceRevoked,
             "server_key_changed" => SecurityEventKind::ServerKeyChanged,
+            "guardian_login_started" => SecurityEventKind::GuardianLoginStarted,
+            "guardian_login_succeeded" => SecurityEventKind::GuardianLoginSucceeded,
+            "guardian_login_delayed" => SecurityEventKind::GuardianLoginDelayed,
+            "guardian_escrow_read" => SecurityEventKind::GuardianEscrowRead,
+            "guardian_password_changed" => SecurityEventKind::GuardianPasswordChanged,
+            "guardian_device_enrolled" => SecurityEventKind::GuardianDeviceEnrolled,
+            "guardian_device_revoked" => SecurityEventKind::GuardianDeviceRevoked,
+            "guardian_unlocked" => SecurityEventKind::GuardianUnlocked,
+            "guardian_event_other" => SecurityEventKind::GuardianEventOther,
+            "guardian_events_dropped" => SecurityEventKind::GuardianEventsDropped,
             _ => return None,
         })
     }
@@ -134,6 +175,28 @@ pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<SecurityEven
         }
     }
     Ok(events)
+}
+
+/// The newest events with an id above `after`, oldest first.
+pub(crate) fn since(conn: &Connection, after: i64) -> Result<Vec<SecurityEvent>> {
+    let mut stmt = conn.prepare_cached("SELECT id, at, kind, detail FROM security_events WHERE id > ?1 ORDER BY id")?;
+    let rows = stmt.query_map([after], |r| {
+        let kind: String = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, kind, r.get(3)?))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (id, at, kind, detail) = row?;
+        if let Some(kind) = SecurityEventKind::parse(&kind) {
+            events.push(SecurityEvent { id, at, kind, detail });
+        }
+    }
+    Ok(events)
+}
+
+/// The id of the newest event, 0 for an empty log.
+pub(crate) fn last_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM security_events", [], |r| r.get(0))?)
 }
 
 /// Number of events in the log.

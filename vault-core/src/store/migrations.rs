@@ -131,6 +131,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          root_key BLOB NOT NULL CHECK (length(root_key) = 32),
          keyring  BLOB NOT NULL
      ) STRICT;",
+    // 9: recovery-attempt alerts: per guardian enrolment (URL and this device's id there), the
+    // position in the guardian's account event log up to which events were added to the
+    // security-event log. Device-local: never in the backup export.
+    "CREATE TABLE guardian_event_cursors (
+         url       TEXT NOT NULL,
+         device_id TEXT NOT NULL,
+         seen      INTEGER NOT NULL CHECK (seen >= 0),
+         PRIMARY KEY (url, device_id)
+     ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -15,8 +15,9 @@ use crate::recovery::lifecycle;
 use crate::recovery::recover::{self, Attestations, RecoveryReport};
 use crate::recovery::setup::set_up;
 use crate::recovery::{
-    EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianNetwork,
-    GuardianRestoreReport, RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport, in_parallel,
+    EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianEventsReport,
+    GuardianNetwork, GuardianRestoreReport, RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport,
+    fetch_guardian_events, in_parallel,
 };
 use crate::store::events;
 use crate::{Passphrase, Progress, SecurityEventKind};
@@ -104,7 +105,22 @@ impl Recovery {
         let keys = self.backups.backup_keys()?;
         let head_copies_failed =
             lifecycle::copy_heads(network, &enrolment, &keys, &written.head, written.report.generation);
-        Ok(GuardianBackupReport { backup: written.report, head_copies_failed })
+        // The backup is complete whatever happens here: a failure to read the logs is reported,
+        // not raised.
+        let guardian_events = fetch_guardian_events(network, self.backups.state(), &enrolment).unwrap_or_else(|e| {
+            GuardianEventsReport { new_events: Vec::new(), unread: vec![(String::new(), e.to_string())] }
+        });
+        Ok(GuardianBackupReport { backup: written.report, head_copies_failed, guardian_events })
+    }
+
+    /// Reads the backup account's event log at every guardian with this device's tokens and adds
+    /// what is new (password logins started and succeeded, delays after failed logins, escrow
+    /// reads, password changes, device changes) to the vault's security-event log, as
+    /// `guardian_*` events. Also done after every [`Recovery::backup`]. A guardian that cannot be
+    /// read (unreachable, or this device's token revoked there) is listed in the report.
+    pub fn fetch_guardian_events(&mut self, network: &dyn GuardianNetwork) -> Result<GuardianEventsReport> {
+        let conn = self.backups.state();
+        fetch_guardian_events(network, conn, &Enrolment::require(conn)?)
     }
 
     /// Changes the backup password on every guardian: logs in with `old` (or, where an earlier

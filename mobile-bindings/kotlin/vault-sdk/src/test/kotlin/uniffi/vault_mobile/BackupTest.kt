@@ -201,4 +201,55 @@ class BackupTest {
         assertThrows<VaultException.RetryLater> { runBlocking { backup.run() } }
         vault.lock()
     }
+
+    @Test
+    fun `login tickets, login delays and recovery attempt alerts`() = runBlocking {
+        // A server with an authoriser: it answers password logins only with a ticket from the
+        // app's account service, and delays them after two counted starts.
+        val keyFile = tmp.resolve("account-service.key")
+        val publicKey = serverCommand("ticket-keygen", "--out", keyFile.toString())
+        val ticket = serverCommand("issue-ticket", "--signing-key", keyFile.toString(), "--account", ACCOUNT)
+        val server = BackupServer(
+            tmp.resolve("server"),
+            listOf(
+                "--login-authoriser-key", publicKey,
+                "--login-attempt-limit", "2", "--login-delay-base-secs", "3600",
+            ),
+        ).also { servers.add(it) }
+        val withTicket = ServerConfig(loginTicket = ticket)
+        val vault = filledVault(tmp.resolve("phone"), null)
+        val backup = Backup(vault, withTicket)
+        val setup = backup.setup(listOf(server.url), ACCOUNT, PASSWORD, deviceName = "phone")
+        val code = checkNotNull(setup.recoveryCode)
+        val first = backup.run()
+        assertTrue(first.guardianEvents.newEvents.any { it.kind == "guardian_device_enrolled" }, "${first.guardianEvents}")
+        assertEquals(emptyList<String>(), first.guardianEvents.unreadGuardians)
+
+        // Without a ticket a recovery is refused before any password is tried.
+        val stranger = Recovery(listOf(server.url), ACCOUNT)
+        val refused = assertThrows<VaultException.LoginTicketRequired> {
+            runBlocking { stranger.checkKey("a guess", code) }
+        }
+        assertEquals(0u, refused.guardian)
+        // With one, wrong passwords fail, and then even the right one waits: the delay is said.
+        val owner = Recovery(listOf(server.url), ACCOUNT, withTicket)
+        repeat(2) {
+            assertThrows<VaultException.BackupLoginFailed> { runBlocking { owner.checkKey("a wrong password", code) } }
+        }
+        val delayed = assertThrows<VaultException.BackupLoginDelayed> { runBlocking { owner.checkKey(PASSWORD, code) } }
+        assertTrue(delayed.retryAfterSecs in 3501uL..3600uL, "retryAfterSecs = ${delayed.retryAfterSecs}")
+
+        // The phone reads the attempts from the guardian's account log as security events, once.
+        val fetched = backup.fetchGuardianEvents()
+        assertEquals(
+            listOf("guardian_login_started", "guardian_login_started", "guardian_login_delayed"),
+            fetched.newEvents.map { it.kind },
+        )
+        for (event in fetched.newEvents) {
+            assertTrue(event.detail.startsWith("guardian 1 (${server.url}), with a login ticket"), event.detail)
+        }
+        assertEquals(emptyList<SecurityEvent>(), backup.fetchGuardianEvents().newEvents)
+        assertTrue(vault.status().recentEvents.any { it.kind == "guardian_login_delayed" })
+        vault.lock()
+    }
 }

@@ -36,24 +36,60 @@ class Recorder(private val cancelAt: ULong? = null, private val token: CancelTok
 }
 
 /**
- * A `backup-server` process on a free loopback port with its data in [data], started as the
- * Python tests start it. When the binary is not built the test is skipped, unless the run
+ * The built `backup-server` binary. When it is not built the test is skipped, unless the run
  * requires the server (`-Dvault.requireServer=true`, as scripts/test.sh runs it): then it fails.
  */
-class BackupServer(val data: Path) : AutoCloseable {
+fun backupServerBinary(): Path {
+    val binary = profileDir.resolve("backup-server")
+    if (!Files.isExecutable(binary)) {
+        val why = "$binary is not built: cargo build -p backup-server --bin backup-server"
+        if (System.getProperty("vault.requireServer") == "true") fail<Unit>(why)
+        assumeTrue(false, why)
+    }
+    return binary
+}
+
+/**
+ * Runs a `backup-server` maintenance command (e.g. `ticket-keygen`, `issue-ticket`) and returns
+ * its standard output, trimmed, as the Python tests' `server_command` does; fails the test when
+ * the command fails.
+ */
+fun serverCommand(vararg args: String): String {
+    val command = "backup-server ${args.joinToString(" ")}"
+    val errors = Files.createTempFile("backup-server-command", ".err")
+    try {
+        val process = ProcessBuilder(backupServerBinary().toString(), *args)
+            .redirectError(errors.toFile()).start()
+        val out = process.inputStream.bufferedReader().readText()
+        if (!process.waitFor(60, TimeUnit.SECONDS)) {
+            process.destroyForcibly()
+            fail<Unit>("$command did not finish")
+        }
+        if (process.exitValue() != 0) {
+            fail<Unit>("$command exited with ${process.exitValue()}: ${Files.readString(errors).trim()}")
+        }
+        return out.trim()
+    } finally {
+        Files.deleteIfExists(errors)
+    }
+}
+
+/**
+ * A `backup-server` process on a free loopback port with its data in [data], started as the
+ * Python tests start it (rate limits off), with [extra] arguments appended. When the binary is
+ * not built the test is skipped or fails, as [backupServerBinary] says.
+ */
+class BackupServer(val data: Path, extra: List<String> = emptyList()) : AutoCloseable {
     private val process: Process
     val url: String
 
     init {
-        val binary = profileDir.resolve("backup-server")
-        if (!Files.isExecutable(binary)) {
-            val why = "$binary is not built: cargo build -p backup-server --bin backup-server"
-            if (System.getProperty("vault.requireServer") == "true") fail<Unit>(why)
-            assumeTrue(false, why)
-        }
+        val binary = backupServerBinary()
         process = ProcessBuilder(
-            binary.toString(), "--listen", "127.0.0.1:0", "--data-dir", data.toString(),
-            "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0",
+            listOf(
+                binary.toString(), "--listen", "127.0.0.1:0", "--data-dir", data.toString(),
+                "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0",
+            ) + extra,
         ).redirectError(ProcessBuilder.Redirect.DISCARD).start()
         val lines = process.inputStream.bufferedReader()
         var found: String? = null
