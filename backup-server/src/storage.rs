@@ -11,6 +11,11 @@
 //! - the local file system has no conditional update, so there the in-process lock is the whole
 //!   story, and [`crate::server::DirLock`] holds an exclusive lock on the data directory so that no second
 //!   process can write the same files.
+//!
+//! A local store is private to the server's user: [`Storage::local`] sets the process umask to 077
+//! before it creates anything (so every file `object_store` writes, its temporary files and the
+//! directories it creates are 0600 and 0700, whatever umask the process started with) and restricts
+//! the store's root directory to 0700.
 
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
@@ -103,11 +108,18 @@ impl Storage {
     }
 
     /// A local directory, created if missing, with fsync on every write.
+    ///
+    /// First calls [`restrict_umask`], which changes the umask of the whole process, so that every
+    /// file and directory created in the store is private to the server's user; an existing root
+    /// directory open to group or others is restricted to 0700 (logged as a warning), and a root
+    /// that cannot be restricted is an error.
     pub fn local(root: &std::path::Path) -> Result<Self, StorageError> {
+        restrict_umask();
         std::fs::create_dir_all(root)
             .map_err(|e| StorageError::Config(format!("cannot create {}: {e}", root.display())))?;
         let root =
             root.canonicalize().map_err(|e| StorageError::Config(format!("cannot resolve {}: {e}", root.display())))?;
+        make_private_dir(&root)?;
         let store =
             object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
         let mut storage = Self::new(Arc::new(store), BackendKind::LocalFs, format!("file://{}", root.display()));
@@ -263,6 +275,43 @@ impl Storage {
     }
 }
 
+/// Sets the process umask to 077, keeping any stricter bits already set, so that every file and
+/// directory the process creates from now on is private to its user (files 0600, directories 0700,
+/// when created with the usual 0666 and 0777). The umask is process-wide: this affects every thread
+/// of the process. A no-op on platforms without a umask.
+pub fn restrict_umask() {
+    #[cfg(unix)]
+    {
+        use nix::sys::stat::{Mode, umask};
+        let private = Mode::S_IRWXG | Mode::S_IRWXO;
+        let previous = umask(private);
+        umask(previous | private);
+    }
+}
+
+/// Restricts an existing directory to its owner (mode 0700) if group or others have any access.
+#[cfg(unix)]
+fn make_private_dir(dir: &std::path::Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let failed =
+        |e: std::io::Error| StorageError::Config(format!("cannot restrict {} to mode 0700: {e}", dir.display()));
+    let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+        tracing::warn!(
+            path = %dir.display(),
+            old_mode = format!("{mode:04o}"),
+            "the local store was open to other users; its root directory is now 0700"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private_dir(_dir: &std::path::Path) -> Result<(), StorageError> {
+    Ok(())
+}
+
 fn stripe(path: &Path) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     path.as_ref().hash(&mut hasher);
@@ -348,6 +397,23 @@ mod tests {
         assert!(storage.write_conditionally(&path, b"2".to_vec(), Some(first.version.clone())).await.unwrap());
         assert!(!storage.write_conditionally(&path, b"3".to_vec(), Some(first.version)).await.unwrap(), "stale");
         assert_eq!(&storage.read(&path).await.unwrap().unwrap().bytes[..], b"2");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_open_local_root_is_restricted_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("objects");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Storage::local(&root).unwrap();
+        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777, 0o700);
+        // A root already private is left as it is.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o500)).unwrap();
+        Storage::local(&root).unwrap();
+        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777, 0o500);
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The real binary: kill -9 during uploads, graceful shutdown, the plain-HTTP refusal, TLS, the
-//! setup file, the data-directory lock, operator unlock, and logs free of secrets.
+//! setup file, the data-directory lock, operator unlock, logs free of secrets, and a local store
+//! private to the server's user.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod support;
@@ -303,4 +304,90 @@ fn logs_and_output_carry_no_secrets() {
     ];
     let scanned = test_support::canary::assert_absent(&dir.path().join("objects"), &needles);
     assert!(scanned.files > 0, "the scan covered the stored objects");
+}
+
+/// Every file and directory of a local store, as `(path, is_dir, permission bits)`, the root
+/// included; symbolic links are reported as files and not followed.
+#[cfg(unix)]
+fn walk_modes(root: &std::path::Path) -> Vec<(std::path::PathBuf, bool, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        found.push((path, meta.is_dir(), meta.permissions().mode() & 0o7777));
+    }
+    found
+}
+
+#[cfg(unix)]
+#[test]
+fn the_local_store_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let probe = dir.path().join("umask-probe");
+    // The server runs under a shell that sets a permissive umask first, and proves it with a probe
+    // file created under that umask.
+    let script = r#"umask 022 && : > "$UMASK_PROBE" && exec "$0" "$@""#;
+    let binary = env!("CARGO_BIN_EXE_backup-server");
+    let data_arg = data.to_str().unwrap();
+    let args = [
+        "-c",
+        script,
+        binary,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_arg,
+        "--rate-limit-per-ip",
+        "0",
+        "--rate-limit-per-account",
+        "0",
+    ];
+    let envs = [("UMASK_PROBE", probe.to_str().unwrap())];
+    let server = test_support::server::spawn_server(
+        std::path::Path::new("/bin/sh"),
+        &args,
+        &envs,
+        Some(&dir.path().join("server.log")),
+    );
+    assert_eq!(std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777, 0o644, "the umask was 022");
+
+    let client = BackupClient::new(&server.url).unwrap();
+    let token = session(&client);
+    client.put_escrow(&token, b"escrow", None).unwrap();
+    client.put_object(&token, "small", b"small object").unwrap();
+    let large: Vec<u8> = (0..(9usize << 20)).map(|i| (i % 251) as u8).collect();
+    client.put_object(&token, "large", &large).unwrap();
+    let _ = client.login(&unique("nobody"), b"x");
+    // A large upload held open mid-body, so its staged file is in the store during the walk.
+    let _connection = partial_upload(server.addr(), &token, "staged", 32 << 20, 9 << 20);
+    let staging = data.join("objects").join("staging");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&staging).map_or(true, |mut d| d.next().is_none()) {
+        assert!(std::time::Instant::now() < deadline, "no staged upload appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let found = walk_modes(&data);
+    let has = |what: &dyn Fn(&str) -> bool| found.iter().any(|(p, dir, _)| !dir && what(p.to_str().unwrap()));
+    assert!(has(&|p| p.ends_with("/record")), "an account record");
+    assert!(has(&|p| p.ends_with("/usage")), "a usage record");
+    assert!(has(&|p| p.ends_with("/escrow")), "an escrow record");
+    assert!(has(&|p| p.ends_with("/objects/small") || p.ends_with("/objects/large")), "objects");
+    assert!(has(&|p| p.contains("/staging/")), "a staged upload");
+    assert!(has(&|p| p.contains("/decoy/")), "a decoy scratch file");
+    assert!(has(&|p| p.ends_with("opaque-setup.key")), "the setup file");
+    assert!(has(&|p| p.ends_with(backup_server::server::LOCK_FILE)), "the lock file");
+    let open: Vec<_> = found
+        .iter()
+        .filter(|(_, is_dir, mode)| *mode != if *is_dir { 0o700 } else { 0o600 })
+        .map(|(path, is_dir, mode)| format!("{} {} {mode:04o}", if *is_dir { "dir" } else { "file" }, path.display()))
+        .collect();
+    assert!(open.is_empty(), "not private to the server's user:\n{}", open.join("\n"));
+    assert!(found.len() > 15, "the walk covered the store: {found:?}");
 }
