@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use subtle::ConstantTimeEq as _;
+
 use crate::secrets::AccountHash;
 
 /// How long a successful device-token check is trusted without reading the record again.
@@ -24,12 +26,13 @@ pub struct DeviceAuthCache {
 }
 
 impl DeviceAuthCache {
-    /// Whether `secret_hash` was verified for this device less than [`DEVICE_AUTH_TTL`] ago.
+    /// Whether `secret_hash` was verified for this device less than [`DEVICE_AUTH_TTL`] ago. The
+    /// hashes are compared in constant time (their length is not secret).
     pub fn is_fresh(&self, account: &AccountHash, device_id: &str, secret_hash: &str) -> bool {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(&(*account, device_id.to_owned()))
-            .is_some_and(|(hash, at)| hash == secret_hash && at.elapsed() < DEVICE_AUTH_TTL)
+        entries.get(&(*account, device_id.to_owned())).is_some_and(|(hash, at)| {
+            bool::from(hash.as_bytes().ct_eq(secret_hash.as_bytes())) && at.elapsed() < DEVICE_AUTH_TTL
+        })
     }
 
     /// Records a successful check.
@@ -63,5 +66,19 @@ mod tests {
         assert!(!cache.is_fresh(&AccountHash::from_bytes([2; 32]), "d", "h1"));
         cache.forget(&account, "d");
         assert!(!cache.is_fresh(&account, "d", "h1"));
+    }
+
+    #[test]
+    fn only_an_exactly_equal_hash_is_fresh() {
+        let cache = DeviceAuthCache::default();
+        let account = AccountHash::from_bytes([1; 32]);
+        let stored = "ab".repeat(32);
+        cache.remember(&account, "d", stored.clone());
+        assert!(cache.is_fresh(&account, "d", &stored));
+        let mut last_differs = stored.clone();
+        last_differs.replace_range(63.., "c");
+        for other in [&last_differs, &stored[..63], &format!("{stored}a"), "", &"AB".repeat(32)] {
+            assert!(!cache.is_fresh(&account, "d", other), "{other:?}");
+        }
     }
 }

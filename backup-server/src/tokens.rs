@@ -10,6 +10,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::secrets::AccountHash;
@@ -79,7 +80,7 @@ pub fn device_secret_hash(device_key: &[u8; 32], secret: &[u8]) -> String {
 /// Whether `secret` matches a stored hash, compared in constant time.
 pub fn device_secret_matches(device_key: &[u8; 32], secret: &[u8], stored_hex: &str) -> bool {
     let Ok(stored) = blake3::Hash::from_hex(stored_hex) else { return false };
-    blake3::keyed_hash(device_key, secret) == stored
+    bool::from(blake3::keyed_hash(device_key, secret).as_bytes().ct_eq(stored.as_bytes()))
 }
 
 /// Parses a bearer token. Session tokens are fully checked here (MAC, expiry); device tokens are
@@ -92,7 +93,8 @@ pub fn parse(key: &[u8; 32], token: &str, now: u64) -> Option<Token> {
         let (payload, mac) = rest.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
-        if payload.len() != SESSION_PAYLOAD_LEN || session_mac(key, &payload) != blake3::Hash::from(mac) {
+        // The MAC is compared in constant time; the payload's length is public.
+        if payload.len() != SESSION_PAYLOAD_LEN || !bool::from(session_mac(key, &payload).as_bytes().ct_eq(&mac)) {
             return None;
         }
         let expires_at = u64::from_be_bytes(payload[32..40].try_into().ok()?);
@@ -160,6 +162,13 @@ mod tests {
         assert!(!device_secret_matches(&KEY, &[0; 32], &stored));
         assert!(!device_secret_matches(&[1; 32], &secret[..], &stored));
         assert!(!stored.contains(&hex::encode(&secret[..])));
+        // Equality is exact: a stored hash differing in its last digit, or not a hash, matches nothing.
+        let mut last_differs = stored.clone();
+        let last = if stored.ends_with('0') { "1" } else { "0" };
+        last_differs.replace_range(63.., last);
+        for other in [&last_differs, &stored[..62], "", "zz"] {
+            assert!(!device_secret_matches(&KEY, &secret[..], other), "{other:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ use opaque_ke::{
     CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload, ServerLogin,
     ServerLoginParameters, ServerRegistration,
 };
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::extract::{CallerKind, JsonBody, authenticate, bearer};
@@ -384,7 +385,8 @@ pub async fn login_finish(
         .update::<_, ApiError>(&path, |current| {
             let Some(bytes) = current else { return Ok(Change::Keep(false)) };
             let mut record = records::parse_account(bytes, &path)?;
-            if record.credential_nonce != nonce {
+            // The nonce came sealed from this server, but compares like every secret value.
+            if !bool::from(record.credential_nonce.as_bytes().ct_eq(nonce.as_bytes())) {
                 return Ok(Change::Keep(false));
             }
             record.failed_logins = 0;
