@@ -48,6 +48,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Lists an account's deleted objects still in their grace period (restorable by the owner
+    /// with a password session) and when each is purged. Run it with the same store and setup as
+    /// the server; on a local store, stop the server first.
+    ListDeleted {
+        /// The account identifier as the app registered it.
+        #[arg(long)]
+        account: String,
+    },
     /// Issues a login ticket for an account with a key from `ticket-keygen` and prints it (what an
     /// app's account service does after it has authenticated the user).
     IssueTicket {
@@ -133,6 +141,10 @@ pub struct Settings {
     /// Storage quota per account in bytes [default: 50 GiB].
     #[arg(long, global = true)]
     pub quota_bytes: Option<u64>,
+    /// Days a deleted object stays restorable by its owner before the server purges it; 0 deletes
+    /// at once [default: 7].
+    #[arg(long, global = true)]
+    pub deletion_grace_days: Option<u32>,
     /// Requests per second per client address, 0 for no limit [default: 100, burst 2x].
     #[arg(long, global = true)]
     pub rate_limit_per_ip: Option<u32>,
@@ -187,6 +199,7 @@ impl Settings {
             session_ttl_secs,
             max_object_bytes,
             quota_bytes,
+            deletion_grace_days,
             rate_limit_per_ip,
             rate_limit_per_account,
             request_timeout_secs,
@@ -258,6 +271,9 @@ impl Settings {
             max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
             quota_bytes: self.quota_bytes.unwrap_or(defaults.quota_bytes),
             max_devices: defaults.max_devices,
+            deletion_grace: self
+                .deletion_grace_days
+                .map_or(defaults.deletion_grace, |days| Duration::from_secs(u64::from(days) * 86_400)),
             per_ip_rate: rate(self.rate_limit_per_ip, defaults.per_ip_rate),
             per_account_rate: rate(self.rate_limit_per_account, defaults.per_account_rate),
             request_timeout: self.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         None => runtime.block_on(run(settings)),
         Some(Command::UnlockAccount { account }) => runtime.block_on(unlock_account(settings, &account)),
+        Some(Command::ListDeleted { account }) => runtime.block_on(list_deleted(settings, &account)),
         Some(Command::TicketKeygen { out }) => ticket_keygen(&out),
         Some(Command::IssueTicket { signing_key, account, ttl_secs }) => issue_ticket(&signing_key, &account, ttl_secs),
     };
@@ -154,6 +155,24 @@ async fn unlock_account(settings: Settings, account: &str) -> Result<(), StartEr
         return Err(StartError("no such account".into()));
     }
     println!("account {} unlocked: failed-login count and delay reset", hash.tag());
+    Ok(())
+}
+
+/// Prints an account's deleted objects in their grace period: id, size, deleted at, purged at.
+async fn list_deleted(settings: Settings, account: &str) -> Result<(), StartError> {
+    let (secrets, storage, _lock) = open(&settings, server::Opener::Command("list-deleted"))?;
+    let hash = secrets.account_hash(account);
+    if storage.read(&records::record_path(&hash)).await.map_err(|e| StartError(e.to_string()))?.is_none() {
+        return Err(StartError("no such account".into()));
+    }
+    let grace = settings.limits().map_err(StartError)?.deletion_grace.as_secs();
+    let entries = backup_server::http::deleted_objects(&storage, &hash)
+        .await
+        .map_err(|e| StartError(format!("cannot list deleted objects: {}", e.message)))?;
+    println!("account {}: {} deleted objects in their grace period", hash.tag(), entries.len());
+    for (entry, size) in entries {
+        println!("{}\t{size} bytes\tdeleted at {}\tpurged at {}", entry.id, entry.deleted_at, entry.deleted_at + grace);
+    }
     Ok(())
 }
 

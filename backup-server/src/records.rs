@@ -4,9 +4,10 @@
 //! accounts/<account hash>/record        AccountRecord (JSON): OPAQUE password file, login counter, devices, events
 //! accounts/<account hash>/usage         Usage (JSON): bytes and objects stored
 //! accounts/<account hash>/escrow        escrow record (opaque bytes from the client)
-//! accounts/<account hash>/head          head record (opaque bytes from the client)
+//! accounts/<account hash>/head          head record: generation ‖ opaque bytes from the client
 //! accounts/<account hash>/objects/<id>  objects (opaque bytes from the client)
 //! staging/<account hash>.<random>       large uploads in progress (never listed or served)
+//! deleted/<account hash>/<at>.<r>.<id>  deleted objects in their grace period
 //! ```
 //!
 //! The account hash is the keyed hash of the account name (see [`crate::secrets`]); the name itself
@@ -41,6 +42,80 @@ pub fn escrow_path(account: &AccountHash) -> Path {
 /// Path of the head record.
 pub fn head_path(account: &AccountHash) -> Path {
     Path::from(format!("accounts/{}/head", account.hex()))
+}
+
+/// Prefix under which deleted objects wait out the grace period, across accounts:
+/// `deleted/<account hash>/<deleted at, 20 digits>.<8 hex>.<object id>`.
+pub fn deleted_prefix() -> Path {
+    Path::from("deleted")
+}
+
+/// Prefix of one account's deleted objects.
+pub fn deleted_account_prefix(account: &AccountHash) -> Path {
+    Path::from(format!("deleted/{}", account.hex()))
+}
+
+/// Where an object deleted at `at` (Unix seconds) waits out the grace period.
+pub fn deleted_path(account: &AccountHash, at: u64, id: &str) -> Path {
+    Path::from(format!("deleted/{}/{at:020}.{}.{id}", account.hex(), crate::random::hex_id(4)))
+}
+
+/// A deleted object's place, parsed from its path: the account, when it was deleted, its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedEntry {
+    /// The account's hash, lowercase hex.
+    pub account_hex: String,
+    /// When it was deleted (Unix seconds).
+    pub deleted_at: u64,
+    /// The object's identifier.
+    pub id: String,
+}
+
+impl DeletedEntry {
+    /// Parses `deleted/<hash>/<at>.<tag>.<id>`; `None` for anything else.
+    pub fn parse(path: &Path) -> Option<Self> {
+        let mut parts = path.parts();
+        if parts.next()?.as_ref() != "deleted" {
+            return None;
+        }
+        let account_hex = parts.next()?.as_ref().to_owned();
+        let name = parts.next()?.as_ref().to_owned();
+        if parts.next().is_some() || account_hex.len() != 64 {
+            return None;
+        }
+        let (at, rest) = name.split_at_checked(20)?;
+        let rest = rest.strip_prefix('.')?;
+        let (tag, id) = rest.split_at_checked(8)?;
+        let id = id.strip_prefix('.')?;
+        if !tag.bytes().all(|b| b.is_ascii_hexdigit()) || !backup_api::names::is_valid_object_id(id) {
+            return None;
+        }
+        Some(Self { account_hex, deleted_at: at.parse().ok()?, id: id.to_owned() })
+    }
+}
+
+/// The stored head record: `HEAD_MAGIC ‖ u64 generation (BE) ‖ the client's bytes`. Records
+/// written before generations were kept have no magic and count as generation 0.
+const HEAD_MAGIC: &[u8; 8] = b"VHEADGN1";
+
+/// Wraps the client's head record with the generation it states, for storage.
+pub fn encode_head(generation: u64, client_bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + client_bytes.len());
+    out.extend_from_slice(HEAD_MAGIC);
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(client_bytes);
+    out
+}
+
+/// The generation and the client's bytes of a stored head record.
+pub fn decode_head(stored: &[u8]) -> (u64, &[u8]) {
+    match stored.strip_prefix(HEAD_MAGIC.as_slice()) {
+        Some(rest) if rest.len() >= 8 => {
+            let (generation, client) = rest.split_at(8);
+            (u64::from_be_bytes(generation.try_into().unwrap_or_default()), client)
+        }
+        _ => (0, stored),
+    }
 }
 
 /// Prefix of the account's objects.
@@ -183,6 +258,28 @@ mod tests {
             created_at: 0,
             devices: Vec::new(),
             events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn head_records_carry_their_generation_and_old_ones_count_as_zero() {
+        let stored = encode_head(7, b"sealed head");
+        assert_eq!(decode_head(&stored), (7, &b"sealed head"[..]));
+        assert_eq!(decode_head(b"an old record"), (0, &b"an old record"[..]));
+        assert_eq!(decode_head(b"VHEADGN1"), (0, &b"VHEADGN1"[..]));
+    }
+
+    #[test]
+    fn deleted_paths_parse_back() {
+        let account = AccountHash::from_bytes([9; 32]);
+        let path = deleted_path(&account, 1_767_225_600, "pack-1.a");
+        let entry = DeletedEntry::parse(&path).unwrap();
+        assert_eq!(
+            entry,
+            DeletedEntry { account_hex: account.hex(), deleted_at: 1_767_225_600, id: "pack-1.a".into() }
+        );
+        for bad in ["deleted/x/00000000001767225600.abcdef01.p", "other/a/b", "deleted/a"] {
+            assert_eq!(DeletedEntry::parse(&Path::from(bad)), None, "{bad}");
         }
     }
 

@@ -59,6 +59,11 @@ impl AccountHash {
         hex::encode(self.0)
     }
 
+    /// Parses the hex form of a storage path back.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        Some(Self(hex::decode(text).ok()?.try_into().ok()?))
+    }
+
     /// A short tag for logs: the first 12 hex characters of the hash (never the account name).
     pub fn tag(&self) -> String {
         hex::encode(&self.0[..6])

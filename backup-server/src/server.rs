@@ -256,6 +256,19 @@ pub async fn serve(
             tracing::info!(removed, "removed stale staged uploads");
         }
     });
+    let purger = state.clone();
+    tokio::spawn(async move {
+        // Deleted objects past their grace period: at start, then every hour.
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match crate::http::purge_deleted(&purger, crate::state::now_secs()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "purged deleted objects past their grace period"),
+                Err(error) => tracing::warn!(?error, "purging deleted objects failed; retried in an hour"),
+            }
+        }
+    });
     let header_timeout = state.limits.header_read_timeout;
     let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     // TCP_NODELAY: responses are written as headers then body; without it, Nagle's algorithm and

@@ -25,6 +25,9 @@ pub struct Limits {
     pub quota_bytes: u64,
     /// Devices each account may enrol.
     pub max_devices: usize,
+    /// How long a deleted object stays restorable before the server purges it (zero: deleted at
+    /// once).
+    pub deletion_grace: Duration,
     /// Requests per second per client address (0: unlimited), and burst.
     pub per_ip_rate: (u32, u32),
     /// Requests per second per account (0: unlimited), and burst.
@@ -46,6 +49,7 @@ impl Default for Limits {
             max_object_bytes: 4 << 30,
             quota_bytes: 50 << 30,
             max_devices: 32,
+            deletion_grace: Duration::from_secs(7 * 86_400),
             per_ip_rate: (100, 200),
             per_account_rate: (100, 200),
             request_timeout: Duration::from_secs(30),

@@ -143,7 +143,7 @@ fn devices(h: &Harness) {
 
     // Device tokens do routine work but cannot reach the escrow or enrol devices.
     client.put_object(&phone, "pack-1", b"data").unwrap();
-    client.put_head(&phone, b"head", None).unwrap();
+    client.put_head(&phone, b"head", 1, None).unwrap();
     assert_eq!(code(client.get_escrow(&phone)), ErrorCode::Forbidden);
     assert_eq!(code(client.put_escrow(&phone, b"x", None)), ErrorCode::Forbidden);
     assert_eq!(code(client.enrol_device(&phone, "evil")), ErrorCode::Forbidden);
@@ -169,9 +169,9 @@ fn escrow_and_head_compare_and_swap(h: &Harness) {
     assert_eq!(code(client.put_escrow(&session, b"share v3", Some(&first))), ErrorCode::PreconditionFailed);
     assert_eq!(client.get_escrow(&session).unwrap().unwrap(), (b"share v2".to_vec(), second.clone()));
 
-    let head = client.put_head(&session, b"generation 1", None).unwrap();
-    client.put_head(&session, b"generation 2", Some(&head)).unwrap();
-    assert_eq!(code(client.put_head(&session, b"generation 1 again", Some(&head))), ErrorCode::PreconditionFailed);
+    let head = client.put_head(&session, b"generation 1", 1, None).unwrap();
+    client.put_head(&session, b"generation 2", 2, Some(&head)).unwrap();
+    assert_eq!(code(client.put_head(&session, b"generation 1 again", 1, Some(&head))), ErrorCode::PreconditionFailed);
     assert_eq!(client.get_head(&session).unwrap().unwrap().0, b"generation 2");
 
     let too_big = vec![0u8; backup_api::MAX_ESCROW_LEN + 1];
@@ -221,8 +221,16 @@ fn objects_round_trip(h: &Harness) {
     client.delete_object(&auth, "pack-a").unwrap();
     assert_eq!(code(client.delete_object(&auth, "pack-a")), ErrorCode::NotFound);
     assert_eq!(client.head_object(&auth, "pack-a").unwrap(), None);
+    // Kept for the grace period (restorable), so still counted; listed as deleted.
     let status = client.account_status(&auth).unwrap();
-    assert_eq!((status.objects, status.used_bytes), (8, 21));
+    assert_eq!((status.objects, status.used_bytes), (9, 21 + data.len() as u64));
+    let deleted = client.list_deleted(&auth).unwrap().objects;
+    assert_eq!(
+        deleted.iter().map(|d| (d.id.as_str(), d.size)).collect::<Vec<_>>(),
+        vec![("pack-a", data.len() as u64)]
+    );
+    client.restore_deleted(&auth, "pack-a").unwrap();
+    assert_eq!(client.get_object(&auth, "pack-a", data.len() as u64).unwrap(), data);
 }
 
 fn large_objects_stream_through_staging(h: &Harness) {
@@ -351,7 +359,7 @@ fn accounts_are_isolated(h: &Harness) {
     let (_, alice) = registered(client, b"a");
     let (_, bob) = registered(client, b"b");
     client.put_object(&alice, "secret-pack", b"alice's bytes").unwrap();
-    client.put_head(&alice, b"alice head", None).unwrap();
+    client.put_head(&alice, b"alice head", 1, None).unwrap();
     client.put_escrow(&alice, b"alice share", None).unwrap();
     // Bob sees his own (empty) namespace under the same names.
     assert_eq!(code(client.get_object(&bob, "secret-pack", 100)), ErrorCode::NotFound);
@@ -392,8 +400,18 @@ fn base64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Deletions without a grace period (usage released at once).
+fn immediate_deletes() -> Limits {
+    Limits { deletion_grace: std::time::Duration::ZERO, ..test_limits() }
+}
+
 fn small_limits() -> Limits {
-    Limits { quota_bytes: 1 << 20, max_object_bytes: 512 << 10, ..support::limits_with_delays(4, 3600, 3600) }
+    Limits {
+        quota_bytes: 1 << 20,
+        max_object_bytes: 512 << 10,
+        deletion_grace: std::time::Duration::ZERO,
+        ..support::limits_with_delays(4, 3600, 3600)
+    }
 }
 
 macro_rules! conformance {
@@ -458,7 +476,7 @@ macro_rules! conformance {
             #[test]
             $(#[$attr])*
             fn parallel_deletes_release_once() {
-                run(super::parallel_deletes_release_once, test_limits());
+                run(super::parallel_deletes_release_once, immediate_deletes());
             }
             #[test]
             $(#[$attr])*

@@ -97,7 +97,7 @@ fn oversized_bodies_are_refused_before_anything_is_stored() {
     expect(&h, &json_post("/v1/login/start", &big_json, None), big_json.as_bytes(), 413, "payload_too_large");
     let big_record = vec![b'x'; backup_api::MAX_HEAD_LEN + 1];
     let head = format!(
-        "PUT /v1/head HTTP/1.1\r\nAuthorization: Bearer {t}\r\nIf-None-Match: *\r\nContent-Length: {}",
+        "PUT /v1/head HTTP/1.1\r\nAuthorization: Bearer {t}\r\nIf-None-Match: *\r\nX-Head-Generation: 1\r\nContent-Length: {}",
         big_record.len()
     );
     expect(&h, &head, &big_record, 413, "payload_too_large");
@@ -116,7 +116,7 @@ fn oversized_bodies_are_refused_before_anything_is_stored() {
     let head = format!("PUT /v1/head HTTP/1.1\r\nAuthorization: Bearer {t}\r\nContent-Length: 2");
     expect(&h, &head, b"hi", 428, "precondition_required");
     let head = format!(
-        "PUT /v1/head HTTP/1.1\r\nAuthorization: Bearer {t}\r\nIf-Match: \"x\"\r\nIf-None-Match: *\r\nContent-Length: 2"
+        "PUT /v1/head HTTP/1.1\r\nAuthorization: Bearer {t}\r\nIf-Match: \"x\"\r\nIf-None-Match: *\r\nX-Head-Generation: 1\r\nContent-Length: 2"
     );
     expect(&h, &head, b"hi", 400, "bad_request");
     let after = stored(&h);
@@ -160,7 +160,7 @@ fn bad_tokens_are_unauthorized() {
 #[test]
 fn path_tricks_and_unknown_routes() {
     let (h, token) = harness();
-    h.client.put_head(&token, b"head", None).unwrap();
+    h.client.put_head(&token, b"head", 1, None).unwrap();
     let before = stored(&h);
     let t = token.expose();
     let long = "x".repeat(129);

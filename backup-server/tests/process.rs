@@ -391,3 +391,34 @@ fn the_local_store_is_private_whatever_the_umask() {
     assert!(open.is_empty(), "not private to the server's user:\n{}", open.join("\n"));
     assert!(found.len() > 15, "the walk covered the store: {found:?}");
 }
+
+/// The operator lists an account's deleted objects in their grace period, with when each is
+/// purged (`list-deleted`); the account name is not printed.
+#[test]
+fn the_operator_lists_deleted_objects_in_their_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server = local_server(dir.path(), &["--deletion-grace-days", "3"]);
+    let client = BackupClient::new(&server.url).unwrap();
+    let account = unique("pruner");
+    client.register(&account, b"pw", ksf()).unwrap();
+    let session = client.login(&account, b"pw").unwrap().token;
+    let (_, device) = client.enrol_device(&session, "phone").unwrap();
+    client.put_object(&device, "pack-deleted", b"0123456789").unwrap();
+    client.put_object(&device, "pack-kept", b"kept").unwrap();
+    client.delete_object(&session, "pack-deleted").unwrap();
+    server.terminate();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+
+    let listed = run(&["--data-dir", data, "--deletion-grace-days", "3", "list-deleted", "--account", &account], &[]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("1 deleted objects in their grace period"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("pack-deleted\t")).unwrap_or_else(|| panic!("{text}"));
+    let times: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(times.len(), 3, "{line}");
+    assert_eq!(times[2], times[1] + 3 * 86_400, "purged after the grace period: {line}");
+    assert!(!text.contains("pack-kept") && !text.contains(&account), "{text}");
+    let unknown = run(&["--data-dir", data, "list-deleted", "--account", "nobody"], &[]);
+    assert!(!unknown.status.success());
+}

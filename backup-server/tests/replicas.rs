@@ -148,10 +148,10 @@ fn one_replica_serves_what_the_other_stored() {
     client_a.put_object(&device, "pack-1", b"written through a").unwrap();
     assert_eq!(client_b.get_object(&device, "pack-1", 100).unwrap(), b"written through a");
     assert_eq!(client_b.put_object(&session, "pack-1", b"again").unwrap_err().code(), Some(ErrorCode::ObjectExists));
-    let etag = client_a.put_head(&device, b"generation 1", None).unwrap();
-    client_b.put_head(&device, b"generation 2", Some(&etag)).unwrap();
+    let etag = client_a.put_head(&device, b"generation 1", 1, None).unwrap();
+    client_b.put_head(&device, b"generation 2", 2, Some(&etag)).unwrap();
     assert_eq!(
-        client_a.put_head(&device, b"stale", Some(&etag)).unwrap_err().code(),
+        client_a.put_head(&device, b"stale", 3, Some(&etag)).unwrap_err().code(),
         Some(ErrorCode::PreconditionFailed),
         "compare-and-swap holds across replicas"
     );

@@ -138,14 +138,26 @@ impl Backup {
         .await
     }
 
-    /// Keeps the newest `keep` snapshots; returns the bytes freed.
-    pub async fn prune(self: Arc<Self>, keep: u32) -> Result<u64, VaultError> {
+    /// Keeps the newest `keep` snapshots at the data server and its mirror; returns the bytes
+    /// freed. Needs the backup `password`: device tokens cannot delete (a stolen phone cannot
+    /// destroy the backup), and the servers keep what is deleted for their grace period
+    /// (`restoreDeleted` puts it back).
+    pub async fn prune(self: Arc<Self>, keep: u32, password: String) -> Result<u64, VaultError> {
         blocking::run(move || {
-            let pruned = self.recovery().and_then(|mut r| {
-                let transport = self.data_transport(&r)?;
-                r.backups().prune(&*transport, keep as usize)
-            });
+            let password = Passphrase::new(password);
+            let pruned = self.recovery().and_then(|mut r| r.prune(&self.network, &password, keep as usize));
             pruned.map(|r| r.bytes_freed).map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Puts back every object the data server and its mirror keep deleted for their grace period
+    /// (undoing a prune, or deletions by someone who had the password); returns how many.
+    pub async fn restore_deleted(self: Arc<Self>, password: String) -> Result<u64, VaultError> {
+        blocking::run(move || {
+            let password = Passphrase::new(password);
+            let restored = self.recovery().and_then(|mut r| r.restore_deleted(&self.network, &password));
+            restored.map(|n| n as u64).map_err(Into::into)
         })
         .await
     }

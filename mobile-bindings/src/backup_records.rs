@@ -112,6 +112,21 @@ pub struct BackupResult {
     /// What the guardians' account event logs added to the security log after the run
     /// (recovery attempts, delays, escrow reads, device changes).
     pub guardian_events: GuardianEventsResult,
+    /// With two or more guardians: the data server and its mirror after the run.
+    pub holders: Vec<BackupHolder>,
+    /// What went wrong keeping the mirror (the backup itself is complete; the next run repairs).
+    pub mirror_problems: Vec<String>,
+}
+
+/// One server holding the backup (the data server or its mirror).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct BackupHolder {
+    /// The server.
+    pub server: String,
+    /// The newest generation it fully holds, if any.
+    pub generation: Option<u64>,
+    /// Objects of the newest generation it lacks.
+    pub missing: u64,
 }
 
 impl From<GuardianBackupReport> for BackupResult {
@@ -119,6 +134,12 @@ impl From<GuardianBackupReport> for BackupResult {
         let mut out = Self::from(r.backup);
         out.head_copies_failed = r.head_copies_failed;
         out.guardian_events = r.guardian_events.into();
+        out.holders = r
+            .holders
+            .into_iter()
+            .map(|h| BackupHolder { server: h.server, generation: h.generation, missing: h.missing })
+            .collect();
+        out.mirror_problems = r.mirror_problems;
         out
     }
 }
@@ -154,6 +175,8 @@ impl From<vault_core::backup::BackupReport> for BackupResult {
             duration_ms: u64::try_from(b.duration.as_millis()).unwrap_or(u64::MAX),
             head_copies_failed: Vec::new(),
             guardian_events: GuardianEventsResult::default(),
+            holders: Vec::new(),
+            mirror_problems: Vec::new(),
         }
     }
 }

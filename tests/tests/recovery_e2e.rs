@@ -194,13 +194,18 @@ fn restore_on_new_devices_with_each_share_combination() {
     let restored = json(run(&alone, &restore_args(&servers[1..], Some(&code), &[]), &env));
     assert_eq!(restored["servers_used"], serde_json::json!([servers[0].clone(), servers[1].clone()]));
     assert_eq!(messages(&alone), messages(&phone));
-    // With the data server down, the key is recovered but the data is not reached.
+    // With the data server down, the mirror (the other server) holds the data; but then no
+    // other guardian can attest that it is the newest: refused unless accepted explicitly.
     a.stop();
     let unreached = work.path().join("unreached");
     let out = run(&unreached, &restore_args(&servers[1..], Some(&code), &[]), &env);
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(stderr(&out).contains("holding the backup data"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--accept-unverified-freshness"), "{}", stderr(&out));
     assert!(!unreached.exists());
+    let from_mirror =
+        json(run(&unreached, &restore_args(&servers[1..], Some(&code), &["--accept-unverified-freshness"]), &env));
+    assert_eq!(from_mirror["freshness"]["state"], "unverified");
+    assert_eq!(messages(&unreached), messages(&phone));
 }
 
 #[test]
@@ -800,4 +805,197 @@ fn an_enrolled_device_sees_recovery_attempts_and_a_revoked_one_sees_nothing() {
     let after = json(run(&phone, &["--json", "backup", "events"], &[]));
     assert_eq!(after["new_events"].as_array().unwrap().len(), 0, "{after}");
     assert_eq!(after["unread"].as_array().unwrap().len(), 2, "{after}");
+}
+
+/// Objects and sizes stored for the one account on a local-store server.
+fn stored_objects(server_data: &Path) -> Vec<String> {
+    let accounts = server_data.join("objects").join("accounts");
+    let mut names = Vec::new();
+    for account in std::fs::read_dir(&accounts).unwrap() {
+        let objects = account.unwrap().path().join("objects");
+        if let Ok(entries) = std::fs::read_dir(&objects) {
+            names.extend(entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
+        }
+    }
+    names.sort();
+    names
+}
+
+/// A thief with the phone's device token (here one enrolled for the test: it can do exactly what
+/// the phone's can) tries to destroy the backup: deleting objects and rewinding the head fail with
+/// a clear error, a prune without the password is refused, and a new device then restores the
+/// newest snapshot intact. The owner's prune with the password works, its deletions stay
+/// restorable, and `vault backup deleted --restore` puts them back.
+#[test]
+fn a_device_token_alone_cannot_destroy_the_backup() {
+    use backup_api::client::{BackupClient, BearerToken};
+    let work = tempfile::tempdir().unwrap();
+    let a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    let setup = phone_with_backup(&phone, work.path(), &servers);
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "second"],
+        &[],
+        "",
+    ));
+    assert_eq!(json(run(&phone, &["--json", "backup", "run"], &[]))["generation"], 2);
+    let before = stored_objects(&a.data);
+
+    let client = BackupClient::new(&servers[0]).unwrap();
+    let session = client.login(ACCOUNT, PASSWORD.as_bytes()).unwrap().token;
+    let (_, stolen): (String, BearerToken) = client.enrol_device(&session, "stolen").unwrap();
+    drop(session);
+    for object in client.list_objects(&stolen, None, None).unwrap().objects {
+        let refused = client.delete_object(&stolen, &object.id).unwrap_err();
+        assert_eq!(refused.code(), Some(backup_api::ErrorCode::Forbidden), "{refused}");
+    }
+    let (_, etag) = client.get_head(&stolen).unwrap().unwrap();
+    let rewound = client.put_head(&stolen, b"an older head", 1, Some(&etag)).unwrap_err();
+    assert_eq!(rewound.code(), Some(backup_api::ErrorCode::GenerationRegressed), "{rewound}");
+    assert!(rewound.to_string().contains("may not move it back"), "{rewound}");
+    assert_eq!(stored_objects(&a.data), before, "nothing was deleted");
+    // The phone itself (its token) cannot prune without the password.
+    let out = vault(&phone, "device passphrase", &["backup", "prune", "--keep", "1"], &[], "");
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stored_objects(&a.data), before);
+
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+    let tablet = work.path().join("tablet");
+    let code = setup["recovery_code"].as_str().unwrap();
+    let restored = json(run(&tablet, &restore_args(&servers, Some(code), &[]), &env));
+    assert_eq!(restored["generation"], 2);
+    assert_eq!(messages(&tablet), messages(&phone));
+
+    // The owner's prune (with the password) deletes at both holders; the deleted objects are kept
+    // and put back on request.
+    let pruned = json(run(&phone, &["--json", "backup", "prune", "--keep", "1"], &env));
+    assert_eq!(pruned["rewritten"], true, "{pruned}");
+    let after_prune = stored_objects(&a.data);
+    assert!(before.iter().any(|name| !after_prune.contains(name)), "the prune deleted something: {after_prune:?}");
+    let deleted = json(run(&phone, &["--json", "backup", "deleted"], &env));
+    let kept = deleted["objects"].as_array().unwrap();
+    assert!(!kept.is_empty(), "{deleted}");
+    assert!(kept.iter().any(|o| o["server"] == servers[0]) && kept.iter().any(|o| o["server"] == servers[1]));
+    let restored = json(run(&phone, &["--json", "backup", "deleted", "--restore"], &env));
+    assert_eq!(restored["restored"].as_u64().unwrap() as usize, kept.len(), "{restored}");
+    let now = stored_objects(&a.data);
+    for name in &before {
+        assert!(now.contains(name), "{name} is back");
+    }
+}
+
+/// The data server dies and its store is lost after a backup: a new device restores from the
+/// mirror (the second guardian); a fresh, empty server takes the data server's place, the phone
+/// sets up again and backs up, and the new data server is repaired from the mirror: both fully
+/// hold the newest generation.
+#[test]
+fn a_lost_data_server_is_restored_from_the_mirror_and_repaired() {
+    let work = tempfile::tempdir().unwrap();
+    let mut a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
+    let c = guardian(work.path().join("server-c"), &[]);
+    let servers = [a.url(), b.url(), c.url()];
+    let phone = work.path().join("phone");
+    phone_with_backup(&phone, work.path(), &servers);
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "second"],
+        &[],
+        "",
+    ));
+    let second = json(run(&phone, &["--json", "backup", "run"], &[]));
+    assert_eq!(second["generation"], 2);
+    for holder in second["holders"].as_array().unwrap() {
+        assert_eq!((holder["generation"].as_u64(), holder["missing"].as_u64()), (Some(2), Some(0)), "{second}");
+    }
+    assert_eq!(stored_objects(&a.data), stored_objects(&b.data), "the mirror holds every object");
+
+    // The data server is gone with its store.
+    a.stop();
+    std::fs::remove_dir_all(a.data.join("objects")).unwrap();
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+    let tablet = work.path().join("tablet");
+    let restored = json(run(&tablet, &restore_args(&servers, None, &[]), &env));
+    assert_eq!(restored["generation"], 2, "{restored}");
+    assert_eq!(restored["enrolled"], false);
+    assert_eq!(messages(&tablet), messages(&phone));
+
+    // A fresh, empty server in its place; the phone sets up again and backs up.
+    a.restart();
+    let mut args = vec!["--json", "backup", "setup", "--account", ACCOUNT];
+    for s in &servers {
+        args.extend(["--server", s.as_str()]);
+    }
+    json(run(&phone, &args, &env));
+    let third = json(run(&phone, &["--json", "backup", "run"], &[]));
+    assert_eq!(third["generation"], 3, "{third}");
+    for holder in third["holders"].as_array().unwrap() {
+        assert_eq!((holder["generation"].as_u64(), holder["missing"].as_u64()), (Some(3), Some(0)), "{third}");
+    }
+    let verified = run(&phone, &["backup", "verify"], &[]);
+    let text = ok(verified);
+    assert!(text.contains(&format!("holder {}: fully holds generation 3", servers[0])), "{text}");
+    assert!(text.contains(&format!("holder {}: fully holds generation 3", servers[1])), "{text}");
+    let status = ok(run(&phone, &["status"], &[]));
+    assert!(status.contains("Backup copy  holder"), "{status}");
+}
+
+/// The mirror misses a run (it is down), then the client repairing it is killed after the first
+/// object copied: the next run resumes, and the mirror ends up fully holding the newest
+/// generation with each object once.
+#[test]
+fn a_client_killed_mid_mirror_resumes_without_duplicates_or_gaps() {
+    let work = tempfile::tempdir().unwrap();
+    let a = guardian(work.path().join("server-a"), &[]);
+    let mut b = guardian(work.path().join("server-b"), &[]);
+    let servers = [a.url(), b.url()];
+    let phone = work.path().join("phone");
+    phone_with_backup(&phone, work.path(), &servers);
+    b.stop();
+    let lines: String = (0..300).map(|i| format!("while the mirror was down {i}\n")).collect();
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--stdin"],
+        &[],
+        &lines,
+    ));
+    let missed = json(run(&phone, &["--json", "backup", "run"], &[]));
+    assert_eq!(missed["generation"], 2);
+    assert!(!missed["mirror_problems"].as_array().unwrap().is_empty(), "{missed}");
+    b.restart();
+    ok(vault(
+        &phone,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", "third"],
+        &[],
+        "",
+    ));
+    let killed = vault(
+        &phone,
+        "device passphrase",
+        &["backup", "run"],
+        &[("VAULT_FAILPOINT", "mirror:after-object-copied")],
+        "",
+    );
+    assert_ne!(killed.status.code(), Some(0), "the failpoint aborted the run");
+    let resumed = json(run(&phone, &["--json", "backup", "run"], &[]));
+    for holder in resumed["holders"].as_array().unwrap() {
+        assert_eq!(holder["missing"].as_u64(), Some(0), "{resumed}");
+        assert_eq!(holder["generation"], resumed["generation"], "{resumed}");
+    }
+    let at_b = stored_objects(&b.data);
+    let mut unique = at_b.clone();
+    unique.dedup();
+    assert_eq!(unique, at_b);
+    for name in stored_objects(&a.data) {
+        assert!(at_b.contains(&name), "{name} reached the mirror");
+    }
 }

@@ -489,8 +489,8 @@ impl Transport for MediaUnreachable {
     fn get_head(&self) -> Result<Option<(Vec<u8>, String)>, backup::TransportError> {
         self.0.get_head()
     }
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), backup::TransportError> {
-        self.0.put_head(bytes, expected)
+    fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), backup::TransportError> {
+        self.0.put_head(bytes, generation, expected)
     }
 }
 
@@ -544,11 +544,11 @@ impl Transport for HeadUnreachable {
     fn get_head(&self) -> Result<Option<(Vec<u8>, String)>, backup::TransportError> {
         self.inner.get_head()
     }
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), backup::TransportError> {
+    fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), backup::TransportError> {
         if self.failing.get() {
             return Err(backup::TransportError::Failed("connection reset".into()));
         }
-        self.inner.put_head(bytes, expected)
+        self.inner.put_head(bytes, generation, expected)
     }
 }
 

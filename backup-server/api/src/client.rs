@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::wire::{
-    AccountEvents, AccountStatus, CreateDeviceRequest, DeviceList, DeviceTokenResponse, ErrorBody, LoginFinishRequest,
-    LoginStartRequest, LoginStartResponse, ObjectList, RegisterFinishRequest, RegisterStartRequest,
+    AccountEvents, AccountStatus, CreateDeviceRequest, DeletedList, DeviceList, DeviceTokenResponse, ErrorBody,
+    LoginFinishRequest, LoginStartRequest, LoginStartResponse, ObjectList, RegisterFinishRequest, RegisterStartRequest,
     RegisterStartResponse, SessionResponse,
 };
 use crate::{ErrorCode, KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
@@ -341,7 +341,7 @@ impl BackupClient {
         bytes: &[u8],
         expected_etag: Option<&str>,
     ) -> Result<String, ClientError> {
-        self.put_record("/escrow", session, bytes, expected_etag)
+        self.put_record("/escrow", session, bytes, expected_etag, None)
     }
 
     /// The head record and its ETag, `None` if none is stored.
@@ -354,9 +354,10 @@ impl BackupClient {
         &self,
         auth: &BearerToken,
         bytes: &[u8],
+        generation: u64,
         expected_etag: Option<&str>,
     ) -> Result<String, ClientError> {
-        self.put_record("/head", auth, bytes, expected_etag)
+        self.put_record("/head", auth, bytes, expected_etag, Some(generation))
     }
 
     fn get_record(&self, path: &str, auth: &BearerToken) -> Result<Option<(Vec<u8>, String)>, ClientError> {
@@ -377,6 +378,7 @@ impl BackupClient {
         auth: &BearerToken,
         bytes: &[u8],
         expected: Option<&str>,
+        generation: Option<u64>,
     ) -> Result<String, ClientError> {
         let (name, value) = match expected {
             None => ("If-None-Match", "*"),
@@ -384,7 +386,11 @@ impl BackupClient {
         };
         let mut retried_after_transport_error = false;
         let result = self.retrying(|| {
-            let mut response = self.request("PUT", path, Some(auth)).header(name, value).send(bytes).map_err(|e| {
+            let mut request = self.request("PUT", path, Some(auth)).header(name, value);
+            if let Some(generation) = generation {
+                request = request.header(crate::HEAD_GENERATION_HEADER, &generation.to_string());
+            }
+            let mut response = request.send(bytes).map_err(|e| {
                 retried_after_transport_error = true;
                 transport(e)
             })?;
@@ -529,6 +535,17 @@ impl BackupClient {
     pub fn delete_object(&self, auth: &BearerToken, id: &str) -> Result<(), ClientError> {
         check_object_id(id)?;
         self.send_expect_empty("DELETE", &format!("/objects/{id}"), None, Some(auth), &[])
+    }
+
+    /// The deleted objects still in their grace period (session only).
+    pub fn list_deleted(&self, session: &BearerToken) -> Result<DeletedList, ClientError> {
+        self.get_json("/deleted", session)
+    }
+
+    /// Puts the most recently deleted object `id` back (session only).
+    pub fn restore_deleted(&self, session: &BearerToken, id: &str) -> Result<(), ClientError> {
+        check_object_id(id)?;
+        self.send_expect_empty("POST", &format!("/deleted/{id}"), None, Some(session), &[])
     }
 
     // ---- plumbing ----

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     PreconditionFailed,
     /// A conditional header (`If-Match` or `If-None-Match: *`) is required on this route.
     PreconditionRequired,
+    /// A device token may not move the head record to a lower generation (device tokens are
+    /// append-only; a session from a password login may).
+    GenerationRegressed,
     /// An upload without `Content-Length`.
     LengthRequired,
     /// The body is larger than the route allows.
@@ -64,7 +67,7 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound | Self::UnknownRoute => 404,
             Self::Timeout => 408,
-            Self::AccountExists | Self::ObjectExists => 409,
+            Self::AccountExists | Self::ObjectExists | Self::GenerationRegressed => 409,
             Self::LengthRequired => 411,
             Self::PreconditionFailed => 412,
             Self::PayloadTooLarge => 413,
@@ -115,6 +118,7 @@ impl ErrorCode {
             Self::ObjectExists => "object_exists",
             Self::PreconditionFailed => "precondition_failed",
             Self::PreconditionRequired => "precondition_required",
+            Self::GenerationRegressed => "generation_regressed",
             Self::LengthRequired => "length_required",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
@@ -142,6 +146,7 @@ mod tests {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::PreconditionRequired,
+            ErrorCode::GenerationRegressed,
             ErrorCode::QuotaExceeded,
             ErrorCode::LoginTicketRequired,
             ErrorCode::LoginDelayed,

@@ -31,6 +31,10 @@ pub const MAX_ESCROW_LEN: usize = 16 * 1024;
 /// Largest head record the server accepts, in bytes.
 pub const MAX_HEAD_LEN: usize = 16 * 1024;
 
+/// The header that carries, on `PUT /v1/head` and in the answer to `GET /v1/head`, the generation
+/// the (sealed) head record states: the server keeps device tokens from lowering it.
+pub const HEAD_GENERATION_HEADER: &str = "x-head-generation";
+
 /// Largest JSON request body the server accepts on the authentication and device routes, in bytes.
 pub const MAX_JSON_BODY_LEN: usize = 16 * 1024;
 

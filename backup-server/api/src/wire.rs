@@ -254,3 +254,24 @@ pub struct AccountEvents {
     /// [`crate::MAX_ACCOUNT_EVENTS`]).
     pub dropped: u64,
 }
+
+/// One deleted object in its grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedObject {
+    /// The object identifier.
+    pub id: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was deleted (Unix seconds).
+    pub deleted_at: u64,
+    /// When the server purges it (Unix seconds).
+    pub purge_at: u64,
+}
+
+/// Answer to `GET /v1/deleted`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeletedList {
+    /// Deleted objects still restorable, oldest deletion first.
+    pub objects: Vec<DeletedObject>,
+}

@@ -143,6 +143,14 @@ fn types() -> Vec<WireType> {
             .unwrap(),
             de::<AccountEvents>,
         ),
+        (
+            "DeletedList",
+            serde_json::to_value(DeletedList {
+                objects: vec![DeletedObject { id: "i".into(), size: 1, deleted_at: 2, purge_at: 3 }],
+            })
+            .unwrap(),
+            de::<DeletedList>,
+        ),
         ("ErrorBody", serde_json::json!({"error": "not_found", "message": "m"}), de::<ErrorBody>),
     ]
 }

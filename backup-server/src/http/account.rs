@@ -12,7 +12,7 @@ use backup_api::names::is_valid_device_id;
 use backup_api::wire::{
     AccountEventKind, AccountEvents, AccountStatus, CreateDeviceRequest, DeviceInfo, DeviceList, DeviceTokenResponse,
 };
-use backup_api::{ErrorCode, MAX_ESCROW_LEN, MAX_HEAD_LEN};
+use backup_api::{ErrorCode, HEAD_GENERATION_HEADER, MAX_ESCROW_LEN, MAX_HEAD_LEN};
 
 use super::extract::{Caller, CallerKind, JsonBody, PathId, read_bounded};
 use crate::error::ApiError;
@@ -177,11 +177,36 @@ async fn get_record(state: &AppState, caller: &Caller, which: ClientRecord) -> R
         .read(&which.path(caller))
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no record stored yet"))?;
-    let etag = record.etag();
-    let mut response = (StatusCode::OK, Body::from(record.bytes)).into_response();
+    let (generation, content) = match which {
+        ClientRecord::Head => {
+            let (generation, content) = records::decode_head(&record.bytes);
+            (Some(generation), content.to_vec())
+        }
+        ClientRecord::Escrow => (None, record.bytes.to_vec()),
+    };
+    let etag = content_etag(&content);
+    let mut response = (StatusCode::OK, Body::from(content)).into_response();
     set_etag(&mut response, &etag);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Some(generation) = generation {
+        response.headers_mut().insert(HEAD_GENERATION_HEADER, HeaderValue::from(generation));
+    }
     Ok(response)
+}
+
+/// The generation a head PUT states (`X-Head-Generation`), required.
+fn stated_generation(headers: &HeaderMap) -> Result<u64, ApiError> {
+    let value = headers.get(HEAD_GENERATION_HEADER).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::PreconditionRequired,
+            "send X-Head-Generation with the generation the head record states",
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::bad_request("X-Head-Generation must be an unsigned 64-bit number"))
 }
 
 /// What a conditional PUT asks for.
@@ -214,11 +239,23 @@ async fn put_record(
 ) -> Result<Response, ApiError> {
     which.authorise(caller)?;
     let condition = precondition(headers)?;
+    let generation = match which {
+        ClientRecord::Head => Some(stated_generation(headers)?),
+        ClientRecord::Escrow => None,
+    };
     let bytes = read_bounded(body, which.max_len()).await?;
     let path = which.path(caller);
+    let device = matches!(caller.kind, CallerKind::Device(_));
     let created = state
         .storage
         .update::<_, ApiError>(&path, |current| {
+            let (current_generation, current) = match (which, current) {
+                (ClientRecord::Head, Some(stored)) => {
+                    let (generation, content) = records::decode_head(stored);
+                    (generation, Some(content))
+                }
+                (_, current) => (0, current),
+            };
             let satisfied = match (&condition, current) {
                 (Precondition::Absent, None) => true,
                 (Precondition::Matches(etag), Some(current)) => content_etag(current) == *etag,
@@ -227,7 +264,22 @@ async fn put_record(
             if !satisfied {
                 return Err(ApiError::new(ErrorCode::PreconditionFailed, "the record changed; read it again"));
             }
-            Ok(Change::Write(bytes.to_vec(), current.is_none()))
+            let stored = match generation {
+                // Device tokens are append-only: the head never moves to a lower generation
+                // through one (a thief's copy of the token cannot rewind the backup).
+                Some(new) if device && new < current_generation => {
+                    return Err(ApiError::new(
+                        ErrorCode::GenerationRegressed,
+                        format!(
+                            "the head is at generation {current_generation}; a device token may not move it back to \
+                             {new} (a session from a password login may)"
+                        ),
+                    ));
+                }
+                Some(new) => records::encode_head(new, &bytes),
+                None => bytes.to_vec(),
+            };
+            Ok(Change::Write(stored, current.is_none()))
         })
         .await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -300,7 +352,7 @@ pub async fn get_head(State(state): State<Arc<AppState>>, caller: Caller) -> Res
     get_record(&state, &caller, ClientRecord::Head).await
 }
 
-/// `PUT /v1/head` (conditional).
+/// `PUT /v1/head` (conditional, with `X-Head-Generation`; a device token may not lower it).
 pub async fn put_head(
     State(state): State<Arc<AppState>>,
     caller: Caller,

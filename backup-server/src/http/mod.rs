@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use backup_api::ErrorCode;
 
-pub use objects::sweep_staging;
+pub use objects::{deleted_objects, purge_deleted, sweep_staging};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,6 +37,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/escrow", get(account::get_escrow).put(account::put_escrow))
         .route("/head", get(account::get_head).put(account::put_head))
         .route("/objects", get(objects::list_objects))
+        .route("/deleted", get(objects::list_deleted))
+        .route("/deleted/{id}", post(objects::restore_deleted))
         .route(
             "/objects/{id}",
             put(objects::put_object).get(objects::get_object).head(objects::head_object).delete(objects::delete_object),
@@ -88,7 +90,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let response = match peer.map(|ip| state.ip_limiter.check(&ip)) {
         Some(Err(wait)) => ApiError::rate_limited(wait).into_response(),
         _ => {
-            let limit = if route.starts_with("/v1/objects/") {
+            let limit = if route.starts_with("/v1/objects/") || route.starts_with("/v1/deleted/") {
                 state.limits.transfer_timeout
             } else {
                 state.limits.request_timeout

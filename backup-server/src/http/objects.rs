@@ -1,4 +1,5 @@
-//! Per-account objects: write-once put, ranged get, head, paginated list, delete.
+//! Per-account objects: write-once put, ranged get, head, paginated list, and delete (sessions
+//! only; kept for a grace period in which the owner can restore them, then purged).
 //!
 //! Bodies stream end to end. Uploads of at most [`SINGLE_PUT_MAX`] bytes are collected and
 //! written with one create-if-absent put; larger ones stream as a multipart upload into a staging
@@ -14,20 +15,20 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_api::names::is_valid_object_id;
-use backup_api::wire::{ObjectInfo, ObjectList};
+use backup_api::wire::{DeletedList, DeletedObject, ObjectInfo, ObjectList};
 use backup_api::{ErrorCode, MAX_LIST_PAGE};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart};
 use serde::Deserialize;
 
-use super::extract::{Caller, PathId, read_bounded};
+use super::extract::{Caller, CallerKind, PathId, read_bounded};
 use crate::error::ApiError;
 use crate::metrics::bump;
-use crate::records::{self, Usage};
+use crate::records::{self, DeletedEntry, Usage};
 use crate::secrets::AccountHash;
-use crate::state::AppState;
-use crate::storage::{BackendKind, Change};
+use crate::state::{AppState, now_secs};
+use crate::storage::{BackendKind, Change, Storage};
 
 /// Largest upload written with a single put; larger ones use a staged multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 8 << 20;
@@ -450,18 +451,138 @@ pub async fn delete_object(
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     checked_id(&id)?;
+    // Device tokens are append-only: a thief's or a compromised app's copy cannot delete.
+    if matches!(caller.kind, CallerKind::Device(_)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "deleting needs a session from a password login; device tokens may only add and read",
+        ));
+    }
     let path = records::object_path(&caller.account, &id);
     let store = state.storage.store();
     // Concurrent deletes of one object on this replica take turns, so its size is released once.
     let _turn = state.storage.lock_object(&path).await;
     let size = object_size(&state, &path).await?.ok_or_else(not_found)?;
+    let grace = state.limits.deletion_grace;
+    if !grace.is_zero() {
+        // Kept for the grace period (still counted in the usage), restorable by the owner.
+        let kept = records::deleted_path(&caller.account, now_secs(), &id);
+        store.copy(&path, &kept).await?;
+    }
     match store.delete(&path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    adjust_usage(&state, &caller.account, -i128::from(size), -1).await?;
+    if grace.is_zero() {
+        adjust_usage(&state, &caller.account, -i128::from(size), -1).await?;
+    }
     bump(&state.metrics.objects_deleted);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The account's deleted objects still in their grace period and their sizes, oldest first (for
+/// the operator's `list-deleted`).
+pub async fn deleted_objects(storage: &Storage, account: &AccountHash) -> Result<Vec<(DeletedEntry, u64)>, ApiError> {
+    Ok(deleted_of(storage, account).await?.into_iter().map(|(_, entry, size)| (entry, size)).collect())
+}
+
+/// The account's deleted objects with their paths and sizes, oldest first.
+async fn deleted_of(storage: &Storage, account: &AccountHash) -> Result<Vec<(Path, DeletedEntry, u64)>, ApiError> {
+    let mut found = Vec::new();
+    let mut listing = storage.store().list(Some(&records::deleted_account_prefix(account)));
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        if let Some(entry) = DeletedEntry::parse(&meta.location) {
+            found.push((meta.location, entry, meta.size));
+        }
+    }
+    found.sort_by(|a, b| (a.1.deleted_at, &a.0).cmp(&(b.1.deleted_at, &b.0)));
+    Ok(found)
+}
+
+/// `GET /v1/deleted` (session only): the deleted objects in their grace period.
+pub async fn list_deleted(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<axum::Json<DeletedList>, ApiError> {
+    caller.require_session()?;
+    let grace = state.limits.deletion_grace.as_secs();
+    let objects = deleted_of(&state.storage, &caller.account)
+        .await?
+        .into_iter()
+        .map(|(_, entry, size)| DeletedObject {
+            id: entry.id,
+            size,
+            deleted_at: entry.deleted_at,
+            purge_at: entry.deleted_at.saturating_add(grace),
+        })
+        .collect();
+    Ok(axum::Json(DeletedList { objects }))
+}
+
+/// `POST /v1/deleted/{id}` (session only): puts the most recently deleted object of this id back,
+/// unless an object of that id exists again.
+pub async fn restore_deleted(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    caller.require_session()?;
+    checked_id(&id)?;
+    let path = records::object_path(&caller.account, &id);
+    let _turn = state.storage.lock_object(&path).await;
+    let deleted = deleted_of(&state.storage, &caller.account).await?;
+    let (kept, _, _) = deleted
+        .into_iter()
+        .rev()
+        .find(|(_, entry, _)| entry.id == id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no deleted object of that id in its grace period"))?;
+    let store = state.storage.store();
+    match store.copy_if_not_exists(&kept, &path).await {
+        Ok(()) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            return Err(ApiError::new(ErrorCode::ObjectExists, "an object of that id exists again"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    match store.delete(&kept).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(account = %caller.account.tag(), "deleted object restored");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes deleted objects whose grace period ended by `now` (Unix seconds) and releases their
+/// usage; returns how many were removed. The server runs it at start and every hour; tests call
+/// it with the time they need.
+pub async fn purge_deleted(state: &AppState, now: u64) -> Result<usize, ApiError> {
+    let grace = state.limits.deletion_grace.as_secs();
+    let store = state.storage.store();
+    let mut expired = Vec::new();
+    let mut listing = store.list(Some(&records::deleted_prefix()));
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        if let Some(entry) = DeletedEntry::parse(&meta.location)
+            && entry.deleted_at.saturating_add(grace) <= now
+        {
+            expired.push((meta.location, entry, meta.size));
+        }
+    }
+    drop(listing);
+    let mut removed = 0;
+    for (path, entry, size) in expired {
+        match store.delete(&path).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        removed += 1;
+        if let Some(account) = AccountHash::from_hex(&entry.account_hex) {
+            adjust_usage(state, &account, -i128::from(size), -1).await?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Deletes staged uploads older than `max_age` left by a crash (run at start-up).

@@ -49,6 +49,9 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 GuardianBackupReport {
                     backup: vault.backups()?.run(transport.as_ref(), progress)?,
                     head_copies_failed: Vec::new(),
+                    holders: Vec::new(),
+                    mirror_copied: 0,
+                    mirror_problems: Vec::new(),
                     guardian_events: GuardianEventsReport::default(),
                 }
             };
@@ -59,6 +62,12 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let report = &guarded.backup;
             for failure in &guarded.head_copies_failed {
                 ctx.print(format!("warning: the head record was not copied to {failure}"))?;
+            }
+            for problem in &guarded.mirror_problems {
+                ctx.print(format!("warning: mirror: {problem}"))?;
+            }
+            for holder in &guarded.holders {
+                ctx.print(holder_line(holder.server.as_str(), holder.generation, holder.missing))?;
             }
             print_guardian_events(ctx, &guarded.guardian_events, false)?;
             ctx.print(format!(
@@ -72,6 +81,37 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 report.media_reused,
                 report.duration.as_secs_f64()
             ))
+        }
+        BackupCommand::Deleted { restore } => {
+            let vault = ctx.unlock()?;
+            let password = ctx.input.backup_password()?;
+            let mut recovery = vault.recovery()?;
+            if restore {
+                let restored = recovery.restore_deleted(&crate::context::network(), &password)?;
+                if ctx.json {
+                    return ctx.print_json(&json!({ "restored": restored }));
+                }
+                return ctx.print(format!("restored {restored} deleted objects"));
+            }
+            let deleted = recovery.deleted_objects(&crate::context::network(), &password)?;
+            if ctx.json {
+                let objects: Vec<_> = deleted
+                    .iter()
+                    .map(|(server, d)| json!({ "server": server, "id": d.id, "size": d.size, "deleted_at": d.deleted_at_secs, "purge_at": d.purge_at_secs }))
+                    .collect();
+                return ctx.print_json(&json!({ "objects": objects }));
+            }
+            ctx.print(format!("{} deleted objects kept for their grace period", deleted.len()))?;
+            for (server, d) in &deleted {
+                ctx.print(format!(
+                    "  {server}  {}  {} bytes  deleted {}  purged {}",
+                    d.id,
+                    d.size,
+                    crate::render::local_time_secs(d.deleted_at_secs),
+                    crate::render::local_time_secs(d.purge_at_secs)
+                ))?;
+            }
+            Ok(())
         }
         BackupCommand::Events => {
             let vault = ctx.unlock()?;
@@ -109,9 +149,22 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let vault = ctx.unlock()?;
             let transport = transport_for(&vault, &target)?;
             let check = vault.backups()?.verify(transport.as_ref(), fraction)?;
-            if ctx.json {
-                ctx.print_report(&check)?;
+            let holders = if target.dir.is_none() && vault.recovery()?.status()?.is_some() {
+                vault.recovery()?.holders(&crate::context::network())?
             } else {
+                Vec::new()
+            };
+            let incomplete = holders.iter().filter(|h| h.missing > 0 || h.generation.is_none()).count();
+            if ctx.json {
+                let mut value = serde_json::to_value(&check).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("holders".into(), json!(holders));
+                }
+                ctx.print_json(&value)?;
+            } else {
+                for holder in &holders {
+                    ctx.print(holder_line(&holder.server, holder.generation, holder.missing))?;
+                }
                 ctx.print(format!(
                     "generation {}: {} manifests chained, {} snapshots; read and authenticated {} of {} packs ({} %), {} chunks; {} media checked, {} read and authenticated ({} not held by this vault)",
                     check.generation,
@@ -129,16 +182,25 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                     ctx.print(format!("problem: {problem}"))?;
                 }
             }
-            if check.problems.is_empty() {
-                Ok(())
-            } else {
+            if !check.problems.is_empty() {
                 Err(Failure::integrity(format!("the backup has {} problems", check.problems.len())))
+            } else if incomplete > 0 {
+                Err(Failure::integrity(format!(
+                    "{incomplete} of the backup's holders do not fully hold its newest generation (the next backup run repairs them)"
+                )))
+            } else {
+                Ok(())
             }
         }
         BackupCommand::Prune { target, keep } => {
             let vault = ctx.unlock()?;
-            let transport = transport_for(&vault, &target)?;
-            let report = vault.backups()?.prune(transport.as_ref(), keep)?;
+            let report = if target.dir.is_none() && vault.recovery()?.status()?.is_some() {
+                let password = ctx.input.backup_password()?;
+                vault.recovery()?.prune(&crate::context::network(), &password, keep)?
+            } else {
+                let transport = transport_for(&vault, &target)?;
+                vault.backups()?.prune(transport.as_ref(), keep)?
+            };
             if ctx.json {
                 return ctx.print_report(&report);
             }
@@ -309,4 +371,18 @@ fn print_guardian_events(ctx: &mut Context<'_>, report: &GuardianEventsReport, e
         }
     }
     Ok(())
+}
+
+/// One line about a holder of the backup: the newest generation it fully holds.
+pub(crate) fn holder_line(server: &str, generation: Option<u64>, missing: u64) -> String {
+    match (generation, missing) {
+        (Some(generation), 0) => format!("holder {server}: fully holds generation {generation}"),
+        (Some(generation), missing) => {
+            format!("holder {server}: fully holds generation {generation}; {missing} objects of the newest missing")
+        }
+        (None, 0) => format!("holder {server}: its head is behind the newest generation"),
+        (None, missing) => {
+            format!("holder {server}: does not fully hold the newest generation ({missing} objects missing)")
+        }
+    }
 }

@@ -191,6 +191,14 @@ pub enum BackupCommand {
     /// Back up: a new snapshot that uploads only what changed. With recovery set up, also reads
     /// the guardians' account event logs (as `vault backup events`).
     Run(BackupTarget),
+    /// The objects the data server and its mirror keep deleted for their grace period (needs the
+    /// backup password); --restore puts them all back (undoing a prune or someone else's
+    /// deletions).
+    Deleted {
+        /// Restore every deleted object still kept.
+        #[arg(long)]
+        restore: bool,
+    },
     /// Read the backup account's event log at every guardian now (password logins started and
     /// succeeded, delays after failed logins, escrow reads, device changes), add what is new to
     /// the security-event log and print it.
@@ -208,7 +216,9 @@ pub enum BackupCommand {
         #[arg(long, value_name = "PERCENT")]
         read_data_subset: Option<f64>,
     },
-    /// Keep the newest N snapshots; delete what only older ones needed.
+    /// Keep the newest N snapshots; delete what only older ones needed. With guardian servers it
+    /// needs the backup password (VAULT_BACKUP_PASSWORD or stdin): device tokens cannot delete,
+    /// and the servers keep what is deleted for their grace period (`vault backup deleted`).
     Prune {
         #[command(flatten)]
         target: BackupTarget,

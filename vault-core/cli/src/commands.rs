@@ -205,6 +205,7 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
                 "servers": r.servers,
                 "safety_number": r.safety_number,
             })),
+            "backup_holders": if recovery.is_some() { vault.recovery()?.last_holders()? } else { Vec::new() },
             "recovery_attempts": if recovery.is_some() { render::recovery_attempts(&recovery_events(&vault)?) } else { Vec::new() },
         });
         return ctx.print_json(&value);
@@ -238,6 +239,13 @@ fn status(ctx: &mut Context<'_>) -> Result<(), Failure> {
                 )?;
             }
             ctx.print(format!("Safety no.   {}", r.safety_number))?;
+            for holder in vault.recovery()?.last_holders()? {
+                ctx.print(format!(
+                    "Backup copy  {} (checked {})",
+                    crate::backup::holder_line(&holder.server, holder.generation, holder.missing),
+                    render::local_time(holder.checked_at)
+                ))?;
+            }
             let attempts = render::recovery_attempts(&recovery_events(&vault)?);
             if attempts.is_empty() {
                 ctx.print(format!(

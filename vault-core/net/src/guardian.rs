@@ -7,8 +7,8 @@ use vault_core::Passphrase;
 use vault_core::SecretBytes;
 use vault_core::backup::Transport;
 use vault_core::recovery::{
-    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
-    GuardianNetwork, GuardianSession, Versioned,
+    AccessToken, DeletedObject, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind,
+    GuardianEvents, GuardianNetwork, GuardianSession, Versioned,
 };
 
 use crate::transport::ServerTransport;
@@ -137,6 +137,25 @@ impl Guardian for HttpGuardian {
             })
             .collect();
         Ok(GuardianEvents { events, dropped: answer.dropped })
+    }
+
+    fn deleted_objects(&self, session: &AccessToken) -> Result<Vec<DeletedObject>, GuardianError> {
+        let list = self.client.list_deleted(&bearer(session)).map_err(guardian_error)?;
+        Ok(list
+            .objects
+            .into_iter()
+            .map(|o| DeletedObject { id: o.id, size: o.size, deleted_at_secs: o.deleted_at, purge_at_secs: o.purge_at })
+            .collect())
+    }
+
+    fn restore_deleted(&self, session: &AccessToken, id: &str) -> Result<(), GuardianError> {
+        match self.client.restore_deleted(&bearer(session), id) {
+            // An object of that name exists again, or the deletion was restored meanwhile.
+            Err(ClientError::Api { code: ErrorCode::ObjectExists | ErrorCode::NotFound, .. }) => {
+                Err(GuardianError::Conflict)
+            }
+            other => other.map_err(guardian_error),
+        }
     }
 
     fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync> {

@@ -29,7 +29,11 @@ fn failed(what: &str) -> impl Fn(ClientError) -> TransportError + '_ {
         Some(ErrorCode::PreconditionFailed) => TransportError::Conflict,
         Some(ErrorCode::NotFound) => TransportError::NotFound,
         Some(ErrorCode::RangeNotSatisfiable) => TransportError::OutOfRange,
-        Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => TransportError::Unauthorized(format!(
+        Some(ErrorCode::Forbidden | ErrorCode::GenerationRegressed) => TransportError::NotAllowed(format!(
+            "{what}: the server allows this only with a session from a password login (device tokens may only \
+             add objects, read and advance the head)"
+        )),
+        Some(ErrorCode::Unauthorized) => TransportError::Unauthorized(format!(
             "{what}: the server refused this device's token (revoked, or the account was set up again): \
              set up recovery on this device again"
         )),
@@ -83,7 +87,10 @@ impl Transport for ServerTransport {
         self.client.get_head(&self.token).map_err(failed("reading the head record"))
     }
 
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), TransportError> {
-        self.client.put_head(&self.token, bytes, expected).map(|_| ()).map_err(failed("updating the head record"))
+    fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), TransportError> {
+        self.client
+            .put_head(&self.token, bytes, generation, expected)
+            .map(|_| ())
+            .map_err(failed("updating the head record"))
     }
 }

@@ -350,7 +350,7 @@ pub(crate) fn prune(
         manifest_epoch: keys.current_epoch(),
     };
     transport
-        .put_head(&new_head.seal(keys), Some(&head.version))
+        .put_head(&new_head.seal(keys), new_head.generation, Some(&head.version))
         .map_err(transport_error("updating the head record"))?;
     report.generation = new_head.generation;
     report.rewritten = true;

@@ -60,6 +60,7 @@ pub(crate) fn transport_error(what: &str) -> impl Fn(TransportError) -> Error + 
             problem: format!("{what}: an object is shorter than the backup says"),
         },
         TransportError::Unauthorized(message) => Error::BackupAuthentication(message),
+        TransportError::NotAllowed(message) => Error::InvalidInput(format!("{what}: {message}")),
         TransportError::Failed(message) => Error::BackupStorage(format!("{what}: {message}")),
     }
 }
@@ -426,7 +427,7 @@ fn publish_unfinished(
     }
     let head = Head { generation, manifest_hash: manifest_hash(&sealed), writer, manifest_epoch: keys.current_epoch() };
     transport
-        .put_head(&head.seal(keys), previous.map(|c| c.version.as_str()))
+        .put_head(&head.seal(keys), head.generation, previous.map(|c| c.version.as_str()))
         .map_err(transport_error("publishing an interrupted run's manifest"))
 }
 
@@ -605,7 +606,7 @@ fn run_once(
     };
     let head_bytes = head.seal(&keys);
     transport
-        .put_head(&head_bytes, previous.as_ref().map(|c| c.version.as_str()))
+        .put_head(&head_bytes, head.generation, previous.as_ref().map(|c| c.version.as_str()))
         .map_err(transport_error("updating the head record"))?;
     uploader.report.uploaded_bytes += (sealed.len() + head_bytes.len()) as u64;
     let mut report = uploader.report;

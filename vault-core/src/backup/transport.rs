@@ -25,6 +25,10 @@ pub enum TransportError {
     /// The storage refused this device's credentials (a revoked or unknown device token).
     #[error("{0}")]
     Unauthorized(String),
+    /// The credentials may not do this: a device token deleting, or lowering the head record's
+    /// generation (device tokens are append-only; a password session may).
+    #[error("{0}")]
+    NotAllowed(String),
     /// Anything else: unreachable, refused, I/O. The message names no stored content.
     #[error("{0}")]
     Failed(String),
@@ -46,8 +50,10 @@ pub trait Transport {
     fn delete(&self, name: &str) -> Result<(), TransportError>;
     /// The head record and its version tag, `None` if there is none.
     fn get_head(&self) -> Result<Option<(Vec<u8>, String)>, TransportError>;
-    /// Replaces the head record if it is still at `expected` (`None`: still absent).
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), TransportError>;
+    /// Replaces the head record if it is still at `expected` (`None`: still absent). `generation`
+    /// is the generation the sealed record states: a server keeps device tokens from lowering it
+    /// ([`TransportError::NotAllowed`]).
+    fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), TransportError>;
 }
 
 /// A backup in a local directory: `objects/<name>` files written atomically and never replaced,
@@ -163,7 +169,7 @@ impl Transport for DirTransport {
         }
     }
 
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), TransportError> {
+    fn put_head(&self, bytes: &[u8], _generation: u64, expected: Option<&str>) -> Result<(), TransportError> {
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -200,12 +206,12 @@ mod tests {
         assert!(t.list().unwrap().is_empty());
 
         assert!(t.get_head().unwrap().is_none());
-        t.put_head(b"one", None).unwrap();
-        assert!(matches!(t.put_head(b"two", None), Err(TransportError::Conflict)));
+        t.put_head(b"one", 1, None).unwrap();
+        assert!(matches!(t.put_head(b"two", 2, None), Err(TransportError::Conflict)));
         let (bytes, version) = t.get_head().unwrap().unwrap();
         assert_eq!(bytes, b"one");
-        t.put_head(b"two", Some(&version)).unwrap();
-        assert!(matches!(t.put_head(b"three", Some(&version)), Err(TransportError::Conflict)));
+        t.put_head(b"two", 2, Some(&version)).unwrap();
+        assert!(matches!(t.put_head(b"three", 3, Some(&version)), Err(TransportError::Conflict)));
         assert_eq!(t.get_head().unwrap().unwrap().0, b"two");
     }
 }

@@ -117,6 +117,19 @@ pub struct GuardianEvent {
     pub retry_at_secs: Option<u64>,
 }
 
+/// An object a password session deleted, kept by the guardian for its grace period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeletedObject {
+    /// The object's name.
+    pub id: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was deleted, seconds since the Unix epoch.
+    pub deleted_at_secs: u64,
+    /// When the guardian purges it.
+    pub purge_at_secs: u64,
+}
+
 /// The events a guardian still keeps after a given position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GuardianEvents {
@@ -199,6 +212,10 @@ pub trait Guardian: Send + Sync {
     fn revoke_device(&self, auth: &AccessToken, device_id: &str) -> Result<(), GuardianError>;
     /// The account's events after position `after` (0: all kept), with a session or device token.
     fn account_events(&self, auth: &AccessToken, after: u64) -> Result<GuardianEvents, GuardianError>;
+    /// The objects deleted and still in their grace period (session only).
+    fn deleted_objects(&self, session: &AccessToken) -> Result<Vec<DeletedObject>, GuardianError>;
+    /// Puts the most recently deleted object `id` back (session only).
+    fn restore_deleted(&self, session: &AccessToken, id: &str) -> Result<(), GuardianError>;
     /// The account's backup storage (objects and the head record) with `auth`.
     fn transport(&self, auth: &AccessToken) -> Box<dyn Transport + Send + Sync>;
 }

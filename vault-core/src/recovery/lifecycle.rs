@@ -9,7 +9,7 @@ use super::GuardianDevices;
 use super::RecoveryCode;
 use super::enrolment::{EnrolledGuardian, Enrolment, copy_key};
 use super::escrow::{self, EscrowHeader};
-use super::guardian::{GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
+use super::guardian::{AccessToken, GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::shares::{Share, split};
 use crate::backup::format::Head;
 use crate::backup::keys::{Keyring, MAX_EPOCHS, RotationPoint, key_check_of};
@@ -28,6 +28,33 @@ pub(crate) fn data_transport(
     let data = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?;
     let remote = Remote::connect(network, 0, &data.url)?;
     Ok(remote.guardian.transport(&data.device_token))
+}
+
+/// The mirror's storage (the guardian at position 2, which keeps a copy of every backup object)
+/// with this device's token; `None` with a single guardian.
+pub(crate) fn mirror_transport(
+    network: &dyn GuardianNetwork,
+    enrolment: &Enrolment,
+) -> Result<Option<Box<dyn Transport + Send + Sync>>> {
+    let Some(mirror) = enrolment.guardians.get(1) else { return Ok(None) };
+    let remote = Remote::connect(network, 1, &mirror.url)?;
+    Ok(Some(remote.guardian.transport(&mirror.device_token)))
+}
+
+/// The storage at the guardian at `position` through a password session (its pinned key checked):
+/// what deleting needs, since device tokens may only add and read.
+pub(crate) fn session_transport(
+    network: &dyn GuardianNetwork,
+    conn: &Connection,
+    enrolment: &Enrolment,
+    position: usize,
+    password: &Passphrase,
+) -> Result<(Box<dyn Transport + Send + Sync>, Remote, AccessToken)> {
+    let guardian = enrolment.guardians.get(position).ok_or(Error::Internal("no guardian at that position"))?;
+    let remote = Remote::connect(network, position, &guardian.url)?;
+    let session = remote.guardian.login(&enrolment.account, password).map_err(|e| remote.error(e))?;
+    check_pin(conn, guardian, &session)?;
+    Ok((remote.guardian.transport(&session.token), remote, session.token))
 }
 
 /// Copies the sealed head record of generation `generation` to every guardian but the data
@@ -68,7 +95,7 @@ fn copy_head(transport: &dyn Transport, keys: &BackupKeys, head: &[u8], generati
                 theirs.generation
             ));
         }
-        match transport.put_head(head, current.as_ref().map(|(_, version)| version.as_str())) {
+        match transport.put_head(head, generation, current.as_ref().map(|(_, version)| version.as_str())) {
             Ok(()) => return Ok(()),
             Err(TransportError::Conflict) => continue,
             Err(e) => return Err(e.to_string()),
@@ -187,6 +214,10 @@ pub(crate) fn rotate(
     };
     let keys = BackupKeys::with_keyring(&key, Some(&keyring));
     store_keyring(&*transport, &key, &keyring)?;
+    // The mirror needs the keyring too, to serve a restore on its own.
+    if let Some(mirror) = mirror_transport(network, &enrolment)? {
+        store_keyring(&*mirror, &key, &keyring)?;
+    }
 
     let share_set: [u8; 16] = crate::crypto::random_array().map_err(Error::from_rng)?;
     let shares = split(&key, enrolment.policy.threshold, enrolment.policy.shares())?;
@@ -311,7 +342,7 @@ fn reseal_head(transport: &dyn Transport, keys: &BackupKeys) -> Result<Option<(V
             return Ok(Some((bytes, head.generation)));
         }
         let sealed = head.seal(keys);
-        match transport.put_head(&sealed, Some(&version)) {
+        match transport.put_head(&sealed, head.generation, Some(&version)) {
             Ok(()) => return Ok(Some((sealed, head.generation))),
             Err(TransportError::Conflict) => continue,
             Err(e) => return Err(crate::backup::run::transport_error("re-sealing the head record")(e)),

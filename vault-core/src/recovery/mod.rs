@@ -14,6 +14,7 @@ mod code;
 mod enrolment;
 mod escrow;
 mod guardian;
+pub(crate) mod holders;
 pub(crate) mod lifecycle;
 mod policy;
 pub(crate) mod recover;
@@ -25,12 +26,14 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use crate::store::holders::HolderRecord;
 pub use alerts::GuardianEventsReport;
 pub use code::RecoveryCode;
 pub use guardian::{
-    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
-    GuardianNetwork, GuardianSession, Versioned,
+    AccessToken, DeletedObject, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind,
+    GuardianEvents, GuardianNetwork, GuardianSession, Versioned,
 };
+pub use holders::{HolderState, SyncReport};
 pub use policy::{MAX_SERVERS, RecoveryPolicy};
 pub use recover::RecoveryReport;
 
@@ -97,6 +100,14 @@ pub struct GuardianBackupReport {
     /// Guardians whose copy of the head record could not be updated (the backup itself is
     /// complete; the next run retries).
     pub head_copies_failed: Vec<String>,
+    /// With two or more guardians: the data server and its mirror after the run, each with the
+    /// newest generation it fully holds.
+    pub holders: Vec<HolderState>,
+    /// Objects copied between the data server and its mirror to repair one from the other.
+    pub mirror_copied: u64,
+    /// What went wrong keeping the mirror (the backup at the data server is complete; the next
+    /// run repairs the mirror).
+    pub mirror_problems: Vec<String>,
     /// What the guardians' account event logs added to the security-event log (read after the
     /// backup, best effort).
     pub guardian_events: GuardianEventsReport,

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::guardian::{
-    AccessToken, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind, GuardianEvents,
-    GuardianNetwork, GuardianSession, Versioned,
+    AccessToken, DeletedObject, Guardian, GuardianDevice, GuardianError, GuardianEvent, GuardianEventKind,
+    GuardianEvents, GuardianNetwork, GuardianSession, Versioned,
 };
 use crate::Passphrase;
 use crate::backup::{Transport, TransportError};
@@ -35,6 +35,7 @@ pub(crate) enum Call {
     Devices,
     RevokeDevice,
     Events,
+    Deleted,
     GetHead,
     PutHead,
     PutObject,
@@ -71,8 +72,10 @@ struct Account {
     escrow: Option<Versioned>,
     escrow_history: Vec<Vec<u8>>,
     head: Option<Versioned>,
+    head_generation: u64,
     head_history: Vec<Vec<u8>>,
     objects: HashMap<String, Vec<u8>>,
+    deleted: Vec<(String, Vec<u8>)>,
     devices: Vec<GuardianDevice>,
     events: Vec<GuardianEvent>,
 }
@@ -143,6 +146,17 @@ impl MemoryGuardian {
     }
 
     /// Every stored object of `account` (name and bytes), for tampering in tests.
+    /// Loses the account's backup (objects and head), as a server whose store was lost and
+    /// rebuilt with only its account records would.
+    pub(crate) fn lose_backup(&self, account: &str) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(a) = state.accounts.get_mut(account) {
+            a.objects.clear();
+            a.head = None;
+            a.head_generation = 0;
+        }
+    }
+
     pub(crate) fn objects_of(&self, account: &str) -> Vec<(String, Vec<u8>)> {
         let state = self.state.lock().unwrap();
         let mut out: Vec<_> =
@@ -343,6 +357,46 @@ impl Guardian for Connection {
         })
     }
 
+    fn deleted_objects(&self, session: &AccessToken) -> Result<Vec<DeletedObject>, GuardianError> {
+        self.0.enter(Call::Deleted)?;
+        self.0.with_account(session, |state, account| {
+            if state.tokens.get(session.expose_secret()).is_none_or(|g| g.device.is_some()) {
+                return Err(GuardianError::TokenRefused);
+            }
+            let a = state.accounts.get(account).ok_or(GuardianError::TokenRefused)?;
+            Ok(a.deleted
+                .iter()
+                .map(|(id, bytes)| DeletedObject {
+                    id: id.clone(),
+                    size: bytes.len() as u64,
+                    deleted_at_secs: 1,
+                    purge_at_secs: 2,
+                })
+                .collect())
+        })
+    }
+
+    fn restore_deleted(&self, session: &AccessToken, id: &str) -> Result<(), GuardianError> {
+        self.0.enter(Call::Deleted)?;
+        self.0.with_account(session, |state, account| {
+            if state.tokens.get(session.expose_secret()).is_none_or(|g| g.device.is_some()) {
+                return Err(GuardianError::TokenRefused);
+            }
+            let a = state.accounts.get_mut(account).ok_or(GuardianError::TokenRefused)?;
+            let position = a
+                .deleted
+                .iter()
+                .rposition(|(name, _)| name == id)
+                .ok_or(GuardianError::Refused("no such deleted object".into()))?;
+            if a.objects.contains_key(id) {
+                return Err(GuardianError::Conflict);
+            }
+            let (name, bytes) = a.deleted.remove(position);
+            a.objects.insert(name, bytes);
+            Ok(())
+        })
+    }
+
     fn account_events(&self, auth: &AccessToken, after: u64) -> Result<GuardianEvents, GuardianError> {
         self.0.enter(Call::Events)?;
         self.0.with_account(auth, |state, account| {
@@ -371,6 +425,12 @@ fn transport_error(e: GuardianError) -> TransportError {
 }
 
 impl MemoryTransport {
+    /// Whether this transport holds a device token (append-only, as on a real server).
+    fn is_device(&self) -> bool {
+        let state = self.guardian.state.lock().unwrap();
+        state.tokens.get(self.token.expose_secret()).is_some_and(|grant| grant.device.is_some())
+    }
+
     fn objects<T>(
         &self,
         call: Call,
@@ -431,8 +491,13 @@ impl Transport for MemoryTransport {
     }
 
     fn delete(&self, name: &str) -> Result<(), TransportError> {
+        if self.is_device() {
+            return Err(TransportError::NotAllowed("a device token may not delete".into()));
+        }
         self.objects(Call::PutObject, |a, _| {
-            a.objects.remove(name);
+            if let Some(bytes) = a.objects.remove(name) {
+                a.deleted.push((name.to_owned(), bytes));
+            }
             Ok(())
         })
     }
@@ -451,11 +516,16 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn put_head(&self, bytes: &[u8], expected: Option<&str>) -> Result<(), TransportError> {
+    fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), TransportError> {
+        let device = self.is_device();
         self.objects(Call::PutHead, |a, state| {
             if a.head.as_ref().map(|r| r.version.as_str()) != expected {
                 return Err(TransportError::Conflict);
             }
+            if device && generation < a.head_generation {
+                return Err(TransportError::NotAllowed("a device token may not lower the head".into()));
+            }
+            a.head_generation = generation;
             let version = MemoryGuardian::version(state);
             a.head = Some(Versioned { bytes: bytes.to_vec(), version });
             a.head_history.push(bytes.to_vec());

@@ -150,9 +150,9 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
         Head { generation, manifest_hash: [generation as u8; 32], writer: None, manifest_epoch: 0 }.seal(&keys)
     };
     let data = lifecycle::data_transport(&network, &enrolment).unwrap();
-    data.put_head(&head(1), None).unwrap();
+    data.put_head(&head(1), 1, None).unwrap();
     let version = data.get_head().unwrap().unwrap().1;
-    data.put_head(&head(2), Some(&version)).unwrap();
+    data.put_head(&head(2), 2, Some(&version)).unwrap();
     assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head(2), 2).is_empty());
     // The data guardian rolls its head back; the other guardian's copy still says 2.
     network.guardian(&urls[0]).script(Fault::ReplayHead(0));
@@ -292,7 +292,7 @@ fn a_garbage_head_at_a_guardian_without_the_data_is_reported_and_the_rest_recove
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
     let head = Head { generation: 1, manifest_hash: [1; 32], writer: None, manifest_epoch: 0 }.seal(&keys);
-    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, 1, None).unwrap();
     assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 1).is_empty());
     network.guardian(&urls[1]).script(Fault::GarbageHead);
     for code in [None, Some(&code)] {
@@ -330,7 +330,7 @@ fn a_stale_guardian_one_down_and_a_garbage_head_together_still_recover_with_the_
     let new_code = lifecycle::rotate(&network, &conn, &password()).unwrap().unwrap();
     let keys = crate::store::backup_state::keys(&conn).unwrap().unwrap();
     let head = Head { generation: 3, manifest_hash: [3; 32], writer: None, manifest_epoch: 1 }.seal(&keys);
-    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, None).unwrap();
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, 3, None).unwrap();
     assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 3).is_empty());
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     network.guardian(&urls[1]).script(Fault::Down);

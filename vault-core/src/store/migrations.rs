@@ -140,6 +140,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          seen      INTEGER NOT NULL CHECK (seen >= 0),
          PRIMARY KEY (url, device_id)
      ) STRICT, WITHOUT ROWID;",
+    // 10: the backup's holders (the data server and its mirror) as the last backup run found
+    // them: per server, the newest generation it fully held. Device-local: never exported.
+    "CREATE TABLE backup_holders (
+         position   INTEGER PRIMARY KEY,
+         url        TEXT NOT NULL,
+         generation INTEGER,
+         missing    INTEGER NOT NULL CHECK (missing >= 0),
+         checked_at INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

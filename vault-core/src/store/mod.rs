@@ -7,6 +7,7 @@ pub(crate) mod backup_state;
 pub(crate) mod events;
 pub(crate) mod export;
 pub(crate) mod guardian_events;
+pub(crate) mod holders;
 pub(crate) mod media_rows;
 pub(crate) mod messages;
 pub(crate) mod migrations;

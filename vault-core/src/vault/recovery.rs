@@ -6,18 +6,20 @@ use std::path::Path;
 
 use super::backup::{Backups, RestoreOptions, restore_backup};
 use super::{CreateOptions, Vault};
+use crate::backup::PruneReport;
 use crate::backup::format::Head;
 use crate::backup::{BackupKeys, BackupRootKey, Transport};
 use crate::error::{Error, Result};
 use crate::recovery::AccessToken;
 use crate::recovery::copy_key;
+use crate::recovery::holders::{self, Mirrored};
 use crate::recovery::lifecycle;
 use crate::recovery::recover::{self, Attestations, RecoveryReport};
 use crate::recovery::setup::set_up;
 use crate::recovery::{
-    EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianEventsReport,
-    GuardianNetwork, GuardianRestoreReport, RecoveryCode, RecoverySetup, RecoveryStatus, SetupReport,
-    fetch_guardian_events, in_parallel,
+    DeletedObject, EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianError,
+    GuardianEventsReport, GuardianNetwork, GuardianRestoreReport, HolderState, RecoveryCode, RecoverySetup,
+    RecoveryStatus, SetupReport, SyncReport, fetch_guardian_events, in_parallel,
 };
 use crate::store::events;
 use crate::{Passphrase, Progress, SecurityEventKind};
@@ -64,6 +66,13 @@ impl Recovery {
         let (enrolment, report) = set_up(network, setup, password, &key, keys.current_epoch(), previous.as_ref())?;
         enrolment.save(conn)?;
         events::record_now(conn, SecurityEventKind::RecoveryEnrolled, &report.policy.describe())?;
+        // A data server set up afresh (a replaced server, a lost store) gets the backup back from
+        // the mirror first, so the head below is the backup's newest.
+        if let (Ok(data), Ok(Some(mirror))) =
+            (lifecycle::data_transport(network, &enrolment), lifecycle::mirror_transport(network, &enrolment))
+        {
+            let _ = sync_holders(&enrolment, &*data, &*mirror, &keys, true);
+        }
         // This device's identity at the data guardian is new: a backup it wrote under the old
         // one stays its own.
         if let Some(old) = previous.as_ref().and_then(|p| p.guardians.first()) {
@@ -89,28 +98,153 @@ impl Recovery {
         lifecycle::data_transport(network, &enrolment).map(Some)
     }
 
-    /// Backs up to the guardian that holds the data, then copies the new head record to every
-    /// other guardian (so a new device detects a data server that hides newer snapshots). The
-    /// head record names this device as the backup's writer; a backup another device took over
-    /// (by a restore) is refused with [`Error::TakenOver`], and nothing is written.
+    /// Backs up to the guardian that holds the data and, with two or more guardians, to its mirror
+    /// (the second guardian): every new object is written to both, and before and after the run
+    /// each is repaired from the other (the objects the newest manifest needs, then the head), so
+    /// a server that lost its store or missed runs catches up. Then copies the new head record to
+    /// every other guardian (so a new device detects a data server that hides newer snapshots).
+    /// The head record names this device as the backup's writer; a backup another device took
+    /// over (by a restore) is refused with [`Error::TakenOver`], and nothing is written.
     pub fn backup(
         &mut self,
         network: &dyn GuardianNetwork,
         progress: Option<&dyn Progress>,
     ) -> Result<GuardianBackupReport> {
         let enrolment = Enrolment::require(self.backups.state())?;
-        let transport = lifecycle::data_transport(network, &enrolment)?;
+        let data = lifecycle::data_transport(network, &enrolment)?;
+        let mirror = lifecycle::mirror_transport(network, &enrolment)?;
         let me = enrolment.guardians.first().ok_or(Error::Internal("enrolment without guardians"))?.device_id.clone();
-        let written = self.backups.run_written(&*transport, progress, Some(&me))?;
+        let mut mirror_problems = Vec::new();
+        let mut mirror_copied = 0;
+        if let Some(mirror) = &mirror {
+            // A data server that lost its store (or missed runs) gets the newest generation back
+            // from the mirror before the run reads its head.
+            let keys = self.backups.backup_keys()?;
+            match sync_holders(&enrolment, &*data, &**mirror, &keys, true) {
+                Ok(report) => mirror_copied += report.objects_copied,
+                Err(e) => mirror_problems.push(format!("repairing before the run: {e}")),
+            }
+        }
+        let mirrored = Mirrored::new(&*data, mirror.as_deref());
+        let written = self.backups.run_written(&mirrored, progress, Some(&me))?;
+        if let Some(failure) = mirrored.mirror_failure() {
+            mirror_problems.push(format!("writing to the mirror: {failure}"));
+        }
         let keys = self.backups.backup_keys()?;
         let head_copies_failed =
             lifecycle::copy_heads(network, &enrolment, &keys, &written.head, written.report.generation);
+        let mut holders = Vec::new();
+        if let Some(mirror) = &mirror {
+            match sync_holders(&enrolment, &*data, &**mirror, &keys, true) {
+                Ok(report) => {
+                    mirror_copied += report.objects_copied;
+                    crate::store::holders::save(self.backups.state(), &report.holders)?;
+                    holders = report.holders;
+                }
+                Err(e) => mirror_problems.push(format!("repairing after the run: {e}")),
+            }
+        }
         // The backup is complete whatever happens here: a failure to read the logs is reported,
         // not raised.
         let guardian_events = fetch_guardian_events(network, self.backups.state(), &enrolment).unwrap_or_else(|e| {
             GuardianEventsReport { new_events: Vec::new(), unread: vec![(String::new(), e.to_string())] }
         });
-        Ok(GuardianBackupReport { backup: written.report, head_copies_failed, guardian_events })
+        Ok(GuardianBackupReport {
+            backup: written.report,
+            head_copies_failed,
+            holders,
+            mirror_copied,
+            mirror_problems,
+            guardian_events,
+        })
+    }
+
+    /// Which generation each holder of the backup (the data server and its mirror) fully holds
+    /// now, read with this device's tokens; nothing is copied. Empty with a single guardian.
+    pub fn holders(&mut self, network: &dyn GuardianNetwork) -> Result<Vec<HolderState>> {
+        let enrolment = Enrolment::require(self.backups.state())?;
+        let data = lifecycle::data_transport(network, &enrolment)?;
+        let Some(mirror) = lifecycle::mirror_transport(network, &enrolment)? else { return Ok(Vec::new()) };
+        let keys = self.backups.backup_keys()?;
+        let report = sync_holders(&enrolment, &*data, &*mirror, &keys, false)?;
+        crate::store::holders::save(self.backups.state(), &report.holders)?;
+        Ok(report.holders)
+    }
+
+    /// The holders as the last backup run or [`Recovery::holders`] found them (no network).
+    pub fn last_holders(&self) -> Result<Vec<crate::store::holders::HolderRecord>> {
+        crate::store::holders::load(self.backups.state())
+    }
+
+    /// Keeps the newest `keep` snapshots and deletes what only older ones needed, at the data
+    /// server and its mirror. Deleting needs a password session at each (device tokens may only
+    /// add and read, so a stolen device cannot destroy the backup); the servers keep what is
+    /// deleted for their grace period, restorable with [`Recovery::restore_deleted`].
+    pub fn prune(&mut self, network: &dyn GuardianNetwork, password: &Passphrase, keep: usize) -> Result<PruneReport> {
+        let conn = self.backups.state();
+        let enrolment = Enrolment::require(conn)?;
+        let (data, _, _) = lifecycle::session_transport(network, conn, &enrolment, 0, password)?;
+        let mirror = match enrolment.guardians.len() {
+            1 => None,
+            _ => Some(lifecycle::session_transport(network, conn, &enrolment, 1, password)?.0),
+        };
+        let mirrored = Mirrored::new(&*data, mirror.as_deref());
+        let report = self.backups.prune(&mirrored, keep)?;
+        if let Some(failure) = mirrored.mirror_failure() {
+            return Err(Error::BackupStorage(format!(
+                "pruned at the data server, but the mirror failed: {failure}; what is left there is repaired \
+                 or kept by the next backup run"
+            )));
+        }
+        // The prune wrote a new generation at the data server: the mirror's head follows at once,
+        // so a restore from the mirror alone never names the generation whose index was deleted.
+        if let Some(mirror) = &mirror {
+            let keys = self.backups.backup_keys()?;
+            sync_holders(&enrolment, &*data, &**mirror, &keys, true)?;
+        }
+        Ok(report)
+    }
+
+    /// The objects the data server and its mirror keep deleted for their grace period (needs the
+    /// password), with the server each is at.
+    pub fn deleted_objects(
+        &mut self,
+        network: &dyn GuardianNetwork,
+        password: &Passphrase,
+    ) -> Result<Vec<(String, DeletedObject)>> {
+        let conn = self.backups.state();
+        let enrolment = Enrolment::require(conn)?;
+        let mut found = Vec::new();
+        for position in 0..enrolment.guardians.len().min(2) {
+            let (_, remote, session) = lifecycle::session_transport(network, conn, &enrolment, position, password)?;
+            let listed = remote.guardian.deleted_objects(&session).map_err(|e| remote.error(e))?;
+            found.extend(listed.into_iter().map(|d| (remote.url.clone(), d)));
+        }
+        Ok(found)
+    }
+
+    /// Puts back every object the data server and its mirror keep deleted (undoing a prune, or
+    /// deletions by someone who had the password), unless an object of that name exists again.
+    /// Returns how many were restored.
+    pub fn restore_deleted(&mut self, network: &dyn GuardianNetwork, password: &Passphrase) -> Result<usize> {
+        let conn = self.backups.state();
+        let enrolment = Enrolment::require(conn)?;
+        let mut restored = 0;
+        for position in 0..enrolment.guardians.len().min(2) {
+            let (_, remote, session) = lifecycle::session_transport(network, conn, &enrolment, position, password)?;
+            let listed = remote.guardian.deleted_objects(&session).map_err(|e| remote.error(e))?;
+            let mut names: Vec<String> = listed.into_iter().map(|d| d.id).collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                match remote.guardian.restore_deleted(&session, &name) {
+                    Ok(()) => restored += 1,
+                    Err(GuardianError::Conflict) => {}
+                    Err(e) => return Err(remote.error(e)),
+                }
+            }
+        }
+        Ok(restored)
     }
 
     /// Reads the backup account's event log at every guardian with this device's tokens and adds
@@ -230,10 +364,13 @@ pub fn restore_from_guardians(
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
     let mut recovered = recover::recover(network, request.servers, request.account, request.password, request.code)?;
-    let data =
-        recovered.reached.iter().position(|r| r.header.holds_data).ok_or_else(|| {
-            Error::BackupStorage(data_server_not_reached(&recovered.report, recovered.policy.servers))
-        })?;
+    // The data server, or when it is not reached its mirror (the second guardian), which holds a
+    // copy of every object; the other, when reached, serves what the first lacks.
+    let data_server = recovered.reached.iter().position(|r| r.header.holds_data);
+    let mirror = recovered.reached.iter().position(|r| r.header.index == 2 && !r.header.holds_data);
+    let data = data_server
+        .or(mirror)
+        .ok_or_else(|| Error::BackupStorage(data_server_not_reached(&recovered.report, recovered.policy.servers)))?;
     let outcomes = in_parallel(&recovered.reached, |r| {
         r.remote.guardian.enrol_device(&r.session.token, request.device_name).map_err(|e| r.remote.error(e))
     });
@@ -251,9 +388,11 @@ pub fn restore_from_guardians(
     }
     let devices: Vec<(String, AccessToken)> = outcomes.into_iter().filter_map(Result::ok).collect();
     let withdraw = || withdraw(&devices.iter().map(Some).collect::<Vec<_>>());
-    let transport = recovered.reached[data].remote.guardian.transport(&devices[data].1);
+    let primary = recovered.reached[data].remote.guardian.transport(&devices[data].1);
+    let fallback = mirror.filter(|&m| m != data).map(|m| recovered.reached[m].remote.guardian.transport(&devices[m].1));
+    let transport = Mirrored::new(&*primary, fallback.as_deref());
     let key = BackupRootKey(copy_key(&recovered.key));
-    let (keys, _) = crate::backup::run::load_keys(&*transport, &key.0).inspect_err(|_| withdraw())?;
+    let (keys, _) = crate::backup::run::load_keys(&transport, &key.0).inspect_err(|_| withdraw())?;
     // The head as it is before the restore: the takeover replaces exactly this version, so a
     // backup the previous writer finishes meanwhile is not lost under it.
     let before = transport
@@ -270,7 +409,7 @@ pub fn restore_from_guardians(
     }
     recovered.report.newest_generation = newest.map_or(0, |(g, _)| g);
     let options = RestoreOptions { create, progress, at_least: newest };
-    let restore = restore_backup(&*transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
+    let restore = restore_backup(&transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
 
     // The new vault is enrolled when every guardian was reached: share indexes exactly
     // 1..=servers (two URLs of one server give one index twice); otherwise its tokens would go
@@ -319,7 +458,7 @@ pub fn restore_from_guardians(
     };
     enrol().inspect_err(|_| withdraw())?;
     // Take the backup over: the same generation and manifest, naming this device as the writer.
-    let taken = take_over(&*transport, &keys, before, restore.generation, &devices[data].0);
+    let taken = take_over(&transport, &keys, before, restore.generation, &devices[data].0);
     let (head_bytes, took_over_from) = match taken {
         Ok(done) => done,
         Err(e) => {
@@ -372,7 +511,7 @@ fn take_over(
     let writer = crate::backup::format::Writer::new(device, crate::store::now_millis())?;
     let previous = head.writer.as_ref().map(|w| w.device.clone());
     let sealed = crate::backup::format::Head { writer: Some(writer), ..head }.seal(keys);
-    match transport.put_head(&sealed, Some(&version)) {
+    match transport.put_head(&sealed, generation, Some(&version)) {
         Ok(()) => Ok((sealed, previous)),
         Err(crate::backup::TransportError::Conflict) => Err(moved()),
         Err(e) => Err(crate::backup::run::transport_error("taking the backup over")(e)),
@@ -405,7 +544,8 @@ fn rename_writer(network: &dyn GuardianNetwork, enrolment: &Enrolment, keys: &Ba
 }
 
 /// Why a restore that recovered the key has no data: the data is at the first server given at
-/// setup, which was neither given nor reachable at the URL its escrow listing names.
+/// setup and its mirror at the second, and neither was given or reachable at the URL the escrow
+/// listing names.
 fn data_server_not_reached(report: &RecoveryReport, servers: u8) -> String {
     let reached = report.servers_used.len();
     let failed = if report.servers_failed.is_empty() {
@@ -414,9 +554,9 @@ fn data_server_not_reached(report: &RecoveryReport, servers: u8) -> String {
         format!("; not reached: {}", report.servers_failed.join("; "))
     };
     format!(
-        "the server holding the backup data (the first one given to `vault backup setup`) was not reached: \
-         the recovery policy names {servers} guardian servers; {reached} were reached ({}){failed}; \
-         give the data server's URL with --server",
+        "the server holding the backup data (the first one given to `vault backup setup`) and its mirror (the \
+         second) were not reached: the recovery policy names {servers} guardian servers; {reached} were reached \
+         ({}){failed}; give the data server's URL with --server",
         report.servers_used.join(", ")
     )
 }
@@ -437,6 +577,18 @@ pub fn recover_key(
     let Attestations { newest, .. } = recover::attestations(&recovered.reached, &keys, usize::MAX, None);
     recovered.report.newest_generation = newest.map_or(0, |(generation, _)| generation);
     Ok((BackupRootKey(recovered.key), recovered.report))
+}
+
+/// Syncs the data server and its mirror (see [`holders::sync`]).
+fn sync_holders(
+    enrolment: &Enrolment,
+    data: &(dyn Transport + Send + Sync),
+    mirror: &(dyn Transport + Send + Sync),
+    keys: &BackupKeys,
+    repair: bool,
+) -> Result<SyncReport> {
+    let urls = (&enrolment.guardians[0].url, &enrolment.guardians[1].url);
+    holders::sync([(urls.0.as_str(), data), (urls.1.as_str(), mirror)], keys, repair)
 }
 
 #[cfg(test)]
@@ -512,6 +664,46 @@ mod tests {
         };
         let create = CreateOptions { kdf: kdf(), wrapper: None };
         restore_from_guardians(network, &request, target, &passphrase(), create, None)
+    }
+
+    /// With three guardians the second mirrors the data guardian: a new device restores from it
+    /// while the data guardian is down, and a data guardian that lost the backup gets it back
+    /// before the next run, which continues the history on both.
+    #[test]
+    fn the_mirror_serves_a_restore_and_repairs_a_data_guardian_that_lost_the_backup() {
+        let work = tempfile::tempdir().unwrap();
+        let (network, urls) = MemoryNetwork::with_guardians(3);
+        let (mut vault, _) = phone(&work.path().join("phone"), &network, &urls);
+        vault.messages().add(&NewMessage::new("family", "ann", "second")).unwrap();
+        let second = vault.recovery().unwrap().backup(&network, None).unwrap();
+        let held: Vec<_> = second.holders.iter().map(|h| (h.server.as_str(), h.generation, h.missing)).collect();
+        assert_eq!(held, vec![(urls[0].as_str(), Some(2), 0), (urls[1].as_str(), Some(2), 0)]);
+        assert!(second.mirror_problems.is_empty(), "{:?}", second.mirror_problems);
+        let mut mirrored = network.guardian(&urls[1]).objects_of(ACCOUNT);
+        let mut at_data = network.guardian(&urls[0]).objects_of(ACCOUNT);
+        mirrored.sort();
+        at_data.sort();
+        assert_eq!(mirrored, at_data, "the mirror holds every object");
+
+        network.guardian(&urls[0]).script(Fault::Down);
+        let target = work.path().join("tablet");
+        let report = restore(&network, &urls, None, &target).unwrap();
+        assert_eq!(report.restore.generation, 2);
+        assert!(!report.enrolled);
+        assert_eq!(report.freshness, Freshness::Verified { by: vec![urls[2].clone()] }, "not the mirror itself");
+        let mut restored = Vault::unlock_with_passphrase(&target, &passphrase()).unwrap();
+        assert_eq!(restored.messages().search("second", 10).unwrap().len(), 1);
+
+        network.guardian(&urls[0]).heal();
+        network.guardian(&urls[0]).lose_backup(ACCOUNT);
+        vault.messages().add(&NewMessage::new("family", "ann", "third")).unwrap();
+        let third = vault.recovery().unwrap().backup(&network, None).unwrap();
+        assert_eq!(third.backup.generation, 3);
+        assert!(third.mirror_copied > 0, "the data guardian was repaired from the mirror");
+        let held: Vec<_> = third.holders.iter().map(|h| (h.generation, h.missing)).collect();
+        assert_eq!(held, vec![(Some(3), 0), (Some(3), 0)]);
+        let stored = vault.recovery().unwrap().last_holders().unwrap();
+        assert_eq!(stored.iter().map(|h| h.generation).collect::<Vec<_>>(), vec![Some(3), Some(3)]);
     }
 
     #[test]
