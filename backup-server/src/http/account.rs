@@ -237,13 +237,16 @@ async fn put_record(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The (small, bounded) body is read before any refusal: a refusal that leaves it unread makes
+    // the server drop the connection, and a client reusing it sees a broken connection instead of
+    // the answer.
+    let bytes = read_bounded(body, which.max_len()).await?;
     which.authorise(caller)?;
     let condition = precondition(headers)?;
     let generation = match which {
         ClientRecord::Head => Some(stated_generation(headers)?),
         ClientRecord::Escrow => None,
     };
-    let bytes = read_bounded(body, which.max_len()).await?;
     let path = which.path(caller);
     let device = matches!(caller.kind, CallerKind::Device(_));
     let created = state
