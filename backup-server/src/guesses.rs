@@ -58,6 +58,8 @@ impl LoginDelays {
             at = next;
             failed = failed.saturating_add(1);
             count += 1;
+            // A zero delay (possible only when built directly, not from settings) admits without
+            // end: stop counting.
             if count > 10_000_000 {
                 return count;
             }

@@ -158,7 +158,7 @@ impl From<GuardianEventsReport> for GuardianEventsResult {
     fn from(r: GuardianEventsReport) -> Self {
         Self {
             new_events: r.new_events.into_iter().map(SecurityEvent::from).collect(),
-            unread_guardians: r.unread.into_iter().map(|(url, _)| url).filter(|url| !url.is_empty()).collect(),
+            unread_guardians: r.unread.into_iter().map(|(url, _)| url).collect(),
         }
     }
 }

@@ -348,8 +348,7 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 /// for, each event), and a warning per guardian that could not be read.
 fn print_guardian_events(ctx: &mut Context<'_>, report: &GuardianEventsReport, each: bool) -> Result<(), Failure> {
     for (url, reason) in &report.unread {
-        let at = if url.is_empty() { String::new() } else { format!(" at {url}") };
-        ctx.print(format!("warning: could not read the account events{at}: {reason}"))?;
+        ctx.print(format!("warning: could not read the account events at {url}: {reason}"))?;
     }
     if report.new_events.is_empty() {
         if each {
@@ -373,13 +372,10 @@ fn print_guardian_events(ctx: &mut Context<'_>, report: &GuardianEventsReport, e
     Ok(())
 }
 
-/// One line about a holder of the backup: the newest generation it fully holds.
+/// One line about a holder of the backup: whether it fully holds the newest generation.
 pub(crate) fn holder_line(server: &str, generation: Option<u64>, missing: u64) -> String {
     match (generation, missing) {
-        (Some(generation), 0) => format!("holder {server}: fully holds generation {generation}"),
-        (Some(generation), missing) => {
-            format!("holder {server}: fully holds generation {generation}; {missing} objects of the newest missing")
-        }
+        (Some(generation), _) => format!("holder {server}: fully holds generation {generation}"),
         (None, 0) => format!("holder {server}: its head is behind the newest generation"),
         (None, missing) => {
             format!("holder {server}: does not fully hold the newest generation ({missing} objects missing)")

@@ -41,7 +41,7 @@ pub(crate) use alerts::fetch as fetch_guardian_events;
 pub(crate) use enrolment::{EnrolledGuardian, Enrolment, copy_key};
 #[cfg(fuzzing)]
 pub(crate) use escrow::{header as escrow_header, open as open_escrow};
-pub(crate) use guardian::in_parallel;
+pub(crate) use guardian::{Remote, in_parallel};
 
 use crate::backup::{BackupReport, RestoreReport};
 

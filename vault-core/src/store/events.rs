@@ -162,25 +162,18 @@ pub(crate) fn record_now(conn: &Connection, kind: SecurityEventKind, detail: &st
 /// are skipped.
 pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<SecurityEvent>> {
     let limit = super::messages::check_limit(limit)?;
-    let mut stmt = conn.prepare_cached("SELECT id, at, kind, detail FROM security_events ORDER BY id DESC LIMIT ?1")?;
-    let rows = stmt.query_map([limit], |r| {
-        let kind: String = r.get(2)?;
-        Ok((r.get(0)?, r.get(1)?, kind, r.get(3)?))
-    })?;
-    let mut events = Vec::new();
-    for row in rows {
-        let (id, at, kind, detail) = row?;
-        if let Some(kind) = SecurityEventKind::parse(&kind) {
-            events.push(SecurityEvent { id, at, kind, detail });
-        }
-    }
-    Ok(events)
+    select(conn, "SELECT id, at, kind, detail FROM security_events ORDER BY id DESC LIMIT ?1", limit)
 }
 
-/// The newest events with an id above `after`, oldest first.
+/// The events with an id above `after`, oldest first (rows of an unknown kind skipped).
 pub(crate) fn since(conn: &Connection, after: i64) -> Result<Vec<SecurityEvent>> {
-    let mut stmt = conn.prepare_cached("SELECT id, at, kind, detail FROM security_events WHERE id > ?1 ORDER BY id")?;
-    let rows = stmt.query_map([after], |r| {
+    select(conn, "SELECT id, at, kind, detail FROM security_events WHERE id > ?1 ORDER BY id", after)
+}
+
+/// The events `sql` (one parameter) selects as `id, at, kind, detail`, skipping unknown kinds.
+fn select(conn: &Connection, sql: &str, parameter: i64) -> Result<Vec<SecurityEvent>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([parameter], |r| {
         let kind: String = r.get(2)?;
         Ok((r.get(0)?, r.get(1)?, kind, r.get(3)?))
     })?;

@@ -10,12 +10,12 @@ use crate::backup::PruneReport;
 use crate::backup::format::Head;
 use crate::backup::{BackupKeys, BackupRootKey, Transport};
 use crate::error::{Error, Result};
-use crate::recovery::AccessToken;
 use crate::recovery::copy_key;
 use crate::recovery::holders::{self, Mirrored};
 use crate::recovery::lifecycle;
 use crate::recovery::recover::{self, Attestations, RecoveryReport};
 use crate::recovery::setup::set_up;
+use crate::recovery::{AccessToken, Remote};
 use crate::recovery::{
     DeletedObject, EnrolledGuardian, Enrolment, Freshness, GuardianBackupReport, GuardianDevices, GuardianError,
     GuardianEventsReport, GuardianNetwork, GuardianRestoreReport, HolderState, RecoveryCode, RecoverySetup,
@@ -147,7 +147,8 @@ impl Recovery {
         // The backup is complete whatever happens here: a failure to read the logs is reported,
         // not raised.
         let guardian_events = fetch_guardian_events(network, self.backups.state(), &enrolment).unwrap_or_else(|e| {
-            GuardianEventsReport { new_events: Vec::new(), unread: vec![(String::new(), e.to_string())] }
+            let unread = enrolment.guardians.iter().map(|g| (g.url.clone(), e.to_string())).collect();
+            GuardianEventsReport { new_events: Vec::new(), unread }
         });
         Ok(GuardianBackupReport {
             backup: written.report,
@@ -212,26 +213,37 @@ impl Recovery {
         network: &dyn GuardianNetwork,
         password: &Passphrase,
     ) -> Result<Vec<(String, DeletedObject)>> {
-        let conn = self.backups.state();
-        let enrolment = Enrolment::require(conn)?;
         let mut found = Vec::new();
-        for position in 0..enrolment.guardians.len().min(2) {
-            let (_, remote, session) = lifecycle::session_transport(network, conn, &enrolment, position, password)?;
+        for (remote, session) in self.holder_sessions(network, password)? {
             let listed = remote.guardian.deleted_objects(&session).map_err(|e| remote.error(e))?;
             found.extend(listed.into_iter().map(|d| (remote.url.clone(), d)));
         }
         Ok(found)
     }
 
+    /// Password sessions (pinned keys checked) at the backup's holders: the data server and,
+    /// with two or more guardians, its mirror.
+    fn holder_sessions(
+        &self,
+        network: &dyn GuardianNetwork,
+        password: &Passphrase,
+    ) -> Result<Vec<(Remote, AccessToken)>> {
+        let conn = self.backups.state();
+        let enrolment = Enrolment::require(conn)?;
+        (0..enrolment.guardians.len().min(2))
+            .map(|position| {
+                lifecycle::session_transport(network, conn, &enrolment, position, password)
+                    .map(|(_, remote, session)| (remote, session))
+            })
+            .collect()
+    }
+
     /// Puts back every object the data server and its mirror keep deleted (undoing a prune, or
     /// deletions by someone who had the password), unless an object of that name exists again.
     /// Returns how many were restored.
     pub fn restore_deleted(&mut self, network: &dyn GuardianNetwork, password: &Passphrase) -> Result<usize> {
-        let conn = self.backups.state();
-        let enrolment = Enrolment::require(conn)?;
         let mut restored = 0;
-        for position in 0..enrolment.guardians.len().min(2) {
-            let (_, remote, session) = lifecycle::session_transport(network, conn, &enrolment, position, password)?;
+        for (remote, session) in self.holder_sessions(network, password)? {
             let listed = remote.guardian.deleted_objects(&session).map_err(|e| remote.error(e))?;
             let mut names: Vec<String> = listed.into_iter().map(|d| d.id).collect();
             names.sort();
