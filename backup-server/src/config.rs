@@ -126,7 +126,8 @@ pub struct Settings {
     pub login_starts_per_ip_minute: Option<u32>,
     /// Public key (unpadded base64url Ed25519) of the app's account service; repeat for several.
     /// When set, only login starts with a valid ticket from one of them are answered and counted.
-    #[arg(long = "login-authoriser-key", value_name = "KEY", global = true)]
+    /// A key may begin with `-` (one in 64 does), so a value that looks like a flag is taken.
+    #[arg(long = "login-authoriser-key", value_name = "KEY", global = true, allow_hyphen_values = true)]
     pub login_authoriser_keys: Option<Vec<String>>,
     /// Key-stretching parameters decoys answer with, as MEMORY_KIB:PASSES:LANES; repeat for each
     /// set the apps register with [default: 65536:3:1].
@@ -298,6 +299,18 @@ fn parse_ksf(text: &str) -> Result<KsfParams, String> {
 mod tests {
     use super::*;
 
+    /// The first signing seed (in a fixed order) whose public key's base64url text begins with '-'.
+    fn hyphen_seed() -> [u8; 32] {
+        (0..=u16::MAX)
+            .map(|i| {
+                let mut seed = [0; 32];
+                seed[..2].copy_from_slice(&i.to_le_bytes());
+                seed
+            })
+            .find(|seed| backup_api::ticket::public_key(seed)[0] >> 2 == 62)
+            .expect("one seed in 64 gives a key that begins with '-'")
+    }
+
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -364,6 +377,19 @@ mod tests {
         assert_eq!(policy.authorisers.len(), 1);
         assert_eq!(policy.decoy_ksf, vec![KsfParams::new(32768, 2, 1).unwrap(), KsfParams::recommended()]);
         assert_eq!(policy.delays, LoginDelays { free: 10, base_secs: 60, max_secs: 600 });
+        // One key in 64 begins with '-' in base64url; it is still a key, not a flag.
+        let hyphen_key = backup_api::ticket::public_key(&hyphen_seed());
+        let hyphen_key = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, hyphen_key);
+        assert!(hyphen_key.starts_with('-'));
+        let cli = Cli::try_parse_from([
+            "backup-server",
+            "--login-authoriser-key",
+            &hyphen_key,
+            "--login-authoriser-key",
+            &key,
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.login_policy().unwrap().authorisers.len(), 2);
         let bad_key = Cli::try_parse_from(["backup-server", "--login-authoriser-key", "nope"]).unwrap();
         assert!(bad_key.settings.login_policy().unwrap_err().contains("\"nope\""));
         let bad_ksf = Cli::try_parse_from(["backup-server", "--decoy-ksf", "1:1:1"]).unwrap();

@@ -30,14 +30,18 @@ class BackupServer:
         self.process = subprocess.Popen(
             [SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", str(data),
              "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.url = None
         for line in self.process.stdout:
             if line.startswith("backup-server listening on "):
                 self.url = line.split()[-1]
                 break
-        assert self.url, "the server printed where it listens"
+        if not self.url:
+            self.process.kill()
+            pytest.fail(f"the backup server did not say where it listens: {self.process.stderr.read().strip()}")
+        # Keep draining its error output as well.
+        threading.Thread(target=lambda: [None for _ in self.process.stderr], daemon=True).start()
         # Keep draining its output so it never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
 

@@ -90,7 +90,7 @@ class BackupServer(val data: Path, extra: List<String> = emptyList()) : AutoClos
                 binary.toString(), "--listen", "127.0.0.1:0", "--data-dir", data.toString(),
                 "--rate-limit-per-ip", "0", "--rate-limit-per-account", "0",
             ) + extra,
-        ).redirectError(ProcessBuilder.Redirect.DISCARD).start()
+        ).redirectError(data.resolveSibling("${data.fileName}.server-errors").toFile()).start()
         val lines = process.inputStream.bufferedReader()
         var found: String? = null
         while (found == null) {
@@ -99,7 +99,9 @@ class BackupServer(val data: Path, extra: List<String> = emptyList()) : AutoClos
         }
         url = found ?: run {
             process.destroyForcibly()
-            fail("the backup server did not say where it listens")
+            process.waitFor(10, TimeUnit.SECONDS)
+            val errors = data.resolveSibling("${data.fileName}.server-errors")
+            fail("the backup server did not say where it listens: ${Files.readString(errors).trim()}")
         }
         // Keep draining its output so it never blocks on a full pipe.
         Thread { lines.lineSequence().forEach { _ -> } }.apply { isDaemon = true }.start()
