@@ -116,7 +116,9 @@ impl Vault {
             .map(|hits| hits.into_iter().map(|h| SearchHit { message: h.message.into(), rank: h.rank }).collect())
     }
 
-    /// Deletes a message (and media attached only to it).
+    /// Deletes a message, its search entry and the media attached only to it, securely as
+    /// expiry does (freed pages overwritten, search index merged, write-ahead log checkpointed).
+    /// Returns `false`, changing nothing, when no message has that id.
     pub fn delete_message(&self, id: i64) -> Result<bool, VaultError> {
         self.with(|v| v.messages().delete(MessageId(id)))
     }

@@ -141,6 +141,31 @@ def test_media_by_path_and_by_chunks_with_ranges(vault_dir, tmp_path):
         vault.open_media("not-hex")
 
 
+def test_deleting_one_message_removes_it_its_search_entry_and_its_media(vault_dir, tmp_path):
+    vault = vm.Vault.create(vault_dir, "pw")
+    keep = vault.add_message("c", "alice", "keep this one")
+    doomed = vault.add_message("c", "bob", "qqzjpycanary meet at the mill")
+    source = tmp_path / "photo.bin"
+    source.write_bytes(os.urandom(10_000))
+    photo = asyncio.run(vault.import_media_file(str(source), conversation="c", message=doomed))
+    assert len(vault.search("qqzjpycanary", 5)) == 1
+    assert vault.delete_message(doomed) is True
+    assert [m.id for m in vault.messages("c", 10)] == [keep]
+    assert vault.search("qqzjpycanary", 5) == []
+    with pytest.raises(vm.VaultError.NotFound):
+        vault.open_media(photo)
+    assert os.path.getsize(os.path.join(vault_dir, "vault.db-wal")) == 0, "the WAL was checkpointed"
+    # An id that names no message (any more): False, and nothing changes.
+    assert vault.delete_message(doomed) is False
+    assert vault.delete_message(keep + 1000) is False
+    assert vault.status().messages == 1
+    vault.lock()
+    with pytest.raises(vm.VaultError.InvalidInput):
+        vault.delete_message(keep)
+    vault = vm.Vault.unlock_with_passphrase(vault_dir, "pw")
+    assert [m.body for m in vault.messages("c", 10)] == ["keep this one"]
+
+
 def test_tampered_media_raises_corrupt_or_tampered(vault_dir, tmp_path):
     vault = vm.Vault.create(vault_dir, "pw")
     source = tmp_path / "a.bin"

@@ -63,7 +63,7 @@ pub enum Command {
     /// Create a vault (a passphrase slot, plus a device-key slot with --device-key or a TPM slot
     /// with --tpm).
     Init(KdfArgs),
-    /// Add and list messages.
+    /// Add, list and delete messages.
     #[command(subcommand)]
     Msg(MsgCommand),
     /// Full-text search over message bodies (every word must match; `word*` matches a prefix).
@@ -348,6 +348,16 @@ pub enum MsgCommand {
         /// to get the page before it.
         #[arg(long, value_name = "ID")]
         before: Option<i64>,
+    },
+    /// Delete messages with their search entries and the media attached only to them.
+    ///
+    /// The freed database pages are overwritten, the search index is merged and the write-ahead
+    /// log checkpointed, as for expired messages. All or nothing: an id that names no message
+    /// deletes none of them (exit 1).
+    Rm {
+        /// The ids of the messages, as `msg list` and `search` show them (#ID).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<i64>,
     },
 }
 

@@ -40,6 +40,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Msg(MsgCommand::List { conversation, limit, before }) => {
             msg_list(&mut ctx, &conversation, limit, before)
         }
+        Command::Msg(MsgCommand::Rm { ids }) => msg_rm(&mut ctx, &ids),
         Command::Search { query, limit } => search(&mut ctx, &query, limit),
         Command::Status => status(&mut ctx),
         Command::Key(command) => key(&mut ctx, command),
@@ -147,6 +148,21 @@ fn msg_list(ctx: &mut Context<'_>, conversation: &str, limit: usize, before: Opt
         ctx.print(format!("#{} [{}] {}: {}", m.id.0, render::local_time(m.sent_at), m.sender, m.body))?;
     }
     Ok(())
+}
+
+fn msg_rm(ctx: &mut Context<'_>, ids: &[i64]) -> Result<(), Failure> {
+    let mut vault = ctx.unlock()?;
+    let ids: Vec<MessageId> = ids.iter().copied().map(MessageId).collect();
+    let report = vault.messages().delete_batch(&ids)?;
+    if ctx.json {
+        return ctx.print_json(&json!({ "deleted": { "messages": report.messages, "media": report.media } }));
+    }
+    let mut line = format!("deleted {} message{}", report.messages, if report.messages == 1 { "" } else { "s" });
+    if report.media > 0 {
+        let items = if report.media == 1 { "item" } else { "items" };
+        line.push_str(&format!(" and {} media {items} attached only to them", report.media));
+    }
+    ctx.print(line)
 }
 
 fn search(ctx: &mut Context<'_>, query: &str, limit: usize) -> Result<(), Failure> {

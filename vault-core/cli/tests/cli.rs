@@ -551,6 +551,48 @@ fn msg_list_pages_back_with_before() {
     assert_ne!(out.status.code(), Some(0));
 }
 
+/// `msg rm ID…` deletes the messages, their search entries and the media attached only to them;
+/// an unknown id refuses the whole command (exit 1, the id named, no content) and deletes nothing.
+#[test]
+fn msg_rm_deletes_messages_all_or_nothing() {
+    let env = env();
+    init(&env);
+    let body = "SECRET-RM-BODY-7731 qqzjrmcanary";
+    let lines = format!("keep one\n{body}\nkeep three\nsecond to go\n");
+    ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "s", "--stdin"], Some(&lines)));
+    let ids = || -> Vec<i64> {
+        let list = json(vault(&env, Some(PASS), &["--json", "msg", "list", "--conversation", "c"], None));
+        list["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect()
+    };
+    let all = ids();
+    assert_eq!(all.len(), 4);
+    let photo = env.root.join("photo.bin");
+    std::fs::write(&photo, b"a photo of the doomed message").unwrap();
+    let (doomed, second) = (all[1].to_string(), all[3].to_string());
+    ok(vault(&env, Some(PASS), &["media", "add", photo.to_str().unwrap(), "--message", &doomed], None));
+
+    let missing = (all[3] + 100).to_string();
+    let refused = fails_with(&vault(&env, Some(PASS), &["msg", "rm", &doomed, &missing], None), 1, &[PASS, body]);
+    assert!(refused.contains(&format!("not found: message {missing}")), "{refused}");
+    assert_eq!(ids(), all, "a refused rm deletes nothing");
+    assert_eq!(vault(&env, Some(PASS), &["msg", "rm"], None).status.code(), Some(2), "ids are required");
+
+    let report = json(vault(&env, Some(PASS), &["--json", "msg", "rm", &doomed, &second], None));
+    assert_eq!(report["deleted"], serde_json::json!({ "messages": 2, "media": 1 }));
+    assert_eq!(ids(), [all[0], all[2]]);
+    let hits = json(vault(&env, Some(PASS), &["--json", "search", "qqzjrmcanary"], None));
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 0);
+    assert_eq!(json(vault(&env, Some(PASS), &["--json", "search", "keep"], None))["hits"].as_array().unwrap().len(), 2);
+    assert_eq!(json(vault(&env, Some(PASS), &["--json", "media", "list"], None))["media"].as_array().unwrap().len(), 0);
+
+    let human = ok(vault(&env, Some(PASS), &["msg", "rm", &all[0].to_string()], None));
+    assert_eq!(human.trim_end(), "deleted 1 message");
+    assert_eq!(ids(), [all[2]]);
+    let status = json(vault(&env, Some(PASS), &["--json", "status"], None));
+    assert_eq!(status["counts"]["messages"], 1);
+    assert_eq!(json(vault(&env, Some(PASS), &["--json", "verify"], None))["ok"], true);
+}
+
 #[test]
 fn the_recovery_code_comes_from_the_environment_or_stdin_and_the_help_never_shows_it_in_argv() {
     let env = env();

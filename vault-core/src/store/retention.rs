@@ -19,7 +19,7 @@ pub struct RetentionPolicy {
     pub max_messages: Option<u64>,
 }
 
-/// What a purge removed.
+/// What a purge, or a deletion of messages, removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct PurgeReport {

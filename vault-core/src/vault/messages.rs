@@ -1,8 +1,10 @@
 //! Messages and conversations: the [`Messages`] handle.
 
+use super::retention::IfMissing;
 use super::{Error, Result, Vault};
 use crate::store::messages;
 use crate::store::messages::{ConversationSummary, Message, MessageId, MessageStatus, NewMessage, SearchHit};
+use crate::store::retention::PurgeReport;
 
 /// The messages and conversations of a vault. Get one with [`Vault::messages`].
 #[derive(Debug)]
@@ -49,11 +51,26 @@ impl Messages<'_> {
         messages::get(&self.vault.store.conn, id)
     }
 
-    /// Deletes a message, its search entry, and media attached only to it. Returns whether the
-    /// message existed.
+    /// Deletes a message, its search entry, and the media attached only to it, with the same
+    /// secure deletion as a [purge](super::Retention::purge): the freed database cells are
+    /// overwritten (`secure_delete`), the search index is merged so the message's words leave
+    /// it, and the write-ahead log is checkpointed. Returns whether the message existed; for an
+    /// id that names no message it returns `false` and changes nothing (as
+    /// [`Media::delete`](super::Media::delete) and [`Secrets::delete`](super::Secrets::delete)
+    /// do). [`delete_batch`](Self::delete_batch) fails on such an id instead.
     pub fn delete(&mut self, id: MessageId) -> Result<bool> {
-        let report = self.vault.delete_messages(&[id])?;
+        let report = self.vault.delete_messages(&[id], IfMissing::Skip)?;
         Ok(report.messages == 1)
+    }
+
+    /// Deletes several messages as [`delete`](Self::delete) deletes one, all in one transaction
+    /// and with one scrub at the end: cheaper than one call per message. All or nothing: an id
+    /// that names no message fails the call with [`Error::NotFound`] (naming the id) and deletes
+    /// nothing. An id given twice counts once. The report says how many messages and media
+    /// items went, and whether the write-ahead-log checkpoint was held back by another
+    /// connection's read ([`PurgeReport::checkpoint_deferred`]).
+    pub fn delete_batch(&mut self, ids: &[MessageId]) -> Result<PurgeReport> {
+        self.vault.delete_messages(ids, IfMissing::Refuse)
     }
 
     /// Updates a message's delivery status; returns whether it existed.

@@ -1,6 +1,6 @@
 //! Retention rules and the purge that applies them: the [`Retention`] handle.
 
-use super::{Result, Vault, media_rows};
+use super::{Error, Result, Vault, media_rows};
 use crate::store::messages;
 use crate::store::messages::MessageId;
 use crate::store::retention::{self, ConversationExpiry, PurgeReport, RetentionPolicy};
@@ -50,23 +50,44 @@ impl Retention<'_> {
     pub fn purge(&mut self) -> Result<PurgeReport> {
         let policy = retention::policy(&self.vault.store.conn)?;
         let due = retention::due(&self.vault.store.conn, store::now_millis(), &policy)?;
-        self.vault.delete_messages(&due)
+        self.vault.delete_messages(&due, IfMissing::Skip)
     }
 }
 
+/// What [`Vault::delete_messages`] does with an id that names no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IfMissing {
+    /// Pass over it (a purge, whose ids were just read; [`super::Messages::delete`], which
+    /// reports it as `false`).
+    Skip,
+    /// Fail the whole call with [`Error::NotFound`], deleting nothing
+    /// ([`super::Messages::delete_batch`]).
+    Refuse,
+}
+
 impl Vault {
-    /// Deletes messages with their search entries and the media attached only to them, then
-    /// scrubs the database (used by [`super::Messages::delete`] and [`Retention::purge`]).
-    pub(super) fn delete_messages(&mut self, ids: &[MessageId]) -> Result<PurgeReport> {
+    /// The one deletion path for messages (a purge, [`super::Messages::delete`] and
+    /// [`super::Messages::delete_batch`]): deletes the messages with their search entries and the
+    /// media attached only to them in one `IMMEDIATE` transaction, removes those media files,
+    /// then scrubs the database (`secure_delete` has overwritten the freed cells; the search
+    /// index is merged so the deleted terms leave it; the write-ahead log is checkpointed).
+    /// An id given twice counts once.
+    pub(super) fn delete_messages(&mut self, ids: &[MessageId], if_missing: IfMissing) -> Result<PurgeReport> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         if ids.is_empty() {
             return Ok(PurgeReport::default());
         }
         let tx = self.store.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let media = media_rows::only_attached_to(&tx, ids)?;
+        let media = media_rows::only_attached_to(&tx, &ids)?;
         let mut deleted = 0u64;
-        for id in ids {
+        for id in &ids {
             if messages::delete(&tx, *id)? {
                 deleted += 1;
+            } else if if_missing == IfMissing::Refuse {
+                // Dropping the transaction rolls back the deletions made so far.
+                return Err(Error::NotFound(format!("message {}", id.0)));
             }
         }
         for id in &media {

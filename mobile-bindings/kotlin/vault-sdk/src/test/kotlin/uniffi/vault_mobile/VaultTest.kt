@@ -150,6 +150,32 @@ class VaultTest {
     }
 
     @Test
+    fun `deleting one message removes it, its search entry and its media`() = runBlocking {
+        Vault.create(dir, "pw").use { vault ->
+            val keep = vault.addMessage("c", "alice", "keep this one")
+            val doomed = vault.addMessage("c", "bob", "qqzjktcanary meet at the mill")
+            val source = tmp.resolve("photo.bin").also { Files.write(it, Random.nextBytes(10_000)) }
+            val photo = vault.importMediaFile(source.toString(), conversation = "c", message = doomed)
+            assertEquals(1, vault.search("qqzjktcanary", 5u).size)
+            assertTrue(vault.deleteMessage(doomed))
+            assertEquals(listOf(keep), vault.messages("c", 10u).map { it.id })
+            assertTrue(vault.search("qqzjktcanary", 5u).isEmpty())
+            assertThrows<VaultException.NotFound> { vault.openMedia(photo) }
+            assertEquals(0L, Files.size(tmp.resolve("vault").resolve("vault.db-wal")), "the WAL was checkpointed")
+            // An id that names no message (any more): false, and nothing changes.
+            assertFalse(vault.deleteMessage(doomed))
+            assertFalse(vault.deleteMessage(keep + 1000))
+            assertEquals(1uL, vault.status().messages)
+            vault.lock()
+            assertThrows<VaultException.InvalidInput> { vault.deleteMessage(keep) }
+        }
+        Vault.unlockWithPassphrase(dir, "pw").use { again ->
+            assertEquals(listOf("keep this one"), again.messages("c", 10u).map { it.body })
+            again.lock()
+        }
+    }
+
+    @Test
     fun `tampered media throws CorruptOrTampered and leaves no export`() = runBlocking {
         Vault.create(dir, "pw").use { vault ->
             val source = tmp.resolve("a.bin").also { Files.write(it, Random.nextBytes(200_000)) }
