@@ -842,6 +842,11 @@ fn a_device_token_alone_cannot_destroy_the_backup() {
         &[],
         "",
     ));
+    // The photo is deleted on the phone: after the next run no snapshot holds it, and the
+    // owner's prune below has its object to delete.
+    let media = json(run(&phone, &["--json", "media", "list"], &[]));
+    let photo = media["media"][0]["id"].as_str().unwrap().to_owned();
+    ok(vault(&phone, "device passphrase", &["media", "rm", &photo], &[], ""));
     assert_eq!(json(run(&phone, &["--json", "backup", "run"], &[]))["generation"], 2);
     let before = stored_objects(&a.data);
 
@@ -998,4 +1003,74 @@ fn a_client_killed_mid_mirror_resumes_without_duplicates_or_gaps() {
     for name in stored_objects(&a.data) {
         assert!(at_b.contains(&name), "{name} reached the mirror");
     }
+}
+
+/// Forward-secret backups under 2 of 3 guardians without a recovery code (each generation's token
+/// split 2 of 3 across the guardians' head records): a backup killed at each step — after a
+/// pack, before the manifest (its bridge written), before the data server's head, and after the
+/// first guardian's head copy — leaves the previous or the new generation restorable on a new
+/// device, never neither; that device takes the backup over and backs up on top of it, a
+/// generation an interrupted run left behind included.
+#[test]
+fn a_backup_killed_at_each_step_leaves_the_previous_or_the_new_generation_restorable() {
+    let work = tempfile::tempdir().unwrap();
+    let a = guardian(work.path().join("server-a"), &[]);
+    let b = guardian(work.path().join("server-b"), &[]);
+    let c = guardian(work.path().join("server-c"), &[]);
+    let servers = [a.url(), b.url(), c.url()];
+    let pw = password(PASSWORD);
+    let env = with_password(&pw);
+    let mut device = work.path().join("phone");
+    ok(run(&device, &["init"], &[]));
+    let lines: String = (0..300).map(|i| format!("{CANARY}-{i} before anything\n")).collect();
+    ok(vault(
+        &device,
+        "device passphrase",
+        &["msg", "add", "--conversation", "family", "--sender", "ann", "--stdin"],
+        &[],
+        &lines,
+    ));
+    let mut args = vec!["--json", "backup", "setup", "--account", ACCOUNT, "--threshold", "2", "--no-recovery-code"];
+    for s in &servers {
+        args.extend(["--server", s.as_str()]);
+    }
+    json(run(&device, &args, &env));
+    let mut generation = json(run(&device, &["--json", "backup", "run"], &[]))["generation"].as_u64().unwrap();
+    assert_eq!(generation, 1);
+    for (step, point) in
+        ["backup:pack-uploaded", "backup:before-manifest", "backup:before-head", "recovery:head-copied"]
+            .iter()
+            .enumerate()
+    {
+        let body = format!("written at step {step}");
+        ok(run(&device, &["msg", "add", "--conversation", "family", "--sender", "bo", "--body", &body], &[]));
+        let killed = run(&device, &["backup", "run"], &[("VAULT_FAILPOINT", point)]);
+        assert_ne!(killed.status.code(), Some(0), "{point}: the failpoint aborted the run");
+
+        let next = work.path().join(format!("device-{step}"));
+        let restored = json(run(&next, &restore_args(&servers, None, &[]), &env));
+        let got = restored["generation"].as_u64().unwrap();
+        let has_body = messages(&next).as_array().unwrap().iter().any(|m| m["body"] == body.as_str());
+        match *point {
+            // Nothing of the new generation is visible before its head: the previous one.
+            "backup:pack-uploaded" | "backup:before-manifest" | "backup:before-head" => {
+                assert_eq!((got, has_body), (generation, false), "{point}: {restored}");
+            }
+            // The data server and one guardian hold the new generation's shares: the new one.
+            _ => assert_eq!((got, has_body), (generation + 1, true), "{point}: {restored}"),
+        }
+        // The new device took the backup over; it backs up on top of what it restored (past a
+        // manifest the killed run left unpublished, whose token only the old device had).
+        let run_after = json(run(&next, &["--json", "backup", "run"], &[]));
+        let written = run_after["generation"].as_u64().unwrap();
+        assert!(written > got, "{point}: {run_after}");
+        assert_eq!(run_after["head_copies_failed"].as_array().unwrap().len(), 0, "{run_after}");
+        generation = written;
+        device = next;
+    }
+    // The last device's backup restores whole on one more.
+    let last = work.path().join("last");
+    let restored = json(run(&last, &restore_args(&servers, None, &[]), &env));
+    assert_eq!(restored["generation"].as_u64().unwrap(), generation);
+    assert_eq!(messages(&last), messages(&device));
 }

@@ -46,7 +46,7 @@ impl BackupPipeline {
             let (chunk, tail) = rest.split_at(len);
             rest = tail;
             writer
-                .add(&self.keys, self.keys.chunk_id(chunk), chunk)
+                .add(self.keys.chunk_id(chunk), chunk)
                 .map_err(|e| Error::Integrity { object: crate::DataKind::BackupPack, problem: e.to_string() })?;
             if writer.len() >= PACK_TARGET {
                 sealed += std::mem::take(&mut writer).finish().map_err(Error::from_rng)?.0.len();

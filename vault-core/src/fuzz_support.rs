@@ -40,11 +40,16 @@ fn backup_keys() -> crate::backup::BackupKeys {
 /// (sealed under a fixed key, then opened as a restore does), as a snapshot tree, and as each of
 /// those sealed objects itself; returns how many decoded.
 pub fn decode_backup_objects(data: &[u8]) -> usize {
-    use crate::backup::format::{FuzzObject, Head, Manifest, Tree, open_index, seal_for_fuzzing};
+    use crate::backup::format::{FUZZ_TOKEN, FuzzObject, Head, Manifest, Tree, open_index, seal_for_fuzzing};
+    use crate::backup::keys::GenerationToken;
     let keys = backup_keys();
+    let token = GenerationToken(FUZZ_TOKEN);
     let mut decoded = 0;
     let (manifest, _) = seal_for_fuzzing(&keys, FuzzObject::Manifest, data);
-    decoded += usize::from(Manifest::open(&keys, 0, 1, &manifest).is_ok());
+    decoded += usize::from(Manifest::open(&keys, 0, 1, &manifest, None).is_ok());
+    let (manifest, _) = seal_for_fuzzing(&keys, FuzzObject::GenerationManifest, data);
+    decoded += usize::from(Manifest::open(&keys, 0, 1, &manifest, Some(&token)).is_ok());
+    decoded += usize::from(Manifest::link(&keys, 0, 1, data).is_ok());
     let (index, name) = seal_for_fuzzing(&keys, FuzzObject::Index, data);
     decoded += usize::from(open_index(&keys, 0, &name, &index).is_ok());
     let (head, _) = seal_for_fuzzing(&keys, FuzzObject::Head, data);
@@ -52,7 +57,7 @@ pub fn decode_backup_objects(data: &[u8]) -> usize {
     let (keyring, _) = seal_for_fuzzing(&keys, FuzzObject::Keyring, data);
     decoded += usize::from(crate::backup::keys::Keyring::open(&backup_key(), &keyring).is_ok());
     decoded += usize::from(Tree::decode(data).is_ok());
-    decoded += usize::from(Manifest::open(&keys, 0, 1, data).is_ok());
+    decoded += usize::from(Manifest::open(&keys, 0, 1, data, Some(&token)).is_ok());
     decoded += usize::from(open_index(&keys, 0, &name, data).is_ok());
     decoded += usize::from(Head::open(&keys, data).is_ok());
     decoded
@@ -68,7 +73,8 @@ pub fn open_pack_chunk(data: &[u8]) -> bool {
     let sealed_len = u32::from_le_bytes([meta[4], meta[5], meta[6], meta[7]]);
     let entry = PackEntry { id: ChunkId([0; 32]), offset, sealed_len };
     let _ = crate::backup::pack::check_header(pack);
-    open_chunk(&backup_keys(), 0, pack, &entry).is_ok()
+    let keyed = open_chunk(&backup_keys(), 0, pack, &entry, Some(&crate::backup::keys::ChunkKey([3; 32]))).is_ok();
+    keyed || open_chunk(&backup_keys(), 0, pack, &entry, None).is_ok()
 }
 
 /// Parses an escrow record's header and tries to open it; true if either worked.

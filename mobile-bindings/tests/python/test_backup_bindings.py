@@ -87,7 +87,8 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
     vault.add_message("family", "bob", "after the first backup")
     second = asyncio.run(backup.run())
     assert second.generation == 2 and second.media_reused == 1 and second.media_uploaded == 0
-    assert [s.generation for s in asyncio.run(backup.snapshots())] == [1, 2]
+    # A manifest holds the newest snapshot only (forward secrecy, ADR 0017).
+    assert [s.generation for s in asyncio.run(backup.snapshots())] == [2]
     assert asyncio.run(backup.verify(1.0)) == []
     devices = asyncio.run(backup.devices())
     assert [(d.name, d.this_device) for d in devices] == [("python phone", True)]
@@ -98,7 +99,7 @@ def test_backup_and_restore_on_a_new_device_with_another_keystore(server, tmp_pa
     token.cancel()
     with pytest.raises(vm.VaultError.Cancelled):
         asyncio.run(backup.run(cancel=token))
-    assert [s.generation for s in asyncio.run(backup.snapshots())] == [1, 2]
+    assert [s.generation for s in asyncio.run(backup.snapshots())] == [2]
     assert asyncio.run(backup.run()).generation == 3
 
     # The phone is lost: a new device, another keystore, the password and the recovery code.

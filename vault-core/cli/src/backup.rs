@@ -206,10 +206,11 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             }
             let kept = generations(&report.kept_generations);
             if !report.rewritten {
-                let n = report.kept_generations.len();
-                return ctx.print(format!(
-                    "nothing to remove; kept all {n} snapshots ({kept}); the backup was not rewritten"
-                ));
+                let what = match report.kept_generations.len() {
+                    1 => format!("the one snapshot ({kept})"),
+                    n => format!("all {n} snapshots ({kept})"),
+                };
+                return ctx.print(format!("nothing to remove; kept {what}; the backup was not rewritten"));
             }
             ctx.print(format!(
                 "removed {} snapshots, kept {} ({kept}); deleted {} packs, repacked {}, deleted {} media; {} bytes freed",

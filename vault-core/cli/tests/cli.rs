@@ -437,27 +437,27 @@ fn prune_with_nothing_to_remove_says_so_and_rewrites_nothing() {
         ok(vault(&env, Some(PASS), &["msg", "add", "--conversation", "c", "--sender", "a", "--body", body], None));
         ok(vault(&env, Some(PASS), &["backup", "run", "--dir", dir], None));
     }
-    let before: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
-    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "7"], None));
-    assert_eq!(
-        pruned.trim(),
-        "nothing to remove; kept all 3 snapshots (generations 1, 2, 3); the backup was not rewritten"
-    );
-    let after: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(before.len(), after.len());
-    let report = json(vault(&env, Some(PASS), &["--json", "backup", "prune", "--dir", dir, "--keep", "7"], None));
-    assert_eq!((report["generation"].as_u64(), report["bytes_freed"].as_u64()), (Some(3), Some(0)));
-    assert_eq!(report["rewritten"], false);
-
-    // Removing one names the snapshots `list` shows and the new generation for what it is.
-    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "2"], None));
-    assert!(pruned.starts_with("removed 1 snapshots, kept 2 (generations 2, 3);"), "{pruned}");
-    assert!(pruned.contains("backup generation 4 (it holds no new snapshot)"), "{pruned}");
+    // A manifest holds the newest snapshot only: the first two runs' packs hold chunks no
+    // snapshot needs any more, and the first prune removes them, naming the new generation for
+    // what it is.
     let list = json(vault(&env, Some(PASS), &["--json", "backup", "list", "--dir", dir], None));
     let listed: Vec<_> =
         list["snapshots"].as_array().unwrap().iter().map(|s| s["generation"].as_u64().unwrap()).collect();
-    assert_eq!(listed, [2, 3]);
+    assert_eq!(listed, [3]);
+    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "7"], None));
+    assert!(pruned.starts_with("removed 0 snapshots, kept 1 (generation 3);"), "{pruned}");
+    assert!(pruned.contains("backup generation 4 (it holds no new snapshot)"), "{pruned}");
     ok(vault(&env, Some(PASS), &["backup", "verify", "--dir", dir], None));
+
+    // Then there is nothing to remove, and nothing is rewritten.
+    let before: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let pruned = ok(vault(&env, Some(PASS), &["backup", "prune", "--dir", dir, "--keep", "7"], None));
+    assert_eq!(pruned.trim(), "nothing to remove; kept the one snapshot (generation 3); the backup was not rewritten");
+    let after: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before.len(), after.len());
+    let report = json(vault(&env, Some(PASS), &["--json", "backup", "prune", "--dir", dir, "--keep", "7"], None));
+    assert_eq!((report["generation"].as_u64(), report["bytes_freed"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(report["rewritten"], false);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! random nonce) under its own BRK subkey, with associated data naming the kind, the version and
 //! the object's name, so an object presented under another name or kind fails to open.
 
-use super::keys::{BackupKeys, ChunkId};
+use super::keys::{BackupKeys, ChunkId, ChunkKey, GenerationToken, TokenPart, TokenShare};
 use super::pack::PackEntry;
 use crate::crypto::aead;
 use crate::error::DataKind;
@@ -56,6 +56,18 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    /// A count, then that many chunk ids, each followed by its key when `keyed`.
+    fn chunk_refs(&mut self, keyed: bool) -> Result<Vec<ChunkRef>> {
+        let n = self.count(if keyed { 64 } else { 32 })?;
+        (0..n)
+            .map(|_| {
+                let id = ChunkId(self.array()?);
+                let key = if keyed { Some(ChunkKey(self.array()?)) } else { None };
+                Ok(ChunkRef { id, key })
+            })
+            .collect()
+    }
+
     fn finish(self) -> Result<()> {
         if self.bytes.is_empty() { Ok(()) } else { Err(malformed(self.what)) }
     }
@@ -93,8 +105,10 @@ fn failed(what: &str, name: &str) -> Error {
 #[cfg(fuzzing)]
 #[derive(Clone, Copy)]
 pub enum FuzzObject {
-    /// `manifest-0000000000000001`.
+    /// `manifest-0000000000000001`, version 2.
     Manifest,
+    /// `manifest-0000000000000001`, version 3, under the token [`FUZZ_TOKEN`].
+    GenerationManifest,
     /// `index-00000000000000000000000000000000`.
     Index,
     /// The head record.
@@ -102,6 +116,10 @@ pub enum FuzzObject {
     /// The keyring object of the key's epoch.
     Keyring,
 }
+
+/// The generation token [`FuzzObject::GenerationManifest`] seals under.
+#[cfg(fuzzing)]
+pub const FUZZ_TOKEN: [u8; 32] = [7; 32];
 
 /// Seals arbitrary bytes as the plaintext of an object, so the fuzz targets reach the decoders
 /// behind authentication (which see hostile bytes only if the key leaked, and must still refuse
@@ -112,7 +130,23 @@ pub fn seal_for_fuzzing(keys: &BackupKeys, object: FuzzObject, plaintext: &[u8])
     match object {
         FuzzObject::Manifest => {
             let name = manifest_name(1);
-            (aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), plaintext), name)
+            (aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_V2, &name), plaintext), name)
+        }
+        FuzzObject::GenerationManifest => {
+            let empty = Manifest {
+                generation: 1,
+                previous_generation: 0,
+                previous: [0; 32],
+                previous_epoch: 0,
+                created_at: 0,
+                indexes: Vec::new(),
+                snapshots: Vec::new(),
+            };
+            let header = empty.v3_header();
+            let key = keys.current().generation_key(&GenerationToken(FUZZ_TOKEN), 1);
+            let mut out = header.to_vec();
+            out.extend_from_slice(&aead::seal(&key, &v3_aad(&header, 1), plaintext));
+            (out, manifest_name(1))
         }
         FuzzObject::Index => {
             let name = index_name(&[0; 16]);
@@ -239,32 +273,48 @@ pub struct MediaEntry {
     pub file_len: u64,
 }
 
+/// One chunk as a tree or manifest names it: its id and, since forward secrecy, the key it is
+/// sealed under (`None`: a chunk of a version 1 pack, under its epoch's chunk-seal key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// The chunk's id.
+    pub id: ChunkId,
+    /// The key it is sealed under, for a chunk of a version 2 pack.
+    pub key: Option<ChunkKey>,
+}
+
 /// What a snapshot holds: the export's chunks in order, and the media items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     /// Length of the database export.
     pub export_len: u64,
-    /// The export's chunk ids, in order.
-    pub export_chunks: Vec<ChunkId>,
+    /// The export's chunks, in order.
+    pub export_chunks: Vec<ChunkRef>,
     /// Every media item.
     pub media: Vec<MediaEntry>,
 }
 
 const TREE_MAGIC: &[u8; 8] = b"VBAKTREE";
+/// The tree's version: 2 carries each chunk's key; 1 (ids only, chunks under the epoch's key)
+/// still decodes.
+const TREE_VERSION: u16 = 2;
 
 impl Tree {
-    /// The tree's plaintext (chunked and sealed like export data):
-    /// `"VBAKTREE" ‖ u16 1 ‖ u64 export length ‖ u32 n ‖ chunk id* ‖ u32 m ‖ (media id 16 ‖ u64 file length)*`.
+    /// The tree's plaintext (chunked and sealed like export data), version 2:
+    /// `"VBAKTREE" ‖ u16 2 ‖ u64 export length ‖ u32 n ‖ (chunk id 32 ‖ chunk key 32)* ‖ u32 m ‖
+    /// (media id 16 ‖ u64 file length)*`. Every chunk must have its key.
     pub fn encode(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let too_big = |_| Error::Internal("snapshot tree too large");
         let mut out =
-            zeroize::Zeroizing::new(Vec::with_capacity(26 + self.export_chunks.len() * 32 + self.media.len() * 24));
+            zeroize::Zeroizing::new(Vec::with_capacity(26 + self.export_chunks.len() * 64 + self.media.len() * 24));
         out.extend_from_slice(TREE_MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&TREE_VERSION.to_le_bytes());
         out.extend_from_slice(&self.export_len.to_le_bytes());
         out.extend_from_slice(&u32::try_from(self.export_chunks.len()).map_err(too_big)?.to_le_bytes());
-        for id in &self.export_chunks {
-            out.extend_from_slice(&id.0);
+        for chunk in &self.export_chunks {
+            let key = chunk.key.as_ref().ok_or(Error::Internal("a tree chunk without its key"))?;
+            out.extend_from_slice(&chunk.id.0);
+            out.extend_from_slice(&key.0);
         }
         out.extend_from_slice(&u32::try_from(self.media.len()).map_err(too_big)?.to_le_bytes());
         for m in &self.media {
@@ -274,19 +324,18 @@ impl Tree {
         Ok(out)
     }
 
-    /// Parses a tree's plaintext.
+    /// Parses a tree's plaintext (version 2, or version 1 without keys).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader { bytes, what: "snapshot tree" };
         if r.take(8)? != TREE_MAGIC {
             return Err(malformed("snapshot tree"));
         }
         let version = r.u16()?;
-        if version != VERSION {
+        if version != TREE_VERSION && version != VERSION {
             return Err(Error::UnsupportedVersion { what: "backup snapshot tree", found: u64::from(version) });
         }
         let export_len = r.u64()?;
-        let n = r.count(32)?;
-        let export_chunks = (0..n).map(|_| r.array().map(ChunkId)).collect::<Result<_>>()?;
+        let export_chunks = r.chunk_refs(version == TREE_VERSION)?;
         let m = r.count(24)?;
         let media =
             (0..m).map(|_| Ok(MediaEntry { media_id: r.array()?, file_len: r.u64()? })).collect::<Result<_>>()?;
@@ -305,7 +354,7 @@ pub struct SnapshotEntry {
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: i64,
     /// The chunks of its tree, in order.
-    pub tree_chunks: Vec<ChunkId>,
+    pub tree_chunks: Vec<ChunkRef>,
     /// Length of its database export.
     pub export_len: u64,
     /// Media items in it.
@@ -326,6 +375,10 @@ pub struct IndexRef {
 pub struct Manifest {
     /// Monotonic generation (1 for the first).
     pub generation: u64,
+    /// The previous manifest's generation: `generation - 1`, or lower when a run found the next
+    /// name taken by a manifest it cannot open (an interrupted run's whose token is gone) and
+    /// skipped it (0 for the first).
+    pub previous_generation: u64,
     /// BLAKE3 of the previous manifest's sealed bytes (zeros for the first).
     pub previous: [u8; 32],
     /// The key epoch the previous manifest is sealed under.
@@ -334,26 +387,36 @@ pub struct Manifest {
     pub created_at: i64,
     /// Index objects in force.
     pub indexes: Vec<IndexRef>,
-    /// Retained snapshots, oldest first.
+    /// Retained snapshots, oldest first (version 3 holds the newest only).
     pub snapshots: Vec<SnapshotEntry>,
 }
 
+/// What the manifest chain needs of a manifest: its predecessor's generation, hash and key epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestLink {
+    /// The previous manifest's generation (0 for the first).
+    pub previous_generation: u64,
+    /// BLAKE3 of the previous manifest's sealed bytes (zeros for the first).
+    pub previous: [u8; 32],
+    /// The key epoch the previous manifest is sealed under.
+    pub previous_epoch: u32,
+}
+
 const MANIFEST_MAGIC: &[u8; 8] = b"VBAKMNFT";
-/// The manifest's version: 2 names each index's key epoch and the previous manifest's; 1 (all
+/// The manifest's version: 3 is sealed under a generation key (the token in the head records)
+/// behind a clear header; 2 names each index's key epoch and the previous manifest's; 1 (all
 /// epoch 0) still opens.
-const MANIFEST_VERSION: u16 = 2;
+const MANIFEST_VERSION: u16 = 3;
+const MANIFEST_V2: u16 = 2;
+/// The clear header of a version 3 manifest: magic, version, generation, previous generation,
+/// previous hash, previous epoch.
+const MANIFEST_V3_HEADER_LEN: usize = 8 + 2 + 8 + 8 + 32 + 4;
 
 impl Manifest {
-    /// Seals the manifest (version 2) under the current key epoch and its name
-    /// (`manifest-<generation>`): `u64 generation ‖ previous (32) ‖ u32 previous epoch ‖
-    /// i64 created_at ‖ u32 k ‖ (index id (16) ‖ u32 epoch)* ‖ u32 s ‖ snapshot*`,
-    /// snapshot = `u64 generation ‖ i64 created_at ‖ u64 export length ‖ u32 media count ‖ u32 t ‖ chunk id*`.
-    pub fn seal(&self, keys: &BackupKeys) -> Result<Vec<u8>> {
+    /// The body both sealed versions share from `created_at` on, with tree chunks keyed
+    /// (version 3) or not (version 2).
+    fn encode_body(&self, keyed: bool, out: &mut Vec<u8>) -> Result<()> {
         let too_big = |_| Error::Internal("manifest too large");
-        let mut out = zeroize::Zeroizing::new(Vec::new());
-        out.extend_from_slice(&self.generation.to_le_bytes());
-        out.extend_from_slice(&self.previous);
-        out.extend_from_slice(&self.previous_epoch.to_le_bytes());
         out.extend_from_slice(&self.created_at.to_le_bytes());
         out.extend_from_slice(&u32::try_from(self.indexes.len()).map_err(too_big)?.to_le_bytes());
         for index in &self.indexes {
@@ -367,24 +430,100 @@ impl Manifest {
             out.extend_from_slice(&s.export_len.to_le_bytes());
             out.extend_from_slice(&s.media_count.to_le_bytes());
             out.extend_from_slice(&u32::try_from(s.tree_chunks.len()).map_err(too_big)?.to_le_bytes());
-            for id in &s.tree_chunks {
-                out.extend_from_slice(&id.0);
+            for chunk in &s.tree_chunks {
+                out.extend_from_slice(&chunk.id.0);
+                match (&chunk.key, keyed) {
+                    (Some(key), true) => out.extend_from_slice(&key.0),
+                    (None, false) => {}
+                    _ => return Err(Error::Internal("a manifest's tree chunks do not match its version")),
+                }
             }
         }
-        let name = manifest_name(self.generation);
-        Ok(aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), &out))
+        Ok(())
     }
 
-    /// Opens the manifest stored as `manifest-<generation>` under key epoch `epoch` (version 2,
-    /// or version 1, whose indexes are all of epoch 0), checking it says it is that generation.
-    pub fn open(keys: &BackupKeys, epoch: u32, generation: u64, sealed: &[u8]) -> Result<Self> {
+    /// Seals the manifest (version 3) under generation `self.generation`'s key from `token`:
+    /// `"VBAKMNFT" ‖ u16 3 ‖ u64 generation ‖ u64 previous generation ‖ previous (32) ‖ u32
+    /// previous epoch` in the clear,
+    /// then a sealed box (XChaCha20-Poly1305) of `i64 created_at ‖ u32 k ‖ (index id (16) ‖ u32
+    /// epoch)* ‖ u32 s ‖ snapshot*`, snapshot = `u64 generation ‖ i64 created_at ‖ u64 export
+    /// length ‖ u32 media count ‖ u32 t ‖ (chunk id (32) ‖ chunk key (32))*`, whose associated data
+    /// is the clear header followed by the name `manifest-<generation>`.
+    pub fn seal_with_token(&self, keys: &BackupKeys, token: &GenerationToken) -> Result<Vec<u8>> {
+        let header = self.v3_header();
+        let mut body = zeroize::Zeroizing::new(Vec::new());
+        self.encode_body(true, &mut body)?;
+        let key = keys.current().generation_key(token, self.generation);
+        let mut out = header.to_vec();
+        out.extend_from_slice(&aead::seal(&key, &v3_aad(&header, self.generation), &body));
+        Ok(out)
+    }
+
+    fn v3_header(&self) -> [u8; MANIFEST_V3_HEADER_LEN] {
+        let mut header = [0u8; MANIFEST_V3_HEADER_LEN];
+        header[..8].copy_from_slice(MANIFEST_MAGIC);
+        header[8..10].copy_from_slice(&MANIFEST_VERSION.to_le_bytes());
+        header[10..18].copy_from_slice(&self.generation.to_le_bytes());
+        header[18..26].copy_from_slice(&self.previous_generation.to_le_bytes());
+        header[26..58].copy_from_slice(&self.previous);
+        header[58..].copy_from_slice(&self.previous_epoch.to_le_bytes());
+        header
+    }
+
+    /// Seals the manifest as version 2 under the current key epoch (a backup written before
+    /// forward secrecy, pruned): `u64 generation ‖ previous (32) ‖ u32 previous epoch ‖ i64
+    /// created_at ‖ u32 k ‖ (index id (16) ‖ u32 epoch)* ‖ u32 s ‖ snapshot*`, snapshot = `u64
+    /// generation ‖ i64 created_at ‖ u64 export length ‖ u32 media count ‖ u32 t ‖ chunk id*`.
+    pub fn seal(&self, keys: &BackupKeys) -> Result<Vec<u8>> {
+        if self.previous_generation != self.generation.saturating_sub(1) {
+            return Err(Error::Internal("a version 2 manifest follows the generation before it"));
+        }
+        let mut out = zeroize::Zeroizing::new(Vec::new());
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.previous);
+        out.extend_from_slice(&self.previous_epoch.to_le_bytes());
+        self.encode_body(false, &mut out)?;
+        let name = manifest_name(self.generation);
+        Ok(aead::seal(keys.manifest_key(), &versioned_aad(MANIFEST_MAGIC, MANIFEST_V2, &name), &out))
+    }
+
+    /// The clear header of a version 3 manifest, if `sealed` is one.
+    fn v3_parts(sealed: &[u8]) -> Option<(&[u8; MANIFEST_V3_HEADER_LEN], &[u8])> {
+        let (header, boxed) = sealed.split_first_chunk::<MANIFEST_V3_HEADER_LEN>()?;
+        (&header[..8] == MANIFEST_MAGIC && header[8..10] == MANIFEST_VERSION.to_le_bytes()).then_some((header, boxed))
+    }
+
+    /// Opens the manifest stored as `manifest-<generation>` under key epoch `epoch`, checking it
+    /// says it is that generation: version 3 under the generation key from `token` (the head
+    /// record's), versions 2 and 1 under the epoch's manifest key.
+    pub fn open(
+        keys: &BackupKeys,
+        epoch: u32,
+        generation: u64,
+        sealed: &[u8],
+        token: Option<&GenerationToken>,
+    ) -> Result<Self> {
         let name = manifest_name(generation);
         if sealed.len() > MAX_OBJECT_LEN {
             return Err(malformed("manifest"));
         }
-        let key = keys.epoch(epoch)?.manifest_key();
-        let (plain, version) = match aead::open(key, &versioned_aad(MANIFEST_MAGIC, MANIFEST_VERSION, &name), sealed) {
-            Ok(plain) => (plain, MANIFEST_VERSION),
+        let epoch_keys = keys.epoch(epoch)?;
+        if let Some((header, boxed)) = Self::v3_parts(sealed) {
+            let link = Self::parse_v3_header(header, generation)?;
+            let token = token.ok_or_else(|| Error::Integrity {
+                object: DataKind::BackupHead,
+                problem: format!("backup {name} needs its generation's token, and the head record carries none"),
+            })?;
+            let key = epoch_keys.generation_key(token, generation);
+            let plain = aead::open(&key, &v3_aad(header, generation), boxed).map_err(|_| failed("manifest", &name))?;
+            let mut r = Reader { bytes: plain.expose_secret(), what: "manifest" };
+            let manifest = Self::decode_body(&mut r, generation, link, true, MANIFEST_VERSION)?;
+            r.finish()?;
+            return Ok(manifest);
+        }
+        let key = epoch_keys.manifest_key();
+        let (plain, version) = match aead::open(key, &versioned_aad(MANIFEST_MAGIC, MANIFEST_V2, &name), sealed) {
+            Ok(plain) => (plain, MANIFEST_V2),
             Err(_) => (aead::open(key, &aad(MANIFEST_MAGIC, &name), sealed).map_err(|_| failed("manifest", &name))?, 1),
         };
         let mut r = Reader { bytes: plain.expose_secret(), what: "manifest" };
@@ -397,6 +536,13 @@ impl Manifest {
         }
         let previous = r.array()?;
         let previous_epoch = if version == 1 { 0 } else { r.u32()? };
+        let link = ManifestLink { previous_generation: generation.saturating_sub(1), previous, previous_epoch };
+        let manifest = Self::decode_body(&mut r, generation, link, false, version)?;
+        r.finish()?;
+        Ok(manifest)
+    }
+
+    fn decode_body(r: &mut Reader<'_>, generation: u64, link: ManifestLink, keyed: bool, version: u16) -> Result<Self> {
         let created_at = r.u64()? as i64;
         let indexes = if version == 1 {
             let k = r.count(16)?;
@@ -412,13 +558,113 @@ impl Manifest {
             let created_at = r.u64()? as i64;
             let export_len = r.u64()?;
             let media_count = r.u32()?;
-            let t = r.count(32)?;
-            let tree_chunks = (0..t).map(|_| r.array().map(ChunkId)).collect::<Result<_>>()?;
+            let tree_chunks = r.chunk_refs(keyed)?;
             snapshots.push(SnapshotEntry { generation, created_at, tree_chunks, export_len, media_count });
         }
-        r.finish()?;
-        Ok(Self { generation, previous, previous_epoch, created_at, indexes, snapshots })
+        Ok(Self {
+            generation,
+            previous_generation: link.previous_generation,
+            previous: link.previous,
+            previous_epoch: link.previous_epoch,
+            created_at,
+            indexes,
+            snapshots,
+        })
     }
+
+    fn parse_v3_header(header: &[u8; MANIFEST_V3_HEADER_LEN], generation: u64) -> Result<ManifestLink> {
+        let mut r = Reader { bytes: &header[10..], what: "manifest" };
+        if r.u64()? != generation {
+            return Err(Error::Integrity {
+                object: DataKind::BackupSnapshot,
+                problem: format!("backup {} claims another generation", manifest_name(generation)),
+            });
+        }
+        let previous_generation = r.u64()?;
+        if previous_generation >= generation {
+            return Err(malformed("manifest"));
+        }
+        Ok(ManifestLink { previous_generation, previous: r.array()?, previous_epoch: r.u32()? })
+    }
+
+    /// The link to its predecessor of the manifest stored as `manifest-<generation>`, whose bytes
+    /// the caller has already pinned by hash: read from a version 3 manifest's clear header (no
+    /// key needed, so a device walks back past generations whose tokens are gone), or from an
+    /// older manifest opened under epoch `epoch`.
+    pub fn link(keys: &BackupKeys, epoch: u32, generation: u64, sealed: &[u8]) -> Result<ManifestLink> {
+        match Self::v3_parts(sealed) {
+            Some((header, _)) => Self::parse_v3_header(header, generation),
+            None => Self::open(keys, epoch, generation, sealed, None).map(|m| m.link_of()),
+        }
+    }
+}
+
+impl Manifest {
+    /// This manifest's link to its predecessor.
+    pub fn link_of(&self) -> ManifestLink {
+        ManifestLink {
+            previous_generation: self.previous_generation,
+            previous: self.previous,
+            previous_epoch: self.previous_epoch,
+        }
+    }
+}
+
+fn v3_aad(header: &[u8; MANIFEST_V3_HEADER_LEN], generation: u64) -> Vec<u8> {
+    let name = manifest_name(generation);
+    let mut aad = Vec::with_capacity(MANIFEST_V3_HEADER_LEN + name.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+// ---- bridges ----------------------------------------------------------------------------------
+
+const BRIDGE_MAGIC: &[u8; 8] = b"VBAKBRDG";
+const BRIDGE_VERSION: u16 = 1;
+
+/// Name of the bridge to generation `generation`.
+pub fn bridge_name(generation: u64) -> String {
+    format!("bridge-{generation:016x}")
+}
+
+fn bridge_aad(previous_generation: u64, generation: u64) -> Vec<u8> {
+    let mut aad = versioned_aad(BRIDGE_MAGIC, BRIDGE_VERSION, &bridge_name(generation));
+    aad.extend_from_slice(&previous_generation.to_le_bytes());
+    aad
+}
+
+/// Seals generation `generation`'s token under generation `previous_generation`'s key (from
+/// `previous`, its token): `bridge-<generation>`, a sealed box (XChaCha20-Poly1305) of the 32
+/// bytes whose associated data is `"VBAKBRDG" ‖ u16 1 ‖ name ‖ u64 previous generation`. Whoever
+/// recovers the previous token (a threshold of guardians that had not yet taken the new one when
+/// a run stopped) walks forward to the newer generation; no bridge leads backwards.
+pub fn seal_bridge(
+    keys: &BackupKeys,
+    previous: &GenerationToken,
+    previous_generation: u64,
+    token: &GenerationToken,
+    generation: u64,
+) -> Vec<u8> {
+    let key = keys.current().generation_key(previous, previous_generation);
+    aead::seal(&key, &bridge_aad(previous_generation, generation), &token.0)
+}
+
+/// Opens `bridge-<generation>` with generation `previous_generation`'s token, under key epoch
+/// `epoch` (the newer generation's manifest epoch).
+pub fn open_bridge(
+    keys: &BackupKeys,
+    epoch: u32,
+    previous: &GenerationToken,
+    previous_generation: u64,
+    generation: u64,
+    sealed: &[u8],
+) -> Result<GenerationToken> {
+    let key = keys.epoch(epoch)?.generation_key(previous, previous_generation);
+    let plain = aead::open(&key, &bridge_aad(previous_generation, generation), sealed)
+        .map_err(|_| failed("bridge", &bridge_name(generation)))?;
+    let token: [u8; 32] = plain.expose_secret().try_into().map_err(|_| malformed("bridge"))?;
+    Ok(GenerationToken(token))
 }
 
 /// The hash that chains manifests and that the head record names: BLAKE3 of the sealed bytes.
@@ -429,13 +675,18 @@ pub fn manifest_hash(sealed: &[u8]) -> [u8; 32] {
 // ---- head record -------------------------------------------------------------------------------
 
 const HEAD_MAGIC: &[u8; 8] = b"VBAKHEAD";
-/// The head record's version: 3 names its manifest's key epoch; 2 (the writing device, no epoch)
-/// and 1 (40 bytes, no writer) still open under a backup's first epoch.
-const HEAD_VERSION: u16 = 3;
+/// The head record's version: 4 carries the generation's token; 3 names its manifest's key
+/// epoch; 2 (the writing device, no epoch) and 1 (40 bytes, no writer) still open under a
+/// backup's first epoch.
+const HEAD_VERSION: u16 = 4;
+const HEAD_V3: u16 = 3;
+/// Most holders a generation token is shared among (a policy's guardians).
+const MAX_TOKEN_HOLDERS: u8 = 8;
 /// Longest writer device id a head record holds (guardians' ids are 32 hex digits).
 pub const MAX_WRITER_ID_LEN: usize = 64;
 const HEAD_V2_LEN: usize = 8 + 32 + 1 + MAX_WRITER_ID_LEN + 8;
 const HEAD_V3_LEN: usize = HEAD_V2_LEN + 4;
+const HEAD_V4_LEN: usize = HEAD_V3_LEN + 2 + 32;
 
 /// The device that writes a backup: its enrolment's device id at the data guardian, and since
 /// when (the time it took the backup over, or its first run), milliseconds since the epoch.
@@ -470,14 +721,21 @@ pub struct Head {
     pub writer: Option<Writer>,
     /// The key epoch its manifest is sealed under (0 for versions 1 and 2).
     pub manifest_epoch: u32,
+    /// What this holder keeps of the generation's token (its version 3 manifest's key is derived
+    /// from the token): the token, or one share of it; `None` for a record of version 3 or older,
+    /// whose manifest is sealed under the epoch's key.
+    pub token: Option<TokenPart>,
 }
 
 impl Head {
-    /// Seals the head record (version 3) under the current key epoch: `u64 generation ‖ manifest
-    /// hash (32) ‖ u8 n ‖ writer id (n bytes, then zeros to 64) ‖ i64 writer since ms ‖ u32
-    /// manifest epoch`; n = 0 (and since = 0) is "no writer".
+    /// Seals the head record under the current key epoch: version 4 with a token, version 3
+    /// without. Version 3 is `u64 generation ‖ manifest hash (32) ‖ u8 n ‖ writer id (n bytes,
+    /// then zeros to 64) ‖ i64 writer since ms ‖ u32 manifest epoch` (n = 0 and since = 0 is "no
+    /// writer"); version 4 appends the token part: `u8 threshold ‖ u8 index ‖ 32 bytes`, either
+    /// threshold 1, index 0 and the token, or a threshold of 2 or more, the share's index (the
+    /// holder's position plus one) and the share.
     pub fn seal(&self, keys: &BackupKeys) -> Vec<u8> {
-        let mut out = zeroize::Zeroizing::new([0u8; HEAD_V3_LEN]);
+        let mut out = zeroize::Zeroizing::new([0u8; HEAD_V4_LEN]);
         out[..8].copy_from_slice(&self.generation.to_le_bytes());
         out[8..40].copy_from_slice(&self.manifest_hash);
         if let Some(w) = &self.writer {
@@ -487,8 +745,20 @@ impl Head {
             out[41..41 + id.len()].copy_from_slice(id);
             out[41 + MAX_WRITER_ID_LEN..HEAD_V2_LEN].copy_from_slice(&w.since_ms.to_le_bytes());
         }
-        out[HEAD_V2_LEN..].copy_from_slice(&self.manifest_epoch.to_le_bytes());
-        aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), &out[..])
+        out[HEAD_V2_LEN..HEAD_V3_LEN].copy_from_slice(&self.manifest_epoch.to_le_bytes());
+        match &self.token {
+            Some(part) => {
+                let (threshold, index, value) = match part {
+                    TokenPart::Whole(token) => (1, 0, &token.0),
+                    TokenPart::Share(share) => (share.threshold, share.index, &share.value),
+                };
+                out[HEAD_V3_LEN] = threshold;
+                out[HEAD_V3_LEN + 1] = index;
+                out[HEAD_V3_LEN + 2..].copy_from_slice(value);
+                aead::seal(keys.head_key(), &head_aad(HEAD_VERSION), &out[..])
+            }
+            None => aead::seal(keys.head_key(), &head_aad(HEAD_V3), &out[..HEAD_V3_LEN]),
+        }
     }
 
     /// Opens the head record under the current key epoch. Under a backup's first epoch a record
@@ -532,6 +802,9 @@ impl Head {
     /// when it does not authenticate under that key.
     fn open_under(keys: &super::keys::EpochKeys, legacy: bool, sealed: &[u8]) -> Option<Result<Self>> {
         if let Ok(plain) = aead::open(keys.head_key(), &head_aad(HEAD_VERSION), sealed) {
+            return Some(Self::decode_v4(plain.expose_secret()));
+        }
+        if let Ok(plain) = aead::open(keys.head_key(), &head_aad(HEAD_V3), sealed) {
             return Some(Self::decode_v3(plain.expose_secret()));
         }
         if !legacy {
@@ -546,8 +819,24 @@ impl Head {
             let generation = r.u64()?;
             let manifest_hash = r.array()?;
             r.finish()?;
-            Ok(Self { generation, manifest_hash, writer: None, manifest_epoch: 0 })
+            Ok(Self { generation, manifest_hash, writer: None, manifest_epoch: 0, token: None })
         })())
+    }
+
+    fn decode_v4(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != HEAD_V4_LEN {
+            return Err(malformed("head record"));
+        }
+        let mut head = Self::decode_v3(&bytes[..HEAD_V3_LEN])?;
+        let value: [u8; 32] = bytes[HEAD_V3_LEN + 2..].try_into().map_err(|_| malformed("head record"))?;
+        head.token = Some(match (bytes[HEAD_V3_LEN], bytes[HEAD_V3_LEN + 1]) {
+            (1, 0) => TokenPart::Whole(GenerationToken(value)),
+            (threshold @ 2.., index @ 1..) if index <= MAX_TOKEN_HOLDERS => {
+                TokenPart::Share(TokenShare { threshold, index, value })
+            }
+            _ => return Err(malformed("head record")),
+        });
+        Ok(head)
     }
 
     fn decode_v3(bytes: &[u8]) -> Result<Self> {
@@ -579,7 +868,7 @@ impl Head {
                 Some(Writer::new(device, since_ms).map_err(|_| malformed("head record"))?)
             }
         };
-        Ok(Self { generation, manifest_hash, writer, manifest_epoch: 0 })
+        Ok(Self { generation, manifest_hash, writer, manifest_epoch: 0, token: None })
     }
 }
 
@@ -612,6 +901,7 @@ mod tests {
     fn manifest() -> Manifest {
         Manifest {
             generation: 7,
+            previous_generation: 6,
             previous: [9; 32],
             previous_epoch: 0,
             created_at: 1_700_000_000_000,
@@ -619,7 +909,7 @@ mod tests {
             snapshots: vec![SnapshotEntry {
                 generation: 7,
                 created_at: 5,
-                tree_chunks: vec![ChunkId([3; 32])],
+                tree_chunks: vec![ChunkRef { id: ChunkId([3; 32]), key: None }],
                 export_len: 1234,
                 media_count: 2,
             }],
@@ -630,16 +920,16 @@ mod tests {
     fn objects_round_trip_and_refuse_other_names_keys_and_tampering() {
         let k = keys(1);
         let sealed = manifest().seal(&k).unwrap();
-        assert_eq!(Manifest::open(&k, 0, 7, &sealed).unwrap(), manifest());
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed, None).unwrap(), manifest());
         assert!(
-            matches!(Manifest::open(&k, 0, 8, &sealed), Err(Error::Integrity { .. })),
+            matches!(Manifest::open(&k, 0, 8, &sealed, None), Err(Error::Integrity { .. })),
             "replayed under another generation"
         );
-        assert!(matches!(Manifest::open(&keys(2), 0, 7, &sealed), Err(Error::Integrity { .. })));
+        assert!(matches!(Manifest::open(&keys(2), 0, 7, &sealed, None), Err(Error::Integrity { .. })));
         for i in [0, 30, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(matches!(Manifest::open(&k, 0, 7, &bad), Err(Error::Integrity { .. })));
+            assert!(matches!(Manifest::open(&k, 0, 7, &bad, None), Err(Error::Integrity { .. })));
         }
 
         let locations = vec![Location {
@@ -652,13 +942,16 @@ mod tests {
         assert!(open_index(&k, 0, "index-b", &sealed).is_err(), "an index object moved to another name");
         assert!(open_index(&k, 1, "index-a", &sealed).is_err(), "an epoch this key does not reach");
 
-        let head = Head { generation: 3, manifest_hash: [6; 32], writer: None, manifest_epoch: 0 };
+        let head = Head { generation: 3, manifest_hash: [6; 32], writer: None, manifest_epoch: 0, token: None };
         assert_eq!(Head::open(&k, &head.seal(&k)).unwrap(), head);
         assert!(Head::open(&keys(3), &head.seal(&k)).is_err());
 
         let tree = Tree {
             export_len: 77,
-            export_chunks: vec![ChunkId([1; 32]), ChunkId([2; 32])],
+            export_chunks: vec![
+                ChunkRef { id: ChunkId([1; 32]), key: Some(ChunkKey([11; 32])) },
+                ChunkRef { id: ChunkId([2; 32]), key: Some(ChunkKey([12; 32])) },
+            ],
             media: vec![MediaEntry { media_id: [8; 16], file_len: 4096 }],
         };
         assert_eq!(Tree::decode(&tree.encode().unwrap()).unwrap(), tree);
@@ -668,11 +961,117 @@ mod tests {
         }
     }
 
+    fn keyed_manifest() -> Manifest {
+        let mut m = manifest();
+        m.snapshots[0].tree_chunks = vec![
+            ChunkRef { id: ChunkId([3; 32]), key: Some(ChunkKey([30; 32])) },
+            ChunkRef { id: ChunkId([4; 32]), key: Some(ChunkKey([40; 32])) },
+        ];
+        m
+    }
+
+    #[test]
+    fn a_version_3_manifest_opens_only_with_its_generations_token() {
+        let k = keys(1);
+        let token = GenerationToken([21; 32]);
+        let sealed = keyed_manifest().seal_with_token(&k, &token).unwrap();
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed, Some(&token)).unwrap(), keyed_manifest());
+        // Without the token, with another generation's token, or under the right token and
+        // backup key but as another generation: nothing opens.
+        let error = Manifest::open(&k, 0, 7, &sealed, None).unwrap_err();
+        assert!(error.to_string().contains("token"), "{error}");
+        assert!(Manifest::open(&k, 0, 7, &sealed, Some(&GenerationToken([22; 32]))).is_err());
+        assert!(Manifest::open(&keys(2), 0, 7, &sealed, Some(&token)).is_err());
+        assert!(Manifest::open(&k, 0, 8, &sealed, Some(&token)).is_err());
+        for i in [0, 9, 12, 20, 30, 60, 70, sealed.len() - 1] {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(Manifest::open(&k, 0, 7, &bad, Some(&token)).is_err(), "bit flipped at {i}");
+        }
+        // The chain link is read without any key; an older manifest's is read by opening it.
+        let link = Manifest::link(&keys(9), 0, 7, &sealed).unwrap();
+        assert_eq!(link, ManifestLink { previous_generation: 6, previous: [9; 32], previous_epoch: 0 });
+        assert!(Manifest::link(&k, 0, 8, &sealed).is_err(), "a manifest under another generation's name");
+        assert_eq!(Manifest::link(&k, 0, 7, &manifest().seal(&k).unwrap()).unwrap(), link);
+        // A skipped generation is carried by a version 3 manifest only.
+        let skipped = Manifest { previous_generation: 5, ..keyed_manifest() };
+        let sealed = skipped.seal_with_token(&k, &token).unwrap();
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed, Some(&token)).unwrap(), skipped);
+        assert_eq!(Manifest::link(&k, 0, 7, &sealed).unwrap().previous_generation, 5);
+        assert!(Manifest { previous_generation: 5, ..manifest() }.seal(&k).is_err());
+        // The version 2 sealing takes no keys, the version 3 one needs every key.
+        assert!(keyed_manifest().seal(&k).is_err());
+        assert!(manifest().seal_with_token(&k, &token).is_err());
+    }
+
+    #[test]
+    fn a_version_4_head_carries_its_token_and_older_versions_none() {
+        let k = keys(1);
+        let head = Head {
+            generation: 9,
+            manifest_hash: [4; 32],
+            writer: None,
+            manifest_epoch: 0,
+            token: Some(TokenPart::Whole(GenerationToken([5; 32]))),
+        };
+        let sealed = head.seal(&k);
+        assert_eq!(sealed.len(), 24 + HEAD_V4_LEN + 16);
+        assert_eq!(Head::open(&k, &sealed).unwrap(), head);
+        assert!(Head::open(&keys(2), &sealed).is_err());
+        let v3 = Head { token: None, ..head.clone() };
+        assert_eq!(v3.seal(&k).len(), 24 + HEAD_V3_LEN + 16);
+        assert_eq!(Head::open(&k, &v3.seal(&k)).unwrap(), v3);
+        let share = Head {
+            token: Some(TokenPart::Share(TokenShare { threshold: 2, index: 3, value: [6; 32] })),
+            ..head.clone()
+        };
+        assert_eq!(Head::open(&k, &share.seal(&k)).unwrap(), share);
+        let mut short = [0u8; HEAD_V4_LEN - 1];
+        short[..8].copy_from_slice(&9u64.to_le_bytes());
+        assert!(Head::decode_v4(&short).is_err());
+        // A whole token with an index, a share with a threshold of 1 or index 0 or 9: refused.
+        for (threshold, index) in [(1, 1), (2, 0), (1, 9), (0, 0), (3, 9)] {
+            let mut plain = [0u8; HEAD_V4_LEN];
+            plain[HEAD_V3_LEN] = threshold;
+            plain[HEAD_V3_LEN + 1] = index;
+            assert!(Head::decode_v4(&plain).is_err(), "threshold {threshold}, index {index}");
+        }
+        assert!(format!("{head:?}").contains("REDACTED") && !format!("{head:?}").contains("5, 5"));
+    }
+
+    #[test]
+    fn a_bridge_opens_only_with_the_previous_generations_token() {
+        let k = keys(1);
+        let (old, new) = (GenerationToken([1; 32]), GenerationToken([2; 32]));
+        let sealed = seal_bridge(&k, &old, 4, &new, 5);
+        assert_eq!(open_bridge(&k, 0, &old, 4, 5, &sealed).unwrap(), new);
+        assert!(open_bridge(&k, 0, &new, 4, 5, &sealed).is_err(), "the new token opens no bridge to itself");
+        assert!(open_bridge(&k, 0, &old, 3, 5, &sealed).is_err());
+        assert!(open_bridge(&k, 0, &old, 4, 6, &sealed).is_err(), "a bridge moved to another name");
+        assert!(open_bridge(&keys(2), 0, &old, 4, 5, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_version_1_tree_decodes_without_keys() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(TREE_MAGIC);
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.extend_from_slice(&77u64.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&[1; 32]);
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        let tree = Tree::decode(&bytes).unwrap();
+        assert_eq!(tree.export_chunks, vec![ChunkRef { id: ChunkId([1; 32]), key: None }]);
+        assert!(tree.encode().is_err(), "a tree is written with every chunk's key");
+        bytes[8] = 3;
+        assert!(matches!(Tree::decode(&bytes), Err(Error::UnsupportedVersion { .. })));
+    }
+
     #[test]
     fn head_records_name_their_writer_and_version_1_still_opens_without_one() {
         let k = keys(1);
         let writer = Writer::new(&"ab".repeat(16), 1_700_000_000_123).unwrap();
-        let head = Head { generation: 9, manifest_hash: [4; 32], writer: Some(writer), manifest_epoch: 0 };
+        let head = Head { generation: 9, manifest_hash: [4; 32], writer: Some(writer), manifest_epoch: 0, token: None };
         let sealed = head.seal(&k);
         assert_eq!(sealed.len(), 24 + HEAD_V3_LEN + 16, "fixed size whatever the writer");
         assert_eq!(sealed.len(), Head { writer: None, ..head.clone() }.seal(&k).len());
@@ -685,7 +1084,7 @@ mod tests {
         let old = seal_head_v1(&k, 5, &[7; 32]);
         assert_eq!(
             Head::open(&k, &old).unwrap(),
-            Head { generation: 5, manifest_hash: [7; 32], writer: None, manifest_epoch: 0 }
+            Head { generation: 5, manifest_hash: [7; 32], writer: None, manifest_epoch: 0, token: None }
         );
         assert!(Writer::new("", 1).is_err());
         assert!(Writer::new(&"a".repeat(65), 1).is_err());
@@ -720,15 +1119,15 @@ mod tests {
         assert_eq!(new.chunk_id(b"x"), old.chunk_id(b"x"), "deduplication keys stay across epochs");
         // Written before the rotation: opens under its epoch with the new keyring.
         let before = manifest().seal(&old).unwrap();
-        assert_eq!(Manifest::open(&new, 0, 7, &before).unwrap(), manifest());
+        assert_eq!(Manifest::open(&new, 0, 7, &before, None).unwrap(), manifest());
         // Written after: the old key opens none of it.
         let mut after = manifest();
         after.indexes.push(IndexRef { id: [3; 16], epoch: 1 });
         let sealed = after.seal(&new).unwrap();
-        assert_eq!(Manifest::open(&new, 1, 7, &sealed).unwrap(), after);
-        assert!(Manifest::open(&old, 0, 7, &sealed).is_err());
-        assert!(Manifest::open(&new, 0, 7, &sealed).is_err(), "opened only under the epoch that names it");
-        let head = Head { generation: 8, manifest_hash: [8; 32], writer: None, manifest_epoch: 1 };
+        assert_eq!(Manifest::open(&new, 1, 7, &sealed, None).unwrap(), after);
+        assert!(Manifest::open(&old, 0, 7, &sealed, None).is_err());
+        assert!(Manifest::open(&new, 0, 7, &sealed, None).is_err(), "opened only under the epoch that names it");
+        let head = Head { generation: 8, manifest_hash: [8; 32], writer: None, manifest_epoch: 1, token: None };
         assert!(Head::open(&old, &head.seal(&new)).is_err());
         let index = seal_index(&new, "index-c", &[]).unwrap();
         assert!(open_index(&old, 0, "index-c", &index).is_err());
@@ -737,7 +1136,7 @@ mod tests {
     #[test]
     fn after_a_rotation_an_old_key_head_opens_only_at_the_rotation_point() {
         let (old, new) = rotated();
-        let at_rotation = Head { generation: 4, manifest_hash: [4; 32], writer: None, manifest_epoch: 0 };
+        let at_rotation = Head { generation: 4, manifest_hash: [4; 32], writer: None, manifest_epoch: 0, token: None };
         assert_eq!(Head::open(&new, &at_rotation.seal(&old)).unwrap(), at_rotation);
         assert!(!Head::sealed_under_current(&new, &at_rotation.seal(&old)));
         assert!(Head::sealed_under_current(&new, &at_rotation.seal(&new)));
@@ -768,7 +1167,7 @@ mod tests {
         plain.extend_from_slice(&1u32.to_le_bytes());
         plain.extend_from_slice(&[3; 32]);
         let sealed = seal(k.manifest_key(), MANIFEST_MAGIC, &manifest_name(7), &plain);
-        assert_eq!(Manifest::open(&k, 0, 7, &sealed).unwrap(), manifest());
+        assert_eq!(Manifest::open(&k, 0, 7, &sealed, None).unwrap(), manifest());
     }
 
     #[test]
@@ -776,7 +1175,7 @@ mod tests {
         // A tree claiming four billion chunks in a few bytes is refused before allocating.
         let mut bytes = Vec::new();
         bytes.extend_from_slice(TREE_MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&TREE_VERSION.to_le_bytes());
         bytes.extend_from_slice(&0u64.to_le_bytes());
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(Tree::decode(&bytes), Err(Error::Integrity { .. })));
@@ -800,6 +1199,7 @@ mod tests {
             manifest_hash: [5; 32],
             writer: Some(Writer::new("0123456789abcdef0123456789abcdef", 1_700_000_000_000).unwrap()),
             manifest_epoch: 1,
+            token: None,
         }
     }
 

@@ -2,7 +2,9 @@
 //! purpose each (`crypto::derive::Purpose`, listed in `docs/key-hierarchy.md`), and the keyring
 //! that carries earlier epochs' keys forward. Only the crate reads them.
 
-use crate::crypto::derive::{Purpose, derive_bytes, derive_subkey, keyed_hash, keyed_output};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::crypto::derive::{Derivation, Purpose, derive_bytes, derive_subkey, keyed_hash, keyed_output};
 use crate::error::{DataKind, Error, Result};
 use crate::secret::SecretKey;
 
@@ -15,6 +17,172 @@ pub struct ChunkId(pub [u8; 32]);
 impl std::fmt::Debug for ChunkId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ChunkId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The key one chunk is sealed under (`crypto::single_use`): drawn fresh for the chunk, carried
+/// by the snapshot tree that holds the chunk, and found nowhere else, so a chunk that leaves every
+/// live tree is forgotten with the trees that named it (`docs/adr/0017-forward-secret-backups.md`).
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct ChunkKey(pub(crate) [u8; 32]);
+
+impl ChunkKey {
+    /// The key as a [`SecretKey`], for opening the chunk.
+    pub(crate) fn secret(&self) -> SecretKey {
+        SecretKey::from_bytes(self.0)
+    }
+
+    /// Takes the key a sealing drew.
+    pub(crate) fn from_secret(key: &SecretKey) -> Self {
+        Self(*key.expose_secret())
+    }
+}
+
+impl std::fmt::Debug for ChunkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkKey([REDACTED])")
+    }
+}
+
+/// A generation's token: 32 random bytes drawn for each new generation and kept only in the head
+/// records. The generation's manifest is sealed under a key derived from it, so once the holders
+/// overwrite it, that manifest (and every chunk key only it reaches) is gone.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct GenerationToken(pub(crate) [u8; 32]);
+
+impl GenerationToken {
+    /// A fresh token from the operating system's CSPRNG.
+    pub(crate) fn generate() -> Result<Self> {
+        crate::crypto::random_array().map(Self).map_err(Error::from_rng)
+    }
+}
+
+impl std::fmt::Debug for GenerationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GenerationToken([REDACTED])")
+    }
+}
+
+/// One holder's Shamir share of a generation token.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct TokenShare {
+    /// How many shares recover the token (2 or more).
+    pub(crate) threshold: u8,
+    /// The share's index: the holder's position among the guardians plus one.
+    pub(crate) index: u8,
+    /// The share.
+    pub(crate) value: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenShare({} of {}, [REDACTED])", self.index, self.threshold)
+    }
+}
+
+/// What a holder's head record carries of its generation's token: the token itself, or (when the
+/// backup's policy spreads it over the guardians) this holder's share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenPart {
+    /// The token.
+    Whole(GenerationToken),
+    /// One share of it.
+    Share(TokenShare),
+}
+
+/// How a backup spreads each generation's token over its holders: `threshold` of the `holders`
+/// (the guardians, in enrolment order) recover it; with a threshold of 1 every holder keeps it
+/// whole (a backup directory, one guardian, or a policy any single guardian plus the recovery code
+/// meets, since a recovery must work with the code and one guardian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenPolicy {
+    /// Shares that recover a token.
+    pub(crate) threshold: u8,
+    /// Holders, one share each.
+    pub(crate) holders: u8,
+}
+
+impl TokenPolicy {
+    /// Every holder keeps the token whole.
+    pub(crate) const WHOLE: Self = Self { threshold: 1, holders: 1 };
+
+    /// The policy of a backup whose key is split `threshold` of `servers` guardians plus the
+    /// recovery code when `code`: the guardians any recovery reaches are at least `threshold`,
+    /// less one when the code is one of the shares.
+    pub(crate) fn for_guardians(threshold: u8, servers: u8, code: bool) -> Self {
+        let needed = threshold.saturating_sub(u8::from(code)).clamp(1, servers.max(1));
+        if needed == 1 { Self::WHOLE } else { Self { threshold: needed, holders: servers } }
+    }
+
+    /// What the holder at `position` (0-based) keeps of generation `generation`'s `token`. The
+    /// split is drawn from the token itself, so every device that holds it makes the same shares.
+    pub(crate) fn part(&self, token: &GenerationToken, generation: u64, position: usize) -> Result<TokenPart> {
+        if self.threshold <= 1 {
+            return Ok(TokenPart::Whole(token.clone()));
+        }
+        let index = u8::try_from(position + 1)
+            .ok()
+            .filter(|i| *i <= self.holders)
+            .ok_or(Error::Internal("a token share for a holder the policy does not have"))?;
+        let mut derivation = Derivation::new(Purpose::BackupTokenShares);
+        derivation.update(&token.0).update(&generation.to_le_bytes());
+        let secret = SecretKey::from_bytes(token.0);
+        let shares =
+            crate::recovery::shares::split_derived(&secret, self.threshold, self.holders, derivation.stream())?;
+        let share = shares.into_iter().find(|s| s.index == index).ok_or(Error::Internal("token share"))?;
+        Ok(TokenPart::Share(TokenShare { threshold: self.threshold, index, value: *share.value.expose_secret() }))
+    }
+}
+
+/// Every token the parts held for one generation can give: a whole token as it is, and each
+/// combination of `threshold` shares with distinct indexes (a holder may lie: the caller keeps the
+/// one its manifest opens under). At most 70 candidates (4 of 8 holders).
+pub(crate) fn token_candidates(parts: &[TokenPart]) -> Vec<GenerationToken> {
+    let mut out: Vec<GenerationToken> = Vec::new();
+    let mut shares: Vec<&TokenShare> = Vec::new();
+    for part in parts {
+        match part {
+            TokenPart::Whole(token) if !out.contains(token) => out.push(token.clone()),
+            TokenPart::Whole(_) => {}
+            TokenPart::Share(share) if !shares.iter().any(|s| s.index == share.index) => shares.push(share),
+            TokenPart::Share(_) => {}
+        }
+    }
+    let Some(threshold) = shares.first().map(|s| usize::from(s.threshold)) else { return out };
+    shares.retain(|s| usize::from(s.threshold) == threshold);
+    for subset in subsets(shares.len().min(8), threshold) {
+        let picked: Vec<crate::recovery::shares::Share> = subset
+            .iter()
+            .map(|&i| crate::recovery::shares::Share {
+                index: shares[i].index,
+                value: SecretKey::from_bytes(shares[i].value),
+            })
+            .collect();
+        let refs: Vec<&crate::recovery::shares::Share> = picked.iter().collect();
+        if let Ok(token) = crate::recovery::shares::combine(&refs, shares[0].threshold) {
+            let token = GenerationToken(*token.expose_secret());
+            if !out.contains(&token) {
+                out.push(token);
+            }
+        }
+    }
+    out
+}
+
+/// Every `k`-element subset of `0..n`, in lexicographic order.
+fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+    if k == 0 || k > n {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut pick: Vec<usize> = (0..k).collect();
+    loop {
+        out.push(pick.clone());
+        let Some(i) = (0..k).rev().find(|&i| pick[i] < n - k + i) else { return out };
+        pick[i] += 1;
+        for j in i + 1..k {
+            pick[j] = pick[j - 1] + 1;
+        }
     }
 }
 
@@ -61,6 +229,18 @@ impl EpochKeys {
         &self.head
     }
 
+    /// The key generation `generation`'s manifest (version 3) is sealed under: derived from this
+    /// epoch's manifest key, the generation's token and the generation.
+    pub(crate) fn generation_key(&self, token: &GenerationToken, generation: u64) -> SecretKey {
+        let mut key = SecretKey::zeroed();
+        Derivation::new(Purpose::BackupGenerationSeal)
+            .update(self.manifest.expose_secret())
+            .update(&token.0)
+            .update(&generation.to_le_bytes())
+            .fill(key.expose_secret_mut());
+        key
+    }
+
     /// The key this epoch's keyring object is sealed under.
     pub(crate) fn keyring_key(&self) -> &SecretKey {
         &self.keyring
@@ -93,6 +273,9 @@ pub(crate) struct BackupKeys {
     gear: Box<[u64; 256]>,
     epochs: Vec<EpochKeys>,
     rotation: Option<RotationPoint>,
+    /// The token of a generation this device holds whole (it wrote or restored that generation),
+    /// for opening it when the head record carries only a share.
+    known_token: Option<(u64, GenerationToken)>,
 }
 
 impl BackupKeys {
@@ -112,6 +295,7 @@ impl BackupKeys {
             gear,
             epochs: vec![EpochKeys::derive(brk)],
             rotation: None,
+            known_token: None,
         }
     }
 
@@ -123,6 +307,28 @@ impl BackupKeys {
         keys.epochs = keyring.earlier.iter().chain(std::iter::once(current)).map(EpochKeys::derive).collect();
         keys.rotation = Some(keyring.rotation);
         keys
+    }
+
+    /// These keys, knowing generation `generation`'s token.
+    pub(crate) fn with_known_token(mut self, generation: u64, token: GenerationToken) -> Self {
+        self.known_token = Some((generation, token));
+        self
+    }
+
+    /// The token of generation `generation`, if these keys know it.
+    pub(crate) fn known_token(&self, generation: u64) -> Option<&GenerationToken> {
+        self.known_token.as_ref().filter(|(g, _)| *g == generation).map(|(_, t)| t)
+    }
+
+    /// The token that opens the manifest `head` names: the one the head carries whole, else the
+    /// one these keys know for its generation; `None` when neither (a share alone, or a head of
+    /// the format before forward secrecy, which needs none).
+    pub(crate) fn token_for(&self, head: &super::format::Head) -> Option<GenerationToken> {
+        match &head.token {
+            Some(TokenPart::Whole(token)) => Some(token.clone()),
+            Some(TokenPart::Share(_)) => self.known_token(head.generation).cloned(),
+            None => None,
+        }
     }
 
     /// The current epoch (0 for a backup never rotated).
@@ -354,4 +560,60 @@ mod tests {
     fn regenerate_golden_keyring() {
         std::fs::write(GOLDEN_KEYRING, golden_keyring().seal(&SecretKey::from_bytes([3; 32]))).unwrap();
     }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn the_token_policy_follows_the_guardians_any_recovery_reaches() {
+        // 2 of {A, code}: whole at A; 2 of {A, B, code}: whole at each (A and the code suffice);
+        // 2 of {A, B, C}: 2 of 3; 3 of {A, B, C, code}: 2 of 3; 1 of {A} (single provider): whole.
+        assert_eq!(TokenPolicy::for_guardians(2, 1, true), TokenPolicy::WHOLE);
+        assert_eq!(TokenPolicy::for_guardians(2, 2, true), TokenPolicy::WHOLE);
+        assert_eq!(TokenPolicy::for_guardians(2, 3, false), TokenPolicy { threshold: 2, holders: 3 });
+        assert_eq!(TokenPolicy::for_guardians(3, 3, true), TokenPolicy { threshold: 2, holders: 3 });
+        assert_eq!(TokenPolicy::for_guardians(1, 1, false), TokenPolicy::WHOLE);
+    }
+
+    /// Shares are drawn from the token: any device makes the same ones, and any two combine. The
+    /// pinned share fixes the split (a change would strand guardians' shares written by an older
+    /// build). Checked independently with the Python `blake3` package: with a threshold of 2, byte
+    /// `j`'s coefficient is the first byte of the `j`-th 4-byte word of the `BackupTokenShares`
+    /// stream over `token ‖ u64 generation`, and share 1 (x = 1 in GF(256)) is the token byte XOR
+    /// that coefficient.
+    #[test]
+    fn token_shares_are_reproducible_and_any_threshold_combines() {
+        let policy = TokenPolicy { threshold: 2, holders: 3 };
+        let token = GenerationToken([7; 32]);
+        let share = |position| match policy.part(&token, 5, position).unwrap() {
+            TokenPart::Share(share) => share,
+            TokenPart::Whole(_) => panic!("a split policy gives shares"),
+        };
+        let shares: Vec<TokenShare> = (0..3).map(share).collect();
+        assert_eq!(shares.iter().map(|s| (s.threshold, s.index)).collect::<Vec<_>>(), [(2, 1), (2, 2), (2, 3)]);
+        assert_eq!(shares, (0..3).map(share).collect::<Vec<_>>(), "the same token gives the same shares");
+        assert_ne!(shares[0].value, token.0);
+        assert_eq!(hex::encode(shares[0].value), PINNED_SHARE_1);
+        for pair in [[0, 1], [0, 2], [1, 2]] {
+            let parts: Vec<TokenPart> = pair.iter().map(|&i| TokenPart::Share(shares[i].clone())).collect();
+            assert_eq!(token_candidates(&parts), vec![token.clone()], "{pair:?}");
+        }
+        // One share alone gives nothing; another generation's split differs.
+        assert!(token_candidates(&[TokenPart::Share(shares[0].clone())]).is_empty());
+        let other = match policy.part(&token, 6, 0).unwrap() {
+            TokenPart::Share(share) => share,
+            TokenPart::Whole(_) => panic!(),
+        };
+        assert_ne!(other.value, shares[0].value);
+        assert!(policy.part(&token, 5, 3).is_err(), "no fourth holder");
+        // A lying holder's share: the honest pair is still among the candidates.
+        let mut liar = shares[2].clone();
+        liar.value[0] ^= 1;
+        let parts = [shares[0].clone(), shares[1].clone(), liar].map(TokenPart::Share);
+        assert!(token_candidates(&parts).contains(&token));
+    }
+
+    const PINNED_SHARE_1: &str = "710434da75423d3363a931ee6d55a1fa91c281d5e32b930f25cf16f21181ff6f";
 }

@@ -4,14 +4,16 @@ use crate::error::DataKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::format::{
-    Head, IndexRef, Location, Manifest, ObjectId, index_name, manifest_hash, manifest_name, media_object_name,
-    pack_name, random_object_id, seal_index,
+    Head, IndexRef, Location, Manifest, ObjectId, bridge_name, index_name, manifest_hash, manifest_name,
+    media_object_name, pack_name, random_object_id, seal_bridge, seal_index,
 };
-use super::keys::{BackupKeys, ChunkId};
-use super::pack::{PackWriter, open_chunk};
+use super::keys::{BackupKeys, ChunkId, ChunkKey, GenerationToken, TokenPart, TokenPolicy};
+use super::pack::{PackError, PackWriter, open_chunk, sealed_chunk};
 use super::padding::padme_len;
 use super::remote::RemoteObject;
-use super::run::{Current, current, fetch_named, load_index, open_in_pack, read_tree, transport_error, verify_chain};
+use super::run::{
+    Current, chunk_keys, current, fetch_named, load_index, open_in_pack, read_tree, transport_error, verify_chain,
+};
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::media::io::MediaReader;
@@ -43,7 +45,8 @@ pub struct BackupCheck {
     pub manifests_checked: u64,
     /// Snapshots whose trees were read.
     pub snapshots: u64,
-    /// Packs the index lists.
+    /// Packs that hold chunks of the retained snapshot (a pack of dead chunks only waits for a
+    /// prune; no key to authenticate it is left).
     pub packs_total: u64,
     /// Packs read in full: all, or with a read fraction `f` of `n` packs, `ceil(f × n)` chosen at
     /// random (at least one when `f > 0`).
@@ -135,6 +138,9 @@ pub(crate) fn verify(
         transport.list().map_err(transport_error("listing the backup"))?.into_iter().collect();
     let mut media_seen = HashSet::new();
     let mut present = Vec::new();
+    // The chunks the retained snapshots reach, with their keys: only they can be authenticated
+    // (a chunk no snapshot holds has no key any more, by design).
+    let mut live_keys = HashMap::new();
     for snapshot in &head.manifest.snapshots {
         let tree = match read_tree(transport, keys, &known, snapshot) {
             Ok(tree) => tree,
@@ -144,7 +150,8 @@ pub(crate) fn verify(
             }
         };
         check.snapshots += 1;
-        let missing = tree.export_chunks.iter().filter(|id| !known.contains_key(id)).count();
+        live_keys.extend(chunk_keys(snapshot, &tree));
+        let missing = tree.export_chunks.iter().filter(|c| !known.contains_key(&c.id)).count();
         if missing > 0 {
             check.problems.push(format!("snapshot {}: {missing} chunks missing from the index", snapshot.generation));
         }
@@ -186,8 +193,10 @@ pub(crate) fn verify(
             (Err(e), None) => check.problems.push(format!("{name}: {e}")),
         }
     }
+    // The packs that hold some of the retained snapshots' chunks (a pack of dead chunks only is
+    // for prune to remove; nothing can authenticate it).
     let mut by_pack: BTreeMap<ObjectId, Vec<Location>> = BTreeMap::new();
-    for location in known.values() {
+    for location in known.values().filter(|l| live_keys.contains_key(&l.entry.id)) {
         by_pack.entry(location.pack).or_default().push(*location);
     }
     check.packs_total = by_pack.len() as u64;
@@ -204,7 +213,8 @@ pub(crate) fn verify(
         let bytes = transport.get(&name).map_err(transport_error("reading a pack"))?.unwrap_or_default();
         check.packs_read += 1;
         for location in locations {
-            match open_chunk(keys, location.epoch, &bytes, &location.entry) {
+            let key = live_keys.get(&location.entry.id).and_then(Option::as_ref);
+            match open_chunk(keys, location.epoch, &bytes, &location.entry, key) {
                 Ok(_) => check.chunks_authenticated += 1,
                 Err(e) => check.problems.push(format!("{name}: {e} ({:?})", location.entry.id)),
             }
@@ -253,6 +263,7 @@ pub(crate) fn prune(
     keys: &BackupKeys,
     local: crate::store::backup_state::Position,
     keep: usize,
+    policy: TokenPolicy,
 ) -> Result<(PruneReport, Head)> {
     if keep == 0 {
         return Err(Error::InvalidInput("keep at least one snapshot".into()));
@@ -267,12 +278,11 @@ pub(crate) fn prune(
         ..PruneReport::default()
     };
 
-    let mut live: HashSet<ChunkId> = HashSet::new();
+    let mut live: HashMap<ChunkId, Option<ChunkKey>> = HashMap::new();
     let mut live_media: HashSet<String> = HashSet::new();
     for snapshot in &kept {
-        live.extend(snapshot.tree_chunks.iter().copied());
         let tree = read_tree(transport, keys, &known, snapshot)?;
-        live.extend(tree.export_chunks.iter().copied());
+        live.extend(chunk_keys(snapshot, &tree));
         live_media.extend(tree.media.iter().map(|m| media_object_name(keys, &m.media_id)));
     }
 
@@ -281,7 +291,7 @@ pub(crate) fn prune(
     for location in known.values() {
         let entry = packs.entry(location.pack).or_default();
         entry.1 += u64::from(location.entry.sealed_len);
-        if live.contains(&location.entry.id) {
+        if live.contains_key(&location.entry.id) {
             entry.0 += u64::from(location.entry.sealed_len);
             entry.2.push(*location);
         }
@@ -299,9 +309,13 @@ pub(crate) fn prune(
         }
     }
 
+    // A forward-secret backup's chunks move to new packs unchanged (their keys stay valid); an
+    // older backup's are sealed again under the current epoch's key.
+    let forward_secret = head.head.token.is_some();
+    let new_writer = || if forward_secret { PackWriter::new() } else { PackWriter::epoch_keyed() };
     let mut new_locations: Vec<Location> = Vec::new();
     let mut doomed: Vec<ObjectId> = Vec::new();
-    let mut writer = PackWriter::new();
+    let mut writer = new_writer();
     for (pack, (live_bytes, total, locations)) in &packs {
         if *live_bytes == 0 {
             doomed.push(*pack);
@@ -309,12 +323,18 @@ pub(crate) fn prune(
         } else if *live_bytes * 2 < *total {
             let bytes = fetch_named(transport, &pack_name(pack), "pack")?;
             for location in locations {
-                let plain = open_in_pack(keys, &bytes, location)?;
-                writer
-                    .add(keys, location.entry.id, plain.expose_secret())
-                    .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
+                let key = live.get(&location.entry.id).and_then(Option::as_ref);
+                // Authenticated before it moves, so a repack never carries damage forward.
+                let plain = open_in_pack(keys, &bytes, location, key)?;
+                let moved = if forward_secret {
+                    let (_, sealed) = sealed_chunk(&bytes, &location.entry).map_err(pack_error)?;
+                    writer.add_sealed(location.entry.id, sealed)
+                } else {
+                    writer.add_epoch_keyed(keys, location.entry.id, plain.expose_secret())
+                };
+                moved.map_err(pack_error)?;
                 if writer.len() >= super::run::PACK_TARGET {
-                    upload_pack(transport, keys, std::mem::take(&mut writer), &mut new_locations)?;
+                    upload_pack(transport, keys, std::mem::replace(&mut writer, new_writer()), &mut new_locations)?;
                 }
             }
             doomed.push(*pack);
@@ -334,13 +354,28 @@ pub(crate) fn prune(
         .map_err(transport_error("uploading an index object"))?;
     let manifest = Manifest {
         generation: head.head.generation + 1,
+        previous_generation: head.head.generation,
         previous: head.head.manifest_hash,
         previous_epoch: head.head.manifest_epoch,
         created_at: crate::store::now_millis(),
         indexes: vec![IndexRef { id: index_id, epoch: keys.current_epoch() }],
         snapshots: kept,
     };
-    let sealed = manifest.seal(keys)?;
+    // A forward-secret backup's new generation gets a token of its own, like a run's, and a bridge
+    // from the previous one (so a prune stopped between the guardians' head writes leaves it
+    // restorable through the previous generation's shares).
+    let token = if forward_secret { Some(GenerationToken::generate()?) } else { None };
+    if let (Some(token), Some(previous)) = (&token, keys.token_for(&head.head)) {
+        let bridge = seal_bridge(keys, &previous, head.head.generation, token, manifest.generation);
+        match transport.put(&bridge_name(manifest.generation), &bridge) {
+            Ok(()) | Err(super::transport::TransportError::Exists) => {}
+            Err(e) => return Err(transport_error("writing the bridge")(e)),
+        }
+    }
+    let sealed = match &token {
+        Some(token) => manifest.seal_with_token(keys, token)?,
+        None => manifest.seal(keys)?,
+    };
     transport.put(&manifest_name(manifest.generation), &sealed).map_err(transport_error("writing the manifest"))?;
     // The writer stays: pruning does not change which device writes the backup.
     let new_head = Head {
@@ -348,10 +383,12 @@ pub(crate) fn prune(
         manifest_hash: manifest_hash(&sealed),
         writer: head.head.writer.clone(),
         manifest_epoch: keys.current_epoch(),
+        token: token.as_ref().map(|t| policy.part(t, manifest.generation, 0)).transpose()?,
     };
     transport
         .put_head(&new_head.seal(keys), new_head.generation, Some(&head.version))
         .map_err(transport_error("updating the head record"))?;
+    let new_head = Head { token: token.map(TokenPart::Whole), ..new_head };
     report.generation = new_head.generation;
     report.rewritten = true;
 
@@ -373,6 +410,10 @@ pub(crate) fn prune(
         delete(name, &mut report)?;
     }
     Ok((report, new_head))
+}
+
+fn pack_error(e: PackError) -> Error {
+    Error::Integrity { object: DataKind::BackupPack, problem: e.to_string() }
 }
 
 fn upload_pack(

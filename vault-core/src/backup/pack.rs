@@ -2,28 +2,34 @@
 //! server sees neither single chunks nor their lengths.
 //!
 //! ```text
-//! pack         = "VBAKPACK" (8) ‖ version u16 (= 1) ‖ sealed chunk* ‖ random padding
+//! pack         = "VBAKPACK" (8) ‖ version u16 ‖ sealed chunk* ‖ random padding
+//! version 2:
+//! sealed chunk = ChaCha20-Poly1305 ciphertext ‖ tag (16), all-zero nonce,
+//!                under the chunk's own key (drawn for it, carried by the snapshot tree),
+//!                associated data "VBAKCHNK" ‖ u16 2 ‖ chunk id (32)
+//! version 1 (read, and written by a prune of a backup not yet forward-secret):
 //! sealed chunk = nonce (24) ‖ XChaCha20-Poly1305 ciphertext ‖ tag (16)
-//!                under the chunk-seal key, associated data "VBAKCHNK" ‖ version u16 (= 1) ‖ chunk id (32)
+//!                under the epoch's chunk-seal key, associated data "VBAKCHNK" ‖ u16 1 ‖ chunk id (32)
 //! ```
 //!
 //! A pack does not describe itself: where each chunk lies is recorded in [`PackEntry`] values,
 //! kept in the (sealed) index. Opening a chunk authenticates it under its id and then checks that
 //! the plaintext hashes to that id, so a chunk moved to another id or another pack fails.
 
-use super::keys::{BackupKeys, ChunkId};
+use super::keys::{BackupKeys, ChunkId, ChunkKey};
 use super::padding::padme_len;
-use crate::crypto::aead;
+use crate::crypto::{aead, single_use};
 use crate::secret::SecretBytes;
 
 /// Magic at the start of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"VBAKPACK";
-/// Current pack format version.
-pub const PACK_VERSION: u16 = 1;
+/// The pack version whose chunks are sealed under keys of their own.
+pub const PACK_VERSION: u16 = 2;
+/// The pack version whose chunks are sealed under the key epoch's chunk-seal key.
+pub const PACK_VERSION_EPOCH_KEYED: u16 = 1;
 /// Bytes before the first sealed chunk.
 pub const PACK_HEADER_LEN: usize = 10;
 const CHUNK_AAD_MAGIC: &[u8; 8] = b"VBAKCHNK";
-const CHUNK_VERSION: u16 = 1;
 
 /// Where one chunk lies in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +38,7 @@ pub struct PackEntry {
     pub id: ChunkId,
     /// Offset of the sealed chunk from the start of the pack.
     pub offset: u32,
-    /// Length of the sealed chunk (plaintext + 40).
+    /// Length of the sealed chunk (plaintext + 16 in a version 2 pack, + 40 in version 1).
     pub sealed_len: u32,
 }
 
@@ -51,18 +57,22 @@ pub enum PackError {
     /// The sealed chunk failed authentication or does not hash to its id.
     #[error("a chunk failed authentication")]
     Authentication,
+    /// The operating system's random number generator failed (a chunk key could not be drawn).
+    #[error("no randomness for a chunk key")]
+    Randomness,
 }
 
-fn chunk_aad(id: &ChunkId) -> [u8; 42] {
+fn chunk_aad(version: u16, id: &ChunkId) -> [u8; 42] {
     let mut aad = [0u8; 42];
     aad[..8].copy_from_slice(CHUNK_AAD_MAGIC);
-    aad[8..10].copy_from_slice(&CHUNK_VERSION.to_le_bytes());
+    aad[8..10].copy_from_slice(&version.to_le_bytes());
     aad[10..].copy_from_slice(&id.0);
     aad
 }
 
 /// Collects sealed chunks into one pack.
 pub struct PackWriter {
+    version: u16,
     body: Vec<u8>,
     entries: Vec<PackEntry>,
 }
@@ -74,20 +84,55 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
-    /// An empty pack.
+    /// An empty pack of the current version: each chunk under a key of its own.
     pub fn new() -> Self {
-        let mut body = Vec::with_capacity(4 << 20);
-        body.extend_from_slice(PACK_MAGIC);
-        body.extend_from_slice(&PACK_VERSION.to_le_bytes());
-        Self { body, entries: Vec::new() }
+        Self::of_version(PACK_VERSION)
     }
 
-    /// Seals `plaintext` (whose id is `id`) into the pack.
-    pub fn add(&mut self, keys: &BackupKeys, id: ChunkId, plaintext: &[u8]) -> Result<(), PackError> {
-        let sealed = aead::seal(keys.chunk_seal_key(), &chunk_aad(&id), plaintext);
+    /// An empty version 1 pack (chunks under the epoch's chunk-seal key), for a prune of a backup
+    /// written before forward secrecy.
+    pub fn epoch_keyed() -> Self {
+        Self::of_version(PACK_VERSION_EPOCH_KEYED)
+    }
+
+    fn of_version(version: u16) -> Self {
+        let mut body = Vec::with_capacity(4 << 20);
+        body.extend_from_slice(PACK_MAGIC);
+        body.extend_from_slice(&version.to_le_bytes());
+        Self { version, body, entries: Vec::new() }
+    }
+
+    /// Seals `plaintext` (whose id is `id`) into the pack under a key drawn for it, and returns
+    /// that key. Only for a pack of the current version.
+    pub fn add(&mut self, id: ChunkId, plaintext: &[u8]) -> Result<ChunkKey, PackError> {
+        if self.version != PACK_VERSION {
+            return Err(PackError::UnsupportedVersion(self.version));
+        }
+        let (key, sealed) =
+            single_use::seal_fresh(&chunk_aad(PACK_VERSION, &id), plaintext).map_err(|_| PackError::Randomness)?;
+        self.push(id, &sealed)?;
+        Ok(ChunkKey::from_secret(&key))
+    }
+
+    /// Seals `plaintext` under the current epoch's chunk-seal key. Only for a version 1 pack.
+    pub fn add_epoch_keyed(&mut self, keys: &BackupKeys, id: ChunkId, plaintext: &[u8]) -> Result<(), PackError> {
+        if self.version != PACK_VERSION_EPOCH_KEYED {
+            return Err(PackError::UnsupportedVersion(self.version));
+        }
+        let sealed = aead::seal(keys.chunk_seal_key(), &chunk_aad(PACK_VERSION_EPOCH_KEYED, &id), plaintext);
+        self.push(id, &sealed)
+    }
+
+    /// Copies a chunk sealed in another pack of this version unchanged (a repack: its key, which
+    /// the trees carry, stays valid, since the associated data names the chunk, not its place).
+    pub fn add_sealed(&mut self, id: ChunkId, sealed: &[u8]) -> Result<(), PackError> {
+        self.push(id, sealed)
+    }
+
+    fn push(&mut self, id: ChunkId, sealed: &[u8]) -> Result<(), PackError> {
         let offset = u32::try_from(self.body.len()).map_err(|_| PackError::OutOfBounds)?;
         let sealed_len = u32::try_from(sealed.len()).map_err(|_| PackError::OutOfBounds)?;
-        self.body.extend_from_slice(&sealed);
+        self.body.extend_from_slice(sealed);
         self.entries.push(PackEntry { id, offset, sealed_len });
         Ok(())
     }
@@ -112,36 +157,53 @@ impl PackWriter {
     }
 }
 
-/// Checks a pack's header.
-pub fn check_header(pack: &[u8]) -> Result<(), PackError> {
+/// Checks a pack's header and returns its version.
+pub fn check_header(pack: &[u8]) -> Result<u16, PackError> {
     if pack.len() < PACK_HEADER_LEN || &pack[..8] != PACK_MAGIC {
         return Err(PackError::NotAPack);
     }
     let version = u16::from_le_bytes([pack[8], pack[9]]);
-    if version != PACK_VERSION {
+    if version != PACK_VERSION && version != PACK_VERSION_EPOCH_KEYED {
         return Err(PackError::UnsupportedVersion(version));
     }
-    Ok(())
+    Ok(version)
 }
 
-/// Opens the chunk `entry` describes from a whole pack: bounds, authentication under the entry's
-/// id, and the plaintext's keyed hash against that id.
-pub fn open_chunk(keys: &BackupKeys, epoch: u32, pack: &[u8], entry: &PackEntry) -> Result<SecretBytes, PackError> {
-    check_header(pack)?;
+/// The sealed bytes `entry` describes in a whole pack, with the pack's version.
+pub fn sealed_chunk<'p>(pack: &'p [u8], entry: &PackEntry) -> Result<(u16, &'p [u8]), PackError> {
+    let version = check_header(pack)?;
     let start = entry.offset as usize;
     let end = start.checked_add(entry.sealed_len as usize).ok_or(PackError::OutOfBounds)?;
     if start < PACK_HEADER_LEN || end > pack.len() {
         return Err(PackError::OutOfBounds);
     }
-    open_sealed(keys, epoch, &pack[start..end], &entry.id)
+    Ok((version, &pack[start..end]))
 }
 
-/// Opens one sealed chunk (as fetched by a ranged read) under its id.
-pub fn open_sealed(keys: &BackupKeys, epoch: u32, sealed: &[u8], id: &ChunkId) -> Result<SecretBytes, PackError> {
-    // A chunk of an epoch this key does not reach cannot be authenticated.
-    let key = keys.epoch(epoch).map_err(|_| PackError::Authentication)?.chunk_seal_key();
-    let plaintext = aead::open(key, &chunk_aad(id), sealed).map_err(|_| PackError::Authentication)?;
-    if keys.chunk_id(plaintext.expose_secret()) != *id {
+/// Opens the chunk `entry` describes from a whole pack: bounds, authentication under the entry's
+/// id (under `key` in a version 2 pack, under epoch `epoch`'s chunk-seal key in version 1), and
+/// the plaintext's keyed hash against that id.
+pub fn open_chunk(
+    keys: &BackupKeys,
+    epoch: u32,
+    pack: &[u8],
+    entry: &PackEntry,
+    key: Option<&ChunkKey>,
+) -> Result<SecretBytes, PackError> {
+    let (version, sealed) = sealed_chunk(pack, entry)?;
+    let plaintext = match (version, key) {
+        (PACK_VERSION, Some(key)) => single_use::open(&key.secret(), &chunk_aad(version, &entry.id), sealed),
+        (PACK_VERSION_EPOCH_KEYED, None) => {
+            // A chunk of an epoch this key does not reach cannot be authenticated.
+            let epoch_key = keys.epoch(epoch).map_err(|_| PackError::Authentication)?.chunk_seal_key();
+            aead::open(epoch_key, &chunk_aad(version, &entry.id), sealed)
+        }
+        // A tree that names a key for an epoch-keyed chunk, or none for a keyed one, was not
+        // written by this format.
+        _ => return Err(PackError::Authentication),
+    }
+    .map_err(|_| PackError::Authentication)?;
+    if keys.chunk_id(plaintext.expose_secret()) != entry.id {
         return Err(PackError::Authentication);
     }
     Ok(plaintext)
@@ -158,41 +220,73 @@ mod tests {
         BackupKeys::derive(&SecretKey::from_bytes([4; 32]))
     }
 
-    fn packed(keys: &BackupKeys, chunks: &[&[u8]]) -> (Vec<u8>, Vec<PackEntry>) {
+    fn packed(keys: &BackupKeys, chunks: &[&[u8]]) -> (Vec<u8>, Vec<PackEntry>, Vec<ChunkKey>) {
         let mut writer = PackWriter::new();
-        for chunk in chunks {
-            writer.add(keys, keys.chunk_id(chunk), chunk).unwrap();
-        }
-        writer.finish().unwrap()
+        let chunk_keys = chunks.iter().map(|chunk| writer.add(keys.chunk_id(chunk), chunk).unwrap()).collect();
+        let (pack, entries) = writer.finish().unwrap();
+        (pack, entries, chunk_keys)
     }
 
     #[test]
     fn every_tamper_is_refused() {
         let keys = keys();
-        let (pack, entries) = packed(&keys, &[b"first chunk", b"second chunk"]);
+        let (pack, entries, ck) = packed(&keys, &[b"first chunk", b"second chunk"]);
         assert_eq!(pack.len() as u64, padme_len(pack.len() as u64));
-        assert_eq!(open_chunk(&keys, 0, &pack, &entries[1]).unwrap().expose_secret(), b"second chunk");
+        assert_eq!(entries[1].sealed_len as usize, b"second chunk".len() + 16);
+        assert_eq!(open_chunk(&keys, 0, &pack, &entries[1], Some(&ck[1])).unwrap().expose_secret(), b"second chunk");
         // Any flipped bit inside a sealed chunk or the header.
         let sealed_end = (entries[1].offset + entries[1].sealed_len) as usize;
         for i in 0..sealed_end {
             let mut bad = pack.clone();
             bad[i] ^= 0x10;
-            let result = entries.iter().map(|e| open_chunk(&keys, 0, &bad, e)).find(|r| r.is_err());
+            let result =
+                entries.iter().zip(&ck).map(|(e, k)| open_chunk(&keys, 0, &bad, e, Some(k))).find(|r| r.is_err());
             assert!(result.is_some(), "flip at {i} went unnoticed");
         }
-        // Swapped entries (a chunk presented under another id), truncation, other keys.
+        // Swapped entries (a chunk presented under another id), another chunk's key, no key,
+        // truncation, other backup keys.
         let swapped = PackEntry { id: entries[0].id, ..entries[1] };
-        assert_eq!(open_chunk(&keys, 0, &pack, &swapped).err(), Some(PackError::Authentication));
-        assert_eq!(open_chunk(&keys, 0, &pack[..sealed_end - 1], &entries[1]).err(), Some(PackError::OutOfBounds));
-        let other = BackupKeys::derive(&SecretKey::from_bytes([5; 32]));
-        assert_eq!(open_chunk(&other, 0, &pack, &entries[0]).err(), Some(PackError::Authentication));
-        let far = PackEntry { offset: u32::MAX, ..entries[0] };
-        assert_eq!(open_chunk(&keys, 0, &pack, &far).err(), Some(PackError::OutOfBounds));
+        assert_eq!(open_chunk(&keys, 0, &pack, &swapped, Some(&ck[1])).err(), Some(PackError::Authentication));
+        assert_eq!(open_chunk(&keys, 0, &pack, &entries[1], Some(&ck[0])).err(), Some(PackError::Authentication));
+        assert_eq!(open_chunk(&keys, 0, &pack, &entries[1], None).err(), Some(PackError::Authentication));
         assert_eq!(
-            open_chunk(&keys, 0, b"VBAKPACK\x02\x00", &entries[0]).err(),
-            Some(PackError::UnsupportedVersion(2))
+            open_chunk(&keys, 0, &pack[..sealed_end - 1], &entries[1], Some(&ck[1])).err(),
+            Some(PackError::OutOfBounds)
         );
-        assert_eq!(open_chunk(&keys, 0, b"not a pack", &entries[0]).err(), Some(PackError::NotAPack));
+        let other = BackupKeys::derive(&SecretKey::from_bytes([5; 32]));
+        assert_eq!(open_chunk(&other, 0, &pack, &entries[0], Some(&ck[0])).err(), Some(PackError::Authentication));
+        let far = PackEntry { offset: u32::MAX, ..entries[0] };
+        assert_eq!(open_chunk(&keys, 0, &pack, &far, Some(&ck[0])).err(), Some(PackError::OutOfBounds));
+        assert_eq!(
+            open_chunk(&keys, 0, b"VBAKPACK\x03\x00", &entries[0], None).err(),
+            Some(PackError::UnsupportedVersion(3))
+        );
+        assert_eq!(open_chunk(&keys, 0, b"not a pack", &entries[0], None).err(), Some(PackError::NotAPack));
+    }
+
+    #[test]
+    fn epoch_keyed_packs_still_open_and_copies_keep_their_keys() {
+        let keys = keys();
+        let mut old = PackWriter::epoch_keyed();
+        let id = keys.chunk_id(b"an old chunk");
+        old.add_epoch_keyed(&keys, id, b"an old chunk").unwrap();
+        assert_eq!(old.add(id, b"an old chunk").err(), Some(PackError::UnsupportedVersion(1)));
+        let (pack, entries) = old.finish().unwrap();
+        assert_eq!(entries[0].sealed_len as usize, b"an old chunk".len() + 40);
+        assert_eq!(open_chunk(&keys, 0, &pack, &entries[0], None).unwrap().expose_secret(), b"an old chunk");
+        assert!(open_chunk(&keys, 0, &pack, &entries[0], Some(&ChunkKey([1; 32]))).is_err());
+        assert!(open_chunk(&keys, 1, &pack, &entries[0], None).is_err(), "an epoch the keys do not reach");
+
+        // A repack copies a keyed chunk byte for byte; its key still opens it at its new place.
+        let (pack, entries, ck) = packed(&keys, &[b"moved", b"kept"]);
+        let mut repacked = PackWriter::new();
+        repacked.add(keys.chunk_id(b"filler"), b"filler").unwrap();
+        let (version, sealed) = sealed_chunk(&pack, &entries[1]).unwrap();
+        assert_eq!(version, PACK_VERSION);
+        repacked.add_sealed(entries[1].id, sealed).unwrap();
+        let (bytes, moved) = repacked.finish().unwrap();
+        assert_ne!(moved[1].offset, entries[1].offset);
+        assert_eq!(open_chunk(&keys, 0, &bytes, &moved[1], Some(&ck[1])).unwrap().expose_secret(), b"kept");
     }
 
     proptest! {
@@ -204,13 +298,13 @@ mod tests {
             let chunker = Chunker::new(keys.gear(), ChunkParams::EXPORT);
             let mut packs: Vec<(Vec<u8>, Vec<PackEntry>)> = Vec::new();
             let mut writer = PackWriter::new();
-            let mut order: Vec<(usize, usize)> = Vec::new();
+            let mut order: Vec<(usize, usize, ChunkKey)> = Vec::new();
             let mut rest = &data[..];
             for len in chunker.chunk_lengths(&data) {
                 let (chunk, tail) = rest.split_at(len);
                 rest = tail;
-                writer.add(&keys, keys.chunk_id(chunk), chunk).unwrap();
-                order.push((packs.len(), writer_entries(&writer) - 1));
+                let key = writer.add(keys.chunk_id(chunk), chunk).unwrap();
+                order.push((packs.len(), writer_entries(&writer) - 1, key));
                 if writer.len() >= pack_target {
                     packs.push(std::mem::take(&mut writer).finish().unwrap());
                 }
@@ -219,9 +313,9 @@ mod tests {
                 packs.push(writer.finish().unwrap());
             }
             let mut rebuilt = Vec::new();
-            for (pack, index) in order {
+            for (pack, index, key) in order {
                 let (bytes, entries) = &packs[pack];
-                rebuilt.extend_from_slice(open_chunk(&keys, 0, bytes, &entries[index]).unwrap().expose_secret());
+                rebuilt.extend_from_slice(open_chunk(&keys, 0, bytes, &entries[index], Some(&key)).unwrap().expose_secret());
             }
             prop_assert_eq!(rebuilt, data);
         }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::format::{Location, ObjectId, media_object_name, pack_name};
-use super::keys::{BackupKeys, ChunkId, Keyring};
+use super::format::{ChunkRef, Location, ObjectId, media_object_name, pack_name};
+use super::keys::{BackupKeys, ChunkId, GenerationToken, Keyring};
 use super::remote::RemoteObject;
 use super::run::{current, fetch_named, load_index, load_keys, open_in_pack, read_tree, verify_chain};
 use super::transport::Transport;
@@ -65,7 +65,7 @@ struct ExportReader<'a> {
     transport: &'a dyn Transport,
     keys: &'a BackupKeys,
     known: &'a HashMap<ChunkId, Location>,
-    ids: std::slice::Iter<'a, ChunkId>,
+    chunks: std::slice::Iter<'a, ChunkRef>,
     packs: Vec<(ObjectId, Vec<u8>)>,
     current: Option<SecretBytes>,
     position: usize,
@@ -78,10 +78,10 @@ const CACHED_PACKS: usize = 3;
 
 impl ExportReader<'_> {
     fn next_chunk(&mut self) -> Result<Option<SecretBytes>> {
-        let Some(id) = self.ids.next() else { return Ok(None) };
-        let location = self.known.get(id).ok_or_else(|| Error::Integrity {
+        let Some(chunk) = self.chunks.next() else { return Ok(None) };
+        let location = self.known.get(&chunk.id).ok_or_else(|| Error::Integrity {
             object: DataKind::BackupIndex,
-            problem: format!("backup index lacks an export chunk ({id:?})"),
+            problem: format!("backup index lacks an export chunk ({:?})", chunk.id),
         })?;
         if !self.packs.iter().any(|(pack, _)| *pack == location.pack) {
             let bytes = fetch_named(self.transport, &pack_name(&location.pack), "pack")?;
@@ -93,7 +93,7 @@ impl ExportReader<'_> {
         }
         let pack = self.packs.iter().find(|(pack, _)| *pack == location.pack).map(|(_, b)| b);
         let pack = pack.ok_or(Error::Internal("pack cache"))?;
-        open_in_pack(self.keys, pack, location).map(Some)
+        open_in_pack(self.keys, pack, location, chunk.key.as_ref()).map(Some)
     }
 }
 
@@ -135,13 +135,15 @@ pub(crate) trait RestoredVault {
     fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
     /// Checks every page, the index and every media segment; true when all passed.
     fn verify(&mut self) -> Result<bool>;
-    /// Records the backup the vault came from, so its next backup continues that history.
+    /// Records the backup the vault came from (with the generation's token, when it has one), so
+    /// its next backup continues that history.
     fn adopt(
         &mut self,
         key: &SecretKey,
         keyring: Option<&Keyring>,
         generation: u64,
         manifest_hash: &[u8; 32],
+        token: Option<&GenerationToken>,
     ) -> Result<()>;
     /// How many messages the vault holds.
     fn message_count(&self) -> Result<u64>;
@@ -164,6 +166,9 @@ pub(crate) struct Restore<'a> {
     /// The newest generation and manifest hash other guardians attest (recovery): the storage
     /// must hold at least that history, or the restore fails as a rollback.
     pub(crate) at_least: Option<(u64, [u8; 32])>,
+    /// The token of the newest generation, when its head record at the storage carries only a
+    /// share (recovered from the guardians' parts: [`super::run::recover_token`]).
+    pub(crate) token: Option<(u64, GenerationToken)>,
 }
 
 /// Restores the newest snapshot of the backup at `transport` into a new vault at `target` (which
@@ -184,6 +189,10 @@ pub(crate) fn restore(
         return Err(Error::AlreadyExists("the restore target exists; restore into a new directory".into()));
     }
     let (keys, keyring) = load_keys(transport, &key.0)?;
+    let keys = match options.token {
+        Some((generation, token)) => keys.with_known_token(generation, token),
+        None => keys,
+    };
     let Some(head) = current(transport, &keys, (0, None))? else {
         if let Some((attested, _)) = options.at_least {
             return Err(Error::Integrity {
@@ -232,7 +241,7 @@ pub(crate) fn restore(
                 transport,
                 keys: &keys,
                 known: &known,
-                ids: tree.export_chunks.iter(),
+                chunks: tree.export_chunks.iter(),
                 packs: Vec::new(),
                 current: None,
                 position: 0,
@@ -282,7 +291,8 @@ pub(crate) fn restore(
                 problem: "the restored vault failed verification".into(),
             });
         }
-        vault.adopt(&key.0, keyring.as_ref(), head.head.generation, &head.head.manifest_hash)?;
+        let token = keys.token_for(&head.head);
+        vault.adopt(&key.0, keyring.as_ref(), head.head.generation, &head.head.manifest_hash, token.as_ref())?;
         Ok(RestoreReport {
             generation: head.head.generation,
             manifests_checked,

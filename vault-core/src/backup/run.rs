@@ -10,16 +10,22 @@ use std::time::{Duration, Instant};
 
 use super::chunker::{ChunkParams, ChunkStream, Chunker};
 use super::format::{
-    Head, IndexRef, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, Writer, index_name, manifest_hash,
-    manifest_name, media_object_name, open_index, pack_name, random_object_id, seal_index,
+    ChunkRef, Head, IndexRef, Location, Manifest, MediaEntry, ObjectId, SnapshotEntry, Tree, Writer, bridge_name,
+    index_name, manifest_hash, manifest_name, media_object_name, open_bridge, open_index, pack_name, random_object_id,
+    seal_bridge, seal_index,
 };
-use super::keys::{BackupKeys, ChunkId, Keyring, key_check_of};
+use super::keys::{
+    BackupKeys, ChunkId, ChunkKey, GenerationToken, Keyring, TokenPart, TokenPolicy, key_check_of, token_candidates,
+};
 use super::pack::{PackEntry, PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Progress};
 use crate::secret::{SecretBytes, SecretKey};
+
+/// Most generations a run skips over manifests it cannot open before it gives up.
+const MAX_SKIPPED_GENERATIONS: u64 = 8;
 
 /// Packs are closed once they reach this size (before padding).
 pub const PACK_TARGET: usize = 4 << 20;
@@ -114,7 +120,7 @@ pub(crate) fn current_checked(
         });
     }
     check(&head)?;
-    let manifest = fetch_manifest(transport, keys, head.manifest_epoch, head.generation, &head.manifest_hash)?;
+    let manifest = fetch_manifest(transport, keys, &head)?;
     // A newer history must descend from what this device wrote.
     if let (Some(local_hash), true) = (local.1, local.0 > 0) {
         verify_chain(transport, keys, &manifest, head.manifest_hash, Some((local.0, local_hash)))?;
@@ -142,36 +148,108 @@ pub(crate) fn fetch_named(transport: &dyn Transport, name: &str, kind: &str) -> 
     })
 }
 
-/// Opens the chunk `location` names in a whole pack fetched by [`fetch_named`].
-pub(crate) fn open_in_pack(keys: &BackupKeys, pack: &[u8], location: &Location) -> Result<SecretBytes> {
-    open_chunk(keys, location.epoch, pack, &location.entry).map_err(|e| Error::Integrity {
+/// Opens the chunk `location` names in a whole pack fetched by [`fetch_named`], under `key` (the
+/// key its tree carries; `None` for a chunk sealed under its epoch's key).
+pub(crate) fn open_in_pack(
+    keys: &BackupKeys,
+    pack: &[u8],
+    location: &Location,
+    key: Option<&ChunkKey>,
+) -> Result<SecretBytes> {
+    open_chunk(keys, location.epoch, pack, &location.entry, key).map_err(|e| Error::Integrity {
         object: DataKind::BackupPack,
         problem: format!("backup {}: {e} ({:?})", pack_name(&location.pack), location.entry.id),
     })
 }
 
-/// Fetches `manifest-<generation>`, checks its hash and opens it under key epoch `epoch`.
-pub(crate) fn fetch_manifest(
-    transport: &dyn Transport,
-    keys: &BackupKeys,
-    epoch: u32,
-    generation: u64,
-    expected_hash: &[u8; 32],
-) -> Result<Manifest> {
-    let name = manifest_name(generation);
+/// Fetches the manifest `head` names, checks its hash and opens it (under the head's token for a
+/// forward-secret generation, else under its key epoch).
+pub(crate) fn fetch_manifest(transport: &dyn Transport, keys: &BackupKeys, head: &Head) -> Result<Manifest> {
+    let name = manifest_name(head.generation);
     let sealed = fetch_named(transport, &name, "manifest")?;
-    if manifest_hash(&sealed) != *expected_hash {
+    if manifest_hash(&sealed) != head.manifest_hash {
         return Err(Error::Integrity {
             object: DataKind::BackupManifest,
             problem: format!("backup manifest {name} is not the one the history names"),
         });
     }
-    Manifest::open(keys, epoch, generation, &sealed)
+    Manifest::open(keys, head.manifest_epoch, head.generation, &sealed, keys.token_for(head).as_ref())
+}
+
+/// Fetches the manifest `head` names and opens it under `token` (checking its hash).
+fn opens_under(transport: &dyn Transport, keys: &BackupKeys, head: &Head, token: &GenerationToken) -> bool {
+    let Ok(Some(sealed)) = transport.get(&manifest_name(head.generation)) else { return false };
+    manifest_hash(&sealed) == head.manifest_hash
+        && Manifest::open(keys, head.manifest_epoch, head.generation, &sealed, Some(token)).is_ok()
+}
+
+/// Most bridges a restore crosses from an older generation's token to the newest.
+const MAX_BRIDGES: u64 = 64;
+
+/// The token of `head`'s generation from the parts the holders keep (`head`'s own and those of
+/// `others`, the other guardians' head records): a threshold of parts of that generation, or else
+/// a threshold of an older generation's and the bridges from it forward (a run that stopped
+/// between the guardians' head writes). Every candidate is checked by opening the manifest, so a
+/// lying guardian's share is skipped. `None` when no combination opens it.
+pub(crate) fn recover_token(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    head: &Head,
+    others: &[Head],
+) -> Option<GenerationToken> {
+    let all: Vec<&Head> = std::iter::once(head).chain(others).collect();
+    let parts_at = |generation: u64| -> Vec<TokenPart> {
+        all.iter().filter(|h| h.generation == generation).filter_map(|h| h.token.clone()).collect()
+    };
+    if let Some(token) =
+        token_candidates(&parts_at(head.generation)).into_iter().find(|t| opens_under(transport, keys, head, t))
+    {
+        return Some(token);
+    }
+    let mut older: Vec<u64> = others.iter().map(|h| h.generation).filter(|g| *g < head.generation).collect();
+    older.sort_unstable_by(|a, b| b.cmp(a));
+    older.dedup();
+    for generation in older {
+        for start in token_candidates(&parts_at(generation)) {
+            if let Some(token) = cross_bridges(transport, keys, start, generation, head.generation)
+                && opens_under(transport, keys, head, &token)
+            {
+                return Some(token);
+            }
+        }
+    }
+    None
+}
+
+/// Walks the bridges from generation `from`'s `token` up to generation `to`. Each bridge names its
+/// own generation and opens under its predecessor's token; the predecessor is not always the
+/// generation before (a run skips a name an unpublished manifest holds, and an interrupted run may
+/// have left a bridge under that name), so each bridge is tried with every token reached so far.
+fn cross_bridges(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    token: GenerationToken,
+    from: u64,
+    to: u64,
+) -> Option<GenerationToken> {
+    let mut reached = vec![(from, token)];
+    for next in from + 1..=to.min(from.saturating_add(MAX_BRIDGES)) {
+        let Ok(Some(sealed)) = transport.get(&bridge_name(next)) else { continue };
+        let opened = reached.iter().rev().find_map(|(at, token)| {
+            (0..=keys.current_epoch()).find_map(|epoch| open_bridge(keys, epoch, token, *at, next, &sealed).ok())
+        });
+        if let Some(newer) = opened {
+            reached.push((next, newer));
+        }
+    }
+    reached.into_iter().find(|(at, _)| *at == to).map(|(_, token)| token)
 }
 
 /// Walks the manifest chain down from `newest`: each manifest's `previous` must hash-match its
-/// predecessor. With `until = Some((g, hash))` the walk must reach generation `g` with that hash;
-/// with `None` it stops at the oldest manifest still stored. Returns how many manifests it checked.
+/// predecessor (read from its clear header, or by opening an older manifest: no generation's
+/// token is needed). With `until = Some((g, hash))` the walk must reach generation `g` with that
+/// hash; with `None` it stops at the oldest manifest still stored. Returns how many manifests it
+/// checked.
 pub(crate) fn verify_chain(
     transport: &dyn Transport,
     keys: &BackupKeys,
@@ -179,12 +257,13 @@ pub(crate) fn verify_chain(
     newest_hash: [u8; 32],
     until: Option<(u64, [u8; 32])>,
 ) -> Result<u64> {
-    let mut manifest = newest.clone();
+    let mut generation = newest.generation;
+    let mut link = newest.link_of();
     let mut hash = newest_hash;
     let mut checked = 1;
     loop {
-        if let Some((generation, expected)) = until
-            && manifest.generation == generation
+        if let Some((wanted, expected)) = until
+            && generation == wanted
         {
             return if hash == expected {
                 Ok(checked)
@@ -192,12 +271,12 @@ pub(crate) fn verify_chain(
                 Err(Error::Integrity {
                     object: DataKind::BackupSnapshot,
                     problem: format!(
-                        "backup generation {generation} differs from the one this device wrote or a guardian attests"
+                        "backup generation {wanted} differs from the one this device wrote or a guardian attests"
                     ),
                 })
             };
         }
-        if manifest.generation <= 1 {
+        if until.is_some_and(|(wanted, _)| generation < wanted) || link.previous_generation == 0 {
             return match until {
                 None => Ok(checked),
                 Some(_) => Err(Error::Integrity {
@@ -206,7 +285,7 @@ pub(crate) fn verify_chain(
                 }),
             };
         }
-        let previous_generation = manifest.generation - 1;
+        let previous_generation = link.previous_generation;
         let name = manifest_name(previous_generation);
         let Some(sealed) = transport.get(&name).map_err(transport_error("reading a manifest"))? else {
             return match until {
@@ -217,14 +296,15 @@ pub(crate) fn verify_chain(
                 }),
             };
         };
-        if manifest_hash(&sealed) != manifest.previous {
+        if manifest_hash(&sealed) != link.previous {
             return Err(Error::Integrity {
                 object: DataKind::BackupManifest,
                 problem: format!("backup manifest {name} does not match the chain"),
             });
         }
-        hash = manifest.previous;
-        manifest = Manifest::open(keys, manifest.previous_epoch, previous_generation, &sealed)?;
+        hash = link.previous;
+        link = Manifest::link(keys, link.previous_epoch, previous_generation, &sealed)?;
+        generation = previous_generation;
         checked += 1;
     }
 }
@@ -254,36 +334,45 @@ pub(crate) fn read_tree(
     known: &HashMap<ChunkId, Location>,
     snapshot: &SnapshotEntry,
 ) -> Result<Tree> {
-    let mut by_pack: HashMap<ObjectId, Vec<Location>> = HashMap::new();
-    for id in &snapshot.tree_chunks {
-        let location = known.get(id).ok_or_else(|| Error::Integrity {
+    let mut by_pack: HashMap<ObjectId, Vec<(Location, Option<&ChunkKey>)>> = HashMap::new();
+    for chunk in &snapshot.tree_chunks {
+        let location = known.get(&chunk.id).ok_or_else(|| Error::Integrity {
             object: DataKind::BackupIndex,
-            problem: format!("backup index lacks a tree chunk ({id:?})"),
+            problem: format!("backup index lacks a tree chunk ({:?})", chunk.id),
         })?;
-        by_pack.entry(location.pack).or_default().push(*location);
+        by_pack.entry(location.pack).or_default().push((*location, chunk.key.as_ref()));
     }
     let mut opened: HashMap<ChunkId, SecretBytes> = HashMap::new();
     for (pack, locations) in &by_pack {
         let bytes = fetch_named(transport, &pack_name(pack), "pack")?;
-        for location in locations {
-            opened.insert(location.entry.id, open_in_pack(keys, &bytes, location)?);
+        for (location, key) in locations {
+            opened.insert(location.entry.id, open_in_pack(keys, &bytes, location, *key)?);
         }
     }
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    for id in &snapshot.tree_chunks {
-        let chunk = opened.get(id).ok_or(Error::Internal("tree chunk not fetched"))?;
-        bytes.extend_from_slice(chunk.expose_secret());
+    for chunk in &snapshot.tree_chunks {
+        let plain = opened.get(&chunk.id).ok_or(Error::Internal("tree chunk not fetched"))?;
+        bytes.extend_from_slice(plain.expose_secret());
     }
     Tree::decode(&bytes)
 }
 
-/// Seals chunks into packs and uploads them, skipping chunks already stored.
+/// The key of every chunk a snapshot reaches: its tree's own chunks and the export's (`None` for
+/// chunks sealed under their epoch's key).
+pub(crate) fn chunk_keys(snapshot: &SnapshotEntry, tree: &Tree) -> HashMap<ChunkId, Option<ChunkKey>> {
+    snapshot.tree_chunks.iter().chain(&tree.export_chunks).map(|c| (c.id, c.key.clone())).collect()
+}
+
+/// Seals chunks into packs and uploads them, skipping chunks already stored whose keys are known.
 struct Uploader<'a> {
     transport: &'a dyn Transport,
     keys: &'a BackupKeys,
     conn: &'a rusqlite::Connection,
+    /// Where each stored chunk lies.
     known: HashMap<ChunkId, Location>,
-    in_pack: HashSet<ChunkId>,
+    /// The keys of the stored chunks a new snapshot may reuse: those of the previous snapshot and
+    /// of this run's packs (a chunk stored without a key this run knows is sealed again).
+    reusable: HashMap<ChunkId, ChunkKey>,
     writer: PackWriter,
     new_locations: Vec<Location>,
     report: BackupReport,
@@ -291,22 +380,23 @@ struct Uploader<'a> {
 }
 
 impl Uploader<'_> {
-    fn add(&mut self, chunk: &[u8]) -> Result<ChunkId> {
+    fn add(&mut self, chunk: &[u8]) -> Result<ChunkRef> {
         self.meter.add(chunk.len() as u64)?;
         let id = self.keys.chunk_id(chunk);
-        if self.known.contains_key(&id) || self.in_pack.contains(&id) {
+        if let Some(key) = self.reusable.get(&id) {
             self.report.reused_chunks += 1;
-            return Ok(id);
+            return Ok(ChunkRef { id, key: Some(key.clone()) });
         }
-        self.writer
-            .add(self.keys, id, chunk)
+        let key = self
+            .writer
+            .add(id, chunk)
             .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
-        self.in_pack.insert(id);
+        self.reusable.insert(id, key.clone());
         self.report.new_chunks += 1;
         if self.writer.len() >= PACK_TARGET {
             self.flush()?;
         }
-        Ok(id)
+        Ok(ChunkRef { id, key: Some(key) })
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -317,7 +407,8 @@ impl Uploader<'_> {
         let pack: ObjectId = random_object_id()?;
         // Remembered before the upload, so a crash at any point after it leaves the pack known
         // to the next run (which drops it if it never arrived).
-        crate::store::backup_state::add_pending(self.conn, &pack, &encode_pending(&entries))?;
+        let pending = encode_pending(&entries, &self.reusable)?;
+        crate::store::backup_state::add_pending(self.conn, &pack, &pending)?;
         self.transport.put(&pack_name(&pack), &bytes).map_err(transport_error("uploading a pack"))?;
         crate::failpoint::hit("backup:pack-uploaded");
         self.report.uploaded_bytes += bytes.len() as u64;
@@ -327,7 +418,6 @@ impl Uploader<'_> {
             self.known.insert(entry.id, location);
             self.new_locations.push(location);
         }
-        self.in_pack.clear();
         Ok(())
     }
 }
@@ -352,10 +442,11 @@ impl Read for RandomBytes {
     }
 }
 
-/// A completed run: its report and the sealed head record it wrote (copied to other guardians).
+/// A completed run: its report, and the head record it wrote with the generation's whole token
+/// (each other guardian gets it with its own part of the token).
 pub(crate) struct Written {
     pub(crate) report: BackupReport,
-    pub(crate) head: Vec<u8>,
+    pub(crate) head: Head,
 }
 
 /// The vault's database as a backup run uses it: `snapshot` is read in one read transaction (the
@@ -395,40 +486,46 @@ pub(crate) fn run(
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
     writer: Option<&str>,
+    policy: TokenPolicy,
 ) -> Result<Written> {
     // A run interrupted between its manifest and its head record leaves that manifest unpublished
     // under the next generation's name: it is published, and the run starts again above it.
     for _ in 0..2 {
-        if let Some(written) = run_once(db, media_files, transport, progress, writer)? {
+        if let Some(written) = run_once(db, media_files, transport, progress, writer, policy)? {
             return Ok(written);
         }
     }
     Err(Error::BackupConflict)
 }
 
-/// Publishes `manifest-<generation>` left by an interrupted run (of this or another device of the
-/// account) when it authenticates and continues the current head; otherwise the name is taken by
-/// something else and the run fails.
+/// Publishes the manifest of generation `head.generation` left by an interrupted run of this
+/// device, whose token it kept (`token`), when it authenticates and continues the current head:
+/// writes `head` (the new head record but for its manifest hash). Otherwise the name is taken by
+/// something else (an integrity error: the caller skips the name).
 fn publish_unfinished(
+    conn: &rusqlite::Connection,
     transport: &dyn Transport,
     keys: &BackupKeys,
     previous: Option<&Current>,
-    generation: u64,
-    writer: Option<Writer>,
+    head: Head,
+    token: &GenerationToken,
 ) -> Result<()> {
+    let generation = head.generation;
     let name = manifest_name(generation);
     let sealed = fetch_named(transport, &name, "manifest")?;
-    let found = Manifest::open(keys, keys.current_epoch(), generation, &sealed)?;
+    let taken = || Error::Integrity {
+        object: DataKind::BackupHead,
+        problem: format!("backup {name} exists but does not continue the current head"),
+    };
+    let found = Manifest::open(keys, keys.current_epoch(), generation, &sealed, Some(token)).map_err(|_| taken())?;
     if found.previous != previous.map_or([0; 32], |c| c.head.manifest_hash) {
-        return Err(Error::Integrity {
-            object: DataKind::BackupHead,
-            problem: format!("backup {name} exists but does not continue the current head"),
-        });
+        return Err(taken());
     }
-    let head = Head { generation, manifest_hash: manifest_hash(&sealed), writer, manifest_epoch: keys.current_epoch() };
+    let head = Head { manifest_hash: manifest_hash(&sealed), ..head };
     transport
         .put_head(&head.seal(keys), head.generation, previous.map(|c| c.version.as_str()))
-        .map_err(transport_error("publishing an interrupted run's manifest"))
+        .map_err(transport_error("publishing an interrupted run's manifest"))?;
+    crate::store::backup_state::advance(conn, generation, &head.manifest_hash, Some(token))
 }
 
 /// One attempt of [`run`]; `None` when it published an interrupted run's manifest instead.
@@ -438,6 +535,7 @@ fn run_once(
     transport: &dyn Transport,
     progress: Option<&dyn Progress>,
     me: Option<&str>,
+    policy: TokenPolicy,
 ) -> Result<Option<Written>> {
     let started = Instant::now();
     let conn = db.state;
@@ -452,11 +550,26 @@ fn run_once(
     let local = crate::store::backup_state::position(conn)?;
     let previous = current_checked(transport, &keys, local, &|head| claim(Some(head), me, local.0).map(|_| ()))?;
     let writer = claim(previous.as_ref().map(|c| &c.head), me, local.0)?;
+    let generation = previous.as_ref().map_or(0, |c| c.head.generation) + 1;
 
     let mut known = match &previous {
         Some(c) => load_index(transport, &keys, &c.manifest)?,
         None => HashMap::new(),
     };
+    // The previous snapshot's chunks are reused with the keys its tree carries; a backup of the
+    // format before forward secrecy has none, and its chunks are sealed again.
+    let previous_tree = match &previous {
+        Some(c) => match c.manifest.snapshots.last() {
+            Some(s) => Some((s, read_tree(transport, &keys, &known, s)?)),
+            None => None,
+        },
+        None => None,
+    };
+    let mut reusable: HashMap<ChunkId, ChunkKey> = previous_tree
+        .as_ref()
+        .map(|(s, tree)| chunk_keys(s, tree).into_iter().filter_map(|(id, key)| Some((id, key?))).collect())
+        .unwrap_or_default();
+    reusable.retain(|id, _| known.contains_key(id));
     let mut new_locations = Vec::new();
     for (pack, entries) in pending_packs(conn)? {
         // A pack whose upload never completed is not there: its chunks are uploaded again.
@@ -465,20 +578,15 @@ fn run_once(
             Err(TransportError::NotFound) => continue,
             Err(e) => return Err(transport_error("checking an earlier run's pack")(e)),
         }
-        for entry in entries {
+        for (entry, key) in entries {
             let location = Location { pack, entry, epoch: keys.current_epoch() };
-            if known.insert(entry.id, location).is_none() {
-                new_locations.push(location);
-            }
+            known.insert(entry.id, location);
+            new_locations.push(location);
+            reusable.insert(entry.id, key);
         }
     }
-    let previous_media: HashSet<[u8; 16]> = match &previous {
-        Some(c) => match c.manifest.snapshots.last() {
-            Some(s) => read_tree(transport, &keys, &known, s)?.media.into_iter().map(|m| m.media_id).collect(),
-            None => HashSet::new(),
-        },
-        None => HashSet::new(),
-    };
+    let previous_media: HashSet<[u8; 16]> =
+        previous_tree.as_ref().map(|(_, tree)| tree.media.iter().map(|m| m.media_id).collect()).unwrap_or_default();
 
     let chunker = Chunker::new(keys.gear(), ChunkParams::EXPORT);
     let mut uploader = Uploader {
@@ -486,7 +594,7 @@ fn run_once(
         keys: &keys,
         conn,
         known,
-        in_pack: HashSet::new(),
+        reusable,
         writer: PackWriter::new(),
         new_locations,
         report: BackupReport::default(),
@@ -510,7 +618,7 @@ fn run_once(
         }
         let stats = stats?;
         let ChunkSink { stream, uploader, ids, .. } = sink;
-        stream.finish(&mut |chunk: &[u8]| uploader.add(chunk).map(|id| ids.push(id)))?;
+        stream.finish(&mut |chunk: &[u8]| uploader.add(chunk).map(|c| ids.push(c)))?;
         stats
     };
     uploader.report.export_bytes = stats.bytes;
@@ -557,60 +665,97 @@ fn run_once(
     uploader.meter.finish()?;
 
     // The index object for this run's packs, the manifest, the head.
-    let mut manifest = match &previous {
-        Some(c) => c.manifest.clone(),
-        None => Manifest {
-            generation: 0,
-            previous: [0; 32],
-            previous_epoch: 0,
-            created_at: 0,
-            indexes: Vec::new(),
-            snapshots: Vec::new(),
-        },
-    };
+    let mut indexes = previous.as_ref().map(|c| c.manifest.indexes.clone()).unwrap_or_default();
     if !uploader.new_locations.is_empty() {
         let id = random_object_id()?;
         let name = index_name(&id);
         let sealed = seal_index(&keys, &name, &uploader.new_locations)?;
         transport.put(&name, &sealed).map_err(transport_error("uploading an index object"))?;
         uploader.report.uploaded_bytes += sealed.len() as u64;
-        manifest.indexes.push(IndexRef { id, epoch: keys.current_epoch() });
+        indexes.push(IndexRef { id, epoch: keys.current_epoch() });
     }
     let now = crate::store::now_millis();
-    manifest.generation += 1;
-    manifest.previous = previous.as_ref().map_or([0; 32], |c| c.head.manifest_hash);
-    manifest.previous_epoch = previous.as_ref().map_or(0, |c| c.head.manifest_epoch);
-    manifest.created_at = now;
-    manifest.snapshots.push(SnapshotEntry {
-        generation: manifest.generation,
+    let export_len = stats.bytes;
+    let media_count = u32::try_from(tree.media.len()).map_err(|_| Error::Internal("too many media items"))?;
+    // The new generation's manifest holds only the new snapshot, so no older tree's chunk keys
+    // are carried forward (`docs/adr/0017-forward-secret-backups.md`).
+    let mut manifest = Manifest {
+        generation,
+        previous_generation: generation - 1,
+        previous: previous.as_ref().map_or([0; 32], |c| c.head.manifest_hash),
+        previous_epoch: previous.as_ref().map_or(0, |c| c.head.manifest_epoch),
         created_at: now,
-        tree_chunks,
-        export_len: stats.bytes,
-        media_count: u32::try_from(tree.media.len()).map_err(|_| Error::Internal("too many media items"))?,
-    });
-    let sealed = manifest.seal(&keys)?;
-    crate::failpoint::hit("backup:before-manifest");
-    match transport.put(&manifest_name(manifest.generation), &sealed) {
-        Ok(()) => {}
-        Err(TransportError::Exists) => {
-            publish_unfinished(transport, &keys, previous.as_ref(), manifest.generation, writer)?;
-            return Ok(None);
+        indexes,
+        snapshots: Vec::new(),
+    };
+    let (sealed, token) = loop {
+        manifest.snapshots = vec![SnapshotEntry {
+            generation: manifest.generation,
+            created_at: now,
+            tree_chunks: tree_chunks.clone(),
+            export_len,
+            media_count,
+        }];
+        // A token drawn by an interrupted run of this device for this generation is used again:
+        // the manifest under this name may be that run's, and is then published.
+        let token = match crate::store::backup_state::pending_token(conn)? {
+            Some((g, token)) if g == manifest.generation => token,
+            _ => {
+                let token = GenerationToken::generate()?;
+                crate::store::backup_state::set_pending_token(conn, manifest.generation, &token)?;
+                token
+            }
+        };
+        let sealed = manifest.seal_with_token(&keys, &token)?;
+        // The bridge from the previous generation's token, so that guardians still holding
+        // that token's shares (a run stopped between their head writes) reach this one.
+        if let Some((previous_token, c)) = previous.as_ref().and_then(|c| Some((keys.token_for(&c.head)?, c))) {
+            let bridge = seal_bridge(&keys, &previous_token, c.head.generation, &token, manifest.generation);
+            match transport.put(&bridge_name(manifest.generation), &bridge) {
+                Ok(()) | Err(TransportError::Exists) => {}
+                Err(e) => return Err(transport_error("writing the bridge")(e)),
+            }
         }
-        Err(e) => return Err(transport_error("writing the manifest")(e)),
-    }
+        crate::failpoint::hit("backup:before-manifest");
+        match transport.put(&manifest_name(manifest.generation), &sealed) {
+            Ok(()) => break (sealed, token),
+            Err(TransportError::Exists) => {}
+            Err(e) => return Err(transport_error("writing the manifest")(e)),
+        }
+        let unpublished = Head {
+            generation: manifest.generation,
+            manifest_hash: [0; 32],
+            writer: writer.clone(),
+            manifest_epoch: keys.current_epoch(),
+            token: Some(policy.part(&token, manifest.generation, 0)?),
+        };
+        let published = publish_unfinished(conn, transport, &keys, previous.as_ref(), unpublished, &token);
+        match published {
+            Ok(()) => return Ok(None),
+            // A manifest this device cannot open (an interrupted run's whose token is gone, say
+            // after a restore) holds the name for good: the new generation skips it.
+            Err(Error::Integrity { .. }) if manifest.generation < generation + MAX_SKIPPED_GENERATIONS => {
+                manifest.generation += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let generation = manifest.generation;
     let head = Head {
-        generation: manifest.generation,
+        generation,
         manifest_hash: manifest_hash(&sealed),
         writer,
         manifest_epoch: keys.current_epoch(),
+        token: Some(policy.part(&token, generation, 0)?),
     };
     let head_bytes = head.seal(&keys);
+    crate::failpoint::hit("backup:before-head");
     transport
         .put_head(&head_bytes, head.generation, previous.as_ref().map(|c| c.version.as_str()))
         .map_err(transport_error("updating the head record"))?;
     uploader.report.uploaded_bytes += (sealed.len() + head_bytes.len()) as u64;
     let mut report = uploader.report;
-    crate::store::backup_state::advance(conn, head.generation, &head.manifest_hash)?;
+    crate::store::backup_state::advance(conn, head.generation, &head.manifest_hash, Some(&token))?;
     crate::store::events::record(
         conn,
         now,
@@ -619,14 +764,14 @@ fn run_once(
     )?;
     report.generation = head.generation;
     report.duration = started.elapsed();
-    Ok(Some(Written { report, head: head_bytes }))
+    Ok(Some(Written { report, head: Head { token: Some(TokenPart::Whole(token)), ..head } }))
 }
 
 /// Receives the export as it is written and chunks it.
 struct ChunkSink<'s, 'u, 'c> {
     stream: ChunkStream<'c>,
     uploader: &'s mut Uploader<'u>,
-    ids: &'s mut Vec<ChunkId>,
+    ids: &'s mut Vec<ChunkRef>,
     error: Option<Error>,
 }
 
@@ -648,38 +793,77 @@ impl std::io::Write for ChunkSink<'_, '_, '_> {
     }
 }
 
-/// The chunk entries of a pack an unfinished run uploaded, as the vault's backup state keeps
-/// them: 40 bytes each (chunk id, offset and sealed length little-endian).
-fn encode_pending(entries: &[PackEntry]) -> Vec<u8> {
-    let mut blob = Vec::with_capacity(entries.len() * 40);
+/// Version byte of the pending-pack encoding that carries chunk keys.
+const PENDING_KEYED: u8 = 2;
+/// Bytes per chunk entry of that encoding.
+const PENDING_ENTRY_LEN: usize = 32 + 4 + 4 + 32;
+
+/// The chunk entries of a pack an unfinished run uploaded, as the vault's (encrypted) backup
+/// state keeps them: a version byte (2), then per chunk its id, offset and sealed length
+/// (little-endian) and the key it is sealed under.
+fn encode_pending(entries: &[PackEntry], keys: &HashMap<ChunkId, ChunkKey>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut blob = zeroize::Zeroizing::new(Vec::with_capacity(1 + entries.len() * PENDING_ENTRY_LEN));
+    blob.push(PENDING_KEYED);
     for e in entries {
+        let key = keys.get(&e.id).ok_or(Error::Internal("a packed chunk without its key"))?;
         blob.extend_from_slice(&e.id.0);
         blob.extend_from_slice(&e.offset.to_le_bytes());
         blob.extend_from_slice(&e.sealed_len.to_le_bytes());
+        blob.extend_from_slice(&key.0);
     }
-    blob
+    Ok(blob)
 }
 
-/// Packs uploaded by unfinished runs, with their chunks.
-fn pending_packs(conn: &rusqlite::Connection) -> Result<Vec<(ObjectId, Vec<PackEntry>)>> {
+/// A pack an unfinished run uploaded: its id, and each chunk's entry with the chunk's key.
+type PendingPack = (ObjectId, Vec<(PackEntry, ChunkKey)>);
+
+/// Packs uploaded by unfinished runs, with their chunks and the chunks' keys.
+fn pending_packs(conn: &rusqlite::Connection) -> Result<Vec<PendingPack>> {
     let malformed = || Error::Integrity { object: DataKind::BackupPack, problem: "malformed pending pack".into() };
     let mut out = Vec::new();
     for (pack, blob) in crate::store::backup_state::pending(conn)? {
+        let blob = zeroize::Zeroizing::new(blob);
         let pack = ObjectId::try_from(pack.as_slice()).map_err(|_| malformed())?;
-        if blob.len() % 40 != 0 {
+        let Some((&PENDING_KEYED, rest)) = blob.split_first() else { return Err(malformed()) };
+        if rest.len() % PENDING_ENTRY_LEN != 0 {
             return Err(malformed());
         }
-        let entries = blob
-            .chunks_exact(40)
+        let entries = rest
+            .chunks_exact(PENDING_ENTRY_LEN)
             .map(|e| {
                 let mut id = [0u8; 32];
                 id.copy_from_slice(&e[..32]);
                 let offset = u32::from_le_bytes([e[32], e[33], e[34], e[35]]);
                 let sealed_len = u32::from_le_bytes([e[36], e[37], e[38], e[39]]);
-                PackEntry { id: ChunkId(id), offset, sealed_len }
+                let mut key = ChunkKey([0; 32]);
+                key.0.copy_from_slice(&e[40..]);
+                (PackEntry { id: ChunkId(id), offset, sealed_len }, key)
             })
             .collect();
         out.push((pack, entries));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::DirTransport;
+
+    /// Generation 1's token reaches generation 3 past a bridge an interrupted run left under the
+    /// skipped name 2 (it leads to that run's token, from which nothing goes on).
+    #[test]
+    fn the_bridge_walk_passes_a_skipped_generations_bridge() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DirTransport::new(dir.path()).unwrap();
+        let keys = BackupKeys::derive(&SecretKey::from_bytes([1; 32]));
+        let (t1, dead, t3) = (GenerationToken([1; 32]), GenerationToken([2; 32]), GenerationToken([3; 32]));
+        storage.put(&bridge_name(2), &seal_bridge(&keys, &t1, 1, &dead, 2)).unwrap();
+        storage.put(&bridge_name(3), &seal_bridge(&keys, &t1, 1, &t3, 3)).unwrap();
+        assert_eq!(cross_bridges(&storage, &keys, t1.clone(), 1, 3), Some(t3.clone()));
+        assert_eq!(cross_bridges(&storage, &keys, t1.clone(), 1, 2), Some(dead));
+        // No bridge leads backwards, and another token opens none.
+        assert_eq!(cross_bridges(&storage, &keys, t3, 3, 3).map(|t| t.0), Some([3; 32]));
+        assert_eq!(cross_bridges(&storage, &keys, GenerationToken([9; 32]), 1, 3), None);
+    }
 }

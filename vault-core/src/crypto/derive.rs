@@ -39,12 +39,19 @@ pub(crate) enum Purpose {
     RecoveryCodeChecksum,
     /// The safety number (60 bytes of output), from the account and its guardians' keys.
     SafetyNumber,
+    /// The key one generation's manifest (version 3) is sealed under, from the key epoch's
+    /// manifest key, the generation's token and the generation number.
+    BackupGenerationSeal,
+    /// The random stream that draws the polynomial of a generation token's split across the
+    /// guardians (so any device holding the token makes the same shares), from the token and the
+    /// generation number.
+    BackupTokenShares,
 }
 
 impl Purpose {
     /// Every purpose, in declaration order (for the tests that pin them).
     #[cfg(test)]
-    pub(crate) const ALL: [Purpose; 12] = [
+    pub(crate) const ALL: [Purpose; 14] = [
         Purpose::Database,
         Purpose::BackupChunkId,
         Purpose::BackupChunkSeal,
@@ -57,6 +64,8 @@ impl Purpose {
         Purpose::EscrowShareSeal,
         Purpose::RecoveryCodeChecksum,
         Purpose::SafetyNumber,
+        Purpose::BackupGenerationSeal,
+        Purpose::BackupTokenShares,
     ];
 
     /// The BLAKE3 context string of this purpose (part of the formats; never change one).
@@ -74,6 +83,8 @@ impl Purpose {
             Purpose::EscrowShareSeal => "vault-core 2026-11-27 escrow share seal v1",
             Purpose::RecoveryCodeChecksum => "vault-core 2026-11-27 recovery code checksum v1",
             Purpose::SafetyNumber => "vault-core 2026-11-27 recovery safety number v1",
+            Purpose::BackupGenerationSeal => "vault-core 2026-12-06 backup generation manifest seal v1",
+            Purpose::BackupTokenShares => "vault-core 2026-12-06 backup token shares v1",
         }
     }
 }
@@ -115,6 +126,22 @@ impl Derivation {
     pub(crate) fn fill(&self, out: &mut [u8]) {
         self.0.finalize_xof().fill(out);
     }
+
+    /// The output as a stream read in turn: a deterministic random generator seeded by the
+    /// derivation's secret input.
+    pub(crate) fn stream(&self) -> DerivedStream {
+        DerivedStream(self.0.finalize_xof())
+    }
+}
+
+/// The output of a [`Derivation`], read in turn.
+pub(crate) struct DerivedStream(blake3::OutputReader);
+
+impl DerivedStream {
+    /// Fills `out` with the next bytes.
+    pub(crate) fn fill(&mut self, out: &mut [u8]) {
+        self.0.fill(out);
+    }
 }
 
 /// BLAKE3 keyed hash of `data` under `key`.
@@ -148,6 +175,8 @@ mod tests {
             Purpose::EscrowShareSeal => "1a71fe7e1442b33d51d5674f6e75649eecc8dd70cc2741ea069e416d29b4c8d9",
             Purpose::RecoveryCodeChecksum => "f8f331061a3ad7fb180290380ae22fbac7d1b39e484c7ecc399a080f88e8d01e",
             Purpose::SafetyNumber => "e7fa7b9338ea72d1ae3150b9eac2e52d28890318401abf86a23c8f09cfd06a3b",
+            Purpose::BackupGenerationSeal => "f7a7b0929b05eb9b50743c444482c4d482206c5480a2372c6b1ce39e3a77c9d2",
+            Purpose::BackupTokenShares => "f62fb87aafd40f993a1b318b61dbb5c1a22234f8684630d75765fcaf1fb41738",
         }
     }
 
@@ -180,7 +209,10 @@ mod tests {
     #[test]
     fn labels_are_distinct_and_of_one_shape() {
         for (i, a) in Purpose::ALL.iter().enumerate() {
-            assert!(a.label().starts_with("vault-core 2026-11-27 ") && a.label().ends_with(" v1"));
+            let date = a.label().strip_prefix("vault-core ").and_then(|rest| rest.get(..10)).unwrap_or("");
+            let shaped = date.len() == 10
+                && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            assert!(shaped && a.label()[21..].starts_with(' ') && a.label().ends_with(" v1"), "{a:?}");
             for b in &Purpose::ALL[i + 1..] {
                 assert_ne!(a.label(), b.label());
             }

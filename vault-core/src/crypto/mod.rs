@@ -6,6 +6,7 @@
 pub(crate) mod aead;
 pub(crate) mod derive;
 pub(crate) mod kdf;
+pub(crate) mod single_use;
 
 /// The one failure of an AEAD open: wrong key or tampered data, deliberately not told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

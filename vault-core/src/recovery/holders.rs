@@ -216,7 +216,6 @@ pub struct SyncReport {
 /// A holder's head record, if it authenticates.
 struct HeldHead {
     head: Head,
-    bytes: Vec<u8>,
     version: String,
 }
 
@@ -224,7 +223,7 @@ struct HeldHead {
 /// one that does not authenticate under these keys.
 fn held_head(transport: &dyn Transport, keys: &BackupKeys) -> Option<Option<HeldHead>> {
     let (bytes, version) = transport.get_head().ok()??;
-    Some(Head::open(keys, &bytes).ok().map(|head| HeldHead { head, bytes, version }))
+    Some(Head::open(keys, &bytes).ok().map(|head| HeldHead { head, version }))
 }
 
 /// Brings both holders to the newest generation either holds: copies what the newest manifest
@@ -234,6 +233,7 @@ fn held_head(transport: &dyn Transport, keys: &BackupKeys) -> Option<Option<Held
 pub(crate) fn sync(
     holders: [(&str, &(dyn Transport + Send + Sync)); 2],
     keys: &BackupKeys,
+    policy: crate::backup::keys::TokenPolicy,
     repair: bool,
 ) -> Result<SyncReport> {
     let records: Vec<Option<Option<HeldHead>>> = holders.iter().map(|(_, t)| held_head(*t, keys)).collect();
@@ -296,10 +296,12 @@ pub(crate) fn sync(
         // is a rollback the user must hear of). The mirror's head copy only ever moves forward.
         let may_move = i == 1 || !has_record[i];
         if behind && complete && repair && may_move {
-            let source_head = heads[source].as_ref().ok_or(crate::Error::Internal("newest head"))?;
             let expected = heads[i].as_ref().map(|h| h.version.as_str());
-            // Only the objects' copies made this head's generation whole here: it moves forward.
-            if transport.put_head(&source_head.bytes, newest_head.generation, expected).is_ok() {
+            // Only the objects' copies made this head's generation whole here: it moves forward,
+            // with this holder's own part of the generation's token.
+            let moved = super::lifecycle::head_for(keys, newest_head, policy, i)
+                .is_ok_and(|sealed| transport.put_head(&sealed, newest_head.generation, expected).is_ok());
+            if moved {
                 generation = Some(newest_head.generation);
             }
         }
@@ -318,13 +320,18 @@ fn needed_objects(
     head: &Head,
     listings: &[Option<BTreeMap<String, u64>>],
 ) -> Result<BTreeMap<String, Option<u64>>> {
-    let manifest: Manifest =
-        fetch_manifest(transport, keys, head.manifest_epoch, head.generation, &head.manifest_hash)?;
+    let manifest: Manifest = fetch_manifest(transport, keys, head)?;
     let mut needed = BTreeMap::new();
     if keys.current_epoch() > 0 {
         needed.insert(Keyring::object_name(&keys.key_check()), None);
     }
     needed.insert(manifest_name(head.generation), None);
+    // The bridge into this generation, where a run wrote one (a restore that recovers only the
+    // previous generation's token crosses it).
+    let bridge = crate::backup::format::bridge_name(head.generation);
+    if listings.iter().flatten().any(|listed| listed.contains_key(&bridge)) {
+        needed.insert(bridge, None);
+    }
     for index in &manifest.indexes {
         needed.insert(index_name(&index.id), None);
     }

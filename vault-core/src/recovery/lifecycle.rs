@@ -12,7 +12,7 @@ use super::escrow::{self, EscrowHeader};
 use super::guardian::{AccessToken, GuardianError, GuardianNetwork, GuardianSession, Remote, in_parallel};
 use super::shares::{Share, split};
 use crate::backup::format::Head;
-use crate::backup::keys::{Keyring, MAX_EPOCHS, RotationPoint, key_check_of};
+use crate::backup::keys::{Keyring, MAX_EPOCHS, RotationPoint, TokenPart, TokenPolicy, key_check_of};
 use crate::backup::{BackupKeys, Transport, TransportError};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
@@ -57,26 +57,48 @@ pub(crate) fn session_transport(
     Ok((remote.guardian.transport(&session.token), remote, session.token))
 }
 
-/// Copies the sealed head record of generation `generation` to every guardian but the data
-/// guardian, refusing to move any backwards; returns the guardians whose copy failed (the backup
-/// itself is complete; the next run retries).
+/// The head record `head` as the holder at `position` keeps it, sealed: with that holder's part
+/// of the generation's token under `policy` (drawn from the whole token, which `head` carries or
+/// `keys` know; a head of the format before forward secrecy carries none).
+pub(crate) fn head_for(keys: &BackupKeys, head: &Head, policy: TokenPolicy, position: usize) -> Result<Vec<u8>> {
+    let token = match &head.token {
+        None => return Ok(head.seal(keys)),
+        Some(TokenPart::Whole(token)) => token,
+        Some(TokenPart::Share(_)) => keys.known_token(head.generation).ok_or_else(|| Error::Integrity {
+            object: DataKind::BackupHead,
+            problem: format!(
+                "generation {}'s token is split across the guardians and this device does not hold it",
+                head.generation
+            ),
+        })?,
+    };
+    let part = policy.part(token, head.generation, position)?;
+    Ok(Head { token: Some(part), ..head.clone() }.seal(keys))
+}
+
+/// Copies the head record `head` (of the generation it names) to every guardian but the data
+/// guardian, each with its part of the generation's token, refusing to move any backwards;
+/// returns the guardians whose copy failed (the backup itself is complete; the next run retries).
 pub(crate) fn copy_heads(
     network: &dyn GuardianNetwork,
     enrolment: &Enrolment,
     keys: &BackupKeys,
-    head: &[u8],
-    generation: u64,
+    head: &Head,
 ) -> Vec<String> {
     let mut failed = Vec::new();
+    let policy = enrolment.policy.token_policy();
+    let generation = head.generation;
     for (index, guardian) in enrolment.guardians.iter().enumerate().skip(1) {
-        let copied = Remote::connect(network, index, &guardian.url)
-            .map_err(|e| match e {
+        let copied = head_for(keys, head, policy, index).map_err(|e| e.to_string()).and_then(|sealed| {
+            let remote = Remote::connect(network, index, &guardian.url).map_err(|e| match e {
                 Error::Guardian { error, .. } => error.to_string(),
                 other => other.to_string(),
-            })
-            .and_then(|remote| copy_head(&*remote.guardian.transport(&guardian.device_token), keys, head, generation));
-        if let Err(message) = copied {
-            failed.push(format!("{}: {message}", guardian.url));
+            })?;
+            copy_head(&*remote.guardian.transport(&guardian.device_token), keys, &sealed, generation)
+        });
+        match copied {
+            Ok(()) => crate::failpoint::hit("recovery:head-copied"),
+            Err(message) => failed.push(format!("{}: {message}", guardian.url)),
         }
     }
     failed
@@ -268,9 +290,9 @@ pub(crate) fn rotate(
         SecurityEventKind::RecoverySharesRefreshed,
         &format!("new backup key, epoch {}; {}", keys.current_epoch(), enrolment.policy.describe()),
     )?;
-    if let Some((sealed, generation)) = head {
+    if let Some(head) = head {
         // Best effort, as after a backup: the next backup copies it again.
-        let _ = copy_heads(network, &enrolment, &keys, &sealed, generation);
+        let _ = copy_heads(network, &enrolment, &keys, &head);
     }
     Ok(enrolment.policy.code_index().map(|index| RecoveryCode::encode(&shares[usize::from(index) - 1])))
 }
@@ -331,19 +353,17 @@ fn store_keyring(transport: &dyn Transport, key: &SecretKey, keyring: &Keyring) 
 }
 
 /// Re-seals the head record under the new epoch (unless an earlier attempt did); it must be the
-/// head the rotation started from. Returns the sealed record and its generation, or `None` when
-/// the backup has no head yet.
-fn reseal_head(transport: &dyn Transport, keys: &BackupKeys) -> Result<Option<(Vec<u8>, u64)>> {
+/// head the rotation started from. Returns it, or `None` when the backup has no head yet.
+fn reseal_head(transport: &dyn Transport, keys: &BackupKeys) -> Result<Option<Head>> {
     for _ in 0..3 {
         let read = transport.get_head().map_err(crate::backup::run::transport_error("reading the head record"))?;
         let Some((bytes, version)) = read else { return Ok(None) };
         let head = Head::open(keys, &bytes)?;
         if Head::sealed_under_current(keys, &bytes) {
-            return Ok(Some((bytes, head.generation)));
+            return Ok(Some(head));
         }
-        let sealed = head.seal(keys);
-        match transport.put_head(&sealed, head.generation, Some(&version)) {
-            Ok(()) => return Ok(Some((sealed, head.generation))),
+        match transport.put_head(&head.seal(keys), head.generation, Some(&version)) {
+            Ok(()) => return Ok(Some(head)),
             Err(TransportError::Conflict) => continue,
             Err(e) => return Err(crate::backup::run::transport_error("re-sealing the head record")(e)),
         }

@@ -20,7 +20,7 @@ mod policy;
 pub(crate) mod recover;
 mod safety;
 pub(crate) mod setup;
-mod shares;
+pub(crate) mod shares;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

@@ -21,6 +21,12 @@ pub struct RecoveryPolicy {
 }
 
 impl RecoveryPolicy {
+    /// How each backup generation's token is spread over the guardians under this policy
+    /// (`docs/adr/0017-forward-secret-backups.md`).
+    pub(crate) fn token_policy(&self) -> crate::backup::keys::TokenPolicy {
+        crate::backup::keys::TokenPolicy::for_guardians(self.threshold, self.servers, self.recovery_code)
+    }
+
     /// A policy for `servers` servers. `threshold` defaults to 2 (the design's default: 2 of
     /// {each server, recovery code}). A threshold of 1 lets one provider alone recover the key
     /// and is refused unless `allow_single_provider`.

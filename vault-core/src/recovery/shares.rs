@@ -54,8 +54,59 @@ impl rand_core_010::TryRng for OsRandom {
 
 impl rand_core_010::TryCryptoRng for OsRandom {}
 
+/// A derivation's output stream behind `rand_core`'s interface: the coefficients of a split that
+/// every holder of the secret must reproduce (a generation token's, `docs/key-hierarchy.md`).
+struct StreamRandom(crate::crypto::derive::DerivedStream);
+
+impl rand_core_010::TryRng for StreamRandom {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut bytes = [0u8; 4];
+        self.0.fill(&mut bytes);
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut bytes = [0u8; 8];
+        self.0.fill(&mut bytes);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.0.fill(dst);
+        Ok(())
+    }
+}
+
+impl rand_core_010::TryCryptoRng for StreamRandom {}
+
 /// Splits `secret` into `count` shares (indexes 1..=count), any `threshold` of which recover it.
 pub(crate) fn split(secret: &SecretKey, threshold: u8, count: u8) -> Result<Vec<Share>> {
+    let mut rng = OsRandom { failed: false };
+    let shares = split_with(secret, threshold, count, &mut rng)?;
+    if rng.failed {
+        return Err(Error::Internal("the operating system's random number generator failed"));
+    }
+    Ok(shares)
+}
+
+/// [`split`] with the polynomial drawn from `stream`: the same stream gives the same shares.
+pub(crate) fn split_derived(
+    secret: &SecretKey,
+    threshold: u8,
+    count: u8,
+    stream: crate::crypto::derive::DerivedStream,
+) -> Result<Vec<Share>> {
+    split_with(secret, threshold, count, &mut StreamRandom(stream))
+}
+
+fn split_with<R: rand_core_010::TryCryptoRng<Error = Infallible>>(
+    secret: &SecretKey,
+    threshold: u8,
+    count: u8,
+    rng: &mut R,
+) -> Result<Vec<Share>> {
     if threshold == 0 || threshold > count {
         return Err(Error::InvalidInput("the share threshold must be between 1 and the number of shares".into()));
     }
@@ -64,20 +115,16 @@ pub(crate) fn split(secret: &SecretKey, threshold: u8, count: u8) -> Result<Vec<
             .map(|index| Share { index, value: SecretKey::from_bytes(*secret.expose_secret()) })
             .collect());
     }
-    let mut rng = OsRandom { failed: false };
     let ids = (1..=count).map(|i| IdentifierGf256::from(Gf256(i)));
     let raw = Gf256::split_bytes_with_participant_ids_iter(
         usize::from(threshold),
         usize::from(count),
         secret.expose_secret(),
-        &mut rng,
+        rng,
         ids,
     )
     .map_err(|_| Error::Internal("secret sharing refused its parameters"))?;
     let raw: Vec<Zeroizing<Vec<u8>>> = raw.into_iter().map(Zeroizing::new).collect();
-    if rng.failed {
-        return Err(Error::Internal("the operating system's random number generator failed"));
-    }
     raw.iter()
         .map(|bytes| {
             let value = SecretKey::try_from_slice(&bytes[1..]).ok_or(Error::Internal("share length"))?;

@@ -145,7 +145,6 @@ impl MemoryGuardian {
         self.state.lock().unwrap().accounts.get(account).map(|a| a.devices.clone()).unwrap_or_default()
     }
 
-    /// Every stored object of `account` (name and bytes), for tampering in tests.
     /// Loses the account's backup (objects and head), as a server whose store was lost and
     /// rebuilt with only its account records would.
     pub(crate) fn lose_backup(&self, account: &str) {
@@ -157,6 +156,13 @@ impl MemoryGuardian {
         }
     }
 
+    /// Every head record ever stored for `account`, oldest first (what a guardian that kept
+    /// them against the protocol would have).
+    pub(crate) fn head_history_of(&self, account: &str) -> Vec<Vec<u8>> {
+        self.state.lock().unwrap().accounts.get(account).map(|a| a.head_history.clone()).unwrap_or_default()
+    }
+
+    /// Every stored object of `account` (name and bytes), for tampering in tests.
     pub(crate) fn objects_of(&self, account: &str) -> Vec<(String, Vec<u8>)> {
         let state = self.state.lock().unwrap();
         let mut out: Vec<_> =

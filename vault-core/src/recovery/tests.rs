@@ -146,14 +146,19 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
     let (conn, _) = enrolled(&network, &urls);
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
-    let head = |generation| {
-        Head { generation, manifest_hash: [generation as u8; 32], writer: None, manifest_epoch: 0 }.seal(&keys)
+    let record = |generation| Head {
+        generation,
+        manifest_hash: [generation as u8; 32],
+        writer: None,
+        manifest_epoch: 0,
+        token: None,
     };
+    let head = |generation| record(generation).seal(&keys);
     let data = lifecycle::data_transport(&network, &enrolment).unwrap();
     data.put_head(&head(1), 1, None).unwrap();
     let version = data.get_head().unwrap().unwrap().1;
     data.put_head(&head(2), 2, Some(&version)).unwrap();
-    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head(2), 2).is_empty());
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &record(2)).is_empty());
     // The data guardian rolls its head back; the other guardian's copy still says 2.
     network.guardian(&urls[0]).script(Fault::ReplayHead(0));
     let recovered = recover(&network, &urls, ACCOUNT, &password(), None).unwrap();
@@ -161,7 +166,7 @@ fn the_newest_head_any_guardian_attests_is_what_a_restore_must_reach() {
     assert_eq!(newest.map(|(g, _)| g), Some(2));
     assert_eq!(freshness, super::Freshness::Verified { by: vec![urls[1].clone()] });
     // A guardian's copy never moves backwards.
-    let refused = lifecycle::copy_heads(&network, &enrolment, &keys, &head(1), 1);
+    let refused = lifecycle::copy_heads(&network, &enrolment, &keys, &record(1));
     assert!(refused[0].contains("newer than the data server's 1"), "{refused:?}");
 }
 
@@ -291,9 +296,9 @@ fn a_garbage_head_at_a_guardian_without_the_data_is_reported_and_the_rest_recove
     let (conn, code) = enrolled(&network, &urls);
     let enrolment = Enrolment::require(&conn).unwrap();
     let keys = BackupKeys::derive(&key());
-    let head = Head { generation: 1, manifest_hash: [1; 32], writer: None, manifest_epoch: 0 }.seal(&keys);
-    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, 1, None).unwrap();
-    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 1).is_empty());
+    let head = Head { generation: 1, manifest_hash: [1; 32], writer: None, manifest_epoch: 0, token: None };
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head.seal(&keys), 1, None).unwrap();
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head).is_empty());
     network.guardian(&urls[1]).script(Fault::GarbageHead);
     for code in [None, Some(&code)] {
         let recovered = recover(&network, &urls, ACCOUNT, &password(), code).unwrap();
@@ -329,9 +334,9 @@ fn a_stale_guardian_one_down_and_a_garbage_head_together_still_recover_with_the_
     enrolment.save(&conn).unwrap();
     let new_code = lifecycle::rotate(&network, &conn, &password()).unwrap().unwrap();
     let keys = crate::store::backup_state::keys(&conn).unwrap().unwrap();
-    let head = Head { generation: 3, manifest_hash: [3; 32], writer: None, manifest_epoch: 1 }.seal(&keys);
-    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head, 3, None).unwrap();
-    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head, 3).is_empty());
+    let head = Head { generation: 3, manifest_hash: [3; 32], writer: None, manifest_epoch: 1, token: None };
+    lifecycle::data_transport(&network, &enrolment).unwrap().put_head(&head.seal(&keys), 3, None).unwrap();
+    assert!(lifecycle::copy_heads(&network, &enrolment, &keys, &head).is_empty());
     network.guardian(&urls[0]).script(Fault::ReplayEscrow(0));
     network.guardian(&urls[1]).script(Fault::Down);
     network.guardian(&urls[2]).script(Fault::GarbageHead);

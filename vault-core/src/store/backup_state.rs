@@ -1,13 +1,14 @@
 //! The vault's own backup state (migration 5): the Backup Root Key (the current key epoch's key;
 //! migration 8 adds the keyring of earlier epochs and a rotation under way), the newest
-//! generation and manifest hash this device wrote or restored, and the packs of an unfinished run.
+//! generation and manifest hash this device wrote or restored, and the packs of an unfinished run
+//! (migration 11 adds the token it drew for its generation).
 
 use crate::error::DataKind;
 use rusqlite::{Connection, OptionalExtension};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::backup::BackupKeys;
-use crate::backup::keys::Keyring;
+use crate::backup::keys::{GenerationToken, Keyring};
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
 
@@ -55,10 +56,15 @@ pub(crate) fn keyring(conn: &Connection) -> Result<Option<Keyring>> {
     bytes.flatten().map(|b| Keyring::decode(&b)).transpose()
 }
 
-/// Every key the backup needs (current epoch and keyring), if a key exists.
+/// Every key the backup needs (current epoch and keyring), with the token of the newest
+/// generation this device wrote or restored, if a key exists.
 pub(crate) fn keys(conn: &Connection) -> Result<Option<BackupKeys>> {
     let Some(key) = root_key(conn)? else { return Ok(None) };
-    Ok(Some(BackupKeys::with_keyring(&key, keyring(conn)?.as_ref())))
+    let keys = BackupKeys::with_keyring(&key, keyring(conn)?.as_ref());
+    Ok(Some(match token_row(conn, "token_generation", "token")? {
+        Some((generation, token)) => keys.with_known_token(generation, token),
+        None => keys,
+    }))
 }
 
 /// A `backup_rotation` row as stored: the key and the keyring's plaintext.
@@ -128,18 +134,60 @@ pub(crate) fn position(conn: &Connection) -> Result<Position> {
     Ok((generation, hash))
 }
 
-/// Records the newest generation and its manifest hash, and forgets the finished run's packs.
-pub(crate) fn advance(conn: &Connection, generation: u64, hash: &[u8; 32]) -> Result<()> {
+/// Records the newest generation, its manifest hash and its token (overwriting the previous
+/// generation's: the device keeps no older token), and forgets the finished run's packs.
+pub(crate) fn advance(
+    conn: &Connection,
+    generation: u64,
+    hash: &[u8; 32],
+    token: Option<&GenerationToken>,
+) -> Result<()> {
     let generation = i64::try_from(generation).map_err(|_| Error::Internal("generation overflow"))?;
     let tx = conn.unchecked_transaction()?;
-    let changed = tx
-        .execute("UPDATE backup_state SET generation = ?1, manifest_hash = ?2 WHERE id = 1", (generation, &hash[..]))?;
+    let token_generation = token.map(|_| generation);
+    let changed = tx.execute(
+        "UPDATE backup_state SET generation = ?1, manifest_hash = ?2, token_generation = ?3, token = ?4 WHERE id = 1",
+        (generation, &hash[..], token_generation, token.map(|t| &t.0[..])),
+    )?;
     if changed != 1 {
         return Err(Error::Internal("no backup key to record a generation for"));
     }
     tx.execute("DELETE FROM backup_pending_packs", [])?;
+    tx.execute("UPDATE backup_state SET pending_generation = NULL, pending_token = NULL WHERE id = 1", [])?;
     tx.commit()?;
     Ok(())
+}
+
+/// Remembers the token a run drew for `generation`, before its manifest is written.
+pub(crate) fn set_pending_token(conn: &Connection, generation: u64, token: &GenerationToken) -> Result<()> {
+    let generation = i64::try_from(generation).map_err(|_| Error::Internal("generation overflow"))?;
+    let changed = conn.execute(
+        "UPDATE backup_state SET pending_generation = ?1, pending_token = ?2 WHERE id = 1",
+        (generation, &token.0[..]),
+    )?;
+    if changed != 1 {
+        return Err(Error::Internal("no backup key to record a token for"));
+    }
+    Ok(())
+}
+
+/// The token an unfinished run drew, and the generation it was for.
+pub(crate) fn pending_token(conn: &Connection) -> Result<Option<(u64, GenerationToken)>> {
+    token_row(conn, "pending_generation", "pending_token")
+}
+
+/// A (generation, token) pair of `backup_state`'s columns.
+fn token_row(conn: &Connection, generation: &str, token: &str) -> Result<Option<(u64, GenerationToken)>> {
+    let row: Option<(Option<i64>, Option<Vec<u8>>)> = conn
+        .query_row(&format!("SELECT {generation}, {token} FROM backup_state WHERE id = 1"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((Some(generation), Some(mut token))) = row else { return Ok(None) };
+    let malformed = || Error::Integrity { object: DataKind::Database, problem: "malformed backup token".into() };
+    let bytes = <[u8; 32]>::try_from(token.as_slice()).map_err(|_| malformed());
+    token.zeroize();
+    Ok(Some((u64::try_from(generation).map_err(|_| malformed())?, GenerationToken(bytes?))))
 }
 
 /// Remembers a pack an unfinished run uploaded, with its encoded chunk entries (the backup

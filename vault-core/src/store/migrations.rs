@@ -149,6 +149,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          missing    INTEGER NOT NULL CHECK (missing >= 0),
          checked_at INTEGER NOT NULL
      ) STRICT;",
+    // 11: forward-secret backups: the token of the newest generation this device wrote or
+    // restored (overwritten by the next: the device keeps no older token), and the token a run
+    // drew for the generation it is writing, kept from before its manifest is written until its
+    // head record is (so an interrupted run's manifest can still be opened and published). Pending
+    // packs of earlier builds name no chunk keys: they are dropped (their chunks are uploaded
+    // again; a prune removes the packs).
+    "ALTER TABLE backup_state ADD COLUMN token_generation INTEGER CHECK (token_generation IS NULL OR token_generation > 0);
+     ALTER TABLE backup_state ADD COLUMN token BLOB CHECK (token IS NULL OR length(token) = 32);
+     ALTER TABLE backup_state ADD COLUMN pending_generation INTEGER CHECK (pending_generation IS NULL OR pending_generation > 0);
+     ALTER TABLE backup_state ADD COLUMN pending_token BLOB CHECK (pending_token IS NULL OR length(pending_token) = 32);
+     DELETE FROM backup_pending_packs;",
 ];
 
 /// The schema version this build writes.

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::{CreateOptions, Vault};
-use crate::backup::keys::Keyring;
+use crate::backup::keys::{GenerationToken, Keyring, TokenPolicy};
 use crate::backup::restore::{Restore, RestoreStaging, RestoredVault};
 use crate::backup::run::{Database, Written};
 use crate::backup::{
@@ -63,19 +63,21 @@ impl Backups {
     /// what this vault last wrote. `progress` hears the bytes processed (export and media); a
     /// cancelled run fails with [`Error::Cancelled`] and the next run resumes it.
     pub fn run(&mut self, transport: &dyn Transport, progress: Option<&dyn Progress>) -> Result<BackupReport> {
-        self.run_written(transport, progress, None).map(|w| w.report)
+        self.run_written(transport, progress, None, TokenPolicy::WHOLE).map(|w| w.report)
     }
 
     /// [`Backups::run`] as the writing device `writer` (its device id at the data guardian;
-    /// `None` for a backup directory), also returning the sealed head record it wrote.
+    /// `None` for a backup directory), spreading the generation's token over the holders by
+    /// `policy`; also returns the head record it wrote, with the whole token.
     pub(crate) fn run_written(
         &mut self,
         transport: &dyn Transport,
         progress: Option<&dyn Progress>,
         writer: Option<&str>,
+        policy: TokenPolicy,
     ) -> Result<Written> {
         let db = Database { snapshot: &self.snapshot, state: &self.state };
-        crate::backup::run::run(&db, &self.media, transport, progress, writer)
+        crate::backup::run::run(&db, &self.media, transport, progress, writer, policy)
     }
 
     /// The snapshots the backup at `transport` retains, oldest first.
@@ -99,15 +101,27 @@ impl Backups {
 
     /// Keeps the newest `keep` snapshots and deletes what only the others needed.
     pub fn prune(&mut self, transport: &dyn Transport, keep: usize) -> Result<PruneReport> {
+        self.prune_with(transport, keep, TokenPolicy::WHOLE).map(|(report, _)| report)
+    }
+
+    /// [`Backups::prune`], spreading the new generation's token over the holders by `policy`;
+    /// also returns the head record written (with the whole token).
+    pub(crate) fn prune_with(
+        &mut self,
+        transport: &dyn Transport,
+        keep: usize,
+        policy: TokenPolicy,
+    ) -> Result<(PruneReport, crate::backup::format::Head)> {
         if backup_state::pending_rotation(&self.state)?.is_some() {
             return Err(Error::KeyRotationUnfinished);
         }
         let (keys, local) = self.keys()?;
-        let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep)?;
+        let (report, head) = crate::backup::maintain::prune(transport, &keys, local, keep, policy)?;
         if report.rewritten {
-            backup_state::advance(&self.state, head.generation, &head.manifest_hash)?;
+            let token = keys.token_for(&head);
+            backup_state::advance(&self.state, head.generation, &head.manifest_hash, token.as_ref())?;
         }
-        Ok(report)
+        Ok((report, head))
     }
 
     /// The vault's Backup Root Key, for the developer option that restores without recovery.
@@ -171,8 +185,20 @@ pub fn restore_backup(
     passphrase: &Passphrase,
     options: RestoreOptions<'_>,
 ) -> Result<RestoreReport> {
+    restore_with_token(transport, key, target, passphrase, options, None)
+}
+
+/// [`restore_backup`] knowing the newest generation's token (recovered from the guardians).
+pub(crate) fn restore_with_token(
+    transport: &dyn Transport,
+    key: &BackupRootKey,
+    target: &Path,
+    passphrase: &Passphrase,
+    options: RestoreOptions<'_>,
+    token: Option<(u64, GenerationToken)>,
+) -> Result<RestoreReport> {
     let staging = Staging { passphrase, create: options.create };
-    let restore = Restore { staging: &staging, progress: options.progress, at_least: options.at_least };
+    let restore = Restore { staging: &staging, progress: options.progress, at_least: options.at_least, token };
     crate::backup::restore::restore(transport, key, target, restore)
 }
 
@@ -223,9 +249,10 @@ impl RestoredVault for Vault {
         keyring: Option<&Keyring>,
         generation: u64,
         manifest_hash: &[u8; 32],
+        token: Option<&GenerationToken>,
     ) -> Result<()> {
         backup_state::set_keys(&self.store.conn, key, keyring)?;
-        backup_state::advance(&self.store.conn, generation, manifest_hash)?;
+        backup_state::advance(&self.store.conn, generation, manifest_hash, token)?;
         events::record(
             &self.store.conn,
             crate::store::now_millis(),
@@ -253,6 +280,9 @@ impl Vault {
         export::import(&mut self.store.conn, input)
     }
 }
+
+#[cfg(test)]
+mod forward_secrecy_tests;
 
 #[cfg(test)]
 mod tests {

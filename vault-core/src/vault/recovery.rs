@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use super::backup::{Backups, RestoreOptions, restore_backup};
+use super::backup::{Backups, RestoreOptions, restore_with_token};
 use super::{CreateOptions, Vault};
 use crate::backup::PruneReport;
 use crate::backup::format::Head;
+use crate::backup::keys::TokenPart;
 use crate::backup::{BackupKeys, BackupRootKey, Transport};
 use crate::error::{Error, Result};
 use crate::recovery::copy_key;
@@ -126,13 +127,12 @@ impl Recovery {
             }
         }
         let mirrored = Mirrored::new(&*data, mirror.as_deref());
-        let written = self.backups.run_written(&mirrored, progress, Some(&me))?;
+        let written = self.backups.run_written(&mirrored, progress, Some(&me), enrolment.policy.token_policy())?;
         if let Some(failure) = mirrored.mirror_failure() {
             mirror_problems.push(format!("writing to the mirror: {failure}"));
         }
         let keys = self.backups.backup_keys()?;
-        let head_copies_failed =
-            lifecycle::copy_heads(network, &enrolment, &keys, &written.head, written.report.generation);
+        let head_copies_failed = lifecycle::copy_heads(network, &enrolment, &keys, &written.head);
         let mut holders = Vec::new();
         if let Some(mirror) = &mirror {
             match sync_holders(&enrolment, &*data, &**mirror, &keys, true) {
@@ -190,7 +190,7 @@ impl Recovery {
             _ => Some(lifecycle::session_transport(network, conn, &enrolment, 1, password)?.0),
         };
         let mirrored = Mirrored::new(&*data, mirror.as_deref());
-        let report = self.backups.prune(&mirrored, keep)?;
+        let (report, head) = self.backups.prune_with(&mirrored, keep, enrolment.policy.token_policy())?;
         if let Some(failure) = mirrored.mirror_failure() {
             return Err(Error::BackupStorage(format!(
                 "pruned at the data server, but the mirror failed: {failure}; what is left there is repaired \
@@ -199,9 +199,14 @@ impl Recovery {
         }
         // The prune wrote a new generation at the data server: the mirror's head follows at once,
         // so a restore from the mirror alone never names the generation whose index was deleted.
+        let keys = self.backups.backup_keys()?;
         if let Some(mirror) = &mirror {
-            let keys = self.backups.backup_keys()?;
             sync_holders(&enrolment, &*data, &**mirror, &keys, true)?;
+        }
+        if report.rewritten {
+            // Best effort, as after a backup: each guardian's head copy (with its part of the new
+            // generation's token) follows; the next backup copies it again.
+            let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head);
         }
         Ok(report)
     }
@@ -411,7 +416,20 @@ pub fn restore_from_guardians(
         .get_head()
         .map_err(crate::backup::run::transport_error("reading the head record"))
         .inspect_err(|_| withdraw())?;
-    let data_generation = before.as_ref().and_then(|(bytes, _)| Head::open(&keys, bytes).ok()).map(|h| h.generation);
+    let data_head = before.as_ref().and_then(|(bytes, _)| Head::open(&keys, bytes).ok());
+    let data_generation = data_head.as_ref().map(|h| h.generation);
+    // A generation whose token is split across the guardians opens with their parts of it.
+    let token = data_head.as_ref().filter(|h| matches!(h.token, Some(TokenPart::Share(_)))).and_then(|head| {
+        let others: Vec<Head> = (recovered.reached.iter().enumerate())
+            .filter(|(i, _)| *i != data)
+            .filter_map(|(_, r)| r.head.as_ref().and_then(|bytes| Head::open(&keys, bytes).ok()))
+            .collect();
+        crate::backup::run::recover_token(&transport, &keys, head, &others).map(|t| (head.generation, t))
+    });
+    let keys = match &token {
+        Some((generation, t)) => keys.with_known_token(*generation, t.clone()),
+        None => keys,
+    };
     let Attestations { newest, freshness, unauthentic } =
         recover::attestations(&recovered.reached, &keys, data, data_generation);
     recovered.report.servers_failed.extend(unauthentic);
@@ -421,7 +439,8 @@ pub fn restore_from_guardians(
     }
     recovered.report.newest_generation = newest.map_or(0, |(g, _)| g);
     let options = RestoreOptions { create, progress, at_least: newest };
-    let restore = restore_backup(&transport, &key, target, passphrase, options).inspect_err(|_| withdraw())?;
+    let restore =
+        restore_with_token(&transport, &key, target, passphrase, options, token).inspect_err(|_| withdraw())?;
 
     // The new vault is enrolled when every guardian was reached: share indexes exactly
     // 1..=servers (two URLs of one server give one index twice); otherwise its tokens would go
@@ -471,7 +490,7 @@ pub fn restore_from_guardians(
     enrol().inspect_err(|_| withdraw())?;
     // Take the backup over: the same generation and manifest, naming this device as the writer.
     let taken = take_over(&transport, &keys, before, restore.generation, &devices[data].0);
-    let (head_bytes, took_over_from) = match taken {
+    let (head, took_over_from) = match taken {
         Ok(done) => done,
         Err(e) => {
             // The previous writer backed up during the restore: this vault lacks that backup.
@@ -481,7 +500,7 @@ pub fn restore_from_guardians(
         }
     };
     // Best effort, as after a backup: the next backup copies it again.
-    let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head_bytes, restore.generation);
+    let _ = lifecycle::copy_heads(network, &enrolment, &keys, &head);
     Ok(GuardianRestoreReport { recovery: recovered.report, restore, enrolled, took_over_from, freshness })
 }
 
@@ -504,7 +523,7 @@ fn unverified(report: &RecoveryReport) -> Error {
 
 /// Replaces the head record `before` (read before the restore; it must still be current and
 /// state the restored `generation`) with one for the same generation and manifest naming
-/// `device` as the writer, since now. Returns the sealed record and the previous writer's device
+/// `device` as the writer, since now. Returns the new record and the previous writer's device
 /// id. The previous writer's enrolment is not revoked: it may still read and restore, and its
 /// next backup is refused ([`Error::TakenOver`]); a lost device is revoked explicitly.
 fn take_over(
@@ -513,7 +532,7 @@ fn take_over(
     before: Option<(Vec<u8>, String)>,
     generation: u64,
     device: &str,
-) -> Result<(Vec<u8>, Option<String>)> {
+) -> Result<(Head, Option<String>)> {
     let moved = || Error::BackupConflict;
     let (bytes, version) = before.ok_or_else(moved)?;
     let head = Head::open(keys, &bytes)?;
@@ -522,9 +541,9 @@ fn take_over(
     }
     let writer = crate::backup::format::Writer::new(device, crate::store::now_millis())?;
     let previous = head.writer.as_ref().map(|w| w.device.clone());
-    let sealed = crate::backup::format::Head { writer: Some(writer), ..head }.seal(keys);
-    match transport.put_head(&sealed, generation, Some(&version)) {
-        Ok(()) => Ok((sealed, previous)),
+    let head = crate::backup::format::Head { writer: Some(writer), ..head };
+    match transport.put_head(&head.seal(keys), generation, Some(&version)) {
+        Ok(()) => Ok((head, previous)),
         Err(crate::backup::TransportError::Conflict) => Err(moved()),
         Err(e) => Err(crate::backup::run::transport_error("taking the backup over")(e)),
     }
@@ -544,8 +563,8 @@ fn rename_writer(network: &dyn GuardianNetwork, enrolment: &Enrolment, keys: &Ba
             return Ok(());
         }
         match take_over(&*transport, keys, Some((bytes, version)), head.generation, &new.device_id) {
-            Ok((sealed, _)) => {
-                let _ = lifecycle::copy_heads(network, enrolment, keys, &sealed, head.generation);
+            Ok((head, _)) => {
+                let _ = lifecycle::copy_heads(network, enrolment, keys, &head);
                 return Ok(());
             }
             Err(Error::BackupConflict) => continue,
@@ -600,7 +619,7 @@ fn sync_holders(
     repair: bool,
 ) -> Result<SyncReport> {
     let urls = (&enrolment.guardians[0].url, &enrolment.guardians[1].url);
-    holders::sync([(urls.0.as_str(), data), (urls.1.as_str(), mirror)], keys, repair)
+    holders::sync([(urls.0.as_str(), data), (urls.1.as_str(), mirror)], keys, enrolment.policy.token_policy(), repair)
 }
 
 #[cfg(test)]
@@ -1071,6 +1090,7 @@ mod tests {
             manifest_hash: [1; 32],
             manifest_epoch: 0,
             writer: writer.map(|w| Writer::new(w, 5).unwrap()),
+            token: None,
         };
         // A first backup is claimed; a directory run names no writer.
         assert_eq!(claim(None, Some("me"), 0).unwrap().unwrap().device, "me");

@@ -72,7 +72,8 @@ class BackupTest {
         assertEquals(2uL, second.generation)
         assertEquals(1uL, second.mediaReused)
         assertEquals(0uL, second.mediaUploaded)
-        assertEquals(listOf(1uL, 2uL), backup.snapshots().map { it.generation })
+        // A manifest holds the newest snapshot only (forward secrecy, ADR 0017).
+        assertEquals(listOf(2uL), backup.snapshots().map { it.generation })
         assertEquals(emptyList<String>(), backup.verify(1.0))
         assertEquals(
             listOf("kotlin phone" to true, "kotlin phone" to true),
@@ -82,7 +83,7 @@ class BackupTest {
         // A cancelled backup publishes nothing; the next run completes.
         vault.addMessage("family", "bob", "third")
         assertThrows<VaultException.Cancelled> { runBlocking { backup.run(cancel = CancelToken().apply { cancel() }) } }
-        assertEquals(listOf(1uL, 2uL), backup.snapshots().map { it.generation })
+        assertEquals(listOf(2uL), backup.snapshots().map { it.generation })
         assertEquals(3uL, backup.run().generation)
 
         // The phone is lost. A tablet restores with the password alone (both servers' shares).
