@@ -47,6 +47,10 @@ rm -f target/assurance-summary.txt
 cargo test --workspace --locked
 stop_seaweedfs
 
+log "XChaCha20-Poly1305 on RustCrypto alone (the phones' backend): clippy, crypto and media tests"
+cargo clippy -p vault-core --all-targets --no-default-features --locked -- -D warnings
+cargo test -p vault-core --lib --no-default-features --locked -- crypto:: media::
+
 log "TPM key wrapper (feature tpm): clippy, its tests and the CLI's against swtpm"
 # The default build must not need the TSS libraries: no tss-esapi in its dependency graph.
 if cargo tree --workspace --locked -e normal,build | grep -q tss-esapi; then

@@ -1,8 +1,9 @@
 //! Media encryption throughput, side by side in one run on the same bytes: the raw in-memory
-//! XChaCha20-Poly1305 of the same crate on one core against a full vault import (stream
-//! framing, file write, fsync, rename, database row) and export (read, authenticate, decrypt),
-//! which seal and open batches of 16 segments in parallel on every core,
-//! plus the latency of a 64 KiB read at a random offset.
+//! XChaCha20-Poly1305 on one core, both RustCrypto's `chacha20poly1305` (the reference) and the
+//! vault's own backend (`bench_support::AEAD_BACKEND`: aws-lc-rs under RustCrypto's HChaCha20 on
+//! desktop and server builds), against a full vault import (stream framing, file write, fsync,
+//! rename, database row) and export (read, authenticate, decrypt), which seal and open batches of
+//! 16 segments in parallel on every core, plus the latency of a 64 KiB read at a random offset.
 //!
 //! `VAULT_BENCH_MEDIA_MIB` sets the size (default 1024); `VAULT_BENCH_DIR` the directory the
 //! vault lives in (default /dev/shm when present, so the disk does not hide the cipher cost;
@@ -19,6 +20,7 @@ use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vault_core::bench_support::{AEAD_BACKEND, RawAead};
 use vault_core::{CreateOptions, KdfParams, MEDIA_SEGMENT_LEN, MediaImport, Passphrase, Vault};
 
 fn size() -> usize {
@@ -84,6 +86,47 @@ fn media(c: &mut Criterion) {
             }
         })
     });
+    // In place, as the media reader decrypts: each sealed segment copied into a buffer, then
+    // authenticated and decrypted there (the copy is part of the figure, for both backends).
+    group.bench_function("aead_decrypt_in_place", |b| {
+        b.iter(|| {
+            for (chunk, tag) in sealed.chunks(MEDIA_SEGMENT_LEN).zip(&tags) {
+                let buf = &mut out[..chunk.len()];
+                buf.copy_from_slice(chunk);
+                cipher.decrypt_inout_detached(&nonce, b"aad", buf.into(), tag).unwrap();
+                black_box(&out);
+            }
+        })
+    });
+
+    // The vault's own backend, the same way.
+    println!("vault AEAD backend: {AEAD_BACKEND}");
+    let vault_cipher = RawAead::new([7u8; 32]);
+    let nonce = [1u8; 24];
+    group.bench_function("vault_aead_encrypt_in_memory", |b| {
+        b.iter(|| {
+            for chunk in scratch.chunks_mut(MEDIA_SEGMENT_LEN) {
+                black_box(vault_cipher.seal_in_place(&nonce, b"aad", chunk).unwrap());
+            }
+        })
+    });
+    let mut vault_sealed = data.clone();
+    let vault_tags: Vec<_> = vault_sealed
+        .chunks_mut(MEDIA_SEGMENT_LEN)
+        .map(|chunk| vault_cipher.seal_in_place(&nonce, b"aad", chunk).unwrap())
+        .collect();
+    assert!(vault_tags.iter().zip(&tags).all(|(a, b)| a[..] == b[..]), "the backends disagree");
+    group.bench_function("vault_aead_decrypt_in_place", |b| {
+        b.iter(|| {
+            for (chunk, tag) in vault_sealed.chunks(MEDIA_SEGMENT_LEN).zip(&vault_tags) {
+                let buf = &mut out[..chunk.len()];
+                buf.copy_from_slice(chunk);
+                assert!(vault_cipher.open_in_place(&nonce, b"aad", buf, tag));
+                black_box(&out);
+            }
+        })
+    });
+    drop(vault_sealed);
     drop(sealed);
     drop(scratch);
 

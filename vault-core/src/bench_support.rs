@@ -1,5 +1,6 @@
 //! Entry points for the benchmarks in `benches/` (and a few integration tests): the store opened in
-//! the ways the benchmarks compare, and the backup pipeline's chunk-and-seal step. Not part of the
+//! the ways the benchmarks compare, and the backup pipeline's chunk-and-seal step, and the raw
+//! media cipher. Not part of the
 //! API; hidden from the documentation.
 
 pub use crate::store::bench_support::*;
@@ -9,7 +10,34 @@ use crate::backup::chunker::{ChunkParams, Chunker};
 use crate::backup::keys::BackupKeys;
 use crate::backup::pack::PackWriter;
 use crate::backup::run::PACK_TARGET;
+use crate::crypto::aead::DetachedAead;
 use crate::error::{Error, Result};
+use crate::secret::SecretKey;
+
+/// The XChaCha20-Poly1305 this build runs (see `crypto/aead.rs`): which backend the
+/// raw-cipher benchmark measures.
+pub const AEAD_BACKEND: &str = crate::crypto::aead::BACKEND;
+
+/// The vault's XChaCha20-Poly1305 with caller-built nonces and detached tags, the cipher of the
+/// media segments, for measuring the raw cipher in memory.
+pub struct RawAead(DetachedAead);
+
+impl RawAead {
+    /// The cipher under `key`.
+    pub fn new(key: [u8; 32]) -> Self {
+        Self(DetachedAead::new(&SecretKey::from_bytes(key)))
+    }
+
+    /// Encrypts `buf` in place and returns the tag (`None` only beyond the cipher's limit).
+    pub fn seal_in_place(&self, nonce: &[u8; 24], aad: &[u8], buf: &mut [u8]) -> Option<[u8; 16]> {
+        self.0.seal_in_place(nonce, aad, buf)
+    }
+
+    /// Authenticates and decrypts `buf` in place; false (and `buf` zeroed) if it does not open.
+    pub fn open_in_place(&self, nonce: &[u8; 24], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> bool {
+        self.0.open_in_place(nonce, aad, buf, tag).is_ok()
+    }
+}
 
 /// What a first backup does per byte of the database export: keyed content-defined chunking, the
 /// keyed id of every chunk, and sealing the chunks into packs. The keys stay inside.

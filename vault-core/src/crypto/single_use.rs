@@ -6,9 +6,10 @@
 //! step of a random-nonce box. Backup chunks use it: each has its own random key, carried by the
 //! snapshot tree, so forgetting a chunk's key forgets the chunk (`docs/adr/0017-forward-secret-backups.md`).
 //! The caller must never seal a second plaintext under a key: [`seal_fresh`] draws the key itself.
+//! Like `crypto::aead`, it runs on aws-lc-rs on desktop and server builds and on RustCrypto
+//! elsewhere, with the same bytes (ADR 0018).
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::OpenError;
 use crate::secret::{SecretBytes, SecretKey};
@@ -28,24 +29,69 @@ pub(crate) fn seal_fresh(aad: &[u8], plaintext: &[u8]) -> Result<(SecretKey, Vec
 
 /// Seals under a key the caller guarantees is used for this one plaintext only.
 fn seal_with(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    // Encryption with a valid key and an in-memory buffer cannot fail; an empty result would only
-    // ever fail to open, never leak.
-    ChaCha20Poly1305::new(key.expose_secret().into())
-        .encrypt(&Nonce::from(NONCE), Payload { msg: plaintext, aad })
-        .unwrap_or_default()
+    let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    out.extend_from_slice(plaintext);
+    match backend::seal_in_place(key, NONCE, aad, &mut out) {
+        Some(tag) => out.extend_from_slice(&tag),
+        // Only an input beyond the cipher's 256 GiB is refused; an empty result only ever fails
+        // to open, and the plaintext copied in is cleared.
+        None => {
+            out.zeroize();
+            out.clear();
+        }
+    }
+    out
 }
 
 /// Authenticates and decrypts `ciphertext ‖ tag` under `key`. Any failure is the same
 /// [`OpenError`].
 pub(crate) fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, OpenError> {
-    if sealed.len() < TAG_LEN {
-        return Err(OpenError);
-    }
-    ChaCha20Poly1305::new(key.expose_secret().into())
-        .decrypt(&Nonce::from(NONCE), Payload { msg: sealed, aad })
-        .map(SecretBytes::new)
-        .map_err(|_| OpenError)
+    let ciphertext_len = sealed.len().checked_sub(TAG_LEN).ok_or(OpenError)?;
+    let (ciphertext, tag) = sealed.split_at(ciphertext_len);
+    let tag = <&[u8; TAG_LEN]>::try_from(tag).map_err(|_| OpenError)?;
+    // Zeroizing: on failure the buffer may hold unauthenticated bytes; it is cleared on drop.
+    let mut plaintext = Zeroizing::new(ciphertext.to_vec());
+    backend::open_in_place(key, NONCE, aad, &mut plaintext, tag)?;
+    Ok(SecretBytes::new(std::mem::take(&mut *plaintext)))
 }
+
+/// aws-lc-rs's assembly ChaCha20-Poly1305, where the AEAD runs on it (`crypto::aead`, ADR 0018).
+#[cfg(aead_aws_lc)]
+mod backend {
+    pub(super) use crate::crypto::aead::aws_lc::{
+        chacha20_poly1305_open as open_in_place, chacha20_poly1305_seal as seal_in_place,
+    };
+}
+
+/// RustCrypto's `chacha20poly1305`: elsewhere, and the reference the aws-lc path is tested against.
+#[cfg(any(not(aead_aws_lc), test))]
+mod rust_crypto {
+    use chacha20poly1305::aead::{AeadInOut, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+
+    use super::TAG_LEN;
+    use crate::crypto::OpenError;
+    use crate::secret::SecretKey;
+
+    pub(super) fn seal_in_place(key: &SecretKey, nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+        let cipher = ChaCha20Poly1305::new(key.expose_secret().into());
+        Some(cipher.encrypt_inout_detached(&Nonce::from(nonce), aad, buf.into()).ok()?.into())
+    }
+
+    pub(super) fn open_in_place(
+        key: &SecretKey,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), OpenError> {
+        let cipher = ChaCha20Poly1305::new(key.expose_secret().into());
+        cipher.decrypt_inout_detached(&Nonce::from(nonce), aad, buf.into(), &Tag::from(*tag)).map_err(|_| OpenError)
+    }
+}
+
+#[cfg(not(aead_aws_lc))]
+use rust_crypto as backend;
 
 #[cfg(test)]
 mod tests {
@@ -82,5 +128,27 @@ mod tests {
         assert_ne!(key.expose_secret(), other.expose_secret());
         assert_ne!(sealed, again);
         assert!(open(&other, b"aad", &sealed).is_err());
+    }
+
+    /// The aws-lc path gives RustCrypto's bytes for every length around the ChaCha20 and Poly1305
+    /// block sizes and the export's chunk sizes, and each opens the other's output.
+    #[cfg(aead_aws_lc)]
+    #[test]
+    fn the_aws_lc_path_seals_to_rust_crypto_bytes() {
+        for len in [0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 1023, 1024, 1025, 4096, 65_537] {
+            for aad_len in [0, 1, 16, 42, 200] {
+                let key = SecretKey::generate().unwrap();
+                let aad: Vec<u8> = (0..aad_len).map(|i| (i * 7 + len) as u8).collect();
+                let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 + aad_len) as u8).collect();
+                let mut reference = plaintext.clone();
+                let tag = rust_crypto::seal_in_place(&key, NONCE, &aad, &mut reference).unwrap();
+                let sealed = seal_with(&key, &aad, &plaintext);
+                assert!(sealed == [&reference[..], &tag].concat(), "length {len}, aad {aad_len}");
+                let mut opened = reference.clone();
+                rust_crypto::open_in_place(&key, NONCE, &aad, &mut opened, &tag).unwrap();
+                assert!(opened == plaintext);
+                assert_eq!(open(&key, &aad, &sealed).unwrap().expose_secret(), &plaintext[..]);
+            }
+        }
     }
 }
