@@ -34,3 +34,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The CLI turns vault-core's `aws-lc` feature on by default (the workspace depends on vault-core
+/// without default features), so on a desktop target the fast AEAD backend must be the one built.
+#[cfg(all(test, feature = "aws-lc", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(not(any(target_os = "android", target_os = "ios")))]
+mod aead_backend_tests {
+    #[test]
+    fn the_default_build_seals_with_aws_lc() {
+        assert!(
+            vault_core::bench_support::AEAD_BACKEND.starts_with("aws-lc"),
+            "{}",
+            vault_core::bench_support::AEAD_BACKEND
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! them on every build that has both):
 //!
 //! - `aws_lc`: RustCrypto's HChaCha20 for the subkey, then aws-lc-rs's assembly ChaCha20-Poly1305
-//!   for the bulk; about twice as fast on x86_64. Used when the build sets `cfg(aead_aws_lc)`:
+//!   for the bulk; about 1.4× as fast on x86_64 (docs/benchmarks.md). Used when the build sets `cfg(aead_aws_lc)`:
 //!   the `aws-lc` feature (default) on x86_64 or aarch64, not Android or iOS (see `build.rs`).
 //! - `rust_crypto`: the `chacha20poly1305` crate's `XChaCha20Poly1305`, everywhere else (and
 //!   always on phones until the aws-lc path is measured there).
