@@ -53,10 +53,13 @@ fn round_trip(server: &ServerProcess, work: &Path, account: &str) {
     #[cfg(debug_assertions)]
     {
         assert_eq!((first["media_uploaded"].as_u64(), first["media_reused"].as_u64()), (Some(0), Some(1)), "{first}");
-        // Only the export's tail changed (this run's unlock was logged), so almost every chunk
-        // comes from the crashed run's pack.
+        // Only the security events changed (this run's unlock and logins were logged), so most
+        // chunks come from the crashed run's pack: the new ones are the export's chunks around
+        // the new events and the tree chunks that list them (64-byte entries, id and key): 2 to 4
+        // in eight runs here, 13 of 128 in one CI run. A run that reused nothing would upload
+        // every chunk anew.
         let (new, reused) = (first["new_chunks"].as_u64().unwrap(), first["reused_chunks"].as_u64().unwrap());
-        assert!(new * 10 <= reused, "the crashed run's pack was reused: {first}");
+        assert!(new * 4 <= reused, "the crashed run's pack was reused: {first}");
         assert!(first["uploaded_bytes"].as_u64().unwrap() <= 64 << 10, "nothing was uploaded twice: {first}");
     }
     #[cfg(not(debug_assertions))]
