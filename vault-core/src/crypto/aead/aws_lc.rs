@@ -51,12 +51,11 @@ impl SubkeyCipher {
     }
 
     fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Option<[u8; TAG_LEN]> {
-        let tag = self.cipher.seal_in_place_separate_tag(Self::inner_nonce(nonce), Aad::from(aad), buf).ok()?;
-        <[u8; TAG_LEN]>::try_from(tag.as_ref()).ok()
+        seal_under(&self.cipher, Self::inner_nonce(nonce), aad, buf)
     }
 
     fn open_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
-        self.cipher.open_in_place_separate_tag(Self::inner_nonce(nonce), Aad::from(aad), tag, buf).is_ok()
+        open_under(&self.cipher, Self::inner_nonce(nonce), aad, buf, tag)
     }
 }
 
@@ -117,6 +116,17 @@ pub(super) fn open_once(
     SubkeyCipher::derive(key, nonce).filter(|c| c.open_in_place(nonce, aad, buf, tag)).map(|_| ()).ok_or(OpenError)
 }
 
+/// ChaCha20-Poly1305 seal in place under an aws-lc key: the tag, or `None` if aws-lc refuses.
+fn seal_under(cipher: &LessSafeKey, nonce: Nonce, aad: &[u8], buf: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+    let tag = cipher.seal_in_place_separate_tag(nonce, Aad::from(aad), buf).ok()?;
+    <[u8; TAG_LEN]>::try_from(tag.as_ref()).ok()
+}
+
+/// ChaCha20-Poly1305 open in place under an aws-lc key: whether it authenticated.
+fn open_under(cipher: &LessSafeKey, nonce: Nonce, aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
+    cipher.open_in_place_separate_tag(nonce, Aad::from(aad), tag, buf).is_ok()
+}
+
 /// RFC 8439 ChaCha20-Poly1305 with a caller-built 96-bit nonce, in place: the single-use boxes of
 /// `crypto::single_use` (a fresh key per plaintext). Returns the tag, or `None` if aws-lc refuses
 /// the input (beyond 256 GiB).
@@ -127,8 +137,7 @@ pub(in crate::crypto) fn chacha20_poly1305_seal(
     buf: &mut [u8],
 ) -> Option<[u8; TAG_LEN]> {
     let cipher = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key.expose_secret()).ok()?);
-    let tag = cipher.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf).ok()?;
-    <[u8; TAG_LEN]>::try_from(tag.as_ref()).ok()
+    seal_under(&cipher, Nonce::assume_unique_for_key(nonce), aad, buf)
 }
 
 /// Authenticates and decrypts `buf` in place under RFC 8439 ChaCha20-Poly1305. On failure the
@@ -141,8 +150,5 @@ pub(in crate::crypto) fn chacha20_poly1305_open(
     tag: &[u8; TAG_LEN],
 ) -> Result<(), OpenError> {
     let cipher = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key.expose_secret()).map_err(|_| OpenError)?);
-    cipher
-        .open_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), tag, buf)
-        .map(|_| ())
-        .map_err(|_| OpenError)
+    open_under(&cipher, Nonce::assume_unique_for_key(nonce), aad, buf, tag).then_some(()).ok_or(OpenError)
 }

@@ -125,11 +125,13 @@ fn plunder(keys: &BackupKeys, tokens: &[GenerationToken], objects: &BTreeMap<Str
     loot
 }
 
+/// Argon2id at its floor: these tests measure keys, not unlock cost.
+fn kdf() -> KdfParams {
+    KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 }
+}
+
 fn vault_with_canaries(dir: &std::path::Path) -> (Vault, i64, crate::MediaId, crate::MediaId) {
-    let options = CreateOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        wrapper: None,
-    };
+    let options = CreateOptions { kdf: kdf(), wrapper: None };
     let mut vault = Vault::create(dir, &Passphrase::new("phone".into()), options).unwrap();
     let batch: Vec<NewMessage> =
         (0..400).map(|i| NewMessage::new("family", "ann", format!("ordinary message {i}"))).collect();
@@ -190,13 +192,7 @@ fn a_deleted_message_and_media_item_are_gone_from_the_backups_for_a_hoarding_adv
     // Everything live restores from the storage.
     let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
     let target = work.path().join("new-phone");
-    let options = crate::RestoreOptions {
-        create: CreateOptions {
-            kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-            wrapper: None,
-        },
-        ..Default::default()
-    };
+    let options = crate::RestoreOptions { create: CreateOptions { kdf: kdf(), wrapper: None }, ..Default::default() };
     crate::restore_backup(&storage, &key, &target, &Passphrase::new("new".into()), options).unwrap();
     let mut restored = Vault::unlock(&target, crate::SlotSecret::Passphrase(&Passphrase::new("new".into()))).unwrap();
     assert_eq!(restored.messages().search(LIVE, 5).unwrap().len(), 1);
@@ -229,7 +225,7 @@ fn a_holder_that_kept_an_old_head_record_still_decrypts_deleted_data() {
 mod guardians {
     use std::collections::BTreeMap;
 
-    use super::{DELETED, LIVE, plunder};
+    use super::{DELETED, LIVE, kdf, plunder};
     use crate::GuardianRestore;
     use crate::backup::format::Head;
     use crate::backup::keys::{GenerationToken, TokenPart, token_candidates};
@@ -237,13 +233,9 @@ mod guardians {
     use crate::recovery::testing::{Call, Fault, MemoryNetwork};
     use crate::recovery::{RecoveryPolicy, RecoverySetup};
     use crate::vault::{CreateOptions, Vault};
-    use crate::{KdfParams, MessageId, NewMessage, Passphrase};
+    use crate::{MessageId, NewMessage, Passphrase};
 
     const ACCOUNT: &str = "ann@example.org";
-
-    fn kdf() -> KdfParams {
-        KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 }
-    }
 
     fn password() -> Passphrase {
         Passphrase::new("backup password".into())
