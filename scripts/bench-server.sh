@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # HTTP benchmarks of the backup server on loopback, side by side with nginx:
-#   - 4 KiB object GET and PUT, 32 keep-alive connections (wrk), server on its default local store
-#     (fsync on) and on the in-memory store; nginx serving the same 4 KiB file;
+#   - 4 KiB object GET, 32 keep-alive connections (wrk), the server on its default local store
+#     (fsync on) and on the in-memory store, nginx serving the same 4 KiB file; in ROUNDS rounds
+#     of nginx, local, memory (so a machine whose speed drifts moves all three of a round alike),
+#     each ratio the median (min-max) of the per-round ratios to that round's nginx;
+#   - 4 KiB object PUT on both stores (once each);
 #   - server RSS while uploading one 1 GiB object.
 # Installs wrk and nginx from Debian if missing (benchmarks only; not part of CI).
-# Usage: scripts/bench-server.sh [SECONDS]     (default 10 s per wrk run)
+# Usage: scripts/bench-server.sh [SECONDS] [ROUNDS]     (default 10 s per wrk run, 3 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${2:-3}
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light
 fi
@@ -62,16 +66,7 @@ report() { # LABEL wrk-output
     printf '%-44s %12s req/s   p99 %-9s %s\n' "$label" "$rps" "$p99" "${non2xx:+non-2xx: $non2xx}"
 }
 
-echo "wrk: 2 threads, 32 connections, ${secs}s per run; machine: $(nproc) cores"
-for store in local memory; do
-    if [ "$store" = memory ]; then start_server mem --store memory://; else start_server local; fi
-    token=$(token_for "$url")
-    curl -sf -X PUT -H "Authorization: Bearer $token" --data-binary @"$work/4k.bin" "$url/v1/objects/get-target" >/dev/null
-    out=$(wrk -t2 -c32 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$url/v1/objects/get-target")
-    report "backup-server GET 4 KiB ($store store)" "$out"
-    out=$(BENCH_TOKEN=$token BENCH_BODY="$work/4k.bin" wrk -t2 -c32 -d"${secs}s" --latency -s "$work/put.lua" "$url")
-    report "backup-server PUT 4 KiB ($store store)" "$out"
-done
+rps_of() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 
 mkdir -p "$work/nginx/html" "$work/nginx/logs"
 cp "$work/4k.bin" "$work/nginx/html/get-target"
@@ -92,9 +87,47 @@ http {
 CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_url="http://127.0.0.1:$nginx_port/get-target"
+
+declare -A url_of token_of
+for store in local memory; do
+    if [ "$store" = memory ]; then start_server mem --store memory://; else start_server local; fi
+    url_of[$store]=$url
+    token_of[$store]=$(token_for "$url")
+    curl -sf -X PUT -H "Authorization: Bearer ${token_of[$store]}" --data-binary @"$work/4k.bin" "$url/v1/objects/get-target" >/dev/null
+done
 sleep 0.5
-out=$(wrk -t2 -c32 -d"${secs}s" --latency "http://127.0.0.1:$nginx_port/get-target")
-report "nginx GET 4 KiB static file" "$out"
+
+echo "wrk: 2 threads, 32 connections, ${secs}s per run, $rounds rounds of nginx, local, memory; machine: $(nproc) cores"
+rows=()
+for round in $(seq 1 "$rounds"); do
+    out=$(wrk -t2 -c32 -d"${secs}s" --latency "$nginx_url")
+    report "round $round: nginx GET 4 KiB static file" "$out"
+    line="$(rps_of "$out")"
+    for store in local memory; do
+        out=$(wrk -t2 -c32 -d"${secs}s" --latency -H "Authorization: Bearer ${token_of[$store]}" "${url_of[$store]}/v1/objects/get-target")
+        report "round $round: backup-server GET 4 KiB ($store store)" "$out"
+        line="$line $(rps_of "$out")"
+    done
+    rows+=("$line")
+done
+printf '%s\n' "${rows[@]}" | python3 -c '
+import statistics, sys
+rows = [[float(x) for x in line.split()] for line in sys.stdin if line.strip()]
+print()
+print("| run | requests/s, median | ratio to nginx: median (min-max) of the rounds |")
+print("|---|---|---|")
+print(f"| nginx GET, static file | {statistics.median(r[0] for r in rows):,.0f} | 1 |")
+for i, store in ((1, "default local store"), (2, "in-memory store")):
+    ratios = sorted(r[i] / r[0] for r in rows)
+    print(f"| backup-server GET, {store} | {statistics.median(r[i] for r in rows):,.0f} | "
+          f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) |")
+'
+echo
+for store in local memory; do
+    out=$(BENCH_TOKEN=${token_of[$store]} BENCH_BODY="$work/4k.bin" wrk -t2 -c32 -d"${secs}s" --latency -s "$work/put.lua" "${url_of[$store]}")
+    report "backup-server PUT 4 KiB ($store store)" "$out"
+done
 
 echo
 echo "RSS while uploading one 1 GiB object (default local store):"

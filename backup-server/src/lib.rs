@@ -11,6 +11,7 @@ pub mod error;
 pub mod guesses;
 pub mod http;
 pub mod metrics;
+pub mod objcache;
 pub mod random;
 pub mod ratelimit;
 pub mod records;

@@ -16,11 +16,18 @@ struct Histogram {
     sum: f64,
 }
 
+/// What one route has seen: requests by method and status, and their latency.
+#[derive(Default)]
+struct RouteStats {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
+}
+
 /// Every counter the server exports.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// By route pattern (a fixed set). A route seen before is counted without allocating.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     /// Object bytes received in uploads.
     pub bytes_in: AtomicU64,
     /// Object bytes sent in downloads.
@@ -52,14 +59,15 @@ pub fn bump(counter: &AtomicU64) {
 
 impl Metrics {
     /// Records one finished request.
-    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        {
-            let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            *requests.entry((route.to_owned(), method.to_owned(), status)).or_default() += 1;
-        }
+    pub fn observe(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        let mut latency = self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let histogram = latency.entry(route.to_owned()).or_default();
+        let mut routes = self.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteStats::default());
+        }
+        let Some(stats) = routes.get_mut(route) else { return };
+        *stats.requests.entry((method, status)).or_default() += 1;
+        let histogram = &mut stats.latency;
         for (count, bound) in histogram.counts.iter_mut().zip(LATENCY_BUCKETS) {
             if secs <= bound {
                 *count += 1;
@@ -74,17 +82,19 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP backup_http_requests_total HTTP requests by route, method and status.\n");
         out.push_str("# TYPE backup_http_requests_total counter\n");
-        for ((route, method, status), n) in
-            self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
-        {
-            let _ = writeln!(
-                out,
-                "backup_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
-            );
+        let routes = self.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (route, stats) in routes.iter() {
+            for ((method, status), n) in &stats.requests {
+                let _ = writeln!(
+                    out,
+                    "backup_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         out.push_str("# HELP backup_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE backup_http_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        for (route, stats) in routes.iter() {
+            let h = &stats.latency;
             for (count, bound) in h.counts.iter().zip(LATENCY_BUCKETS) {
                 let _ = writeln!(
                     out,
@@ -99,6 +109,7 @@ impl Metrics {
             let _ = writeln!(out, "backup_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "backup_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
+        drop(routes);
         let counters: [(&str, &str, &AtomicU64); 9] = [
             ("backup_object_bytes_received_total", "Object bytes received in uploads.", &self.bytes_in),
             ("backup_object_bytes_sent_total", "Object bytes sent in downloads.", &self.bytes_out),

@@ -25,6 +25,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, UpdateVersion};
 
+use crate::objcache::ObjectCache;
+
 /// Why storage failed. Messages name paths by their account hash and object id only.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -90,6 +92,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     kind: BackendKind,
     local_root: Option<std::path::PathBuf>,
+    /// Small objects recently written or read, on a local store only (see [`crate::objcache`]).
+    cache: Option<ObjectCache>,
     locks: Vec<tokio::sync::Mutex<()>>,
     object_locks: Vec<tokio::sync::Mutex<()>>,
     description: String,
@@ -99,7 +103,7 @@ impl Storage {
     /// Wraps an existing store. `description` is what the server prints (no secrets).
     pub fn new(store: Arc<dyn ObjectStore>, kind: BackendKind, description: String) -> Self {
         let stripes = || (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, kind, local_root: None, locks: stripes(), object_locks: stripes(), description }
+        Self { store, kind, local_root: None, cache: None, locks: stripes(), object_locks: stripes(), description }
     }
 
     /// A fresh in-memory store.
@@ -124,6 +128,7 @@ impl Storage {
             object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
         let mut storage = Self::new(Arc::new(store), BackendKind::LocalFs, format!("file://{}", root.display()));
         storage.local_root = Some(root);
+        storage.cache = Some(ObjectCache::default());
         Ok(storage)
     }
 
@@ -186,12 +191,20 @@ impl Storage {
     }
 
     /// On a local store, reads a whole object of at most `max_len` bytes with one blocking file
-    /// read, bypassing `object_store`'s separate open and read steps. `Ok(None)` when the object
+    /// read, bypassing `object_store`'s separate open and read steps, or from the cache of recently
+    /// written or read small objects without touching the file. `Ok(None)` when the object
     /// is absent; `Err` with [`FastRead::NotApplicable`] on other backends or for larger objects,
     /// where the caller uses the general path. Valid only for paths whose segments need no
     /// escaping (account hashes and checked object identifiers).
     pub async fn read_small_local(&self, path: &Path, max_len: u64) -> Result<Option<Bytes>, FastRead> {
         let Some(root) = &self.local_root else { return Err(FastRead::NotApplicable) };
+        let ticket = match &self.cache {
+            Some(cache) => match cache.get(path).filter(|b| b.len() as u64 <= max_len) {
+                Some(bytes) => return Ok(Some(bytes)),
+                None => Some(cache.ticket()),
+            },
+            None => None,
+        };
         let file_path = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
             use std::io::Read as _;
@@ -210,8 +223,28 @@ impl Storage {
         })
         .await;
         match read {
-            Ok(Ok(bytes)) => Ok(bytes.map(Bytes::from)),
+            Ok(Ok(found)) => {
+                let found = found.map(Bytes::from);
+                if let (Some(cache), Some(ticket), Some(bytes)) = (&self.cache, ticket, &found) {
+                    cache.insert_read(ticket, path, bytes);
+                }
+                Ok(found)
+            }
             _ => Err(FastRead::NotApplicable),
+        }
+    }
+
+    /// Tells the cache of a local store about an object just written whole.
+    pub fn object_written(&self, path: &Path, bytes: &Bytes) {
+        if let Some(cache) = &self.cache {
+            cache.insert_written(path, bytes);
+        }
+    }
+
+    /// Tells the cache of a local store that an object was deleted.
+    pub fn object_deleted(&self, path: &Path) {
+        if let Some(cache) = &self.cache {
+            cache.forget(path);
         }
     }
 

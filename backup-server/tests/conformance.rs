@@ -231,6 +231,16 @@ fn objects_round_trip(h: &Harness) {
     );
     client.restore_deleted(&auth, "pack-a").unwrap();
     assert_eq!(client.get_object(&auth, "pack-a", data.len() as u64).unwrap(), data);
+
+    // A small object read (so cached on a local store), deleted, then written anew under its id:
+    // each read answers what the store holds at that moment.
+    client.put_object(&auth, "small", b"first").unwrap();
+    assert_eq!(client.get_object(&auth, "small", 10).unwrap(), b"first");
+    client.delete_object(&auth, "small").unwrap();
+    assert_eq!(code(client.get_object(&auth, "small", 10)), ErrorCode::NotFound);
+    client.put_object(&auth, "small", b"second").unwrap();
+    assert_eq!(client.get_object(&auth, "small", 10).unwrap(), b"second");
+    assert_eq!(code(client.restore_deleted(&auth, "small")), ErrorCode::ObjectExists);
 }
 
 fn large_objects_stream_through_staging(h: &Harness) {

@@ -25,26 +25,26 @@ use crate::state::AppState;
 
 /// The full router for one server process.
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/register/start", post(login::register_start))
-        .route("/register/finish", post(login::register_finish))
-        .route("/login/start", post(login::login_start))
-        .route("/login/finish", post(login::login_finish))
-        .route("/account", get(account::status))
-        .route("/events", get(account::events))
-        .route("/devices", post(account::enrol_device).get(account::list_devices))
-        .route("/devices/{id}", axum::routing::delete(account::revoke_device))
-        .route("/escrow", get(account::get_escrow).put(account::put_escrow))
-        .route("/head", get(account::get_head).put(account::put_head))
-        .route("/objects", get(objects::list_objects))
-        .route("/deleted", get(objects::list_deleted))
-        .route("/deleted/{id}", post(objects::restore_deleted))
-        .route(
-            "/objects/{id}",
-            put(objects::put_object).get(objects::get_object).head(objects::head_object).delete(objects::delete_object),
-        );
+    // Full paths rather than a nested router: nesting strips the prefix from every request's URI.
+    let v1 = |path: &str| format!("{}{path}", backup_api::API_PREFIX);
     Router::new()
-        .nest(backup_api::API_PREFIX, v1)
+        .route(&v1("/register/start"), post(login::register_start))
+        .route(&v1("/register/finish"), post(login::register_finish))
+        .route(&v1("/login/start"), post(login::login_start))
+        .route(&v1("/login/finish"), post(login::login_finish))
+        .route(&v1("/account"), get(account::status))
+        .route(&v1("/events"), get(account::events))
+        .route(&v1("/devices"), post(account::enrol_device).get(account::list_devices))
+        .route(&v1("/devices/{id}"), axum::routing::delete(account::revoke_device))
+        .route(&v1("/escrow"), get(account::get_escrow).put(account::put_escrow))
+        .route(&v1("/head"), get(account::get_head).put(account::put_head))
+        .route(&v1("/objects"), get(objects::list_objects))
+        .route(&v1("/deleted"), get(objects::list_deleted))
+        .route(&v1("/deleted/{id}"), post(objects::restore_deleted))
+        .route(
+            &v1("/objects/{id}"),
+            put(objects::put_object).get(objects::get_object).head(objects::head_object).delete(objects::delete_object),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
@@ -75,8 +75,8 @@ async fn unknown_route() -> ApiError {
 /// raw path), method, status and latency; handlers log account hashes only.
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     // A fixed set of labels: the method string is client-chosen and unbounded.
     let method = match *request.method() {
         Method::GET => "GET",
@@ -102,7 +102,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
     };
     let status = response.status();
-    state.metrics.observe(&route, method, status.as_u16(), started.elapsed());
+    state.metrics.observe(route, method, status.as_u16(), started.elapsed());
     if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(%route, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
     } else {

@@ -213,8 +213,11 @@ async fn put_small(state: &AppState, path: &Path, len: u64, body: Body) -> Resul
     let options = PutOptions { mode: PutMode::Create, ..Default::default() };
     // Placements of one id take turns on this replica (see `put_staged`).
     let _turn = state.storage.lock_object(path).await;
-    match state.storage.store().put_opts(path, PutPayload::from(bytes), options).await {
-        Ok(_) => Ok(()),
+    match state.storage.store().put_opts(path, PutPayload::from(bytes.clone()), options).await {
+        Ok(_) => {
+            state.storage.object_written(path, &bytes);
+            Ok(())
+        }
         Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
         Err(e) => Err(e.into()),
     }
@@ -469,7 +472,10 @@ pub async fn delete_object(
         let kept = records::deleted_path(&caller.account, now_secs(), &id);
         store.copy(&path, &kept).await?;
     }
-    match store.delete(&path).await {
+    let deleted = store.delete(&path).await;
+    // Whether or not the store reports success, the object may be gone: stop serving a copy.
+    state.storage.object_deleted(&path);
+    match deleted {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
