@@ -75,6 +75,7 @@ pub struct PackWriter {
     version: u16,
     body: Vec<u8>,
     entries: Vec<PackEntry>,
+    keys: single_use::FreshKeys,
 }
 
 impl Default for PackWriter {
@@ -99,7 +100,7 @@ impl PackWriter {
         let mut body = Vec::with_capacity(4 << 20);
         body.extend_from_slice(PACK_MAGIC);
         body.extend_from_slice(&version.to_le_bytes());
-        Self { version, body, entries: Vec::new() }
+        Self { version, body, entries: Vec::new(), keys: single_use::FreshKeys::default() }
     }
 
     /// Seals `plaintext` (whose id is `id`) into the pack under a key drawn for it, and returns
@@ -108,9 +109,12 @@ impl PackWriter {
         if self.version != PACK_VERSION {
             return Err(PackError::UnsupportedVersion(self.version));
         }
-        let (key, sealed) =
-            single_use::seal_fresh(&chunk_aad(PACK_VERSION, &id), plaintext).map_err(|_| PackError::Randomness)?;
-        self.push(id, &sealed)?;
+        let start = self.body.len();
+        let offset = u32::try_from(start).map_err(|_| PackError::OutOfBounds)?;
+        let key = single_use::seal_fresh_into(&mut self.keys, &chunk_aad(PACK_VERSION, &id), plaintext, &mut self.body)
+            .map_err(|_| PackError::Randomness)?;
+        let sealed_len = u32::try_from(self.body.len() - start).map_err(|_| PackError::OutOfBounds)?;
+        self.entries.push(PackEntry { id, offset, sealed_len });
         Ok(ChunkKey::from_secret(&key))
     }
 
