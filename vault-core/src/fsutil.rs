@@ -53,6 +53,34 @@ pub(crate) fn write_new<T, E>(
     result
 }
 
+/// Bytes moved per write by [`copy_large`].
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Copies `reader` to `writer` to the end in writes of [`COPY_BUFFER`] bytes (the last one
+/// shorter), and returns the bytes copied. `std::io::copy` from a `dyn Read` moves 8 KiB per
+/// write: restoring 1 GiB of media made 131,000 `write` calls, which cost more system time than
+/// the bytes themselves.
+pub(crate) fn copy_large(reader: &mut dyn io::Read, writer: &mut dyn io::Write) -> io::Result<u64> {
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    let mut copied = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(copied);
+        }
+        writer.write_all(&buffer[..filled])?;
+        copied += filled as u64;
+    }
+}
+
 /// Reads a whole file of at most `max` bytes; a larger file is refused (`InvalidData`) before
 /// anything is read, so a hostile file cannot make the vault allocate much.
 pub(crate) fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
@@ -95,5 +123,39 @@ mod tests {
         assert_eq!(fs::read(&path).ok(), Some(b"two".to_vec()));
         let entries = fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0);
         assert_eq!(entries, 1);
+    }
+
+    /// A reader that hands out at most 1000 bytes per read, and a writer that counts its writes.
+    struct Trickle<'a>(&'a [u8]);
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.0.len()).min(1000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    #[derive(Default)]
+    struct Counted(Vec<u8>, usize);
+    impl io::Write for Counted {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(bytes);
+            self.1 += 1;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn copy_large_copies_everything_in_full_buffer_writes() {
+        for len in [0, 1, COPY_BUFFER - 1, COPY_BUFFER, COPY_BUFFER + 1, 3 * COPY_BUFFER + 12_345] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut out = Counted::default();
+            assert_eq!(copy_large(&mut Trickle(&data), &mut out).ok(), Some(len as u64));
+            assert!(out.0 == data, "length {len}");
+            assert_eq!(out.1, len.div_ceil(COPY_BUFFER), "writes for length {len}");
+        }
     }
 }

@@ -111,7 +111,7 @@ impl Transport for DirTransport {
     fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError> {
         let path = self.object(name)?;
         crate::fsutil::write_new(&path, 0o600, write_error, |file: &mut fs::File| {
-            let copied = std::io::copy(&mut reader.take(len), file).map_err(write_error)?;
+            let copied = crate::fsutil::copy_large(&mut reader.take(len), file).map_err(write_error)?;
             if copied == len { Ok(()) } else { Err(TransportError::Failed("the object's source ended early".into())) }
         })
     }

@@ -232,7 +232,7 @@ impl RestoredVault for Vault {
         self.media.ensure_dir()?;
         let path = self.media.path(&MediaId(*id));
         crate::fsutil::write_new(&path, 0o600, Error::io("writing a restored media file"), |file| {
-            std::io::copy(source, file).map(|_| ()).map_err(|e| Error::Integrity {
+            crate::fsutil::copy_large(source, file).map(|_| ()).map_err(|e| Error::Integrity {
                 object: DataKind::BackupMedia,
                 problem: format!("a media object could not be read: {e}"),
             })
