@@ -550,7 +550,7 @@ fn a_restore_cut_off_by_the_network_is_kept_and_resumed() {
 /// A backup directory whose head-record updates fail while `failing` is set.
 struct HeadUnreachable {
     inner: DirTransport,
-    failing: std::cell::Cell<bool>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Transport for HeadUnreachable {
@@ -576,7 +576,7 @@ impl Transport for HeadUnreachable {
         self.inner.get_head()
     }
     fn put_head(&self, bytes: &[u8], generation: u64, expected: Option<&str>) -> Result<(), backup::TransportError> {
-        if self.failing.get() {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(backup::TransportError::Failed("connection reset".into()));
         }
         self.inner.put_head(bytes, generation, expected)
@@ -591,10 +591,10 @@ fn a_run_interrupted_between_manifest_and_head_is_published_by_the_next() {
     let transport = HeadUnreachable { inner: DirTransport::new(&storage).unwrap(), failing: false.into() };
     assert_eq!(vault.backups().unwrap().run(&transport, None).unwrap().generation, 1);
     vault.messages().add(&NewMessage::new("chat-1", "bo", "between the manifest and the head")).unwrap();
-    transport.failing.set(true);
+    transport.failing.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(vault.backups().unwrap().run(&transport, None), Err(Error::BackupStorage(_))));
     assert!(transport.get("manifest-0000000000000002").unwrap().is_some(), "the manifest was written");
-    transport.failing.set(false);
+    transport.failing.store(false, std::sync::atomic::Ordering::Relaxed);
     // The next run publishes generation 2 and writes generation 3 above it.
     assert_eq!(vault.backups().unwrap().run(&transport, None).unwrap().generation, 3);
     let check = vault.backups().unwrap().verify(&transport, 1.0).unwrap();

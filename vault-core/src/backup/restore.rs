@@ -1,15 +1,15 @@
 //! Restore (`docs/backup.md`): the newest manifest (hash-chained, authenticated), its index and
 //! snapshot tree, then a new vault built in a temporary directory beside the target — database
-//! rows imported from the streamed export, media files written as stored, every page and media
-//! segment verified — and renamed into place only when complete. A failure at any point leaves
-//! no vault at the target.
+//! rows imported from the streamed export while a second thread writes the media files as stored,
+//! every page and media segment verified — and renamed into place only when complete. A failure at
+//! any point leaves no vault at the target.
 
 use crate::error::DataKind;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::format::{ChunkRef, Location, ObjectId, media_object_name, pack_name};
+use super::format::{ChunkRef, Location, MediaEntry, ObjectId, Tree, media_object_name, pack_name};
 use super::keys::{BackupKeys, ChunkId, GenerationToken, Keyring};
 use super::remote::RemoteObject;
 use super::run::{current, fetch_named, load_index, load_keys, open_in_pack, read_tree, verify_chain};
@@ -129,10 +129,8 @@ impl Read for ExportReader<'_> {
 pub(crate) trait RestoredVault {
     /// Fills the empty database from the streamed export; all or nothing.
     fn import_database(&mut self, input: &mut dyn Read) -> Result<()>;
-    /// Whether the media file of `id` is present (an interrupted restore wrote it).
-    fn has_media(&self, id: &[u8; 16]) -> bool;
-    /// Writes a media file (the stored stream, read from `source`) under its id.
-    fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
+    /// Writes the vault's media files; used on a thread of its own while the database imports.
+    fn media_placer(&self) -> Box<dyn MediaPlacer>;
     /// Checks every page, the index and every media segment; true when all passed.
     fn verify(&mut self) -> Result<bool>;
     /// Records the backup the vault came from (with the generation's token, when it has one), so
@@ -147,6 +145,15 @@ pub(crate) trait RestoredVault {
     ) -> Result<()>;
     /// How many messages the vault holds.
     fn message_count(&self) -> Result<u64>;
+}
+
+/// Writes media files into the vault being restored (its `media/` directory only, never its
+/// database), so that it can run beside the database import.
+pub(crate) trait MediaPlacer: Send {
+    /// Whether the media file of `id` is present (an interrupted restore wrote it).
+    fn has_media(&self, id: &[u8; 16]) -> bool;
+    /// Writes a media file (the stored stream, read from `source`) under its id.
+    fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
 }
 
 /// Creates or reopens the vault being restored in a staging directory.
@@ -224,7 +231,7 @@ pub(crate) fn restore(
     })?;
     let tree = read_tree(transport, &keys, &known, snapshot)?;
     let total = tree.media.iter().map(|m| m.file_len).sum::<u64>() + tree.export_len;
-    let mut meter = Meter::new(options.progress, Some(total));
+    let meter = SharedMeter::new(Meter::new(options.progress, Some(total)));
 
     let staging = staging_dir(target)?;
     let marker = ResumeMarker { generation: head.head.generation, manifest_hash: head.head.manifest_hash };
@@ -233,57 +240,42 @@ pub(crate) fn restore(
             Some(vault) => (vault, true),
             None => (options.staging.create(&staging)?, false),
         };
-        let mut downloaded = 0;
-        if resumed {
-            meter.add(tree.export_len)?;
-        } else {
-            let export = ExportReader {
-                transport,
-                keys: &keys,
-                known: &known,
-                chunks: tree.export_chunks.iter(),
-                packs: Vec::new(),
-                current: None,
-                position: 0,
-                total: 0,
-                downloaded: 0,
-                error: None,
+        // The media files are fetched and written on a second thread while this one imports the
+        // database: the import is mostly SQLite's work, the media mostly waiting for reads,
+        // writes and fsyncs. A failed import stops the media thread at its next step (without
+        // the import, a resume starts over); a failed media item lets the import finish, so that
+        // a resume keeps it. A cancellation reaches both through the progress, which is asked
+        // again at the next report.
+        let mut placer = vault.media_placer();
+        let (imported, placed) = std::thread::scope(|scope| {
+            let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter));
+            let imported = if resumed {
+                meter.add(tree.export_len).map(|()| 0)
+            } else {
+                // The marker is written before the import's last bytes are counted, so that a
+                // cancellation the progress asks for at that count keeps the complete import.
+                import_export(transport, &keys, &known, &tree, vault.as_mut(), &meter).and_then(|imported| {
+                    marker.write(&staging)?;
+                    meter.add(imported.unmetered)?;
+                    Ok(imported.downloaded)
+                })
             };
-            let mut reader = Metered { inner: export, meter: &mut meter, cancelled: None };
-            let imported = vault.import_database(&mut reader);
-            if let Some(error) = reader.inner.error.take().or(reader.cancelled.take()) {
-                return Err(error);
+            if imported.is_err() {
+                meter.stop();
             }
-            imported?;
-            if reader.inner.total != tree.export_len {
-                return Err(Error::Integrity {
-                    object: DataKind::BackupSnapshot,
-                    problem: "the restored export's length differs from the snapshot's".into(),
-                });
-            }
-            downloaded += reader.inner.downloaded;
-            marker.write(&staging)?;
-        }
-        let mut media_resumed = 0;
-        for entry in &tree.media {
-            let id = entry.media_id;
-            if vault.has_media(&id) {
-                media_resumed += 1;
-                meter.add(entry.file_len)?;
-                continue;
-            }
-            let name = media_object_name(&keys, &entry.media_id);
-            let object = RemoteObject::new(transport, &name, entry.file_len);
-            let mut source = Metered { inner: object, meter: &mut meter, cancelled: None };
-            let placed = vault.place_media(&id, &mut source);
-            // An unreachable server or a cancellation keeps the staged vault for resuming; only
-            // bytes that arrived and failed are an integrity error.
-            if let Some(error) = source.inner.take_failure().or(source.cancelled.take()) {
-                return Err(error);
-            }
-            placed?;
-            downloaded += entry.file_len;
-        }
+            let placed = media.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (imported, placed)
+        });
+        let (export_downloaded, (media_downloaded, media_resumed)) = match (imported, placed) {
+            (Ok(export), Ok(media)) => (export, media),
+            // A cancelled import beside a failed media item: the media's own failure (or the
+            // same cancellation).
+            (Err(Error::Cancelled), Err(media_error)) => return Err(media_error),
+            // Otherwise the import's failure first: the media thread stopped because of it.
+            (Err(import_error), _) => return Err(import_error),
+            (Ok(_), Err(media_error)) => return Err(media_error),
+        };
+        let downloaded = export_downloaded + media_downloaded;
         meter.finish()?;
         if !vault.verify()? {
             return Err(Error::Integrity {
@@ -366,20 +358,146 @@ fn staging_dir(target: &Path) -> Result<PathBuf> {
     Ok(target.with_file_name(format!(".{name}.restoring")))
 }
 
-/// Counts what `inner` yields on a meter; a cancellation is kept in `cancelled`.
+/// The restore's one meter, shared by the database import and the media thread, with the flag by
+/// which a failed import stops the media thread.
+struct SharedMeter<'m> {
+    meter: std::sync::Mutex<Meter<'m>>,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl<'m> SharedMeter<'m> {
+    fn new(meter: Meter<'m>) -> Self {
+        Self { meter: std::sync::Mutex::new(meter), stopped: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Counts `n` more bytes; fails with [`Error::Cancelled`] when the progress asked to stop or
+    /// the import failed.
+    fn add(&self, n: u64) -> Result<()> {
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        self.meter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(n)
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn finish(&self) -> Result<()> {
+        self.meter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finish()
+    }
+}
+
+/// Counts what `inner` yields on the shared meter, in steps of [`Metered::STEP`] bytes (the import
+/// reads a few bytes at a time); a cancellation is kept in `cancelled`. [`Metered::flush`] counts
+/// the rest.
 struct Metered<'a, 'm, R> {
     inner: R,
-    meter: &'a mut Meter<'m>,
+    meter: &'a SharedMeter<'m>,
+    unmetered: u64,
     cancelled: Option<Error>,
+}
+
+impl<'a, 'm, R> Metered<'a, 'm, R> {
+    const STEP: u64 = 64 << 10;
+
+    fn new(inner: R, meter: &'a SharedMeter<'m>) -> Self {
+        Self { inner, meter, unmetered: 0, cancelled: None }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let n = std::mem::take(&mut self.unmetered);
+        self.meter.add(n)
+    }
 }
 
 impl<R: Read> Read for Metered<'_, '_, R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(out)?;
-        if let Err(error) = self.meter.add(n as u64) {
+        self.unmetered += n as u64;
+        if self.unmetered >= Self::STEP
+            && let Err(error) = self.flush()
+        {
             self.cancelled = Some(error);
             return Err(std::io::Error::other("restore cancelled"));
         }
         Ok(n)
     }
+}
+
+/// A complete database import.
+struct Imported {
+    /// Bytes downloaded for it.
+    downloaded: u64,
+    /// Bytes of the export read but not yet counted on the meter.
+    unmetered: u64,
+}
+
+/// Imports the snapshot's database export into `vault`, streaming its chunks from the packs.
+fn import_export(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    known: &HashMap<ChunkId, Location>,
+    tree: &Tree,
+    vault: &mut dyn RestoredVault,
+    meter: &SharedMeter<'_>,
+) -> Result<Imported> {
+    let export = ExportReader {
+        transport,
+        keys,
+        known,
+        chunks: tree.export_chunks.iter(),
+        packs: Vec::new(),
+        current: None,
+        position: 0,
+        total: 0,
+        downloaded: 0,
+        error: None,
+    };
+    let mut reader = Metered::new(export, meter);
+    let imported = vault.import_database(&mut reader);
+    if let Some(error) = reader.inner.error.take().or(reader.cancelled.take()) {
+        return Err(error);
+    }
+    imported?;
+    if reader.inner.total != tree.export_len {
+        return Err(Error::Integrity {
+            object: DataKind::BackupSnapshot,
+            problem: "the restored export's length differs from the snapshot's".into(),
+        });
+    }
+    Ok(Imported { downloaded: reader.inner.downloaded, unmetered: reader.unmetered })
+}
+
+/// Fetches and writes every media file of the snapshot the vault lacks; returns the bytes
+/// downloaded and the number of files an interrupted restore had already written.
+fn place_media(
+    transport: &dyn Transport,
+    keys: &BackupKeys,
+    media: &[MediaEntry],
+    placer: &mut dyn MediaPlacer,
+    meter: &SharedMeter<'_>,
+) -> Result<(u64, u64)> {
+    let (mut downloaded, mut resumed) = (0, 0);
+    for entry in media {
+        let id = entry.media_id;
+        if placer.has_media(&id) {
+            resumed += 1;
+            meter.add(entry.file_len)?;
+            continue;
+        }
+        let name = media_object_name(keys, &entry.media_id);
+        let object = RemoteObject::new(transport, &name, entry.file_len);
+        let mut source = Metered::new(object, meter);
+        let placed = placer.place_media(&id, &mut source);
+        // An unreachable server or a cancellation keeps the staged vault for resuming; only
+        // bytes that arrived and failed are an integrity error.
+        if let Some(error) = source.inner.take_failure().or(source.cancelled.take()) {
+            return Err(error);
+        }
+        placed?;
+        source.flush()?;
+        downloaded += entry.file_len;
+    }
+    Ok((downloaded, resumed))
 }

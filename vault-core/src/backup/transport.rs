@@ -35,7 +35,7 @@ pub enum TransportError {
 }
 
 /// Object storage for one backup (one account on a server, or one directory).
-pub trait Transport {
+pub trait Transport: Send + Sync {
     /// Stores a new object; [`TransportError::Exists`] if the name is taken.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), TransportError>;
     /// Stores a new object of exactly `len` bytes streamed from `reader` (large media).

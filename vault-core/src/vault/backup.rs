@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::{CreateOptions, Vault};
 use crate::backup::keys::{GenerationToken, Keyring, TokenPolicy};
-use crate::backup::restore::{Restore, RestoreStaging, RestoredVault};
+use crate::backup::restore::{MediaPlacer, Restore, RestoreStaging, RestoredVault};
 use crate::backup::run::{Database, Written};
 use crate::backup::{
     BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, RestoreReport, SnapshotInfo, Transport,
@@ -219,24 +219,33 @@ impl RestoreStaging for Staging<'_> {
     }
 }
 
-impl RestoredVault for Vault {
-    fn import_database(&mut self, input: &mut dyn Read) -> Result<()> {
-        export::import(&mut self.store.conn, input).map(|_| ())
-    }
+/// The media directory of a vault being restored.
+struct RestoredMedia(MediaFiles);
 
+impl MediaPlacer for RestoredMedia {
     fn has_media(&self, id: &[u8; 16]) -> bool {
-        self.media.path(&MediaId(*id)).exists()
+        self.0.path(&MediaId(*id)).exists()
     }
 
     fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()> {
-        self.media.ensure_dir()?;
-        let path = self.media.path(&MediaId(*id));
+        self.0.ensure_dir()?;
+        let path = self.0.path(&MediaId(*id));
         crate::fsutil::write_new(&path, 0o600, Error::io("writing a restored media file"), |file| {
             crate::fsutil::copy_large(source, file).map(|_| ()).map_err(|e| Error::Integrity {
                 object: DataKind::BackupMedia,
                 problem: format!("a media object could not be read: {e}"),
             })
         })
+    }
+}
+
+impl RestoredVault for Vault {
+    fn import_database(&mut self, input: &mut dyn Read) -> Result<()> {
+        export::import(&mut self.store.conn, input).map(|_| ())
+    }
+
+    fn media_placer(&self) -> Box<dyn MediaPlacer> {
+        Box::new(RestoredMedia(MediaFiles::new(&self.dir)))
     }
 
     fn verify(&mut self) -> Result<bool> {
