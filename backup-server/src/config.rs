@@ -158,6 +158,11 @@ pub struct Settings {
     /// Time limit in seconds for object uploads and downloads [default: 3600].
     #[arg(long, global = true)]
     pub transfer_timeout_secs: Option<u64>,
+    /// Lifetime in seconds of the presigned URLs an S3 store's clients get for transfers
+    /// straight to the store; 0 turns them off, so that every byte goes through the server
+    /// [default: 600].
+    #[arg(long, global = true)]
+    pub direct_url_ttl_secs: Option<u64>,
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
     #[arg(long, global = true)]
     pub shutdown_grace_secs: Option<u64>,
@@ -205,6 +210,7 @@ impl Settings {
             rate_limit_per_account,
             request_timeout_secs,
             transfer_timeout_secs,
+            direct_url_ttl_secs,
             shutdown_grace_secs,
             log_format
         );
@@ -279,6 +285,7 @@ impl Settings {
             per_account_rate: rate(self.rate_limit_per_account, defaults.per_account_rate),
             request_timeout: self.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),
             transfer_timeout: self.transfer_timeout_secs.map_or(defaults.transfer_timeout, Duration::from_secs),
+            direct_url_ttl: self.direct_url_ttl_secs.map_or(defaults.direct_url_ttl, Duration::from_secs),
             header_read_timeout: defaults.header_read_timeout,
         })
     }

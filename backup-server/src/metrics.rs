@@ -50,6 +50,10 @@ pub struct Metrics {
     pub objects_stored: AtomicU64,
     /// Objects deleted.
     pub objects_deleted: AtomicU64,
+    /// Presigned uploads authorised (quota reserved, URL issued).
+    pub direct_uploads: AtomicU64,
+    /// Presigned downloads authorised.
+    pub direct_downloads: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -110,7 +114,7 @@ impl Metrics {
             let _ = writeln!(out, "backup_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
         drop(routes);
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             ("backup_object_bytes_received_total", "Object bytes received in uploads.", &self.bytes_in),
             ("backup_object_bytes_sent_total", "Object bytes sent in downloads.", &self.bytes_out),
             (
@@ -132,6 +136,8 @@ impl Metrics {
             ),
             ("backup_objects_stored_total", "Objects written.", &self.objects_stored),
             ("backup_objects_deleted_total", "Objects deleted.", &self.objects_deleted),
+            ("backup_direct_uploads_total", "Presigned uploads authorised.", &self.direct_uploads),
+            ("backup_direct_downloads_total", "Presigned downloads authorised.", &self.direct_downloads),
         ];
         for (name, help, value) in counters {
             let _ =

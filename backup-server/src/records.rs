@@ -133,6 +133,30 @@ pub fn staging_prefix() -> Path {
     Path::from("staging")
 }
 
+/// Where the server notes a presigned upload of `id` it authorised and has not settled yet.
+pub fn direct_upload_path(account: &AccountHash, id: &str) -> Path {
+    Path::from(format!("direct/{}/{id}", account.hex()))
+}
+
+/// Prefix of every noted presigned upload.
+pub fn direct_uploads_prefix() -> Path {
+    Path::from("direct")
+}
+
+/// A presigned upload the server authorised: the quota it reserved, the content the URL binds,
+/// and when the URL stops working. Settled (the reservation kept or released) when the client
+/// reports it done, or by the sweep once the URL has expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectUpload {
+    /// Bytes reserved against the account's quota (with one object).
+    pub size: u64,
+    /// The content's SHA-256, standard base64, as signed into the URL.
+    pub sha256: String,
+    /// When the URL expires, in Unix seconds.
+    pub expires_at: u64,
+}
+
 /// A fresh staging path for one upload.
 pub fn staging_path(account: &AccountHash) -> Path {
     Path::from(format!("staging/{}.{}", account.hex(), crate::random::hex_id(16)))

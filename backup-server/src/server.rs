@@ -267,6 +267,12 @@ pub async fn serve(
                 Ok(removed) => tracing::info!(removed, "purged deleted objects past their grace period"),
                 Err(error) => tracing::warn!(?error, "purging deleted objects failed; retried in an hour"),
             }
+            // Presigned uploads whose URL expired: reservations kept or released.
+            match crate::http::sweep_direct_uploads(&purger, crate::state::now_secs()).await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "settled presigned uploads whose URL expired"),
+                Err(error) => tracing::warn!(?error, "settling presigned uploads failed; retried in an hour"),
+            }
         }
     });
     let header_timeout = state.limits.header_read_timeout;

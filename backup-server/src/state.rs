@@ -38,6 +38,9 @@ pub struct Limits {
     pub transfer_timeout: Duration,
     /// Time a client has to send a request's headers before the connection is closed.
     pub header_read_timeout: Duration,
+    /// Lifetime of presigned URLs on an S3 store (zero: none are handed out; clients transfer
+    /// through the server).
+    pub direct_url_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -55,6 +58,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             transfer_timeout: Duration::from_secs(3600),
             header_read_timeout: Duration::from_secs(20),
+            direct_url_ttl: Duration::from_secs(600),
         }
     }
 }

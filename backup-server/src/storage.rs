@@ -21,11 +21,13 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use object_store::path::Path;
+use object_store::signer::{SignedUrlOptions, Signer as _};
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use crate::objcache::ObjectCache;
+use crate::objcache::{FileStamp, Lookup, ObjectCache};
 
 /// Why storage failed. Messages name paths by their account hash and object id only.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,8 @@ pub struct Storage {
     local_root: Option<std::path::PathBuf>,
     /// Small objects recently written or read, on a local store only (see [`crate::objcache`]).
     cache: Option<ObjectCache>,
+    /// On S3: the store that presigns URLs, and the prefix of this server's objects in the bucket.
+    signer: Option<(Arc<object_store::aws::AmazonS3>, Path)>,
     locks: Vec<tokio::sync::Mutex<()>>,
     object_locks: Vec<tokio::sync::Mutex<()>>,
     description: String,
@@ -103,7 +107,16 @@ impl Storage {
     /// Wraps an existing store. `description` is what the server prints (no secrets).
     pub fn new(store: Arc<dyn ObjectStore>, kind: BackendKind, description: String) -> Self {
         let stripes = || (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, kind, local_root: None, cache: None, locks: stripes(), object_locks: stripes(), description }
+        Self {
+            store,
+            kind,
+            local_root: None,
+            cache: None,
+            signer: None,
+            locks: stripes(),
+            object_locks: stripes(),
+            description,
+        }
     }
 
     /// A fresh in-memory store.
@@ -152,7 +165,8 @@ impl Storage {
         if options.allow_http {
             builder = builder.with_allow_http(true);
         }
-        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let signer = Arc::new(builder.build()?);
+        let s3: Arc<dyn ObjectStore> = signer.clone();
         let prefix = prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> =
             if prefix.is_empty() { s3 } else { Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)) };
@@ -160,7 +174,32 @@ impl Storage {
             Some(endpoint) => format!("s3://{bucket}/{prefix} at {endpoint}"),
             None => format!("s3://{bucket}/{prefix}"),
         };
-        Ok(Self::new(store, BackendKind::S3, shown))
+        let mut storage = Self::new(store, BackendKind::S3, shown);
+        storage.signer = Some((signer, Path::from(prefix)));
+        Ok(storage)
+    }
+
+    /// Whether [`Storage::presign`] can answer (an S3 store).
+    pub fn can_presign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A presigned URL for one `method` request on the object at `path`, valid for `expires_in`,
+    /// with `headers` signed into it (the request must carry them exactly). `None` on a store that
+    /// cannot presign (local, in-memory).
+    pub async fn presign(
+        &self,
+        method: Method,
+        path: &Path,
+        headers: &[(HeaderName, HeaderValue)],
+        expires_in: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let Some((signer, prefix)) = &self.signer else { return Ok(None) };
+        let full: Path = prefix.parts().chain(path.parts()).collect();
+        let options = headers.iter().fold(SignedUrlOptions::default(), |options, (name, value)| {
+            options.with_signed_header(name.clone(), value.clone())
+        });
+        Ok(Some(signer.signed_url_opts(method, &full, expires_in, &options).await?.to_string()))
     }
 
     /// The underlying store.
@@ -198,46 +237,67 @@ impl Storage {
     /// escaping (account hashes and checked object identifiers).
     pub async fn read_small_local(&self, path: &Path, max_len: u64) -> Result<Option<Bytes>, FastRead> {
         let Some(root) = &self.local_root else { return Err(FastRead::NotApplicable) };
-        let ticket = match &self.cache {
-            Some(cache) => match cache.get(path).filter(|b| b.len() as u64 <= max_len) {
-                Some(bytes) => return Ok(Some(bytes)),
-                None => Some(cache.ticket()),
-            },
-            None => None,
-        };
-        let file_path = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+        let file_path = || path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+        if let Some(cache) = &self.cache {
+            match cache.get(path) {
+                Lookup::Fresh(bytes) if bytes.len() as u64 <= max_len => return Ok(Some(bytes)),
+                // One `stat` on this thread (the kernel keeps the inode of a file read recently):
+                // the copy is served only while the file is the one it came from.
+                Lookup::Recheck(bytes, stamp) if bytes.len() as u64 <= max_len => {
+                    match std::fs::metadata(file_path()) {
+                        Ok(meta) if FileStamp::of(&meta) == stamp => {
+                            cache.confirm(path, stamp);
+                            return Ok(Some(bytes));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            cache.forget(path);
+                            return Ok(None);
+                        }
+                        _ => cache.forget(path),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let file_path = file_path();
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, FileStamp)>> {
             use std::io::Read as _;
             let mut file = match std::fs::File::open(&file_path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let len = file.metadata()?.len();
-            if len > max_len {
+            let meta = file.metadata()?;
+            if meta.len() > max_len {
                 return Err(std::io::Error::other("large"));
             }
-            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
             file.read_to_end(&mut bytes)?;
-            Ok(Some(bytes))
+            Ok(Some((bytes, FileStamp::of(&meta))))
         })
         .await;
         match read {
-            Ok(Ok(found)) => {
-                let found = found.map(Bytes::from);
-                if let (Some(cache), Some(ticket), Some(bytes)) = (&self.cache, ticket, &found) {
-                    cache.insert_read(ticket, path, bytes);
+            Ok(Ok(found)) => Ok(found.map(|(bytes, stamp)| {
+                let bytes = Bytes::from(bytes);
+                if let Some(cache) = &self.cache
+                    && bytes.len() as u64 == stamp.file_len()
+                {
+                    cache.insert(path, &bytes, stamp);
                 }
-                Ok(found)
-            }
+                bytes
+            })),
             _ => Err(FastRead::NotApplicable),
         }
     }
 
     /// Tells the cache of a local store about an object just written whole.
     pub fn object_written(&self, path: &Path, bytes: &Bytes) {
-        if let Some(cache) = &self.cache {
-            cache.insert_written(path, bytes);
+        if let (Some(cache), Some(root)) = (&self.cache, &self.local_root) {
+            let file_path = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+            match std::fs::metadata(&file_path) {
+                Ok(meta) if meta.len() == bytes.len() as u64 => cache.insert(path, bytes, FileStamp::of(&meta)),
+                _ => cache.forget(path),
+            }
         }
     }
 
@@ -433,6 +493,33 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[tokio::test]
+    async fn a_cached_object_changed_or_deleted_behind_the_servers_back_is_read_as_the_disk_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let path = Path::from("accounts/ab/objects/pack-1");
+        storage.store().put(&path, PutPayload::from_static(b"as written")).await.unwrap();
+        storage.object_written(&path, &Bytes::from_static(b"as written"));
+        let file = dir.path().join("accounts/ab/objects/pack-1");
+        let read = || async { storage.read_small_local(&path, 1 << 20).await.unwrap() };
+        assert_eq!(read().await.as_deref(), Some(&b"as written"[..]));
+        assert_eq!(read().await.as_deref(), Some(&b"as written"[..]), "from the cache");
+        // File times move in steps of the kernel's clock tick (a few ms): an in-place change of
+        // the same length within one tick of the copy's own write would go unseen.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(&file, b"as altered").unwrap();
+        // A copy is served unchecked for RECHECK_AFTER after its file was last found unchanged.
+        let recheck = || std::thread::sleep(crate::objcache::RECHECK_AFTER);
+        recheck();
+        assert_eq!(read().await.as_deref(), Some(&b"as altered"[..]), "same length, altered in place");
+        std::fs::write(&file, b"cut").unwrap();
+        recheck();
+        assert_eq!(read().await.as_deref(), Some(&b"cut"[..]));
+        std::fs::remove_file(&file).unwrap();
+        recheck();
+        assert_eq!(read().await, None, "deleted behind its back");
+    }
+
     #[test]
     fn an_open_local_root_is_restricted_to_its_owner() {
         use std::os::unix::fs::PermissionsExt as _;

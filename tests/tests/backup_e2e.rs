@@ -232,4 +232,47 @@ fn cli_backs_up_through_a_server_on_s3() {
         ],
     );
     round_trip(&server, work.path(), "s3-user");
+    // The restore read the photo (1.5 MB, one ranged read) straight from the store, through a
+    // presigned URL the server handed out (ADR 0019).
+    assert!(metric(&server, "backup_direct_downloads_total") >= 1);
+
+    // An export over 1 MiB: its pack goes up straight to the store, and the server receives
+    // only the small objects.
+    let phone = work.path().join("big-phone");
+    ok(vault(&phone, "big phone", &["init"], &[], ""));
+    let lines: String = (0..40_000).map(|i| format!("message {i} with some text to fill the export\n")).collect();
+    let add = ["msg", "add", "--conversation", "chat", "--sender", "ann", "--stdin"];
+    ok(vault(&phone, "big phone", &add, &[], &lines));
+    let setup = ["backup", "setup", "--server", &server.url, "--account", "s3-big"];
+    ok(vault(&phone, "big phone", &setup, &[PASSWORD], ""));
+    let (received, direct) =
+        (metric(&server, "backup_object_bytes_received_total"), metric(&server, "backup_direct_uploads_total"));
+    let run = json(vault(&phone, "big phone", &["--json", "backup", "run"], &[], ""));
+    let uploaded = run["uploaded_bytes"].as_u64().unwrap();
+    let through_server = metric(&server, "backup_object_bytes_received_total") - received;
+    assert!(metric(&server, "backup_direct_uploads_total") > direct, "{run}");
+    assert!(uploaded > 1 << 20 && through_server * 4 < uploaded, "{through_server} of {uploaded} B through the server");
+    let key = work.path().join("big.key");
+    ok(vault(&phone, "big phone", &["backup", "export-key", "--dangerous", key.to_str().unwrap()], &[], ""));
+    let restore = ["--json", "backup", "restore", "--backup-key-file", key.to_str().unwrap(), "--server", &server.url];
+    let restored = json(vault(
+        &work.path().join("big-new"),
+        "new",
+        &[&restore[..], &["--account", "s3-big"]].concat(),
+        &[PASSWORD],
+        "",
+    ));
+    assert_eq!(restored["messages"].as_u64(), Some(40_000));
+}
+
+/// A counter from the server's `/metrics`.
+fn metric(server: &ServerProcess, name: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
 }

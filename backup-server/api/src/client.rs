@@ -7,6 +7,8 @@
 
 use std::io::Read;
 use std::sync::Arc;
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use opaque_ke::{
@@ -18,9 +20,9 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::wire::{
-    AccountEvents, AccountStatus, CreateDeviceRequest, DeletedList, DeviceList, DeviceTokenResponse, ErrorBody,
-    LoginFinishRequest, LoginStartRequest, LoginStartResponse, ObjectList, RegisterFinishRequest, RegisterStartRequest,
-    RegisterStartResponse, SessionResponse,
+    AccountEvents, AccountStatus, CreateDeviceRequest, DeletedList, DeviceList, DeviceTokenResponse,
+    DirectUploadRequest, DirectUrl, ErrorBody, LoginFinishRequest, LoginStartRequest, LoginStartResponse, ObjectList,
+    RegisterFinishRequest, RegisterStartRequest, RegisterStartResponse, SessionResponse,
 };
 use crate::{ErrorCode, KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
 
@@ -154,6 +156,7 @@ pub struct BackupClient {
     agent: ureq::Agent,
     base: String,
     login_ticket: Option<LoginTicket>,
+    allow_insecure_http: bool,
 }
 
 /// An object body to upload: its exact length and a reader producing it.
@@ -197,7 +200,7 @@ impl BackupClient {
             .tls_config(tls)
             .build()
             .new_agent();
-        Ok(Self { agent, base, login_ticket: options.login_ticket })
+        Ok(Self { agent, base, login_ticket: options.login_ticket, allow_insecure_http: options.allow_insecure_http })
     }
 
     fn url(&self, path: &str) -> String {
@@ -550,6 +553,115 @@ impl BackupClient {
 
     // ---- plumbing ----
 
+    // ---- presigned transfers (S3 stores) ----
+
+    /// Asks for a presigned upload of `id`: `size` bytes whose SHA-256 is `sha256` (standard
+    /// base64). The server reserves the size against the quota. `None` when the server hands out
+    /// no presigned URLs (then upload through it).
+    pub fn direct_upload_url(
+        &self,
+        auth: &BearerToken,
+        id: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Option<DirectUrl>, ClientError> {
+        check_object_id(id)?;
+        let request = DirectUploadRequest { size, sha256: sha256.to_owned() };
+        direct_or_none(self.post_json(&format!("/objects/{id}/upload-url"), &request, Some(auth)))
+    }
+
+    /// Tells the server a presigned upload of `id` is done, so that it settles it now rather than
+    /// when the URL expires. `NotFound` while the object has not arrived.
+    pub fn direct_upload_done(&self, auth: &BearerToken, id: &str) -> Result<(), ClientError> {
+        check_object_id(id)?;
+        self.retrying(|| self.send_expect_empty("POST", &format!("/objects/{id}/upload-done"), None, Some(auth), &[]))
+    }
+
+    /// Asks for a presigned download of `id`. `None` when the server hands out no presigned URLs.
+    pub fn direct_download_url(&self, auth: &BearerToken, id: &str) -> Result<Option<DirectUrl>, ClientError> {
+        check_object_id(id)?;
+        direct_or_none(self.get_json(&format!("/objects/{id}/download-url"), auth))
+    }
+
+    /// Stores a write-once object from memory straight in the object store when the server hands
+    /// out presigned URLs (an S3 store), else through the server (as [`BackupClient::put_object`]).
+    /// Returns whether it went straight to the store.
+    pub fn put_object_direct(&self, auth: &BearerToken, id: &str, bytes: &[u8]) -> Result<bool, ClientError> {
+        use sha2_10::Digest as _;
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(sha2_10::Sha256::digest(bytes));
+        let Some(direct) = self.direct_upload_url(auth, id, bytes.len() as u64, &sha256)? else {
+            return self.put_object(auth, id, bytes).map(|()| false);
+        };
+        let url = self.checked_store_url(&direct.url)?;
+        let stored = self.retrying(|| {
+            let mut request = self.agent.put(url);
+            for (name, value) in &direct.headers {
+                request = request.header(name, value);
+            }
+            let mut response = request.send(bytes).map_err(store_transport)?;
+            check_store(&mut response)
+        });
+        match stored {
+            Ok(()) => {}
+            // An attempt whose answer was lost may have stored the object: the URL takes only
+            // these bytes, so if the id is now taken by an object of their size, it did.
+            Err(e) if e.code() == Some(ErrorCode::ObjectExists) => {
+                if self.head_object(auth, id)? != Some(bytes.len() as u64)
+                    || self.get_object(auth, id, bytes.len() as u64)? != bytes
+                {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        self.direct_upload_done(auth, id).map(|()| true)
+    }
+
+    /// Uploads `upload` with a presigned URL from [`BackupClient::direct_upload_url`], straight to
+    /// the object store. `ObjectExists` if the id is taken, `Forbidden` if the URL expired or the
+    /// request does not match it, `BadRequest` if the content is not the declared one.
+    pub fn put_direct<R: Read + Send + 'static>(
+        &self,
+        direct: &DirectUrl,
+        upload: Upload<R>,
+    ) -> Result<(), ClientError> {
+        let url = self.checked_store_url(&direct.url)?;
+        let mut request = self.agent.put(url).header("Content-Length", &upload.len.to_string());
+        for (name, value) in &direct.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(ureq::SendBody::from_owned_reader(upload.reader)).map_err(store_transport)?;
+        check_store(&mut response)
+    }
+
+    /// Reads `len` bytes from `offset` of an object with a presigned URL from
+    /// [`BackupClient::direct_download_url`], straight from the object store.
+    pub fn get_direct_range(&self, direct: &DirectUrl, offset: u64, len: u64) -> Result<Vec<u8>, ClientError> {
+        let url = self.checked_store_url(&direct.url)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
+        self.retrying(|| {
+            let mut response = self.agent.get(url).header("Range", &range).call().map_err(store_transport)?;
+            check_store(&mut response)?;
+            response.body_mut().with_config().limit(len).read_to_vec().map_err(store_transport)
+        })
+    }
+
+    /// A presigned URL the server handed out, held to the rules of the server's own URL: HTTPS,
+    /// or plain HTTP to a loopback address unless insecure HTTP was allowed.
+    fn checked_store_url<'u>(&self, url: &'u str) -> Result<&'u str, ClientError> {
+        let refused = || ClientError::Protocol("the server handed out a presigned URL this client may not use".into());
+        let uri: http::Uri = url.parse().map_err(|_| refused())?;
+        let host = uri.host().ok_or_else(refused)?.trim_start_matches('[').trim_end_matches(']');
+        match uri.scheme_str() {
+            Some("https") => Ok(url),
+            Some("http") if self.allow_insecure_http || is_loopback_host(host) => Ok(url),
+            _ => Err(refused()),
+        }
+    }
+
     fn request(
         &self,
         method: &str,
@@ -642,6 +754,46 @@ fn check_object_id(id: &str) -> Result<(), ClientError> {
 
 fn transport(error: ureq::Error) -> ClientError {
     ClientError::Transport(error.to_string())
+}
+
+/// A transport error of a request to the object store, without its URL (which carries the
+/// signature).
+fn store_transport(error: ureq::Error) -> ClientError {
+    let kind = match error {
+        ureq::Error::Timeout(_) => "timed out",
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => "connection failed",
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => "TLS failed",
+        _ => "request failed",
+    };
+    ClientError::Transport(format!("object store: {kind}"))
+}
+
+/// `None` for a server that hands out no presigned URLs (or predates them).
+fn direct_or_none(answer: Result<DirectUrl, ClientError>) -> Result<Option<DirectUrl>, ClientError> {
+    match answer {
+        Ok(direct) => Ok(Some(direct)),
+        Err(e) if matches!(e.code(), Some(ErrorCode::DirectTransfersOff | ErrorCode::UnknownRoute)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Turns an object store's error status into [`ClientError::Api`] with the matching code (its XML
+/// body is not read: it names the bucket and key).
+fn check_store(response: &mut http::Response<ureq::Body>) -> Result<(), ClientError> {
+    let status = response.status().as_u16();
+    if status < 400 {
+        return Ok(());
+    }
+    let (code, message) = match status {
+        412 => (ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once"),
+        403 => (ErrorCode::Forbidden, "the object store refused the presigned request: expired, or not the signed one"),
+        400 => (ErrorCode::BadRequest, "the object store refused the content: not the declared one"),
+        404 => (ErrorCode::NotFound, "no such object"),
+        416 => (ErrorCode::RangeNotSatisfiable, "the range lies outside the object"),
+        500.. => (ErrorCode::Unavailable, "the object store failed"),
+        _ => (ErrorCode::BadRequest, "the object store refused the request"),
+    };
+    Err(ClientError::Api { status, code, message: message.into() })
 }
 
 fn header(response: &http::Response<ureq::Body>, name: &str) -> Option<String> {

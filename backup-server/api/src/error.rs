@@ -46,6 +46,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The requested byte range lies outside the object.
     RangeNotSatisfiable,
+    /// The server hands out no presigned URLs (a local store, or turned off): transfer through
+    /// the server instead.
+    DirectTransfersOff,
     /// Storing this object would exceed the account's quota.
     QuotaExceeded,
     /// Too many requests from this address or for this account; retry after `Retry-After` seconds.
@@ -65,7 +68,7 @@ impl ErrorCode {
             Self::BadRequest | Self::InvalidName => 400,
             Self::Unauthorized | Self::LoginFailed | Self::LoginTicketRequired => 401,
             Self::Forbidden => 403,
-            Self::NotFound | Self::UnknownRoute => 404,
+            Self::NotFound | Self::UnknownRoute | Self::DirectTransfersOff => 404,
             Self::Timeout => 408,
             Self::AccountExists | Self::ObjectExists | Self::GenerationRegressed => 409,
             Self::LengthRequired => 411,
@@ -122,6 +125,7 @@ impl ErrorCode {
             Self::LengthRequired => "length_required",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::DirectTransfersOff => "direct_transfers_off",
             Self::QuotaExceeded => "quota_exceeded",
             Self::RateLimited => "rate_limited",
             Self::Timeout => "timeout",
@@ -150,6 +154,7 @@ mod tests {
             ErrorCode::QuotaExceeded,
             ErrorCode::LoginTicketRequired,
             ErrorCode::LoginDelayed,
+            ErrorCode::DirectTransfersOff,
         ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

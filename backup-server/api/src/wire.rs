@@ -164,6 +164,31 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// Body of `POST /v1/objects/{id}/upload-url`: the object the client is about to upload straight
+/// to the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectUploadRequest {
+    /// Its size in bytes (reserved against the quota when the URL is issued).
+    pub size: u64,
+    /// The SHA-256 of its content, standard base64 (44 characters): the URL binds it, so the store
+    /// accepts these exact bytes only.
+    pub sha256: String,
+}
+
+/// Answer to `POST /v1/objects/{id}/upload-url` and `POST /v1/objects/{id}/download-url`: a
+/// presigned request straight to the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectUrl {
+    /// The presigned URL (it carries the credential scope and signature; treat it as a secret
+    /// until it expires).
+    pub url: String,
+    /// Headers the request must carry exactly (signed into the URL), as name and value.
+    pub headers: Vec<(String, String)>,
+    /// When the URL stops working, in Unix seconds.
+    pub expires_at: u64,
+}
+
 /// Answer to `GET /v1/objects`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectList {

@@ -151,6 +151,17 @@ fn types() -> Vec<WireType> {
             .unwrap(),
             de::<DeletedList>,
         ),
+        (
+            "DirectUploadRequest",
+            serde_json::to_value(DirectUploadRequest { size: 1, sha256: "s".into() }).unwrap(),
+            de::<DirectUploadRequest>,
+        ),
+        (
+            "DirectUrl",
+            serde_json::to_value(DirectUrl { url: "u".into(), headers: vec![("h".into(), "v".into())], expires_at: 1 })
+                .unwrap(),
+            de::<DirectUrl>,
+        ),
         ("ErrorBody", serde_json::json!({"error": "not_found", "message": "m"}), de::<ErrorBody>),
     ]
 }

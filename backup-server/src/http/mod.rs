@@ -2,6 +2,7 @@
 //! limit, time limit, metrics and one log line without secrets).
 
 mod account;
+mod direct;
 pub mod extract;
 pub mod login;
 mod objects;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use backup_api::ErrorCode;
 
+pub use direct::sweep_direct_uploads;
 pub use objects::{deleted_objects, purge_deleted, sweep_staging};
 
 use crate::error::ApiError;
@@ -41,6 +43,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&v1("/objects"), get(objects::list_objects))
         .route(&v1("/deleted"), get(objects::list_deleted))
         .route(&v1("/deleted/{id}"), post(objects::restore_deleted))
+        .route(&v1("/objects/{id}/upload-url"), post(direct::upload_url))
+        .route(&v1("/objects/{id}/upload-done"), post(direct::upload_done))
+        .route(&v1("/objects/{id}/download-url"), get(direct::download_url))
         .route(
             &v1("/objects/{id}"),
             put(objects::put_object).get(objects::get_object).head(objects::head_object).delete(objects::delete_object),
@@ -90,7 +95,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let response = match peer.map(|ip| state.ip_limiter.check(&ip)) {
         Some(Err(wait)) => ApiError::rate_limited(wait).into_response(),
         _ => {
-            let limit = if route.starts_with("/v1/objects/") || route.starts_with("/v1/deleted/") {
+            let limit = if route == "/v1/objects/{id}" || route.starts_with("/v1/deleted/") {
                 state.limits.transfer_timeout
             } else {
                 state.limits.request_timeout

@@ -39,7 +39,7 @@ const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
-fn checked_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn checked_id(id: &str) -> Result<(), ApiError> {
     if is_valid_object_id(id) {
         Ok(())
     } else {
@@ -51,7 +51,7 @@ fn checked_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// The size of the object at `path`, `None` if absent.
-async fn object_size(state: &AppState, path: &Path) -> Result<Option<u64>, ApiError> {
+pub(super) async fn object_size(state: &AppState, path: &Path) -> Result<Option<u64>, ApiError> {
     match state.storage.store().head(path).await {
         Ok(meta) => Ok(Some(meta.size)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -59,13 +59,18 @@ async fn object_size(state: &AppState, path: &Path) -> Result<Option<u64>, ApiEr
     }
 }
 
-fn not_found() -> ApiError {
+pub(super) fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such object")
 }
 
 /// Adds (or with negative values, releases) bytes and objects on the account's usage record,
 /// refusing to exceed the quota when adding.
-async fn adjust_usage(state: &AppState, account: &AccountHash, bytes: i128, objects: i128) -> Result<(), ApiError> {
+pub(super) async fn adjust_usage(
+    state: &AppState,
+    account: &AccountHash,
+    bytes: i128,
+    objects: i128,
+) -> Result<(), ApiError> {
     let path = records::usage_path(account);
     let quota = state.limits.quota_bytes;
     state
@@ -132,7 +137,7 @@ pub async fn put_object(
 /// Quota held for an upload in progress. Unless committed, it is released when dropped: on an
 /// error return, and also when the request is cancelled part-way (time limit, client gone, end of
 /// the shutdown grace period), where no code after an `.await` would run.
-struct Reservation {
+pub(super) struct Reservation {
     state: Arc<AppState>,
     account: AccountHash,
     bytes: u64,
@@ -140,12 +145,12 @@ struct Reservation {
 }
 
 impl Reservation {
-    async fn take(state: &Arc<AppState>, account: AccountHash, bytes: u64) -> Result<Self, ApiError> {
+    pub(super) async fn take(state: &Arc<AppState>, account: AccountHash, bytes: u64) -> Result<Self, ApiError> {
         adjust_usage(state, &account, i128::from(bytes), 1).await?;
         Ok(Self { state: state.clone(), account, bytes, committed: false })
     }
 
-    fn commit(mut self) {
+    pub(super) fn commit(mut self) {
         self.committed = true;
     }
 }
@@ -196,7 +201,7 @@ impl Drop for StagedUpload {
     }
 }
 
-fn exists() -> ApiError {
+pub(super) fn exists() -> ApiError {
     ApiError::new(ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once")
 }
 

@@ -1,25 +1,82 @@
 //! The backup server as a [`Transport`], over `backup-api`'s blocking HTTPS client with a device
 //! (or session) token.
+//!
+//! When the server hands out presigned URLs (an S3 store, ADR 0019), uploads of at least
+//! [`DIRECT_MIN`] bytes from memory (packs) and ranged reads of at least [`DIRECT_MIN`] bytes
+//! (media during a restore) go straight between the device and the object store; the server only
+//! authorises them. Everything else, and everything on a server that hands out no URLs, goes
+//! through the server. Streamed uploads (media) go through the server: a presigned upload binds
+//! the content's SHA-256, which a stream cannot give before it is sent.
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
+use backup_api::wire::DirectUrl;
 use vault_core::backup::{Transport, TransportError};
 
 /// Largest object read whole (packs, index objects, manifests).
 const MAX_OBJECT: u64 = 256 << 20;
+/// Smallest transfer that goes straight to the object store when the server allows it (smaller
+/// ones cost fewer round trips through the server).
+pub const DIRECT_MIN: u64 = 1 << 20;
+/// A download URL is asked for again this long before it expires.
+const URL_MARGIN_SECS: u64 = 30;
 
 /// One account on one backup server.
 pub struct ServerTransport {
     client: BackupClient,
     token: BearerToken,
+    /// Set once the server answered that it hands out no presigned URLs.
+    direct_off: AtomicBool,
+    /// Download URLs already handed out, by object, until shortly before they expire.
+    download_urls: Mutex<HashMap<String, DirectUrl>>,
 }
 
 impl ServerTransport {
     /// A transport for the account `token` belongs to.
     pub fn new(client: BackupClient, token: BearerToken) -> Self {
-        Self { client, token }
+        Self { client, token, direct_off: AtomicBool::new(false), download_urls: Mutex::new(HashMap::new()) }
+    }
+
+    /// A download URL for `name` (cached while it lives), `None` when the server hands out none.
+    fn download_url(&self, name: &str) -> Result<Option<DirectUrl>, ClientError> {
+        if self.direct_off.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut urls = self.download_urls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(url) = urls.get(name).filter(|u| u.expires_at > now + URL_MARGIN_SECS) {
+            return Ok(Some(url.clone()));
+        }
+        urls.retain(|_, u| u.expires_at > now + URL_MARGIN_SECS);
+        drop(urls);
+        let Some(url) = self.client.direct_download_url(&self.token, name)? else {
+            self.direct_off.store(true, Ordering::Relaxed);
+            return Ok(None);
+        };
+        self.download_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), url.clone());
+        Ok(Some(url))
+    }
+
+    fn get_range_direct(&self, name: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, ClientError> {
+        let Some(url) = self.download_url(name)? else { return Ok(None) };
+        match self.client.get_direct_range(&url, offset, len) {
+            // Expired early (clock skew): one more try with a fresh URL.
+            Err(e) if e.code() == Some(ErrorCode::Forbidden) => {
+                self.download_urls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+                let Some(url) = self.download_url(name)? else { return Ok(None) };
+                self.client.get_direct_range(&url, offset, len).map(Some)
+            }
+            other => other.map(Some),
+        }
     }
 }
 
@@ -43,6 +100,13 @@ fn failed(what: &str) -> impl Fn(ClientError) -> TransportError + '_ {
 
 impl Transport for ServerTransport {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+        if bytes.len() as u64 >= DIRECT_MIN && !self.direct_off.load(Ordering::Relaxed) {
+            let direct = self.client.put_object_direct(&self.token, name, bytes).map_err(failed("uploading"))?;
+            if !direct {
+                self.direct_off.store(true, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
         self.client.put_object(&self.token, name, bytes).map_err(failed("uploading"))
     }
 
@@ -59,6 +123,11 @@ impl Transport for ServerTransport {
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
+        if len >= DIRECT_MIN
+            && let Some(bytes) = self.get_range_direct(name, offset, len).map_err(failed("downloading"))?
+        {
+            return Ok(bytes);
+        }
         self.client.get_object_range(&self.token, name, offset, len).map_err(failed("downloading"))
     }
 

@@ -1,0 +1,246 @@
+//! Presigned transfers: on an S3 store the server authorises an object transfer and hands the
+//! client a short-lived presigned URL, and the bytes go straight between the client and the
+//! object store (ADR 0019).
+//!
+//! An upload URL is issued only for an id that is free, after the object's size is reserved
+//! against the quota, and it binds two headers into its signature: `If-None-Match: *` (the store
+//! refuses to replace an object: write-once) and `x-amz-checksum-sha256` (the store accepts only
+//! the content the client declared, hence only its size). The server notes the authorised upload
+//! (`direct/<account>/<id>`) and settles it when the client reports it done, or once the URL has
+//! expired: the reservation is kept for an object of the declared size, released when nothing
+//! arrived, and an object of another size (a client that declared a size its content does not
+//! have) is deleted and its reservation released. On a local store, or with `--direct-url-ttl-secs
+//! 0`, every route here answers `direct_transfers_off` and clients transfer through the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use backup_api::ErrorCode;
+use backup_api::wire::{DirectUploadRequest, DirectUrl};
+use base64::Engine as _;
+use futures::StreamExt as _;
+use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+
+use super::extract::{Caller, JsonBody, PathId};
+use super::objects::{Reservation, adjust_usage, checked_id, exists, not_found, object_size};
+use crate::error::ApiError;
+use crate::metrics::bump;
+use crate::records::{self, DirectUpload};
+use crate::secrets::AccountHash;
+use crate::state::{AppState, now_secs};
+
+/// Seconds after a URL's expiry before the sweep settles its upload (clock skew between the
+/// server and the store, and an upload still finishing when the URL expired).
+const SETTLE_AFTER_EXPIRY_SECS: u64 = 300;
+
+/// How long URLs live, or `direct_transfers_off`.
+fn url_ttl(state: &AppState) -> Result<Duration, ApiError> {
+    let ttl = state.limits.direct_url_ttl;
+    if ttl.is_zero() || !state.storage.can_presign() {
+        return Err(ApiError::new(
+            ErrorCode::DirectTransfersOff,
+            "this server hands out no presigned URLs; transfer the object through the server",
+        ));
+    }
+    Ok(ttl)
+}
+
+async fn presigned(
+    state: &AppState,
+    method: Method,
+    path: &object_store::path::Path,
+    headers: &[(HeaderName, HeaderValue)],
+    ttl: Duration,
+) -> Result<String, ApiError> {
+    state
+        .storage
+        .presign(method, path, headers, ttl)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no signer"))
+}
+
+/// `POST /v1/objects/{id}/upload-url`: reserves the object's size and answers a presigned `PUT`
+/// that only the declared content can use, only while the id is free.
+pub async fn upload_url(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(request): JsonBody<DirectUploadRequest>,
+) -> Result<Json<DirectUrl>, ApiError> {
+    checked_id(&id)?;
+    let ttl = url_ttl(&state)?;
+    let digest = base64::engine::general_purpose::STANDARD.decode(&request.sha256).ok();
+    if digest.as_ref().is_none_or(|d| d.len() != 32) {
+        return Err(ApiError::bad_request("sha256 is the content's SHA-256 in standard base64 (44 characters)"));
+    }
+    if request.size > state.limits.max_object_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
+        ));
+    }
+    let path = records::object_path(&caller.account, &id);
+    if object_size(&state, &path).await?.is_some() {
+        return Err(exists());
+    }
+    let noted = records::direct_upload_path(&caller.account, &id);
+    let store = state.storage.store();
+    let now = now_secs();
+    let expires_at = match state.storage.read(&noted).await? {
+        // A retry of the same upload (its answer lost): a new URL for the same reservation.
+        Some(record) => {
+            let pending: DirectUpload = records::parse(&record.bytes, &noted)?;
+            if pending.size != request.size || pending.sha256 != request.sha256 || pending.expires_at <= now {
+                return Err(ApiError::new(
+                    ErrorCode::ObjectExists,
+                    "another upload of this identifier is under way; retry after its URL expires",
+                ));
+            }
+            pending.expires_at
+        }
+        None => {
+            let reservation = Reservation::take(&state, caller.account, request.size).await?;
+            let pending =
+                DirectUpload { size: request.size, sha256: request.sha256.clone(), expires_at: now + ttl.as_secs() };
+            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+            match store.put_opts(&noted, PutPayload::from(records::encode(&pending)), options).await {
+                Ok(_) => reservation.commit(),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    return Err(ApiError::new(
+                        ErrorCode::ObjectExists,
+                        "another upload of this identifier is under way",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            bump(&state.metrics.direct_uploads);
+            pending.expires_at
+        }
+    };
+    let headers = [
+        (HeaderName::from_static("if-none-match"), HeaderValue::from_static("*")),
+        (
+            HeaderName::from_static("x-amz-checksum-sha256"),
+            HeaderValue::from_str(&request.sha256).map_err(|_| ApiError::bad_request("sha256 is not base64"))?,
+        ),
+    ];
+    let remaining = Duration::from_secs(expires_at.saturating_sub(now).max(1));
+    let url = presigned(&state, Method::PUT, &path, &headers, remaining).await?;
+    Ok(Json(DirectUrl {
+        url,
+        headers: vec![("If-None-Match".into(), "*".into()), ("x-amz-checksum-sha256".into(), request.sha256)],
+        expires_at,
+    }))
+}
+
+/// `POST /v1/objects/{id}/upload-done`: settles a presigned upload now rather than at expiry. 201
+/// when the object is stored as declared; 404 while it has not arrived.
+pub async fn upload_done(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    checked_id(&id)?;
+    url_ttl(&state)?;
+    let path = records::object_path(&caller.account, &id);
+    if object_size(&state, &path).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, "the object has not arrived at the store"));
+    }
+    match settle(&state, &caller.account, &id).await? {
+        Settled::Stored | Settled::NothingNoted => Ok(StatusCode::CREATED),
+        Settled::WrongSize => Err(ApiError::bad_request(
+            "the stored object's size is not the size declared for it; it was deleted and its reservation released",
+        )),
+        Settled::NotArrived => Err(not_found()),
+    }
+}
+
+/// `GET /v1/objects/{id}/download-url`: a presigned `GET` of an existing object (ranges allowed).
+pub async fn download_url(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<DirectUrl>, ApiError> {
+    checked_id(&id)?;
+    let ttl = url_ttl(&state)?;
+    let path = records::object_path(&caller.account, &id);
+    object_size(&state, &path).await?.ok_or_else(not_found)?;
+    let url = presigned(&state, Method::GET, &path, &[], ttl).await?;
+    bump(&state.metrics.direct_downloads);
+    Ok(Json(DirectUrl { url, headers: Vec::new(), expires_at: now_secs() + ttl.as_secs() }))
+}
+
+/// What settling a noted upload found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// The object is stored with the declared size: the reservation stays.
+    Stored,
+    /// Nothing arrived: the reservation was released.
+    NotArrived,
+    /// An object of another size arrived: it was deleted and the reservation released.
+    WrongSize,
+    /// No upload was noted (already settled, or the object came through the server).
+    NothingNoted,
+}
+
+async fn settle(state: &AppState, account: &AccountHash, id: &str) -> Result<Settled, ApiError> {
+    let noted = records::direct_upload_path(account, id);
+    let Some(record) = state.storage.read(&noted).await? else { return Ok(Settled::NothingNoted) };
+    let pending: DirectUpload = records::parse(&record.bytes, &noted)?;
+    let path = records::object_path(account, id);
+    let store = state.storage.store();
+    let settled = {
+        // Settlements of one id take turns on this replica, like placements and deletions.
+        let _turn = state.storage.lock_object(&path).await;
+        match object_size(state, &path).await? {
+            Some(size) if size == pending.size => Settled::Stored,
+            Some(_) => {
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Settled::WrongSize
+            }
+            None => Settled::NotArrived,
+        }
+    };
+    if settled != Settled::Stored {
+        adjust_usage(state, account, -i128::from(pending.size), -1).await?;
+    }
+    match store.delete(&noted).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if settled == Settled::Stored {
+        bump(&state.metrics.objects_stored);
+    }
+    Ok(settled)
+}
+
+/// Settles every noted upload whose URL expired more than [`SETTLE_AFTER_EXPIRY_SECS`] before
+/// `now`; returns how many were settled.
+pub async fn sweep_direct_uploads(state: &AppState, now: u64) -> Result<usize, ApiError> {
+    let mut due = Vec::new();
+    let mut listing = state.storage.store().list(Some(&records::direct_uploads_prefix()));
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        let parts: Vec<_> = meta.location.parts().map(|p| p.as_ref().to_owned()).collect();
+        let [_, account, id] = parts.as_slice() else { continue };
+        let Some(account) = AccountHash::from_hex(account) else { continue };
+        let Some(record) = state.storage.read(&meta.location).await? else { continue };
+        let pending: DirectUpload = records::parse(&record.bytes, &meta.location)?;
+        if pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
+            due.push((account, id.clone()));
+        }
+    }
+    let mut settled = 0;
+    for (account, id) in due {
+        if settle(state, &account, &id).await? != Settled::NothingNoted {
+            settled += 1;
+        }
+    }
+    Ok(settled)
+}
