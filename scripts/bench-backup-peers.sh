@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Backup and restore of a vault holding 1 GiB of media, side by side with restic backing up the
 # same plaintext to a local repository: wall time, peak memory (RSS) and bytes stored.
+#
+# Backups run once each. Restores run in PAIRS pairs (vault, then restic) per temperature, the
+# temperatures taking turns so that a machine whose speed drifts moves both alike: "warm"
+# leaves the backup and the repository in the page cache; "cold" evicts every file of both from it
+# (posix_fadvise DONTNEED, after a sync) before each timed run. The vault's restore is durable (it
+# fsyncs every file before moving the vault into place); restic's is not, so each restic run is
+# followed by a timed `sync` of the files it wrote, and the ratios are given against restic alone
+# and against restic + sync: median (min-max) of the per-pair ratios vault/restic (below 1: the
+# vault is faster).
 # Installs restic from Debian if missing (benchmarks only; not part of CI).
-# Usage: scripts/bench-backup-peers.sh [MEDIA_MIB]        (default 1024)
+# Usage: scripts/bench-backup-peers.sh [MEDIA_MIB] [PAIRS]      (default 1024, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
+pairs=${2:-3}
 if ! command -v restic >/dev/null || [ ! -x /usr/bin/time ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic time
 fi
@@ -44,5 +54,58 @@ measure "vault backup run (no change)" "$VAULT" backup run --dir "$work/vault-ba
 measure "restic backup (no change)" restic backup --repo "$work/restic-repo" "$work/plain"
 
 "$VAULT" backup export-key --dangerous "$work/key" >/dev/null
-measure "vault backup restore" env VAULT_DIR="$work/restored" "$VAULT" backup restore --backup-key-file "$work/key" --from-dir "$work/vault-backup"
-measure "restic restore" restic restore latest --repo "$work/restic-repo" --target "$work/restic-restored"
+measure "vault backup restore (peak RSS)" env VAULT_DIR="$work/restored" "$VAULT" backup restore --backup-key-file "$work/key" --from-dir "$work/vault-backup"
+rm -rf "$work/restored"
+measure "restic restore (peak RSS)" restic restore latest --repo "$work/restic-repo" --target "$work/restic-restored"
+rm -rf "$work/restic-restored"
+
+evict() { # DIR...: drop the clean pages of every file under these directories from the page cache
+    sync
+    find "$@" -type f -print0 | python3 -c 'import os, sys
+for path in sys.stdin.buffer.read().split(b"\0"):
+    if path:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)'
+}
+timed() { # CMD... -> seconds on stdout
+    local start=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1
+    python3 -c "print(f'{$EPOCHREALTIME - $start:.3f}')"
+}
+vault_restore() { env VAULT_DIR="$work/restored" "$VAULT" backup restore --backup-key-file "$work/key" --from-dir "$work/vault-backup"; }
+restic_restore() { restic restore latest --repo "$work/restic-repo" --target "$work/restic-restored"; }
+sync_restic_output() { find "$work/restic-restored" -type f -exec sync {} +; }
+
+echo
+echo "restores: $pairs pairs per temperature, warm and cold in turn (vault, then restic, then a sync of restic's output)"
+results=()
+for pair in $(seq 1 "$pairs"); do
+    for temperature in warm cold; do
+        sync
+        [ "$temperature" = cold ] && evict "$work/vault-backup"
+        v=$(timed vault_restore)
+        rm -rf "$work/restored"
+        sync
+        [ "$temperature" = cold ] && evict "$work/restic-repo"
+        r=$(timed restic_restore)
+        s=$(timed sync_restic_output)
+        rm -rf "$work/restic-restored"
+        echo "  $temperature pair $pair: vault $v s, restic $r s (+ sync $s s)"
+        results+=("$temperature $v $r $s")
+    done
+done
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+rows = [line.split() for line in sys.stdin if line.strip()]
+print()
+print("| restore | vault median s | restic median s | restic + sync median s | vault/restic | vault/(restic + sync) |")
+print("|---|---|---|---|---|---|")
+for temperature in ("warm", "cold"):
+    own = [(float(v), float(r), float(s)) for t, v, r, s in rows if t == temperature]
+    ratio = sorted(v / r for v, r, s in own)
+    ratio_sync = sorted(v / (r + s) for v, r, s in own)
+    print(f"| {temperature} | {statistics.median(v for v, _, _ in own):.2f} | {statistics.median(r for _, r, _ in own):.2f} | "
+          f"{statistics.median(r + s for _, r, s in own):.2f} | {statistics.median(ratio):.2f}x ({ratio[0]:.2f}-{ratio[-1]:.2f}) | "
+          f"{statistics.median(ratio_sync):.2f}x ({ratio_sync[0]:.2f}-{ratio_sync[-1]:.2f}) |")
+'
