@@ -83,7 +83,7 @@ impl Transport for Mirrored<'_> {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         std::thread::scope(|scope| {
             let mirrored =
-                scope.spawn(move || written(mirror.put_reader(name, len, Box::new(ChannelReader::new(receiver)))));
+                scope.spawn(move || written(mirror.put_reader(name, len, Box::new(ChannelReader::new(receiver, len)))));
             let primary = self.primary.put_reader(name, len, Box::new(TeeReader { inner: reader, copy: Some(sender) }));
             let mirrored =
                 mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
@@ -160,16 +160,19 @@ impl Read for TeeReader {
     }
 }
 
-/// Reads what a [`TeeReader`] sent.
+/// Reads what a [`TeeReader`] sent: `len` bytes, or an error if the sender goes away before (the
+/// primary upload failed). An early end of input must not read as the end of the object: an
+/// HTTP client sending a body of a fixed length then waits for bytes that never come.
 struct ChannelReader {
     receiver: std::sync::mpsc::Receiver<Vec<u8>>,
     pending: Vec<u8>,
     at: usize,
+    left: u64,
 }
 
 impl ChannelReader {
-    fn new(receiver: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
-        Self { receiver, pending: Vec::new(), at: 0 }
+    fn new(receiver: std::sync::mpsc::Receiver<Vec<u8>>, len: u64) -> Self {
+        Self { receiver, pending: Vec::new(), at: 0, left: len }
     }
 }
 
@@ -178,12 +181,14 @@ impl Read for ChannelReader {
         while self.at == self.pending.len() {
             match self.receiver.recv() {
                 Ok(next) => (self.pending, self.at) = (next, 0),
-                Err(_) => return Ok(0),
+                Err(_) if self.left == 0 => return Ok(0),
+                Err(_) => return Err(std::io::Error::other("the upload to the data server stopped")),
             }
         }
         let n = buf.len().min(self.pending.len() - self.at);
         buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
         self.at += n;
+        self.left = self.left.saturating_sub(n as u64);
         Ok(n)
     }
 }
@@ -381,7 +386,7 @@ fn copy_object(
                 }
             }
         });
-        let result = written(to.put_reader(name, len, Box::new(ChannelReader::new(receiver))));
+        let result = written(to.put_reader(name, len, Box::new(ChannelReader::new(receiver, len))));
         let _ = feeding.join();
         result.map(|()| len)
     })
@@ -415,5 +420,29 @@ impl Read for RangeReader<'_> {
         buf[..n].copy_from_slice(&self.buffer[self.buffered_at..self.buffered_at + n]);
         self.buffered_at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirror_stream_cut_short_is_an_error_not_an_early_end() {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        sender.send(b"abc".to_vec()).unwrap();
+        drop(sender);
+        let mut reader = ChannelReader::new(receiver, 5);
+        let mut out = Vec::new();
+        assert!(reader.read_to_end(&mut out).is_err(), "3 of 5 bytes, then the sender went away");
+        assert_eq!(out, b"abc");
+
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        sender.send(b"ab".to_vec()).unwrap();
+        sender.send(b"cde".to_vec()).unwrap();
+        drop(sender);
+        let mut whole = Vec::new();
+        ChannelReader::new(receiver, 5).read_to_end(&mut whole).unwrap();
+        assert_eq!(whole, b"abcde");
     }
 }
