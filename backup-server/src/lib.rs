@@ -12,6 +12,7 @@ pub mod guesses;
 pub mod http;
 pub mod metrics;
 pub mod objcache;
+pub mod presign;
 pub mod random;
 pub mod ratelimit;
 pub mod records;

@@ -15,7 +15,8 @@
 //! data-directory lock), whereas replicas on a shared bucket cannot `stat` each other's writes.
 //!
 //! The cache holds what the store holds: ciphertext the clients sealed, never a secret of the
-//! server's. Eviction is first in, first out, by bytes.
+//! server's. Eviction is first in, first out, by bytes charged: each copy's content plus a fixed
+//! overhead per copy (its path and bookkeeping), so that tiny objects cannot outgrow the bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -28,6 +29,9 @@ use object_store::path::Path;
 pub const CACHE_BYTES: usize = 32 << 20;
 /// Largest object the cache keeps.
 pub const CACHED_OBJECT_MAX: usize = 64 << 10;
+/// Bytes each copy is charged beyond its content (its path, twice, and the map's bookkeeping), so
+/// that many tiny objects cannot grow the cache beyond its bound.
+const ENTRY_OVERHEAD: usize = 256;
 /// How long a copy is served after its file was last found unchanged, before it is checked again.
 pub const RECHECK_AFTER: Duration = Duration::from_millis(100);
 
@@ -97,7 +101,15 @@ struct Inner {
     /// Insertion order, for eviction. May name paths already forgotten (skipped when evicting),
     /// and a path forgotten and written again twice (its first place then evicts it early).
     order: VecDeque<Path>,
+    /// Bytes charged for the copies held.
     bytes: usize,
+    /// Copies forgotten so far; a read that began before one may not insert what it read.
+    forgotten: u64,
+}
+
+/// The charge of a copy of `len` bytes at `path`.
+fn charge(path: &Path, len: usize) -> usize {
+    len + ENTRY_OVERHEAD + 2 * path.as_ref().len()
 }
 
 /// Recently written or read small objects of one local store.
@@ -140,31 +152,52 @@ impl ObjectCache {
         }
     }
 
-    /// Keeps a copy of the object at `path`, read or written whole, whose file has `stamp`.
+    /// A mark to take before reading a file whose content [`ObjectCache::insert_read`] keeps.
+    pub fn ticket(&self) -> u64 {
+        self.lock().forgotten
+    }
+
+    /// Keeps a copy of the object at `path` just written whole, whose file has `stamp`.
     pub fn insert(&self, path: &Path, bytes: &Bytes, stamp: FileStamp) {
-        if bytes.len() > CACHED_OBJECT_MAX || bytes.len() > self.capacity {
+        let mut inner = self.lock();
+        self.insert_locked(&mut inner, path, bytes, stamp);
+    }
+
+    /// Keeps a copy read from a file with `stamp`, unless a copy was forgotten since `ticket`
+    /// (the read may have begun before a deletion).
+    pub fn insert_read(&self, ticket: u64, path: &Path, bytes: &Bytes, stamp: FileStamp) {
+        let mut inner = self.lock();
+        if inner.forgotten == ticket {
+            self.insert_locked(&mut inner, path, bytes, stamp);
+        }
+    }
+
+    fn insert_locked(&self, inner: &mut Inner, path: &Path, bytes: &Bytes, stamp: FileStamp) {
+        if let Some(old) = inner.objects.remove(path) {
+            inner.bytes -= charge(path, old.bytes.len());
+        }
+        let cost = charge(path, bytes.len());
+        if bytes.len() > CACHED_OBJECT_MAX || cost > self.capacity {
             return;
         }
-        let mut inner = self.lock();
-        if let Some(old) = inner.objects.remove(path) {
-            inner.bytes -= old.bytes.len();
-        }
-        while inner.bytes + bytes.len() > self.capacity {
+        while inner.bytes + cost > self.capacity {
             let Some(oldest) = inner.order.pop_front() else { break };
             if let Some(evicted) = inner.objects.remove(&oldest) {
-                inner.bytes -= evicted.bytes.len();
+                inner.bytes -= charge(&oldest, evicted.bytes.len());
             }
         }
-        inner.bytes += bytes.len();
+        inner.bytes += cost;
         inner.objects.insert(path.clone(), Entry { bytes: bytes.clone(), stamp, checked: Instant::now() });
         inner.order.push_back(path.clone());
     }
 
-    /// Drops the copy of an object deleted or changed.
+    /// Drops the copy of an object deleted or changed, and refuses the inserts of reads begun
+    /// before.
     pub fn forget(&self, path: &Path) {
         let mut inner = self.lock();
+        inner.forgotten += 1;
         if let Some(removed) = inner.objects.remove(path) {
-            inner.bytes -= removed.bytes.len();
+            inner.bytes -= charge(path, removed.bytes.len());
         }
         // The order keeps the names of forgotten objects until eviction passes them; compact it
         // when they outnumber the live ones, so a burst of deletions costs amortised O(1) each.
@@ -194,16 +227,21 @@ mod tests {
         }
     }
 
+    /// A capacity for `n` copies of 4 bytes at the test paths.
+    fn room_for(n: usize) -> usize {
+        n * charge(&path("a"), 4)
+    }
+
     #[test]
     fn keeps_what_fits_and_evicts_the_oldest_first() {
-        let cache = ObjectCache::with_capacity(10);
+        let cache = ObjectCache::with_capacity(room_for(2) + 2);
         cache.insert(&path("a"), &Bytes::from_static(b"aaaa"), stamp(1));
         cache.insert(&path("b"), &Bytes::from_static(b"bbbb"), stamp(2));
         cache.insert(&path("c"), &Bytes::from_static(b"cccc"), stamp(3));
         assert_eq!(bytes_of(&cache, "a"), None);
         assert_eq!(bytes_of(&cache, "b").as_deref(), Some(&b"bbbb"[..]));
         assert_eq!(cache.get(&path("c")), Lookup::Fresh(Bytes::from_static(b"cccc")));
-        cache.insert(&path("big"), &Bytes::from(vec![0; 11]), stamp(4));
+        cache.insert(&path("big"), &Bytes::from(vec![0; room_for(2)]), stamp(4));
         assert_eq!(bytes_of(&cache, "big"), None);
         assert_eq!(bytes_of(&cache, "b").as_deref(), Some(&b"bbbb"[..]), "a refused object evicts nothing");
     }
@@ -219,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_new_copy_replaces_the_old_and_forgetting_keeps_the_byte_count_right() {
-        let cache = ObjectCache::with_capacity(8);
+        let cache = ObjectCache::with_capacity(room_for(2));
         cache.insert(&path("a"), &Bytes::from_static(b"aaaa"), stamp(1));
         cache.insert(&path("a"), &Bytes::from_static(b"AAAA"), stamp(2));
         assert_eq!(bytes_of(&cache, "a"), Some(Bytes::from_static(b"AAAA")));
@@ -231,6 +269,29 @@ mod tests {
         cache.insert(&path("d"), &Bytes::from_static(b"dddd"), stamp(5));
         assert_eq!(bytes_of(&cache, "b"), None);
         assert!(bytes_of(&cache, "c").is_some() && bytes_of(&cache, "d").is_some());
+    }
+
+    #[test]
+    fn tiny_objects_are_charged_their_overhead_and_a_refused_copy_drops_the_old_one() {
+        let cache = ObjectCache::with_capacity(room_for(3));
+        for i in 0..100 {
+            cache.insert(&path(&format!("{i:04}")), &Bytes::new(), stamp(i));
+        }
+        let kept = (0..100).filter(|i| bytes_of(&cache, &format!("{i:04}")).is_some()).count();
+        assert!(kept <= 3, "empty objects still cost their overhead: {kept} kept");
+        cache.insert(&path("0099"), &Bytes::from(vec![0; CACHED_OBJECT_MAX + 1]), stamp(1));
+        assert_eq!(bytes_of(&cache, "0099"), None, "the old copy does not outlive a newer, larger object");
+    }
+
+    #[test]
+    fn a_read_begun_before_a_deletion_does_not_bring_the_copy_back() {
+        let cache = ObjectCache::default();
+        let before = cache.ticket();
+        cache.forget(&path("a"));
+        cache.insert_read(before, &path("a"), &Bytes::from_static(b"old"), stamp(1));
+        assert_eq!(bytes_of(&cache, "a"), None);
+        cache.insert_read(cache.ticket(), &path("a"), &Bytes::from_static(b"new"), stamp(2));
+        assert_eq!(bytes_of(&cache, "a").as_deref(), Some(&b"new"[..]));
     }
 
     #[test]

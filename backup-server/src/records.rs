@@ -155,6 +155,9 @@ pub struct DirectUpload {
     pub sha256: String,
     /// When the URL expires, in Unix seconds.
     pub expires_at: u64,
+    /// Claimed by the replica settling it (which removes the note next).
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// A fresh staging path for one upload.

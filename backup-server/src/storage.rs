@@ -21,10 +21,9 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
+use object_store::aws::AmazonS3ConfigKey;
 use object_store::path::Path;
-use object_store::signer::{SignedUrlOptions, Signer as _};
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 use crate::objcache::{FileStamp, Lookup, ObjectCache};
@@ -96,8 +95,8 @@ pub struct Storage {
     local_root: Option<std::path::PathBuf>,
     /// Small objects recently written or read, on a local store only (see [`crate::objcache`]).
     cache: Option<ObjectCache>,
-    /// On S3: the store that presigns URLs, and the prefix of this server's objects in the bucket.
-    signer: Option<(Arc<object_store::aws::AmazonS3>, Path)>,
+    /// On S3: what presigned URLs need (ADR 0019).
+    signer: Option<S3Signing>,
     locks: Vec<tokio::sync::Mutex<()>>,
     object_locks: Vec<tokio::sync::Mutex<()>>,
     description: String,
@@ -165,6 +164,10 @@ impl Storage {
         if options.allow_http {
             builder = builder.with_allow_http(true);
         }
+        let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         let signer = Arc::new(builder.build()?);
         let s3: Arc<dyn ObjectStore> = signer.clone();
         let prefix = prefix.trim_matches('/');
@@ -175,7 +178,13 @@ impl Storage {
             None => format!("s3://{bucket}/{prefix}"),
         };
         let mut storage = Self::new(store, BackendKind::S3, shown);
-        storage.signer = Some((signer, Path::from(prefix)));
+        storage.signer = Some(S3Signing {
+            s3: signer,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            bucket: bucket.to_owned(),
+            prefix: Path::from(prefix),
+            region,
+        });
         Ok(storage)
     }
 
@@ -185,21 +194,28 @@ impl Storage {
     }
 
     /// A presigned URL for one `method` request on the object at `path`, valid for `expires_in`,
-    /// with `headers` signed into it (the request must carry them exactly). `None` on a store that
-    /// cannot presign (local, in-memory).
+    /// with `headers` (lower-case names) signed into it: the request must carry them exactly
+    /// (`content-length` included). `None` on a store that cannot presign (local, in-memory).
     pub async fn presign(
         &self,
-        method: Method,
+        method: &str,
         path: &Path,
-        headers: &[(HeaderName, HeaderValue)],
+        headers: &[(&str, &str)],
         expires_in: Duration,
     ) -> Result<Option<String>, StorageError> {
-        let Some((signer, prefix)) = &self.signer else { return Ok(None) };
-        let full: Path = prefix.parts().chain(path.parts()).collect();
-        let options = headers.iter().fold(SignedUrlOptions::default(), |options, (name, value)| {
-            options.with_signed_header(name.clone(), value.clone())
-        });
-        Ok(Some(signer.signed_url_opts(method, &full, expires_in, &options).await?.to_string()))
+        let Some(signing) = &self.signer else { return Ok(None) };
+        let credential = signing.s3.credentials().get_credential().await?;
+        let key: Path = signing.prefix.parts().chain(path.parts()).collect();
+        let url_path = format!("/{}/{}", signing.bucket, key.as_ref());
+        let target = crate::presign::PresignTarget {
+            endpoint: &signing.endpoint,
+            path: &url_path,
+            region: &signing.region,
+            key_id: &credential.key_id,
+            secret: &credential.secret_key,
+            token: credential.token.as_deref(),
+        };
+        Ok(Some(crate::presign::presign(method, &target, headers, crate::state::now_secs(), expires_in.as_secs())))
     }
 
     /// The underlying store.
@@ -259,6 +275,7 @@ impl Storage {
                 _ => {}
             }
         }
+        let ticket = self.cache.as_ref().map(ObjectCache::ticket);
         let file_path = file_path();
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, FileStamp)>> {
             use std::io::Read as _;
@@ -279,10 +296,10 @@ impl Storage {
         match read {
             Ok(Ok(found)) => Ok(found.map(|(bytes, stamp)| {
                 let bytes = Bytes::from(bytes);
-                if let Some(cache) = &self.cache
+                if let (Some(cache), Some(ticket)) = (&self.cache, ticket)
                     && bytes.len() as u64 == stamp.file_len()
                 {
-                    cache.insert(path, &bytes, stamp);
+                    cache.insert_read(ticket, path, &bytes, stamp);
                 }
                 bytes
             })),
@@ -410,6 +427,16 @@ fn stripe(path: &Path) -> usize {
     path.as_ref().hash(&mut hasher);
     // The modulo keeps the index below LOCK_STRIPES, so the conversion cannot truncate.
     (hasher.finish() % LOCK_STRIPES as u64) as usize
+}
+
+/// What an S3 store needs to presign URLs: the store (for its credentials), the endpoint as the
+/// server reaches it, the bucket, this server's prefix in it and the region.
+struct S3Signing {
+    s3: Arc<object_store::aws::AmazonS3>,
+    endpoint: String,
+    bucket: String,
+    prefix: Path,
+    region: String,
 }
 
 /// Why [`Storage::read_small_local`] did not answer; the caller falls back to `object_store`.

@@ -93,7 +93,11 @@ fn a_presigned_upload_is_write_once_and_takes_only_the_declared_content() {
     let other = b"another content, same".to_vec();
     assert_eq!(other.len(), content.len() + 1);
     assert_eq!(code(h.client.put_direct(&direct, upload(other[..content.len()].to_vec()))), ErrorCode::BadRequest);
-    assert_eq!(code(h.client.put_direct(&direct, upload(other))), ErrorCode::BadRequest, "a longer body");
+    assert_eq!(
+        code(h.client.put_direct(&direct, upload(other))),
+        ErrorCode::Forbidden,
+        "a longer body: the length is signed"
+    );
     assert_eq!(h.client.head_object(&auth, "pack-a").unwrap(), None, "nothing stored");
 
     // The signed headers cannot be left out: without If-None-Match the signature does not match.
@@ -141,7 +145,7 @@ fn an_expired_url_is_refused_and_its_reservation_released() {
 
 #[test]
 #[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
-fn quota_is_reserved_first_and_a_lie_about_the_size_is_deleted() {
+fn quota_is_reserved_first_and_the_size_is_bound_in_the_signature() {
     let limits = backup_server::Limits { quota_bytes: 1000, ..test_limits() };
     let h = Harness::start(Backend::S3, limits);
     let auth = device(&h.client);
@@ -150,14 +154,39 @@ fn quota_is_reserved_first_and_a_lie_about_the_size_is_deleted() {
     assert_eq!(code(h.client.direct_upload_url(&auth, "second", 600, &sha256(&big))), ErrorCode::QuotaExceeded);
     assert_eq!(code(h.client.direct_upload_url(&auth, "huge", 1 << 40, &sha256(&big))), ErrorCode::PayloadTooLarge);
 
-    // Declaring 10 bytes for 300 bytes of content: the store takes the content (its checksum
-    // matches), and the server deletes it when it settles the upload.
+    // Declaring 10 bytes for 300 bytes of content (to reserve less than it stores): the store
+    // refuses the body, whose length is not the signed one.
     let content = vec![9u8; 300];
     let lie = h.client.direct_upload_url(&auth, "liar", 10, &sha256(&content)).unwrap().unwrap();
-    h.client.put_direct(&lie, upload(content)).unwrap();
-    assert_eq!(code(h.client.direct_upload_done(&auth, "liar")), ErrorCode::BadRequest);
+    assert_eq!(code(h.client.put_direct(&lie, upload(content))), ErrorCode::Forbidden);
     assert_eq!(h.client.head_object(&auth, "liar").unwrap(), None);
-    assert_eq!(h.client.account_status(&auth).unwrap().used_bytes, 600, "only the first reservation remains");
+    assert_eq!(code(h.client.direct_upload_done(&auth, "liar")), ErrorCode::NotFound, "nothing arrived");
+    assert_eq!(h.client.account_status(&auth).unwrap().used_bytes, 610, "reserved until settled");
+}
+
+#[test]
+#[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
+fn a_reservation_is_released_once_whoever_settles_it() {
+    let limits = backup_server::Limits { deletion_grace: Duration::ZERO, ..test_limits() };
+    let h = Harness::start(Backend::S3, limits);
+    let account = unique("direct");
+    h.client.register(&account, b"pw", ksf()).unwrap();
+    let session = h.client.login(&account, b"pw").unwrap().token;
+    let content = vec![3u8; 100];
+    // Uploaded, never reported done, then deleted with a session: the deletion settles the upload
+    // first, so the size is released once, by the deletion.
+    let direct = h.client.direct_upload_url(&session, "kept", 100, &sha256(&content)).unwrap().unwrap();
+    h.client.put_direct(&direct, upload(content.clone())).unwrap();
+    h.client.delete_object(&session, "kept").unwrap();
+    // Never uploaded: released by the sweep, once, however many replicas sweep.
+    h.client.direct_upload_url(&session, "never", 100, &sha256(&content)).unwrap().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let later = backup_server::state::now_secs() + 3600;
+    let sweep = || runtime.block_on(backup_server::http::sweep_direct_uploads(&h.server.state, later)).unwrap();
+    assert_eq!(sweep(), 1);
+    assert_eq!(sweep(), 0);
+    let status = h.client.account_status(&session).unwrap();
+    assert_eq!((status.objects, status.used_bytes), (0, 0));
 }
 
 #[test]

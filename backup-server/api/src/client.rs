@@ -43,6 +43,17 @@ pub enum ClientError {
         /// The server's explanation.
         message: String,
     },
+    /// The object store refused a presigned request (its answer, without the URL or the store's
+    /// own message, which names the bucket and key).
+    #[error("the object store refused the request ({status} {code}): {message}")]
+    Store {
+        /// HTTP status from the store.
+        status: u16,
+        /// The matching error code.
+        code: ErrorCode,
+        /// What it means.
+        message: String,
+    },
     /// The server could not be reached or the connection failed.
     #[error("cannot reach the backup server: {0}")]
     Transport(String),
@@ -69,7 +80,7 @@ impl ClientError {
     /// The server's error code, if the server answered with one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Api { code, .. } => Some(*code),
+            Self::Api { code, .. } | Self::Store { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -77,7 +88,7 @@ impl ClientError {
     fn is_transient(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Api { code, .. } => code.is_transient(),
+            Self::Api { code, .. } | Self::Store { code, .. } => code.is_transient(),
             _ => false,
         }
     }
@@ -154,6 +165,9 @@ impl std::fmt::Debug for LoginTicket {
 #[derive(Clone)]
 pub struct BackupClient {
     agent: ureq::Agent,
+    /// For presigned requests to the object store: the platform's roots, whatever roots the
+    /// server's own connections trust.
+    store_agent: ureq::Agent,
     base: String,
     login_ticket: Option<LoginTicket>,
     allow_insecure_http: bool,
@@ -183,24 +197,32 @@ impl BackupClient {
                 options.root_certificates.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
             ureq::tls::RootCerts::Specific(Arc::new(certs))
         };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .root_certs(roots)
-            .build();
         let timeout = options.timeout.unwrap_or(Duration::from_secs(30));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            // Bodies may take long in total but must keep moving.
-            .timeout_per_read(Some(timeout))
-            .timeout_per_write(Some(timeout))
-            .tls_config(tls)
-            .build()
-            .new_agent();
-        Ok(Self { agent, base, login_ticket: options.login_ticket, allow_insecure_http: options.allow_insecure_http })
+        let agent = |roots: ureq::tls::RootCerts| {
+            let tls = ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .root_certs(roots)
+                .build();
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(timeout))
+                .timeout_recv_response(Some(timeout))
+                // Bodies may take long in total but must keep moving.
+                .timeout_per_read(Some(timeout))
+                .timeout_per_write(Some(timeout))
+                .tls_config(tls)
+                .build()
+                .new_agent()
+        };
+        Ok(Self {
+            agent: agent(roots),
+            store_agent: agent(ureq::tls::RootCerts::PlatformVerifier),
+            base,
+            login_ticket: options.login_ticket,
+            allow_insecure_http: options.allow_insecure_http,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -594,8 +616,8 @@ impl BackupClient {
         };
         let url = self.checked_store_url(&direct.url)?;
         let stored = self.retrying(|| {
-            let mut request = self.agent.put(url);
-            for (name, value) in &direct.headers {
+            let mut request = self.store_agent.put(url);
+            for (name, value) in signed_headers(&direct) {
                 request = request.header(name, value);
             }
             let mut response = request.send(bytes).map_err(store_transport)?;
@@ -626,8 +648,8 @@ impl BackupClient {
         upload: Upload<R>,
     ) -> Result<(), ClientError> {
         let url = self.checked_store_url(&direct.url)?;
-        let mut request = self.agent.put(url).header("Content-Length", &upload.len.to_string());
-        for (name, value) in &direct.headers {
+        let mut request = self.store_agent.put(url).header("Content-Length", &upload.len.to_string());
+        for (name, value) in signed_headers(direct) {
             request = request.header(name, value);
         }
         let mut response = request.send(ureq::SendBody::from_owned_reader(upload.reader)).map_err(store_transport)?;
@@ -643,7 +665,7 @@ impl BackupClient {
         }
         let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
         self.retrying(|| {
-            let mut response = self.agent.get(url).header("Range", &range).call().map_err(store_transport)?;
+            let mut response = self.store_agent.get(url).header("Range", &range).call().map_err(store_transport)?;
             check_store(&mut response)?;
             response.body_mut().with_config().limit(len).read_to_vec().map_err(store_transport)
         })
@@ -768,6 +790,16 @@ fn store_transport(error: ureq::Error) -> ClientError {
     ClientError::Transport(format!("object store: {kind}"))
 }
 
+/// The headers a presigned request must carry, but `Content-Length`, which the HTTP stack sets
+/// from the body (the signed value is the body's length).
+fn signed_headers(direct: &DirectUrl) -> impl Iterator<Item = (&str, &str)> {
+    direct
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+}
+
 /// `None` for a server that hands out no presigned URLs (or predates them).
 fn direct_or_none(answer: Result<DirectUrl, ClientError>) -> Result<Option<DirectUrl>, ClientError> {
     match answer {
@@ -786,14 +818,18 @@ fn check_store(response: &mut http::Response<ureq::Body>) -> Result<(), ClientEr
     }
     let (code, message) = match status {
         412 => (ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once"),
-        403 => (ErrorCode::Forbidden, "the object store refused the presigned request: expired, or not the signed one"),
+        403 => (
+            ErrorCode::Forbidden,
+            "the object store refused the presigned request: expired (or a clock is off), or not the signed one",
+        ),
         400 => (ErrorCode::BadRequest, "the object store refused the content: not the declared one"),
         404 => (ErrorCode::NotFound, "no such object"),
         416 => (ErrorCode::RangeNotSatisfiable, "the range lies outside the object"),
-        500.. => (ErrorCode::Unavailable, "the object store failed"),
+        // A conditional write racing another (S3's ConditionalRequestConflict): try again.
+        409 | 500.. => (ErrorCode::Unavailable, "the object store failed or is busy"),
         _ => (ErrorCode::BadRequest, "the object store refused the request"),
     };
-    Err(ClientError::Api { status, code, message: message.into() })
+    Err(ClientError::Store { status, code, message: message.into() })
 }
 
 fn header(response: &http::Response<ureq::Body>, name: &str) -> Option<String> {

@@ -176,9 +176,9 @@ pub struct DirectUploadRequest {
     pub sha256: String,
 }
 
-/// Answer to `POST /v1/objects/{id}/upload-url` and `POST /v1/objects/{id}/download-url`: a
-/// presigned request straight to the object store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Answer to `POST /v1/objects/{id}/upload-url` and `GET /v1/objects/{id}/download-url`: a
+/// presigned request straight to the object store. Its `Debug` form leaves the URL out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectUrl {
     /// The presigned URL (it carries the credential scope and signature; treat it as a secret
     /// until it expires).
@@ -187,6 +187,16 @@ pub struct DirectUrl {
     pub headers: Vec<(String, String)>,
     /// When the URL stops working, in Unix seconds.
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for DirectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectUrl")
+            .field("url", &"[REDACTED]")
+            .field("headers", &self.headers)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Answer to `GET /v1/objects`.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::StatusCode;
 use backup_api::ErrorCode;
 use backup_api::wire::{DirectUploadRequest, DirectUrl};
 use base64::Engine as _;
@@ -25,12 +25,13 @@ use futures::StreamExt as _;
 use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
 use super::extract::{Caller, JsonBody, PathId};
-use super::objects::{Reservation, adjust_usage, checked_id, exists, not_found, object_size};
+use super::objects::{adjust_usage, checked_id, exists, not_found, object_size};
 use crate::error::ApiError;
 use crate::metrics::bump;
 use crate::records::{self, DirectUpload};
 use crate::secrets::AccountHash;
 use crate::state::{AppState, now_secs};
+use crate::storage::Change;
 
 /// Seconds after a URL's expiry before the sweep settles its upload (clock skew between the
 /// server and the store, and an upload still finishing when the URL expired).
@@ -50,9 +51,9 @@ fn url_ttl(state: &AppState) -> Result<Duration, ApiError> {
 
 async fn presigned(
     state: &AppState,
-    method: Method,
+    method: &str,
     path: &object_store::path::Path,
-    headers: &[(HeaderName, HeaderValue)],
+    headers: &[(&str, &str)],
     ttl: Duration,
 ) -> Result<String, ApiError> {
     state
@@ -63,7 +64,7 @@ async fn presigned(
 }
 
 /// `POST /v1/objects/{id}/upload-url`: reserves the object's size and answers a presigned `PUT`
-/// that only the declared content can use, only while the id is free.
+/// that only the declared content, of the declared length, can use, only while the id is free.
 pub async fn upload_url(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -87,53 +88,77 @@ pub async fn upload_url(
         return Err(exists());
     }
     let noted = records::direct_upload_path(&caller.account, &id);
-    let store = state.storage.store();
     let now = now_secs();
-    let expires_at = match state.storage.read(&noted).await? {
-        // A retry of the same upload (its answer lost): a new URL for the same reservation.
-        Some(record) => {
-            let pending: DirectUpload = records::parse(&record.bytes, &noted)?;
-            if pending.size != request.size || pending.sha256 != request.sha256 || pending.expires_at <= now {
-                return Err(ApiError::new(
-                    ErrorCode::ObjectExists,
-                    "another upload of this identifier is under way; retry after its URL expires",
-                ));
+    if let Some(record) = state.storage.read(&noted).await? {
+        let pending: DirectUpload = records::parse(&record.bytes, &noted)?;
+        if pending.settled || pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
+            // An earlier upload of this id whose URL is long expired: settle it, then start anew
+            // (unless it did arrive).
+            if settle(&state, &caller.account, &id).await? == Settled::Stored {
+                return Err(exists());
             }
-            pending.expires_at
+        } else if pending.size == request.size && pending.sha256 == request.sha256 && pending.expires_at > now {
+            // A retry of the same upload (its answer lost): a new URL for the same reservation.
+            return Ok(Json(upload_answer(&state, &path, &request, pending.expires_at, now).await?));
+        } else if pending.expires_at > now {
+            return Err(ApiError::new(
+                ErrorCode::ObjectExists,
+                "another upload of this identifier is under way; retry after its URL expires",
+            ));
+        } else {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "an earlier upload of this identifier is being settled; retry in a few minutes",
+            ));
         }
-        None => {
-            let reservation = Reservation::take(&state, caller.account, request.size).await?;
-            let pending =
-                DirectUpload { size: request.size, sha256: request.sha256.clone(), expires_at: now + ttl.as_secs() };
-            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match store.put_opts(&noted, PutPayload::from(records::encode(&pending)), options).await {
-                Ok(_) => reservation.commit(),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    return Err(ApiError::new(
-                        ErrorCode::ObjectExists,
-                        "another upload of this identifier is under way",
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            bump(&state.metrics.direct_uploads);
-            pending.expires_at
-        }
+    }
+    // Reserved first, released again if the note cannot be made. A request cancelled between the
+    // two leaves the reservation counted (never under-counted), like an upload cut short.
+    adjust_usage(&state, &caller.account, i128::from(request.size), 1).await?;
+    let pending = DirectUpload {
+        size: request.size,
+        sha256: request.sha256.clone(),
+        expires_at: now + ttl.as_secs(),
+        settled: false,
     };
-    let headers = [
-        (HeaderName::from_static("if-none-match"), HeaderValue::from_static("*")),
-        (
-            HeaderName::from_static("x-amz-checksum-sha256"),
-            HeaderValue::from_str(&request.sha256).map_err(|_| ApiError::bad_request("sha256 is not base64"))?,
-        ),
-    ];
+    let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+    let noted_put = state.storage.store().put_opts(&noted, PutPayload::from(records::encode(&pending)), options).await;
+    if let Err(error) = noted_put {
+        adjust_usage(&state, &caller.account, -i128::from(request.size), -1).await?;
+        return Err(match error {
+            object_store::Error::AlreadyExists { .. } => {
+                ApiError::new(ErrorCode::ObjectExists, "another upload of this identifier is under way")
+            }
+            e => e.into(),
+        });
+    }
+    bump(&state.metrics.direct_uploads);
+    Ok(Json(upload_answer(&state, &path, &request, pending.expires_at, now).await?))
+}
+
+/// The presigned `PUT` of a noted upload: its signature covers the length, the checksum and
+/// `If-None-Match: *`.
+async fn upload_answer(
+    state: &AppState,
+    path: &object_store::path::Path,
+    request: &DirectUploadRequest,
+    expires_at: u64,
+    now: u64,
+) -> Result<DirectUrl, ApiError> {
+    let length = request.size.to_string();
+    let signed =
+        [("content-length", length.as_str()), ("if-none-match", "*"), ("x-amz-checksum-sha256", &request.sha256)];
     let remaining = Duration::from_secs(expires_at.saturating_sub(now).max(1));
-    let url = presigned(&state, Method::PUT, &path, &headers, remaining).await?;
-    Ok(Json(DirectUrl {
+    let url = presigned(state, "PUT", path, &signed, remaining).await?;
+    Ok(DirectUrl {
         url,
-        headers: vec![("If-None-Match".into(), "*".into()), ("x-amz-checksum-sha256".into(), request.sha256)],
+        headers: vec![
+            ("Content-Length".into(), length),
+            ("If-None-Match".into(), "*".into()),
+            ("x-amz-checksum-sha256".into(), request.sha256.clone()),
+        ],
         expires_at,
-    }))
+    })
 }
 
 /// `POST /v1/objects/{id}/upload-done`: settles a presigned upload now rather than at expiry. 201
@@ -168,14 +193,14 @@ pub async fn download_url(
     let ttl = url_ttl(&state)?;
     let path = records::object_path(&caller.account, &id);
     object_size(&state, &path).await?.ok_or_else(not_found)?;
-    let url = presigned(&state, Method::GET, &path, &[], ttl).await?;
+    let url = presigned(&state, "GET", &path, &[], ttl).await?;
     bump(&state.metrics.direct_downloads);
     Ok(Json(DirectUrl { url, headers: Vec::new(), expires_at: now_secs() + ttl.as_secs() }))
 }
 
 /// What settling a noted upload found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
+pub(super) enum Settled {
     /// The object is stored with the declared size: the reservation stays.
     Stored,
     /// Nothing arrived: the reservation was released.
@@ -186,14 +211,31 @@ enum Settled {
     NothingNoted,
 }
 
-async fn settle(state: &AppState, account: &AccountHash, id: &str) -> Result<Settled, ApiError> {
+/// Settles the noted upload of `id`, if any: claims the note (only one caller, on any replica,
+/// gets it), then keeps or releases its reservation, then removes the note.
+pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) -> Result<Settled, ApiError> {
     let noted = records::direct_upload_path(account, id);
-    let Some(record) = state.storage.read(&noted).await? else { return Ok(Settled::NothingNoted) };
-    let pending: DirectUpload = records::parse(&record.bytes, &noted)?;
-    let path = records::object_path(account, id);
+    let claimed: Option<DirectUpload> = state
+        .storage
+        .update::<_, ApiError>(&noted, |current| {
+            let Some(bytes) = current else { return Ok(Change::Keep(None)) };
+            let pending: DirectUpload = records::parse(bytes, &noted)?;
+            if pending.settled {
+                return Ok(Change::Keep(None));
+            }
+            let claimed = DirectUpload { settled: true, ..pending.clone() };
+            Ok(Change::Write(records::encode(&claimed), Some(pending)))
+        })
+        .await?;
     let store = state.storage.store();
+    let Some(pending) = claimed else {
+        // Already settled (perhaps by another replica that has not removed the note yet).
+        let _ = store.delete(&noted).await;
+        return Ok(Settled::NothingNoted);
+    };
+    let path = records::object_path(account, id);
     let settled = {
-        // Settlements of one id take turns on this replica, like placements and deletions.
+        // Settlements, placements and deletions of one id take turns on this replica.
         let _turn = state.storage.lock_object(&path).await;
         match object_size(state, &path).await? {
             Some(size) if size == pending.size => Settled::Stored,
@@ -232,7 +274,7 @@ pub async fn sweep_direct_uploads(state: &AppState, now: u64) -> Result<usize, A
         let Some(account) = AccountHash::from_hex(account) else { continue };
         let Some(record) = state.storage.read(&meta.location).await? else { continue };
         let pending: DirectUpload = records::parse(&record.bytes, &meta.location)?;
-        if pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
+        if pending.settled || pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
             due.push((account, id.clone()));
         }
     }

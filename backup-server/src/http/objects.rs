@@ -137,7 +137,7 @@ pub async fn put_object(
 /// Quota held for an upload in progress. Unless committed, it is released when dropped: on an
 /// error return, and also when the request is cancelled part-way (time limit, client gone, end of
 /// the shutdown grace period), where no code after an `.await` would run.
-pub(super) struct Reservation {
+struct Reservation {
     state: Arc<AppState>,
     account: AccountHash,
     bytes: u64,
@@ -145,12 +145,12 @@ pub(super) struct Reservation {
 }
 
 impl Reservation {
-    pub(super) async fn take(state: &Arc<AppState>, account: AccountHash, bytes: u64) -> Result<Self, ApiError> {
+    async fn take(state: &Arc<AppState>, account: AccountHash, bytes: u64) -> Result<Self, ApiError> {
         adjust_usage(state, &account, i128::from(bytes), 1).await?;
         Ok(Self { state: state.clone(), account, bytes, committed: false })
     }
 
-    pub(super) fn commit(mut self) {
+    fn commit(mut self) {
         self.committed = true;
     }
 }
@@ -465,6 +465,11 @@ pub async fn delete_object(
             ErrorCode::Forbidden,
             "deleting needs a session from a password login; device tokens may only add and read",
         ));
+    }
+    // A presigned upload of this id not yet settled is settled first, so that its reservation is
+    // released once: here if nothing arrived, or with the object below.
+    if state.storage.can_presign() {
+        super::direct::settle(&state, &caller.account, &id).await?;
     }
     let path = records::object_path(&caller.account, &id);
     let store = state.storage.store();

@@ -82,6 +82,11 @@ impl ServerTransport {
 
 fn failed(what: &str) -> impl Fn(ClientError) -> TransportError + '_ {
     move |e| match e.code() {
+        // The store refused a presigned request (expired, or a clock is off): not a device-token
+        // restriction.
+        Some(ErrorCode::Forbidden) if matches!(e, ClientError::Store { .. }) => {
+            TransportError::Failed(format!("{what}: {e}"))
+        }
         Some(ErrorCode::ObjectExists) => TransportError::Exists,
         Some(ErrorCode::PreconditionFailed) => TransportError::Conflict,
         Some(ErrorCode::NotFound) => TransportError::NotFound,
