@@ -232,6 +232,9 @@ pub(crate) fn restore(
     let tree = read_tree(transport, &keys, &known, snapshot)?;
     let total = tree.media.iter().map(|m| m.file_len).sum::<u64>() + tree.export_len;
     let meter = SharedMeter::new(Meter::new(options.progress, Some(total)));
+    // A restore cancelled before it starts builds nothing: the progress is asked once up front
+    // (an import smaller than one metering step would otherwise never ask it).
+    meter.add(0)?;
 
     let staging = staging_dir(target)?;
     let marker = ResumeMarker { generation: head.head.generation, manifest_hash: head.head.manifest_hash };
