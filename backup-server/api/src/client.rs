@@ -29,6 +29,8 @@ use crate::{ErrorCode, KsfParams, OPAQUE_CONTEXT, OpaqueSuite};
 /// Largest JSON or record response read into memory.
 const MAX_SMALL_RESPONSE: u64 = 1 << 20;
 const ATTEMPTS: u32 = 4;
+/// Uploads from memory larger than this wait for the server's `100 Continue` before the body.
+const EXPECT_CONTINUE_ABOVE: usize = 64 << 10;
 
 /// What went wrong talking to the server. Never contains passwords, tokens or keys.
 #[derive(Debug, thiserror::Error)]
@@ -442,7 +444,14 @@ impl BackupClient {
         check_object_id(id)?;
         let mut retried_after_transport_error = false;
         let result = self.retrying(|| {
-            let mut response = self.request("PUT", &format!("/objects/{id}"), Some(auth)).send(bytes).map_err(|e| {
+            let mut request = self.request("PUT", &format!("/objects/{id}"), Some(auth));
+            if bytes.len() > EXPECT_CONTINUE_ABOVE {
+                // The server refuses (exists, quota, size) from the headers and closes the
+                // connection: without the wait, a body larger than the socket's buffers would
+                // fail to send ("broken pipe") instead of reporting the refusal.
+                request = request.header("Expect", "100-continue");
+            }
+            let mut response = request.send(bytes).map_err(|e| {
                 retried_after_transport_error = true;
                 transport(e)
             })?;
