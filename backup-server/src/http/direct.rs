@@ -25,7 +25,7 @@ use futures::StreamExt as _;
 use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
 use super::extract::{Caller, JsonBody, PathId};
-use super::objects::{adjust_usage, checked_id, exists, not_found, object_size};
+use super::objects::{adjust_usage, checked_id, exists, not_found, object_size, within_object_limit};
 use crate::error::ApiError;
 use crate::metrics::bump;
 use crate::records::{self, DirectUpload};
@@ -77,12 +77,7 @@ pub async fn upload_url(
     if digest.as_ref().is_none_or(|d| d.len() != 32) {
         return Err(ApiError::bad_request("sha256 is the content's SHA-256 in standard base64 (44 characters)"));
     }
-    if request.size > state.limits.max_object_bytes {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
-        ));
-    }
+    within_object_limit(&state, request.size)?;
     let path = records::object_path(&caller.account, &id);
     if object_size(&state, &path).await?.is_some() {
         return Err(exists());

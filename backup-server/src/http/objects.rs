@@ -59,6 +59,17 @@ pub(super) async fn object_size(state: &AppState, path: &Path) -> Result<Option<
     }
 }
 
+/// Refuses an object larger than the server takes.
+pub(super) fn within_object_limit(state: &AppState, len: u64) -> Result<(), ApiError> {
+    if len > state.limits.max_object_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such object")
 }
@@ -112,12 +123,7 @@ pub async fn put_object(
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
-    if len > state.limits.max_object_bytes {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
-        ));
-    }
+    within_object_limit(&state, len)?;
     let path = records::object_path(&caller.account, &id);
     if object_size(&state, &path).await?.is_some() {
         return Err(exists());
