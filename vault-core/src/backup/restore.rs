@@ -252,6 +252,7 @@ pub(crate) fn restore(
         let mut placer = vault.media_placer();
         let (imported, placed) = std::thread::scope(|scope| {
             let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter));
+            let _media_stops_on_panic = StopOnPanic(&meter);
             let imported = if resumed {
                 meter.add(tree.export_len).map(|()| 0)
             } else {
@@ -391,6 +392,18 @@ impl<'m> SharedMeter<'m> {
     }
 }
 
+/// Stops the media thread if the import panics: the scope joins that thread before the panic
+/// goes on, and it would otherwise place every remaining media file first.
+struct StopOnPanic<'a, 'm>(&'a SharedMeter<'m>);
+
+impl Drop for StopOnPanic<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
+
 /// Counts what `inner` yields on the shared meter, in steps of [`Metered::STEP`] bytes (the import
 /// reads a few bytes at a time); a cancellation is kept in `cancelled`. [`Metered::flush`] counts
 /// the rest.
@@ -503,4 +516,35 @@ fn place_media(
         downloaded += entry.file_len;
     }
     Ok((downloaded, resumed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic beside a thread that meters its work stops that thread at its next step, so the
+    /// panic is not held up until the thread's work is done.
+    #[test]
+    fn a_panic_in_the_import_stops_the_media_thread() {
+        let meter = SharedMeter::new(Meter::new(None, None));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                    while std::time::Instant::now() < deadline {
+                        if let Err(error) = meter.add(1) {
+                            return Some(error);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    None
+                });
+                let _media_stops_on_panic = StopOnPanic(&meter);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                panic!("the import failed unexpectedly");
+            })
+        }));
+        assert!(outcome.is_err(), "the panic goes on after the media thread stopped");
+        assert!(matches!(meter.add(0), Err(Error::Cancelled)), "the media thread was told to stop");
+    }
 }
