@@ -630,7 +630,7 @@ impl BackupClient {
                 request = request.header(name, value);
             }
             let mut response = request.send(bytes).map_err(store_transport)?;
-            check_store(&mut response)
+            check_store(&mut response, StoreRequest::Upload)
         });
         match stored {
             Ok(()) => {}
@@ -662,7 +662,7 @@ impl BackupClient {
             request = request.header(name, value);
         }
         let mut response = request.send(ureq::SendBody::from_owned_reader(upload.reader)).map_err(store_transport)?;
-        check_store(&mut response)
+        check_store(&mut response, StoreRequest::Upload)
     }
 
     /// Reads `len` bytes from `offset` of an object with a presigned URL from
@@ -675,7 +675,7 @@ impl BackupClient {
         let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
         self.retrying(|| {
             let mut response = self.store_agent.get(url).header("Range", &range).call().map_err(store_transport)?;
-            check_store(&mut response)?;
+            check_store(&mut response, StoreRequest::Download)?;
             response.body_mut().with_config().limit(len).read_to_vec().map_err(store_transport)
         })
     }
@@ -818,14 +818,26 @@ fn direct_or_none(answer: Result<DirectUrl, ClientError>) -> Result<Option<Direc
     }
 }
 
-/// Turns an object store's error status into [`ClientError::Api`] with the matching code (its XML
-/// body is not read: it names the bucket and key).
-fn check_store(response: &mut http::Response<ureq::Body>) -> Result<(), ClientError> {
+/// What a presigned request to the object store was doing, for the meaning of its refusals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoreRequest {
+    Upload,
+    Download,
+}
+
+/// Turns an object store's error status into [`ClientError::Store`] with the matching code (its
+/// XML body is not read: it names the bucket and key). A 404 answers a download for an object
+/// that is not there, but an upload only when the store lacks the bucket: the server's store is
+/// misconfigured, which no retry or resume changes.
+fn check_store(response: &mut http::Response<ureq::Body>, request: StoreRequest) -> Result<(), ClientError> {
     let status = response.status().as_u16();
     if status < 400 {
         return Ok(());
     }
     let (code, message) = match status {
+        404 if request == StoreRequest::Upload => {
+            (ErrorCode::Internal, "the object store has no bucket for this upload: the server's store is misconfigured")
+        }
         412 => (ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once"),
         403 => (
             ErrorCode::Forbidden,
@@ -930,5 +942,40 @@ mod tests {
         assert_eq!(checked_base_url("http://127.0.0.1:8371/", false).unwrap(), "http://127.0.0.1:8371");
         let options = ClientOptions { allow_insecure_http: true, ..Default::default() };
         assert!(BackupClient::with_options("http://10.0.0.1:80", options).is_ok());
+    }
+
+    /// A store on loopback that answers every request with `404` and no body, as a store without
+    /// the bucket (or the object) does; returns its URL for an object.
+    fn store_answering_404() -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/bucket/object", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ =
+                    (&stream).write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_store_404_means_a_missing_object_on_download_and_a_misconfigured_store_on_upload() {
+        let client = BackupClient::new("http://127.0.0.1:8371").unwrap();
+        let direct = DirectUrl { url: store_answering_404(), headers: Vec::new(), expires_at: u64::MAX };
+        let upload = client.put_direct(&direct, Upload { reader: std::io::empty(), len: 0 });
+        let Err(ClientError::Store { status: 404, code, message }) = upload else { panic!("{upload:?}") };
+        assert_eq!(code, ErrorCode::Internal);
+        assert!(message.contains("no bucket") && !message.contains("127.0.0.1"), "{message}");
+        let download = client.get_direct_range(&direct, 0, 10);
+        assert!(
+            matches!(download, Err(ClientError::Store { status: 404, code: ErrorCode::NotFound, .. })),
+            "{download:?}"
+        );
     }
 }
