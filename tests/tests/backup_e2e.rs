@@ -236,13 +236,17 @@ fn cli_backs_up_through_a_server_on_s3() {
     // presigned URL the server handed out (ADR 0019).
     assert!(metric(&server, "backup_direct_downloads_total") >= 1);
 
-    // An export over 1 MiB: its pack goes up straight to the store, and the server receives
-    // only the small objects.
+    // An export over 1 MiB and a 3 MiB video: the pack and the media object go up straight to the
+    // store, and the server receives only the small objects.
     let phone = work.path().join("big-phone");
     ok(vault(&phone, "big phone", &["init"], &[], ""));
     let lines: String = (0..40_000).map(|i| format!("message {i} with some text to fill the export\n")).collect();
     let add = ["msg", "add", "--conversation", "chat", "--sender", "ann", "--stdin"];
     ok(vault(&phone, "big phone", &add, &[], &lines));
+    let video = work.path().join("video.bin");
+    let video_bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&video, &video_bytes).unwrap();
+    ok(vault(&phone, "big phone", &["media", "add", video.to_str().unwrap()], &[], ""));
     let setup = ["backup", "setup", "--server", &server.url, "--account", "s3-big"];
     ok(vault(&phone, "big phone", &setup, &[PASSWORD], ""));
     let (received, direct) =
@@ -250,8 +254,8 @@ fn cli_backs_up_through_a_server_on_s3() {
     let run = json(vault(&phone, "big phone", &["--json", "backup", "run"], &[], ""));
     let uploaded = run["uploaded_bytes"].as_u64().unwrap();
     let through_server = metric(&server, "backup_object_bytes_received_total") - received;
-    assert!(metric(&server, "backup_direct_uploads_total") > direct, "{run}");
-    assert!(uploaded > 1 << 20 && through_server * 4 < uploaded, "{through_server} of {uploaded} B through the server");
+    assert!(metric(&server, "backup_direct_uploads_total") >= direct + 2, "the pack and the video: {run}");
+    assert!(uploaded > 4 << 20 && through_server * 4 < uploaded, "{through_server} of {uploaded} B through the server");
     let key = work.path().join("big.key");
     ok(vault(&phone, "big phone", &["backup", "export-key", "--dangerous", key.to_str().unwrap()], &[], ""));
     let restore = ["--json", "backup", "restore", "--backup-key-file", key.to_str().unwrap(), "--server", &server.url];
@@ -263,6 +267,11 @@ fn cli_backs_up_through_a_server_on_s3() {
         "",
     ));
     assert_eq!(restored["messages"].as_u64(), Some(40_000));
+    let listed = ok(vault(&work.path().join("big-new"), "new", &["media", "list"], &[], ""));
+    let id = listed.split_whitespace().next().unwrap();
+    let out = work.path().join("video.out");
+    ok(vault(&work.path().join("big-new"), "new", &["media", "get", id, out.to_str().unwrap()], &[], ""));
+    assert!(std::fs::read(&out).unwrap() == video_bytes, "the video came back whole");
 }
 
 /// A counter from the server's `/metrics`.

@@ -648,6 +648,29 @@ impl BackupClient {
         self.direct_upload_done(auth, id).map(|()| true)
     }
 
+    /// Stores a write-once object of `len` bytes, which each call of `open` reads again from the
+    /// start, straight in the object store when the server hands out presigned URLs: a first
+    /// reading gives the content's SHA-256 (the URL binds it), a second is sent. Else one reading
+    /// goes through the server (as [`BackupClient::put_object_stream`]). Returns whether it went
+    /// straight to the store. Not retried: a failed upload is settled by the server and may be
+    /// made again.
+    pub fn put_object_direct_repeatable<R: Read + Send + 'static>(
+        &self,
+        auth: &BearerToken,
+        id: &str,
+        len: u64,
+        open: &dyn Fn() -> std::io::Result<R>,
+    ) -> Result<bool, ClientError> {
+        let unreadable = |e: std::io::Error| ClientError::InvalidInput(format!("the content could not be read: {e}"));
+        let sha256 = content_sha256(open().map_err(unreadable)?, len).map_err(unreadable)?;
+        let Some(direct) = self.direct_upload_url(auth, id, len, &sha256)? else {
+            let reader = open().map_err(unreadable)?;
+            return self.put_object_stream(auth, id, Upload { len, reader }).map(|()| false);
+        };
+        self.put_direct(&direct, Upload { len, reader: open().map_err(unreadable)? })?;
+        self.direct_upload_done(auth, id).map(|()| true)
+    }
+
     /// Uploads `upload` with a presigned URL from [`BackupClient::direct_upload_url`], straight to
     /// the object store. `ObjectExists` if the id is taken, `Forbidden` if the URL expired or the
     /// request does not match it, `BadRequest` if the content is not the declared one.
@@ -807,6 +830,25 @@ fn signed_headers(direct: &DirectUrl) -> impl Iterator<Item = (&str, &str)> {
         .iter()
         .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
         .map(|(name, value)| (name.as_str(), value.as_str()))
+}
+
+/// The base64 SHA-256 of exactly `len` bytes from `reader` (an earlier end is an error), as a
+/// presigned upload declares it.
+fn content_sha256(mut reader: impl Read, len: u64) -> std::io::Result<String> {
+    use sha2_10::Digest as _;
+    let mut hasher = sha2_10::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
+        let n = reader.read(&mut buffer[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the content ended early"));
+        }
+        hasher.update(&buffer[..n]);
+        left -= n as u64;
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
 }
 
 /// `None` for a server that hands out no presigned URLs (or predates them).

@@ -1,12 +1,13 @@
 //! The backup server as a [`Transport`], over `backup-api`'s blocking HTTPS client with a device
 //! (or session) token.
 //!
-//! When the server hands out presigned URLs (an S3 store, ADR 0019), uploads of at least
-//! [`DIRECT_MIN`] bytes from memory (packs) and ranged reads of at least [`DIRECT_MIN`] bytes
-//! (media during a restore) go straight between the device and the object store; the server only
-//! authorises them. Everything else, and everything on a server that hands out no URLs, goes
-//! through the server. Streamed uploads (media) go through the server: a presigned upload binds
-//! the content's SHA-256, which a stream cannot give before it is sent.
+//! When the server hands out presigned URLs (an S3 store, ADR 0019), these go straight between
+//! the device and the object store, the server only authorising them: uploads of at least
+//! [`DIRECT_MIN`] bytes from memory (packs) or from a source read twice (media: once for the
+//! SHA-256 a presigned upload binds, once to send), and ranged reads of at least [`DIRECT_MIN`]
+//! bytes (media during a restore). Everything else, and everything on a server that hands out no
+//! URLs, goes through the server; so do one-shot streams (`put_reader`), whose hash cannot be
+//! known before they are sent.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use backup_api::ErrorCode;
 use backup_api::client::{BackupClient, BearerToken, ClientError, Upload};
 use backup_api::wire::DirectUrl;
-use vault_core::backup::{Transport, TransportError};
+use vault_core::backup::{RepeatableSource, Transport, TransportError};
 
 /// Largest object read whole (packs, index objects, manifests).
 const MAX_OBJECT: u64 = 256 << 20;
@@ -117,6 +118,29 @@ impl Transport for ServerTransport {
 
     fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError> {
         self.client.put_object_stream(&self.token, name, Upload { len, reader }).map_err(failed("uploading"))
+    }
+
+    fn put_repeatable(&self, name: &str, len: u64, open: &RepeatableSource<'_>) -> Result<(), TransportError> {
+        if len < DIRECT_MIN || self.direct_off.load(Ordering::Relaxed) {
+            return self.put_reader(name, len, open()?);
+        }
+        // The source's own failure is kept apart from the server's answers.
+        let source_failure = Mutex::new(None);
+        let reopen = || {
+            open().map_err(|e| {
+                let message = e.to_string();
+                *source_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                std::io::Error::other(message)
+            })
+        };
+        let direct = self.client.put_object_direct_repeatable(&self.token, name, len, &reopen);
+        if let Some(e) = source_failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(e);
+        }
+        if !direct.map_err(failed("uploading"))? {
+            self.direct_off.store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, TransportError> {

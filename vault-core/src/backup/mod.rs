@@ -27,4 +27,4 @@ pub(crate) use pack::PackEntry;
 pub use padding::padme_len;
 pub use restore::{BackupRootKey, RestoreReport};
 pub use run::BackupReport;
-pub use transport::{DirTransport, Transport, TransportError};
+pub use transport::{DirTransport, RepeatableSource, Transport, TransportError};

@@ -422,22 +422,57 @@ impl Uploader<'_> {
     }
 }
 
-/// Reads a media file followed by random padding up to `padded` bytes.
-fn padded_reader(file: std::fs::File, len: u64, padded: u64) -> impl Read + Send + 'static {
-    file.take(len).chain(RandomBytes { left: padded.saturating_sub(len) })
+/// A media file followed by random padding up to its Padmé length, readable more than once with
+/// the same bytes each time: the padding is the BLAKE3 output stream of a random key drawn for
+/// this upload (padding up to a Padmé length can reach 12 % of a large item, too much to hold in
+/// memory), and the file is read at positions from one open handle, which a concurrent deletion
+/// of the media item cannot take away.
+struct PaddedMedia {
+    file: std::sync::Arc<std::fs::File>,
+    len: u64,
+    padding: blake3::Hasher,
+    padded: u64,
 }
 
-/// `left` random bytes, generated as they are read (padding up to a Padmé length can reach
-/// 12 % of a large item, too much to hold in memory).
-struct RandomBytes {
-    left: u64,
+impl PaddedMedia {
+    fn new(file: std::fs::File, len: u64, padded: u64) -> Result<Self> {
+        let key: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(crate::crypto::random_array().map_err(Error::from_rng)?);
+        Ok(Self { file: std::sync::Arc::new(file), len, padding: blake3::Hasher::new_keyed(&key), padded })
+    }
+
+    /// A reading from the start: the file's `len` bytes, then the padding.
+    fn reading(&self) -> impl Read + Send + 'static {
+        let file = PositionedReader { file: std::sync::Arc::clone(&self.file), position: 0, end: self.len };
+        file.chain(self.padding.finalize_xof().take(self.padded.saturating_sub(self.len)))
+    }
 }
 
-impl Read for RandomBytes {
+impl Drop for PaddedMedia {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.padding);
+    }
+}
+
+/// Reads `file` from `position` to `end` with positioned reads (its shared offset untouched).
+struct PositionedReader {
+    file: std::sync::Arc<std::fs::File>,
+    position: u64,
+    end: u64,
+}
+
+impl Read for PositionedReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = usize::try_from(self.left).unwrap_or(usize::MAX).min(out.len());
-        getrandom::fill(&mut out[..n]).map_err(std::io::Error::other)?;
-        self.left -= n as u64;
+        use std::os::unix::fs::FileExt as _;
+        let want = usize::try_from(self.end - self.position).unwrap_or(usize::MAX).min(out.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut out[..want], self.position)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a media file ended early"));
+        }
+        self.position += n as u64;
         Ok(n)
     }
 }
@@ -638,8 +673,9 @@ fn run_once(
             continue;
         }
         let padded = padme_len(file_len);
-        let reader = padded_reader(file, file_len, padded);
-        match transport.put_reader(&media_object_name(&keys, &info.id.0), padded, Box::new(reader)) {
+        let source = PaddedMedia::new(file, file_len, padded)?;
+        let open = || Ok(Box::new(source.reading()) as Box<dyn Read + Send>);
+        match transport.put_repeatable(&media_object_name(&keys, &info.id.0), padded, &open) {
             Ok(()) => {
                 uploader.report.media_uploaded += 1;
                 uploader.report.uploaded_bytes += padded;
@@ -849,6 +885,33 @@ fn pending_packs(conn: &rusqlite::Connection) -> Result<Vec<PendingPack>> {
 mod tests {
     use super::*;
     use crate::backup::DirTransport;
+
+    /// A media upload's source reads the same bytes each time: the file, then padding to the
+    /// padded length; another upload of the same file draws other padding.
+    #[test]
+    fn a_padded_media_source_repeats_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("media");
+        let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let read_all = |source: &PaddedMedia| {
+            let mut out = Vec::new();
+            source.reading().read_to_end(&mut out).unwrap();
+            out
+        };
+        let padded = padme_len(content.len() as u64);
+        assert!(padded > content.len() as u64 + 100);
+        let source = PaddedMedia::new(std::fs::File::open(&path).unwrap(), content.len() as u64, padded).unwrap();
+        let first = read_all(&source);
+        assert_eq!(first.len() as u64, padded);
+        assert_eq!(&first[..content.len()], &content[..]);
+        assert_eq!(read_all(&source), first);
+        let other = PaddedMedia::new(std::fs::File::open(&path).unwrap(), content.len() as u64, padded).unwrap();
+        assert_ne!(read_all(&other)[content.len()..], first[content.len()..]);
+        // A file shorter than its stated length is an error, not a short object.
+        let short = PaddedMedia::new(std::fs::File::open(&path).unwrap(), content.len() as u64 + 10, padded).unwrap();
+        assert!(short.reading().read_to_end(&mut Vec::new()).is_err());
+    }
 
     /// Generation 1's token reaches generation 3 past a bridge an interrupted run left under the
     /// skipped name 2 (it leads to that run's token, from which nothing goes on).

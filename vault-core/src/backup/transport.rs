@@ -34,12 +34,22 @@ pub enum TransportError {
     Failed(String),
 }
 
+/// Opens a fresh reading of an object's content for [`Transport::put_repeatable`].
+pub type RepeatableSource<'a> = dyn Fn() -> Result<Box<dyn Read + Send>, TransportError> + Sync + 'a;
+
 /// Object storage for one backup (one account on a server, or one directory).
 pub trait Transport: Send + Sync {
     /// Stores a new object; [`TransportError::Exists`] if the name is taken.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), TransportError>;
     /// Stores a new object of exactly `len` bytes streamed from `reader` (large media).
     fn put_reader(&self, name: &str, len: u64, reader: Box<dyn Read + Send>) -> Result<(), TransportError>;
+    /// Stores a new object of exactly `len` bytes that each call of `open` yields again, the same
+    /// bytes every time: a storage that must know the content's hash before the first byte is
+    /// sent (a presigned upload) reads it twice. By default one reading goes to
+    /// [`Transport::put_reader`].
+    fn put_repeatable(&self, name: &str, len: u64, open: &RepeatableSource<'_>) -> Result<(), TransportError> {
+        self.put_reader(name, len, open()?)
+    }
     /// Reads a whole object, `None` if absent.
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, TransportError>;
     /// Reads `len` bytes of an object from `offset`.

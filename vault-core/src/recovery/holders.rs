@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use crate::backup::format::{Head, Manifest, index_name, manifest_name, pack_name};
 use crate::backup::keys::Keyring;
 use crate::backup::run::{fetch_manifest, load_index};
-use crate::backup::{BackupKeys, Transport, TransportError};
+use crate::backup::{BackupKeys, RepeatableSource, Transport, TransportError};
 use crate::error::Result;
 
 /// Bytes read per range request when copying a large object between holders.
@@ -85,6 +85,25 @@ impl Transport for Mirrored<'_> {
             let mirrored =
                 scope.spawn(move || written(mirror.put_reader(name, len, Box::new(ChannelReader::new(receiver, len)))));
             let primary = self.primary.put_reader(name, len, Box::new(TeeReader { inner: reader, copy: Some(sender) }));
+            let mirrored =
+                mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
+            self.note(mirrored);
+            primary
+        })
+    }
+
+    fn put_repeatable(
+        &self,
+        name: &str,
+        len: u64,
+        open: &RepeatableSource<'_>,
+    ) -> std::result::Result<(), TransportError> {
+        let Some(mirror) = self.mirror else { return self.primary.put_repeatable(name, len, open) };
+        // The source can be read again: each upload reads it on its own (a presigned upload reads
+        // it twice), side by side.
+        std::thread::scope(|scope| {
+            let mirrored = scope.spawn(|| written(mirror.put_repeatable(name, len, open)));
+            let primary = self.primary.put_repeatable(name, len, open);
             let mirrored =
                 mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
             self.note(mirrored);
