@@ -9,7 +9,9 @@
 # fsyncs every file before moving the vault into place); restic's is not, so each restic run is
 # followed by a timed `sync` of the files it wrote, and the ratios are given against restic alone
 # and against restic + sync: median (min-max) of the per-pair ratios vault/restic (below 1: the
-# vault is faster).
+# vault is faster). Each pair also times a floor: a plain durable copy of the backup's media
+# objects (`cp` + `sync`, no cipher, no database), the bytes any durable restore has to write; its
+# ratio to restic is the best ratio a durable restore could reach on this disk.
 # Installs restic from Debian if missing (benchmarks only; not part of CI).
 # Usage: scripts/bench-backup-peers.sh [MEDIA_MIB] [PAIRS]      (default 1024, 3)
 set -euo pipefail
@@ -76,6 +78,7 @@ timed() { # CMD... -> seconds on stdout
 vault_restore() { env VAULT_DIR="$work/restored" "$VAULT" backup restore --backup-key-file "$work/key" --from-dir "$work/vault-backup"; }
 restic_restore() { restic restore latest --repo "$work/restic-repo" --target "$work/restic-restored"; }
 sync_restic_output() { find "$work/restic-restored" -type f -exec sync {} +; }
+durable_copy() { mkdir "$work/floor" && cp "$work"/vault-backup/objects/media-* "$work/floor/" && sync "$work"/floor/*; }
 
 echo
 echo "restores: $pairs pairs per temperature, warm and cold in turn (vault, then restic, then a sync of restic's output)"
@@ -91,21 +94,27 @@ for pair in $(seq 1 "$pairs"); do
         r=$(timed restic_restore)
         s=$(timed sync_restic_output)
         rm -rf "$work/restic-restored"
-        echo "  $temperature pair $pair: vault $v s, restic $r s (+ sync $s s)"
-        results+=("$temperature $v $r $s")
+        sync
+        [ "$temperature" = cold ] && evict "$work/vault-backup"
+        f=$(timed durable_copy)
+        rm -rf "$work/floor"
+        echo "  $temperature pair $pair: vault $v s, restic $r s (+ sync $s s), floor (cp + sync of the media objects) $f s"
+        results+=("$temperature $v $r $s $f")
     done
 done
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
 rows = [line.split() for line in sys.stdin if line.strip()]
 print()
-print("| restore | vault median s | restic median s | restic + sync median s | vault/restic | vault/(restic + sync) |")
-print("|---|---|---|---|---|---|")
+print("| restore | vault median s | restic median s | restic + sync median s | floor median s | vault/restic | vault/(restic + sync) | floor/restic | floor/(restic + sync) |")
+print("|---|---|---|---|---|---|---|---|---|")
+def spread(values):
+    values = sorted(values)
+    return f"{statistics.median(values):.2f}x ({values[0]:.2f}-{values[-1]:.2f})"
 for temperature in ("warm", "cold"):
-    own = [(float(v), float(r), float(s)) for t, v, r, s in rows if t == temperature]
-    ratio = sorted(v / r for v, r, s in own)
-    ratio_sync = sorted(v / (r + s) for v, r, s in own)
-    print(f"| {temperature} | {statistics.median(v for v, _, _ in own):.2f} | {statistics.median(r for _, r, _ in own):.2f} | "
-          f"{statistics.median(r + s for _, r, s in own):.2f} | {statistics.median(ratio):.2f}x ({ratio[0]:.2f}-{ratio[-1]:.2f}) | "
-          f"{statistics.median(ratio_sync):.2f}x ({ratio_sync[0]:.2f}-{ratio_sync[-1]:.2f}) |")
+    own = [tuple(map(float, row[1:])) for row in rows if row[0] == temperature]
+    med = lambda i: statistics.median(o[i] for o in own)
+    print(f"| {temperature} | {med(0):.2f} | {med(1):.2f} | {statistics.median(r + s for _, r, s, _ in own):.2f} | {med(3):.2f} | "
+          f"{spread(v / r for v, r, _, _ in own)} | {spread(v / (r + s) for v, r, s, _ in own)} | "
+          f"{spread(f / r for _, r, _, f in own)} | {spread(f / (r + s) for _, r, s, f in own)} |")
 '

@@ -8,6 +8,10 @@
 # alike: one warm-up run of each, then PAIRS pairs run A B A B …; each figure is the median of the
 # per-pair ratios age/vault (above 1: the vault is faster), with their min and max.
 #
+# A floor is timed the same way against age: a plain durable copy of the input (`cp` + `sync`, no
+# cipher). An encryptor writes as many bytes durably as the copy does, so the copy's ratio to age
+# bounds the ratio any durable encryptor can reach on this disk.
+#
 # Usage: scripts/bench-media-peers.sh [MiB] [DIR] [PAIRS]
 #   MiB    file size (default 1024)
 #   DIR    where the vault, the input and every output live (default /dev/shm: no disk; give a
@@ -64,6 +68,8 @@ vault_get() { "$VAULT" "${DK[@]}" media get "$ID" "$WORK/plain.vault"; }
 vault_get_after() { rm -f "$WORK/plain.vault"; }
 age_decrypt() { age -d -i "$WORK/age.key" -o "$WORK/plain.age" "$WORK/kept.age" && sync "$WORK/plain.age"; }
 age_decrypt_after() { rm -f "$WORK/plain.age"; }
+plain_copy() { cp "$WORK/input.bin" "$WORK/copy.bin" && sync "$WORK/copy.bin"; }
+plain_copy_after() { rm -f "$WORK/copy.bin"; }
 
 # run COMMAND TEMPERATURE FILE_READ: prints the wall-clock seconds of COMMAND.
 run() {
@@ -96,7 +102,7 @@ EOF
 }
 
 echo "== ${MIB} MiB in $BASE ($(stat -f -c %T "$WORK")), $PAIRS pairs after one warm-up each; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| operation | vault median s | age median s | age/vault: median (min–max) | pairs |"
+echo "| operation | vault (or floor) median s | age median s | age/vault (or age/floor): median (min–max) | pairs |"
 echo "|---|---|---|---|---|"
 ID="$("$VAULT" "${DK[@]}" media add "$WORK/input.bin")"
 age -r "$RECIPIENT" -o "$WORK/kept.age" "$WORK/input.bin"
@@ -104,6 +110,10 @@ sync "$WORK/kept.age" "$VAULT_DIR/media/$ID"
 for temperature in "${TEMPERATURES[@]}"; do
     pairwise "encrypt ($temperature): media add / age -e + fsync" vault_add age_encrypt "$temperature" \
         "$WORK/input.bin" "$WORK/input.bin"
+done
+for temperature in "${TEMPERATURES[@]}"; do
+    pairwise "floor, encrypt ($temperature): cp + fsync (no cipher) / age -e + fsync" plain_copy age_encrypt \
+        "$temperature" "$WORK/input.bin" "$WORK/input.bin"
 done
 for temperature in "${TEMPERATURES[@]}"; do
     pairwise "decrypt ($temperature): media get / age -d + fsync" vault_get age_decrypt "$temperature" \
