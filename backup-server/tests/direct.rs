@@ -92,6 +92,12 @@ fn a_presigned_upload_is_write_once_and_takes_only_the_declared_content() {
         "a longer body: the length is signed"
     );
     assert_eq!(h.client.head_object(&auth, "pack-a").unwrap(), None, "nothing stored");
+    // Another content for the id while the URL lives: busy, not taken (nothing is stored, and a
+    // client told `object_exists` would count the object as stored and leave it out of its backup).
+    let busy = h.client.direct_upload_url(&auth, "pack-a", content.len() as u64, &sha256(b"other content"));
+    assert_eq!(code(busy), ErrorCode::Unavailable);
+    // The same content again: a retry, answered with a URL for the same reservation.
+    assert!(h.client.direct_upload_url(&auth, "pack-a", content.len() as u64, &sha256(&content)).unwrap().is_some());
 
     // The signed headers cannot be left out: without If-None-Match the signature does not match.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();

@@ -650,10 +650,10 @@ impl BackupClient {
 
     /// Stores a write-once object of `len` bytes, which each call of `open` reads again from the
     /// start, straight in the object store when the server hands out presigned URLs: a first
-    /// reading gives the content's SHA-256 (the URL binds it), a second is sent. Else one reading
-    /// goes through the server (as [`BackupClient::put_object_stream`]). Returns whether it went
-    /// straight to the store. Not retried: a failed upload is settled by the server and may be
-    /// made again.
+    /// reading gives the content's SHA-256 (the URL binds it), a later one is sent, and a send
+    /// that fails for a transient reason is made again from a new reading (the same content gets
+    /// the same reservation). Else one reading goes through the server (as
+    /// [`BackupClient::put_object_stream`]). Returns whether it went straight to the store.
     pub fn put_object_direct_repeatable<R: Read + Send + 'static>(
         &self,
         auth: &BearerToken,
@@ -663,11 +663,28 @@ impl BackupClient {
     ) -> Result<bool, ClientError> {
         let unreadable = |e: std::io::Error| ClientError::InvalidInput(format!("the content could not be read: {e}"));
         let sha256 = content_sha256(open().map_err(unreadable)?, len).map_err(unreadable)?;
-        let Some(direct) = self.direct_upload_url(auth, id, len, &sha256)? else {
+        let mut sent = false;
+        let stored = self.retrying(|| {
+            let Some(direct) = self.direct_upload_url(auth, id, len, &sha256)? else { return Ok(false) };
             let reader = open().map_err(unreadable)?;
-            return self.put_object_stream(auth, id, Upload { len, reader }).map(|()| false);
-        };
-        self.put_direct(&direct, Upload { len, reader: open().map_err(unreadable)? })?;
+            sent = true;
+            self.put_direct(&direct, Upload { len, reader }).map(|()| true)
+        });
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                let reader = open().map_err(unreadable)?;
+                return self.put_object_stream(auth, id, Upload { len, reader }).map(|()| false);
+            }
+            // An attempt whose answer was lost may have stored the object: the URL takes only
+            // this content, so an object of its size under the id is this one.
+            Err(e) if sent && e.code() == Some(ErrorCode::ObjectExists) => {
+                if self.head_object(auth, id)? != Some(len) {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
         self.direct_upload_done(auth, id).map(|()| true)
     }
 

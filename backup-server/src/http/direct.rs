@@ -96,8 +96,9 @@ pub async fn upload_url(
             // A retry of the same upload (its answer lost): a new URL for the same reservation.
             return Ok(Json(upload_answer(&state, &path, &request, pending.expires_at, now).await?));
         } else if pending.expires_at > now {
+            // Not `object_exists`: nothing is stored yet, and the other upload may never arrive.
             return Err(ApiError::new(
-                ErrorCode::ObjectExists,
+                ErrorCode::Unavailable,
                 "another upload of this identifier is under way; retry after its URL expires",
             ));
         } else {
@@ -122,7 +123,7 @@ pub async fn upload_url(
         adjust_usage(&state, &caller.account, -i128::from(request.size), -1).await?;
         return Err(match error {
             object_store::Error::AlreadyExists { .. } => {
-                ApiError::new(ErrorCode::ObjectExists, "another upload of this identifier is under way")
+                ApiError::new(ErrorCode::Unavailable, "another upload of this identifier is under way")
             }
             e => e.into(),
         });

@@ -444,7 +444,22 @@ impl PaddedMedia {
     /// A reading from the start: the file's `len` bytes, then the padding.
     fn reading(&self) -> impl Read + Send + 'static {
         let file = PositionedReader { file: std::sync::Arc::clone(&self.file), position: 0, end: self.len };
-        file.chain(self.padding.finalize_xof().take(self.padded.saturating_sub(self.len)))
+        file.chain(Padding(self.padding.finalize_xof()).take(self.padded.saturating_sub(self.len)))
+    }
+}
+
+/// A reading of the padding stream, wiped when dropped (its state holds the padding key).
+struct Padding(blake3::OutputReader);
+
+impl Read for Padding {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(out)
+    }
+}
+
+impl Drop for Padding {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
