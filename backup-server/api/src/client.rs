@@ -619,8 +619,9 @@ impl BackupClient {
     /// Returns whether it went straight to the store.
     pub fn put_object_direct(&self, auth: &BearerToken, id: &str, bytes: &[u8]) -> Result<bool, ClientError> {
         use sha2_10::Digest as _;
+        let len = bytes.len() as u64;
         let sha256 = base64::engine::general_purpose::STANDARD.encode(sha2_10::Sha256::digest(bytes));
-        let Some(direct) = self.direct_upload_url(auth, id, bytes.len() as u64, &sha256)? else {
+        let Some(direct) = self.direct_upload_url(auth, id, len, &sha256)? else {
             return self.put_object(auth, id, bytes).map(|()| false);
         };
         let url = self.checked_store_url(&direct.url)?;
@@ -632,20 +633,9 @@ impl BackupClient {
             let mut response = request.send(bytes).map_err(store_transport)?;
             check_store(&mut response, StoreRequest::Upload)
         });
-        match stored {
-            Ok(()) => {}
-            // An attempt whose answer was lost may have stored the object: the URL takes only
-            // these bytes, so if the id is now taken by an object of their size, it did.
-            Err(e) if e.code() == Some(ErrorCode::ObjectExists) => {
-                if self.head_object(auth, id)? != Some(bytes.len() as u64)
-                    || self.get_object(auth, id, bytes.len() as u64)? != bytes
-                {
-                    return Err(e);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        self.direct_upload_done(auth, id).map(|()| true)
+        self.finish_direct(auth, id, stored, || {
+            Ok(self.head_object(auth, id)? == Some(len) && self.get_object(auth, id, len)? == bytes)
+        })
     }
 
     /// Stores a write-once object of `len` bytes, which each call of `open` reads again from the
@@ -670,16 +660,28 @@ impl BackupClient {
             sent = true;
             self.put_direct(&direct, Upload { len, reader }).map(|()| true)
         });
+        if let Ok(false) = stored {
+            let reader = open().map_err(unreadable)?;
+            return self.put_object_stream(auth, id, Upload { len, reader }).map(|()| false);
+        }
+        // The URL takes only this content: an object of its size under the id is this one.
+        self.finish_direct(auth, id, stored.map(|_| ()), || Ok(sent && self.head_object(auth, id)? == Some(len)))
+    }
+
+    /// Ends a presigned upload whose sending ended with `stored`, and tells the server it is
+    /// done. An attempt whose answer was lost may have stored the object, so `ObjectExists` counts
+    /// as stored when `is_ours` finds this upload's object under the id.
+    fn finish_direct(
+        &self,
+        auth: &BearerToken,
+        id: &str,
+        stored: Result<(), ClientError>,
+        is_ours: impl FnOnce() -> Result<bool, ClientError>,
+    ) -> Result<bool, ClientError> {
         match stored {
-            Ok(true) => {}
-            Ok(false) => {
-                let reader = open().map_err(unreadable)?;
-                return self.put_object_stream(auth, id, Upload { len, reader }).map(|()| false);
-            }
-            // An attempt whose answer was lost may have stored the object: the URL takes only
-            // this content, so an object of its size under the id is this one.
-            Err(e) if sent && e.code() == Some(ErrorCode::ObjectExists) => {
-                if self.head_object(auth, id)? != Some(len) {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(ErrorCode::ObjectExists) => {
+                if !is_ours()? {
                     return Err(e);
                 }
             }
