@@ -253,7 +253,7 @@ impl Storage {
     /// escaping (account hashes and checked object identifiers).
     pub async fn read_small_local(&self, path: &Path, max_len: u64) -> Result<Option<Bytes>, FastRead> {
         let Some(root) = &self.local_root else { return Err(FastRead::NotApplicable) };
-        let file_path = || path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+        let file_path = || local_file(root, path);
         if let Some(cache) = &self.cache {
             match cache.get(path) {
                 Lookup::Fresh(bytes) if bytes.len() as u64 <= max_len => return Ok(Some(bytes)),
@@ -310,8 +310,8 @@ impl Storage {
     /// Tells the cache of a local store about an object just written whole.
     pub fn object_written(&self, path: &Path, bytes: &Bytes) {
         if let (Some(cache), Some(root)) = (&self.cache, &self.local_root) {
-            let file_path = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
-            match std::fs::metadata(&file_path) {
+            // One `stat` of the file just written (its inode is in the kernel's cache).
+            match std::fs::metadata(local_file(root, path)) {
                 Ok(meta) if meta.len() == bytes.len() as u64 => cache.insert(path, bytes, FileStamp::of(&meta)),
                 _ => cache.forget(path),
             }
@@ -466,6 +466,12 @@ fn backoff(attempt: u32) -> Duration {
 /// A path as it may appear in errors and logs: account hashes and object ids only.
 pub fn shown_path(path: &Path) -> String {
     path.as_ref().to_owned()
+}
+
+/// The file of a local store's object: its path segments joined under the store's root (valid for
+/// segments that need no escaping, like account hashes and checked object identifiers).
+fn local_file(root: &std::path::Path, path: &Path) -> std::path::PathBuf {
+    path.parts().fold(root.to_path_buf(), |p, part| p.join(part.as_ref()))
 }
 
 #[cfg(test)]

@@ -478,13 +478,12 @@ impl BackupClient {
         upload: Upload<R>,
     ) -> Result<(), ClientError> {
         check_object_id(id)?;
-        let mut response = self
+        let request = self
             .request("PUT", &format!("/objects/{id}"), Some(auth))
             .header("Content-Length", &upload.len.to_string())
             // The server refuses (exists, quota, size) before reading the body.
-            .header("Expect", "100-continue")
-            .send(ureq::SendBody::from_owned_reader(upload.reader))
-            .map_err(transport)?;
+            .header("Expect", "100-continue");
+        let mut response = send_reader(request, upload.reader, transport)?;
         check(&mut response)
     }
 
@@ -703,7 +702,7 @@ impl BackupClient {
         for (name, value) in signed_headers(direct) {
             request = request.header(name, value);
         }
-        let mut response = request.send(ureq::SendBody::from_owned_reader(upload.reader)).map_err(store_transport)?;
+        let mut response = send_reader(request, upload.reader, store_transport)?;
         check_store(&mut response, StoreRequest::Upload)
     }
 
@@ -839,6 +838,40 @@ fn store_transport(error: ureq::Error) -> ClientError {
         _ => "request failed",
     };
     ClientError::Transport(format!("object store: {kind}"))
+}
+
+/// Sends `request` with the bytes of `reader` as its body. A failure to read them is reported as
+/// such (`InvalidInput`, not retried), not as the connection's failure (`on_error`).
+fn send_reader<R: Read + Send + 'static>(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    reader: R,
+    on_error: fn(ureq::Error) -> ClientError,
+) -> Result<http::Response<ureq::Body>, ClientError> {
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let body = WatchedBody { inner: reader, failure: Arc::clone(&failure) };
+    request.send(ureq::SendBody::from_owned_reader(body)).map_err(|error| {
+        match failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            Some(read_error) => ClientError::InvalidInput(format!("the content could not be read: {read_error}")),
+            None => on_error(error),
+        }
+    })
+}
+
+/// A request body's reader that keeps the text of its first read error.
+struct WatchedBody<R> {
+    inner: R,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for WatchedBody<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(out).inspect_err(|error| {
+            self.failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| error.to_string());
+        })
+    }
 }
 
 /// The headers a presigned request must carry, but `Content-Length`, which the HTTP stack sets
@@ -1038,5 +1071,23 @@ mod tests {
             matches!(download, Err(ClientError::Store { status: 404, code: ErrorCode::NotFound, .. })),
             "{download:?}"
         );
+    }
+
+    /// A source that cannot be read gives every read this error.
+    struct Unreadable;
+
+    impl Read for Unreadable {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the disk failed"))
+        }
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_read_is_reported_as_such_not_as_the_connection() {
+        let client = BackupClient::new("http://127.0.0.1:8371").unwrap();
+        let direct = DirectUrl { url: store_answering_404(), headers: Vec::new(), expires_at: u64::MAX };
+        let upload = client.put_direct(&direct, Upload { reader: Unreadable, len: 10 });
+        let Err(ClientError::InvalidInput(message)) = upload else { panic!("{upload:?}") };
+        assert!(message.contains("could not be read") && message.contains("the disk failed"), "{message}");
     }
 }

@@ -22,10 +22,12 @@ use backup_api::ErrorCode;
 use backup_api::wire::{DirectUploadRequest, DirectUrl};
 use base64::Engine as _;
 use futures::StreamExt as _;
-use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::extract::{Caller, JsonBody, PathId};
-use super::objects::{adjust_usage, checked_id, exists, not_found, object_size, within_object_limit};
+use super::objects::{
+    adjust_usage, checked_id, delete_if_present, exists, not_found, object_size, within_object_limit,
+};
 use crate::error::ApiError;
 use crate::metrics::bump;
 use crate::records::{self, DirectUpload};
@@ -92,19 +94,19 @@ pub async fn upload_url(
             if settle(&state, &caller.account, &id).await? == Settled::Stored {
                 return Err(exists());
             }
-        } else if pending.size == request.size && pending.sha256 == request.sha256 && pending.expires_at > now {
+        } else if pending.expires_at <= now {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "an earlier upload of this identifier is being settled; retry in a few minutes",
+            ));
+        } else if pending.size == request.size && pending.sha256 == request.sha256 {
             // A retry of the same upload (its answer lost): a new URL for the same reservation.
             return Ok(Json(upload_answer(&state, &path, &request, pending.expires_at, now).await?));
-        } else if pending.expires_at > now {
+        } else {
             // Not `object_exists`: nothing is stored yet, and the other upload may never arrive.
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
                 "another upload of this identifier is under way; retry after its URL expires",
-            ));
-        } else {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "an earlier upload of this identifier is being settled; retry in a few minutes",
             ));
         }
     }
@@ -207,27 +209,41 @@ pub(super) enum Settled {
     NothingNoted,
 }
 
+/// What claiming an upload note found.
+enum Claim {
+    /// No note: the object came through the server, or its upload was settled and removed.
+    NoNote,
+    /// A note another caller has claimed and not removed yet.
+    AlreadySettled,
+    /// The note, now claimed by this caller.
+    Claimed(DirectUpload),
+}
+
 /// Settles the noted upload of `id`, if any: claims the note (only one caller, on any replica,
 /// gets it), then keeps or releases its reservation, then removes the note.
 pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) -> Result<Settled, ApiError> {
     let noted = records::direct_upload_path(account, id);
-    let claimed: Option<DirectUpload> = state
+    let claimed = state
         .storage
         .update::<_, ApiError>(&noted, |current| {
-            let Some(bytes) = current else { return Ok(Change::Keep(None)) };
+            let Some(bytes) = current else { return Ok(Change::Keep(Claim::NoNote)) };
             let pending: DirectUpload = records::parse(bytes, &noted)?;
             if pending.settled {
-                return Ok(Change::Keep(None));
+                return Ok(Change::Keep(Claim::AlreadySettled));
             }
             let claimed = DirectUpload { settled: true, ..pending.clone() };
-            Ok(Change::Write(records::encode(&claimed), Some(pending)))
+            Ok(Change::Write(records::encode(&claimed), Claim::Claimed(pending)))
         })
         .await?;
     let store = state.storage.store();
-    let Some(pending) = claimed else {
-        // Already settled (perhaps by another replica that has not removed the note yet).
-        let _ = store.delete(&noted).await;
-        return Ok(Settled::NothingNoted);
+    let pending = match claimed {
+        Claim::Claimed(pending) => pending,
+        Claim::NoNote => return Ok(Settled::NothingNoted),
+        Claim::AlreadySettled => {
+            // Settled by another caller (perhaps another replica) that has not removed it yet.
+            let _ = delete_if_present(store, &noted).await;
+            return Ok(Settled::NothingNoted);
+        }
     };
     let path = records::object_path(account, id);
     let settled = {
@@ -236,10 +252,7 @@ pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) ->
         match object_size(state, &path).await? {
             Some(size) if size == pending.size => Settled::Stored,
             Some(_) => {
-                match store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                delete_if_present(store, &path).await?;
                 Settled::WrongSize
             }
             None => Settled::NotArrived,
@@ -248,10 +261,7 @@ pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) ->
     if settled != Settled::Stored {
         adjust_usage(state, account, -i128::from(pending.size), -1).await?;
     }
-    match store.delete(&noted).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_if_present(store, &noted).await?;
     if settled == Settled::Stored {
         bump(&state.metrics.objects_stored);
     }
@@ -268,16 +278,30 @@ pub async fn sweep_direct_uploads(state: &AppState, now: u64) -> Result<usize, A
         let parts: Vec<_> = meta.location.parts().map(|p| p.as_ref().to_owned()).collect();
         let [_, account, id] = parts.as_slice() else { continue };
         let Some(account) = AccountHash::from_hex(account) else { continue };
-        let Some(record) = state.storage.read(&meta.location).await? else { continue };
-        let pending: DirectUpload = records::parse(&record.bytes, &meta.location)?;
-        if pending.settled || pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
-            due.push((account, id.clone()));
+        // One unreadable note is logged and left for the next sweep; the others are settled.
+        let pending = match state.storage.read(&meta.location).await {
+            Ok(Some(record)) => records::parse::<DirectUpload>(&record.bytes, &meta.location),
+            Ok(None) => continue,
+            Err(error) => Err(error),
+        };
+        match pending {
+            Ok(pending) if pending.settled || pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now => {
+                due.push((account, id.clone()));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(account = %account.tag(), %error, "unreadable upload note skipped")
+            }
         }
     }
     let mut settled = 0;
     for (account, id) in due {
-        if settle(state, &account, &id).await? != Settled::NothingNoted {
-            settled += 1;
+        match settle(state, &account, &id).await {
+            Ok(Settled::NothingNoted) => {}
+            Ok(_) => settled += 1,
+            Err(error) => {
+                tracing::warn!(account = %account.tag(), error = %error.message, "settling an upload failed; retried next sweep")
+            }
         }
     }
     Ok(settled)

@@ -19,7 +19,9 @@ use backup_api::wire::{DeletedList, DeletedObject, ObjectInfo, ObjectList};
 use backup_api::{ErrorCode, MAX_LIST_PAGE};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use serde::Deserialize;
 
 use super::extract::{Caller, CallerKind, PathId, read_bounded};
@@ -47,6 +49,19 @@ pub(super) fn checked_id(id: &str) -> Result<(), ApiError> {
             ErrorCode::InvalidName,
             "an object identifier has 1 to 128 characters from A-Z a-z 0-9 _ - . and does not start with a dot",
         ))
+    }
+}
+
+/// Deletes the object at `path`; one already gone is not an error.
+pub(super) async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<(), ApiError> {
+    ignore_not_found(store.delete(path).await)
+}
+
+/// A deletion's outcome, with "not found" (already gone) counted as done.
+fn ignore_not_found(deleted: object_store::Result<()>) -> Result<(), ApiError> {
+    match deleted {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -491,10 +506,7 @@ pub async fn delete_object(
     let deleted = store.delete(&path).await;
     // Whether or not the store reports success, the object may be gone: stop serving a copy.
     state.storage.object_deleted(&path);
-    match deleted {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    ignore_not_found(deleted)?;
     if grace.is_zero() {
         adjust_usage(&state, &caller.account, -i128::from(size), -1).await?;
     }
@@ -567,10 +579,7 @@ pub async fn restore_deleted(
         }
         Err(e) => return Err(e.into()),
     }
-    match store.delete(&kept).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_if_present(store, &kept).await?;
     tracing::info!(account = %caller.account.tag(), "deleted object restored");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,6 +46,23 @@ impl<'a> Mirrored<'a> {
         self.mirror_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// Runs the mirror's upload on a thread of its own beside the primary's; answers the
+    /// primary's outcome and notes the mirror's failure, if any.
+    fn side_by_side(
+        &self,
+        mirror_upload: impl FnOnce() -> std::result::Result<(), TransportError> + Send,
+        primary_upload: impl FnOnce() -> std::result::Result<(), TransportError>,
+    ) -> std::result::Result<(), TransportError> {
+        std::thread::scope(|scope| {
+            let mirrored = scope.spawn(|| written(mirror_upload()));
+            let primary = primary_upload();
+            let mirrored =
+                mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
+            self.note(mirrored);
+            primary
+        })
+    }
+
     fn note(&self, result: std::result::Result<(), TransportError>) {
         if let Err(e) = result {
             let mut failure = self.mirror_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -81,15 +98,10 @@ impl Transport for Mirrored<'_> {
         // One read of the source feeds both uploads: the mirror's runs on its own thread from a
         // bounded channel, so memory stays bounded and the slower upload paces the faster.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        std::thread::scope(|scope| {
-            let mirrored =
-                scope.spawn(move || written(mirror.put_reader(name, len, Box::new(ChannelReader::new(receiver, len)))));
-            let primary = self.primary.put_reader(name, len, Box::new(TeeReader { inner: reader, copy: Some(sender) }));
-            let mirrored =
-                mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
-            self.note(mirrored);
-            primary
-        })
+        self.side_by_side(
+            move || mirror.put_reader(name, len, Box::new(ChannelReader::new(receiver, len))),
+            || self.primary.put_reader(name, len, Box::new(TeeReader { inner: reader, copy: Some(sender) })),
+        )
     }
 
     fn put_repeatable(
@@ -101,14 +113,7 @@ impl Transport for Mirrored<'_> {
         let Some(mirror) = self.mirror else { return self.primary.put_repeatable(name, len, open) };
         // The source can be read again: each upload reads it on its own (a presigned upload reads
         // it twice), side by side.
-        std::thread::scope(|scope| {
-            let mirrored = scope.spawn(|| written(mirror.put_repeatable(name, len, open)));
-            let primary = self.primary.put_repeatable(name, len, open);
-            let mirrored =
-                mirrored.join().unwrap_or_else(|_| Err(TransportError::Failed("the mirror upload failed".into())));
-            self.note(mirrored);
-            primary
-        })
+        self.side_by_side(|| mirror.put_repeatable(name, len, open), || self.primary.put_repeatable(name, len, open))
     }
 
     fn get(&self, name: &str) -> std::result::Result<Option<Vec<u8>>, TransportError> {
