@@ -1,11 +1,11 @@
 //! Restore (`docs/backup.md`): the newest manifest (hash-chained, authenticated), its index and
 //! snapshot tree, then a new vault built in a temporary directory beside the target — database
 //! rows imported from the streamed export while a second thread writes the media files as stored,
-//! every page and media segment verified — and renamed into place only when complete. A failure at
-//! any point leaves no vault at the target.
+//! every page verified once imported and every media segment as soon as its file is durable — and
+//! renamed into place only when complete. A failure at any point leaves no vault at the target.
 
 use crate::error::DataKind;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -131,8 +131,14 @@ pub(crate) trait RestoredVault {
     fn import_database(&mut self, input: &mut dyn Read) -> Result<()>;
     /// Writes the vault's media files; used on a thread of its own while the database imports.
     fn media_placer(&self) -> Box<dyn MediaPlacer>;
-    /// Checks every page, the index and every media segment; true when all passed.
-    fn verify(&mut self) -> Result<bool>;
+    /// Checks the key slots, every page of the database and the search index; true when all
+    /// passed.
+    fn verify_database(&mut self) -> Result<bool>;
+    /// The authentication of the media file of `id` under its row's key, to run on any thread;
+    /// `None` when it has no row or no file.
+    fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>>;
+    /// Whether every media row's file is among `verified` and every media file has a row.
+    fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool>;
     /// Records the backup the vault came from (with the generation's token, when it has one), so
     /// its next backup continues that history.
     fn adopt(
@@ -154,6 +160,12 @@ pub(crate) trait MediaPlacer: Send {
     fn has_media(&self, id: &[u8; 16]) -> bool;
     /// Writes a media file (the stored stream, read from `source`) under its id.
     fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
+}
+
+/// The authentication of one media file of the vault being restored, detached from its database.
+pub(crate) trait MediaCheck: Send {
+    /// Authenticates every segment; true when all pass.
+    fn passes(self: Box<Self>) -> bool;
 }
 
 /// Creates or reopens the vault being restored in a staging directory.
@@ -249,9 +261,14 @@ pub(crate) fn restore(
         // the import, a resume starts over); a failed media item lets the import finish, so that
         // a resume keeps it. A cancellation reaches both through the progress, which is asked
         // again at the next report.
+        //
+        // Once imported, the database is verified, then each media file as soon as it is durable
+        // (the media thread names it), under the key its imported row holds: every byte is
+        // authenticated once, mostly while later files are still being written.
         let mut placer = vault.media_placer();
-        let (imported, placed) = std::thread::scope(|scope| {
-            let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter));
+        let (placed_ids, placed_receiver) = std::sync::mpsc::channel();
+        let (checked, placed) = std::thread::scope(|scope| {
+            let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter, placed_ids));
             let _media_stops_on_panic = StopOnPanic(&meter);
             let imported = if resumed {
                 meter.add(tree.export_len).map(|()| 0)
@@ -264,14 +281,21 @@ pub(crate) fn restore(
                     Ok(imported.downloaded)
                 })
             };
-            if imported.is_err() {
+            let checked = imported.and_then(|downloaded| {
+                let verified = verify_as_placed(vault.as_mut(), &placed_receiver)?;
+                Ok((downloaded, verified))
+            });
+            // A failed import or verification stops the media thread (verification failed: what
+            // is staged is removed anyway).
+            if !matches!(checked, Ok((_, Some(_)))) {
                 meter.stop();
             }
             let placed = media.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (imported, placed)
+            (checked, placed)
         });
-        let (export_downloaded, (media_downloaded, media_resumed)) = match (imported, placed) {
-            (Ok(export), Ok(media)) => (export, media),
+        let (export_downloaded, verified, (media_downloaded, media_resumed)) = match (checked, placed) {
+            (Ok((_, None)), _) => return Err(failed_verification()),
+            (Ok((export, Some(verified))), Ok(media)) => (export, verified, media),
             // A cancelled import beside a failed media item: the media's own failure (or the
             // same cancellation).
             (Err(Error::Cancelled), Err(media_error)) => return Err(media_error),
@@ -281,11 +305,8 @@ pub(crate) fn restore(
         };
         let downloaded = export_downloaded + media_downloaded;
         meter.finish()?;
-        if !vault.verify()? {
-            return Err(Error::Integrity {
-                object: DataKind::Database,
-                problem: "the restored vault failed verification".into(),
-            });
+        if !vault.media_complete(&verified)? {
+            return Err(failed_verification());
         }
         let token = keys.token_for(&head.head);
         vault.adopt(&key.0, keyring.as_ref(), head.head.generation, &head.head.manifest_hash, token.as_ref())?;
@@ -485,14 +506,16 @@ fn import_export(
     Ok(Imported { downloaded: reader.inner.downloaded, unmetered: reader.unmetered })
 }
 
-/// Fetches and writes every media file of the snapshot the vault lacks; returns the bytes
-/// downloaded and the number of files an interrupted restore had already written.
+/// Fetches and writes every media file of the snapshot the vault lacks, and sends the id of each
+/// file, written now or by an interrupted restore, to `placed_ids` once it is durable; returns the
+/// bytes downloaded and the number of files an interrupted restore had already written.
 fn place_media(
     transport: &dyn Transport,
     keys: &BackupKeys,
     media: &[MediaEntry],
     placer: &mut dyn MediaPlacer,
     meter: &SharedMeter<'_>,
+    placed_ids: std::sync::mpsc::Sender<[u8; 16]>,
 ) -> Result<(u64, u64)> {
     let (mut downloaded, mut resumed) = (0, 0);
     for entry in media {
@@ -500,6 +523,8 @@ fn place_media(
         if placer.has_media(&id) {
             resumed += 1;
             meter.add(entry.file_len)?;
+            // The import's thread verifies it (it may have stopped listening: then it does not).
+            let _ = placed_ids.send(id);
             continue;
         }
         let name = media_object_name(keys, &entry.media_id);
@@ -514,8 +539,65 @@ fn place_media(
         placed?;
         source.flush()?;
         downloaded += entry.file_len;
+        let _ = placed_ids.send(id);
     }
     Ok((downloaded, resumed))
+}
+
+/// Verifies the imported database on this thread while worker threads authenticate each media
+/// file the media thread names as placed (until it ends). The ids of the media files verified, or
+/// `None` when a check failed.
+fn verify_as_placed(
+    vault: &mut dyn RestoredVault,
+    placed: &std::sync::mpsc::Receiver<[u8; 16]>,
+) -> Result<Option<HashSet<[u8; 16]>>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let (jobs, queue) = std::sync::mpsc::channel::<([u8; 16], Box<dyn MediaCheck>)>();
+    let queue = std::sync::Mutex::new(queue);
+    let (results, outcomes) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let results = results.clone();
+            let queue = &queue;
+            scope.spawn(move || {
+                loop {
+                    let job = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok((id, check)) = job else { break };
+                    let _ = results.send((id, check.passes()));
+                }
+            });
+        }
+        drop(results);
+        let mut opened = true;
+        let mut queue_check = |vault: &dyn RestoredVault, id: [u8; 16]| match vault.media_check(&id) {
+            Some(check) => {
+                let _ = jobs.send((id, check));
+            }
+            None => opened = false,
+        };
+        // The files placed so far go to the workers before the database check starts.
+        for id in placed.try_iter() {
+            queue_check(vault, id);
+        }
+        let database = vault.verify_database();
+        if matches!(database, Ok(true)) {
+            for id in placed {
+                queue_check(vault, id);
+            }
+        }
+        drop(jobs);
+        let mut verified = HashSet::new();
+        let mut passed = opened;
+        for (id, ok) in outcomes {
+            passed &= ok;
+            verified.insert(id);
+        }
+        Ok((database? && passed).then_some(verified))
+    })
+}
+
+fn failed_verification() -> Error {
+    Error::Integrity { object: DataKind::Database, problem: "the restored vault failed verification".into() }
 }
 
 #[cfg(test)]
@@ -546,5 +628,85 @@ mod tests {
         }));
         assert!(outcome.is_err(), "the panic goes on after the media thread stopped");
         assert!(matches!(meter.add(0), Err(Error::Cancelled)), "the media thread was told to stop");
+    }
+
+    /// A restored vault whose checks are scripted: the database check's answer, and the media
+    /// files that fail theirs; it records which media checks were opened.
+    struct Scripted {
+        database_ok: bool,
+        failing: HashSet<[u8; 16]>,
+        opened: std::sync::Mutex<Vec<[u8; 16]>>,
+    }
+
+    struct ScriptedCheck(bool);
+
+    impl MediaCheck for ScriptedCheck {
+        fn passes(self: Box<Self>) -> bool {
+            self.0
+        }
+    }
+
+    impl RestoredVault for Scripted {
+        fn import_database(&mut self, _: &mut dyn Read) -> Result<()> {
+            unreachable!("not imported here")
+        }
+        fn media_placer(&self) -> Box<dyn MediaPlacer> {
+            unreachable!("not placed here")
+        }
+        fn verify_database(&mut self) -> Result<bool> {
+            Ok(self.database_ok)
+        }
+        fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>> {
+            self.opened.lock().unwrap().push(*id);
+            Some(Box::new(ScriptedCheck(!self.failing.contains(id))))
+        }
+        fn media_complete(&self, _: &HashSet<[u8; 16]>) -> Result<bool> {
+            unreachable!("checked by the caller")
+        }
+        fn adopt(
+            &mut self,
+            _: &SecretKey,
+            _: Option<&Keyring>,
+            _: u64,
+            _: &[u8; 32],
+            _: Option<&GenerationToken>,
+        ) -> Result<()> {
+            unreachable!("not adopted here")
+        }
+        fn message_count(&self) -> Result<u64> {
+            unreachable!("not counted here")
+        }
+    }
+
+    /// Verifies with `vault` while a media thread places files 1 to 8, a few milliseconds apart.
+    fn verify_beside_placing(vault: &mut Scripted) -> Option<HashSet<[u8; 16]>> {
+        let (placed, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for n in 1..=8u8 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    placed.send([n; 16]).unwrap();
+                }
+            });
+            verify_as_placed(vault, &receiver).unwrap()
+        })
+    }
+
+    #[test]
+    fn every_placed_media_file_is_verified_and_one_failure_fails_the_restore() {
+        let mut good = Scripted { database_ok: true, failing: HashSet::new(), opened: Default::default() };
+        let verified = verify_beside_placing(&mut good).expect("all checks pass");
+        assert_eq!(verified, (1..=8u8).map(|n| [n; 16]).collect::<HashSet<_>>());
+
+        let mut one_bad = Scripted { database_ok: true, failing: HashSet::from([[5; 16]]), opened: Default::default() };
+        assert_eq!(verify_beside_placing(&mut one_bad), None, "the fifth file failed its check");
+    }
+
+    #[test]
+    fn a_database_that_fails_its_check_ends_verification_before_the_remaining_media() {
+        let mut vault = Scripted { database_ok: false, failing: HashSet::new(), opened: Default::default() };
+        assert_eq!(verify_beside_placing(&mut vault), None);
+        let opened = vault.opened.lock().unwrap().len();
+        assert!(opened < 8, "{opened} media checks opened after the database failed");
     }
 }

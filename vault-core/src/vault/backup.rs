@@ -3,20 +3,23 @@
 //! builds a new vault from a backup.
 
 use crate::error::DataKind;
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
 use rusqlite::Connection;
 
+use super::media::authenticate_all;
 use super::{CreateOptions, Vault};
 use crate::backup::keys::{GenerationToken, Keyring, TokenPolicy};
-use crate::backup::restore::{MediaPlacer, Restore, RestoreStaging, RestoredVault};
+use crate::backup::restore::{MediaCheck, MediaPlacer, Restore, RestoreStaging, RestoredVault};
 use crate::backup::run::{Database, Written};
 use crate::backup::{
     BackupCheck, BackupKeys, BackupReport, BackupRootKey, PruneReport, RestoreReport, SnapshotInfo, Transport,
 };
 use crate::error::{Error, Result};
 use crate::media::MediaFiles;
+use crate::media::io::MediaReader;
 use crate::secret::SecretKey;
 use crate::store::export;
 #[cfg(test)]
@@ -239,6 +242,12 @@ impl MediaPlacer for RestoredMedia {
     }
 }
 
+impl MediaCheck for MediaReader {
+    fn passes(mut self: Box<Self>) -> bool {
+        authenticate_all(&mut self).is_ok()
+    }
+}
+
 impl RestoredVault for Vault {
     fn import_database(&mut self, input: &mut dyn Read) -> Result<()> {
         export::import(&mut self.store.conn, input).map(|_| ())
@@ -248,8 +257,18 @@ impl RestoredVault for Vault {
         Box::new(RestoredMedia(MediaFiles::new(&self.dir)))
     }
 
-    fn verify(&mut self) -> Result<bool> {
-        Vault::verify(self).map(|report| report.is_ok())
+    fn verify_database(&mut self) -> Result<bool> {
+        Ok(self.verify_stored()?.iter().all(|check| check.problems.is_empty()))
+    }
+
+    fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>> {
+        let reader = self.open_media_reader(&MediaId(*id)).ok()?;
+        Some(Box::new(reader))
+    }
+
+    fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool> {
+        let rows = media_rows::ids(&self.store.conn)?;
+        Ok(rows.iter().all(|id| verified.contains(&id.0)) && self.unknown_media_files(&rows)?.is_empty())
     }
 
     fn adopt(

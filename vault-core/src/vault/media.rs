@@ -2,6 +2,7 @@
 //! [`MediaTransfers`] handle for long imports and exports on a connection of its own.
 
 use crate::error::DataKind;
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -70,24 +71,42 @@ impl Vault {
     pub(super) fn verify_media(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         for item in media_rows::list(&self.store.conn)? {
-            let check = open_media(&self.store.conn, &self.media, &item.id).and_then(|mut reader| {
-                let len = reader.len();
-                reader.copy_range_to(0, len, &mut std::io::sink()).map_err(|_| Error::Integrity {
-                    object: DataKind::Media,
-                    problem: "a segment failed authentication".to_owned(),
-                })
-            });
-            if let Err(e) = check {
-                problems.push(format!("media {}: {e}", item.id));
-            }
+            problems.extend(self.verify_media_item(&item.id));
         }
-        let known = media_rows::ids(&self.store.conn)?;
-        let (ids, _) = self.media.entries()?;
-        for id in ids.iter().filter(|id| !known.contains(id)) {
-            problems.push(format!("media file {id} has no database row"));
-        }
+        problems.extend(self.unknown_media_files(&media_rows::ids(&self.store.conn)?)?);
         Ok(problems)
     }
+
+    /// Authenticates every segment of the media file of `id` under its row's key; the problem
+    /// found, if any (no row, no file, a segment that fails).
+    fn verify_media_item(&self, id: &MediaId) -> Option<String> {
+        let check = self.open_media_reader(id).and_then(|mut reader| authenticate_all(&mut reader));
+        check.err().map(|e| format!("media {id}: {e}"))
+    }
+
+    /// A reader of the media item `id`, under its row's key.
+    pub(super) fn open_media_reader(&self, id: &MediaId) -> Result<MediaReader> {
+        open_media(&self.store.conn, &self.media, id)
+    }
+
+    /// A problem for each media file whose id is not in `known` (the ids of the media rows).
+    pub(super) fn unknown_media_files(&self, known: &HashSet<MediaId>) -> Result<Vec<String>> {
+        let (ids, _) = self.media.entries()?;
+        Ok(ids
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(|id| format!("media file {id} has no database row"))
+            .collect())
+    }
+}
+
+/// Authenticates every segment a media reader covers (without keeping the plaintext).
+pub(super) fn authenticate_all(reader: &mut MediaReader) -> Result<()> {
+    let len = reader.len();
+    reader.copy_range_to(0, len, &mut std::io::sink()).map(|_| ()).map_err(|_| Error::Integrity {
+        object: DataKind::Media,
+        problem: "a segment failed authentication".to_owned(),
+    })
 }
 
 impl Media<'_> {

@@ -582,6 +582,14 @@ impl Vault {
     /// Checks the whole vault: the key-slot file, SQLCipher's per-page authentication, SQLite's
     /// integrity check, the search index, and every media file (each segment authenticated).
     pub fn verify(&self) -> Result<VerifyReport> {
+        let mut checks = self.verify_stored()?;
+        checks.push(VerifyCheck { name: "media", problems: self.verify_media()? });
+        Ok(VerifyReport { checks })
+    }
+
+    /// The checks of [`Vault::verify`] but the media's: the key-slot file, the database's pages
+    /// and integrity, and the search index.
+    pub(crate) fn verify_stored(&self) -> Result<Vec<VerifyCheck>> {
         let mut checks = Vec::new();
         let slot_problems =
             match fsutil::read_bounded(&self.dir.join(KEYSLOTS_FILE), crate::keys::slot_file::MAX_FILE_LEN) {
@@ -598,8 +606,7 @@ impl Vault {
         checks.push(VerifyCheck { name: "key slots", problems: slot_problems });
         checks.push(VerifyCheck { name: "database", problems: self.store.verify()? });
         checks.push(VerifyCheck { name: "search index", problems: self.store.verify_search_index() });
-        checks.push(VerifyCheck { name: "media", problems: self.verify_media()? });
-        Ok(VerifyReport { checks })
+        Ok(checks)
     }
 
     /// Checks the key-slot file of `dir` without unlocking (it holds no secret in the clear) and
