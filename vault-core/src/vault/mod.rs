@@ -323,23 +323,30 @@ impl Vault {
         let staging = parent.join(format!(".vault-creating-{}", hex::encode(suffix)));
         fs::DirBuilder::new().mode(0o700).create(&staging).map_err(Error::io("creating the vault directory"))?;
         let built = Self::build(&staging, passphrase, &options);
-        let placed = built.and_then(|()| {
+        let placed = built.and_then(|opened| {
             fsutil::sync_dir(&staging).map_err(Error::io("syncing the vault directory"))?;
             fs::rename(&staging, dir).map_err(Error::io("moving the new vault into place"))?;
-            fsutil::sync_dir(&parent).map_err(Error::io("syncing the parent directory"))
+            fsutil::sync_dir(&parent).map_err(Error::io("syncing the parent directory"))?;
+            Ok(opened)
         });
-        if let Err(e) = placed {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
+        match placed {
+            // Opened with the keys just made: the passphrase is not run through Argon2id again.
+            Ok(opened) => Self::unlock_as(dir, SlotSecret::Passphrase(passphrase), Some(opened)),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                Err(e)
+            }
         }
-        Self::unlock_with_passphrase(dir, passphrase)
     }
 
-    fn build(staging: &Path, passphrase: &Passphrase, options: &CreateOptions<'_>) -> Result<()> {
+    /// Builds a new vault's files in `staging`; answers its root key opened by the passphrase
+    /// slot (slot 0).
+    fn build(staging: &Path, passphrase: &Passphrase, options: &CreateOptions<'_>) -> Result<Opened> {
         let vault_id: [u8; VAULT_ID_LEN] = random_array().map_err(Error::from_rng)?;
         let root = SecretKey::generate().map_err(Error::from_rng)?;
         let now = now_secs();
-        let mut slots = vec![keys::passphrase_slot(SlotId(0), now, &vault_id, &root, passphrase, options.kdf)?.0];
+        let (passphrase_slot, kek) = keys::passphrase_slot(SlotId(0), now, &vault_id, &root, passphrase, options.kdf)?;
+        let mut slots = vec![passphrase_slot];
         if let Some(wrapper) = options.wrapper {
             slots.push(keys::wrapper_slot(SlotId(1), now, &vault_id, &root, wrapper)?.0);
         }
@@ -353,7 +360,8 @@ impl Vault {
         store.checkpoint()?;
         drop(store);
         MediaFiles::new(staging).ensure_dir()?;
-        write_slot_file(staging, &file)
+        write_slot_file(staging, &file)?;
+        Ok(Opened { root, slot: SlotId(0), kek })
     }
 
     /// Unlocks with a passphrase. A wrong passphrase, a damaged slot file or a slot file from
@@ -371,6 +379,12 @@ impl Vault {
     /// interrupted root-key rotation, removed orphan media files and purged what retention
     /// rules made due (see [`Vault::open_report`]).
     pub fn unlock(dir: &Path, secret: SlotSecret<'_>) -> Result<Vault> {
+        Self::unlock_as(dir, secret, None)
+    }
+
+    /// [`Vault::unlock`], with the slot already opened when `known` is given (a vault this
+    /// process has just created).
+    fn unlock_as(dir: &Path, secret: SlotSecret<'_>, known: Option<Opened>) -> Result<Vault> {
         if !dir.join(KEYSLOTS_FILE).exists() {
             return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
         }
@@ -382,7 +396,17 @@ impl Vault {
             drop(slot_lock);
             slot_lock = lock_slots_blocking(dir)?;
         }
-        let opened = read_slot_file(dir).and_then(|file| keys::open(&file, secret).map(|o| (file, o)));
+        let opened = read_slot_file(dir).and_then(|file| match known {
+            // The slot as written must open to the key just made (its AEAD, without the KDF).
+            Some(opened) => match file.slots.iter().find(|s| s.id == opened.slot) {
+                Some(slot) if keys::opens_to(&file, slot, &opened.kek, &opened.root) => Ok((file, opened)),
+                _ => Err(Error::Integrity {
+                    object: DataKind::KeySlots,
+                    problem: "the new vault's key-slot file does not open to its key".to_owned(),
+                }),
+            },
+            None => keys::open(&file, secret).map(|o| (file, o)),
+        });
         let (slots, opened) = match opened {
             Ok(found) => found,
             Err(Error::AuthenticationFailed) => {
