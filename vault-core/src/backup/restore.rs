@@ -1,8 +1,9 @@
 //! Restore (`docs/backup.md`): the newest manifest (hash-chained, authenticated), its index and
 //! snapshot tree, then a new vault built in a temporary directory beside the target — database
 //! rows imported from the streamed export while a second thread writes the media files as stored,
-//! every page verified once imported and every media segment as soon as its file is durable — and
-//! renamed into place only when complete. A failure at any point leaves no vault at the target.
+//! every page verified once imported and every media segment once its file is durable and its row
+//! imported — and renamed into place only when complete. A failure at any point leaves no vault at
+//! the target.
 
 use crate::error::DataKind;
 use std::collections::{HashMap, HashSet};
@@ -127,15 +128,21 @@ impl Read for ExportReader<'_> {
 
 /// The new vault a restore fills (the vault module builds it; this module never opens one).
 pub(crate) trait RestoredVault {
-    /// Fills the empty database from the streamed export; all or nothing.
-    fn import_database(&mut self, input: &mut dyn Read) -> Result<()>;
+    /// Fills the empty database from the streamed export; all or nothing. Hands over, for each
+    /// media row as it is imported, the check of its file (run once the file is placed), to
+    /// `media_checks`.
+    fn import_database(
+        &mut self,
+        input: &mut dyn Read,
+        media_checks: &mut dyn FnMut([u8; 16], Box<dyn MediaCheck>),
+    ) -> Result<()>;
     /// Writes the vault's media files; used on a thread of its own while the database imports.
     fn media_placer(&self) -> Box<dyn MediaPlacer>;
     /// Checks the key slots, every page of the database and the search index; true when all
     /// passed.
     fn verify_database(&mut self) -> Result<bool>;
-    /// The authentication of the media file of `id` under its row's key, to run on any thread;
-    /// `None` when it has no row or no file.
+    /// The check of the media file of `id` under the key its (imported) row holds, to run on any
+    /// thread once the file is placed; `None` when it has no row.
     fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>>;
     /// Whether every media row's file is among `verified` and every media file has a row.
     fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool>;
@@ -162,9 +169,10 @@ pub(crate) trait MediaPlacer: Send {
     fn place_media(&mut self, id: &[u8; 16], source: &mut dyn Read) -> Result<()>;
 }
 
-/// The authentication of one media file of the vault being restored, detached from its database.
+/// The authentication of one media file of the vault being restored under the key its row holds,
+/// detached from the database.
 pub(crate) trait MediaCheck: Send {
-    /// Authenticates every segment; true when all pass.
+    /// Opens the file and authenticates every segment; true when all pass.
     fn passes(self: Box<Self>) -> bool;
 }
 
@@ -262,40 +270,55 @@ pub(crate) fn restore(
         // a resume keeps it. A cancellation reaches both through the progress, which is asked
         // again at the next report.
         //
-        // Once imported, the database is verified, then each media file as soon as it is durable
-        // (the media thread names it), under the key its imported row holds: every byte is
-        // authenticated once, mostly while later files are still being written.
+        // Every byte is authenticated once, while the rest is still being built: each media file
+        // as soon as the media thread has made it durable and the import has handed over its
+        // row's key (media rows come early in the export), on worker threads; the database once
+        // imported, on this one.
         let mut placer = vault.media_placer();
-        let (placed_ids, placed_receiver) = std::sync::mpsc::channel();
-        let (checked, placed) = std::thread::scope(|scope| {
+        let (ready, ready_events) = std::sync::mpsc::channel();
+        let placed_ids = ready.clone();
+        let (checked, placed, media_checked) = std::thread::scope(|scope| {
             let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter, placed_ids));
+            let verifier = scope.spawn(|| verify_media_when_ready(ready_events, &meter));
             let _media_stops_on_panic = StopOnPanic(&meter);
+            let mut hand_over = |id, check| {
+                let _ = ready.send(Ready::Keyed(id, check));
+            };
             let imported = if resumed {
+                for entry in &tree.media {
+                    if let Some(check) = vault.media_check(&entry.media_id) {
+                        hand_over(entry.media_id, check);
+                    }
+                }
                 meter.add(tree.export_len).map(|()| 0)
             } else {
                 // The marker is written before the import's last bytes are counted, so that a
                 // cancellation the progress asks for at that count keeps the complete import.
-                import_export(transport, &keys, &known, &tree, vault.as_mut(), &meter).and_then(|imported| {
-                    marker.write(&staging)?;
-                    meter.add(imported.unmetered)?;
-                    Ok(imported.downloaded)
-                })
+                import_export(transport, &keys, &known, &tree, vault.as_mut(), &meter, &mut hand_over).and_then(
+                    |imported| {
+                        marker.write(&staging)?;
+                        meter.add(imported.unmetered)?;
+                        Ok(imported.downloaded)
+                    },
+                )
             };
-            let checked = imported.and_then(|downloaded| {
-                let verified = verify_as_placed(vault.as_mut(), &placed_receiver)?;
-                Ok((downloaded, verified))
-            });
-            // A failed import or verification stops the media thread (verification failed: what
-            // is staged is removed anyway).
-            if !matches!(checked, Ok((_, Some(_)))) {
+            // No more keys: the verifier ends once the media thread has ended too.
+            drop(ready);
+            let checked = imported.and_then(|downloaded| Ok((downloaded, vault.verify_database()?)));
+            // A failed import or database check stops the media thread (a failed check: what is
+            // staged is removed anyway).
+            if !matches!(checked, Ok((_, true))) {
                 meter.stop();
             }
             let placed = media.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (checked, placed)
+            let media_checked = verifier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (checked, placed, media_checked)
         });
-        let (export_downloaded, verified, (media_downloaded, media_resumed)) = match (checked, placed) {
-            (Ok((_, None)), _) => return Err(failed_verification()),
-            (Ok((export, Some(verified))), Ok(media)) => (export, verified, media),
+        let (export_downloaded, (media_downloaded, media_resumed)) = match (checked, placed) {
+            // A check that failed first: the media thread was stopped because of it.
+            (Ok((_, false)), _) => return Err(failed_verification()),
+            (_, _) if !media_checked.passed => return Err(failed_verification()),
+            (Ok((export, true)), Ok(media)) => (export, media),
             // A cancelled import beside a failed media item: the media's own failure (or the
             // same cancellation).
             (Err(Error::Cancelled), Err(media_error)) => return Err(media_error),
@@ -305,7 +328,7 @@ pub(crate) fn restore(
         };
         let downloaded = export_downloaded + media_downloaded;
         meter.finish()?;
-        if !vault.media_complete(&verified)? {
+        if !vault.media_complete(&media_checked.verified)? {
             return Err(failed_verification());
         }
         let token = keys.token_for(&head.head);
@@ -478,6 +501,7 @@ fn import_export(
     tree: &Tree,
     vault: &mut dyn RestoredVault,
     meter: &SharedMeter<'_>,
+    media_checks: &mut dyn FnMut([u8; 16], Box<dyn MediaCheck>),
 ) -> Result<Imported> {
     let export = ExportReader {
         transport,
@@ -492,7 +516,7 @@ fn import_export(
         error: None,
     };
     let mut reader = Metered::new(export, meter);
-    let imported = vault.import_database(&mut reader);
+    let imported = vault.import_database(&mut reader, media_checks);
     if let Some(error) = reader.inner.error.take().or(reader.cancelled.take()) {
         return Err(error);
     }
@@ -515,7 +539,7 @@ fn place_media(
     media: &[MediaEntry],
     placer: &mut dyn MediaPlacer,
     meter: &SharedMeter<'_>,
-    placed_ids: std::sync::mpsc::Sender<[u8; 16]>,
+    placed_ids: std::sync::mpsc::Sender<Ready>,
 ) -> Result<(u64, u64)> {
     let (mut downloaded, mut resumed) = (0, 0);
     for entry in media {
@@ -523,8 +547,8 @@ fn place_media(
         if placer.has_media(&id) {
             resumed += 1;
             meter.add(entry.file_len)?;
-            // The import's thread verifies it (it may have stopped listening: then it does not).
-            let _ = placed_ids.send(id);
+            // Verified like the others (the verifier may have stopped listening: then it is not).
+            let _ = placed_ids.send(Ready::Placed(id));
             continue;
         }
         let name = media_object_name(keys, &entry.media_id);
@@ -539,18 +563,31 @@ fn place_media(
         placed?;
         source.flush()?;
         downloaded += entry.file_len;
-        let _ = placed_ids.send(id);
+        let _ = placed_ids.send(Ready::Placed(id));
     }
     Ok((downloaded, resumed))
 }
 
-/// Verifies the imported database on this thread while worker threads authenticate each media
-/// file the media thread names as placed (until it ends). The ids of the media files verified, or
-/// `None` when a check failed.
-fn verify_as_placed(
-    vault: &mut dyn RestoredVault,
-    placed: &std::sync::mpsc::Receiver<[u8; 16]>,
-) -> Result<Option<HashSet<[u8; 16]>>> {
+/// What the verifier of the media files learns: a file is placed, or its row's key is known.
+enum Ready {
+    /// The media thread has made this file durable.
+    Placed([u8; 16]),
+    /// The import has handed over the check of this file.
+    Keyed([u8; 16], Box<dyn MediaCheck>),
+}
+
+/// What the media files' verification found.
+struct MediaChecked {
+    /// The files whose check passed.
+    verified: HashSet<[u8; 16]>,
+    /// False when a check failed.
+    passed: bool,
+}
+
+/// Runs each media file's check on worker threads as soon as the file is placed and its check
+/// handed over (in either order), until every sender of `events` is gone. A failed check stops
+/// the restore's other work through `meter`.
+fn verify_media_when_ready(events: std::sync::mpsc::Receiver<Ready>, meter: &SharedMeter<'_>) -> MediaChecked {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let (jobs, queue) = std::sync::mpsc::channel::<([u8; 16], Box<dyn MediaCheck>)>();
     let queue = std::sync::Mutex::new(queue);
@@ -563,36 +600,42 @@ fn verify_as_placed(
                 loop {
                     let job = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((id, check)) = job else { break };
-                    let _ = results.send((id, check.passes()));
+                    let passed = check.passes();
+                    if !passed {
+                        meter.stop();
+                    }
+                    let _ = results.send((id, passed));
                 }
             });
         }
         drop(results);
-        let mut opened = true;
-        let mut queue_check = |vault: &dyn RestoredVault, id: [u8; 16]| match vault.media_check(&id) {
-            Some(check) => {
-                let _ = jobs.send((id, check));
-            }
-            None => opened = false,
-        };
-        // The files placed so far go to the workers before the database check starts.
-        for id in placed.try_iter() {
-            queue_check(vault, id);
-        }
-        let database = vault.verify_database();
-        if matches!(database, Ok(true)) {
-            for id in placed {
-                queue_check(vault, id);
+        let mut keyed: HashMap<[u8; 16], Box<dyn MediaCheck>> = HashMap::new();
+        let mut placed = HashSet::new();
+        for event in events {
+            let ready = match event {
+                Ready::Placed(id) => keyed.remove(&id).map(|check| (id, check)).or_else(|| {
+                    placed.insert(id);
+                    None
+                }),
+                Ready::Keyed(id, check) if placed.contains(&id) => Some((id, check)),
+                Ready::Keyed(id, check) => {
+                    keyed.insert(id, check);
+                    None
+                }
+            };
+            if let Some(job) = ready {
+                let _ = jobs.send(job);
             }
         }
         drop(jobs);
-        let mut verified = HashSet::new();
-        let mut passed = opened;
-        for (id, ok) in outcomes {
-            passed &= ok;
-            verified.insert(id);
+        let mut checked = MediaChecked { verified: HashSet::new(), passed: true };
+        for (id, passed) in outcomes {
+            checked.passed &= passed;
+            if passed {
+                checked.verified.insert(id);
+            }
         }
-        Ok((database? && passed).then_some(verified))
+        checked
     })
 }
 
@@ -630,14 +673,7 @@ mod tests {
         assert!(matches!(meter.add(0), Err(Error::Cancelled)), "the media thread was told to stop");
     }
 
-    /// A restored vault whose checks are scripted: the database check's answer, and the media
-    /// files that fail theirs; it records which media checks were opened.
-    struct Scripted {
-        database_ok: bool,
-        failing: HashSet<[u8; 16]>,
-        opened: std::sync::Mutex<Vec<[u8; 16]>>,
-    }
-
+    /// A check whose outcome is scripted.
     struct ScriptedCheck(bool);
 
     impl MediaCheck for ScriptedCheck {
@@ -646,67 +682,55 @@ mod tests {
         }
     }
 
-    impl RestoredVault for Scripted {
-        fn import_database(&mut self, _: &mut dyn Read) -> Result<()> {
-            unreachable!("not imported here")
-        }
-        fn media_placer(&self) -> Box<dyn MediaPlacer> {
-            unreachable!("not placed here")
-        }
-        fn verify_database(&mut self) -> Result<bool> {
-            Ok(self.database_ok)
-        }
-        fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>> {
-            self.opened.lock().unwrap().push(*id);
-            Some(Box::new(ScriptedCheck(!self.failing.contains(id))))
-        }
-        fn media_complete(&self, _: &HashSet<[u8; 16]>) -> Result<bool> {
-            unreachable!("checked by the caller")
-        }
-        fn adopt(
-            &mut self,
-            _: &SecretKey,
-            _: Option<&Keyring>,
-            _: u64,
-            _: &[u8; 32],
-            _: Option<&GenerationToken>,
-        ) -> Result<()> {
-            unreachable!("not adopted here")
-        }
-        fn message_count(&self) -> Result<u64> {
-            unreachable!("not counted here")
-        }
-    }
-
-    /// Verifies with `vault` while a media thread places files 1 to 8, a few milliseconds apart.
-    fn verify_beside_placing(vault: &mut Scripted) -> Option<HashSet<[u8; 16]>> {
-        let (placed, receiver) = std::sync::mpsc::channel();
+    /// Runs the verifier while one thread places files 1 to 8 and another hands over their checks
+    /// in reverse order (so some keys come first and some files), a millisecond apart; file
+    /// `failing` fails its check.
+    fn verify_eight(failing: Option<u8>, meter: &SharedMeter<'_>) -> MediaChecked {
+        let (ready, events) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
+            let placed = ready.clone();
             scope.spawn(move || {
                 for n in 1..=8u8 {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                    placed.send([n; 16]).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    let _ = placed.send(Ready::Placed([n; 16]));
                 }
             });
-            verify_as_placed(vault, &receiver).unwrap()
+            scope.spawn(move || {
+                for n in (1..=8u8).rev() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    let _ = ready.send(Ready::Keyed([n; 16], Box::new(ScriptedCheck(Some(n) != failing))));
+                }
+            });
+            verify_media_when_ready(events, meter)
         })
     }
 
     #[test]
-    fn every_placed_media_file_is_verified_and_one_failure_fails_the_restore() {
-        let mut good = Scripted { database_ok: true, failing: HashSet::new(), opened: Default::default() };
-        let verified = verify_beside_placing(&mut good).expect("all checks pass");
-        assert_eq!(verified, (1..=8u8).map(|n| [n; 16]).collect::<HashSet<_>>());
-
-        let mut one_bad = Scripted { database_ok: true, failing: HashSet::from([[5; 16]]), opened: Default::default() };
-        assert_eq!(verify_beside_placing(&mut one_bad), None, "the fifth file failed its check");
+    fn each_media_file_is_checked_once_it_is_placed_and_keyed_in_either_order() {
+        let meter = SharedMeter::new(Meter::new(None, None));
+        let checked = verify_eight(None, &meter);
+        assert!(checked.passed);
+        assert_eq!(checked.verified, (1..=8u8).map(|n| [n; 16]).collect::<HashSet<_>>());
+        assert!(meter.add(0).is_ok(), "nothing stopped the restore");
     }
 
     #[test]
-    fn a_database_that_fails_its_check_ends_verification_before_the_remaining_media() {
-        let mut vault = Scripted { database_ok: false, failing: HashSet::new(), opened: Default::default() };
-        assert_eq!(verify_beside_placing(&mut vault), None);
-        let opened = vault.opened.lock().unwrap().len();
-        assert!(opened < 8, "{opened} media checks opened after the database failed");
+    fn a_media_file_that_fails_its_check_fails_verification_and_stops_the_restore() {
+        let meter = SharedMeter::new(Meter::new(None, None));
+        let checked = verify_eight(Some(5), &meter);
+        assert!(!checked.passed);
+        assert!(!checked.verified.contains(&[5; 16]));
+        assert!(matches!(meter.add(0), Err(Error::Cancelled)), "the media thread is told to stop");
+    }
+
+    #[test]
+    fn a_file_without_a_key_or_a_key_without_a_file_is_not_verified() {
+        let meter = SharedMeter::new(Meter::new(None, None));
+        let (ready, events) = std::sync::mpsc::channel();
+        ready.send(Ready::Placed([1; 16])).unwrap();
+        ready.send(Ready::Keyed([2; 16], Box::new(ScriptedCheck(true)))).unwrap();
+        drop(ready);
+        let checked = verify_media_when_ready(events, &meter);
+        assert!(checked.verified.is_empty(), "the caller's completeness check refuses both");
     }
 }

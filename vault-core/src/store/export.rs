@@ -25,6 +25,8 @@ use rusqlite::Connection;
 use rusqlite::types::{Value, ValueRef};
 
 use crate::error::{Error, Result};
+use crate::media::MediaId;
+use crate::secret::SecretKey;
 
 const MAGIC: &[u8; 8] = b"VBAKEXP1";
 const END: u8 = 0xFF;
@@ -191,6 +193,19 @@ fn read_exact<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<()> {
     })
 }
 
+/// The id, key and length of an inserted media row (columns `id`, `file_key`, `length` first);
+/// `None` for values of other shapes, whose item then fails verification.
+fn imported_media(values: &[Value]) -> Option<ImportedMedia> {
+    match values {
+        [Value::Blob(id), Value::Blob(key), Value::Integer(length), ..] => Some(ImportedMedia {
+            id: MediaId(<[u8; 16]>::try_from(id.as_slice()).ok()?),
+            key: SecretKey::try_from_slice(key)?,
+            length: u64::try_from(*length).ok()?,
+        }),
+        _ => None,
+    }
+}
+
 fn read_value<R: Read>(input: &mut R) -> Result<Value> {
     let mut tag = [0u8; 1];
     read_exact(input, &mut tag)?;
@@ -224,8 +239,30 @@ fn read_value<R: Read>(input: &mut R) -> Result<Value> {
 /// The export's schema version must be at most the database's (and at least
 /// [`OLDEST_IMPORTED`]); the database must have no content (no row in any exported table but
 /// `security_events` and `id_high_water`). The database's own security events (its creation and unlocks) are kept
-/// and renumbered after the imported history.
-pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<ExportStats> {
+/// and renumbered after the imported history. (Restores use [`import_with`].)
+#[cfg(any(test, fuzzing))]
+pub(crate) fn import<R: Read>(conn: &mut Connection, input: R) -> Result<ExportStats> {
+    import_with(conn, input, &mut |_| {})
+}
+
+/// A media row as an import inserted it: what authenticating its file takes.
+pub(crate) struct ImportedMedia {
+    /// The item's id.
+    pub(crate) id: MediaId,
+    /// The key its file is sealed under.
+    pub(crate) key: SecretKey,
+    /// The plaintext length its row records.
+    pub(crate) length: u64,
+}
+
+/// [`import`], handing each media row to `on_media` once inserted (in the export's order, media
+/// rows come before the messages, so most of the import is still ahead). The rows are committed
+/// only if the whole import succeeds.
+pub(crate) fn import_with<R: Read>(
+    conn: &mut Connection,
+    mut input: R,
+    on_media: &mut dyn FnMut(ImportedMedia),
+) -> Result<ExportStats> {
     let mut header = [0u8; 12];
     read_exact(&mut input, &mut header)?;
     if &header[..8] != MAGIC {
@@ -281,7 +318,7 @@ pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<Exp
         if usize::from(width[0]) != table.columns.len() {
             return Err(corrupt("a row with the wrong number of columns"));
         }
-        let values = (0..table.columns.len()).map(|_| read_value(&mut input)).collect::<Result<Vec<_>>>()?;
+        let mut values = (0..table.columns.len()).map(|_| read_value(&mut input)).collect::<Result<Vec<_>>>()?;
         let placeholders = vec!["?"; values.len()].join(", ");
         let upsert = if table.name == "id_high_water" {
             " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
@@ -293,6 +330,17 @@ pub(crate) fn import<R: Read>(conn: &mut Connection, mut input: R) -> Result<Exp
             .execute(rusqlite::params_from_iter(values.iter()))
             .map_err(|_| corrupt("a row the schema refuses"))?;
         stats.rows[position].1 += 1;
+        if table.name == "media"
+            && let Some(media) = imported_media(&values)
+        {
+            on_media(media);
+        }
+        // Keys and secret values are blobs: wiped before the buffer is freed.
+        for value in &mut values {
+            if let Value::Blob(bytes) = value {
+                zeroize::Zeroize::zeroize(bytes);
+            }
+        }
     }
     let mut trailing = [0u8; 1];
     if input.read(&mut trailing).map_err(io_err)? != 0 {

@@ -19,11 +19,10 @@ use crate::backup::{
 };
 use crate::error::{Error, Result};
 use crate::media::MediaFiles;
-use crate::media::io::MediaReader;
 use crate::secret::SecretKey;
-use crate::store::export;
 #[cfg(test)]
 use crate::store::export::ExportStats;
+use crate::store::export::{self, ImportedMedia};
 use crate::store::{backup_state, events, media_rows};
 use crate::{MediaId, Passphrase, Progress, SecurityEventKind};
 
@@ -242,15 +241,33 @@ impl MediaPlacer for RestoredMedia {
     }
 }
 
-impl MediaCheck for MediaReader {
-    fn passes(mut self: Box<Self>) -> bool {
-        authenticate_all(&mut self).is_ok()
+/// The authentication of a restored media file under the key of its row, opened when it runs.
+struct PendingMediaCheck {
+    files: MediaFiles,
+    id: MediaId,
+    key: SecretKey,
+    length: u64,
+}
+
+impl MediaCheck for PendingMediaCheck {
+    fn passes(self: Box<Self>) -> bool {
+        self.files.open(&self.id, &self.key, self.length).and_then(|mut reader| authenticate_all(&mut reader)).is_ok()
     }
 }
 
 impl RestoredVault for Vault {
-    fn import_database(&mut self, input: &mut dyn Read) -> Result<()> {
-        export::import(&mut self.store.conn, input).map(|_| ())
+    fn import_database(
+        &mut self,
+        input: &mut dyn Read,
+        media_checks: &mut dyn FnMut([u8; 16], Box<dyn MediaCheck>),
+    ) -> Result<()> {
+        let dir = &self.dir;
+        let mut hand_over = |media: ImportedMedia| {
+            let check =
+                PendingMediaCheck { files: MediaFiles::new(dir), id: media.id, key: media.key, length: media.length };
+            media_checks(media.id.0, Box::new(check));
+        };
+        export::import_with(&mut self.store.conn, input, &mut hand_over).map(|_| ())
     }
 
     fn media_placer(&self) -> Box<dyn MediaPlacer> {
@@ -262,8 +279,9 @@ impl RestoredVault for Vault {
     }
 
     fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>> {
-        let reader = self.open_media_reader(&MediaId(*id)).ok()?;
-        Some(Box::new(reader))
+        let id = MediaId(*id);
+        let row = media_rows::row(&self.store.conn, &id).ok()?;
+        Some(Box::new(PendingMediaCheck { files: MediaFiles::new(&self.dir), id, key: row.key, length: row.length }))
     }
 
     fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool> {

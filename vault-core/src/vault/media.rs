@@ -80,13 +80,8 @@ impl Vault {
     /// Authenticates every segment of the media file of `id` under its row's key; the problem
     /// found, if any (no row, no file, a segment that fails).
     fn verify_media_item(&self, id: &MediaId) -> Option<String> {
-        let check = self.open_media_reader(id).and_then(|mut reader| authenticate_all(&mut reader));
+        let check = open_media(&self.store.conn, &self.media, id).and_then(|mut reader| authenticate_all(&mut reader));
         check.err().map(|e| format!("media {id}: {e}"))
-    }
-
-    /// A reader of the media item `id`, under its row's key.
-    pub(super) fn open_media_reader(&self, id: &MediaId) -> Result<MediaReader> {
-        open_media(&self.store.conn, &self.media, id)
     }
 
     /// A problem for each media file whose id is not in `known` (the ids of the media rows).
