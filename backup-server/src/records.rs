@@ -158,6 +158,10 @@ pub struct DirectUpload {
     /// Claimed by the replica settling it (which removes the note next).
     #[serde(default)]
     pub settled: bool,
+    /// When it was claimed, in Unix seconds (0 in notes of servers before this field): a claim
+    /// much older than a settlement takes was left by a replica that stopped.
+    #[serde(default)]
+    pub claimed_at: u64,
 }
 
 /// A fresh staging path for one upload.

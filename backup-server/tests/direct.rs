@@ -188,6 +188,61 @@ fn a_reservation_is_released_once_whoever_settles_it() {
     assert_eq!((status.objects, status.used_bytes), (0, 0));
 }
 
+/// The noted upload of `id` (the only one of that id in the store), read and rewritten as another
+/// replica's claim made at `claimed_at`.
+fn claim_note_as_another_replica(h: &Harness, runtime: &tokio::runtime::Runtime, id: &str, claimed_at: u64) {
+    use futures::StreamExt as _;
+    use object_store::{ObjectStoreExt as _, PutPayload};
+    let store = h.server.state.storage.store();
+    runtime.block_on(async {
+        let listed: Vec<_> = store.list(Some(&backup_server::records::direct_uploads_prefix())).collect().await;
+        let path = listed
+            .into_iter()
+            .map(|meta| meta.unwrap().location)
+            .find(|location| location.filename() == Some(id))
+            .expect("the upload is noted");
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let mut note: backup_server::records::DirectUpload = serde_json::from_slice(&bytes).unwrap();
+        note.settled = true;
+        note.claimed_at = claimed_at;
+        store.put(&path, PutPayload::from(serde_json::to_vec(&note).unwrap())).await.unwrap();
+    });
+}
+
+/// Whether an upload of `id` is noted.
+fn noted(h: &Harness, runtime: &tokio::runtime::Runtime, id: &str) -> bool {
+    use futures::StreamExt as _;
+    let store = h.server.state.storage.store();
+    runtime.block_on(async {
+        let listed: Vec<_> = store.list(Some(&backup_server::records::direct_uploads_prefix())).collect().await;
+        listed.into_iter().any(|meta| meta.unwrap().location.filename() == Some(id))
+    })
+}
+
+#[test]
+#[cfg_attr(not(s3_available), ignore = "needs an S3 server: run scripts/test.sh")]
+fn a_settlement_another_replica_holds_is_left_to_it_and_a_stale_claim_is_removed() {
+    let h = Harness::start(Backend::S3, test_limits());
+    let auth = device(&h.client);
+    let content = vec![5u8; 100];
+    let direct = h.client.direct_upload_url(&auth, "claimed", 100, &sha256(&content)).unwrap().unwrap();
+    h.client.put_direct(&direct, upload(content)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Another replica claimed it just now and is still settling it.
+    claim_note_as_another_replica(&h, &runtime, "claimed", backup_server::state::now_secs());
+    assert_eq!(code(h.client.direct_upload_done(&auth, "claimed")), ErrorCode::Unavailable);
+    let later = backup_server::state::now_secs() + 3600;
+    let sweep = || runtime.block_on(backup_server::http::sweep_direct_uploads(&h.server.state, later)).unwrap();
+    assert_eq!(sweep(), 0);
+    assert!(noted(&h, &runtime, "claimed"), "a claim in progress is left to its replica");
+    // That replica stopped long ago: the next sweep removes the claim, keeping the reservation.
+    claim_note_as_another_replica(&h, &runtime, "claimed", 1);
+    assert_eq!(sweep(), 0, "nothing settled: the note is only removed");
+    assert!(!noted(&h, &runtime, "claimed"));
+    let status = h.client.account_status(&auth).unwrap();
+    assert_eq!((status.objects, status.used_bytes), (1, 100), "the stored object stays counted");
+}
+
 #[test]
 fn a_local_store_hands_out_no_presigned_urls_and_clients_use_the_server() {
     let h = Harness::start(Backend::LocalFs, test_limits());

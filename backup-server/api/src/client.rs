@@ -866,10 +866,11 @@ struct WatchedBody<R> {
 impl<R: Read> Read for WatchedBody<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         self.inner.read(out).inspect_err(|error| {
-            self.failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_or_insert_with(|| error.to_string());
+            // An interrupted read is retried by the HTTP stack, not a failure.
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                failure.get_or_insert_with(|| error.to_string());
+            }
         })
     }
 }

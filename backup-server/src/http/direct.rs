@@ -39,6 +39,10 @@ use crate::storage::Change;
 /// server and the store, and an upload still finishing when the URL expired).
 const SETTLE_AFTER_EXPIRY_SECS: u64 = 300;
 
+/// Seconds after which a claimed note whose settlement never finished (its replica stopped) is
+/// removed by the next caller that meets it.
+const STALE_CLAIM_SECS: u64 = 600;
+
 /// How long URLs live, or `direct_transfers_off`.
 fn url_ttl(state: &AppState) -> Result<Duration, ApiError> {
     let ttl = state.limits.direct_url_ttl;
@@ -91,8 +95,15 @@ pub async fn upload_url(
         if pending.settled || pending.expires_at.saturating_add(SETTLE_AFTER_EXPIRY_SECS) <= now {
             // An earlier upload of this id whose URL is long expired: settle it, then start anew
             // (unless it did arrive).
-            if settle(&state, &caller.account, &id).await? == Settled::Stored {
-                return Err(exists());
+            match settle(&state, &caller.account, &id).await? {
+                Settled::Stored => return Err(exists()),
+                Settled::InProgress => {
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "an earlier upload of this identifier is being settled; retry in a few minutes",
+                    ));
+                }
+                Settled::NotArrived | Settled::WrongSize | Settled::NothingNoted => {}
             }
         } else if pending.expires_at <= now {
             return Err(ApiError::new(
@@ -118,6 +129,7 @@ pub async fn upload_url(
         sha256: request.sha256.clone(),
         expires_at: now + ttl.as_secs(),
         settled: false,
+        claimed_at: 0,
     };
     let options = PutOptions { mode: PutMode::Create, ..Default::default() };
     let noted_put = state.storage.store().put_opts(&noted, PutPayload::from(records::encode(&pending)), options).await;
@@ -174,6 +186,9 @@ pub async fn upload_done(
     }
     match settle(&state, &caller.account, &id).await? {
         Settled::Stored | Settled::NothingNoted => Ok(StatusCode::CREATED),
+        Settled::InProgress => {
+            Err(ApiError::new(ErrorCode::Unavailable, "the upload is being settled; retry in a few seconds"))
+        }
         Settled::WrongSize => Err(ApiError::bad_request(
             "the stored object's size is not the size declared for it; it was deleted and its reservation released",
         )),
@@ -207,31 +222,35 @@ pub(super) enum Settled {
     WrongSize,
     /// No upload was noted (already settled, or the object came through the server).
     NothingNoted,
+    /// Another caller (perhaps another replica) is settling it now.
+    InProgress,
 }
 
 /// What claiming an upload note found.
 enum Claim {
     /// No note: the object came through the server, or its upload was settled and removed.
     NoNote,
-    /// A note another caller has claimed and not removed yet.
-    AlreadySettled,
+    /// A note another caller claimed at this time (Unix seconds) and has not removed yet.
+    AlreadyClaimed(u64),
     /// The note, now claimed by this caller.
     Claimed(DirectUpload),
 }
 
 /// Settles the noted upload of `id`, if any: claims the note (only one caller, on any replica,
-/// gets it), then keeps or releases its reservation, then removes the note.
+/// gets it), then keeps or releases its reservation, then removes the note. A settlement that
+/// fails before its reservation is released puts the note back unclaimed, for the next sweep.
 pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) -> Result<Settled, ApiError> {
     let noted = records::direct_upload_path(account, id);
+    let now = now_secs();
     let claimed = state
         .storage
         .update::<_, ApiError>(&noted, |current| {
             let Some(bytes) = current else { return Ok(Change::Keep(Claim::NoNote)) };
             let pending: DirectUpload = records::parse(bytes, &noted)?;
             if pending.settled {
-                return Ok(Change::Keep(Claim::AlreadySettled));
+                return Ok(Change::Keep(Claim::AlreadyClaimed(pending.claimed_at)));
             }
-            let claimed = DirectUpload { settled: true, ..pending.clone() };
+            let claimed = DirectUpload { settled: true, claimed_at: now, ..pending.clone() };
             Ok(Change::Write(records::encode(&claimed), Claim::Claimed(pending)))
         })
         .await?;
@@ -239,12 +258,37 @@ pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) ->
     let pending = match claimed {
         Claim::Claimed(pending) => pending,
         Claim::NoNote => return Ok(Settled::NothingNoted),
-        Claim::AlreadySettled => {
-            // Settled by another caller (perhaps another replica) that has not removed it yet.
-            let _ = delete_if_present(store, &noted).await;
+        Claim::AlreadyClaimed(at) if at.saturating_add(STALE_CLAIM_SECS) > now => return Ok(Settled::InProgress),
+        Claim::AlreadyClaimed(_) => {
+            // Its replica stopped mid-settlement, perhaps after releasing the reservation: the
+            // note goes (a reservation it still held stays counted: never under-counted).
+            delete_if_present(store, &noted).await?;
             return Ok(Settled::NothingNoted);
         }
     };
+    let settled = match keep_or_release(state, account, id, &pending).await {
+        Ok(settled) => settled,
+        Err(error) => {
+            // Nothing was released: the note goes back unclaimed for the next sweep.
+            let _ = store.put_opts(&noted, PutPayload::from(records::encode(&pending)), PutOptions::default()).await;
+            return Err(error);
+        }
+    };
+    delete_if_present(store, &noted).await?;
+    if settled == Settled::Stored {
+        bump(&state.metrics.objects_stored);
+    }
+    Ok(settled)
+}
+
+/// Keeps the reservation of a claimed upload whose object arrived with the declared size, or
+/// releases it (deleting an object of another size).
+async fn keep_or_release(
+    state: &AppState,
+    account: &AccountHash,
+    id: &str,
+    pending: &DirectUpload,
+) -> Result<Settled, ApiError> {
     let path = records::object_path(account, id);
     let settled = {
         // Settlements, placements and deletions of one id take turns on this replica.
@@ -252,7 +296,7 @@ pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) ->
         match object_size(state, &path).await? {
             Some(size) if size == pending.size => Settled::Stored,
             Some(_) => {
-                delete_if_present(store, &path).await?;
+                delete_if_present(state.storage.store(), &path).await?;
                 Settled::WrongSize
             }
             None => Settled::NotArrived,
@@ -260,10 +304,6 @@ pub(super) async fn settle(state: &AppState, account: &AccountHash, id: &str) ->
     };
     if settled != Settled::Stored {
         adjust_usage(state, account, -i128::from(pending.size), -1).await?;
-    }
-    delete_if_present(store, &noted).await?;
-    if settled == Settled::Stored {
-        bump(&state.metrics.objects_stored);
     }
     Ok(settled)
 }
@@ -297,7 +337,7 @@ pub async fn sweep_direct_uploads(state: &AppState, now: u64) -> Result<usize, A
     let mut settled = 0;
     for (account, id) in due {
         match settle(state, &account, &id).await {
-            Ok(Settled::NothingNoted) => {}
+            Ok(Settled::NothingNoted | Settled::InProgress) => {}
             Ok(_) => settled += 1,
             Err(error) => {
                 tracing::warn!(account = %account.tag(), error = %error.message, "settling an upload failed; retried next sweep")
