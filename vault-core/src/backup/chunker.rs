@@ -18,8 +18,8 @@ pub struct ChunkParams {
 impl ChunkParams {
     /// For the database export: small chunks, so an edit re-uploads little (`docs/backup.md`).
     pub const EXPORT: Self = Self { min: 256, avg: 1024, max: 4096 };
-    /// For snapshot trees (lists of 32-byte chunk ids): about eight ids per chunk, so a changed
-    /// export chunk re-uploads little of the tree.
+    /// For snapshot trees (lists of 64-byte entries: chunk id and chunk key): about four entries
+    /// per chunk, so a changed export chunk re-uploads little of the tree.
     pub const TREE: Self = Self { min: 64, avg: 256, max: 1024 };
 }
 

@@ -140,10 +140,10 @@ pub(crate) trait RestoredVault {
     fn media_placer(&self) -> Box<dyn MediaPlacer>;
     /// Checks the key slots, every page of the database and the search index; true when all
     /// passed.
-    fn verify_database(&mut self) -> Result<bool>;
+    fn verify_database(&self) -> Result<bool>;
     /// The check of the media file of `id` under the key its (imported) row holds, to run on any
     /// thread once the file is placed; `None` when it has no row.
-    fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>>;
+    fn media_check(&self, id: &[u8; 16]) -> Result<Option<Box<dyn MediaCheck>>>;
     /// Whether every media row's file is among `verified` and every media file has a row.
     fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool>;
     /// Records the backup the vault came from (with the generation's token, when it has one), so
@@ -276,21 +276,23 @@ pub(crate) fn restore(
         // imported, on this one.
         let mut placer = vault.media_placer();
         let (ready, ready_events) = std::sync::mpsc::channel();
-        let placed_ids = ready.clone();
+        let media_ready = ready.clone();
         let (checked, placed, media_checked) = std::thread::scope(|scope| {
-            let media = scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter, placed_ids));
-            let verifier = scope.spawn(|| verify_media_when_ready(ready_events, &meter));
+            let media =
+                scope.spawn(|| place_media(transport, &keys, &tree.media, placer.as_mut(), &meter, media_ready));
             let _media_stops_on_panic = StopOnPanic(&meter);
+            let verifier = scope.spawn(|| verify_media_when_ready(ready_events, &meter));
             let mut hand_over = |id, check| {
                 let _ = ready.send(Ready::Keyed(id, check));
             };
             let imported = if resumed {
-                for entry in &tree.media {
-                    if let Some(check) = vault.media_check(&entry.media_id) {
+                let keyed = tree.media.iter().try_for_each(|entry| {
+                    if let Some(check) = vault.media_check(&entry.media_id)? {
                         hand_over(entry.media_id, check);
                     }
-                }
-                meter.add(tree.export_len).map(|()| 0)
+                    Ok(())
+                });
+                keyed.and_then(|()| meter.add(tree.export_len)).map(|()| 0)
             } else {
                 // The marker is written before the import's last bytes are counted, so that a
                 // cancellation the progress asks for at that count keeps the complete import.
@@ -531,7 +533,7 @@ fn import_export(
 }
 
 /// Fetches and writes every media file of the snapshot the vault lacks, and sends the id of each
-/// file, written now or by an interrupted restore, to `placed_ids` once it is durable; returns the
+/// file, written now or by an interrupted restore, to `media_ready` once it is durable; returns the
 /// bytes downloaded and the number of files an interrupted restore had already written.
 fn place_media(
     transport: &dyn Transport,
@@ -539,7 +541,7 @@ fn place_media(
     media: &[MediaEntry],
     placer: &mut dyn MediaPlacer,
     meter: &SharedMeter<'_>,
-    placed_ids: std::sync::mpsc::Sender<Ready>,
+    media_ready: std::sync::mpsc::Sender<Ready>,
 ) -> Result<(u64, u64)> {
     let (mut downloaded, mut resumed) = (0, 0);
     for entry in media {
@@ -548,7 +550,7 @@ fn place_media(
             resumed += 1;
             meter.add(entry.file_len)?;
             // Verified like the others (the verifier may have stopped listening: then it is not).
-            let _ = placed_ids.send(Ready::Placed(id));
+            let _ = media_ready.send(Ready::Placed(id));
             continue;
         }
         let name = media_object_name(keys, &entry.media_id);
@@ -563,7 +565,7 @@ fn place_media(
         placed?;
         source.flush()?;
         downloaded += entry.file_len;
-        let _ = placed_ids.send(Ready::Placed(id));
+        let _ = media_ready.send(Ready::Placed(id));
     }
     Ok((downloaded, resumed))
 }
@@ -588,6 +590,7 @@ struct MediaChecked {
 /// handed over (in either order), until every sender of `events` is gone. A failed check stops
 /// the restore's other work through `meter`.
 fn verify_media_when_ready(events: std::sync::mpsc::Receiver<Ready>, meter: &SharedMeter<'_>) -> MediaChecked {
+    let _restore_stops_on_panic = StopOnPanic(meter);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let (jobs, queue) = std::sync::mpsc::channel::<([u8; 16], Box<dyn MediaCheck>)>();
     let queue = std::sync::Mutex::new(queue);
@@ -597,6 +600,7 @@ fn verify_media_when_ready(events: std::sync::mpsc::Receiver<Ready>, meter: &Sha
             let results = results.clone();
             let queue = &queue;
             scope.spawn(move || {
+                let _restore_stops_on_panic = StopOnPanic(meter);
                 loop {
                     let job = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((id, check)) = job else { break };
@@ -612,19 +616,22 @@ fn verify_media_when_ready(events: std::sync::mpsc::Receiver<Ready>, meter: &Sha
         let mut keyed: HashMap<[u8; 16], Box<dyn MediaCheck>> = HashMap::new();
         let mut placed = HashSet::new();
         for event in events {
-            let ready = match event {
-                Ready::Placed(id) => keyed.remove(&id).map(|check| (id, check)).or_else(|| {
-                    placed.insert(id);
-                    None
-                }),
-                Ready::Keyed(id, check) if placed.contains(&id) => Some((id, check)),
+            match event {
+                Ready::Placed(id) => match keyed.remove(&id) {
+                    Some(check) => {
+                        let _ = jobs.send((id, check));
+                    }
+                    None => {
+                        placed.insert(id);
+                    }
+                },
                 Ready::Keyed(id, check) => {
-                    keyed.insert(id, check);
-                    None
+                    if placed.remove(&id) {
+                        let _ = jobs.send((id, check));
+                    } else {
+                        keyed.insert(id, check);
+                    }
                 }
-            };
-            if let Some(job) = ready {
-                let _ = jobs.send(job);
             }
         }
         drop(jobs);

@@ -193,6 +193,20 @@ fn read_exact<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<()> {
     })
 }
 
+/// The values of one imported row; its blobs (keys and secret values among them) are wiped when
+/// it is dropped, on every path.
+struct WipedRow(Vec<Value>);
+
+impl Drop for WipedRow {
+    fn drop(&mut self) {
+        for value in &mut self.0 {
+            if let Value::Blob(bytes) = value {
+                zeroize::Zeroize::zeroize(bytes);
+            }
+        }
+    }
+}
+
 /// The id, key and length of an inserted media row (columns `id`, `file_key`, `length` first);
 /// `None` for values of other shapes, whose item then fails verification.
 fn imported_media(values: &[Value]) -> Option<ImportedMedia> {
@@ -318,8 +332,11 @@ pub(crate) fn import_with<R: Read>(
         if usize::from(width[0]) != table.columns.len() {
             return Err(corrupt("a row with the wrong number of columns"));
         }
-        let mut values = (0..table.columns.len()).map(|_| read_value(&mut input)).collect::<Result<Vec<_>>>()?;
-        let placeholders = vec!["?"; values.len()].join(", ");
+        let mut values = WipedRow(Vec::with_capacity(table.columns.len()));
+        for _ in 0..table.columns.len() {
+            values.0.push(read_value(&mut input)?);
+        }
+        let placeholders = vec!["?"; values.0.len()].join(", ");
         let upsert = if table.name == "id_high_water" {
             " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
         } else {
@@ -327,19 +344,13 @@ pub(crate) fn import_with<R: Read>(
         };
         let sql = format!("INSERT INTO {} ({}) VALUES ({placeholders}){upsert}", table.name, table.columns.join(", "));
         tx.prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(values.iter()))
+            .execute(rusqlite::params_from_iter(values.0.iter()))
             .map_err(|_| corrupt("a row the schema refuses"))?;
         stats.rows[position].1 += 1;
         if table.name == "media"
-            && let Some(media) = imported_media(&values)
+            && let Some(media) = imported_media(&values.0)
         {
             on_media(media);
-        }
-        // Keys and secret values are blobs: wiped before the buffer is freed.
-        for value in &mut values {
-            if let Value::Blob(bytes) = value {
-                zeroize::Zeroize::zeroize(bytes);
-            }
         }
     }
     let mut trailing = [0u8; 1];

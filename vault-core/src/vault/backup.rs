@@ -274,14 +274,23 @@ impl RestoredVault for Vault {
         Box::new(RestoredMedia(MediaFiles::new(&self.dir)))
     }
 
-    fn verify_database(&mut self) -> Result<bool> {
+    fn verify_database(&self) -> Result<bool> {
         Ok(self.verify_stored()?.iter().all(|check| check.problems.is_empty()))
     }
 
-    fn media_check(&self, id: &[u8; 16]) -> Option<Box<dyn MediaCheck>> {
+    fn media_check(&self, id: &[u8; 16]) -> Result<Option<Box<dyn MediaCheck>>> {
         let id = MediaId(*id);
-        let row = media_rows::row(&self.store.conn, &id).ok()?;
-        Some(Box::new(PendingMediaCheck { files: MediaFiles::new(&self.dir), id, key: row.key, length: row.length }))
+        let row = match media_rows::row(&self.store.conn, &id) {
+            Ok(row) => row,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Box::new(PendingMediaCheck {
+            files: MediaFiles::new(&self.dir),
+            id,
+            key: row.key,
+            length: row.length,
+        })))
     }
 
     fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool> {

@@ -383,7 +383,9 @@ impl Vault {
     }
 
     /// [`Vault::unlock`], with the slot already opened when `known` is given (a vault this
-    /// process has just created).
+    /// process has just created: the slot is checked to open to those keys without the KDF, and
+    /// `secret` is then used only to recover an interrupted key rotation, which a new vault
+    /// cannot have).
     fn unlock_as(dir: &Path, secret: SlotSecret<'_>, known: Option<Opened>) -> Result<Vault> {
         if !dir.join(KEYSLOTS_FILE).exists() {
             return Err(Error::NotFound("no vault in this directory (no key-slot file)".to_owned()));
