@@ -2,8 +2,10 @@
 # Backup and restore of a vault holding 1 GiB of media, side by side with restic backing up the
 # same plaintext to a local repository: wall time, peak memory (RSS) and bytes stored.
 #
-# Backups run once each. Restores run in PAIRS pairs (vault, then restic) per temperature, the
-# temperatures taking turns so that a machine whose speed drifts moves both alike: "warm"
+# Backups run once each. Restores run in PAIRS pairs per temperature, the vault first in odd pairs
+# and restic first in even ones (on this machine a restore's time depends on what ran just before
+# it, so each tool takes both places), the temperatures taking turns so that a machine
+# whose speed drifts moves both alike: "warm"
 # leaves the backup and the repository in the page cache; "cold" evicts every file of both from it
 # (posix_fadvise DONTNEED, after a sync) before each timed run. The vault's restore is durable (it
 # fsyncs every file before moving the vault into place); restic's is not, so each restic run is
@@ -13,11 +15,11 @@
 # objects (`cp` + `sync`, no cipher, no database), the bytes any durable restore has to write; its
 # ratio to restic is the best ratio a durable restore could reach on this disk.
 # Installs restic from Debian if missing (benchmarks only; not part of CI).
-# Usage: scripts/bench-backup-peers.sh [MEDIA_MIB] [PAIRS]      (default 1024, 3)
+# Usage: scripts/bench-backup-peers.sh [MEDIA_MIB] [PAIRS]      (default 1024, 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
-pairs=${2:-3}
+pairs=${2:-4}
 if ! command -v restic >/dev/null || [ ! -x /usr/bin/time ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic time
 fi
@@ -81,19 +83,32 @@ sync_restic_output() { find "$work/restic-restored" -type f -exec sync {} +; }
 durable_copy() { mkdir "$work/floor" && cp "$work"/vault-backup/objects/media-* "$work/floor/" && sync "$work"/floor/*; }
 
 echo
-echo "restores: $pairs pairs per temperature, warm and cold in turn (vault, then restic, then a sync of restic's output)"
+echo "restores: $pairs pairs per temperature, warm and cold in turn; odd pairs run the vault first, even pairs restic (then a sync of its output) first; the floor last"
+run_vault() { # TEMPERATURE -> seconds
+    sync
+    [ "$1" = cold ] && evict "$work/vault-backup"
+    timed vault_restore
+    rm -rf "$work/restored"
+}
+run_restic() { # TEMPERATURE -> "seconds sync-seconds"
+    sync
+    [ "$1" = cold ] && evict "$work/restic-repo"
+    local r s
+    r=$(timed restic_restore)
+    s=$(timed sync_restic_output)
+    rm -rf "$work/restic-restored"
+    echo "$r $s"
+}
 results=()
 for pair in $(seq 1 "$pairs"); do
     for temperature in warm cold; do
-        sync
-        [ "$temperature" = cold ] && evict "$work/vault-backup"
-        v=$(timed vault_restore)
-        rm -rf "$work/restored"
-        sync
-        [ "$temperature" = cold ] && evict "$work/restic-repo"
-        r=$(timed restic_restore)
-        s=$(timed sync_restic_output)
-        rm -rf "$work/restic-restored"
+        if [ $((pair % 2)) = 1 ]; then
+            v=$(run_vault "$temperature")
+            read -r r s < <(run_restic "$temperature")
+        else
+            read -r r s < <(run_restic "$temperature")
+            v=$(run_vault "$temperature")
+        fi
         sync
         [ "$temperature" = cold ] && evict "$work/vault-backup"
         f=$(timed durable_copy)
