@@ -6,6 +6,7 @@
 //! [`server::RunningServer`]. The HTTP API is specified in `docs/server-api.md`.
 
 pub mod authcache;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod guesses;

@@ -1,7 +1,7 @@
 //! Shared state of one server process.
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::authcache::DeviceAuthCache;
 use crate::guesses::LoginPolicy;
@@ -102,7 +102,4 @@ impl AppState {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use crate::clock::now_secs;

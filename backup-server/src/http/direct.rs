@@ -25,7 +25,7 @@ use futures::StreamExt as _;
 use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::extract::{Caller, JsonBody, PathId};
-use super::objects::{
+use super::object_common::{
     adjust_usage, checked_id, delete_if_present, exists, not_found, object_size, within_object_limit,
 };
 use crate::error::ApiError;

@@ -5,6 +5,7 @@ mod account;
 mod direct;
 pub mod extract;
 pub mod login;
+mod object_common;
 mod objects;
 
 use std::net::SocketAddr;

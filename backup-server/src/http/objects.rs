@@ -25,12 +25,15 @@ use object_store::{
 use serde::Deserialize;
 
 use super::extract::{Caller, CallerKind, PathId, read_bounded};
+use super::object_common::{
+    adjust_usage, checked_id, delete_if_present, exists, ignore_not_found, not_found, object_size, within_object_limit,
+};
 use crate::error::ApiError;
 use crate::metrics::bump;
-use crate::records::{self, DeletedEntry, Usage};
+use crate::records::{self, DeletedEntry};
 use crate::secrets::AccountHash;
 use crate::state::{AppState, now_secs};
-use crate::storage::{BackendKind, Change, Storage};
+use crate::storage::{BackendKind, Storage};
 
 /// Largest upload written with a single put; larger ones use a staged multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 8 << 20;
@@ -40,87 +43,6 @@ const SMALL_READ_MAX: u64 = 256 << 10;
 const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
-
-pub(super) fn checked_id(id: &str) -> Result<(), ApiError> {
-    if is_valid_object_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidName,
-            "an object identifier has 1 to 128 characters from A-Z a-z 0-9 _ - . and does not start with a dot",
-        ))
-    }
-}
-
-/// Deletes the object at `path`; one already gone is not an error.
-pub(super) async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<(), ApiError> {
-    ignore_not_found(store.delete(path).await)
-}
-
-/// A deletion's outcome, with "not found" (already gone) counted as done.
-fn ignore_not_found(deleted: object_store::Result<()>) -> Result<(), ApiError> {
-    match deleted {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The size of the object at `path`, `None` if absent.
-pub(super) async fn object_size(state: &AppState, path: &Path) -> Result<Option<u64>, ApiError> {
-    match state.storage.store().head(path).await {
-        Ok(meta) => Ok(Some(meta.size)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Refuses an object larger than the server takes.
-pub(super) fn within_object_limit(state: &AppState, len: u64) -> Result<(), ApiError> {
-    if len > state.limits.max_object_bytes {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("objects are limited to {} bytes", state.limits.max_object_bytes),
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such object")
-}
-
-/// Adds (or with negative values, releases) bytes and objects on the account's usage record,
-/// refusing to exceed the quota when adding.
-pub(super) async fn adjust_usage(
-    state: &AppState,
-    account: &AccountHash,
-    bytes: i128,
-    objects: i128,
-) -> Result<(), ApiError> {
-    let path = records::usage_path(account);
-    let quota = state.limits.quota_bytes;
-    state
-        .storage
-        .update::<_, ApiError>(&path, |current| {
-            let usage: Usage = match current {
-                Some(b) => records::parse(b, &path)?,
-                None => Usage::default(),
-            };
-            let new_bytes = (i128::from(usage.bytes) + bytes).max(0);
-            if bytes > 0 && new_bytes > i128::from(quota) {
-                return Err(ApiError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!("the account's quota of {quota} bytes would be exceeded"),
-                ));
-            }
-            let updated = Usage {
-                bytes: u64::try_from(new_bytes).unwrap_or(u64::MAX),
-                objects: u64::try_from((i128::from(usage.objects) + objects).max(0)).unwrap_or(u64::MAX),
-            };
-            Ok(Change::Write(records::encode(&updated), ()))
-        })
-        .await
-}
 
 /// `PUT /v1/objects/{id}`: 201 when stored; 409 if the id exists.
 pub async fn put_object(
@@ -220,10 +142,6 @@ impl Drop for StagedUpload {
             });
         }
     }
-}
-
-pub(super) fn exists() -> ApiError {
-    ApiError::new(ErrorCode::ObjectExists, "an object with this identifier exists; objects are write-once")
 }
 
 fn cut_short() -> ApiError {
