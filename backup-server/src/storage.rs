@@ -165,9 +165,11 @@ impl Storage {
             builder = builder.with_allow_http(true);
         }
         let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
-        let endpoint = builder
-            .get_config_value(&AmazonS3ConfigKey::Endpoint)
-            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let virtual_hosted = builder
+            .get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let bucket_url =
+            bucket_url(builder.get_config_value(&AmazonS3ConfigKey::Endpoint), bucket, &region, virtual_hosted);
         let signer = Arc::new(builder.build()?);
         let s3: Arc<dyn ObjectStore> = signer.clone();
         let prefix = prefix.trim_matches('/');
@@ -178,13 +180,7 @@ impl Storage {
             None => format!("s3://{bucket}/{prefix}"),
         };
         let mut storage = Self::new(store, BackendKind::S3, shown);
-        storage.signer = Some(S3Signing {
-            s3: signer,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            bucket: bucket.to_owned(),
-            prefix: Path::from(prefix),
-            region,
-        });
+        storage.signer = Some(S3Signing { s3: signer, bucket_url, prefix: Path::from(prefix), region });
         Ok(storage)
     }
 
@@ -206,16 +202,17 @@ impl Storage {
         let Some(signing) = &self.signer else { return Ok(None) };
         let credential = signing.s3.credentials().get_credential().await?;
         let key: Path = signing.prefix.parts().chain(path.parts()).collect();
-        let url_path = format!("/{}/{}", signing.bucket, key.as_ref());
+        let (origin, bucket_path) = split_bucket_url(&signing.bucket_url);
+        let url_path = format!("{bucket_path}/{}", key.as_ref());
         let target = crate::presign::PresignTarget {
-            endpoint: &signing.endpoint,
+            endpoint: origin,
             path: &url_path,
             region: &signing.region,
             key_id: &credential.key_id,
             secret: &credential.secret_key,
             token: credential.token.as_deref(),
         };
-        Ok(Some(crate::presign::presign(method, &target, headers, crate::state::now_secs(), expires_in.as_secs())))
+        Ok(Some(crate::presign::presign(method, &target, headers, crate::clock::now_secs(), expires_in.as_secs())))
     }
 
     /// The underlying store.
@@ -429,14 +426,36 @@ fn stripe(path: &Path) -> usize {
     (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
-/// What an S3 store needs to presign URLs: the store (for its credentials), the endpoint as the
-/// server reaches it, the bucket, this server's prefix in it and the region.
+/// What an S3 store needs to presign URLs: the store (for its credentials), the bucket's URL as
+/// the server reaches it, this server's prefix in the bucket and the region.
 struct S3Signing {
     s3: Arc<object_store::aws::AmazonS3>,
-    endpoint: String,
-    bucket: String,
+    bucket_url: String,
     prefix: Path,
     region: String,
+}
+
+/// A bucket's URL split into its origin (`scheme://host[:port]`) and the path before the
+/// object keys: `/bucket` with path-style requests, empty with virtual-hosted-style ones.
+fn split_bucket_url(bucket_url: &str) -> (&str, &str) {
+    let after_scheme = bucket_url.find("://").map_or(0, |i| i + 3);
+    match bucket_url[after_scheme..].find('/') {
+        Some(i) => bucket_url.split_at(after_scheme + i),
+        None => (bucket_url, ""),
+    }
+}
+
+/// The URL under which a bucket's objects live, as `object_store` addresses them: with path-style
+/// requests (the default) the endpoint and then the bucket; with virtual-hosted-style requests
+/// (`AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`) the bucket in the host name of AWS's endpoint, or a
+/// custom endpoint as given (which then names the bucket itself).
+fn bucket_url(endpoint: Option<String>, bucket: &str, region: &str, virtual_hosted: bool) -> String {
+    match (endpoint, virtual_hosted) {
+        (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
+        (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    }
 }
 
 /// Why [`Storage::read_small_local`] did not answer; the caller falls back to `object_store`.
@@ -477,6 +496,20 @@ fn local_file(root: &std::path::Path, path: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_urls_address_the_bucket_as_the_store_does() {
+        let cases = [
+            (Some("http://127.0.0.1:8333/"), false, "http://127.0.0.1:8333", "/b"),
+            (Some("https://b.storage.example"), true, "https://b.storage.example", ""),
+            (None, false, "https://s3.eu-west-1.amazonaws.com", "/b"),
+            (None, true, "https://b.s3.eu-west-1.amazonaws.com", ""),
+        ];
+        for (endpoint, virtual_hosted, origin, path) in cases {
+            let url = bucket_url(endpoint.map(str::to_owned), "b", "eu-west-1", virtual_hosted);
+            assert_eq!(split_bucket_url(&url), (origin, path), "{endpoint:?}, virtual hosted: {virtual_hosted}");
+        }
+    }
 
     async fn counter_increments(storage: Arc<Storage>, path: Path, times: u32) {
         for _ in 0..times {
