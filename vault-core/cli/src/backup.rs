@@ -43,7 +43,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let progress = bar.as_ref().map(|b| b as &dyn vault_core::Progress);
             let mut recovery = vault.recovery()?;
             let guarded = if target.dir.is_none() && recovery.status()?.is_some() {
-                recovery.backup(&crate::context::network(), progress)?
+                recovery.backup(&crate::network::network(), progress)?
             } else {
                 let transport = transport_for(&vault, &target)?;
                 GuardianBackupReport {
@@ -87,13 +87,13 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let password = ctx.input.backup_password()?;
             let mut recovery = vault.recovery()?;
             if restore {
-                let restored = recovery.restore_deleted(&crate::context::network(), &password)?;
+                let restored = recovery.restore_deleted(&crate::network::network(), &password)?;
                 if ctx.json {
                     return ctx.print_json(&json!({ "restored": restored }));
                 }
                 return ctx.print(format!("restored {restored} deleted objects"));
             }
-            let deleted = recovery.deleted_objects(&crate::context::network(), &password)?;
+            let deleted = recovery.deleted_objects(&crate::network::network(), &password)?;
             if ctx.json {
                 let objects: Vec<_> = deleted
                     .iter()
@@ -115,7 +115,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
         }
         BackupCommand::Events => {
             let vault = ctx.unlock()?;
-            let report = vault.recovery()?.fetch_guardian_events(&crate::context::network())?;
+            let report = vault.recovery()?.fetch_guardian_events(&crate::network::network())?;
             if ctx.json {
                 return ctx.print_report(&report);
             }
@@ -150,7 +150,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let transport = transport_for(&vault, &target)?;
             let check = vault.backups()?.verify(transport.as_ref(), fraction)?;
             let holders = if target.dir.is_none() && vault.recovery()?.status()?.is_some() {
-                vault.recovery()?.holders(&crate::context::network())?
+                vault.recovery()?.holders(&crate::network::network())?
             } else {
                 Vec::new()
             };
@@ -196,7 +196,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
             let vault = ctx.unlock()?;
             let report = if target.dir.is_none() && vault.recovery()?.status()?.is_some() {
                 let password = ctx.input.backup_password()?;
-                vault.recovery()?.prune(&crate::context::network(), &password, keep)?
+                vault.recovery()?.prune(&crate::network::network(), &password, keep)?
             } else {
                 let transport = transport_for(&vault, &target)?;
                 vault.backups()?.prune(transport.as_ref(), keep)?
@@ -244,7 +244,7 @@ pub fn run(ctx: &mut Context<'_>, command: BackupCommand) -> Result<(), Failure>
                 (Some(dir), _, _) => Box::new(DirTransport::new(&dir).map_err(storage_failure)?),
                 (None, Some(server), Some(account)) => {
                     let password = ctx.input.backup_password()?;
-                    vault_core::recovery::password_transport(&crate::context::network(), &server, &account, &password)?
+                    vault_core::recovery::password_transport(&crate::network::network(), &server, &account, &password)?
                 }
                 _ => return Err(Failure::usage("give --from-dir DIR, or --server URL and --account NAME")),
             };
@@ -302,7 +302,7 @@ fn transport_for(vault: &Vault, target: &BackupTarget) -> Result<Box<dyn Transpo
     }
     vault
         .recovery()?
-        .data_transport(&crate::context::network())?
+        .data_transport(&crate::network::network())?
         .map(|t| t as Box<dyn Transport>)
         .ok_or_else(|| Failure::usage("no backup server: run `vault backup setup` first, or give --dir DIR"))
 }

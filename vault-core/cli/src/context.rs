@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vault_core::{KeyWrapper, SoftwareKeyWrapper, Vault};
-use vault_core_net::{ClientOptions, HttpNetwork, LoginTicket};
 
 use crate::failure::{Failure, exit};
 use crate::input::Input;
@@ -86,14 +85,4 @@ impl<'a> Context<'a> {
             .map_err(|_| Failure { code: exit::OTHER, message: "cannot render the report as JSON".into() })?;
         self.print_json(&value)
     }
-}
-
-/// The environment variable holding a login ticket from the app's account service.
-pub(crate) const LOGIN_TICKET_VAR: &str = "VAULT_LOGIN_TICKET";
-
-/// How the CLI reaches guardian servers: HTTPS, sending the login ticket in
-/// [`LOGIN_TICKET_VAR`] (if set) with every login start, for guardians that require one.
-pub(crate) fn network() -> HttpNetwork {
-    let ticket = std::env::var(LOGIN_TICKET_VAR).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-    HttpNetwork::new(ClientOptions { login_ticket: ticket.map(LoginTicket::new), ..ClientOptions::default() })
 }

@@ -75,7 +75,7 @@ impl From<Error> for Failure {
             return Self { code, message };
         }
         if let Error::Guardian { error: GuardianError::TicketRequired, .. } = &e {
-            let message = format!("{e} (set {})", crate::context::LOGIN_TICKET_VAR);
+            let message = format!("{e} (set {})", crate::network::LOGIN_TICKET_VAR);
             return Self { code, message };
         }
         Self { code, message: e.to_string() }

@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod failure;
 mod input;
+mod network;
 mod progress_bar;
 mod recovery;
 mod render;

@@ -37,7 +37,7 @@ pub fn setup(
     let vault = ctx.unlock()?;
     let password = ctx.input.backup_password()?;
     let setup = RecoverySetup { servers, account, policy, device_name };
-    let report = vault.recovery()?.setup(&crate::context::network(), &setup, &password)?;
+    let report = vault.recovery()?.setup(&crate::network::network(), &setup, &password)?;
     if ctx.json {
         return ctx.print_json(&json!({
             "policy": report.policy.describe(),
@@ -119,7 +119,7 @@ pub fn restore(
         CodeSource::Given(text) => Some(RecoveryCode::new(text)),
         CodeSource::Stdin => Some(RecoveryCode::new(ctx.input.recovery_code()?)),
     };
-    let network = crate::context::network();
+    let network = crate::network::network();
     let Some(passphrase) = passphrase else {
         let (_, report) = vault_core::recover_key(&network, servers, account, &password, code.as_ref())?;
         if ctx.json {
@@ -209,7 +209,7 @@ pub fn password(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
     let old = ctx.input.backup_password()?;
     let new = ctx.input.new_backup_password()?;
-    vault.recovery()?.change_password(&crate::context::network(), &old, &new)?;
+    vault.recovery()?.change_password(&crate::network::network(), &old, &new)?;
     ctx.print(
         "backup password changed on every guardian; the recovery code stays valid (a guardian that kept its \
          old record still opens it with the old password: run `vault backup new-recovery-code` if the old \
@@ -221,7 +221,7 @@ pub fn password(ctx: &mut Context<'_>) -> Result<(), Failure> {
 pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
     let password = ctx.input.backup_password()?;
-    let code = vault.recovery()?.refresh_shares(&crate::context::network(), &password)?;
+    let code = vault.recovery()?.refresh_shares(&crate::network::network(), &password)?;
     if ctx.json {
         return ctx.print_json(&json!({ "recovery_code": code.as_ref().map(RecoveryCode::expose_secret) }));
     }
@@ -240,7 +240,7 @@ pub fn refresh(ctx: &mut Context<'_>) -> Result<(), Failure> {
 /// `vault backup devices [--revoke ID_OR_NAME [--revoke-this-device]]`.
 pub fn devices(ctx: &mut Context<'_>, revoke: Option<String>, revoke_this_device: bool) -> Result<(), Failure> {
     let vault = ctx.unlock()?;
-    let network = crate::context::network();
+    let network = crate::network::network();
     let mut recovery = vault.recovery()?;
     if let Some(device) = revoke {
         let password = ctx.input.backup_password()?;

@@ -708,6 +708,20 @@ impl Writer {
     }
 }
 
+// Beside `Head` rather than in `keys.rs`, which knows nothing of the objects' formats.
+impl BackupKeys {
+    /// The token that opens the manifest `head` names: the one the head carries whole, else the
+    /// one these keys know for its generation; `None` when neither (a share alone, or a head of
+    /// the format before forward secrecy, which needs none).
+    pub(crate) fn token_for(&self, head: &Head) -> Option<GenerationToken> {
+        match &head.token {
+            Some(TokenPart::Whole(token)) => Some(token.clone()),
+            Some(TokenPart::Share(_)) => self.known_token(head.generation).cloned(),
+            None => None,
+        }
+    }
+}
+
 /// The newest generation, its manifest hash and the device that writes the backup, as kept in
 /// the server's head record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -320,17 +320,6 @@ impl BackupKeys {
         self.known_token.as_ref().filter(|(g, _)| *g == generation).map(|(_, t)| t)
     }
 
-    /// The token that opens the manifest `head` names: the one the head carries whole, else the
-    /// one these keys know for its generation; `None` when neither (a share alone, or a head of
-    /// the format before forward secrecy, which needs none).
-    pub(crate) fn token_for(&self, head: &super::format::Head) -> Option<GenerationToken> {
-        match &head.token {
-            Some(TokenPart::Whole(token)) => Some(token.clone()),
-            Some(TokenPart::Share(_)) => self.known_token(head.generation).cloned(),
-            None => None,
-        }
-    }
-
     /// The current epoch (0 for a backup never rotated).
     pub(crate) fn current_epoch(&self) -> u32 {
         u32::try_from(self.epochs.len().saturating_sub(1)).unwrap_or(u32::MAX)
