@@ -207,11 +207,12 @@ impl Drop for WipedRow {
     }
 }
 
-/// The id, key and length of an inserted media row (columns `id`, `file_key`, `length` first);
+/// The id, key and length of an inserted media row, found by the names of `table`'s columns;
 /// `None` for values of other shapes, whose item then fails verification.
-fn imported_media(values: &[Value]) -> Option<ImportedMedia> {
-    match values {
-        [Value::Blob(id), Value::Blob(key), Value::Integer(length), ..] => Some(ImportedMedia {
+fn imported_media(table: &Table, values: &[Value]) -> Option<ImportedMedia> {
+    let column = |name: &str| table.columns.iter().position(|c| *c == name).and_then(|i| values.get(i));
+    match (column("id")?, column("file_key")?, column("length")?) {
+        (Value::Blob(id), Value::Blob(key), Value::Integer(length)) => Some(ImportedMedia {
             id: MediaId(<[u8; 16]>::try_from(id.as_slice()).ok()?),
             key: SecretKey::try_from_slice(key)?,
             length: u64::try_from(*length).ok()?,
@@ -348,7 +349,7 @@ pub(crate) fn import_with<R: Read>(
             .map_err(|_| corrupt("a row the schema refuses"))?;
         stats.rows[position].1 += 1;
         if table.name == "media"
-            && let Some(media) = imported_media(&values.0)
+            && let Some(media) = imported_media(table, &values.0)
         {
             on_media(media);
         }

@@ -249,6 +249,13 @@ struct PendingMediaCheck {
     length: u64,
 }
 
+impl PendingMediaCheck {
+    /// The check of the media file `id` of the vault at `dir`, under `key`, for `length` bytes.
+    fn boxed(dir: &Path, id: MediaId, key: SecretKey, length: u64) -> Box<dyn MediaCheck> {
+        Box::new(Self { files: MediaFiles::new(dir), id, key, length })
+    }
+}
+
 impl MediaCheck for PendingMediaCheck {
     fn passes(self: Box<Self>) -> bool {
         self.files.open(&self.id, &self.key, self.length).and_then(|mut reader| authenticate_all(&mut reader)).is_ok()
@@ -263,9 +270,7 @@ impl RestoredVault for Vault {
     ) -> Result<()> {
         let dir = &self.dir;
         let mut hand_over = |media: ImportedMedia| {
-            let check =
-                PendingMediaCheck { files: MediaFiles::new(dir), id: media.id, key: media.key, length: media.length };
-            media_checks(media.id.0, Box::new(check));
+            media_checks(media.id.0, PendingMediaCheck::boxed(dir, media.id, media.key, media.length));
         };
         export::import_with(&mut self.store.conn, input, &mut hand_over).map(|_| ())
     }
@@ -285,12 +290,7 @@ impl RestoredVault for Vault {
             Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(Some(Box::new(PendingMediaCheck {
-            files: MediaFiles::new(&self.dir),
-            id,
-            key: row.key,
-            length: row.length,
-        })))
+        Ok(Some(PendingMediaCheck::boxed(&self.dir, id, row.key, row.length)))
     }
 
     fn media_complete(&self, verified: &HashSet<[u8; 16]>) -> Result<bool> {
