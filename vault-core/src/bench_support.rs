@@ -6,10 +6,9 @@
 pub use crate::store::bench_support::*;
 
 use crate::backup::BackupRootKey;
-use crate::backup::chunker::{ChunkParams, Chunker};
-use crate::backup::keys::BackupKeys;
-use crate::backup::pack::PackWriter;
-use crate::backup::run::PACK_TARGET;
+use crate::backup::chunker::{ChunkParams, ChunkStream, Chunker};
+use crate::backup::keys::{BackupKeys, ChunkId};
+use crate::backup::pack::{PACK_TARGET, PackWriter};
 use crate::crypto::aead::DetachedAead;
 use crate::error::{Error, Result};
 use crate::secret::SecretKey;
@@ -64,22 +63,32 @@ impl BackupPipeline {
         Self { keys, chunker }
     }
 
-    /// Chunks `input`, seals every chunk into packs of about the size a backup run uploads, and
+    /// Chunks `input` as the export is chunked (streamed, in runs), computes the chunks' ids and
+    /// seals them into packs of about the size a backup run uploads, as a backup run does, and
     /// returns the bytes sealed (finished packs, padded, and the unfinished last one).
     pub fn chunk_and_seal(&self, input: &[u8]) -> Result<usize> {
         let mut writer = PackWriter::new();
-        let mut rest = input;
         let mut sealed = 0;
-        for len in self.chunker.chunk_lengths(input) {
-            let (chunk, tail) = rest.split_at(len);
-            rest = tail;
-            writer
-                .add(self.keys.chunk_id(chunk), chunk)
-                .map_err(|e| Error::Integrity { object: crate::DataKind::BackupPack, problem: e.to_string() })?;
-            if writer.len() >= PACK_TARGET {
-                sealed += std::mem::take(&mut writer).finish().map_err(Error::from_rng)?.0.len();
+        let mut each = |chunks: &[&[u8]]| -> Result<()> {
+            let ids = self.keys.chunk_ids(chunks);
+            let chunks: Vec<(ChunkId, &[u8])> = ids.into_iter().zip(chunks.iter().copied()).collect();
+            let mut rest = &chunks[..];
+            while !rest.is_empty() {
+                let added = writer
+                    .add_until(rest, PACK_TARGET)
+                    .map_err(|e| Error::Integrity { object: crate::DataKind::BackupPack, problem: e.to_string() })?;
+                rest = &rest[added.len()..];
+                if writer.len() >= PACK_TARGET {
+                    let (pack, _) = std::mem::take(&mut writer).finish().map_err(Error::from_rng)?;
+                    sealed += pack.len();
+                    writer = PackWriter::reusing(pack);
+                }
             }
-        }
+            Ok(())
+        };
+        let mut stream = ChunkStream::new(&self.chunker);
+        stream.push(input, &mut each)?;
+        stream.finish(&mut each)?;
         Ok(sealed + writer.len())
     }
 }

@@ -181,6 +181,40 @@ fn round_trip_restores_every_message_secret_and_media_item() {
     assert_eq!(leftovers.len(), 3, "{leftovers:?}");
 }
 
+/// Repeated content within one run's chunks and across runs: an export of several megabytes
+/// whose messages repeat one block of text, so that the chunker cuts the same chunks again and
+/// again. Each distinct chunk is sealed once (the repeats reuse its key) and the restore is whole.
+#[test]
+fn chunks_repeated_within_a_run_are_sealed_once_and_restore() {
+    let work = tempfile::tempdir().unwrap();
+    let storage = work.path().join("backup");
+    let mut vault =
+        Vault::create(&work.path().join("phone"), &Passphrase::new("first device".into()), options()).unwrap();
+    let mut x: u32 = 7;
+    let block: String = (0..20_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + (x >> 16) as u8 % 26)
+        })
+        .collect();
+    let messages: Vec<NewMessage> =
+        (0..40).map(|i| NewMessage::new("chat", "me", format!("{i}: {}", block.repeat(5)))).collect();
+    vault.messages().add_batch(&messages).unwrap();
+    vault.secrets().put("api-token", b"SECRET-CANARY-bytes").unwrap();
+    let transport = DirTransport::new(&storage).unwrap();
+    let report = vault.backups().unwrap().run(&transport, None).unwrap();
+    print_report("repeated", &report);
+    assert!(report.export_bytes > 3 << 20, "the export spans several of the chunker's runs");
+    assert!(report.reused_chunks > report.new_chunks, "repeats reuse the chunks first sealed");
+    assert!(report.uploaded_bytes < report.export_bytes / 10, "uploaded {}", report.uploaded_bytes);
+
+    let key = vault.backups().unwrap().dangerous_export_key().unwrap().unwrap();
+    let target = work.path().join("new-phone");
+    assert_eq!(restore_to(&storage, &key, &target).unwrap().messages, 40);
+    let mut restored = Vault::unlock(&target, SlotSecret::Passphrase(&Passphrase::new("new device".into()))).unwrap();
+    assert_same_content(&mut vault, &mut restored);
+}
+
 #[test]
 fn incremental_backups_upload_only_what_changed() {
     let work = tempfile::tempdir().unwrap();

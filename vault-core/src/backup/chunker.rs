@@ -61,61 +61,125 @@ impl Chunker {
         len.clamp(1, data.len().max(1))
     }
 
-    /// Splits a whole buffer into chunk lengths.
-    pub fn chunk_lengths(&self, data: &[u8]) -> Vec<usize> {
+    /// Splits a whole buffer into its chunks.
+    pub fn chunks<'d>(&self, data: &'d [u8]) -> Vec<&'d [u8]> {
         let mut out = Vec::new();
         let mut rest = data;
         while !rest.is_empty() {
-            let len = self.cut(rest);
-            out.push(len);
-            rest = &rest[len..];
+            let (chunk, tail) = rest.split_at(self.cut(rest));
+            out.push(chunk);
+            rest = tail;
         }
         out
     }
+
+    /// The lengths of the chunks at the start of `data` that leave at least `keep` bytes behind
+    /// their cut, until they add up to `run` bytes or more.
+    fn cut_run(&self, data: &[u8], run: usize, keep: usize) -> Vec<usize> {
+        let mut lengths = Vec::new();
+        let mut start = 0;
+        while start < run && data.len() - start >= keep.max(1) {
+            let len = self.cut(&data[start..]);
+            lengths.push(len);
+            start += len;
+        }
+        lengths
+    }
+
+    /// Splits a whole buffer into chunk lengths.
+    #[cfg(test)]
+    pub fn chunk_lengths(&self, data: &[u8]) -> Vec<usize> {
+        self.chunks(data).iter().map(|chunk| chunk.len()).collect()
+    }
 }
 
+/// About how many bytes of chunks a [`ChunkStream`] hands out at once: some thousand export
+/// chunks, so that their ids and seals are shared out over the cores in few hand-overs.
+const STREAM_RUN: usize = 1 << 20;
+
 /// A push-style chunker: feed it bytes as they are produced (for example by the database
-/// export, which writes), and it hands out every chunk whose end is decided. Holds at most about
-/// two maximum chunks.
+/// export, which writes), and it hands out the chunks whose ends are decided, in runs of about
+/// [`STREAM_RUN`] bytes. It finds the next run's cut points on another core (rayon's pool) while
+/// the caller works on a run. Holds at most two runs and one maximum chunk, in a buffer allocated
+/// once and zeroized when dropped.
 pub struct ChunkStream<'a> {
     chunker: &'a Chunker,
     buf: zeroize::Zeroizing<Vec<u8>>,
+    /// The lengths of the chunks at the front of `buf` whose cut points are found, not yet handed
+    /// out.
+    decided: Vec<usize>,
+    /// About how many bytes of chunks are handed out at once ([`STREAM_RUN`] but in tests).
+    run: usize,
 }
 
 impl<'a> ChunkStream<'a> {
     /// A stream over `chunker`.
     pub fn new(chunker: &'a Chunker) -> Self {
-        Self { chunker, buf: zeroize::Zeroizing::new(Vec::with_capacity(chunker.params.max * 3)) }
+        Self::with_run(chunker, STREAM_RUN)
     }
 
-    /// Adds `data`; calls `each` for every chunk now complete.
-    pub fn push<E>(&mut self, mut data: &[u8], each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        let max = self.chunker.params.max;
+    fn with_run(chunker: &'a Chunker, run: usize) -> Self {
+        let buf = zeroize::Zeroizing::new(Vec::with_capacity(2 * run + chunker.params.max));
+        Self { chunker, buf, decided: Vec::new(), run }
+    }
+
+    /// The most the buffer holds: it never grows past this, so no copy of the bytes is left
+    /// behind by a reallocation.
+    fn capacity(&self) -> usize {
+        2 * self.run + self.chunker.params.max
+    }
+
+    /// Adds `data`; calls `each` with the chunks now complete, in order, whenever a run of them
+    /// is ready.
+    pub fn push<E>(&mut self, mut data: &[u8], each: &mut impl FnMut(&[&[u8]]) -> Result<(), E>) -> Result<(), E> {
+        let full = self.capacity();
         while !data.is_empty() {
-            let room = (max * 2).saturating_sub(self.buf.len()).max(1);
-            let (now, later) = data.split_at(room.min(data.len()));
+            let (now, later) = data.split_at((full - self.buf.len()).min(data.len()));
             self.buf.extend_from_slice(now);
             data = later;
-            self.drain(max, each)?;
+            // The first time, nothing is decided yet: the first run is cut, then handed out.
+            while self.buf.len() >= full {
+                self.advance(self.run, self.chunker.params.max, each)?;
+            }
         }
         Ok(())
     }
 
-    /// Emits chunks while at least `keep` bytes stay buffered behind the cut.
-    fn drain<E>(&mut self, keep: usize, each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        let mut start = 0;
-        while self.buf.len() - start >= keep.max(1) {
-            let len = self.chunker.cut(&self.buf[start..]);
-            each(&self.buf[start..start + len])?;
-            start += len;
-        }
-        self.buf.drain(..start);
+    /// Hands the decided chunks to `each` on this thread while another core finds the next
+    /// chunks' cut points: at least `run` bytes of them, or all those that leave `keep` bytes
+    /// buffered behind their cut (a cut looks at most one maximum chunk ahead, so with `keep` at
+    /// the maximum these are decided).
+    fn advance<E>(
+        &mut self,
+        run: usize,
+        keep: usize,
+        each: &mut impl FnMut(&[&[u8]]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let decided_len: usize = self.decided.iter().sum();
+        let (decided, undecided) = self.buf.split_at(decided_len);
+        let chunker = self.chunker;
+        let mut next = Vec::new();
+        let handed_out = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| next = chunker.cut_run(undecided, run, keep));
+            let mut chunks = Vec::with_capacity(self.decided.len());
+            let mut rest = decided;
+            for &len in &self.decided {
+                let (chunk, tail) = rest.split_at(len);
+                chunks.push(chunk);
+                rest = tail;
+            }
+            if chunks.is_empty() { Ok(()) } else { each(&chunks) }
+        });
+        handed_out?;
+        self.buf.drain(..decided_len);
+        self.decided = next;
         Ok(())
     }
 
-    /// Emits the remaining chunks at the end of the input.
-    pub fn finish<E>(mut self, each: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        self.drain(1, each)
+    /// Hands out the remaining chunks at the end of the input.
+    pub fn finish<E>(mut self, each: &mut impl FnMut(&[&[u8]]) -> Result<(), E>) -> Result<(), E> {
+        self.advance(usize::MAX, 1, each)?;
+        self.advance(usize::MAX, 1, each)
     }
 }
 
@@ -143,13 +207,13 @@ mod tests {
     }
 
     /// The chunks of `data` fed to a [`ChunkStream`] in pieces of `piece` bytes.
-    fn streamed(chunker: &Chunker, data: &[u8], piece: usize) -> Vec<Vec<u8>> {
+    fn streamed(chunker: &Chunker, data: &[u8], piece: usize, run: usize) -> Vec<Vec<u8>> {
         let mut chunks = Vec::new();
-        let mut each = |c: &[u8]| -> Result<(), ()> {
-            chunks.push(c.to_vec());
+        let mut each = |run: &[&[u8]]| -> Result<(), ()> {
+            chunks.extend(run.iter().map(|c| c.to_vec()));
             Ok(())
         };
-        let mut stream = ChunkStream::new(chunker);
+        let mut stream = ChunkStream::with_run(chunker, run);
         for part in data.chunks(piece) {
             stream.push(part, &mut each).unwrap();
         }
@@ -180,21 +244,48 @@ mod tests {
         let data = pseudo_random(2 << 20, 11);
         let mut edited = data.clone();
         edited.splice(1 << 20..1 << 20, b"a few inserted bytes".iter().copied());
-        let before: std::collections::HashSet<Vec<u8>> = streamed(&chunker, &data, 1 << 16).into_iter().collect();
-        let after = streamed(&chunker, &edited, 1 << 16);
+        let before: std::collections::HashSet<Vec<u8>> =
+            streamed(&chunker, &data, 1 << 16, STREAM_RUN).into_iter().collect();
+        let after = streamed(&chunker, &edited, 1 << 16, STREAM_RUN);
         let new = after.iter().filter(|c| !before.contains(*c)).count();
         assert!(new <= 3, "{new} new chunks after one insertion");
     }
 
+    #[test]
+    fn chunks_come_in_runs_and_the_buffer_never_grows() {
+        let chunker = chunker(4);
+        let data = pseudo_random(5 << 20, 5);
+        let mut stream = ChunkStream::new(&chunker);
+        let capacity = stream.buf.capacity();
+        let mut runs = Vec::new();
+        let mut each = |run: &[&[u8]]| -> Result<(), ()> {
+            runs.push(run.iter().map(|c| c.len()).sum::<usize>());
+            Ok(())
+        };
+        for part in data.chunks(3000) {
+            stream.push(part, &mut each).unwrap();
+            assert_eq!(stream.buf.capacity(), capacity, "the buffer was reallocated");
+        }
+        stream.finish(&mut each).unwrap();
+        assert_eq!(runs.iter().sum::<usize>(), data.len());
+        let max = ChunkParams::EXPORT.max;
+        let (last, whole) = runs.split_last().unwrap();
+        assert!(whole.len() >= 3, "runs {runs:?}");
+        assert!(whole.iter().all(|&run| (STREAM_RUN - max..STREAM_RUN + max).contains(&run)), "runs {runs:?}");
+        assert!(*last <= 2 * STREAM_RUN + max, "runs {runs:?}");
+    }
+
     proptest! {
         #[test]
-        fn pushing_matches_whole_buffer_chunking(len in 0usize..60_000, seed in any::<u64>(), piece in 1usize..20_000) {
+        fn pushing_matches_whole_buffer_chunking(
+            len in 0usize..300_000, seed in any::<u64>(), piece in 1usize..20_000, run in 1usize..50_000
+        ) {
             let chunker = chunker(9);
             let data = pseudo_random(len, seed);
-            let mut stream = ChunkStream::new(&chunker);
+            let mut stream = ChunkStream::with_run(&chunker, run);
             let mut lengths = Vec::new();
-            let mut each = |c: &[u8]| -> Result<(), ()> {
-                lengths.push(c.len());
+            let mut each = |run: &[&[u8]]| -> Result<(), ()> {
+                lengths.extend(run.iter().map(|c| c.len()));
                 Ok(())
             };
             for part in data.chunks(piece) {
@@ -206,11 +297,11 @@ mod tests {
 
         #[test]
         fn streaming_matches_whole_buffer_chunking_and_reassembles(
-            len in 0usize..60_000, seed in any::<u64>(), read_size in 1usize..20_000
+            len in 0usize..300_000, seed in any::<u64>(), read_size in 1usize..20_000, run in 1usize..50_000
         ) {
             let chunker = chunker(9);
             let data = pseudo_random(len, seed);
-            let chunks = streamed(&chunker, &data, read_size);
+            let chunks = streamed(&chunker, &data, read_size, run);
             let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
             prop_assert_eq!(lengths, chunker.chunk_lengths(&data));
             prop_assert_eq!(chunks.concat(), data);

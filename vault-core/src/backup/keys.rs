@@ -8,6 +8,10 @@ use crate::crypto::derive::{Derivation, Purpose, derive_bytes, derive_subkey, ke
 use crate::error::{DataKind, Error, Result};
 use crate::secret::SecretKey;
 
+/// The fewest chunks one task of [`BackupKeys::chunk_ids`] hashes (about 16 KiB of the export):
+/// enough that handing the task to another core costs little beside the hashing.
+const CHUNKS_PER_TASK: usize = 16;
+
 /// A chunk identifier: the BLAKE3 keyed hash of the chunk's plaintext under the chunk-id key.
 /// Equal plaintexts have equal ids (deduplication); without the key nobody can compute or confirm
 /// one.
@@ -348,6 +352,12 @@ impl BackupKeys {
     /// The id of a chunk with this plaintext.
     pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(keyed_hash(&self.chunk_id, plaintext))
+    }
+
+    /// The ids of `chunks`, in order, computed on all cores (rayon's pool).
+    pub(crate) fn chunk_ids(&self, chunks: &[&[u8]]) -> Vec<ChunkId> {
+        use rayon::prelude::*;
+        chunks.par_iter().with_min_len(CHUNKS_PER_TASK).map(|chunk| self.chunk_id(chunk)).collect()
     }
 
     /// The key chunks are sealed under now.

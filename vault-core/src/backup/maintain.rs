@@ -333,7 +333,7 @@ pub(crate) fn prune(
                     writer.add_epoch_keyed(keys, location.entry.id, plain.expose_secret())
                 };
                 moved.map_err(pack_error)?;
-                if writer.len() >= super::run::PACK_TARGET {
+                if writer.len() >= super::pack::PACK_TARGET {
                     upload_pack(transport, keys, std::mem::replace(&mut writer, new_writer()), &mut new_locations)?;
                 }
             }

@@ -29,6 +29,12 @@ pub const PACK_VERSION: u16 = 2;
 pub const PACK_VERSION_EPOCH_KEYED: u16 = 1;
 /// Bytes before the first sealed chunk.
 pub const PACK_HEADER_LEN: usize = 10;
+/// Packs are closed once they reach this size (before padding).
+pub const PACK_TARGET: usize = 4 << 20;
+/// The room a new pack's buffer is made with, before padding: a pack closed at [`PACK_TARGET`]
+/// after a last chunk of up to 64 KiB, padded, fits without the buffer (and the chunks sealed so
+/// far) being copied to a larger one.
+const PACK_ROOM: u64 = PACK_TARGET as u64 + (64 << 10);
 const CHUNK_AAD_MAGIC: &[u8; 8] = b"VBAKCHNK";
 
 /// Where one chunk lies in a pack.
@@ -97,7 +103,19 @@ impl PackWriter {
     }
 
     fn of_version(version: u16) -> Self {
-        let mut body = Vec::with_capacity(4 << 20);
+        Self::of_version_in(version, Vec::new())
+    }
+
+    /// An empty pack of the current version written into `buffer`, the bytes of a pack finished
+    /// (and uploaded) before: its memory is reused, rather than a new buffer's pages touched for
+    /// the first time, which on a fresh allocation costs as much as sealing.
+    pub fn reusing(buffer: Vec<u8>) -> Self {
+        Self::of_version_in(PACK_VERSION, buffer)
+    }
+
+    fn of_version_in(version: u16, mut body: Vec<u8>) -> Self {
+        body.clear();
+        body.reserve(usize::try_from(padme_len(PACK_ROOM)).unwrap_or(PACK_TARGET));
         body.extend_from_slice(PACK_MAGIC);
         body.extend_from_slice(&version.to_le_bytes());
         Self { version, body, entries: Vec::new(), keys: single_use::FreshKeys::default() }
@@ -105,17 +123,41 @@ impl PackWriter {
 
     /// Seals `plaintext` (whose id is `id`) into the pack under a key drawn for it, and returns
     /// that key. Only for a pack of the current version.
+    #[cfg(test)]
     pub fn add(&mut self, id: ChunkId, plaintext: &[u8]) -> Result<ChunkKey, PackError> {
+        self.add_until(&[(id, plaintext)], usize::MAX)?.pop().ok_or(PackError::Randomness)
+    }
+
+    /// Seals chunks from the front of `chunks` (each with its id) into the pack, each under a key
+    /// drawn for it, on all cores: as many as fit before the pack reaches `target` bytes, and the
+    /// one that brings it there. Returns their keys in order; the caller goes on with the rest.
+    /// Only for a pack of the current version.
+    pub fn add_until(&mut self, chunks: &[(ChunkId, &[u8])], target: usize) -> Result<Vec<ChunkKey>, PackError> {
         if self.version != PACK_VERSION {
             return Err(PackError::UnsupportedVersion(self.version));
         }
-        let start = self.body.len();
-        let offset = u32::try_from(start).map_err(|_| PackError::OutOfBounds)?;
-        let key = single_use::seal_fresh_into(&mut self.keys, &chunk_aad(PACK_VERSION, &id), plaintext, &mut self.body)
-            .map_err(|_| PackError::Randomness)?;
-        let sealed_len = u32::try_from(self.body.len() - start).map_err(|_| PackError::OutOfBounds)?;
-        self.entries.push(PackEntry { id, offset, sealed_len });
-        Ok(ChunkKey::from_secret(&key))
+        let mut end = self.body.len();
+        let mut entries = Vec::new();
+        for (id, plaintext) in chunks {
+            if end >= target && !entries.is_empty() {
+                break;
+            }
+            let sealed_len = plaintext.len().checked_add(single_use::TAG_LEN).ok_or(PackError::OutOfBounds)?;
+            let offset = u32::try_from(end).map_err(|_| PackError::OutOfBounds)?;
+            let sealed_len = u32::try_from(sealed_len).map_err(|_| PackError::OutOfBounds)?;
+            entries.push(PackEntry { id: *id, offset, sealed_len });
+            end += sealed_len as usize;
+        }
+        u32::try_from(end).map_err(|_| PackError::OutOfBounds)?;
+        let items: Vec<([u8; 42], &[u8])> =
+            chunks[..entries.len()].iter().map(|(id, plaintext)| (chunk_aad(PACK_VERSION, id), *plaintext)).collect();
+        let keys = single_use::seal_fresh_all_into(&mut self.keys, &items, &mut self.body).map_err(|e| match e {
+            single_use::BatchSealError::Randomness => PackError::Randomness,
+            // Unreachable: every chunk and the pack fit in a u32 (checked above).
+            single_use::BatchSealError::TooLong => PackError::OutOfBounds,
+        })?;
+        self.entries.extend(entries);
+        Ok(keys.iter().map(ChunkKey::from_secret).collect())
     }
 
     /// Seals `plaintext` under the current epoch's chunk-seal key. Only for a version 1 pack.

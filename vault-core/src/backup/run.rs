@@ -17,7 +17,7 @@ use super::format::{
 use super::keys::{
     BackupKeys, ChunkId, ChunkKey, GenerationToken, Keyring, TokenPart, TokenPolicy, key_check_of, token_candidates,
 };
-use super::pack::{PackEntry, PackWriter, open_chunk};
+use super::pack::{PACK_TARGET, PackEntry, PackWriter, open_chunk};
 use super::padding::padme_len;
 use super::transport::{Transport, TransportError};
 use crate::error::{Error, Result};
@@ -26,9 +26,6 @@ use crate::secret::{SecretBytes, SecretKey};
 
 /// Most generations a run skips over manifests it cannot open before it gives up.
 const MAX_SKIPPED_GENERATIONS: u64 = 8;
-
-/// Packs are closed once they reach this size (before padding).
-pub const PACK_TARGET: usize = 4 << 20;
 
 /// What a backup run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -380,23 +377,41 @@ struct Uploader<'a> {
 }
 
 impl Uploader<'_> {
-    fn add(&mut self, chunk: &[u8]) -> Result<ChunkRef> {
-        self.meter.add(chunk.len() as u64)?;
-        let id = self.keys.chunk_id(chunk);
-        if let Some(key) = self.reusable.get(&id) {
-            self.report.reused_chunks += 1;
-            return Ok(ChunkRef { id, key: Some(key.clone()) });
+    /// Adds `chunks` in order and returns their references: the ids computed on all cores, the
+    /// chunks already stored reused, the others sealed into packs on all cores (each full pack
+    /// uploaded as it fills).
+    fn add_all(&mut self, chunks: &[&[u8]]) -> Result<Vec<ChunkRef>> {
+        self.meter.add(chunks.iter().map(|chunk| chunk.len() as u64).sum())?;
+        let ids = self.keys.chunk_ids(chunks);
+        // A chunk stored before, or twice in this run, is reused under the key it has.
+        let mut fresh_ids = HashSet::new();
+        let fresh: Vec<(ChunkId, &[u8])> = ids
+            .iter()
+            .zip(chunks)
+            .filter(|(id, _)| !self.reusable.contains_key(*id) && fresh_ids.insert(**id))
+            .map(|(id, chunk)| (*id, *chunk))
+            .collect();
+        self.report.new_chunks += fresh.len() as u64;
+        self.report.reused_chunks += (chunks.len() - fresh.len()) as u64;
+        let mut rest = &fresh[..];
+        while !rest.is_empty() {
+            let keys = self
+                .writer
+                .add_until(rest, PACK_TARGET)
+                .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
+            let (sealed, later) = rest.split_at(keys.len());
+            self.reusable.extend(sealed.iter().map(|(id, _)| *id).zip(keys));
+            rest = later;
+            if self.writer.len() >= PACK_TARGET {
+                self.flush()?;
+            }
         }
-        let key = self
-            .writer
-            .add(id, chunk)
-            .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
-        self.reusable.insert(id, key.clone());
-        self.report.new_chunks += 1;
-        if self.writer.len() >= PACK_TARGET {
-            self.flush()?;
-        }
-        Ok(ChunkRef { id, key: Some(key) })
+        ids.into_iter()
+            .map(|id| match self.reusable.get(&id) {
+                Some(key) => Ok(ChunkRef { id, key: Some(key.clone()) }),
+                None => Err(Error::Internal("a chunk added without its key")),
+            })
+            .collect()
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -413,6 +428,7 @@ impl Uploader<'_> {
         crate::failpoint::hit("backup:pack-uploaded");
         self.report.uploaded_bytes += bytes.len() as u64;
         self.report.packs += 1;
+        self.writer = PackWriter::reusing(bytes);
         for entry in entries {
             let location = Location { pack, entry, epoch: self.keys.current_epoch() };
             self.known.insert(entry.id, location);
@@ -668,7 +684,7 @@ fn run_once(
         }
         let stats = stats?;
         let ChunkSink { stream, uploader, ids, .. } = sink;
-        stream.finish(&mut |chunk: &[u8]| uploader.add(chunk).map(|c| ids.push(c)))?;
+        stream.finish(&mut |chunks: &[&[u8]]| uploader.add_all(chunks).map(|refs| ids.extend(refs)))?;
         stats
     };
     uploader.report.export_bytes = stats.bytes;
@@ -704,14 +720,7 @@ fn run_once(
     // The snapshot tree, through the same chunker and packs.
     let tree = Tree { export_len: stats.bytes, export_chunks, media };
     let encoded = tree.encode()?;
-    let mut tree_chunks = Vec::new();
-    let tree_chunker = Chunker::new(keys.gear(), ChunkParams::TREE);
-    let mut rest = &encoded[..];
-    for len in tree_chunker.chunk_lengths(&encoded) {
-        let (chunk, tail) = rest.split_at(len);
-        rest = tail;
-        tree_chunks.push(uploader.add(chunk)?);
-    }
+    let tree_chunks = uploader.add_all(&Chunker::new(keys.gear(), ChunkParams::TREE).chunks(&encoded))?;
     uploader.flush()?;
     uploader.meter.finish()?;
 
@@ -829,7 +838,8 @@ struct ChunkSink<'s, 'u, 'c> {
 impl std::io::Write for ChunkSink<'_, '_, '_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let (uploader, ids) = (&mut *self.uploader, &mut *self.ids);
-        let result = self.stream.push(buf, &mut |chunk: &[u8]| uploader.add(chunk).map(|id| ids.push(id)));
+        let result =
+            self.stream.push(buf, &mut |chunks: &[&[u8]]| uploader.add_all(chunks).map(|refs| ids.extend(refs)));
         match result {
             Ok(()) => Ok(buf.len()),
             Err(error) => {

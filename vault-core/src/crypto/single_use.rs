@@ -5,7 +5,8 @@
 //! again meets that with a constant nonce, which saves the 24 stored nonce bytes and the HChaCha20
 //! step of a random-nonce box. Backup chunks use it: each has its own random key, carried by the
 //! snapshot tree, so forgetting a chunk's key forgets the chunk (`docs/adr/0017-forward-secret-backups.md`).
-//! The caller must never seal a second plaintext under a key: [`seal_fresh`] draws the key itself.
+//! The caller must never seal a second plaintext under a key: [`seal_fresh_all_into`] draws the
+//! keys itself, one per plaintext.
 //! Like `crypto::aead`, it runs on aws-lc-rs on desktop and server builds and on RustCrypto
 //! elsewhere, with the same bytes (ADR 0018).
 
@@ -52,42 +53,84 @@ impl FreshKeys {
     }
 }
 
-/// Draws a fresh key from `keys`, appends `plaintext` sealed under it (`ciphertext ‖ tag`,
-/// binding `aad`) to `out`, and returns the key. Seals in place in `out`, without a buffer of its
-/// own. Only an input beyond the cipher's 256 GiB is refused: then nothing is appended, and the
-/// empty result only ever fails to open.
-pub(crate) fn seal_fresh_into(
-    keys: &mut FreshKeys,
-    aad: &[u8],
-    plaintext: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<SecretKey, getrandom::Error> {
-    let key = keys.draw()?;
-    seal_into(&key, aad, plaintext, out);
-    Ok(key)
+/// Why [`seal_fresh_all_into`] sealed nothing.
+#[derive(Debug)]
+pub(crate) enum BatchSealError {
+    /// The operating system's random number generator failed.
+    Randomness,
+    /// A plaintext beyond the cipher's limit, or more bytes than memory holds.
+    TooLong,
 }
 
-/// Appends `plaintext` sealed under a key the caller guarantees is used for this one plaintext
-/// only.
-fn seal_into(key: &SecretKey, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+/// The fewest plaintexts one task of [`seal_fresh_all_into`] seals (about 16 KiB of backup
+/// chunks): enough that handing the task to another core costs little beside the sealing.
+const SEALS_PER_TASK: usize = 16;
+
+/// Draws a fresh key for each `(aad, plaintext)` of `items`, and appends each plaintext sealed
+/// under its key, binding its `aad`, to `out` (`ciphertext ‖ tag`, back to back in order), sealing
+/// on all cores (rayon's pool). Returns the keys in order. On error nothing is appended.
+pub(crate) fn seal_fresh_all_into<A: AsRef<[u8]> + Sync>(
+    keys: &mut FreshKeys,
+    items: &[(A, &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<Vec<SecretKey>, BatchSealError> {
+    let drawn =
+        items.iter().map(|_| keys.draw()).collect::<Result<Vec<_>, _>>().map_err(|_| BatchSealError::Randomness)?;
+    seal_all_into(&drawn, items, out)?;
+    Ok(drawn)
+}
+
+/// Appends each plaintext of `items` sealed under the key of the same place in `keys`, which the
+/// caller guarantees is used for that one plaintext only, on all cores.
+fn seal_all_into<A: AsRef<[u8]> + Sync>(
+    keys: &[SecretKey],
+    items: &[(A, &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<(), BatchSealError> {
+    use rayon::prelude::*;
+
+    let sealed_len = items
+        .iter()
+        .try_fold(0usize, |total, (_, plaintext)| total.checked_add(plaintext.len().checked_add(TAG_LEN)?))
+        .ok_or(BatchSealError::TooLong)?;
     let start = out.len();
-    out.extend_from_slice(plaintext);
-    match backend::seal_in_place(key, NONCE, aad, &mut out[start..]) {
-        Some(tag) => out.extend_from_slice(&tag),
-        None => {
-            out[start..].zeroize();
-            out.truncate(start);
-        }
+    out.resize(start.checked_add(sealed_len).ok_or(BatchSealError::TooLong)?, 0);
+    // One region of `out` per item, each the length of its sealed plaintext.
+    let mut regions = Vec::with_capacity(items.len());
+    let mut rest = &mut out[start..];
+    for (_, plaintext) in items {
+        let (region, tail) = std::mem::take(&mut rest).split_at_mut(plaintext.len() + TAG_LEN);
+        regions.push(region);
+        rest = tail;
     }
+    let all_sealed = regions.into_par_iter().zip(items).zip(keys).with_min_len(SEALS_PER_TASK).all(
+        |((region, (aad, plaintext)), key)| {
+            let (body, tag) = region.split_at_mut(plaintext.len());
+            body.copy_from_slice(plaintext);
+            match backend::seal_in_place(key, NONCE, aad.as_ref(), body) {
+                Some(sealed_tag) => {
+                    tag.copy_from_slice(&sealed_tag);
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    if !all_sealed {
+        out[start..].zeroize();
+        out.truncate(start);
+        return Err(BatchSealError::TooLong);
+    }
+    Ok(())
 }
 
 /// Draws a fresh key and seals `plaintext` under it, binding `aad`; returns the key and
 /// `ciphertext ‖ tag`.
 #[cfg(test)]
-pub(crate) fn seal_fresh(aad: &[u8], plaintext: &[u8]) -> Result<(SecretKey, Vec<u8>), getrandom::Error> {
+pub(crate) fn seal_fresh(aad: &[u8], plaintext: &[u8]) -> Result<(SecretKey, Vec<u8>), BatchSealError> {
     let mut sealed = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    let key = seal_fresh_into(&mut FreshKeys::default(), aad, plaintext, &mut sealed)?;
-    Ok((key, sealed))
+    let mut keys = seal_fresh_all_into(&mut FreshKeys::default(), &[(aad, plaintext)], &mut sealed)?;
+    Ok((keys.pop().ok_or(BatchSealError::Randomness)?, sealed))
 }
 
 /// Authenticates and decrypts `ciphertext ‖ tag` under `key`. Any failure is the same
@@ -146,7 +189,7 @@ mod tests {
 
     fn seal_with(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut sealed = Vec::new();
-        seal_into(key, aad, plaintext, &mut sealed);
+        seal_all_into(std::slice::from_ref(key), &[(aad, plaintext)], &mut sealed).unwrap();
         sealed
     }
 
@@ -157,13 +200,38 @@ mod tests {
         let mut drawn = std::collections::HashSet::new();
         for i in 0..KEYS_PER_DRAW + 3 {
             let start = out.len();
-            let key = seal_fresh_into(&mut keys, b"aad", &[i as u8; 5], &mut out).unwrap();
+            let key = seal_fresh_all_into(&mut keys, &[(b"aad", &[i as u8; 5][..])], &mut out).unwrap().remove(0);
             assert_eq!(out.len(), start + 5 + TAG_LEN);
             assert_eq!(open(&key, b"aad", &out[start..]).unwrap().expose_secret(), &[i as u8; 5]);
             assert!(drawn.insert(*key.expose_secret()), "key {i} drawn twice");
             assert!(keys.batch[..keys.next * 32].iter().all(|b| *b == 0), "handed-out keys are cleared");
         }
         assert_eq!(&out[..6], b"header");
+    }
+
+    #[test]
+    fn a_batch_seals_each_item_as_one_seal_would_under_keys_of_its_own() {
+        let mut keys = FreshKeys::default();
+        let plaintexts: Vec<Vec<u8>> = (0..KEYS_PER_DRAW * 2 + 5).map(|i| vec![i as u8; i * 7 % 300]).collect();
+        let items: Vec<([u8; 2], &[u8])> =
+            plaintexts.iter().enumerate().map(|(i, p)| ((i as u16).to_le_bytes(), &p[..])).collect();
+        let mut out = b"header".to_vec();
+        let drawn = seal_fresh_all_into(&mut keys, &items, &mut out).unwrap();
+        assert_eq!(drawn.len(), items.len());
+        assert_eq!(&out[..6], b"header");
+        let mut at = 6;
+        let mut distinct = std::collections::HashSet::new();
+        for ((aad, plaintext), key) in items.iter().zip(&drawn) {
+            let sealed = &out[at..at + plaintext.len() + TAG_LEN];
+            assert_eq!(sealed, seal_with(key, aad, plaintext), "the same bytes as a single seal");
+            assert_eq!(open(key, aad, sealed).unwrap().expose_secret(), *plaintext);
+            assert!(distinct.insert(*key.expose_secret()), "a key drawn twice");
+            at += sealed.len();
+        }
+        assert_eq!(at, out.len());
+        let none: [([u8; 2], &[u8]); 0] = [];
+        assert!(seal_fresh_all_into(&mut keys, &none, &mut out).unwrap().is_empty());
+        assert_eq!(at, out.len());
     }
 
     /// Computed independently with Python `cryptography` 48.0.0 (`ChaCha20Poly1305(key)
