@@ -73,8 +73,8 @@ impl Chunker {
         out
     }
 
-    /// The lengths of the chunks at the start of `data` that leave at least `keep` bytes behind
-    /// their cut, until they add up to `run` bytes or more.
+    /// The lengths of the chunks at the start of `data`, each starting at least `keep` bytes
+    /// before the end of `data`, until they add up to `run` bytes or more.
     fn cut_run(&self, data: &[u8], run: usize, keep: usize) -> Vec<usize> {
         let mut lengths = Vec::new();
         let mut start = 0;
@@ -99,9 +99,9 @@ const STREAM_RUN: usize = 1 << 20;
 
 /// A push-style chunker: feed it bytes as they are produced (for example by the database
 /// export, which writes), and it hands out the chunks whose ends are decided, in runs of about
-/// [`STREAM_RUN`] bytes. It finds the next run's cut points on another core (rayon's pool) while
-/// the caller works on a run. Holds at most two runs and one maximum chunk, in a buffer allocated
-/// once and zeroized when dropped.
+/// [`STREAM_RUN`] bytes. It finds the next run's cut points on rayon's pool (another core, when
+/// the caller is not itself one of the pool's threads) while the caller works on a run. Holds at
+/// most two runs and one maximum chunk, in a buffer allocated once and zeroized when dropped.
 pub struct ChunkStream<'a> {
     chunker: &'a Chunker,
     buf: zeroize::Zeroizing<Vec<u8>>,
@@ -119,6 +119,7 @@ impl<'a> ChunkStream<'a> {
     }
 
     fn with_run(chunker: &'a Chunker, run: usize) -> Self {
+        let run = run.max(1);
         let buf = zeroize::Zeroizing::new(Vec::with_capacity(2 * run + chunker.params.max));
         Self { chunker, buf, decided: Vec::new(), run }
     }
@@ -130,7 +131,7 @@ impl<'a> ChunkStream<'a> {
     }
 
     /// Adds `data`; calls `each` with the chunks now complete, in order, whenever a run of them
-    /// is ready.
+    /// is ready. After an error from `each` the stream is spent: it would hand that run out again.
     pub fn push<E>(&mut self, mut data: &[u8], each: &mut impl FnMut(&[&[u8]]) -> Result<(), E>) -> Result<(), E> {
         let full = self.capacity();
         while !data.is_empty() {
@@ -145,7 +146,7 @@ impl<'a> ChunkStream<'a> {
         Ok(())
     }
 
-    /// Hands the decided chunks to `each` on this thread while another core finds the next
+    /// Hands the decided chunks to `each` on this thread while the pool finds the next
     /// chunks' cut points: at least `run` bytes of them, or all those that leave `keep` bytes
     /// buffered behind their cut (a cut looks at most one maximum chunk ahead, so with `keep` at
     /// the maximum these are decided).

@@ -400,18 +400,19 @@ impl Uploader<'_> {
                 .add_until(rest, PACK_TARGET)
                 .map_err(|e| Error::Integrity { object: DataKind::BackupSnapshot, problem: e.to_string() })?;
             let (sealed, later) = rest.split_at(keys.len());
-            self.reusable.extend(sealed.iter().map(|(id, _)| *id).zip(keys));
+            self.reusable.extend(sealed.iter().map(|(id, _)| *id).zip(keys.iter().cloned()));
             rest = later;
             if self.writer.len() >= PACK_TARGET {
                 self.flush()?;
             }
         }
-        ids.into_iter()
-            .map(|id| match self.reusable.get(&id) {
-                Some(key) => Ok(ChunkRef { id, key: Some(key.clone()) }),
-                None => Err(Error::Internal("a chunk added without its key")),
-            })
-            .collect()
+        // Sized up front: a vector of keys grown by reallocation would leave copies behind.
+        let mut refs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = self.reusable.get(&id).ok_or(Error::Internal("a chunk added without its key"))?;
+            refs.push(ChunkRef { id, key: Some(key.clone()) });
+        }
+        Ok(refs)
     }
 
     fn flush(&mut self) -> Result<()> {

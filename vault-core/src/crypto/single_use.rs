@@ -89,6 +89,8 @@ fn seal_all_into<A: AsRef<[u8]> + Sync>(
 ) -> Result<(), BatchSealError> {
     use rayon::prelude::*;
 
+    debug_assert_eq!(keys.len(), items.len(), "one key for each plaintext");
+
     let sealed_len = items
         .iter()
         .try_fold(0usize, |total, (_, plaintext)| total.checked_add(plaintext.len().checked_add(TAG_LEN)?))
@@ -130,7 +132,7 @@ fn seal_all_into<A: AsRef<[u8]> + Sync>(
 pub(crate) fn seal_fresh(aad: &[u8], plaintext: &[u8]) -> Result<(SecretKey, Vec<u8>), BatchSealError> {
     let mut sealed = Vec::with_capacity(plaintext.len() + TAG_LEN);
     let mut keys = seal_fresh_all_into(&mut FreshKeys::default(), &[(aad, plaintext)], &mut sealed)?;
-    Ok((keys.pop().ok_or(BatchSealError::Randomness)?, sealed))
+    Ok((keys.pop().expect("one plaintext sealed"), sealed))
 }
 
 /// Authenticates and decrypts `ciphertext ‖ tag` under `key`. Any failure is the same
