@@ -258,7 +258,14 @@ impl PendingMediaCheck {
 
 impl MediaCheck for PendingMediaCheck {
     fn passes(self: Box<Self>) -> bool {
-        self.files.open(&self.id, &self.key, self.length).and_then(|mut reader| authenticate_all(&mut reader)).is_ok()
+        let passes = self
+            .files
+            .open(&self.id, &self.key, self.length)
+            .and_then(|mut reader| authenticate_all(&mut reader))
+            .is_ok();
+        // Written (durably) and now read back: the restore has no further use for its pages.
+        crate::fsutil::release_cached(&self.files.path(&self.id));
+        passes
     }
 }
 
