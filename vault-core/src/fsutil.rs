@@ -87,52 +87,67 @@ pub(crate) fn copy_large(reader: &mut dyn io::Read, writer: &mut dyn io::Write) 
 /// Advice only: the file is unchanged, and where the call fails or the platform has no such
 /// advice (Apple platforms) nothing happens.
 pub(crate) fn release_cached(path: &Path) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Ok(file) = File::open(path) {
-        let _ = nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        advise_dont_need(&file, 0, 0);
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = path;
 }
 
-/// Bytes a [`WrittenBehind`] file takes between starting their writeback.
+/// `posix_fadvise(DONTNEED)` over `len` bytes of `file` from `offset` (0: to the end), on Linux and
+/// Android: the kernel may start writing back the range's dirty pages, without waiting, and drops
+/// its clean ones; dirty pages are never discarded. Elsewhere, and past the platform's file
+/// offsets, nothing.
+fn advise_dont_need(file: &File, offset: u64, len: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+        use nix::libc::off_t;
+        if let (Ok(offset), Ok(len)) = (off_t::try_from(offset), off_t::try_from(len)) {
+            let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (file, offset, len);
+}
+
+/// Bytes a [`WrittenBehind`] file takes between two pieces of advice.
 const WRITE_BEHIND_STEP: u64 = 8 << 20;
 
-/// A file being written sequentially whose bytes go to the disk as it is written, not all at the
-/// final fsync: every [`WRITE_BEHIND_STEP`] bytes it asks the kernel (`posix_fadvise(DONTNEED)`,
-/// which starts the writeback of a range's dirty pages and drops its clean ones) to start writing
-/// the newest step and to drop the steps written before, now on the disk. The disk then works
-/// while the next bytes are produced, the final fsync waits only for the last steps, and the file
-/// holds a few steps of page cache rather than all its bytes. Durability is still the caller's
-/// fsync. Advice only: on Apple platforms, or where the call fails, it is a plain file.
+/// The range `(from, to)` advised once the step starting at `step_start` is written: that step
+/// and the three before it.
+fn write_behind_range(step_start: u64) -> (u64, u64) {
+    (step_start.saturating_sub(3 * WRITE_BEHIND_STEP), step_start + WRITE_BEHIND_STEP)
+}
+
+/// A file being written sequentially whose bytes usually go to the disk as they are written, not
+/// all at the final fsync: every [`WRITE_BEHIND_STEP`] bytes it advises DONTNEED over the newest
+/// step and the three before it ([`advise_dont_need`]), so that the kernel starts writing the
+/// newest step and drops the earlier ones it has written back by then. The disk then works while
+/// the next bytes are produced, the final fsync waits mostly for the last steps, and on a disk that
+/// keeps up the file holds a few steps of page cache rather than all its bytes. Durability is
+/// still the caller's fsync, and the bytes are the same: advice only (on Apple platforms, or where
+/// the call fails, it is a plain file).
 pub(crate) struct WrittenBehind<'f> {
     file: &'f mut File,
+    /// The file offset the writes started at.
+    start: u64,
     written: u64,
     advised: u64,
 }
 
 impl<'f> WrittenBehind<'f> {
-    /// Writes to `file` from its current position, which must be its start.
-    pub(crate) fn new(file: &'f mut File) -> Self {
-        Self { file, written: 0, advised: 0 }
+    /// Writes to `file` from its current position.
+    pub(crate) fn new(file: &'f mut File) -> io::Result<Self> {
+        let start = io::Seek::stream_position(file)?;
+        Ok(Self { file, start, written: 0, advised: 0 })
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn advise(&mut self) {
-        use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
         while self.written - self.advised >= WRITE_BEHIND_STEP {
-            // The newest step and the three before it: their writeback starts (or has started),
-            // and the pages already written back are dropped.
-            let from = self.advised.saturating_sub(3 * WRITE_BEHIND_STEP);
-            let len = self.advised + WRITE_BEHIND_STEP - from;
-            let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else { return };
-            let _ = posix_fadvise(&*self.file, from, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+            let (from, to) = write_behind_range(self.advised);
+            advise_dont_need(self.file, self.start + from, to - from);
             self.advised += WRITE_BEHIND_STEP;
         }
     }
-
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn advise(&mut self) {}
 }
 
 impl Write for WrittenBehind<'_> {
@@ -219,17 +234,28 @@ mod tests {
     fn a_file_written_behind_holds_every_byte_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("written");
-        let bytes: Vec<u8> = (0..(3 * WRITE_BEHIND_STEP as u32 + 12_345)).map(|i| (i % 253) as u8).collect();
+        let bytes: Vec<u8> = (0..(5 * WRITE_BEHIND_STEP as u32 + 12_345)).map(|i| (i % 253) as u8).collect();
         let mut file = File::create(&path).unwrap();
-        let mut behind = WrittenBehind::new(&mut file);
-        for piece in bytes.chunks(1 << 20) {
+        file.write_all(b"head").unwrap();
+        let mut behind = WrittenBehind::new(&mut file).unwrap();
+        assert_eq!(behind.start, 4);
+        // One write across several steps, then smaller ones.
+        let (first, rest) = bytes.split_at(20 << 20);
+        behind.write_all(first).unwrap();
+        assert_eq!(behind.advised, 2 * WRITE_BEHIND_STEP);
+        for piece in rest.chunks(1 << 20) {
             behind.write_all(piece).unwrap();
         }
-        assert_eq!(behind.written, bytes.len() as u64);
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        assert_eq!(behind.advised, 3 * WRITE_BEHIND_STEP, "each whole step advised once");
+        assert_eq!((behind.written, behind.advised), (bytes.len() as u64, 5 * WRITE_BEHIND_STEP));
         file.sync_all().unwrap();
-        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert_eq!(fs::read(&path).unwrap()[4..], bytes[..]);
+    }
+
+    #[test]
+    fn written_behind_advice_covers_the_newest_step_and_three_before() {
+        let mib = |n: u64| n << 20;
+        let ranges: Vec<(u64, u64)> = (0..5).map(|i| write_behind_range(i * WRITE_BEHIND_STEP)).collect();
+        assert_eq!(ranges, [(0, mib(8)), (0, mib(16)), (0, mib(24)), (0, mib(32)), (mib(8), mib(40))]);
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl MediaFiles {
             let header = MediaHeader::generate(id.0).map_err(Error::from_rng)?;
             let cipher = SegmentCipher::new(key, header);
             let mut file = file;
-            let len = io::encrypt(&cipher, input, &mut fsutil::WrittenBehind::new(&mut file)).map_err(|e| match e {
+            let mut written_behind =
+                fsutil::WrittenBehind::new(&mut file).map_err(Error::io("creating a media file"))?;
+            let len = io::encrypt(&cipher, input, &mut written_behind).map_err(|e| match e {
                 StreamError::Io(source) if crate::progress::is_cancelled(&source) => Error::Cancelled,
                 StreamError::Io(source) => Error::Io { context: "importing media", source },
                 other => stream_error(other),
